@@ -1,0 +1,231 @@
+/*
+ * check.c - `tresor check`: is the store what its index says it is?
+ *
+ * Checks, in order: every pack named by the index exists and (if finished)
+ * its authenticated footer lists exactly the chunks the index places in it;
+ * chunk reference counts equal the extent rows naming them; every extent
+ * lies inside its chunk; live directory entries name live inodes and live
+ * link counts match the entries; optionally every chunk's bytes
+ * authenticate.  Open packs held by a running daemon are skipped.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+
+#include "check.h"
+#include "util.h"
+
+struct ctx {
+	struct store *st;
+	check_report_fn report;
+	void *arg;
+	struct check_result *res;
+};
+
+static void problem(struct ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void problem(struct ctx *c, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	c->res->problems++;
+	c->report(c->arg, line);
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct pack_entry *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Compare one pack's footer with the index's chunk rows for it. */
+static int check_pack(struct ctx *c, int64_t pack, int state)
+{
+	uint8_t name[PACK_NAME_LEN];
+	char hex[PACK_NAME_LEN * 2 + 1];
+	int err = index_pack_name(c->st->ix, pack, name);
+	if (err)
+		return err;
+	hex_encode(name, PACK_NAME_LEN, hex);
+	char *path = store_pack_path(c->st, name);
+	if (!path)
+		return -ENOMEM;
+	struct chunk_loc *cs = NULL;
+	size_t nc = 0;
+	err = index_pack_chunks(c->st->ix, pack, &cs, &nc);
+	if (err)
+		goto out;
+	int fin = pack_is_finished(path);
+	if (fin < 0) {
+		problem(c, "pack %s: %s (%s)", hex, strerror(-fin),
+			fin == -ENOENT ? "missing" : "unreadable");
+		goto out;
+	}
+	if (state == PACK_OPEN || !fin) {
+		/* Being written, or an orphan the next mount finishes: its
+		 * records must at least lie inside the file. */
+		goto out;
+	}
+	struct pack_entry *es = NULL;
+	size_t ne = 0;
+	int r = pack_read_footer(path, name, &c->st->keys, &es, &ne);
+	if (r) {
+		problem(c, "pack %s: footer %s", hex,
+			r == -EBADMSG ? "fails authentication (damaged or swapped)"
+				      : strerror(-r));
+		goto out;
+	}
+	qsort(es, ne, sizeof(*es), entry_cmp);
+	for (size_t i = 0; i < nc; i++) {
+		struct pack_entry key = { .off = cs[i].e.off };
+		struct pack_entry *f = bsearch(&key, es, ne, sizeof(*es), entry_cmp);
+		if (!f || memcmp(f->id, cs[i].e.id, CHUNK_ID_LEN) ||
+		    f->slen != cs[i].e.slen || f->rlen != cs[i].e.rlen ||
+		    f->flags != cs[i].e.flags)
+			problem(c, "pack %s: chunk at offset %llu is not what the index says",
+				hex, (unsigned long long)cs[i].e.off);
+	}
+	free(es);
+out:
+	c->res->packs++;
+	free(cs);
+	free(path);
+	return err;
+}
+
+/* Run a query whose every row is a problem described by its columns. */
+static int each_row(struct ctx *c, const char *sql, const char *what)
+{
+	sqlite3_stmt *st;
+	sqlite3 *db = index_db(c->st->ix);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		tlog(LOG_ERR, "check: %s", sqlite3_errmsg(db));
+		return -EIO;
+	}
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		problem(c, what, (long long)sqlite3_column_int64(st, 0),
+			(long long)sqlite3_column_int64(st, 1),
+			(long long)sqlite3_column_int64(st, 2));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int count(struct ctx *c, const char *sql, uint64_t *out)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(index_db(c->st->ix), sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+#define ALIVE "9223372036854775807"
+
+static int check_rows(struct ctx *c)
+{
+	int err = each_row(c,
+		"SELECT c.id, c.refs, (SELECT COUNT(*) FROM extent e WHERE e.chunk = c.id)"
+		" FROM chunk c WHERE c.refs != (SELECT COUNT(*) FROM extent e WHERE e.chunk = c.id)",
+		"chunk %lld: reference count %lld but %lld extents name it");
+	if (!err)
+		err = each_row(c,
+			"SELECT e.vol, e.ino, e.off FROM extent e LEFT JOIN chunk c ON c.id = e.chunk"
+			" WHERE c.id IS NULL OR e.coff + e.len > c.rlen OR e.len <= 0",
+			"volume %lld inode %lld: extent at %lld names a missing chunk or lies outside it");
+	if (!err)
+		err = each_row(c,
+			"SELECT d.vol, d.parent, d.ino FROM dentry d WHERE d.death = " ALIVE
+			" AND NOT EXISTS (SELECT 1 FROM inode i WHERE i.vol = d.vol AND i.ino = d.ino"
+			" AND i.death = " ALIVE ")",
+			"volume %lld directory %lld: entry names inode %lld, which does not exist");
+	if (!err)
+		err = each_row(c,
+			"SELECT i.vol, i.ino, i.nlink FROM inode i WHERE i.death = " ALIVE
+			" AND (i.mode & 61440) != 16384 AND i.nlink != (SELECT COUNT(*) FROM dentry d"
+			" WHERE d.vol = i.vol AND d.ino = i.ino AND d.death = " ALIVE ")"
+			" AND NOT EXISTS (SELECT 1 FROM orphan o WHERE o.vol = i.vol AND o.ino = i.ino)",
+			"volume %lld inode %lld: link count %lld does not match its directory entries");
+	if (!err)
+		err = each_row(c,
+			"SELECT c.id, c.pack, c.off FROM chunk c LEFT JOIN pack p ON p.id = c.pack"
+			" WHERE p.id IS NULL",
+			"chunk %lld: names pack %lld (offset %lld), which the index does not have");
+	if (!err)
+		err = count(c, "SELECT COUNT(*) FROM chunk", &c->res->chunks);
+	if (!err)
+		err = count(c, "SELECT COUNT(*) FROM extent", &c->res->extents);
+	if (!err)
+		err = count(c, "SELECT COUNT(*) FROM inode WHERE death = " ALIVE,
+			    &c->res->inodes);
+	return err;
+}
+
+/* Read and authenticate every chunk. */
+static int check_data(struct ctx *c)
+{
+	sqlite3_stmt *st;
+	sqlite3 *db = index_db(c->st->ix);
+	if (sqlite3_prepare_v2(db, "SELECT id, rlen FROM chunk ORDER BY pack, off",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	int rc, err = 0;
+	uint8_t *buf = NULL;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && !err) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		size_t rlen = sqlite3_column_int64(st, 1);
+		struct chunk_ref ref;
+		err = store_chunk_ref(c->st, id, &ref);
+		if (err)
+			break;
+		uint8_t *nb = realloc(buf, rlen ? rlen : 1);
+		if (!nb) {
+			err = -ENOMEM;
+			break;
+		}
+		buf = nb;
+		int r = store_read_chunk(c->st, &ref, 0, buf, rlen);
+		if (r) {
+			char hex[PACK_NAME_LEN * 2 + 1];
+			hex_encode(ref.pack, PACK_NAME_LEN, hex);
+			problem(c, "pack %s: chunk %lld at offset %llu: %s", hex,
+				(long long)id, (unsigned long long)ref.e.off,
+				r == -EBADMSG ? "fails authentication" : strerror(-r));
+		}
+		c->res->bytes_read += rlen;
+	}
+	free(buf);
+	sqlite3_finalize(st);
+	return err;
+}
+
+int store_check(struct store *st, const struct check_opts *o,
+		check_report_fn report, void *arg, struct check_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	struct ctx c = { .st = st, .report = report, .arg = arg, .res = res };
+	int err = 0;
+	for (int state = PACK_OPEN; state <= PACK_FINISHED && !err; state++) {
+		int64_t *ids;
+		size_t n;
+		err = index_pack_list(st->ix, state, &ids, &n);
+		for (size_t i = 0; i < n && !err; i++)
+			err = check_pack(&c, ids[i], state);
+		free(ids);
+	}
+	if (!err)
+		err = check_rows(&c);
+	if (!err && o->read_data)
+		err = check_data(&c);
+	return err;
+}

@@ -1,0 +1,29 @@
+/*
+ * check.h - verify a store: the index against itself and against the packs.
+ *
+ * Reads only; repairs nothing.  Each problem is reported through a callback
+ * as one line naming what is wrong and where, so the tool decides how to
+ * show it.
+ */
+#ifndef TRESOR_CHECK_H
+#define TRESOR_CHECK_H
+
+#include "store.h"
+
+struct check_opts {
+	int read_data;		/* also read and authenticate every chunk */
+};
+
+struct check_result {
+	uint64_t packs, chunks, extents, inodes, problems;
+	uint64_t bytes_read;
+};
+
+typedef void (*check_report_fn)(void *arg, const char *line);
+
+/* Returns 0 when the check ran (problems counted in res), -errno if it
+ * could not run. */
+int store_check(struct store *st, const struct check_opts *o,
+		check_report_fn report, void *arg, struct check_result *res);
+
+#endif

@@ -1,0 +1,1044 @@
+/*
+ * fuse_ops.c - the FUSE low-level operations of a mounted volume, and the
+ * mount/serve loop.
+ *
+ * The kernel does permission checks (default_permissions), so these
+ * operations check only what it cannot: names, emptiness, types.  New
+ * inodes take the caller's uid/gid (and a setgid directory's group).
+ * Every change goes into the index's open transaction, committed by the
+ * committer thread each second and at fsync.
+ */
+#define FUSE_USE_VERSION 34
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "vfs.h"
+
+#define TIMEOUT 1.0
+#define NAME_MAX_LEN 255
+
+static struct vfs *V(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void attr_to_stat(struct vfs *v, const struct inode_attr *a,
+			 struct stat *sb)
+{
+	memset(sb, 0, sizeof(*sb));
+	sb->st_ino = a->ino;
+	sb->st_mode = a->mode;
+	sb->st_nlink = a->nlink;
+	sb->st_uid = a->uid;
+	sb->st_gid = a->gid;
+	sb->st_size = a->size;
+	sb->st_rdev = a->rdev;
+	sb->st_blksize = 128 << 10;
+	sb->st_blocks = (a->size + 511) / 512;
+	if (S_ISREG(a->mode)) {
+		int64_t b = index_extent_bytes(v->st->ix, v->vol.id, VIEW_LIVE,
+					       a->ino);
+		if (b >= 0 && (uint64_t)b < a->size)
+			sb->st_blocks = (b + 511) / 512;
+	}
+	sb->st_atim.tv_sec = a->atime / 1000000000;
+	sb->st_atim.tv_nsec = a->atime % 1000000000;
+	sb->st_mtim.tv_sec = a->mtime / 1000000000;
+	sb->st_mtim.tv_nsec = a->mtime % 1000000000;
+	sb->st_ctim.tv_sec = a->ctime / 1000000000;
+	sb->st_ctim.tv_nsec = a->ctime % 1000000000;
+}
+
+/* Reply with an entry for n and count the kernel's new reference. */
+static void reply_entry(fuse_req_t req, struct vfs *v, struct node *n)
+{
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = n->ino;
+	e.attr_timeout = TIMEOUT;
+	e.entry_timeout = TIMEOUT;
+	attr_to_stat(v, &n->attr, &e.attr);
+	n->nlookup++;
+	fuse_reply_entry(req, &e);
+}
+
+static int check_name(const char *name)
+{
+	if (strlen(name) > NAME_MAX_LEN)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->max_write = 1 << 20;
+	conn->max_readahead = 1 << 20;
+	if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vfs *v = V(req);
+	uint64_t ino;
+	int err = check_name(name);
+	pthread_mutex_lock(&v->lock);
+	if (!err)
+		err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
+					  parent, name, &ino);
+	struct node *n = err ? NULL : node_get(v, ino, &err);
+	if (n)
+		reply_entry(req, v, n);
+	else if (err == -ENOENT) {
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = TIMEOUT;	/* negative entry */
+		fuse_reply_entry(req, &e);
+	} else
+		fuse_reply_err(req, -err);
+	pthread_mutex_unlock(&v->lock);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct vfs *v = V(req);
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_find(v, ino);
+	if (n)
+		node_forget(v, n, nlookup);
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *fd)
+{
+	struct vfs *v = V(req);
+	pthread_mutex_lock(&v->lock);
+	for (size_t i = 0; i < count; i++) {
+		struct node *n = node_find(v, fd[i].ino);
+		if (n)
+			node_forget(v, n, fd[i].nlookup);
+	}
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct vfs *v = V(req);
+	int err = 0;
+	struct stat sb;
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_get(v, ino, &err);
+	if (n)
+		attr_to_stat(v, &n->attr, &sb);
+	pthread_mutex_unlock(&v->lock);
+	if (n)
+		fuse_reply_attr(req, &sb, TIMEOUT);
+	else
+		fuse_reply_err(req, -err);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
+		       int to_set, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct vfs *v = V(req);
+	int err = 0;
+	if (v->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_get(v, ino, &err);
+	if (n && (to_set & FUSE_SET_ATTR_SIZE))
+		n->nopen++;	/* pin across the unlocked truncate */
+	pthread_mutex_unlock(&v->lock);
+	if (!n) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (!S_ISREG(n->attr.mode)) {
+			err = S_ISDIR(n->attr.mode) ? -EISDIR : -EINVAL;
+		} else {
+			pthread_mutex_lock(&n->dlock);
+			err = node_truncate(v, n, sb->st_size);
+			pthread_mutex_unlock(&n->dlock);
+		}
+	}
+	pthread_mutex_lock(&v->lock);
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		n->nopen--;
+	int64_t now = vfs_now();
+	if (!err) {
+		struct inode_attr *a = &n->attr;
+		if (to_set & FUSE_SET_ATTR_MODE)
+			a->mode = (a->mode & S_IFMT) | (sb->st_mode & 07777);
+		if (to_set & FUSE_SET_ATTR_UID)
+			a->uid = sb->st_uid;
+		if (to_set & FUSE_SET_ATTR_GID)
+			a->gid = sb->st_gid;
+		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+			a->atime = now;
+		else if (to_set & FUSE_SET_ATTR_ATIME)
+			a->atime = sb->st_atim.tv_sec * 1000000000LL + sb->st_atim.tv_nsec;
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			a->mtime = now;
+		else if (to_set & FUSE_SET_ATTR_MTIME)
+			a->mtime = sb->st_mtim.tv_sec * 1000000000LL + sb->st_mtim.tv_nsec;
+		if (to_set & FUSE_SET_ATTR_CTIME)
+			a->ctime = sb->st_ctim.tv_sec * 1000000000LL + sb->st_ctim.tv_nsec;
+		else
+			a->ctime = now;
+		n->attr_dirty = 1;
+		err = node_persist(v, n);
+	}
+	struct stat out;
+	if (!err)
+		attr_to_stat(v, &n->attr, &out);
+	pthread_mutex_unlock(&v->lock);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_attr(req, &out, TIMEOUT);
+}
+
+/* Create an inode of the given mode under parent/name and reply with its
+ * entry.  data (len bytes) becomes its content (the target of a symlink). */
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, dev_t rdev, const void *data, size_t len,
+		      struct fuse_file_info *fi)
+{
+	struct vfs *v = V(req);
+	if (v->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int err = check_name(name);
+	int64_t rowid = 0;
+	pthread_mutex_lock(&v->lock);
+	struct node *p = err ? NULL : node_get(v, parent, &err);
+	uint64_t ino;
+	if (p && !S_ISDIR(p->attr.mode))
+		err = -ENOTDIR;
+	if (!err && p->attr.nlink == 0)
+		err = -ENOENT;
+	if (!err) {
+		err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
+					  parent, name, &ino);
+		err = err == -ENOENT ? 0 : (err ? err : -EEXIST);
+	}
+	if (!err)
+		err = index_begin(v->st->ix);
+	if (!err && len)
+		err = store_put(v->st, data, len, &rowid);
+	ino = err ? 0 : vfs_alloc_ino(v, &err);
+	struct node *n = NULL;
+	if (!err) {
+		int64_t now = vfs_now();
+		struct inode_attr a = {
+			.ino = ino, .mode = mode, .uid = ctx->uid,
+			.gid = ctx->gid, .nlink = S_ISDIR(mode) ? 2 : 1,
+			.size = len, .rdev = rdev, .atime = now, .mtime = now,
+			.ctime = now,
+		};
+		if (p->attr.mode & S_ISGID) {
+			a.gid = p->attr.gid;
+			if (S_ISDIR(mode))
+				a.mode |= S_ISGID;
+		}
+		err = index_inode_put(v->st->ix, v->vol.id, v->vol.epoch, &a);
+		if (!err && len) {
+			struct extent x = { .off = 0, .len = len, .chunk = rowid };
+			err = index_extent_replace(v->st->ix, v->vol.id,
+						   v->vol.epoch, ino, &x);
+		}
+		if (!err)
+			err = index_dentry_add(v->st->ix, v->vol.id, v->vol.epoch,
+					       parent, name, ino);
+		if (!err && S_ISDIR(mode))
+			p->attr.nlink++;
+		if (!err) {
+			p->attr.mtime = p->attr.ctime = now;
+			p->attr_dirty = 1;
+			err = node_persist(v, p);
+		}
+		if (!err) {
+			n = node_new(v, &a);
+			if (!n)
+				err = -ENOMEM;
+		}
+	}
+	if (!err && fi) {
+		n->nopen++;
+		fi->keep_cache = 1;
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		e.ino = n->ino;
+		e.attr_timeout = e.entry_timeout = TIMEOUT;
+		attr_to_stat(v, &n->attr, &e.attr);
+		n->nlookup++;
+		if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+			n->nlookup--;
+			n->nopen--;
+		}
+	} else if (!err) {
+		reply_entry(req, v, n);
+	} else {
+		fuse_reply_err(req, -err);
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	make_node(req, parent, name, mode, rdev, NULL, 0, NULL);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, 0, NULL);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	make_node(req, parent, name, S_IFLNK | 0777, 0, link, strlen(link),
+		  NULL);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	make_node(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, 0, fi);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vfs *v = V(req);
+	int err = 0;
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_get(v, ino, &err);
+	uint64_t size = n ? n->attr.size : 0;
+	if (n && !S_ISLNK(n->attr.mode))
+		err = -EINVAL;
+	pthread_mutex_unlock(&v->lock);
+	if (!n || err || size > PATH_MAX) {
+		fuse_reply_err(req, n && !err ? EIO : -err);
+		return;
+	}
+	char buf[PATH_MAX + 1];
+	err = vfs_read_extents(v, VIEW_LIVE, ino, buf, size, 0);
+	buf[size] = 0;
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+/* Remove parent/name, which must be a directory iff want_dir.  Drops a
+ * link of the target; an inode with no links left ends when no one holds
+ * it any more.  ctx->lock held. */
+static int remove_entry(struct vfs *v, fuse_ino_t parent, const char *name,
+			int want_dir, int64_t now)
+{
+	uint64_t ino;
+	int err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE, parent,
+				      name, &ino);
+	if (err)
+		return err;
+	struct node *p = node_get(v, parent, &err);
+	struct node *n = p ? node_get(v, ino, &err) : NULL;
+	if (!n)
+		return err;
+	if (want_dir && !S_ISDIR(n->attr.mode))
+		return -ENOTDIR;
+	if (!want_dir && S_ISDIR(n->attr.mode))
+		return -EISDIR;
+	if (want_dir) {
+		err = index_dir_empty(v->st->ix, v->vol.id, VIEW_LIVE, ino);
+		if (err <= 0)
+			return err ? err : -ENOTEMPTY;
+	}
+	err = index_begin(v->st->ix);
+	if (!err)
+		err = index_dentry_remove(v->st->ix, v->vol.id, v->vol.epoch,
+					  parent, name);
+	if (err)
+		return err;
+	if (want_dir) {
+		n->attr.nlink = 0;
+		p->attr.nlink--;
+	} else {
+		n->attr.nlink--;
+	}
+	n->attr.ctime = now;
+	p->attr.mtime = p->attr.ctime = now;
+	n->attr_dirty = p->attr_dirty = 1;
+	err = node_persist(v, p);
+	if (!err)
+		err = node_persist(v, n);
+	if (!err && n->attr.nlink == 0) {
+		/* Ended when the last holder lets go (now, if none). */
+		err = index_orphan_add(v->st->ix, v->vol.id, ino);
+		if (!err)
+			node_forget(v, n, 0);
+	}
+	return err;
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vfs *v = V(req);
+	if (v->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&v->lock);
+	int err = remove_entry(v, parent, name, 0, vfs_now());
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_err(req, -err);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vfs *v = V(req);
+	if (v->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&v->lock);
+	int err = remove_entry(v, parent, name, 1, vfs_now());
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_err(req, -err);
+}
+
+static int do_rename(struct vfs *v, fuse_ino_t parent, const char *name,
+		     fuse_ino_t newparent, const char *newname,
+		     unsigned int flags)
+{
+	if (flags & ~RENAME_NOREPLACE)
+		return -EINVAL;
+	int err = check_name(newname);
+	uint64_t ino, tino;
+	if (!err)
+		err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
+					  parent, name, &ino);
+	struct node *n = err ? NULL : node_get(v, ino, &err);
+	struct node *np = n ? node_get(v, newparent, &err) : NULL;
+	struct node *op = np ? node_get(v, parent, &err) : NULL;
+	if (!op)
+		return err;
+	if (!S_ISDIR(np->attr.mode))
+		return -ENOTDIR;
+	int64_t now = vfs_now();
+	err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE, newparent,
+				  newname, &tino);
+	if (!err) {
+		if (tino == ino)
+			return 0;	/* hard links of one inode: no-op */
+		if (flags & RENAME_NOREPLACE)
+			return -EEXIST;
+		struct node *t = node_get(v, tino, &err);
+		if (!t)
+			return err;
+		if (S_ISDIR(n->attr.mode) && !S_ISDIR(t->attr.mode))
+			return -ENOTDIR;
+		if (!S_ISDIR(n->attr.mode) && S_ISDIR(t->attr.mode))
+			return -EISDIR;
+		err = remove_entry(v, newparent, newname,
+				   S_ISDIR(t->attr.mode), now);
+		if (err)
+			return err;
+	} else if (err != -ENOENT) {
+		return err;
+	}
+	err = index_begin(v->st->ix);
+	if (!err)
+		err = index_dentry_remove(v->st->ix, v->vol.id, v->vol.epoch,
+					  parent, name);
+	if (!err)
+		err = index_dentry_add(v->st->ix, v->vol.id, v->vol.epoch,
+				       newparent, newname, ino);
+	if (err)
+		return err;
+	if (S_ISDIR(n->attr.mode) && parent != newparent) {
+		op->attr.nlink--;
+		np->attr.nlink++;
+	}
+	n->attr.ctime = now;
+	op->attr.mtime = op->attr.ctime = now;
+	np->attr.mtime = np->attr.ctime = now;
+	n->attr_dirty = op->attr_dirty = np->attr_dirty = 1;
+	err = node_persist(v, n);
+	if (!err)
+		err = node_persist(v, op);
+	if (!err && np != op)
+		err = node_persist(v, np);
+	return err;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct vfs *v = V(req);
+	if (v->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&v->lock);
+	int err = do_rename(v, parent, name, newparent, newname, flags);
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_err(req, -err);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	struct vfs *v = V(req);
+	if (v->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	uint64_t tino;
+	int err = check_name(newname);
+	pthread_mutex_lock(&v->lock);
+	struct node *n = err ? NULL : node_get(v, ino, &err);
+	struct node *p = n ? node_get(v, newparent, &err) : NULL;
+	if (p && S_ISDIR(n->attr.mode))
+		err = -EPERM;
+	if (p && !err) {
+		err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
+					  newparent, newname, &tino);
+		err = err == -ENOENT ? 0 : (err ? err : -EEXIST);
+	}
+	if (p && !err)
+		err = index_begin(v->st->ix);
+	if (p && !err)
+		err = index_dentry_add(v->st->ix, v->vol.id, v->vol.epoch,
+				       newparent, newname, ino);
+	if (p && !err) {
+		int64_t now = vfs_now();
+		if (n->attr.nlink == 0)
+			index_orphan_remove(v->st->ix, v->vol.id, ino);
+		n->attr.nlink++;
+		n->attr.ctime = now;
+		p->attr.mtime = p->attr.ctime = now;
+		n->attr_dirty = p->attr_dirty = 1;
+		err = node_persist(v, n);
+		if (!err)
+			err = node_persist(v, p);
+	}
+	if (!err)
+		reply_entry(req, v, n);
+	else
+		fuse_reply_err(req, -err);
+	pthread_mutex_unlock(&v->lock);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vfs *v = V(req);
+	int err = 0;
+	if (v->readonly && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_get(v, ino, &err);
+	if (n)
+		n->nopen++;
+	pthread_mutex_unlock(&v->lock);
+	if (!n) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	if (fi->flags & O_TRUNC) {
+		pthread_mutex_lock(&n->dlock);
+		err = node_truncate(v, n, 0);
+		pthread_mutex_unlock(&n->dlock);
+		if (err) {
+			pthread_mutex_lock(&v->lock);
+			node_release(v, n);
+			pthread_mutex_unlock(&v->lock);
+			fuse_reply_err(req, -err);
+			return;
+		}
+	}
+	fi->keep_cache = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		pthread_mutex_lock(&v->lock);
+		node_release(v, n);
+		pthread_mutex_unlock(&v->lock);
+	}
+}
+
+/* The node behind an open handle: held by nopen, so no lock is needed to
+ * keep it alive. */
+static struct node *open_node(struct vfs *v, fuse_ino_t ino)
+{
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_find(v, ino);
+	pthread_mutex_unlock(&v->lock);
+	return n;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct vfs *v = V(req);
+	struct node *n = open_node(v, ino);
+	if (!n) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size_t got = 0;
+	pthread_mutex_lock(&n->dlock);
+	int err = node_read(v, n, buf, size, off, &got);
+	pthread_mutex_unlock(&n->dlock);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_buf(req, buf, got);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct vfs *v = V(req);
+	struct node *n = open_node(v, ino);
+	if (!n) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if ((uint64_t)off + size > (1ull << 60)) {
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	pthread_mutex_lock(&n->dlock);
+	int err = node_write(v, n, buf, size, off);
+	pthread_mutex_unlock(&n->dlock);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct vfs *v = V(req);
+	struct node *n = open_node(v, ino);
+	int err = 0;
+	if (n && !v->readonly) {
+		pthread_mutex_lock(&n->dlock);
+		err = node_flush(v, n);
+		pthread_mutex_unlock(&n->dlock);
+	}
+	fuse_reply_err(req, -err);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct vfs *v = V(req);
+	struct node *n = open_node(v, ino);
+	if (n && !v->readonly && n->nranges) {
+		pthread_mutex_lock(&n->dlock);
+		node_flush(v, n);
+		pthread_mutex_unlock(&n->dlock);
+	}
+	pthread_mutex_lock(&v->lock);
+	if (n)
+		node_release(v, n);
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	(void)datasync;
+	(void)fi;
+	struct vfs *v = V(req);
+	struct node *n = open_node(v, ino);
+	int err = 0;
+	if (v->readonly) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (n) {
+		pthread_mutex_lock(&n->dlock);
+		err = node_flush(v, n);
+		pthread_mutex_unlock(&n->dlock);
+	}
+	pthread_mutex_lock(&v->lock);
+	if (!err)
+		err = vfs_commit(v);
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_err(req, -err);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	struct vfs *v = V(req);
+	pthread_mutex_lock(&v->lock);
+	int err = vfs_commit(v);
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_err(req, -err);
+}
+
+/* A directory listing taken at opendir (and again at a rewind), so that
+ * offsets stay stable while entries are removed. */
+struct dirlist {
+	size_t n, cap;
+	struct dirent_mem {
+		char *name;
+		uint64_t ino;
+		uint32_t mode;
+	} *e;
+};
+
+static int dirlist_add(void *arg, const char *name, uint64_t ino,
+		       uint32_t mode)
+{
+	struct dirlist *d = arg;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 32;
+		void *p = realloc(d->e, cap * sizeof(*d->e));
+		if (!p)
+			return -ENOMEM;
+		d->e = p;
+		d->cap = cap;
+	}
+	d->e[d->n].name = strdup(name);
+	if (!d->e[d->n].name)
+		return -ENOMEM;
+	d->e[d->n].ino = ino;
+	d->e[d->n].mode = mode;
+	d->n++;
+	return 0;
+}
+
+static void dirlist_free(struct dirlist *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->e[i].name);
+	free(d->e);
+	free(d);
+}
+
+static int dirlist_load(struct vfs *v, fuse_ino_t ino, struct dirlist *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->e[i].name);
+	d->n = 0;
+	int err = dirlist_add(d, ".", ino, S_IFDIR);
+	if (!err)
+		err = dirlist_add(d, "..", ino, S_IFDIR);
+	if (!err) {
+		pthread_mutex_lock(&v->lock);
+		err = index_dentry_list(v->st->ix, v->vol.id, VIEW_LIVE, ino,
+					NULL, dirlist_add, d);
+		pthread_mutex_unlock(&v->lock);
+	}
+	return err;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct vfs *v = V(req);
+	struct dirlist *d = calloc(1, sizeof(*d));
+	int err = d ? dirlist_load(v, ino, d) : -ENOMEM;
+	if (err) {
+		if (d)
+			dirlist_free(d);
+		fuse_reply_err(req, -err);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dirlist_free(d);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct vfs *v = V(req);
+	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
+	if (off == 0) {
+		int err = dirlist_load(v, ino, d);
+		if (err) {
+			fuse_reply_err(req, -err);
+			return;
+		}
+	}
+	char *buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size_t used = 0;
+	for (size_t i = off; i < d->n; i++) {
+		struct stat sb = { .st_ino = d->e[i].ino, .st_mode = d->e[i].mode };
+		size_t l = fuse_add_direntry(req, buf + used, size - used,
+					     d->e[i].name, &sb, i + 1);
+		if (l > size - used)
+			break;
+		used += l;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	(void)ino;
+	dirlist_free((struct dirlist *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct vfs *v = V(req);
+	struct statvfs sv;
+	if (statvfs(v->st->dir, &sv)) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	sv.f_namemax = NAME_MAX_LEN;
+	pthread_mutex_lock(&v->lock);
+	sv.f_files = sv.f_files > v->vol.next_ino ? sv.f_files : v->vol.next_ino;
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_statfs(req, &sv);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	struct vfs *v = V(req);
+	if (v->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (strlen(name) > 255 || size > 65536) {
+		fuse_reply_err(req, strlen(name) > 255 ? ERANGE : E2BIG);
+		return;
+	}
+	int err = 0;
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_get(v, ino, &err);
+	if (n) {
+		int have = index_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, ino,
+					   name, NULL, 0);
+		if (have < 0 && have != -ENODATA)
+			err = have;
+		else if ((flags & XATTR_CREATE) && have >= 0)
+			err = -EEXIST;
+		else if ((flags & XATTR_REPLACE) && have < 0)
+			err = -ENODATA;
+		else if (!(err = index_begin(v->st->ix)))
+			err = index_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
+					      ino, name, value, size);
+		if (!err) {
+			n->attr.ctime = vfs_now();
+			n->attr_dirty = 1;
+			err = node_persist(v, n);
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_err(req, -err);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	struct vfs *v = V(req);
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&v->lock);
+	int r = index_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, ino, name, buf,
+				size);
+	pthread_mutex_unlock(&v->lock);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (!size)
+		fuse_reply_xattr(req, r);
+	else
+		fuse_reply_buf(req, buf, r);
+	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct vfs *v = V(req);
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&v->lock);
+	int r = index_xattr_list(v->st->ix, v->vol.id, VIEW_LIVE, ino, buf, size);
+	pthread_mutex_unlock(&v->lock);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (!size)
+		fuse_reply_xattr(req, r);
+	else
+		fuse_reply_buf(req, buf, r);
+	free(buf);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct vfs *v = V(req);
+	if (v->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	int err = 0;
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_get(v, ino, &err);
+	if (n && !(err = index_begin(v->st->ix)))
+		err = index_xattr_remove(v->st->ix, v->vol.id, v->vol.epoch, ino,
+					 name);
+	if (n && !err) {
+		n->attr.ctime = vfs_now();
+		n->attr_dirty = 1;
+		err = node_persist(v, n);
+	}
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_err(req, -err);
+}
+
+static const struct fuse_lowlevel_ops vfs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+};
+
+int vfs_mount_main(struct store *st, const char *volume,
+		   const char *mountpoint, const char *opts, int foreground)
+{
+	int readonly = 0;
+	char fsname[512];
+	snprintf(fsname, sizeof(fsname), "fsname=tresor:%s,subtype=tresor",
+		 volume);
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	fuse_opt_add_arg(&args, "tresor");
+	fuse_opt_add_arg(&args, "-o");
+	fuse_opt_add_arg(&args, "default_permissions");
+	fuse_opt_add_arg(&args, "-o");
+	fuse_opt_add_arg(&args, fsname);
+	if (opts && *opts) {
+		char *copy = strdup(opts), *save = NULL;
+		for (char *o = strtok_r(copy, ",", &save); o;
+		     o = strtok_r(NULL, ",", &save)) {
+			if (!strcmp(o, "ro"))
+				readonly = 1;
+		}
+		free(copy);
+		fuse_opt_add_arg(&args, "-o");
+		fuse_opt_add_arg(&args, opts);
+	}
+	struct vfs v;
+	int err = vfs_open(&v, st, volume, readonly);
+	if (err) {
+		fuse_opt_free_args(&args);
+		return err;
+	}
+	err = -EIO;
+	struct fuse_session *se = fuse_session_new(&args, &vfs_ops,
+						   sizeof(vfs_ops), &v);
+	fuse_opt_free_args(&args);
+	if (!se)
+		goto out;
+	if (fuse_set_signal_handlers(se))
+		goto out_session;
+	if (fuse_session_mount(se, mountpoint)) {
+		err = -ENOTCONN;
+		goto out_signals;
+	}
+	fuse_daemonize(foreground);
+	err = vfs_start_committer(&v);
+	if (err)
+		goto out_unmount;
+	struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 8 };
+	err = fuse_session_loop_mt(se, &cfg);
+	err = err < 0 ? err : 0;
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out:;
+	int e2 = vfs_close(&v);
+	return err ? err : e2;
+}

@@ -1,0 +1,1061 @@
+/*
+ * index.c - the SQLite index (see index.h for the versioned-row model).
+ *
+ * Owns the schema and every SQL statement.  Statements are prepared once
+ * and cached by the address of their SQL text, so callers pay for parsing
+ * only on first use.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sqlite3.h>
+
+#include "index.h"
+#include "util.h"
+
+#define STMT_CACHE 96
+
+struct index {
+	sqlite3 *db;
+	int in_tx;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} stmts[STMT_CACHE];
+	int nstmts;
+};
+
+static const char *schema_sql =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS volume(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+	"  epoch INTEGER NOT NULL, next_ino INTEGER NOT NULL, created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS snapshot(vol INTEGER NOT NULL, name TEXT NOT NULL,"
+	"  epoch INTEGER NOT NULL, time INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY(vol, name));"
+	"CREATE TABLE IF NOT EXISTS inode(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	"  birth INTEGER NOT NULL, death INTEGER NOT NULL, mode INTEGER NOT NULL,"
+	"  uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,"
+	"  size INTEGER NOT NULL, rdev INTEGER NOT NULL, atime INTEGER NOT NULL,"
+	"  mtime INTEGER NOT NULL, ctime INTEGER NOT NULL,"
+	"  PRIMARY KEY(vol, ino, birth)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS dentry(vol INTEGER NOT NULL, parent INTEGER NOT NULL,"
+	"  name TEXT NOT NULL, birth INTEGER NOT NULL, death INTEGER NOT NULL,"
+	"  ino INTEGER NOT NULL, PRIMARY KEY(vol, parent, name, birth)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS extent(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	"  off INTEGER NOT NULL, birth INTEGER NOT NULL, death INTEGER NOT NULL,"
+	"  len INTEGER NOT NULL, chunk INTEGER NOT NULL, coff INTEGER NOT NULL,"
+	"  PRIMARY KEY(vol, ino, off, birth)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS xattr(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	"  name TEXT NOT NULL, birth INTEGER NOT NULL, death INTEGER NOT NULL,"
+	"  value BLOB NOT NULL, PRIMARY KEY(vol, ino, name, birth)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS chunk(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE,"
+	"  pack INTEGER NOT NULL, off INTEGER NOT NULL, slen INTEGER NOT NULL,"
+	"  rlen INTEGER NOT NULL, flags INTEGER NOT NULL, refs INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS chunk_pack ON chunk(pack, off);"
+	"CREATE INDEX IF NOT EXISTS chunk_garbage ON chunk(refs) WHERE refs = 0;"
+	"CREATE TABLE IF NOT EXISTS pack(id INTEGER PRIMARY KEY, name BLOB NOT NULL UNIQUE,"
+	"  state INTEGER NOT NULL, size INTEGER NOT NULL);"
+	/* Pruning finds rows ended in an epoch range without a full scan. */
+	"CREATE INDEX IF NOT EXISTS inode_death ON inode(vol, death);"
+	"CREATE INDEX IF NOT EXISTS dentry_death ON dentry(vol, death);"
+	"CREATE INDEX IF NOT EXISTS extent_death ON extent(vol, death);"
+	"CREATE INDEX IF NOT EXISTS xattr_death ON xattr(vol, death);"
+	"CREATE INDEX IF NOT EXISTS extent_chunk ON extent(chunk);"
+	/* Inodes unlinked while open: ended at last close, or at next mount
+	 * after a crash. */
+	"CREATE TABLE IF NOT EXISTS orphan(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	"  PRIMARY KEY(vol, ino)) WITHOUT ROWID;";
+
+/* Map an SQLite result code to a negative errno. */
+static int sqerr(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return -EUCLEAN;
+	default:
+		return -EIO;
+	}
+}
+
+/* Return the cached, reset statement for sql (a string literal: the cache
+ * is keyed by its address), preparing it on first use. */
+static sqlite3_stmt *q(struct index *ix, const char *sql)
+{
+	for (int i = 0; i < ix->nstmts; i++) {
+		if (ix->stmts[i].sql == sql) {
+			sqlite3_reset(ix->stmts[i].st);
+			sqlite3_clear_bindings(ix->stmts[i].st);
+			return ix->stmts[i].st;
+		}
+	}
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v3(ix->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+			       NULL) != SQLITE_OK) {
+		tlog(LOG_ERR, "index: cannot prepare \"%s\": %s", sql,
+		     sqlite3_errmsg(ix->db));
+		return NULL;
+	}
+	if (ix->nstmts < STMT_CACHE) {
+		ix->stmts[ix->nstmts].sql = sql;
+		ix->stmts[ix->nstmts].st = st;
+		ix->nstmts++;
+	}
+	return st;
+}
+
+/* Bind int64 arguments 1..n. */
+static void bind_i64s(sqlite3_stmt *st, int n, const int64_t *v)
+{
+	for (int i = 0; i < n; i++)
+		sqlite3_bind_int64(st, i + 1, v[i]);
+}
+
+/* Run a statement that returns no rows; -errno. */
+static int exec_st(struct index *ix, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		tlog(LOG_DEBUG, "index: %s", sqlite3_errmsg(ix->db));
+		return sqerr(rc);
+	}
+	return 0;
+}
+
+#define EXEC(ix, sql, ...)                                                   \
+	({                                                                   \
+		sqlite3_stmt *st_ = q(ix, sql);                              \
+		int64_t a_[] = { __VA_ARGS__ };                              \
+		st_ ? (bind_i64s(st_, sizeof(a_) / sizeof(a_[0]), a_),       \
+		       exec_st(ix, st_))                                     \
+		    : -EIO;                                                  \
+	})
+
+int index_open(const char *path, int create, struct index **out)
+{
+	struct index *ix = calloc(1, sizeof(*ix));
+	if (!ix)
+		return -ENOMEM;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+		    (create ? SQLITE_OPEN_CREATE : 0);
+	int rc = sqlite3_open_v2(path, &ix->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		int err = sqerr(rc);
+		if (rc == SQLITE_CANTOPEN)
+			err = -ENOENT;
+		sqlite3_close(ix->db);
+		free(ix);
+		return err;
+	}
+	sqlite3_busy_timeout(ix->db, 30000);
+	char *msg = NULL;
+	rc = sqlite3_exec(ix->db,
+			  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			  "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
+			  NULL, NULL, &msg);
+	if (rc == SQLITE_OK && create)
+		rc = sqlite3_exec(ix->db, schema_sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		tlog(LOG_ERR, "index %s: %s", path, msg ? msg : "?");
+		sqlite3_free(msg);
+		int err = sqerr(rc);
+		sqlite3_close(ix->db);
+		free(ix);
+		return err;
+	}
+	if (create)
+		chmod(path, 0600);
+	*out = ix;
+	return 0;
+}
+
+void index_close(struct index *ix)
+{
+	if (!ix)
+		return;
+	index_rollback(ix);
+	for (int i = 0; i < ix->nstmts; i++)
+		sqlite3_finalize(ix->stmts[i].st);
+	sqlite3_close(ix->db);
+	free(ix);
+}
+
+int index_begin(struct index *ix)
+{
+	if (ix->in_tx)
+		return 0;
+	int rc = sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return sqerr(rc);
+	ix->in_tx = 1;
+	return 0;
+}
+
+int index_commit(struct index *ix)
+{
+	if (!ix->in_tx)
+		return 0;
+	int rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return sqerr(rc);
+	ix->in_tx = 0;
+	return 0;
+}
+
+void index_rollback(struct index *ix)
+{
+	if (!ix->in_tx)
+		return;
+	sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+	ix->in_tx = 0;
+}
+
+int index_in_tx(const struct index *ix)
+{
+	return ix->in_tx;
+}
+
+struct sqlite3 *index_db(struct index *ix)
+{
+	return ix->db;
+}
+
+int index_meta_get(struct index *ix, const char *key, int64_t *val)
+{
+	sqlite3_stmt *st = q(ix, "SELECT value FROM meta WHERE key = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*val = sqlite3_column_int64(st, 0);
+		return 0;
+	}
+	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+}
+
+int index_meta_set(struct index *ix, const char *key, int64_t val)
+{
+	sqlite3_stmt *st = q(ix, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, val);
+	return exec_st(ix, st);
+}
+
+/* ---- volumes ---- */
+
+static void volume_row(sqlite3_stmt *st, struct volume_info *vi)
+{
+	vi->id = sqlite3_column_int64(st, 0);
+	snprintf(vi->name, sizeof(vi->name), "%s",
+		 (const char *)sqlite3_column_text(st, 1));
+	vi->epoch = sqlite3_column_int64(st, 2);
+	vi->next_ino = sqlite3_column_int64(st, 3);
+}
+
+int index_volume_find(struct index *ix, const char *name,
+		      struct volume_info *vi)
+{
+	sqlite3_stmt *st = q(ix, "SELECT id, name, epoch, next_ino FROM volume WHERE name = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		volume_row(st, vi);
+		return 0;
+	}
+	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+}
+
+int index_volume_list(struct index *ix, struct volume_info **vis, size_t *n)
+{
+	sqlite3_stmt *st = q(ix, "SELECT id, name, epoch, next_ino FROM volume ORDER BY name");
+	if (!st)
+		return -EIO;
+	*vis = NULL;
+	*n = 0;
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 8;
+			void *p = realloc(*vis, cap * sizeof(**vis));
+			if (!p)
+				return -ENOMEM;
+			*vis = p;
+		}
+		volume_row(st, &(*vis)[(*n)++]);
+	}
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}
+
+int index_volume_create(struct index *ix, const char *name, uint32_t uid,
+			uint32_t gid, int64_t now, struct volume_info *vi)
+{
+	sqlite3_stmt *st = q(ix, "INSERT INTO volume(name, epoch, next_ino, created) VALUES (?1, 1, 2, ?2)");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	int err = exec_st(ix, st);
+	if (err)
+		return err;
+	err = index_volume_find(ix, name, vi);
+	if (err)
+		return err;
+	struct inode_attr root = {
+		.ino = ROOT_INO, .mode = S_IFDIR | 0755, .uid = uid,
+		.gid = gid, .nlink = 2, .atime = now, .mtime = now,
+		.ctime = now,
+	};
+	return index_inode_put(ix, vi->id, vi->epoch, &root);
+}
+
+int index_volume_set_next_ino(struct index *ix, int64_t vol, uint64_t next)
+{
+	return EXEC(ix, "UPDATE volume SET next_ino = ?2 WHERE id = ?1", vol,
+		    (int64_t)next);
+}
+
+/* ---- inodes ---- */
+
+int index_inode_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		    struct inode_attr *a)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, birth"
+		" FROM inode WHERE vol = ?1 AND ino = ?2 AND birth <= ?3 AND death > ?3"
+		" ORDER BY birth DESC LIMIT 1");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)ino, view };
+	bind_i64s(st, 3, args);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+	a->ino = ino;
+	a->mode = sqlite3_column_int64(st, 0);
+	a->uid = sqlite3_column_int64(st, 1);
+	a->gid = sqlite3_column_int64(st, 2);
+	a->nlink = sqlite3_column_int64(st, 3);
+	a->size = sqlite3_column_int64(st, 4);
+	a->rdev = sqlite3_column_int64(st, 5);
+	a->atime = sqlite3_column_int64(st, 6);
+	a->mtime = sqlite3_column_int64(st, 7);
+	a->ctime = sqlite3_column_int64(st, 8);
+	a->birth = sqlite3_column_int64(st, 9);
+	return 0;
+}
+
+/*
+ * End the live version of a row born in epoch birth: a row born in the
+ * current epoch is no snapshot's business and is deleted; an older one is
+ * kept for the snapshots that see it.  Returns 1 if deleted, 0 if ended.
+ */
+static int end_row(struct index *ix, const char *del_sql, const char *upd_sql,
+		   int64_t vol, int64_t key, int64_t birth, int64_t cur)
+{
+	int err;
+	if (birth == cur) {
+		err = EXEC(ix, del_sql, vol, key, birth);
+		return err ? err : 1;
+	}
+	return EXEC(ix, upd_sql, vol, key, birth, cur);
+}
+
+int index_inode_put(struct index *ix, int64_t vol, int64_t cur,
+		    struct inode_attr *a)
+{
+	struct inode_attr old;
+	int err = index_inode_get(ix, vol, VIEW_LIVE, a->ino, &old);
+	if (err && err != -ENOENT)
+		return err;
+	if (!err && old.birth == cur) {
+		a->birth = cur;
+		return EXEC(ix,
+			"UPDATE inode SET mode=?4, uid=?5, gid=?6, nlink=?7, size=?8,"
+			" rdev=?9, atime=?10, mtime=?11, ctime=?12"
+			" WHERE vol=?1 AND ino=?2 AND birth=?3",
+			vol, (int64_t)a->ino, cur, a->mode, a->uid, a->gid,
+			a->nlink, (int64_t)a->size, (int64_t)a->rdev, a->atime,
+			a->mtime, a->ctime);
+	}
+	if (!err) {
+		err = EXEC(ix, "UPDATE inode SET death=?4 WHERE vol=?1 AND ino=?2 AND birth=?3",
+			   vol, (int64_t)a->ino, old.birth, cur);
+		if (err)
+			return err;
+	}
+	a->birth = cur;
+	return EXEC(ix,
+		"INSERT INTO inode(vol, ino, birth, death, mode, uid, gid, nlink, size,"
+		" rdev, atime, mtime, ctime) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+		vol, (int64_t)a->ino, cur, EPOCH_ALIVE, a->mode, a->uid, a->gid,
+		a->nlink, (int64_t)a->size, (int64_t)a->rdev, a->atime, a->mtime,
+		a->ctime);
+}
+
+/* Drop one reference from a chunk (an extent row naming it was deleted). */
+static int chunk_unref(struct index *ix, int64_t chunk)
+{
+	return EXEC(ix, "UPDATE chunk SET refs = refs - 1 WHERE id = ?1", chunk);
+}
+
+static int chunk_ref(struct index *ix, int64_t chunk)
+{
+	return EXEC(ix, "UPDATE chunk SET refs = refs + 1 WHERE id = ?1", chunk);
+}
+
+int index_inode_kill(struct index *ix, int64_t vol, int64_t cur, uint64_t ino)
+{
+	struct inode_attr old;
+	int err = index_inode_get(ix, vol, VIEW_LIVE, ino, &old);
+	if (err)
+		return err;
+	err = index_extent_punch(ix, vol, cur, ino, 0, UINT64_MAX >> 1);
+	if (err)
+		return err;
+	/* xattrs: delete those born now, end the others. */
+	err = EXEC(ix, "DELETE FROM xattr WHERE vol=?1 AND ino=?2 AND birth=?3 AND death=?4",
+		   vol, (int64_t)ino, cur, EPOCH_ALIVE);
+	if (!err)
+		err = EXEC(ix, "UPDATE xattr SET death=?3 WHERE vol=?1 AND ino=?2 AND death=?4",
+			   vol, (int64_t)ino, cur, EPOCH_ALIVE);
+	if (err)
+		return err;
+	err = end_row(ix, "DELETE FROM inode WHERE vol=?1 AND ino=?2 AND birth=?3",
+		      "UPDATE inode SET death=?4 WHERE vol=?1 AND ino=?2 AND birth=?3",
+		      vol, (int64_t)ino, old.birth, cur);
+	return err < 0 ? err : 0;
+}
+
+/* ---- directory entries ---- */
+
+/* Find the visible entry (parent, name) in view; its birth in *birth. */
+static int dentry_find(struct index *ix, int64_t vol, int64_t view,
+		       uint64_t parent, const char *name, uint64_t *ino,
+		       int64_t *birth)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT ino, birth FROM dentry WHERE vol=?1 AND parent=?2 AND name=?4"
+		" AND birth <= ?3 AND death > ?3 ORDER BY birth DESC LIMIT 1");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)parent, view };
+	bind_i64s(st, 3, args);
+	sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+	*ino = sqlite3_column_int64(st, 0);
+	if (birth)
+		*birth = sqlite3_column_int64(st, 1);
+	return 0;
+}
+
+int index_dentry_lookup(struct index *ix, int64_t vol, int64_t view,
+			uint64_t parent, const char *name, uint64_t *ino)
+{
+	return dentry_find(ix, vol, view, parent, name, ino, NULL);
+}
+
+int index_dentry_add(struct index *ix, int64_t vol, int64_t cur,
+		     uint64_t parent, const char *name, uint64_t ino)
+{
+	sqlite3_stmt *st = q(ix,
+		"INSERT INTO dentry(vol, parent, name, birth, death, ino)"
+		" VALUES (?1, ?2, ?6, ?3, ?4, ?5)");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)parent, cur, EPOCH_ALIVE, (int64_t)ino };
+	bind_i64s(st, 5, args);
+	sqlite3_bind_text(st, 6, name, -1, SQLITE_STATIC);
+	return exec_st(ix, st);
+}
+
+int index_dentry_remove(struct index *ix, int64_t vol, int64_t cur,
+			uint64_t parent, const char *name)
+{
+	uint64_t ino;
+	int64_t birth;
+	int err = dentry_find(ix, vol, VIEW_LIVE, parent, name, &ino, &birth);
+	if (err)
+		return err;
+	sqlite3_stmt *st;
+	if (birth == cur)
+		st = q(ix, "DELETE FROM dentry WHERE vol=?1 AND parent=?2 AND birth=?3 AND name=?5");
+	else
+		st = q(ix, "UPDATE dentry SET death=?4 WHERE vol=?1 AND parent=?2 AND birth=?3 AND name=?5");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)parent, birth, cur };
+	bind_i64s(st, 4, args);
+	sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
+	return exec_st(ix, st);
+}
+
+int index_dentry_list(struct index *ix, int64_t vol, int64_t view,
+		      uint64_t parent, const char *after, dentry_cb cb,
+		      void *arg)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT d.name, d.ino, (SELECT mode FROM inode i WHERE i.vol = d.vol"
+		" AND i.ino = d.ino AND i.birth <= ?3 AND i.death > ?3"
+		" ORDER BY i.birth DESC LIMIT 1)"
+		" FROM dentry d WHERE d.vol=?1 AND d.parent=?2 AND d.name > ?4"
+		" AND d.birth <= ?3 AND d.death > ?3 ORDER BY d.name");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)parent, view };
+	bind_i64s(st, 3, args);
+	sqlite3_bind_text(st, 4, after ? after : "", -1, SQLITE_STATIC);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int r = cb(arg, (const char *)sqlite3_column_text(st, 0),
+			   sqlite3_column_int64(st, 1),
+			   (uint32_t)sqlite3_column_int64(st, 2));
+		if (r) {
+			sqlite3_reset(st);
+			return r;
+		}
+	}
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}
+
+int index_dir_empty(struct index *ix, int64_t vol, int64_t view,
+		    uint64_t parent)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT 1 FROM dentry WHERE vol=?1 AND parent=?2"
+		" AND birth <= ?3 AND death > ?3 LIMIT 1");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)parent, view };
+	bind_i64s(st, 3, args);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? 1 : sqerr(rc);
+}
+
+/* ---- extents ---- */
+
+/* Live extents (with their birth) overlapping [start, end). */
+struct live_extent {
+	struct extent x;
+	int64_t birth;
+};
+
+static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
+			uint64_t start, uint64_t end, struct live_extent **out,
+			size_t *n, int64_t view)
+{
+	/* The one extent that may start before start and reach into the
+	 * range, then all that start inside it. */
+	sqlite3_stmt *st = q(ix,
+		"SELECT off, len, chunk, coff, birth FROM extent WHERE vol=?1 AND ino=?2"
+		" AND off < ?3 AND birth <= ?5 AND death > ?5 ORDER BY off DESC LIMIT 1");
+	if (!st)
+		return -EIO;
+	size_t cap = 16, cnt = 0;
+	struct live_extent *v = malloc(cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	int64_t a1[] = { vol, (int64_t)ino, (int64_t)start, 0, view };
+	bind_i64s(st, 5, a1);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		uint64_t off = sqlite3_column_int64(st, 0);
+		uint64_t len = sqlite3_column_int64(st, 1);
+		if (off + len > start) {
+			v[cnt].x.off = off;
+			v[cnt].x.len = len;
+			v[cnt].x.chunk = sqlite3_column_int64(st, 2);
+			v[cnt].x.coff = sqlite3_column_int64(st, 3);
+			v[cnt].birth = sqlite3_column_int64(st, 4);
+			cnt++;
+		}
+	} else if (rc != SQLITE_DONE) {
+		free(v);
+		return sqerr(rc);
+	}
+	st = q(ix,
+		"SELECT off, len, chunk, coff, birth FROM extent WHERE vol=?1 AND ino=?2"
+		" AND off >= ?3 AND off < ?4 AND birth <= ?5 AND death > ?5 ORDER BY off");
+	if (!st) {
+		free(v);
+		return -EIO;
+	}
+	int64_t a2[] = { vol, (int64_t)ino, (int64_t)start, (int64_t)end, view };
+	bind_i64s(st, 5, a2);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap *= 2;
+			void *p = realloc(v, cap * sizeof(*v));
+			if (!p) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = p;
+		}
+		v[cnt].x.off = sqlite3_column_int64(st, 0);
+		v[cnt].x.len = sqlite3_column_int64(st, 1);
+		v[cnt].x.chunk = sqlite3_column_int64(st, 2);
+		v[cnt].x.coff = sqlite3_column_int64(st, 3);
+		v[cnt].birth = sqlite3_column_int64(st, 4);
+		cnt++;
+	}
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return sqerr(rc);
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+static int extent_insert(struct index *ix, int64_t vol, int64_t cur,
+			 uint64_t ino, const struct extent *x)
+{
+	int err = EXEC(ix,
+		"INSERT INTO extent(vol, ino, off, birth, death, len, chunk, coff)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		vol, (int64_t)ino, (int64_t)x->off, cur, EPOCH_ALIVE,
+		(int64_t)x->len, x->chunk, (int64_t)x->coff);
+	return err ? err : chunk_ref(ix, x->chunk);
+}
+
+int index_extent_punch(struct index *ix, int64_t vol, int64_t cur,
+		       uint64_t ino, uint64_t start, uint64_t end)
+{
+	struct live_extent *v;
+	size_t n;
+	int err = live_extents(ix, vol, ino, start, end, &v, &n, VIEW_LIVE);
+	if (err)
+		return err;
+	for (size_t i = 0; i < n && !err; i++) {
+		struct extent x = v[i].x;
+		/* Born now: no snapshot sees it, delete; else end it. */
+		if (v[i].birth == cur) {
+			err = EXEC(ix, "DELETE FROM extent WHERE vol=?1 AND ino=?2 AND off=?3 AND birth=?4",
+				   vol, (int64_t)ino, (int64_t)x.off, cur);
+			if (!err)
+				err = chunk_unref(ix, x.chunk);
+		} else {
+			err = EXEC(ix, "UPDATE extent SET death=?5 WHERE vol=?1 AND ino=?2 AND off=?3 AND birth=?4",
+				   vol, (int64_t)ino, (int64_t)x.off, v[i].birth, cur);
+		}
+		if (err)
+			break;
+		if (x.off < start) {
+			struct extent left = x;
+			left.len = start - x.off;
+			err = extent_insert(ix, vol, cur, ino, &left);
+		}
+		if (!err && x.off + x.len > end) {
+			struct extent right = x;
+			right.off = end;
+			right.coff = x.coff + (end - x.off);
+			right.len = x.off + x.len - end;
+			err = extent_insert(ix, vol, cur, ino, &right);
+		}
+	}
+	free(v);
+	return err;
+}
+
+int index_extent_replace(struct index *ix, int64_t vol, int64_t cur,
+			 uint64_t ino, const struct extent *x)
+{
+	int err = index_extent_punch(ix, vol, cur, ino, x->off, x->off + x->len);
+	return err ? err : extent_insert(ix, vol, cur, ino, x);
+}
+
+int index_extents_in(struct index *ix, int64_t vol, int64_t view,
+		     uint64_t ino, uint64_t start, uint64_t end,
+		     struct extent **xs, size_t *n)
+{
+	struct live_extent *v;
+	int err = live_extents(ix, vol, ino, start, end, &v, n, view);
+	if (err)
+		return err;
+	/* struct extent is the first member: compact in place. */
+	struct extent *out = (struct extent *)v;
+	for (size_t i = 0; i < *n; i++)
+		memmove(&out[i], &v[i].x, sizeof(struct extent));
+	*xs = out;
+	return 0;
+}
+
+/* ---- xattrs ---- */
+
+static int xattr_find(struct index *ix, int64_t vol, int64_t view,
+		      uint64_t ino, const char *name, int64_t *birth,
+		      sqlite3_stmt **row)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT birth, value FROM xattr WHERE vol=?1 AND ino=?2 AND name=?4"
+		" AND birth <= ?3 AND death > ?3 ORDER BY birth DESC LIMIT 1");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)ino, view };
+	bind_i64s(st, 3, args);
+	sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENODATA : sqerr(rc);
+	*birth = sqlite3_column_int64(st, 0);
+	if (row)
+		*row = st;
+	return 0;
+}
+
+int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		    const char *name, void *buf, size_t size)
+{
+	int64_t birth;
+	sqlite3_stmt *st;
+	int err = xattr_find(ix, vol, view, ino, name, &birth, &st);
+	if (err)
+		return err;
+	int len = sqlite3_column_bytes(st, 1);
+	if (size == 0)
+		return len;
+	if ((size_t)len > size)
+		return -ERANGE;
+	memcpy(buf, sqlite3_column_blob(st, 1), len);
+	return len;
+}
+
+int index_xattr_remove(struct index *ix, int64_t vol, int64_t cur,
+		       uint64_t ino, const char *name)
+{
+	int64_t birth;
+	int err = xattr_find(ix, vol, VIEW_LIVE, ino, name, &birth, NULL);
+	if (err)
+		return err;
+	sqlite3_stmt *st = birth == cur
+		? q(ix, "DELETE FROM xattr WHERE vol=?1 AND ino=?2 AND birth=?3 AND name=?5")
+		: q(ix, "UPDATE xattr SET death=?4 WHERE vol=?1 AND ino=?2 AND birth=?3 AND name=?5");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)ino, birth, cur };
+	bind_i64s(st, 4, args);
+	sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
+	return exec_st(ix, st);
+}
+
+int index_xattr_set(struct index *ix, int64_t vol, int64_t cur, uint64_t ino,
+		    const char *name, const void *val, size_t len)
+{
+	int err = index_xattr_remove(ix, vol, cur, ino, name);
+	if (err && err != -ENODATA)
+		return err;
+	sqlite3_stmt *st = q(ix,
+		"INSERT INTO xattr(vol, ino, name, birth, death, value)"
+		" VALUES (?1, ?2, ?5, ?3, ?4, ?6)");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)ino, cur, EPOCH_ALIVE };
+	bind_i64s(st, 4, args);
+	sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 6, len ? val : "", (int)len, SQLITE_STATIC);
+	return exec_st(ix, st);
+}
+
+int index_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		     char *buf, size_t size)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT name FROM xattr WHERE vol=?1 AND ino=?2"
+		" AND birth <= ?3 AND death > ?3 ORDER BY name");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)ino, view };
+	bind_i64s(st, 3, args);
+	size_t total = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		size_t l = strlen(name) + 1;
+		if (size) {
+			if (total + l > size) {
+				sqlite3_reset(st);
+				return -ERANGE;
+			}
+			memcpy(buf + total, name, l);
+		}
+		total += l;
+	}
+	return rc == SQLITE_DONE ? (int)total : sqerr(rc);
+}
+
+/* ---- chunks ---- */
+
+static void chunk_row(sqlite3_stmt *st, struct chunk_loc *c)
+{
+	c->rowid = sqlite3_column_int64(st, 0);
+	memcpy(c->e.id, sqlite3_column_blob(st, 1), CHUNK_ID_LEN);
+	c->pack = sqlite3_column_int64(st, 2);
+	c->e.off = sqlite3_column_int64(st, 3);
+	c->e.slen = sqlite3_column_int64(st, 4);
+	c->e.rlen = sqlite3_column_int64(st, 5);
+	c->e.flags = sqlite3_column_int64(st, 6);
+	c->refs = sqlite3_column_int64(st, 7);
+}
+
+int index_chunk_find(struct index *ix, const uint8_t id[CHUNK_ID_LEN],
+		     struct chunk_loc *c)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT id, hash, pack, off, slen, rlen, flags, refs FROM chunk WHERE hash = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_blob(st, 1, id, CHUNK_ID_LEN, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+	chunk_row(st, c);
+	return 0;
+}
+
+int index_chunk_get(struct index *ix, int64_t rowid, struct chunk_loc *c)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT id, hash, pack, off, slen, rlen, flags, refs FROM chunk WHERE id = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, rowid);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+	chunk_row(st, c);
+	return 0;
+}
+
+int index_chunk_insert(struct index *ix, struct chunk_loc *c)
+{
+	sqlite3_stmt *st = q(ix,
+		"INSERT INTO chunk(hash, pack, off, slen, rlen, flags, refs)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_blob(st, 1, c->e.id, CHUNK_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, c->pack);
+	sqlite3_bind_int64(st, 3, (int64_t)c->e.off);
+	sqlite3_bind_int64(st, 4, c->e.slen);
+	sqlite3_bind_int64(st, 5, c->e.rlen);
+	sqlite3_bind_int64(st, 6, c->e.flags);
+	int err = exec_st(ix, st);
+	if (!err) {
+		c->rowid = sqlite3_last_insert_rowid(ix->db);
+		c->refs = 0;
+	}
+	return err;
+}
+
+/* ---- packs ---- */
+
+int index_pack_insert(struct index *ix, const uint8_t name[PACK_NAME_LEN],
+		      int64_t *rowid)
+{
+	sqlite3_stmt *st = q(ix, "INSERT INTO pack(name, state, size) VALUES (?1, 0, 0)");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_blob(st, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
+	int err = exec_st(ix, st);
+	if (!err)
+		*rowid = sqlite3_last_insert_rowid(ix->db);
+	return err;
+}
+
+int index_pack_finished(struct index *ix, int64_t rowid, uint64_t size)
+{
+	return EXEC(ix, "UPDATE pack SET state = 1, size = ?2 WHERE id = ?1",
+		    rowid, (int64_t)size);
+}
+
+int index_pack_name(struct index *ix, int64_t rowid,
+		    uint8_t name[PACK_NAME_LEN])
+{
+	sqlite3_stmt *st = q(ix, "SELECT name FROM pack WHERE id = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, rowid);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+	if (sqlite3_column_bytes(st, 0) != PACK_NAME_LEN)
+		return -EUCLEAN;
+	memcpy(name, sqlite3_column_blob(st, 0), PACK_NAME_LEN);
+	return 0;
+}
+
+int index_pack_list(struct index *ix, int state, int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st = q(ix, "SELECT id FROM pack WHERE state = ?1 ORDER BY id");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int(st, 1, state);
+	size_t cap = 0;
+	*ids = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			void *p = realloc(*ids, cap * sizeof(**ids));
+			if (!p)
+				return -ENOMEM;
+			*ids = p;
+		}
+		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}
+
+int index_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
+		      size_t *n)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT id, hash, pack, off, slen, rlen, flags, refs FROM chunk"
+		" WHERE pack = ?1 ORDER BY off");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, pack);
+	size_t cap = 0;
+	*cs = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			void *p = realloc(*cs, cap * sizeof(**cs));
+			if (!p)
+				return -ENOMEM;
+			*cs = p;
+		}
+		chunk_row(st, &(*cs)[(*n)++]);
+	}
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}
+
+/* ---- stats ---- */
+
+/* Run a query returning one row of up to 4 integers. */
+static int query_ints(struct index *ix, const char *sql, int64_t arg,
+		      uint64_t *a, uint64_t *b, uint64_t *c)
+{
+	sqlite3_stmt *st = q(ix, sql);
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, arg);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return sqerr(rc);
+	if (a)
+		*a = sqlite3_column_int64(st, 0);
+	if (b)
+		*b = sqlite3_column_int64(st, 1);
+	if (c)
+		*c = sqlite3_column_int64(st, 2);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int index_stats(struct index *ix, int64_t vol, struct index_stats *s)
+{
+	memset(s, 0, sizeof(*s));
+	int err = query_ints(ix,
+		"SELECT COALESCE(SUM(size), 0), COUNT(*) FROM inode"
+		" WHERE (?1 < 0 OR vol = ?1) AND death = 9223372036854775807"
+		" AND (mode & 61440) = 32768",
+		vol, &s->logical, &s->files, NULL);
+	if (!err)
+		err = query_ints(ix,
+			"SELECT COUNT(*), COALESCE(SUM(rlen), 0), COALESCE(SUM(slen), 0)"
+			" FROM chunk WHERE refs > 0 AND ?1 = ?1",
+			0, &s->chunks, &s->chunk_raw, &s->chunk_stored);
+	if (!err)
+		err = query_ints(ix,
+			"SELECT COUNT(*), COALESCE(SUM(slen), 0) FROM chunk"
+			" WHERE refs = 0 AND ?1 = ?1",
+			0, &s->garbage_chunks, &s->garbage_stored, NULL);
+	if (!err)
+		err = query_ints(ix,
+			"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pack WHERE ?1 = ?1",
+			0, &s->packs, &s->pack_bytes, NULL);
+	return err;
+}
+
+int index_orphan_add(struct index *ix, int64_t vol, uint64_t ino)
+{
+	return EXEC(ix, "INSERT OR IGNORE INTO orphan(vol, ino) VALUES (?1, ?2)",
+		    vol, (int64_t)ino);
+}
+
+int index_orphan_remove(struct index *ix, int64_t vol, uint64_t ino)
+{
+	return EXEC(ix, "DELETE FROM orphan WHERE vol = ?1 AND ino = ?2", vol,
+		    (int64_t)ino);
+}
+
+int index_orphan_list(struct index *ix, int64_t vol, uint64_t **inos,
+		      size_t *n)
+{
+	sqlite3_stmt *st = q(ix, "SELECT ino FROM orphan WHERE vol = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vol);
+	size_t cap = 0;
+	*inos = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			void *p = realloc(*inos, cap * sizeof(**inos));
+			if (!p)
+				return -ENOMEM;
+			*inos = p;
+		}
+		(*inos)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}
+
+int64_t index_extent_bytes(struct index *ix, int64_t vol, int64_t view,
+			   uint64_t ino)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT COALESCE(SUM(len), 0) FROM extent WHERE vol=?1 AND ino=?2"
+		" AND birth <= ?3 AND death > ?3");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)ino, view };
+	bind_i64s(st, 3, args);
+	int rc = sqlite3_step(st);
+	int64_t r = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : sqerr(rc);
+	sqlite3_reset(st);
+	return r;
+}

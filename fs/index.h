@@ -1,0 +1,185 @@
+/*
+ * index.h - the SQLite index: the single source of truth for a store's
+ * metadata (volumes, inodes, directory entries, file extents, xattrs,
+ * snapshots, chunks and packs).
+ *
+ * Versioned rows.  Every row of inode, dentry, extent and xattr carries
+ * [birth, death): the epochs in which it is visible.  A volume has a current
+ * epoch; a snapshot records an epoch and bumps the current one, so taking a
+ * snapshot writes two rows whatever the volume's size.  Changing a row born
+ * in an older epoch ends it (death = current) and inserts a new version;
+ * a row born in the current epoch is changed in place.  A view is an epoch:
+ * a row is visible in view E when birth <= E < death.  The live tree is the
+ * view VIEW_LIVE, in which exactly the rows with death = EPOCH_ALIVE show.
+ *
+ * Chunk references: chunk.refs counts extent rows (any version) naming the
+ * chunk, so a chunk whose refs is 0 is garbage.
+ *
+ * Not thread-safe: the caller serialises all calls on one struct index.
+ */
+#ifndef TRESOR_INDEX_H
+#define TRESOR_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "crypto.h"
+#include "pack.h"
+
+#define INDEX_SCHEMA_VERSION 1
+#define EPOCH_ALIVE INT64_MAX
+#define VIEW_LIVE (INT64_MAX - 1)
+#define ROOT_INO 1
+
+struct index;
+
+struct volume_info {
+	int64_t id;
+	char name[256];
+	int64_t epoch;		/* current epoch: rows written now are born here */
+	uint64_t next_ino;
+};
+
+struct inode_attr {
+	uint64_t ino;
+	uint32_t mode, uid, gid, nlink;
+	uint64_t size;
+	uint64_t rdev;
+	int64_t atime, mtime, ctime;	/* ns since the Unix epoch */
+	int64_t birth;			/* epoch of this version */
+};
+
+struct extent {
+	uint64_t off;		/* file offset */
+	uint64_t len;
+	int64_t chunk;		/* chunk rowid */
+	uint64_t coff;		/* offset inside the chunk's raw bytes */
+};
+
+struct chunk_loc {
+	int64_t rowid;
+	int64_t pack;		/* pack rowid */
+	struct pack_entry e;	/* id, off, slen, rlen, flags */
+	int64_t refs;
+};
+
+enum pack_state { PACK_OPEN = 0, PACK_FINISHED = 1 };
+
+/* Open (create=1: create) the index database at path; WAL, FULL sync. */
+int index_open(const char *path, int create, struct index **out);
+void index_close(struct index *ix);
+
+/* Start a write transaction unless one is open.  Batching many changes into
+ * one commit is what makes metadata fast: a commit costs fsyncs. */
+int index_begin(struct index *ix);
+/* Commit the open transaction, if any. */
+int index_commit(struct index *ix);
+/* Roll back the open transaction, if any. */
+void index_rollback(struct index *ix);
+int index_in_tx(const struct index *ix);
+
+/* Store-wide settings (format version, chunker sizes...). */
+int index_meta_get(struct index *ix, const char *key, int64_t *val);
+int index_meta_set(struct index *ix, const char *key, int64_t val);
+
+/* Volumes.  create makes the root directory (mode 0755, uid/gid given). */
+int index_volume_create(struct index *ix, const char *name, uint32_t uid,
+			uint32_t gid, int64_t now, struct volume_info *vi);
+int index_volume_find(struct index *ix, const char *name,
+		      struct volume_info *vi);
+int index_volume_list(struct index *ix, struct volume_info **vis, size_t *n);
+int index_volume_set_next_ino(struct index *ix, int64_t vol, uint64_t next);
+
+/* Inodes.  get: -ENOENT if not visible in view. */
+int index_inode_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		    struct inode_attr *a);
+/* Write a's attributes as the live version in epoch cur (COW as above). */
+int index_inode_put(struct index *ix, int64_t vol, int64_t cur,
+		    struct inode_attr *a);
+/* End the inode and all its extents and xattrs in epoch cur. */
+int index_inode_kill(struct index *ix, int64_t vol, int64_t cur, uint64_t ino);
+
+/* Directory entries. */
+int index_dentry_lookup(struct index *ix, int64_t vol, int64_t view,
+			uint64_t parent, const char *name, uint64_t *ino);
+int index_dentry_add(struct index *ix, int64_t vol, int64_t cur,
+		     uint64_t parent, const char *name, uint64_t ino);
+int index_dentry_remove(struct index *ix, int64_t vol, int64_t cur,
+			uint64_t parent, const char *name);
+/* Call cb for each visible entry of parent with name > after (NULL: all),
+ * in name order, until cb returns non-zero (which is returned). */
+typedef int (*dentry_cb)(void *arg, const char *name, uint64_t ino,
+			 uint32_t mode);
+int index_dentry_list(struct index *ix, int64_t vol, int64_t view,
+		      uint64_t parent, const char *after, dentry_cb cb,
+		      void *arg);
+/* 1 if parent has no visible entries, 0 if it has, or -errno. */
+int index_dir_empty(struct index *ix, int64_t vol, int64_t view,
+		    uint64_t parent);
+
+/* Extents.  punch removes [start, end) from the live map (trimming extents
+ * that straddle an edge); replace punches then maps [off, off+len) to
+ * chunk at coff. */
+int index_extent_punch(struct index *ix, int64_t vol, int64_t cur,
+		       uint64_t ino, uint64_t start, uint64_t end);
+int index_extent_replace(struct index *ix, int64_t vol, int64_t cur,
+			 uint64_t ino, const struct extent *x);
+/* Visible extents overlapping [start, end), sorted by offset; *xs malloc'd. */
+int index_extents_in(struct index *ix, int64_t vol, int64_t view,
+		     uint64_t ino, uint64_t start, uint64_t end,
+		     struct extent **xs, size_t *n);
+
+/* Bytes mapped by visible extents (for st_blocks), or -errno. */
+int64_t index_extent_bytes(struct index *ix, int64_t vol, int64_t view,
+			   uint64_t ino);
+
+/* Extended attributes. get returns the value length or -ENODATA; with
+ * size 0 only the length. */
+int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		    const char *name, void *buf, size_t size);
+int index_xattr_set(struct index *ix, int64_t vol, int64_t cur, uint64_t ino,
+		    const char *name, const void *val, size_t len);
+int index_xattr_remove(struct index *ix, int64_t vol, int64_t cur,
+		       uint64_t ino, const char *name);
+/* NUL-separated names into buf; returns the total length (size 0: only
+ * the length) or -ERANGE. */
+int index_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		     char *buf, size_t size);
+
+/* Chunks. */
+int index_chunk_find(struct index *ix, const uint8_t id[CHUNK_ID_LEN],
+		     struct chunk_loc *c);
+int index_chunk_get(struct index *ix, int64_t rowid, struct chunk_loc *c);
+int index_chunk_insert(struct index *ix, struct chunk_loc *c);
+
+/* Packs. */
+int index_pack_insert(struct index *ix, const uint8_t name[PACK_NAME_LEN],
+		      int64_t *rowid);
+int index_pack_finished(struct index *ix, int64_t rowid, uint64_t size);
+int index_pack_name(struct index *ix, int64_t rowid,
+		    uint8_t name[PACK_NAME_LEN]);
+/* Rowids of packs in the given state; *ids malloc'd. */
+int index_pack_list(struct index *ix, int state, int64_t **ids, size_t *n);
+/* All chunk records of a pack, by offset; *es malloc'd. */
+int index_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
+		      size_t *n);
+
+/* Inodes unlinked while still open. */
+int index_orphan_add(struct index *ix, int64_t vol, uint64_t ino);
+int index_orphan_remove(struct index *ix, int64_t vol, uint64_t ino);
+int index_orphan_list(struct index *ix, int64_t vol, uint64_t **inos,
+		      size_t *n);
+
+/* Figures for `tresor stats`. */
+struct index_stats {
+	uint64_t logical;	/* bytes of live regular files, all volumes */
+	uint64_t files;
+	uint64_t chunks, chunk_raw, chunk_stored;	/* referenced chunks */
+	uint64_t garbage_chunks, garbage_stored;	/* refs == 0 */
+	uint64_t packs, pack_bytes;
+};
+int index_stats(struct index *ix, int64_t vol, struct index_stats *s);
+
+/* The raw handle, for check and tools that run ad-hoc queries. */
+struct sqlite3 *index_db(struct index *ix);
+
+#endif

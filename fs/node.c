@@ -1,0 +1,711 @@
+/*
+ * node.c - in-memory inodes of a mounted volume and the file data path.
+ *
+ * Writes land in per-file dirty ranges.  A range is cut into
+ * content-defined chunks once it holds more than two maximum-size chunks
+ * (keeping the tail, so a file written front to back gets exactly the cuts
+ * a whole-file chunking would give), and whole at flush/fsync/close.  Each
+ * chunk is stored (deduplicated, sealed, appended to a pack) and mapped
+ * into the file's extents.  The size persisted in the index never runs
+ * ahead of the data mapped by extents, so after a crash a file never shows
+ * bytes it never had.  Locking is described in vfs.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "vfs.h"
+
+#define DIRTY_LIMIT (96u << 20)	/* all files: flush the writer beyond it */
+#define INO_BATCH 1024
+
+int64_t vfs_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- node table ---- */
+
+static size_t hash_ino(uint64_t ino, size_t size)
+{
+	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 20) & (size - 1);
+}
+
+static int table_grow(struct vfs *v)
+{
+	size_t nsize = v->tabsize ? v->tabsize * 2 : 1024;
+	struct node **nt = calloc(nsize, sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	for (size_t i = 0; i < v->tabsize; i++) {
+		struct node *n = v->tab[i];
+		while (n) {
+			struct node *next = n->next;
+			size_t h = hash_ino(n->ino, nsize);
+			n->next = nt[h];
+			nt[h] = n;
+			n = next;
+		}
+	}
+	free(v->tab);
+	v->tab = nt;
+	v->tabsize = nsize;
+	return 0;
+}
+
+struct node *node_find(struct vfs *v, uint64_t ino)
+{
+	if (!v->tabsize)
+		return NULL;
+	for (struct node *n = v->tab[hash_ino(ino, v->tabsize)]; n; n = n->next)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+struct node *node_new(struct vfs *v, const struct inode_attr *a)
+{
+	if (v->nnodes >= v->tabsize && table_grow(v))
+		return NULL;
+	struct node *n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->ino = a->ino;
+	n->attr = *a;
+	n->psize = a->size;
+	pthread_mutex_init(&n->dlock, NULL);
+	size_t h = hash_ino(n->ino, v->tabsize);
+	n->next = v->tab[h];
+	v->tab[h] = n;
+	v->nnodes++;
+	return n;
+}
+
+struct node *node_get(struct vfs *v, uint64_t ino, int *err)
+{
+	struct node *n = node_find(v, ino);
+	if (n)
+		return n;
+	struct inode_attr a;
+	*err = index_inode_get(v->st->ix, v->vol.id, VIEW_LIVE, ino, &a);
+	if (*err)
+		return NULL;
+	n = node_new(v, &a);
+	if (!n)
+		*err = -ENOMEM;
+	return n;
+}
+
+static void node_unlink_table(struct vfs *v, struct node *n)
+{
+	struct node **pp = &v->tab[hash_ino(n->ino, v->tabsize)];
+	while (*pp && *pp != n)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = n->next;
+	v->nnodes--;
+}
+
+static void ranges_free(struct node *n)
+{
+	for (size_t i = 0; i < n->nranges; i++)
+		free(n->ranges[i].buf);
+	free(n->ranges);
+	n->ranges = NULL;
+	n->nranges = 0;
+}
+
+/* Drop n from memory once the kernel and every handle let go of it; an
+ * inode with no links left ends then.  ctx->lock held. */
+static void node_maybe_free(struct vfs *v, struct node *n)
+{
+	if (n->nlookup || n->nopen || n->ino == ROOT_INO)
+		return;
+	if (n->attr.nlink == 0 && !v->readonly) {
+		int err = index_begin(v->st->ix);
+		if (!err)
+			err = index_inode_kill(v->st->ix, v->vol.id,
+					       v->vol.epoch, n->ino);
+		if (!err)
+			err = index_orphan_remove(v->st->ix, v->vol.id, n->ino);
+		if (err)
+			tlog(LOG_ERR, "volume %s: cannot free inode %llu: %s",
+			     v->vol.name, (unsigned long long)n->ino,
+			     strerror(-err));
+	} else if (n->attr_dirty && !v->readonly) {
+		node_persist(v, n);
+	}
+	v->dirty_total -= n->dirty_bytes;
+	node_unlink_table(v, n);
+	ranges_free(n);
+	pthread_mutex_destroy(&n->dlock);
+	free(n);
+}
+
+void node_forget(struct vfs *v, struct node *n, uint64_t count)
+{
+	n->nlookup = count > n->nlookup ? 0 : n->nlookup - count;
+	node_maybe_free(v, n);
+}
+
+void node_release(struct vfs *v, struct node *n)
+{
+	if (n->nopen > 0)
+		n->nopen--;
+	node_maybe_free(v, n);
+}
+
+uint64_t vfs_alloc_ino(struct vfs *v, int *err)
+{
+	if (v->vol.next_ino >= v->ino_reserved) {
+		uint64_t upto = v->vol.next_ino + INO_BATCH;
+		*err = index_begin(v->st->ix);
+		if (!*err)
+			*err = index_volume_set_next_ino(v->st->ix, v->vol.id,
+							 upto);
+		if (*err)
+			return 0;
+		v->ino_reserved = upto;
+	}
+	*err = 0;
+	return v->vol.next_ino++;
+}
+
+int node_persist(struct vfs *v, struct node *n)
+{
+	struct inode_attr a = n->attr;
+	/* With data still unchunked, the persisted size may not run ahead
+	 * of what the extents hold. */
+	if (n->dirty_bytes && a.size > n->psize)
+		a.size = n->psize;
+	int err = index_begin(v->st->ix);
+	if (!err)
+		err = index_inode_put(v->st->ix, v->vol.id, v->vol.epoch, &a);
+	if (err)
+		return err;
+	n->attr.birth = a.birth;
+	n->psize = a.size;
+	if (!n->dirty_bytes)
+		n->attr_dirty = 0;
+	return 0;
+}
+
+/* ---- dirty ranges ---- */
+
+static int range_reserve(struct range *r, size_t need)
+{
+	if (need <= r->cap)
+		return 0;
+	size_t cap = r->cap ? r->cap : 64 << 10;
+	while (cap < need)
+		cap *= 2;
+	uint8_t *b = realloc(r->buf, cap);
+	if (!b)
+		return -ENOMEM;
+	r->buf = b;
+	r->cap = cap;
+	return 0;
+}
+
+/*
+ * Put [off, off+len) into n's ranges, merging every range it overlaps or
+ * touches into one.  Returns the index of that range, or -errno.  *added
+ * gets the growth in buffered bytes.
+ */
+static long ranges_add(struct node *n, const void *buf, size_t len,
+		       uint64_t off, size_t *added)
+{
+	uint64_t end = off + len;
+	size_t i = 0;
+	while (i < n->nranges && n->ranges[i].off + n->ranges[i].len < off)
+		i++;
+	size_t j = i;
+	uint64_t nstart = off, nend = end;
+	size_t before = 0;
+	while (j < n->nranges && n->ranges[j].off <= end) {
+		if (n->ranges[j].off < nstart)
+			nstart = n->ranges[j].off;
+		if (n->ranges[j].off + n->ranges[j].len > nend)
+			nend = n->ranges[j].off + n->ranges[j].len;
+		before += n->ranges[j].len;
+		j++;
+	}
+	if (j == i) {
+		/* No neighbour: a new range at position i. */
+		void *p = realloc(n->ranges, (n->nranges + 1) * sizeof(*n->ranges));
+		if (!p)
+			return -ENOMEM;
+		n->ranges = p;
+		memmove(&n->ranges[i + 1], &n->ranges[i],
+			(n->nranges - i) * sizeof(*n->ranges));
+		n->nranges++;
+		struct range *r = &n->ranges[i];
+		memset(r, 0, sizeof(*r));
+		r->off = off;
+		if (range_reserve(r, len)) {
+			memmove(&n->ranges[i], &n->ranges[i + 1],
+				(n->nranges - i - 1) * sizeof(*n->ranges));
+			n->nranges--;
+			return -ENOMEM;
+		}
+		memcpy(r->buf, buf, len);
+		r->len = len;
+		*added = len;
+		return i;
+	}
+	/* Merge ranges i..j-1 into range i, which starts at nstart. */
+	struct range *r = &n->ranges[i];
+	if (r->off > nstart) {
+		/* The new data starts before range i: shift it up. */
+		size_t shift = r->off - nstart;
+		if (range_reserve(r, r->len + shift))
+			return -ENOMEM;
+		memmove(r->buf + shift, r->buf, r->len);
+		r->off = nstart;
+		r->len += shift;
+	}
+	if (range_reserve(r, nend - nstart))
+		return -ENOMEM;
+	for (size_t k = i + 1; k < j; k++) {
+		struct range *o = &n->ranges[k];
+		memcpy(r->buf + (o->off - nstart), o->buf, o->len);
+		free(o->buf);
+	}
+	r->len = nend - nstart;
+	memcpy(r->buf + (off - nstart), buf, len);
+	memmove(&n->ranges[i + 1], &n->ranges[j],
+		(n->nranges - j) * sizeof(*n->ranges));
+	n->nranges -= j - i - 1;
+	*added = r->len - before;
+	return i;
+}
+
+/* 1 if len bytes at p are all zero. */
+static int all_zero(const uint8_t *p, size_t len)
+{
+	return len && p[0] == 0 && !memcmp(p, p + 1, len - 1);
+}
+
+/* Store one chunk of n's data at file offset off and map it (dlock held). */
+static int store_data(struct vfs *v, struct node *n, const uint8_t *data,
+		      size_t len, uint64_t off)
+{
+	struct store *st = v->st;
+	int64_t rowid = 0;
+	int zero = all_zero(data, len);
+	int err = 0;
+	if (!zero) {
+		uint8_t id[CHUNK_ID_LEN];
+		store_chunk_id(st, data, len, id);
+		pthread_mutex_lock(&v->lock);
+		err = store_chunk_lookup(st, id, &rowid);
+		pthread_mutex_unlock(&v->lock);
+		if (err == -ENOENT) {
+			struct sealed_chunk sc;
+			err = store_seal_chunk(st, id, data, len, &sc);
+			if (err)
+				return err;
+			pthread_mutex_lock(&v->lock);
+			err = index_begin(st->ix);
+			if (!err)
+				err = store_chunk_add(st, &sc, &rowid);
+			pthread_mutex_unlock(&v->lock);
+			free(sc.buf);
+		}
+		if (err)
+			return err;
+	}
+	pthread_mutex_lock(&v->lock);
+	err = index_begin(st->ix);
+	if (!err && zero)
+		err = index_extent_punch(st->ix, v->vol.id, v->vol.epoch, n->ino,
+					 off, off + len);
+	else if (!err) {
+		struct extent x = { .off = off, .len = len, .chunk = rowid };
+		err = index_extent_replace(st->ix, v->vol.id, v->vol.epoch,
+					   n->ino, &x);
+	}
+	if (!err && off + len > n->psize && n->psize < n->attr.size) {
+		struct inode_attr a = n->attr;
+		a.size = off + len < n->attr.size ? off + len : n->attr.size;
+		err = index_inode_put(st->ix, v->vol.id, v->vol.epoch, &a);
+		if (!err) {
+			n->psize = a.size;
+			n->attr.birth = a.birth;
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	return err;
+}
+
+/* Drop the first used bytes of range idx, removing it when empty. */
+static void range_consume(struct vfs *v, struct node *n, size_t idx,
+			  size_t used)
+{
+	struct range *r = &n->ranges[idx];
+	if (used == r->len) {
+		free(r->buf);
+		memmove(&n->ranges[idx], &n->ranges[idx + 1],
+			(n->nranges - idx - 1) * sizeof(*n->ranges));
+		n->nranges--;
+	} else {
+		memmove(r->buf, r->buf + used, r->len - used);
+		r->off += used;
+		r->len -= used;
+		/* A drained streaming buffer need not stay at its peak. */
+		if (r->cap > (16u << 20) && r->len < r->cap / 4) {
+			uint8_t *b = realloc(r->buf, r->cap / 2);
+			if (b) {
+				r->buf = b;
+				r->cap /= 2;
+			}
+		}
+	}
+	pthread_mutex_lock(&v->lock);
+	n->dirty_bytes -= used;
+	v->dirty_total -= used;
+	pthread_mutex_unlock(&v->lock);
+}
+
+/* Cut range idx into chunks and store them.  Unless final, keep the tail
+ * that may still grow into a different chunk.  dlock held. */
+static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
+{
+	const struct fastcdc_params *cdc = &v->st->cdc;
+	struct range *r = &n->ranges[idx];
+	size_t pos = 0;
+	int err = 0;
+	while (pos < r->len) {
+		size_t rem = r->len - pos;
+		if (!final && rem <= cdc->max_size)
+			break;
+		size_t c = fastcdc_cut(cdc, r->buf + pos, rem);
+		err = store_data(v, n, r->buf + pos, c, r->off + pos);
+		if (err)
+			break;
+		pos += c;
+	}
+	if (pos)
+		range_consume(v, n, idx, pos);
+	return err;
+}
+
+int node_flush(struct vfs *v, struct node *n)
+{
+	int err = 0;
+	while (n->nranges && !err)
+		err = range_cut(v, n, 0, 1);
+	pthread_mutex_lock(&v->lock);
+	if (!err && n->attr_dirty)
+		err = node_persist(v, n);
+	pthread_mutex_unlock(&v->lock);
+	return err;
+}
+
+int node_write(struct vfs *v, struct node *n, const void *buf, size_t len,
+	       uint64_t off)
+{
+	size_t added = 0;
+	long idx = ranges_add(n, buf, len, off, &added);
+	if (idx < 0)
+		return (int)idx;
+	int64_t now = vfs_now();
+	pthread_mutex_lock(&v->lock);
+	n->dirty_bytes += added;
+	v->dirty_total += added;
+	if (off + len > n->attr.size)
+		n->attr.size = off + len;
+	n->attr.mtime = n->attr.ctime = now;
+	n->attr_dirty = 1;
+	size_t total = v->dirty_total;
+	pthread_mutex_unlock(&v->lock);
+	int err = 0;
+	if (n->ranges[idx].len >= 2 * (size_t)v->st->cdc.max_size)
+		err = range_cut(v, n, idx, 0);
+	if (!err && total > DIRTY_LIMIT)
+		err = node_flush(v, n);
+	return err;
+}
+
+/*
+ * Fill buf with [off, off+len) of inode ino as seen in view, from its
+ * extents (holes read as zeros).  Returns 0 or -errno.  ctx->lock NOT held.
+ */
+int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
+		     size_t len, uint64_t off)
+{
+	struct extent *xs = NULL;
+	size_t nx = 0;
+	struct chunk_ref *refs = NULL;
+	pthread_mutex_lock(&v->lock);
+	int err = index_extents_in(v->st->ix, v->vol.id, view, ino, off,
+				   off + len, &xs, &nx);
+	if (!err && nx) {
+		refs = malloc(nx * sizeof(*refs));
+		if (!refs)
+			err = -ENOMEM;
+		for (size_t i = 0; i < nx && !err; i++)
+			err = store_chunk_ref(v->st, xs[i].chunk, &refs[i]);
+	}
+	pthread_mutex_unlock(&v->lock);
+	memset(buf, 0, len);
+	for (size_t i = 0; i < nx && !err; i++) {
+		uint64_t s = xs[i].off > off ? xs[i].off : off;
+		uint64_t e = xs[i].off + xs[i].len;
+		if (e > off + len)
+			e = off + len;
+		if (s >= e)
+			continue;
+		err = store_read_chunk(v->st, &refs[i], xs[i].coff + (s - xs[i].off),
+				       (uint8_t *)buf + (s - off), e - s);
+		if (err) {
+			char hex[PACK_NAME_LEN * 2 + 1];
+			hex_encode(refs[i].pack, PACK_NAME_LEN, hex);
+			tlog(LOG_ERR, "volume %s: inode %llu at offset %llu: chunk in pack %s: %s",
+			     v->vol.name, (unsigned long long)ino,
+			     (unsigned long long)s, hex,
+			     err == -EBADMSG ? "failed authentication" : strerror(-err));
+			err = -EIO;
+		}
+	}
+	free(xs);
+	free(refs);
+	return err;
+}
+
+int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
+	      uint64_t off, size_t *got)
+{
+	pthread_mutex_lock(&v->lock);
+	uint64_t size = n->attr.size;
+	pthread_mutex_unlock(&v->lock);
+	*got = 0;
+	if (off >= size)
+		return 0;
+	if (off + len > size)
+		len = size - off;
+	int err = vfs_read_extents(v, VIEW_LIVE, n->ino, buf, len, off);
+	if (err)
+		return err;
+	for (size_t i = 0; i < n->nranges; i++) {
+		struct range *r = &n->ranges[i];
+		uint64_t s = r->off > off ? r->off : off;
+		uint64_t e = r->off + r->len;
+		if (e > off + len)
+			e = off + len;
+		if (s < e)
+			memcpy((uint8_t *)buf + (s - off), r->buf + (s - r->off),
+			       e - s);
+	}
+	*got = len;
+	return 0;
+}
+
+int node_truncate(struct vfs *v, struct node *n, uint64_t size)
+{
+	size_t dropped = 0;
+	for (size_t i = 0; i < n->nranges;) {
+		struct range *r = &n->ranges[i];
+		if (r->off >= size) {
+			dropped += r->len;
+			free(r->buf);
+			memmove(r, r + 1, (n->nranges - i - 1) * sizeof(*r));
+			n->nranges--;
+			continue;
+		}
+		if (r->off + r->len > size) {
+			dropped += r->off + r->len - size;
+			r->len = size - r->off;
+		}
+		i++;
+	}
+	int64_t now = vfs_now();
+	pthread_mutex_lock(&v->lock);
+	n->dirty_bytes -= dropped;
+	v->dirty_total -= dropped;
+	int err = index_begin(v->st->ix);
+	if (!err && size < n->attr.size)
+		err = index_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
+					 n->ino, size, INT64_MAX);
+	if (!err) {
+		n->attr.size = size;
+		if (n->psize > size)
+			n->psize = size;
+		n->attr.mtime = n->attr.ctime = now;
+		n->attr_dirty = 1;
+		err = node_persist(v, n);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return err;
+}
+
+/* ---- volume ---- */
+
+int vfs_commit(struct vfs *v)
+{
+	if (v->readonly)
+		return 0;
+	int err = 0;
+	for (size_t i = 0; i < v->tabsize && !err; i++)
+		for (struct node *n = v->tab[i]; n && !err; n = n->next)
+			if (n->attr_dirty)
+				err = node_persist(v, n);
+	if (!err)
+		err = store_commit(v->st);
+	if (err) {
+		v->commit_errors++;
+		tlog(LOG_ERR, "volume %s: commit failed: %s", v->vol.name,
+		     strerror(-err));
+	}
+	return err;
+}
+
+static void *committer_main(void *arg)
+{
+	struct vfs *v = arg;
+	pthread_mutex_lock(&v->lock);
+	while (!v->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&v->stop_cond, &v->lock, &ts);
+		if (!v->stopping)
+			vfs_commit(v);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return NULL;
+}
+
+int vfs_start_committer(struct vfs *v)
+{
+	if (v->readonly)
+		return 0;
+	return -pthread_create(&v->committer, NULL, committer_main, v);
+}
+
+/* Take the volume's lock file, so one volume has one daemon at a time. */
+static int volume_lock(struct vfs *v)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/locks", v->st->dir);
+	if (mkdir(path, 0700) && errno != EEXIST)
+		return -errno;
+	snprintf(path, sizeof(path), "%s/locks/volume-%lld", v->st->dir,
+		 (long long)v->vol.id);
+	v->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (v->lockfd < 0)
+		return -errno;
+	if (flock(v->lockfd, (v->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(v->lockfd);
+		v->lockfd = -1;
+		return err;
+	}
+	return 0;
+}
+
+/* End inodes that were unlinked while open when the daemon died. */
+static int reap_orphans(struct vfs *v)
+{
+	uint64_t *inos;
+	size_t n;
+	int err = index_orphan_list(v->st->ix, v->vol.id, &inos, &n);
+	if (err || !n) {
+		free(inos);
+		return err;
+	}
+	err = index_begin(v->st->ix);
+	for (size_t i = 0; i < n && !err; i++) {
+		err = index_inode_kill(v->st->ix, v->vol.id, v->vol.epoch, inos[i]);
+		if (err == -ENOENT)
+			err = 0;
+		if (!err)
+			err = index_orphan_remove(v->st->ix, v->vol.id, inos[i]);
+	}
+	free(inos);
+	return err ? err : store_commit(v->st);
+}
+
+int vfs_open(struct vfs *v, struct store *st, const char *volume, int readonly)
+{
+	memset(v, 0, sizeof(*v));
+	v->st = st;
+	v->readonly = readonly;
+	v->lockfd = -1;
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->stop_cond, NULL);
+	int err = index_volume_find(st->ix, volume, &v->vol);
+	if (err)
+		return err;
+	err = volume_lock(v);
+	if (err)
+		return err;
+	v->ino_reserved = v->vol.next_ino;
+	if (!readonly) {
+		err = store_finish_orphans(st);
+		if (err > 0)
+			tlog(LOG_INFO, "store %s: finished %d pack(s) left open by a crash",
+			     st->dir, err);
+		if (err >= 0)
+			err = reap_orphans(v);
+	}
+	int e2 = 0;
+	struct node *root = err < 0 ? NULL : node_get(v, ROOT_INO, &e2);
+	if (!err && e2)
+		err = e2;
+	if (root)
+		root->nlookup = 1;
+	return err < 0 ? err : 0;
+}
+
+int vfs_close(struct vfs *v)
+{
+	if (v->committer) {
+		pthread_mutex_lock(&v->lock);
+		v->stopping = 1;
+		pthread_cond_signal(&v->stop_cond);
+		pthread_mutex_unlock(&v->lock);
+		pthread_join(v->committer, NULL);
+	}
+	int err = 0;
+	for (size_t i = 0; i < v->tabsize; i++) {
+		for (struct node *n = v->tab[i]; n; n = n->next) {
+			if (!n->nranges)
+				continue;
+			pthread_mutex_lock(&n->dlock);
+			int e = node_flush(v, n);
+			pthread_mutex_unlock(&n->dlock);
+			if (e && !err)
+				err = e;
+		}
+	}
+	pthread_mutex_lock(&v->lock);
+	int e = vfs_commit(v);
+	err = err ? err : e;
+	for (size_t i = 0; i < v->tabsize; i++) {
+		struct node *n = v->tab[i];
+		while (n) {
+			struct node *next = n->next;
+			ranges_free(n);
+			pthread_mutex_destroy(&n->dlock);
+			free(n);
+			n = next;
+		}
+	}
+	free(v->tab);
+	v->tab = NULL;
+	v->tabsize = v->nnodes = 0;
+	pthread_mutex_unlock(&v->lock);
+	if (v->lockfd >= 0)
+		close(v->lockfd);
+	return err;
+}

@@ -1,0 +1,131 @@
+/*
+ * store.h - a tresor store: one directory holding the key file, the SQLite
+ * index and the pack files.
+ *
+ * Owns the store's layout on disk, its settings, opening and creating it,
+ * and the chunk path: deduplicate, seal, append to the open pack, record
+ * in the index; and back: locate, read, authenticate, decompress, cache.
+ *
+ * Locking: functions that touch st->ix or the open pack need the caller to
+ * serialise them (the FUSE daemon holds its big lock).  store_read_chunk
+ * and store_seal_chunk are thread-safe and are meant to run without that
+ * lock, since they carry the CPU cost.
+ */
+#ifndef TRESOR_STORE_H
+#define TRESOR_STORE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "../chunker/fastcdc.h"
+#include "crypto.h"
+#include "index.h"
+#include "pack.h"
+
+#define STORE_FORMAT_VERSION 1
+#define STORE_KEY_FILE "tresor.key"
+#define STORE_INDEX_FILE "index.db"
+#define STORE_PACK_DIR "packs"
+#define STORE_PACK_TARGET (32u << 20)
+
+struct store_params {
+	uint32_t chunk_min, chunk_avg, chunk_max;
+	struct kdf_params kdf;
+};
+
+struct chunk_cache;
+
+struct store {
+	char *dir;
+	struct index *ix;
+	struct store_keys keys;
+	struct fastcdc_params cdc;
+	uint64_t pack_target;
+	int zlevel;
+	/* The pack chunks are appended to; NULL until the first write. */
+	struct pack_writer *pw;
+	int64_t pw_rowid;
+	/* Decrypted chunks (own lock inside). */
+	struct chunk_cache *cache;
+};
+
+/* Defaults: 256 KiB / 1 MiB / 4 MiB chunks, scrypt 2^17. */
+void store_params_default(struct store_params *p);
+
+/*
+ * Create a store at dir, which must not exist or be an empty directory.
+ * It is built in a sibling temporary directory and renamed into place, so
+ * a failed init leaves nothing behind.  Returns 0 or -errno (-ENOTEMPTY,
+ * -EINVAL for bad chunk sizes).
+ */
+int store_init(const char *dir, const struct store_params *p,
+	       const char *pass, size_t passlen);
+
+/*
+ * Open the store at dir with the passphrase.  -ENOENT: no store there;
+ * -EKEYREJECTED: wrong passphrase; -EPROTONOSUPPORT: newer format.
+ * Finishes packs left open by a process that died.
+ */
+int store_open(const char *dir, const char *pass, size_t passlen,
+	       struct store **out);
+
+/* Finish the open pack, commit, close.  Returns the first error. */
+int store_close(struct store *st);
+
+/* Make everything appended durable, then commit the index: data before
+ * the index that names it. */
+int store_commit(struct store *st);
+
+/* Path of a pack file: DIR/packs/ab/abcdef... (malloc'd). */
+char *store_pack_path(const struct store *st,
+		      const uint8_t name[PACK_NAME_LEN]);
+
+/* A chunk ready to be stored: its ID and sealed bytes. */
+struct sealed_chunk {
+	struct pack_entry e;
+	uint8_t *buf;		/* malloc'd sealed bytes, e.slen long */
+};
+
+/* Compute the keyed ID of data (thread-safe). */
+void store_chunk_id(const struct store *st, const void *data, size_t len,
+		    uint8_t id[CHUNK_ID_LEN]);
+
+/* Compress and seal data whose ID is id (thread-safe).  sc->buf must be
+ * freed by the caller. */
+int store_seal_chunk(const struct store *st, const uint8_t id[CHUNK_ID_LEN],
+		     const void *data, size_t len, struct sealed_chunk *sc);
+
+/* Rowid of the chunk with this ID, or -ENOENT. */
+int store_chunk_lookup(struct store *st, const uint8_t id[CHUNK_ID_LEN],
+		       int64_t *rowid);
+
+/* Append a sealed chunk to the open pack (rotating packs as they fill) and
+ * record it in the index; if the chunk is already known, nothing is
+ * written.  Needs an open index transaction. */
+int store_chunk_add(struct store *st, const struct sealed_chunk *sc,
+		    int64_t *rowid);
+
+/* Store data as one chunk (lookup, seal, add). */
+int store_put(struct store *st, const void *data, size_t len, int64_t *rowid);
+
+/* Where a chunk lives, for store_read_chunk. */
+struct chunk_ref {
+	int64_t rowid;
+	uint8_t pack[PACK_NAME_LEN];
+	struct pack_entry e;
+};
+int store_chunk_ref(struct store *st, int64_t rowid, struct chunk_ref *ref);
+
+/*
+ * Copy len bytes at coff of the chunk into dst, reading and opening the
+ * chunk (or using the cache).  -EBADMSG if the chunk fails authentication
+ * (wrong bytes are never returned), -errno on I/O errors.  Thread-safe.
+ */
+int store_read_chunk(struct store *st, const struct chunk_ref *ref,
+		     uint64_t coff, void *dst, size_t len);
+
+/* Finish all packs left open by dead processes.  Returns how many were
+ * finished, or -errno. */
+int store_finish_orphans(struct store *st);
+
+#endif

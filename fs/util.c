@@ -1,0 +1,350 @@
+/*
+ * util.c - logging, hex, careful I/O and secret wiping for every module.
+ *
+ * Owns the one piece of process-wide mutable state in tresor: the log
+ * threshold.  Everything else here is stateless.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* read_file is for small files (keys, config); refuse anything bigger so a
+ * wrong path cannot make us swallow a huge file. */
+#define READ_FILE_MAX (64u << 20)
+
+/*
+ * The log threshold.  -1 means "not decided yet": the first tlog reads
+ * TRESOR_LOG, unless log_set_level got there first.  Atomic so threads
+ * may log while the daemon changes the level.
+ */
+static atomic_int log_threshold = -1;
+
+static const char *const level_names[] = {
+	[LOG_ERR] = "error",
+	[LOG_WARN] = "warn",
+	[LOG_INFO] = "info",
+	[LOG_DEBUG] = "debug",
+};
+
+/*
+ * Decide the threshold from the environment once.  A race between two
+ * first callers is harmless: both compute the same value, and a value set
+ * by log_set_level in the meantime wins because the exchange only
+ * replaces -1.
+ */
+static int log_get_threshold(void)
+{
+	int v = atomic_load_explicit(&log_threshold, memory_order_relaxed);
+	const char *env;
+	int want = LOG_INFO;
+	int expect = -1;
+
+	if (v >= 0)
+		return v;
+	env = getenv("TRESOR_LOG");
+	if (env) {
+		for (int i = LOG_ERR; i <= LOG_DEBUG; i++)
+			if (!strcasecmp(env, level_names[i]))
+				want = i;
+	}
+	atomic_compare_exchange_strong(&log_threshold, &expect, want);
+	return atomic_load_explicit(&log_threshold, memory_order_relaxed);
+}
+
+void log_set_level(enum log_level level)
+{
+	if ((int)level < LOG_ERR)
+		level = LOG_ERR;
+	if (level > LOG_DEBUG)
+		level = LOG_DEBUG;
+	atomic_store(&log_threshold, (int)level);
+}
+
+/*
+ * Format into a local buffer and emit the line with one stdio call, so
+ * lines from different threads do not interleave.  errno is preserved:
+ * callers often log on an error path and then return -errno.
+ */
+void tlog(enum log_level level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	size_t n;
+	int saved = errno;
+
+	if ((int)level < LOG_ERR || level > LOG_DEBUG)
+		level = LOG_ERR;
+	if ((int)level > log_get_threshold())
+		goto out;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* Callers sometimes end the message with a newline; we add our own. */
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	fprintf(stderr, "tresor: %s: %s\n", level_names[level], msg);
+out:
+	errno = saved;
+}
+
+void hex_encode(const uint8_t *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0x0f];
+	}
+	out[2 * n] = '\0';
+}
+
+static int hex_val(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Both cases are accepted.  Only the first 2n characters are looked at,
+ * so a caller may decode the hex prefix of a longer name ("<hex>.pack").
+ * The input is checked in full before out is touched, so out is never
+ * left half-written.
+ */
+int hex_decode(const char *in, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < 2 * n; i++)
+		if (hex_val(in[i]) < 0)	/* also stops at a NUL */
+			return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (uint8_t)(hex_val(in[2 * i]) << 4 |
+				   hex_val(in[2 * i + 1]));
+	return 0;
+}
+
+/* Loop over short reads and EINTR; hitting end of file is -EIO because
+ * every caller knows how many bytes must be there. */
+int pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = pread(fd, p, len, off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		p += r;
+		len -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+/* Loop over short writes (a full disk shows up as one, then ENOSPC). */
+int pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = pwrite(fd, p, len, off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		p += r;
+		len -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+/*
+ * Write path.tmp.<pid>, fsync it, rename it over path and fsync the
+ * directory, so a crash leaves either the old or the new file, never a
+ * torn one.  The mode is applied with fchmod so the umask and a stale
+ * temporary from an earlier crash cannot change it.
+ */
+int write_file_atomic(const char *path, const void *buf, size_t len,
+		      mode_t mode)
+{
+	char *tmp;
+	int fd, ret;
+
+	if (asprintf(&tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
+		return -ENOMEM;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		  mode);
+	if (fd < 0) {
+		ret = -errno;
+		free(tmp);
+		return ret;
+	}
+	ret = fchmod(fd, mode) ? -errno : 0;
+	if (!ret)
+		ret = pwrite_full(fd, buf, len, 0);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	else
+		ret = fsync_parent_dir(path);
+	free(tmp);
+	return ret;
+}
+
+/*
+ * Read until end of file rather than trusting st_size alone, so a file
+ * that changes under us gives its real contents.  The buffer gets one
+ * spare byte set to NUL (not counted in *len) so text files can be used
+ * as C strings.
+ */
+int read_file(const char *path, uint8_t **buf, size_t *len)
+{
+	struct stat st;
+	uint8_t *b = NULL;
+	size_t cap, n = 0;
+	int fd, ret = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st)) {
+		ret = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > READ_FILE_MAX) {
+		ret = -EFBIG;
+		goto out;
+	}
+	cap = (size_t)st.st_size + 1;
+	b = malloc(cap);
+	if (!b) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t r;
+
+		/* The spare byte doubles as the probe for end of file, so a
+		 * file that did not grow needs no realloc. */
+		r = read(fd, b + n, cap - n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n == cap) {
+			uint8_t *nb;
+
+			if (n > READ_FILE_MAX) {
+				ret = -EFBIG;
+				goto out;
+			}
+			nb = realloc(b, cap * 2);
+			if (!nb) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			b = nb;
+			cap *= 2;
+		}
+	}
+	b[n] = '\0';
+	*buf = b;
+	*len = n;
+	b = NULL;
+out:
+	free(b);
+	close(fd);
+	return ret;
+}
+
+/*
+ * A new or renamed directory entry is only durable once the directory
+ * itself is fsynced.  Trailing slashes are ignored ("a/b/" -> "a"), a
+ * bare name means the current directory.
+ */
+int fsync_parent_dir(const char *path)
+{
+	size_t n = strlen(path);
+	char *dir;
+	int fd, ret = 0;
+
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	while (n > 0 && path[n - 1] != '/')
+		n--;
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	if (n == 0)
+		dir = strdup(".");
+	else
+		dir = strndup(path, n);
+	if (!dir)
+		return -ENOMEM;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* explicit_bzero is a store the optimiser must keep even when the buffer
+ * is about to be freed or go out of scope. */
+void secure_wipe(void *p, size_t n)
+{
+	if (p && n)
+		explicit_bzero(p, n);
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

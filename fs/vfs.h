@@ -1,0 +1,101 @@
+/*
+ * vfs.h - the FUSE daemon's state: one mounted volume of a store.
+ *
+ * Locking (two levels, always taken in this order):
+ *   node->dlock  serialises the data path of one file (its dirty ranges,
+ *                cutting them into chunks, reads that merge them);
+ *   ctx->lock    the big lock: the index and its open transaction, the open
+ *                pack, the node table and every node's attributes and
+ *                counters.  Held only for short sections; the CPU work on
+ *                chunks (hashing, compressing, sealing, opening) runs
+ *                without it.
+ * The chunk cache inside the store has its own lock, taken last.
+ */
+#ifndef TRESOR_VFS_H
+#define TRESOR_VFS_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include "index.h"
+#include "store.h"
+
+/* Dirty (written, not yet chunked) bytes of a file. */
+struct range {
+	uint64_t off;
+	size_t len, cap;
+	uint8_t *buf;
+};
+
+struct node {
+	uint64_t ino;
+	struct node *next;		/* hash chain */
+	uint64_t nlookup;		/* kernel references */
+	int nopen;			/* open file handles */
+	struct inode_attr attr;		/* current attributes (ctx->lock) */
+	uint64_t psize;			/* size as persisted in the index */
+	int attr_dirty;			/* attr not yet written to the index */
+	pthread_mutex_t dlock;
+	struct range *ranges;		/* sorted, disjoint (dlock) */
+	size_t nranges;
+	size_t dirty_bytes;		/* sum of range lengths (dlock + lock) */
+};
+
+struct vfs {
+	struct store *st;
+	struct volume_info vol;		/* vol.epoch is the current epoch */
+	int readonly;
+	int lockfd;			/* flock on the volume: one mount only */
+	pthread_mutex_t lock;
+	struct node **tab;
+	size_t tabsize, nnodes;
+	uint64_t ino_reserved;		/* next_ino persisted up to here */
+	size_t dirty_total;		/* bytes in all ranges (lock) */
+	int commit_errors;
+	/* committer thread */
+	pthread_t committer;
+	pthread_cond_t stop_cond;
+	int stopping;
+};
+
+/* Open the volume: lock it, clean inodes left unlinked by a crash. */
+int vfs_open(struct vfs *v, struct store *st, const char *volume,
+	     int readonly);
+/* Flush everything, stop the committer, release the volume lock. */
+int vfs_close(struct vfs *v);
+int vfs_start_committer(struct vfs *v);
+
+/* Node table (ctx->lock held). */
+struct node *node_get(struct vfs *v, uint64_t ino, int *err);
+struct node *node_find(struct vfs *v, uint64_t ino);
+struct node *node_new(struct vfs *v, const struct inode_attr *a);
+void node_forget(struct vfs *v, struct node *n, uint64_t count);
+void node_release(struct vfs *v, struct node *n);
+uint64_t vfs_alloc_ino(struct vfs *v, int *err);
+
+/* Persist n's attributes (ctx->lock held). */
+int node_persist(struct vfs *v, struct node *n);
+
+/* Data path (dlock held, ctx->lock not held). */
+int node_write(struct vfs *v, struct node *n, const void *buf, size_t len,
+	       uint64_t off);
+int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
+	      uint64_t off, size_t *got);
+int node_flush(struct vfs *v, struct node *n);
+int node_truncate(struct vfs *v, struct node *n, uint64_t size);
+/* Fill buf from ino's extents in view (holes as zeros); lock NOT held. */
+int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
+		     size_t len, uint64_t off);
+
+/* Serve the volume at mountpoint until unmounted.  opts: comma-separated
+ * FUSE options (allow_other, ro, ...).  Without foreground it returns in
+ * the parent once the mount is ready (the child serves). */
+int vfs_mount_main(struct store *st, const char *volume,
+		   const char *mountpoint, const char *opts, int foreground);
+
+/* Commit: persist clean nodes' attributes, sync the pack, commit the index
+ * (ctx->lock held). */
+int vfs_commit(struct vfs *v);
+
+int64_t vfs_now(void);
+
+#endif

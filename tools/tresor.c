@@ -1,0 +1,514 @@
+/*
+ * tresor.c - the `tresor` command: argument parsing, passphrase input,
+ * human and JSON output.  The only place that prints errors and exits;
+ * every error names the store, volume or file it concerns.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "../fs/check.h"
+#include "../fs/store.h"
+#include "../fs/util.h"
+#include "../fs/vfs.h"
+
+#ifndef TRESOR_VERSION
+#define TRESOR_VERSION "0.1.0"
+#endif
+
+#define EXIT_USAGE 2
+
+static const char *usage_text =
+	"usage: tresor COMMAND ...\n"
+	"  init STORE [--chunk-min N] [--chunk-avg N] [--chunk-max N] [--kdf-log2n N]\n"
+	"  volume create STORE NAME\n"
+	"  volume list STORE [--json]\n"
+	"  mount STORE VOLUME MOUNTPOINT [-o OPTS] [-f]\n"
+	"  stats STORE [--json]\n"
+	"  check STORE [--read-data] [--json]\n"
+	"  --version\n"
+	"Commands that need the key read the passphrase from --passphrase-file FILE,\n"
+	"else $TRESOR_PASSPHRASE, else a prompt on the terminal.\n";
+
+static void die(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+
+static void die(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("tresor: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(code);
+}
+
+/* Common options of every command. */
+struct opts {
+	const char *passfile;
+	int json;
+	int foreground;
+	int read_data;
+	const char *mount_opts;
+	long chunk_min, chunk_avg, chunk_max, kdf_log2n;
+	char *pos[8];
+	int npos;
+};
+
+static long parse_size(const char *s, const char *what)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || v < 0)
+		die(EXIT_USAGE, "%s: not a number: %s", what, s);
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	}
+	if (*end)
+		die(EXIT_USAGE, "%s: not a size: %s", what, s);
+	return (long)v;
+}
+
+static void parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "passphrase-file", required_argument, 0, 'p' },
+		{ "json", no_argument, 0, 'j' },
+		{ "read-data", no_argument, 0, 'r' },
+		{ "chunk-min", required_argument, 0, 1 },
+		{ "chunk-avg", required_argument, 0, 2 },
+		{ "chunk-max", required_argument, 0, 3 },
+		{ "kdf-log2n", required_argument, 0, 4 },
+		{ 0, 0, 0, 0 },
+	};
+	memset(o, 0, sizeof(*o));
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, "fo:", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p': o->passfile = optarg; break;
+		case 'j': o->json = 1; break;
+		case 'r': o->read_data = 1; break;
+		case 'f': o->foreground = 1; break;
+		case 'o': o->mount_opts = optarg; break;
+		case 1: o->chunk_min = parse_size(optarg, "--chunk-min"); break;
+		case 2: o->chunk_avg = parse_size(optarg, "--chunk-avg"); break;
+		case 3: o->chunk_max = parse_size(optarg, "--chunk-max"); break;
+		case 4: o->kdf_log2n = parse_size(optarg, "--kdf-log2n"); break;
+		default:
+			fputs(usage_text, stderr);
+			exit(EXIT_USAGE);
+		}
+		/* Options may follow positional arguments. */
+	}
+	for (int i = optind; i < argc; i++) {
+		if (o->npos == 8)
+			die(EXIT_USAGE, "too many arguments");
+		o->pos[o->npos++] = argv[i];
+	}
+}
+
+/* Read a line from the terminal without echo. */
+static char *prompt_tty(const char *msg)
+{
+	FILE *tty = fopen("/dev/tty", "r+");
+	if (!tty)
+		return NULL;
+	struct termios old, noecho;
+	int have = tcgetattr(fileno(tty), &old) == 0;
+	if (have) {
+		noecho = old;
+		noecho.c_lflag &= ~ECHO;
+		tcsetattr(fileno(tty), TCSAFLUSH, &noecho);
+	}
+	fputs(msg, tty);
+	fflush(tty);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, tty);
+	if (have)
+		tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	fputc('\n', tty);
+	fclose(tty);
+	if (n < 0) {
+		free(line);
+		return NULL;
+	}
+	line[strcspn(line, "\r\n")] = 0;
+	return line;
+}
+
+/* The passphrase, from the file, the environment or a prompt (twice when
+ * creating).  Never from argv. */
+static char *get_passphrase(const struct opts *o, int confirm, const char *store)
+{
+	char *pass = NULL;
+	if (o->passfile) {
+		uint8_t *buf;
+		size_t len;
+		int err = read_file(o->passfile, &buf, &len);
+		if (err)
+			die(1, "cannot read passphrase file %s: %s", o->passfile,
+			    strerror(-err));
+		pass = malloc(len + 1);
+		if (!pass)
+			die(1, "out of memory");
+		memcpy(pass, buf, len);
+		pass[len] = 0;
+		secure_wipe(buf, len);
+		free(buf);
+		pass[strcspn(pass, "\r\n")] = 0;
+	} else if (getenv("TRESOR_PASSPHRASE")) {
+		pass = strdup(getenv("TRESOR_PASSPHRASE"));
+	} else if (isatty(STDIN_FILENO)) {
+		char msg[PATH_MAX + 64];
+		snprintf(msg, sizeof(msg), "Passphrase for %s: ", store);
+		pass = prompt_tty(msg);
+		if (pass && confirm) {
+			char *again = prompt_tty("Repeat passphrase: ");
+			if (!again || strcmp(again, pass))
+				die(1, "passphrases do not match; store %s not created", store);
+			secure_wipe(again, strlen(again));
+			free(again);
+		}
+	} else {
+		die(EXIT_USAGE, "no passphrase for %s: use --passphrase-file FILE or "
+		    "TRESOR_PASSPHRASE, or run on a terminal", store);
+	}
+	if (!pass)
+		die(1, "no passphrase read for %s", store);
+	if (!*pass)
+		die(1, "empty passphrase for %s", store);
+	return pass;
+}
+
+static void free_passphrase(char *p)
+{
+	secure_wipe(p, strlen(p));
+	free(p);
+}
+
+/* Open the store or exit with a message that says what to do. */
+static struct store *open_store(const struct opts *o, const char *dir)
+{
+	char *pass = get_passphrase(o, 0, dir);
+	struct store *st;
+	int err = store_open(dir, pass, strlen(pass), &st);
+	free_passphrase(pass);
+	switch (err) {
+	case 0:
+		return st;
+	case -ENOENT:
+		die(1, "%s is not a tresor store (no key file or index); create one with 'tresor init %s'",
+		    dir, dir);
+	case -EKEYREJECTED:
+		die(1, "wrong passphrase for store %s", dir);
+	case -EPROTONOSUPPORT:
+		die(1, "store %s was written by a newer tresor; upgrade tresor", dir);
+	case -EBADMSG:
+	case -EUCLEAN:
+		die(1, "store %s is damaged (key file or index unreadable); run 'tresor check %s'",
+		    dir, dir);
+	default:
+		die(1, "cannot open store %s: %s", dir, strerror(-err));
+	}
+}
+
+/* Open only the index, for commands that need no key. */
+static struct index *open_index(const char *dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_INDEX_FILE);
+	struct index *ix;
+	int err = access(path, F_OK) ? -ENOENT : index_open(path, 0, &ix);
+	if (err == -ENOENT)
+		die(1, "%s is not a tresor store (no index); create one with 'tresor init %s'",
+		    dir, dir);
+	if (err)
+		die(1, "cannot open the index of store %s: %s", dir, strerror(-err));
+	return ix;
+}
+
+static int cmd_init(struct opts *o)
+{
+	if (o->npos != 1)
+		die(EXIT_USAGE, "usage: tresor init STORE [--chunk-min N] [--chunk-avg N] [--chunk-max N]");
+	const char *dir = o->pos[0];
+	struct store_params p;
+	store_params_default(&p);
+	if (o->chunk_avg) {
+		p.chunk_avg = o->chunk_avg;
+		p.chunk_min = o->chunk_min ? (uint32_t)o->chunk_min : p.chunk_avg / 4;
+		p.chunk_max = o->chunk_max ? (uint32_t)o->chunk_max : p.chunk_avg * 4;
+	} else {
+		if (o->chunk_min)
+			p.chunk_min = o->chunk_min;
+		if (o->chunk_max)
+			p.chunk_max = o->chunk_max;
+	}
+	if (o->kdf_log2n)
+		p.kdf.log2n = o->kdf_log2n;
+	struct stat sb;
+	if (!stat(dir, &sb) && !S_ISDIR(sb.st_mode))
+		die(1, "cannot create store %s: it exists and is not a directory", dir);
+	char *pass = get_passphrase(o, 1, dir);
+	int err = store_init(dir, &p, pass, strlen(pass));
+	free_passphrase(pass);
+	if (err == -ENOTEMPTY || err == -EEXIST)
+		die(1, "cannot create store %s: the directory is not empty", dir);
+	if (err == -EINVAL)
+		die(1, "cannot create store %s: bad chunk sizes (need 64 <= min < avg < max <= 64M, avg a power of two) or KDF cost",
+		    dir);
+	if (err)
+		die(1, "cannot create store %s: %s", dir, strerror(-err));
+	printf("created store %s (chunks %u/%u/%u bytes)\n", dir, p.chunk_min,
+	       p.chunk_avg, p.chunk_max);
+	return 0;
+}
+
+static int valid_volume_name(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return 0;
+	for (const char *c = s; *c; c++)
+		if (!(*c >= 'a' && *c <= 'z') && !(*c >= 'A' && *c <= 'Z') &&
+		    !(*c >= '0' && *c <= '9') && *c != '-' && *c != '_' && *c != '.')
+			return 0;
+	return s[0] != '.';
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static int cmd_volume(struct opts *o)
+{
+	if (o->npos >= 3 && !strcmp(o->pos[0], "create")) {
+		const char *dir = o->pos[1], *name = o->pos[2];
+		if (!valid_volume_name(name))
+			die(EXIT_USAGE, "bad volume name '%s': use letters, digits, '-', '_', '.' (up to 64)",
+			    name);
+		struct index *ix = open_index(dir);
+		struct volume_info vi;
+		int err = index_begin(ix);
+		if (!err)
+			err = index_volume_create(ix, name, getuid(), getgid(),
+						  vfs_now(), &vi);
+		if (!err)
+			err = index_commit(ix);
+		index_close(ix);
+		if (err == -EEXIST)
+			die(1, "store %s already has a volume '%s'", dir, name);
+		if (err)
+			die(1, "cannot create volume '%s' in store %s: %s", name,
+			    dir, strerror(-err));
+		printf("created volume %s in %s\n", name, dir);
+		return 0;
+	}
+	if (o->npos == 2 && !strcmp(o->pos[0], "list")) {
+		struct index *ix = open_index(o->pos[1]);
+		struct volume_info *vis;
+		size_t n;
+		int err = index_volume_list(ix, &vis, &n);
+		if (err)
+			die(1, "cannot list volumes of %s: %s", o->pos[1], strerror(-err));
+		if (o->json)
+			printf("[");
+		for (size_t i = 0; i < n; i++) {
+			struct index_stats s;
+			index_stats(ix, vis[i].id, &s);
+			if (o->json) {
+				printf("%s{\"name\":", i ? "," : "");
+				json_str(vis[i].name);
+				printf(",\"logical_bytes\":%llu,\"files\":%llu}",
+				       (unsigned long long)s.logical,
+				       (unsigned long long)s.files);
+			} else {
+				printf("%s\t%llu files\t%llu bytes\n", vis[i].name,
+				       (unsigned long long)s.files,
+				       (unsigned long long)s.logical);
+			}
+		}
+		if (o->json)
+			printf("]\n");
+		free(vis);
+		index_close(ix);
+		return 0;
+	}
+	die(EXIT_USAGE, "usage: tresor volume create STORE NAME | tresor volume list STORE [--json]");
+}
+
+static int cmd_mount(struct opts *o)
+{
+	if (o->npos != 3)
+		die(EXIT_USAGE, "usage: tresor mount STORE VOLUME MOUNTPOINT [-o OPTS] [-f]");
+	const char *dir = o->pos[0], *vol = o->pos[1], *mnt = o->pos[2];
+	struct stat sb;
+	if (stat(mnt, &sb) || !S_ISDIR(sb.st_mode))
+		die(1, "cannot mount volume '%s' on %s: not a directory", vol, mnt);
+	struct store *st = open_store(o, dir);
+	struct volume_info vi;
+	if (index_volume_find(st->ix, vol, &vi))
+		die(1, "store %s has no volume '%s' (see 'tresor volume list %s')",
+		    dir, vol, dir);
+	int err = vfs_mount_main(st, vol, mnt, o->mount_opts, o->foreground);
+	int e2 = store_close(st);
+	if (err == -EBUSY)
+		die(1, "volume '%s' of store %s is already mounted by another process",
+		    vol, dir);
+	if (err == -ENOTCONN)
+		die(1, "cannot mount volume '%s' on %s (see the message above)", vol, mnt);
+	if (err)
+		die(1, "volume '%s' of store %s: %s", vol, dir, strerror(-err));
+	if (e2)
+		die(1, "store %s: closing failed: %s; run 'tresor check %s'", dir,
+		    strerror(-e2), dir);
+	return 0;
+}
+
+static double ratio(uint64_t a, uint64_t b)
+{
+	return b ? (double)a / (double)b : 1.0;
+}
+
+static int cmd_stats(struct opts *o)
+{
+	if (o->npos != 1)
+		die(EXIT_USAGE, "usage: tresor stats STORE [--json]");
+	struct index *ix = open_index(o->pos[0]);
+	struct index_stats s;
+	int err = index_stats(ix, -1, &s);
+	struct volume_info *vis = NULL;
+	size_t n = 0;
+	if (!err)
+		err = index_volume_list(ix, &vis, &n);
+	if (err)
+		die(1, "cannot read the index of store %s: %s", o->pos[0], strerror(-err));
+	double dedup = ratio(s.logical, s.chunk_raw);
+	double comp = ratio(s.chunk_raw, s.chunk_stored);
+	if (o->json) {
+		printf("{\"logical_bytes\":%llu,\"files\":%llu,\"stored_bytes\":%llu,"
+		       "\"unique_bytes\":%llu,\"chunks\":%llu,\"chunk_stored_bytes\":%llu,"
+		       "\"garbage_chunks\":%llu,\"garbage_bytes\":%llu,\"packs\":%llu,"
+		       "\"dedup_ratio\":%.4f,\"compression_ratio\":%.4f,\"volumes\":[",
+		       (unsigned long long)s.logical, (unsigned long long)s.files,
+		       (unsigned long long)s.pack_bytes, (unsigned long long)s.chunk_raw,
+		       (unsigned long long)s.chunks, (unsigned long long)s.chunk_stored,
+		       (unsigned long long)s.garbage_chunks,
+		       (unsigned long long)s.garbage_stored,
+		       (unsigned long long)s.packs, dedup, comp);
+	} else {
+		printf("store %s\n", o->pos[0]);
+		printf("  logical bytes   %llu in %llu files\n",
+		       (unsigned long long)s.logical, (unsigned long long)s.files);
+		printf("  unique bytes    %llu in %llu chunks\n",
+		       (unsigned long long)s.chunk_raw, (unsigned long long)s.chunks);
+		printf("  stored bytes    %llu in %llu packs (%llu in unreferenced chunks)\n",
+		       (unsigned long long)s.pack_bytes, (unsigned long long)s.packs,
+		       (unsigned long long)s.garbage_stored);
+		printf("  dedup ratio     %.2f\n  compression     %.2f\n", dedup, comp);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct index_stats vs;
+		index_stats(ix, vis[i].id, &vs);
+		if (o->json) {
+			printf("%s{\"name\":", i ? "," : "");
+			json_str(vis[i].name);
+			printf(",\"logical_bytes\":%llu,\"files\":%llu}",
+			       (unsigned long long)vs.logical,
+			       (unsigned long long)vs.files);
+		} else {
+			printf("  volume %-20s %llu bytes in %llu files\n", vis[i].name,
+			       (unsigned long long)vs.logical,
+			       (unsigned long long)vs.files);
+		}
+	}
+	if (o->json)
+		printf("]}\n");
+	free(vis);
+	index_close(ix);
+	return 0;
+}
+
+static void print_problem(void *arg, const char *line)
+{
+	const char *store = arg;
+	printf("problem: store %s: %s\n", store, line);
+}
+
+static int cmd_check(struct opts *o)
+{
+	if (o->npos != 1)
+		die(EXIT_USAGE, "usage: tresor check STORE [--read-data] [--json]");
+	struct store *st = open_store(o, o->pos[0]);
+	struct check_opts co = { .read_data = o->read_data };
+	struct check_result r;
+	int err = store_check(st, &co, print_problem, o->pos[0], &r);
+	store_close(st);
+	if (err)
+		die(1, "check of store %s could not run: %s", o->pos[0], strerror(-err));
+	if (o->json)
+		printf("{\"packs\":%llu,\"chunks\":%llu,\"extents\":%llu,\"inodes\":%llu,"
+		       "\"bytes_read\":%llu,\"problems\":%llu}\n",
+		       (unsigned long long)r.packs, (unsigned long long)r.chunks,
+		       (unsigned long long)r.extents, (unsigned long long)r.inodes,
+		       (unsigned long long)r.bytes_read, (unsigned long long)r.problems);
+	else
+		printf("checked store %s: %llu packs, %llu chunks, %llu inodes%s: %llu problem(s)\n",
+		       o->pos[0], (unsigned long long)r.packs,
+		       (unsigned long long)r.chunks, (unsigned long long)r.inodes,
+		       o->read_data ? ", all data read" : "",
+		       (unsigned long long)r.problems);
+	return r.problems ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		printf("tresor %s (store format %d)\n", TRESOR_VERSION,
+		       STORE_FORMAT_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	struct opts o;
+	parse_opts(argc - 1, argv + 1, &o);
+	if (!strcmp(cmd, "init"))
+		return cmd_init(&o);
+	if (!strcmp(cmd, "volume"))
+		return cmd_volume(&o);
+	if (!strcmp(cmd, "mount"))
+		return cmd_mount(&o);
+	if (!strcmp(cmd, "stats"))
+		return cmd_stats(&o);
+	if (!strcmp(cmd, "check"))
+		return cmd_check(&o);
+	die(EXIT_USAGE, "unknown command '%s' (see 'tresor --help')", cmd);
+}
