@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sqlite3.h>
 
 #include "check.h"
@@ -68,9 +69,20 @@ static int check_pack(struct ctx *c, int64_t pack, int state)
 			fin == -ENOENT ? "missing" : "unreadable");
 		goto out;
 	}
+	if (state == PACK_FINISHED && !fin) {
+		problem(c, "pack %s: has no valid footer although the index says it is finished (truncated or damaged)",
+			hex);
+		goto out;
+	}
 	if (state == PACK_OPEN || !fin) {
 		/* Being written, or an orphan the next mount finishes: its
 		 * records must at least lie inside the file. */
+		struct stat sb;
+		if (stat(path, &sb) == 0)
+			for (size_t i = 0; i < nc; i++)
+				if (cs[i].e.off + cs[i].e.slen > (uint64_t)sb.st_size)
+					problem(c, "pack %s: chunk at offset %llu lies past the end of the file",
+						hex, (unsigned long long)cs[i].e.off);
 		goto out;
 	}
 	struct pack_entry *es = NULL;

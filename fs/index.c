@@ -244,10 +244,11 @@ int index_meta_get(struct index *ix, const char *key, int64_t *val)
 		return -EIO;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	if (rc == SQLITE_ROW)
 		*val = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
 		return 0;
-	}
 	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
 }
 
@@ -280,10 +281,11 @@ int index_volume_find(struct index *ix, const char *name,
 		return -EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	if (rc == SQLITE_ROW)
 		volume_row(st, vi);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
 		return 0;
-	}
 	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
 }
 
@@ -364,6 +366,7 @@ int index_inode_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 	a->mtime = sqlite3_column_int64(st, 7);
 	a->ctime = sqlite3_column_int64(st, 8);
 	a->birth = sqlite3_column_int64(st, 9);
+	sqlite3_reset(st);
 	return 0;
 }
 
@@ -470,6 +473,7 @@ static int dentry_find(struct index *ix, int64_t vol, int64_t view,
 	*ino = sqlite3_column_int64(st, 0);
 	if (birth)
 		*birth = sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
 	return 0;
 }
 
@@ -553,6 +557,7 @@ int index_dir_empty(struct index *ix, int64_t vol, int64_t view,
 	int64_t args[] = { vol, (int64_t)parent, view };
 	bind_i64s(st, 3, args);
 	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? 1 : sqerr(rc);
@@ -595,6 +600,7 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 			v[cnt].birth = sqlite3_column_int64(st, 4);
 			cnt++;
 		}
+		sqlite3_reset(st);
 	} else if (rc != SQLITE_DONE) {
 		free(v);
 		return sqerr(rc);
@@ -726,7 +732,9 @@ static int xattr_find(struct index *ix, int64_t vol, int64_t view,
 		return rc == SQLITE_DONE ? -ENODATA : sqerr(rc);
 	*birth = sqlite3_column_int64(st, 0);
 	if (row)
-		*row = st;
+		*row = st;	/* the caller resets it */
+	else
+		sqlite3_reset(st);
 	return 0;
 }
 
@@ -739,11 +747,11 @@ int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 	if (err)
 		return err;
 	int len = sqlite3_column_bytes(st, 1);
-	if (size == 0)
-		return len;
-	if ((size_t)len > size)
-		return -ERANGE;
-	memcpy(buf, sqlite3_column_blob(st, 1), len);
+	if (size && (size_t)len > size)
+		len = -ERANGE;
+	else if (size)
+		memcpy(buf, sqlite3_column_blob(st, 1), len);
+	sqlite3_reset(st);
 	return len;
 }
 
@@ -836,6 +844,7 @@ int index_chunk_find(struct index *ix, const uint8_t id[CHUNK_ID_LEN],
 	if (rc != SQLITE_ROW)
 		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
 	chunk_row(st, c);
+	sqlite3_reset(st);
 	return 0;
 }
 
@@ -850,6 +859,7 @@ int index_chunk_get(struct index *ix, int64_t rowid, struct chunk_loc *c)
 	if (rc != SQLITE_ROW)
 		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
 	chunk_row(st, c);
+	sqlite3_reset(st);
 	return 0;
 }
 
@@ -905,10 +915,11 @@ int index_pack_name(struct index *ix, int64_t rowid,
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
 		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
-	if (sqlite3_column_bytes(st, 0) != PACK_NAME_LEN)
-		return -EUCLEAN;
-	memcpy(name, sqlite3_column_blob(st, 0), PACK_NAME_LEN);
-	return 0;
+	int bad = sqlite3_column_bytes(st, 0) != PACK_NAME_LEN;
+	if (!bad)
+		memcpy(name, sqlite3_column_blob(st, 0), PACK_NAME_LEN);
+	sqlite3_reset(st);
+	return bad ? -EUCLEAN : 0;
 }
 
 int index_pack_list(struct index *ix, int state, int64_t **ids, size_t *n)
@@ -971,8 +982,10 @@ static int query_ints(struct index *ix, const char *sql, int64_t arg,
 		return -EIO;
 	sqlite3_bind_int64(st, 1, arg);
 	int rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
-		return sqerr(rc);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return rc == SQLITE_DONE ? -EIO : sqerr(rc);
+	}
 	if (a)
 		*a = sqlite3_column_int64(st, 0);
 	if (b)
@@ -1003,7 +1016,10 @@ int index_stats(struct index *ix, int64_t vol, struct index_stats *s)
 			0, &s->garbage_chunks, &s->garbage_stored, NULL);
 	if (!err)
 		err = query_ints(ix,
-			"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pack WHERE ?1 = ?1",
+			/* An open pack's size is what its chunks take so far. */
+			"SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 1 THEN size ELSE"
+			" 16 + (SELECT COALESCE(SUM(slen), 0) FROM chunk c WHERE c.pack = p.id)"
+			" END), 0) FROM pack p WHERE ?1 = ?1",
 			0, &s->packs, &s->pack_bytes, NULL);
 	return err;
 }

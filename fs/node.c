@@ -394,8 +394,10 @@ static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 			break;
 		pos += c;
 	}
-	if (pos)
+	if (pos) {
+		n->stream_end = r->off + pos;
 		range_consume(v, n, idx, pos);
+	}
 	return err;
 }
 
@@ -428,8 +430,15 @@ int node_write(struct vfs *v, struct node *n, const void *buf, size_t len,
 	n->attr_dirty = 1;
 	size_t total = v->dirty_total;
 	pthread_mutex_unlock(&v->lock);
+	/* Cut a streaming range only where the last cut ended, so that
+	 * writes arriving out of order (several FUSE threads, kernel
+	 * writeback) still give the cuts of a whole-file chunking; a range
+	 * elsewhere waits for the gap to fill, within a memory bound. */
 	int err = 0;
-	if (n->ranges[idx].len >= 2 * (size_t)v->st->cdc.max_size)
+	struct range *r = &n->ranges[idx];
+	size_t max = v->st->cdc.max_size;
+	if ((r->len >= 2 * max && (r->off == 0 || r->off == n->stream_end)) ||
+	    r->len >= 8 * max)
 		err = range_cut(v, n, idx, 0);
 	if (!err && total > DIRTY_LIMIT)
 		err = node_flush(v, n);

@@ -38,6 +38,7 @@ struct node {
 	struct range *ranges;		/* sorted, disjoint (dlock) */
 	size_t nranges;
 	size_t dirty_bytes;		/* sum of range lengths (dlock + lock) */
+	uint64_t stream_end;		/* where the last cut ended (dlock) */
 };
 
 struct vfs {
