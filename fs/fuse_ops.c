@@ -1032,7 +1032,21 @@ int vfs_mount_main(struct store *st, const char *volume,
 		err = -ENOTCONN;
 		goto out_signals;
 	}
+	/* An SQLite connection must not cross fork(): its POSIX locks stay
+	 * with the parent, and the child's view of the WAL goes stale. */
+	if (!foreground) {
+		index_close(st->ix);
+		st->ix = NULL;
+	}
 	fuse_daemonize(foreground);
+	if (!foreground) {
+		err = store_open_index(st);
+		if (err) {
+			tlog(LOG_ERR, "store %s: cannot reopen the index: %s",
+			     st->dir, strerror(-err));
+			goto out_unmount;
+		}
+	}
 	err = vfs_start_committer(&v);
 	if (err)
 		goto out_unmount;

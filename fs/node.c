@@ -437,8 +437,9 @@ int node_write(struct vfs *v, struct node *n, const void *buf, size_t len,
 	int err = 0;
 	struct range *r = &n->ranges[idx];
 	size_t max = v->st->cdc.max_size;
+	size_t bound = 8 * max > (32u << 20) ? 8 * max : (32u << 20);
 	if ((r->len >= 2 * max && (r->off == 0 || r->off == n->stream_end)) ||
-	    r->len >= 8 * max)
+	    r->len >= bound)
 		err = range_cut(v, n, idx, 0);
 	if (!err && total > DIRTY_LIMIT)
 		err = node_flush(v, n);

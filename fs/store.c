@@ -268,6 +268,16 @@ int store_init(const char *dir, const struct store_params *p,
 	return err;
 }
 
+int store_open_index(struct store *st)
+{
+	char *ipath = path_join(st->dir, STORE_INDEX_FILE);
+	if (!ipath)
+		return -ENOMEM;
+	int err = index_open(ipath, 0, &st->ix);
+	free(ipath);
+	return err;
+}
+
 int store_open(const char *dir, const char *pass, size_t passlen,
 	       struct store **out)
 {
@@ -294,7 +304,7 @@ int store_open(const char *dir, const char *pass, size_t passlen,
 	err = keyfile_open(kpath, pass, passlen, &st->keys);
 	if (err)
 		goto fail;
-	err = index_open(ipath, 0, &st->ix);
+	err = store_open_index(st);
 	if (err)
 		goto fail;
 	int64_t ver, mn, avg, mx;

@@ -69,6 +69,10 @@ int store_init(const char *dir, const struct store_params *p,
 int store_open(const char *dir, const char *pass, size_t passlen,
 	       struct store **out);
 
+/* (Re)open the index of an open store whose st->ix is NULL (after a
+ * fork: SQLite connections must not cross one). */
+int store_open_index(struct store *st);
+
 /* Finish the open pack, commit, close.  Returns the first error. */
 int store_close(struct store *st);
 
