@@ -8,9 +8,7 @@
  * Every change goes into the index's open transaction, committed by the
  * committer thread each second and at fsync.
  */
-#define FUSE_USE_VERSION 34
 #include <errno.h>
-#include <fuse_lowlevel.h>
 #include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -21,19 +19,13 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "control.h"
+#include "fuse_int.h"
 #include "util.h"
-#include "vfs.h"
 
-#define TIMEOUT 1.0
-#define NAME_MAX_LEN 255
 
-static struct vfs *V(fuse_req_t req)
-{
-	return fuse_req_userdata(req);
-}
-
-static void attr_to_stat(struct vfs *v, const struct inode_attr *a,
-			 struct stat *sb)
+void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,
+		  struct stat *sb)
 {
 	memset(sb, 0, sizeof(*sb));
 	sb->st_ino = a->ino;
@@ -46,7 +38,7 @@ static void attr_to_stat(struct vfs *v, const struct inode_attr *a,
 	sb->st_blksize = 128 << 10;
 	sb->st_blocks = (a->size + 511) / 512;
 	if (S_ISREG(a->mode)) {
-		int64_t b = index_extent_bytes(v->st->ix, v->vol.id, VIEW_LIVE,
+		int64_t b = index_extent_bytes(v->st->ix, v->vol.id, view,
 					       a->ino);
 		if (b >= 0 && (uint64_t)b < a->size)
 			sb->st_blocks = (b + 511) / 512;
@@ -67,7 +59,7 @@ static void reply_entry(fuse_req_t req, struct vfs *v, struct node *n)
 	e.ino = n->ino;
 	e.attr_timeout = TIMEOUT;
 	e.entry_timeout = TIMEOUT;
-	attr_to_stat(v, &n->attr, &e.attr);
+	attr_to_stat(v, VIEW_LIVE, &n->attr, &e.attr);
 	n->nlookup++;
 	fuse_reply_entry(req, &e);
 }
@@ -92,6 +84,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs *v = V(req);
+	if (INO_SLOT(parent) ||
+	    (parent == ROOT_INO && !strcmp(name, SNAPDIR_NAME))) {
+		snap_lookup(req, parent, name);
+		return;
+	}
 	uint64_t ino;
 	int err = check_name(name);
 	pthread_mutex_lock(&v->lock);
@@ -115,7 +112,7 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct vfs *v = V(req);
 	pthread_mutex_lock(&v->lock);
-	struct node *n = node_find(v, ino);
+	struct node *n = INO_SLOT(ino) ? NULL : node_find(v, ino);
 	if (n)
 		node_forget(v, n, nlookup);
 	pthread_mutex_unlock(&v->lock);
@@ -128,7 +125,7 @@ static void op_forget_multi(fuse_req_t req, size_t count,
 	struct vfs *v = V(req);
 	pthread_mutex_lock(&v->lock);
 	for (size_t i = 0; i < count; i++) {
-		struct node *n = node_find(v, fd[i].ino);
+		struct node *n = INO_SLOT(fd[i].ino) ? NULL : node_find(v, fd[i].ino);
 		if (n)
 			node_forget(v, n, fd[i].nlookup);
 	}
@@ -141,12 +138,16 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 {
 	(void)fi;
 	struct vfs *v = V(req);
+	if (INO_SLOT(ino)) {
+		snap_getattr(req, ino);
+		return;
+	}
 	int err = 0;
 	struct stat sb;
 	pthread_mutex_lock(&v->lock);
 	struct node *n = node_get(v, ino, &err);
 	if (n)
-		attr_to_stat(v, &n->attr, &sb);
+		attr_to_stat(v, VIEW_LIVE, &n->attr, &sb);
 	pthread_mutex_unlock(&v->lock);
 	if (n)
 		fuse_reply_attr(req, &sb, TIMEOUT);
@@ -160,7 +161,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
 	(void)fi;
 	struct vfs *v = V(req);
 	int err = 0;
-	if (v->readonly) {
+	if (v->readonly || INO_SLOT(ino)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -211,7 +212,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
 	}
 	struct stat out;
 	if (!err)
-		attr_to_stat(v, &n->attr, &out);
+		attr_to_stat(v, VIEW_LIVE, &n->attr, &out);
 	pthread_mutex_unlock(&v->lock);
 	if (err)
 		fuse_reply_err(req, -err);
@@ -226,12 +227,14 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      struct fuse_file_info *fi)
 {
 	struct vfs *v = V(req);
-	if (v->readonly) {
+	if (v->readonly || INO_SLOT(parent)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	int err = check_name(name);
+	if (!err && parent == ROOT_INO && !strcmp(name, SNAPDIR_NAME))
+		err = -EEXIST;
 	int64_t rowid = 0;
 	pthread_mutex_lock(&v->lock);
 	struct node *p = err ? NULL : node_get(v, parent, &err);
@@ -293,7 +296,7 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 		memset(&e, 0, sizeof(e));
 		e.ino = n->ino;
 		e.attr_timeout = e.entry_timeout = TIMEOUT;
-		attr_to_stat(v, &n->attr, &e.attr);
+		attr_to_stat(v, VIEW_LIVE, &n->attr, &e.attr);
 		n->nlookup++;
 		if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 			n->nlookup--;
@@ -335,6 +338,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct vfs *v = V(req);
+	if (INO_SLOT(ino)) {
+		snap_readlink(req, ino);
+		return;
+	}
 	int err = 0;
 	pthread_mutex_lock(&v->lock);
 	struct node *n = node_get(v, ino, &err);
@@ -406,10 +413,18 @@ static int remove_entry(struct vfs *v, fuse_ino_t parent, const char *name,
 	return err;
 }
 
+/* Writes to a snapshot, or to .snapshots itself, are refused: EROFS also
+ * for root. */
+static int snap_protected(struct vfs *v, fuse_ino_t parent, const char *name)
+{
+	return v->readonly || INO_SLOT(parent) ||
+	       (parent == ROOT_INO && !strcmp(name, SNAPDIR_NAME));
+}
+
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs *v = V(req);
-	if (v->readonly) {
+	if (snap_protected(v, parent, name)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -422,7 +437,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs *v = V(req);
-	if (v->readonly) {
+	if (snap_protected(v, parent, name)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -502,7 +517,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      unsigned int flags)
 {
 	struct vfs *v = V(req);
-	if (v->readonly) {
+	if (snap_protected(v, parent, name) ||
+	    snap_protected(v, newparent, newname)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -516,7 +532,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		    const char *newname)
 {
 	struct vfs *v = V(req);
-	if (v->readonly) {
+	if (INO_SLOT(ino) || snap_protected(v, newparent, newname)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -560,6 +576,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = V(req);
 	int err = 0;
+	if (INO_SLOT(ino)) {
+		snap_open(req, ino, fi);
+		return;
+	}
 	if (v->readonly && (fi->flags & O_ACCMODE) != O_RDONLY) {
 		fuse_reply_err(req, EROFS);
 		return;
@@ -597,6 +617,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * keep it alive. */
 static struct node *open_node(struct vfs *v, fuse_ino_t ino)
 {
+	if (INO_SLOT(ino))
+		return NULL;
 	pthread_mutex_lock(&v->lock);
 	struct node *n = node_find(v, ino);
 	pthread_mutex_unlock(&v->lock);
@@ -608,6 +630,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	(void)fi;
 	struct vfs *v = V(req);
+	if (INO_SLOT(ino)) {
+		snap_read(req, ino, size, off);
+		return;
+	}
 	struct node *n = open_node(v, ino);
 	if (!n) {
 		fuse_reply_err(req, EBADF);
@@ -721,19 +747,7 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, -err);
 }
 
-/* A directory listing taken at opendir (and again at a rewind), so that
- * offsets stay stable while entries are removed. */
-struct dirlist {
-	size_t n, cap;
-	struct dirent_mem {
-		char *name;
-		uint64_t ino;
-		uint32_t mode;
-	} *e;
-};
-
-static int dirlist_add(void *arg, const char *name, uint64_t ino,
-		       uint32_t mode)
+int dirlist_add(void *arg, const char *name, uint64_t ino, uint32_t mode)
 {
 	struct dirlist *d = arg;
 	if (d->n == d->cap) {
@@ -747,13 +761,13 @@ static int dirlist_add(void *arg, const char *name, uint64_t ino,
 	d->e[d->n].name = strdup(name);
 	if (!d->e[d->n].name)
 		return -ENOMEM;
-	d->e[d->n].ino = ino;
+	d->e[d->n].ino = SNAP_INO(d->slot, ino);
 	d->e[d->n].mode = mode;
 	d->n++;
 	return 0;
 }
 
-static void dirlist_free(struct dirlist *d)
+void dirlist_free(struct dirlist *d)
 {
 	for (size_t i = 0; i < d->n; i++)
 		free(d->e[i].name);
@@ -761,18 +775,25 @@ static void dirlist_free(struct dirlist *d)
 	free(d);
 }
 
-static int dirlist_load(struct vfs *v, fuse_ino_t ino, struct dirlist *d)
+int dirlist_load(struct vfs *v, struct dirlist *d)
 {
 	for (size_t i = 0; i < d->n; i++)
 		free(d->e[i].name);
 	d->n = 0;
-	int err = dirlist_add(d, ".", ino, S_IFDIR);
+	if (d->ino == SNAPDIR_INO)
+		return snapdir_load(v, d);
+	int err = dirlist_add(d, ".", INO_BASE(d->ino), S_IFDIR);
 	if (!err)
-		err = dirlist_add(d, "..", ino, S_IFDIR);
+		err = dirlist_add(d, "..", INO_BASE(d->ino), S_IFDIR);
+	if (!err && d->ino == ROOT_INO && v->list_snapshots) {
+		err = dirlist_add(d, SNAPDIR_NAME, 0, S_IFDIR);
+		if (!err)
+			d->e[d->n - 1].ino = SNAPDIR_INO;
+	}
 	if (!err) {
 		pthread_mutex_lock(&v->lock);
-		err = index_dentry_list(v->st->ix, v->vol.id, VIEW_LIVE, ino,
-					NULL, dirlist_add, d);
+		err = index_dentry_list(v->st->ix, v->vol.id, d->view,
+					INO_BASE(d->ino), NULL, dirlist_add, d);
 		pthread_mutex_unlock(&v->lock);
 	}
 	return err;
@@ -783,7 +804,17 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 {
 	struct vfs *v = V(req);
 	struct dirlist *d = calloc(1, sizeof(*d));
-	int err = d ? dirlist_load(v, ino, d) : -ENOMEM;
+	int err = d ? 0 : -ENOMEM;
+	if (d) {
+		d->ino = ino;
+		d->view = VIEW_LIVE;
+		if (INO_SLOT(ino) && ino != SNAPDIR_INO) {
+			d->slot = INO_SLOT(ino);
+			err = snap_view(v, d->slot, &d->view);
+		}
+	}
+	if (!err)
+		err = dirlist_load(v, d);
 	if (err) {
 		if (d)
 			dirlist_free(d);
@@ -799,10 +830,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
+	(void)ino;
 	struct vfs *v = V(req);
 	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
 	if (off == 0) {
-		int err = dirlist_load(v, ino, d);
+		int err = dirlist_load(v, d);
 		if (err) {
 			fuse_reply_err(req, -err);
 			return;
@@ -854,7 +886,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
 	struct vfs *v = V(req);
-	if (v->readonly) {
+	if (v->readonly || INO_SLOT(ino)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -891,6 +923,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
 	struct vfs *v = V(req);
+	if (INO_SLOT(ino)) {
+		snap_getxattr(req, ino, name, size);
+		return;
+	}
 	char *buf = size ? malloc(size) : NULL;
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -912,6 +948,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct vfs *v = V(req);
+	if (INO_SLOT(ino)) {
+		snap_listxattr(req, ino, size);
+		return;
+	}
 	char *buf = size ? malloc(size) : NULL;
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -932,7 +972,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct vfs *v = V(req);
-	if (v->readonly) {
+	if (v->readonly || INO_SLOT(ino)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -1003,16 +1043,29 @@ int vfs_mount_main(struct store *st, const char *volume,
 	fuse_opt_add_arg(&args, "default_permissions");
 	fuse_opt_add_arg(&args, "-o");
 	fuse_opt_add_arg(&args, fsname);
+	int list_snapshots = 0;
 	if (opts && *opts) {
+		/* Our own options stay here; the rest go to FUSE. */
 		char *copy = strdup(opts), *save = NULL;
+		char *rest = calloc(1, strlen(opts) + 1);
 		for (char *o = strtok_r(copy, ",", &save); o;
 		     o = strtok_r(NULL, ",", &save)) {
+			if (!strcmp(o, "list_snapshots")) {
+				list_snapshots = 1;
+				continue;
+			}
 			if (!strcmp(o, "ro"))
 				readonly = 1;
+			if (*rest)
+				strcat(rest, ",");
+			strcat(rest, o);
+		}
+		if (*rest) {
+			fuse_opt_add_arg(&args, "-o");
+			fuse_opt_add_arg(&args, rest);
 		}
 		free(copy);
-		fuse_opt_add_arg(&args, "-o");
-		fuse_opt_add_arg(&args, opts);
+		free(rest);
 	}
 	struct vfs v;
 	int err = vfs_open(&v, st, volume, readonly);
@@ -1020,6 +1073,8 @@ int vfs_mount_main(struct store *st, const char *volume,
 		fuse_opt_free_args(&args);
 		return err;
 	}
+	v.list_snapshots = list_snapshots;
+	v.mountpoint = realpath(mountpoint, NULL);
 	err = -EIO;
 	struct fuse_session *se = fuse_session_new(&args, &vfs_ops,
 						   sizeof(vfs_ops), &v);
@@ -1048,6 +1103,8 @@ int vfs_mount_main(struct store *st, const char *volume,
 		}
 	}
 	err = vfs_start_committer(&v);
+	if (!err && !readonly)
+		err = control_start(&v, &v.control);
 	if (err)
 		goto out_unmount;
 	struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 8 };
@@ -1055,6 +1112,8 @@ int vfs_mount_main(struct store *st, const char *volume,
 					    : fuse_session_loop_mt(se, &cfg);
 	err = err < 0 ? err : 0;
 out_unmount:
+	control_stop(v.control);
+	v.control = NULL;
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
@@ -1062,5 +1121,6 @@ out_session:
 	fuse_session_destroy(se);
 out:;
 	int e2 = vfs_close(&v);
+	free(v.mountpoint);
 	return err ? err : e2;
 }

@@ -31,9 +31,9 @@ static const char *schema_sql =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS volume(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
 	"  epoch INTEGER NOT NULL, next_ino INTEGER NOT NULL, created INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS snapshot(vol INTEGER NOT NULL, name TEXT NOT NULL,"
-	"  epoch INTEGER NOT NULL, time INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0,"
-	"  PRIMARY KEY(vol, name));"
+	"CREATE TABLE IF NOT EXISTS snapshot(id INTEGER PRIMARY KEY, vol INTEGER NOT NULL,"
+	"  name TEXT NOT NULL, epoch INTEGER NOT NULL, time INTEGER NOT NULL,"
+	"  pinned INTEGER NOT NULL DEFAULT 0, UNIQUE(vol, name));"
 	"CREATE TABLE IF NOT EXISTS inode(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
 	"  birth INTEGER NOT NULL, death INTEGER NOT NULL, mode INTEGER NOT NULL,"
 	"  uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,"
@@ -63,8 +63,14 @@ static const char *schema_sql =
 	"CREATE INDEX IF NOT EXISTS extent_death ON extent(vol, death);"
 	"CREATE INDEX IF NOT EXISTS xattr_death ON xattr(vol, death);"
 	"CREATE INDEX IF NOT EXISTS extent_chunk ON extent(chunk);"
+	/* Paths of an inode (diff, check's messages). */
+	"CREATE INDEX IF NOT EXISTS dentry_ino ON dentry(vol, ino);"
 	/* Inodes unlinked while open: ended at last close, or at next mount
 	 * after a crash. */
+	/* Packs deleted from the index whose files (local, then remote
+	 * after a grace period) are still to be removed. */
+	"CREATE TABLE IF NOT EXISTS pack_trash(name BLOB PRIMARY KEY, time INTEGER NOT NULL,"
+	"  local_done INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS orphan(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
 	"  PRIMARY KEY(vol, ino)) WITHOUT ROWID;";
 
@@ -640,15 +646,22 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 	return 0;
 }
 
+/* Insert an extent row and count its reference.  -ESTALE if the chunk is
+ * gone (the GC deleted it after the caller looked it up): the caller
+ * stores the data again. */
 static int extent_insert(struct index *ix, int64_t vol, int64_t cur,
 			 uint64_t ino, const struct extent *x)
 {
-	int err = EXEC(ix,
-		"INSERT INTO extent(vol, ino, off, birth, death, len, chunk, coff)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-		vol, (int64_t)ino, (int64_t)x->off, cur, EPOCH_ALIVE,
-		(int64_t)x->len, x->chunk, (int64_t)x->coff);
-	return err ? err : chunk_ref(ix, x->chunk);
+	int err = chunk_ref(ix, x->chunk);
+	if (!err && sqlite3_changes(ix->db) != 1)
+		err = -ESTALE;
+	if (!err)
+		err = EXEC(ix,
+			"INSERT INTO extent(vol, ino, off, birth, death, len, chunk, coff)"
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			vol, (int64_t)ino, (int64_t)x->off, cur, EPOCH_ALIVE,
+			(int64_t)x->len, x->chunk, (int64_t)x->coff);
+	return err;
 }
 
 int index_extent_punch(struct index *ix, int64_t vol, int64_t cur,
@@ -1074,4 +1087,319 @@ int64_t index_extent_bytes(struct index *ix, int64_t vol, int64_t view,
 	int64_t r = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : sqerr(rc);
 	sqlite3_reset(st);
 	return r;
+}
+
+/* ---- snapshots ---- */
+
+static void snapshot_row(sqlite3_stmt *st, struct snapshot_info *si)
+{
+	si->id = sqlite3_column_int64(st, 0);
+	si->vol = sqlite3_column_int64(st, 1);
+	snprintf(si->name, sizeof(si->name), "%s",
+		 (const char *)sqlite3_column_text(st, 2));
+	si->epoch = sqlite3_column_int64(st, 3);
+	si->time = sqlite3_column_int64(st, 4);
+	si->pinned = sqlite3_column_int(st, 5);
+}
+
+int index_snapshot_list(struct index *ix, int64_t vol,
+			struct snapshot_info **out, size_t *n)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT id, vol, name, epoch, time, pinned FROM snapshot"
+		" WHERE vol = ?1 ORDER BY epoch");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vol);
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 32;
+			void *p = realloc(*out, cap * sizeof(**out));
+			if (!p) {
+				sqlite3_reset(st);
+				return -ENOMEM;
+			}
+			*out = p;
+		}
+		snapshot_row(st, &(*out)[(*n)++]);
+	}
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}
+
+static int snapshot_one(struct index *ix, sqlite3_stmt *st,
+			struct snapshot_info *si)
+{
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		snapshot_row(st, si);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	(void)ix;
+	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+}
+
+int index_snapshot_find(struct index *ix, int64_t vol, const char *name,
+			struct snapshot_info *si)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT id, vol, name, epoch, time, pinned FROM snapshot"
+		" WHERE vol = ?1 AND name = ?2");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vol);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	return snapshot_one(ix, st, si);
+}
+
+int index_snapshot_get(struct index *ix, int64_t id, struct snapshot_info *si)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT id, vol, name, epoch, time, pinned FROM snapshot WHERE id = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	return snapshot_one(ix, st, si);
+}
+
+int index_snapshot_create(struct index *ix, int64_t vol, const char *base,
+			  int64_t time, struct snapshot_info *si)
+{
+	struct volume_info vi;
+	sqlite3_stmt *st = q(ix, "SELECT id, name, epoch, next_ino FROM volume WHERE id = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vol);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		volume_row(st, &vi);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+	/* The first free name of base, base.2, base.3, ... */
+	char name[sizeof(si->name)];
+	for (int i = 1;; i++) {
+		if (i == 1)
+			snprintf(name, sizeof(name), "%s", base);
+		else
+			snprintf(name, sizeof(name), "%s.%d", base, i);
+		int err = index_snapshot_find(ix, vol, name, si);
+		if (err == -ENOENT)
+			break;
+		if (err)
+			return err;
+		if (i > 10000)
+			return -EEXIST;
+	}
+	st = q(ix, "INSERT INTO snapshot(vol, name, epoch, time, pinned) VALUES (?1, ?2, ?3, ?4, 0)");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vol);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, vi.epoch);
+	sqlite3_bind_int64(st, 4, time);
+	int err = exec_st(ix, st);
+	if (!err)
+		err = EXEC(ix, "UPDATE volume SET epoch = epoch + 1 WHERE id = ?1", vol);
+	if (!err)
+		err = index_snapshot_find(ix, vol, name, si);
+	return err;
+}
+
+int index_snapshot_pin(struct index *ix, int64_t id, int pinned)
+{
+	return EXEC(ix, "UPDATE snapshot SET pinned = ?2 WHERE id = ?1", id,
+		    (int64_t)pinned);
+}
+
+/*
+ * Delete the rows of one table that snapshot epoch e alone kept: visible
+ * at e (birth <= e < death), not at the previous kept snapshot p (birth >
+ * p), not at the next one or the live tree (death <= n).  For extents the
+ * chunk references drop too.  Scans only rows that died in (e, n].
+ */
+static int drop_rows(struct index *ix, const char *table, int64_t vol,
+		     int64_t p, int64_t e, int64_t n, int64_t *dropped)
+{
+	char sql[512];
+	int err = 0;
+	if (!strcmp(table, "extent")) {
+		err = EXEC(ix,
+			"UPDATE chunk SET refs = refs - (SELECT COUNT(*) FROM extent x"
+			" WHERE x.vol = ?1 AND x.death > ?3 AND x.death <= ?4"
+			" AND x.birth > ?2 AND x.birth <= ?3 AND x.chunk = chunk.id)"
+			" WHERE id IN (SELECT chunk FROM extent x WHERE x.vol = ?1"
+			" AND x.death > ?3 AND x.death <= ?4 AND x.birth > ?2 AND x.birth <= ?3)",
+			vol, p, e, n);
+		if (err)
+			return err;
+	}
+	snprintf(sql, sizeof(sql),
+		 "DELETE FROM %s WHERE vol = ?1 AND death > ?3 AND death <= ?4"
+		 " AND birth > ?2 AND birth <= ?3", table);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	int64_t args[] = { vol, p, e, n };
+	bind_i64s(st, 4, args);
+	err = exec_st(ix, st);
+	if (!err && dropped)
+		*dropped += sqlite3_changes(ix->db);
+	sqlite3_finalize(st);
+	return err;
+}
+
+int index_snapshot_delete(struct index *ix, int64_t id, int64_t *rows)
+{
+	struct snapshot_info si, *all = NULL;
+	size_t n = 0;
+	int err = index_snapshot_get(ix, id, &si);
+	if (!err)
+		err = index_snapshot_list(ix, si.vol, &all, &n);
+	if (err) {
+		free(all);
+		return err;
+	}
+	int64_t prev = 0, next = EPOCH_ALIVE - 1;
+	for (size_t i = 0; i < n; i++) {
+		if (all[i].id == id)
+			continue;
+		if (all[i].epoch < si.epoch && all[i].epoch > prev)
+			prev = all[i].epoch;
+		if (all[i].epoch > si.epoch && all[i].epoch < next)
+			next = all[i].epoch;
+	}
+	free(all);
+	if (rows)
+		*rows = 0;
+	err = EXEC(ix, "DELETE FROM snapshot WHERE id = ?1", id);
+	static const char *tables[] = { "extent", "xattr", "dentry", "inode" };
+	for (size_t i = 0; i < 4 && !err; i++)
+		err = drop_rows(ix, tables[i], si.vol, prev, si.epoch, next, rows);
+	return err;
+}
+
+int index_chunk_move(struct index *ix, int64_t rowid, int64_t pack,
+		     uint64_t off)
+{
+	return EXEC(ix, "UPDATE chunk SET pack = ?2, off = ?3 WHERE id = ?1",
+		    rowid, pack, (int64_t)off);
+}
+
+int index_view_size(struct index *ix, int64_t vol, int64_t view,
+		    uint64_t *bytes, uint64_t *files)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT COALESCE(SUM(size), 0), COUNT(*) FROM inode WHERE vol = ?1"
+		" AND birth <= ?2 AND death > ?2 AND (mode & 61440) = 32768");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vol);
+	sqlite3_bind_int64(st, 2, view);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*bytes = sqlite3_column_int64(st, 0);
+		*files = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : sqerr(rc);
+}
+
+int index_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
+			  int64_t e, int64_t next, uint64_t *bytes)
+{
+	/* Chunks all of whose extent rows only snapshot e sees. */
+	sqlite3_stmt *st = q(ix,
+		"SELECT COALESCE(SUM(c.slen), 0) FROM chunk c WHERE c.id IN"
+		" (SELECT chunk FROM extent x WHERE x.vol = ?1 AND x.death > ?3"
+		"  AND x.death <= ?4 AND x.birth > ?2 AND x.birth <= ?3)"
+		" AND c.refs = (SELECT COUNT(*) FROM extent x WHERE x.chunk = c.id"
+		"  AND x.vol = ?1 AND x.death > ?3 AND x.death <= ?4"
+		"  AND x.birth > ?2 AND x.birth <= ?3)");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, prev, e, next };
+	bind_i64s(st, 4, args);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*bytes = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : sqerr(rc);
+}
+
+int index_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		    uint64_t *parent, char *name, size_t size)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT parent, name FROM dentry WHERE vol = ?1 AND ino = ?2"
+		" AND birth <= ?3 AND death > ?3 ORDER BY parent, name LIMIT 1");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)ino, view };
+	bind_i64s(st, 3, args);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*parent = sqlite3_column_int64(st, 0);
+		snprintf(name, size, "%s", (const char *)sqlite3_column_text(st, 1));
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+}
+
+int index_changed_inodes(struct index *ix, int64_t vol, int64_t from,
+			 int64_t to, uint64_t **inos, size_t *n)
+{
+	/* Rows born or ended in (from, to]: what changed between views. */
+	sqlite3_stmt *st = q(ix,
+		"SELECT ino FROM inode WHERE vol = ?1 AND ((birth > ?2 AND birth <= ?3)"
+		"  OR (death > ?2 AND death <= ?3))"
+		" UNION SELECT ino FROM extent WHERE vol = ?1 AND ((birth > ?2 AND birth <= ?3)"
+		"  OR (death > ?2 AND death <= ?3))"
+		" UNION SELECT ino FROM xattr WHERE vol = ?1 AND ((birth > ?2 AND birth <= ?3)"
+		"  OR (death > ?2 AND death <= ?3))"
+		" UNION SELECT ino FROM dentry WHERE vol = ?1 AND ((birth > ?2 AND birth <= ?3)"
+		"  OR (death > ?2 AND death <= ?3))");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, from, to };
+	bind_i64s(st, 3, args);
+	size_t cap = 0;
+	*inos = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			void *p = realloc(*inos, cap * sizeof(**inos));
+			if (!p) {
+				sqlite3_reset(st);
+				return -ENOMEM;
+			}
+			*inos = p;
+		}
+		(*inos)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}
+
+int index_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
+		uint64_t *reclaimable)
+{
+	int err = query_ints(ix,
+		"SELECT COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM extent x WHERE"
+		" x.chunk = c.id AND x.death = 9223372036854775807) THEN slen ELSE 0 END), 0),"
+		" COALESCE(SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM extent x WHERE"
+		" x.chunk = c.id AND x.death = 9223372036854775807) THEN slen ELSE 0 END), 0)"
+		" FROM chunk c WHERE refs > 0 AND ?1 = ?1", 0, live, snap_only, NULL);
+	if (!err)
+		err = query_ints(ix,
+			"SELECT COALESCE(SUM(slen), 0) FROM chunk WHERE refs = 0 AND ?1 = ?1",
+			0, reclaimable, NULL, NULL);
+	return err;
 }

@@ -151,6 +151,10 @@ int index_chunk_find(struct index *ix, const uint8_t id[CHUNK_ID_LEN],
 int index_chunk_get(struct index *ix, int64_t rowid, struct chunk_loc *c);
 int index_chunk_insert(struct index *ix, struct chunk_loc *c);
 
+/* Point a chunk at a new location (the GC rewriting a pack). */
+int index_chunk_move(struct index *ix, int64_t rowid, int64_t pack,
+		     uint64_t off);
+
 /* Packs. */
 int index_pack_insert(struct index *ix, const uint8_t name[PACK_NAME_LEN],
 		      int64_t *rowid);
@@ -168,6 +172,49 @@ int index_orphan_add(struct index *ix, int64_t vol, uint64_t ino);
 int index_orphan_remove(struct index *ix, int64_t vol, uint64_t ino);
 int index_orphan_list(struct index *ix, int64_t vol, uint64_t **inos,
 		      size_t *n);
+
+/* Snapshots: a name, a time and the epoch they see. */
+struct snapshot_info {
+	int64_t id;
+	int64_t vol;
+	char name[128];
+	int64_t epoch;
+	int64_t time;		/* ns since the Unix epoch */
+	int pinned;
+};
+/* Record the volume's current epoch as a snapshot named base (or base.2,
+ * base.3, ... if taken) and start a new epoch: two rows, whatever the
+ * volume's size. */
+int index_snapshot_create(struct index *ix, int64_t vol, const char *base,
+			  int64_t time, struct snapshot_info *si);
+/* Oldest first; *out malloc'd. */
+int index_snapshot_list(struct index *ix, int64_t vol,
+			struct snapshot_info **out, size_t *n);
+int index_snapshot_find(struct index *ix, int64_t vol, const char *name,
+			struct snapshot_info *si);
+int index_snapshot_get(struct index *ix, int64_t id, struct snapshot_info *si);
+int index_snapshot_pin(struct index *ix, int64_t id, int pinned);
+/* Delete a snapshot and every row only it kept (chunk references drop;
+ * chunks left with none are garbage for the pack GC).  *rows counts the
+ * rows deleted. */
+int index_snapshot_delete(struct index *ix, int64_t id, int64_t *rows);
+
+/* Bytes and count of regular files visible in view. */
+int index_view_size(struct index *ix, int64_t vol, int64_t view,
+		    uint64_t *bytes, uint64_t *files);
+/* Sealed bytes of chunks that only snapshot epoch e (between kept epochs
+ * prev and next, next = EPOCH_ALIVE - 1 for the newest) holds. */
+int index_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
+			  int64_t e, int64_t next, uint64_t *bytes);
+/* One directory entry naming ino in view (its first by parent, name). */
+int index_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		    uint64_t *parent, char *name, size_t size);
+/* Inodes with any row born or ended in epochs (from, to]. */
+int index_changed_inodes(struct index *ix, int64_t vol, int64_t from,
+			 int64_t to, uint64_t **inos, size_t *n);
+/* Sealed bytes: referenced by the live tree, only by snapshots, by none. */
+int index_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
+		uint64_t *reclaimable);
 
 /* Figures for `tresor stats`. */
 struct index_stats {

@@ -295,9 +295,20 @@ static int all_zero(const uint8_t *p, size_t len)
 	return len && p[0] == 0 && !memcmp(p, p + 1, len - 1);
 }
 
-/* Store one chunk of n's data at file offset off and map it (dlock held). */
+static int store_data_once(struct vfs *v, struct node *n, const uint8_t *data,
+			   size_t len, uint64_t off);
+
+/* Store one chunk of n's data at file offset off and map it (dlock held).
+ * Retried once if the GC removed the chunk between lookup and mapping. */
 static int store_data(struct vfs *v, struct node *n, const uint8_t *data,
 		      size_t len, uint64_t off)
+{
+	int err = store_data_once(v, n, data, len, off);
+	return err == -ESTALE ? store_data_once(v, n, data, len, off) : err;
+}
+
+static int store_data_once(struct vfs *v, struct node *n, const uint8_t *data,
+			   size_t len, uint64_t off)
 {
 	struct store *st = v->st;
 	int64_t rowid = 0;
@@ -446,50 +457,11 @@ int node_write(struct vfs *v, struct node *n, const void *buf, size_t len,
 	return err;
 }
 
-/*
- * Fill buf with [off, off+len) of inode ino as seen in view, from its
- * extents (holes read as zeros).  Returns 0 or -errno.  ctx->lock NOT held.
- */
 int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
 		     size_t len, uint64_t off)
 {
-	struct extent *xs = NULL;
-	size_t nx = 0;
-	struct chunk_ref *refs = NULL;
-	pthread_mutex_lock(&v->lock);
-	int err = index_extents_in(v->st->ix, v->vol.id, view, ino, off,
-				   off + len, &xs, &nx);
-	if (!err && nx) {
-		refs = malloc(nx * sizeof(*refs));
-		if (!refs)
-			err = -ENOMEM;
-		for (size_t i = 0; i < nx && !err; i++)
-			err = store_chunk_ref(v->st, xs[i].chunk, &refs[i]);
-	}
-	pthread_mutex_unlock(&v->lock);
-	memset(buf, 0, len);
-	for (size_t i = 0; i < nx && !err; i++) {
-		uint64_t s = xs[i].off > off ? xs[i].off : off;
-		uint64_t e = xs[i].off + xs[i].len;
-		if (e > off + len)
-			e = off + len;
-		if (s >= e)
-			continue;
-		err = store_read_chunk(v->st, &refs[i], xs[i].coff + (s - xs[i].off),
-				       (uint8_t *)buf + (s - off), e - s);
-		if (err) {
-			char hex[PACK_NAME_LEN * 2 + 1];
-			hex_encode(refs[i].pack, PACK_NAME_LEN, hex);
-			tlog(LOG_ERR, "volume %s: inode %llu at offset %llu: chunk in pack %s: %s",
-			     v->vol.name, (unsigned long long)ino,
-			     (unsigned long long)s, hex,
-			     err == -EBADMSG ? "failed authentication" : strerror(-err));
-			err = -EIO;
-		}
-	}
-	free(xs);
-	free(refs);
-	return err;
+	return store_read_extents(v->st, &v->lock, v->vol.id, view, ino, buf,
+				  len, off, v->vol.name);
 }
 
 int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
@@ -652,6 +624,7 @@ int vfs_open(struct vfs *v, struct store *st, const char *volume, int readonly)
 	v->readonly = readonly;
 	v->lockfd = -1;
 	pthread_mutex_init(&v->lock, NULL);
+	pthread_mutex_init(&v->snap_lock, NULL);
 	pthread_cond_init(&v->stop_cond, NULL);
 	int err = index_volume_find(st->ix, volume, &v->vol);
 	if (err)
@@ -717,5 +690,85 @@ int vfs_close(struct vfs *v)
 	pthread_mutex_unlock(&v->lock);
 	if (v->lockfd >= 0)
 		close(v->lockfd);
+	return err;
+}
+
+static int node_ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(struct node *const *)a;
+	uintptr_t y = (uintptr_t)*(struct node *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
+		 struct snapshot_info *si)
+{
+	if (v->readonly)
+		return -EROFS;
+	pthread_mutex_lock(&v->snap_lock);
+	/* Writes still in the kernel's page cache come to us first. */
+	if (v->mountpoint) {
+		int fd = open(v->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (syncfs(fd))
+				tlog(LOG_WARN, "volume %s: syncfs before snapshot: %s",
+				     v->vol.name, strerror(errno));
+			close(fd);
+		}
+	}
+	/* Pin every node that may hold or receive data. */
+	pthread_mutex_lock(&v->lock);
+	size_t n = 0, cap = 64;
+	struct node **ns = malloc(cap * sizeof(*ns));
+	int err = ns ? 0 : -ENOMEM;
+	for (size_t i = 0; i < v->tabsize && !err; i++) {
+		for (struct node *x = v->tab[i]; x && !err; x = x->next) {
+			if (!x->nopen && !x->dirty_bytes)
+				continue;
+			if (n == cap) {
+				void *p = realloc(ns, (cap *= 2) * sizeof(*ns));
+				if (!p) {
+					err = -ENOMEM;
+					break;
+				}
+				ns = p;
+			}
+			x->nopen++;
+			ns[n++] = x;
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	/* Address order: the only place that holds more than one dlock. */
+	qsort(ns, n, sizeof(*ns), node_ptr_cmp);
+	for (size_t i = 0; i < n; i++)
+		pthread_mutex_lock(&ns[i]->dlock);
+	for (size_t i = 0; i < n && !err; i++)
+		err = node_flush(v, ns[i]);
+	pthread_mutex_lock(&v->lock);
+	if (!err)
+		err = index_begin(v->st->ix);
+	for (size_t i = 0; i < v->tabsize && !err; i++)
+		for (struct node *x = v->tab[i]; x && !err; x = x->next)
+			if (x->attr_dirty)
+				err = node_persist(v, x);
+	if (!err)
+		err = index_snapshot_create(v->st->ix, v->vol.id, base, time, si);
+	if (!err)
+		err = store_commit(v->st);
+	/* On error the open transaction stays: it holds other changes too,
+	 * and the committer retries it. */
+	if (!err)
+		v->vol.epoch = si->epoch + 1;
+	for (size_t i = 0; i < n; i++)
+		ns[i]->nopen--;
+	pthread_mutex_unlock(&v->lock);
+	for (size_t i = 0; i < n; i++)
+		pthread_mutex_unlock(&ns[i]->dlock);
+	pthread_mutex_lock(&v->lock);
+	for (size_t i = 0; i < n; i++)
+		node_maybe_free(v, ns[i]);
+	pthread_mutex_unlock(&v->lock);
+	free(ns);
+	pthread_mutex_unlock(&v->snap_lock);
 	return err;
 }

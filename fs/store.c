@@ -635,3 +635,79 @@ int store_finish_orphans(struct store *st)
 		err = index_commit(st->ix);
 	return err ? err : done;
 }
+
+int store_read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
+		       int64_t view, uint64_t ino, void *buf, size_t len,
+		       uint64_t off, const char *volname)
+{
+	struct extent *xs = NULL;
+	size_t nx = 0;
+	struct chunk_ref *refs = NULL;
+	int err = 0;
+	memset(buf, 0, len);
+	/* A pack may be rewritten by GC between resolving and reading: on
+	 * ENOENT resolve once more. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		free(xs);
+		free(refs);
+		xs = NULL;
+		refs = NULL;
+		if (lock)
+			pthread_mutex_lock(lock);
+		err = index_extents_in(st->ix, vol, view, ino, off, off + len,
+				       &xs, &nx);
+		if (!err && nx) {
+			refs = malloc(nx * sizeof(*refs));
+			if (!refs)
+				err = -ENOMEM;
+			for (size_t i = 0; i < nx && !err; i++)
+				err = store_chunk_ref(st, xs[i].chunk, &refs[i]);
+		}
+		if (lock)
+			pthread_mutex_unlock(lock);
+		for (size_t i = 0; i < nx && !err; i++) {
+			uint64_t s = xs[i].off > off ? xs[i].off : off;
+			uint64_t e = xs[i].off + xs[i].len;
+			if (e > off + len)
+				e = off + len;
+			if (s >= e)
+				continue;
+			err = store_read_chunk(st, &refs[i], xs[i].coff + (s - xs[i].off),
+					       (uint8_t *)buf + (s - off), e - s);
+			if (err && err != -ENOENT) {
+				char hex[PACK_NAME_LEN * 2 + 1];
+				hex_encode(refs[i].pack, PACK_NAME_LEN, hex);
+				tlog(LOG_ERR, "volume %s: inode %llu at offset %llu: chunk in pack %s: %s",
+				     volname, (unsigned long long)ino,
+				     (unsigned long long)s, hex,
+				     err == -EBADMSG ? "failed authentication" : strerror(-err));
+				err = -EIO;
+			}
+		}
+		if (err != -ENOENT)
+			break;
+	}
+	free(xs);
+	free(refs);
+	return err;
+}
+
+int store_chunk_move(struct store *st, const struct sealed_chunk *sc,
+		     int64_t rowid)
+{
+	if (!st->pw) {
+		int err = store_new_pack(st);
+		if (err)
+			return err;
+	}
+	struct pack_entry e = sc->e;
+	int err = pack_append(st->pw, &e, sc->buf);
+	if (!err)
+		err = index_chunk_move(st->ix, rowid, st->pw_rowid, e.off);
+	return err;
+}
+
+int store_finish_current_pack(struct store *st)
+{
+	return store_finish_pack(st);
+}

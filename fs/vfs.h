@@ -52,6 +52,10 @@ struct vfs {
 	uint64_t ino_reserved;		/* next_ino persisted up to here */
 	size_t dirty_total;		/* bytes in all ranges (lock) */
 	int commit_errors;
+	char *mountpoint;		/* for syncfs before a snapshot */
+	int list_snapshots;		/* readdir of / shows .snapshots */
+	pthread_mutex_t snap_lock;	/* one snapshot at a time */
+	struct control *control;
 	/* committer thread */
 	pthread_t committer;
 	pthread_cond_t stop_cond;
@@ -98,5 +102,23 @@ int vfs_mount_main(struct store *st, const char *volume,
 int vfs_commit(struct vfs *v);
 
 int64_t vfs_now(void);
+
+/*
+ * Take a snapshot of the volume at one instant: pull the kernel's dirty
+ * pages in (syncfs), hold every open file's data lock, flush, and record
+ * the epoch.  Writes that complete before the call are in it; none is
+ * torn.  Takes and releases the locks itself.
+ */
+int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
+		 struct snapshot_info *si);
+
+/* Inode numbers the kernel sees: the high 16 bits say which view. */
+#define INO_SLOT_SHIFT 48
+#define INO_SLOT(ino) ((uint64_t)(ino) >> INO_SLOT_SHIFT)
+#define INO_BASE(ino) ((uint64_t)(ino) & ((1ull << INO_SLOT_SHIFT) - 1))
+#define SLOT_SNAPDIR 0xFFFFull
+#define SNAPDIR_INO ((SLOT_SNAPDIR << INO_SLOT_SHIFT) | 1)
+#define SNAP_INO(id, ino) (((uint64_t)(id) << INO_SLOT_SHIFT) | (ino))
+#define SNAPDIR_NAME ".snapshots"
 
 #endif

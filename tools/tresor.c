@@ -15,17 +15,15 @@
 #include <unistd.h>
 
 #include "../fs/check.h"
-#include "../fs/store.h"
-#include "../fs/util.h"
 #include "../fs/vfs.h"
+#include "cli.h"
 
 #ifndef TRESOR_VERSION
 #define TRESOR_VERSION "0.1.0"
 #endif
 
-#define EXIT_USAGE 2
 
-static const char *usage_text =
+const char *usage_text =
 	"usage: tresor COMMAND ...\n"
 	"  init STORE [--chunk-min N] [--chunk-avg N] [--chunk-max N] [--kdf-log2n N]\n"
 	"  volume create STORE NAME\n"
@@ -33,211 +31,16 @@ static const char *usage_text =
 	"  mount STORE VOLUME MOUNTPOINT [-o OPTS] [-f]\n"
 	"  stats STORE [--json]\n"
 	"  check STORE [--read-data] [--json]\n"
+	"  snapshot create STORE VOLUME [--time ISO-8601]\n"
+	"  snapshot list STORE VOLUME [--json]\n"
+	"  snapshot pin|unpin STORE VOLUME NAME\n"
+	"  snapshot diff STORE VOLUME OLD NEW [--json]\n"
+	"  restore STORE VOLUME SNAPSHOT PATH DEST\n"
+	"  prune STORE VOLUME [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N]\n"
+	"        [--keep-monthly N] [--keep-yearly N] [--keep-within DURATION] [--dry-run] [--json]\n"
 	"  --version\n"
 	"Commands that need the key read the passphrase from --passphrase-file FILE,\n"
 	"else $TRESOR_PASSPHRASE, else a prompt on the terminal.\n";
-
-static void die(int code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3), noreturn));
-
-static void die(int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("tresor: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(code);
-}
-
-/* Common options of every command. */
-struct opts {
-	const char *passfile;
-	int json;
-	int foreground;
-	int read_data;
-	const char *mount_opts;
-	long chunk_min, chunk_avg, chunk_max, kdf_log2n;
-	char *pos[8];
-	int npos;
-};
-
-static long parse_size(const char *s, const char *what)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || end == s || v < 0)
-		die(EXIT_USAGE, "%s: not a number: %s", what, s);
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	}
-	if (*end)
-		die(EXIT_USAGE, "%s: not a size: %s", what, s);
-	return (long)v;
-}
-
-static void parse_opts(int argc, char **argv, struct opts *o)
-{
-	static const struct option lo[] = {
-		{ "passphrase-file", required_argument, 0, 'p' },
-		{ "json", no_argument, 0, 'j' },
-		{ "read-data", no_argument, 0, 'r' },
-		{ "chunk-min", required_argument, 0, 1 },
-		{ "chunk-avg", required_argument, 0, 2 },
-		{ "chunk-max", required_argument, 0, 3 },
-		{ "kdf-log2n", required_argument, 0, 4 },
-		{ 0, 0, 0, 0 },
-	};
-	memset(o, 0, sizeof(*o));
-	optind = 1;
-	int c;
-	while ((c = getopt_long(argc, argv, "fo:", lo, NULL)) != -1) {
-		switch (c) {
-		case 'p': o->passfile = optarg; break;
-		case 'j': o->json = 1; break;
-		case 'r': o->read_data = 1; break;
-		case 'f': o->foreground = 1; break;
-		case 'o': o->mount_opts = optarg; break;
-		case 1: o->chunk_min = parse_size(optarg, "--chunk-min"); break;
-		case 2: o->chunk_avg = parse_size(optarg, "--chunk-avg"); break;
-		case 3: o->chunk_max = parse_size(optarg, "--chunk-max"); break;
-		case 4: o->kdf_log2n = parse_size(optarg, "--kdf-log2n"); break;
-		default:
-			fputs(usage_text, stderr);
-			exit(EXIT_USAGE);
-		}
-		/* Options may follow positional arguments. */
-	}
-	for (int i = optind; i < argc; i++) {
-		if (o->npos == 8)
-			die(EXIT_USAGE, "too many arguments");
-		o->pos[o->npos++] = argv[i];
-	}
-}
-
-/* Read a line from the terminal without echo. */
-static char *prompt_tty(const char *msg)
-{
-	FILE *tty = fopen("/dev/tty", "r+");
-	if (!tty)
-		return NULL;
-	struct termios old, noecho;
-	int have = tcgetattr(fileno(tty), &old) == 0;
-	if (have) {
-		noecho = old;
-		noecho.c_lflag &= ~ECHO;
-		tcsetattr(fileno(tty), TCSAFLUSH, &noecho);
-	}
-	fputs(msg, tty);
-	fflush(tty);
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n = getline(&line, &cap, tty);
-	if (have)
-		tcsetattr(fileno(tty), TCSAFLUSH, &old);
-	fputc('\n', tty);
-	fclose(tty);
-	if (n < 0) {
-		free(line);
-		return NULL;
-	}
-	line[strcspn(line, "\r\n")] = 0;
-	return line;
-}
-
-/* The passphrase, from the file, the environment or a prompt (twice when
- * creating).  Never from argv. */
-static char *get_passphrase(const struct opts *o, int confirm, const char *store)
-{
-	char *pass = NULL;
-	if (o->passfile) {
-		uint8_t *buf;
-		size_t len;
-		int err = read_file(o->passfile, &buf, &len);
-		if (err)
-			die(1, "cannot read passphrase file %s: %s", o->passfile,
-			    strerror(-err));
-		pass = malloc(len + 1);
-		if (!pass)
-			die(1, "out of memory");
-		memcpy(pass, buf, len);
-		pass[len] = 0;
-		secure_wipe(buf, len);
-		free(buf);
-		pass[strcspn(pass, "\r\n")] = 0;
-	} else if (getenv("TRESOR_PASSPHRASE")) {
-		pass = strdup(getenv("TRESOR_PASSPHRASE"));
-	} else if (isatty(STDIN_FILENO)) {
-		char msg[PATH_MAX + 64];
-		snprintf(msg, sizeof(msg), "Passphrase for %s: ", store);
-		pass = prompt_tty(msg);
-		if (pass && confirm) {
-			char *again = prompt_tty("Repeat passphrase: ");
-			if (!again || strcmp(again, pass))
-				die(1, "passphrases do not match; store %s not created", store);
-			secure_wipe(again, strlen(again));
-			free(again);
-		}
-	} else {
-		die(EXIT_USAGE, "no passphrase for %s: use --passphrase-file FILE or "
-		    "TRESOR_PASSPHRASE, or run on a terminal", store);
-	}
-	if (!pass)
-		die(1, "no passphrase read for %s", store);
-	if (!*pass)
-		die(1, "empty passphrase for %s", store);
-	return pass;
-}
-
-static void free_passphrase(char *p)
-{
-	secure_wipe(p, strlen(p));
-	free(p);
-}
-
-/* Open the store or exit with a message that says what to do. */
-static struct store *open_store(const struct opts *o, const char *dir)
-{
-	char *pass = get_passphrase(o, 0, dir);
-	struct store *st;
-	int err = store_open(dir, pass, strlen(pass), &st);
-	free_passphrase(pass);
-	switch (err) {
-	case 0:
-		return st;
-	case -ENOENT:
-		die(1, "%s is not a tresor store (no key file or index); create one with 'tresor init %s'",
-		    dir, dir);
-	case -EKEYREJECTED:
-		die(1, "wrong passphrase for store %s", dir);
-	case -EPROTONOSUPPORT:
-		die(1, "store %s was written by a newer tresor; upgrade tresor", dir);
-	case -EBADMSG:
-	case -EUCLEAN:
-		die(1, "store %s is damaged (key file or index unreadable); run 'tresor check %s'",
-		    dir, dir);
-	default:
-		die(1, "cannot open store %s: %s", dir, strerror(-err));
-	}
-}
-
-/* Open only the index, for commands that need no key. */
-static struct index *open_index(const char *dir)
-{
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/%s", dir, STORE_INDEX_FILE);
-	struct index *ix;
-	int err = access(path, F_OK) ? -ENOENT : index_open(path, 0, &ix);
-	if (err == -ENOENT)
-		die(1, "%s is not a tresor store (no index); create one with 'tresor init %s'",
-		    dir, dir);
-	if (err)
-		die(1, "cannot open the index of store %s: %s", dir, strerror(-err));
-	return ix;
-}
 
 static int cmd_init(struct opts *o)
 {
@@ -285,20 +88,6 @@ static int valid_volume_name(const char *s)
 		    !(*c >= '0' && *c <= '9') && *c != '-' && *c != '_' && *c != '.')
 			return 0;
 	return s[0] != '.';
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
 }
 
 static int cmd_volume(struct opts *o)
@@ -510,5 +299,11 @@ int main(int argc, char **argv)
 		return cmd_stats(&o);
 	if (!strcmp(cmd, "check"))
 		return cmd_check(&o);
+	if (!strcmp(cmd, "snapshot"))
+		return cmd_snapshot(&o);
+	if (!strcmp(cmd, "prune"))
+		return cmd_prune(&o);
+	if (!strcmp(cmd, "restore"))
+		return cmd_restore(&o);
 	die(EXIT_USAGE, "unknown command '%s' (see 'tresor --help')", cmd);
 }

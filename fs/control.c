@@ -1,0 +1,187 @@
+/*
+ * control.c - the control socket (see control.h).
+ *
+ * Requests (one line each):
+ *   ping                     -> ok
+ *   snapshot BASE TIME_NS    -> ok NAME   (BASE: name wanted, TIME_NS: its time)
+ * Errors reply "error ERRNO MESSAGE".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+
+#include "control.h"
+#include "util.h"
+#include "vfs.h"
+
+struct control {
+	struct vfs *v;
+	int fd;
+	int wake[2];		/* a byte here stops the thread */
+	pthread_t thread;
+};
+
+void control_addr(const char *store_dir, int64_t vol, void *sa, unsigned int *len)
+{
+	struct sockaddr_un *un = sa;
+	uint8_t md[32];
+	unsigned int mdlen = 0;
+	char hex[65];
+	EVP_Digest(store_dir, strlen(store_dir), md, &mdlen, EVP_sha256(), NULL);
+	hex_encode(md, 16, hex);
+	memset(un, 0, sizeof(*un));
+	un->sun_family = AF_UNIX;
+	int n = snprintf(un->sun_path + 1, sizeof(un->sun_path) - 1,
+			 "tresor-%s-%lld", hex, (long long)vol);
+	*len = offsetof(struct sockaddr_un, sun_path) + 1 + n;
+}
+
+/* Serve one connection: read a line, act, answer. */
+static void serve(struct control *c, int fd)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	char line[512], reply[512];
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) ||
+	    (cred.uid != 0 && cred.uid != geteuid())) {
+		dprintf(fd, "error %d only root may control this daemon\n", EPERM);
+		return;
+	}
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	size_t got = 0;
+	while (got < sizeof(line) - 1 && !memchr(line, '\n', got)) {
+		if (poll(&p, 1, 5000) <= 0)
+			return;
+		ssize_t r = read(fd, line + got, sizeof(line) - 1 - got);
+		if (r <= 0)
+			break;
+		got += r;
+	}
+	line[got] = 0;
+	line[strcspn(line, "\r\n")] = 0;
+	char base[200];
+	long long t;
+	if (!strcmp(line, "ping")) {
+		snprintf(reply, sizeof(reply), "ok");
+	} else if (sscanf(line, "snapshot %199s %lld", base, &t) == 2) {
+		struct snapshot_info si;
+		int err = vfs_snapshot(c->v, base, t, &si);
+		if (err)
+			snprintf(reply, sizeof(reply), "error %d %s", -err,
+				 strerror(-err));
+		else
+			snprintf(reply, sizeof(reply), "ok %s", si.name);
+	} else {
+		snprintf(reply, sizeof(reply), "error %d unknown request", EINVAL);
+	}
+	dprintf(fd, "%s\n", reply);
+}
+
+static void *control_main(void *arg)
+{
+	struct control *c = arg;
+	struct pollfd p[2] = {
+		{ .fd = c->fd, .events = POLLIN },
+		{ .fd = c->wake[0], .events = POLLIN },
+	};
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (p[0].revents & POLLIN) {
+			int fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0) {
+				serve(c, fd);
+				close(fd);
+			}
+		}
+	}
+	return NULL;
+}
+
+int control_start(struct vfs *v, struct control **out)
+{
+	struct control *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->v = v;
+	struct sockaddr_un un;
+	unsigned int len;
+	control_addr(v->st->dir, v->vol.id, &un, &len);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int err = c->fd < 0 ? -errno : 0;
+	if (!err && bind(c->fd, (struct sockaddr *)&un, len))
+		err = -errno;
+	if (!err && listen(c->fd, 8))
+		err = -errno;
+	if (!err && pipe2(c->wake, O_CLOEXEC))
+		err = -errno;
+	if (!err)
+		err = -pthread_create(&c->thread, NULL, control_main, c);
+	if (err) {
+		if (c->fd >= 0)
+			close(c->fd);
+		free(c);
+		return err;
+	}
+	*out = c;
+	return 0;
+}
+
+void control_stop(struct control *c)
+{
+	if (!c)
+		return;
+	if (write(c->wake[1], "x", 1) < 0)
+		tlog(LOG_WARN, "control: cannot wake the control thread");
+	pthread_join(c->thread, NULL);
+	close(c->fd);
+	close(c->wake[0]);
+	close(c->wake[1]);
+	free(c);
+}
+
+int control_request(const char *store_dir, int64_t vol, const char *line,
+		    char *reply, size_t size)
+{
+	struct sockaddr_un un;
+	unsigned int len;
+	control_addr(store_dir, vol, &un, &len);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int err = 0;
+	if (connect(fd, (struct sockaddr *)&un, len))
+		err = -errno;
+	if (!err && dprintf(fd, "%s\n", line) < 0)
+		err = -EIO;
+	size_t got = 0;
+	while (!err && got < size - 1) {
+		ssize_t r = read(fd, reply + got, size - 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += r;
+		if (memchr(reply, '\n', got))
+			break;
+	}
+	close(fd);
+	if (err)
+		return err;
+	reply[got] = 0;
+	reply[strcspn(reply, "\n")] = 0;
+	return got ? 0 : -EIO;
+}

@@ -1,0 +1,37 @@
+/*
+ * control.h - the daemon's control socket: how `tresor snapshot create`
+ * (and later `status`, `push`) reach a running daemon instead of writing
+ * the store behind its back.
+ *
+ * An abstract Unix socket named after the store's real path and the
+ * volume id; one request line, one reply line.  Only root and the
+ * daemon's own user may talk to it (SO_PEERCRED).
+ */
+#ifndef TRESOR_CONTROL_H
+#define TRESOR_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct vfs;
+struct control;
+
+/* Socket address (abstract: leading NUL) for store dir (a real path) and
+ * volume id; *len receives the address length to pass to bind/connect. */
+void control_addr(const char *store_dir, int64_t vol, void *sockaddr_un,
+		  unsigned int *len);
+
+/* Start serving requests for v in a thread.  -EADDRINUSE if another
+ * daemon serves this volume. */
+int control_start(struct vfs *v, struct control **out);
+void control_stop(struct control *c);
+
+/*
+ * Send one request line to the daemon serving (store_dir, vol) and read
+ * its reply line into reply (NUL-terminated, newline stripped).
+ * -ECONNREFUSED / -ENOENT when no daemon serves the volume.
+ */
+int control_request(const char *store_dir, int64_t vol, const char *line,
+		    char *reply, size_t size);
+
+#endif

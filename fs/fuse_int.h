@@ -1,0 +1,55 @@
+/*
+ * fuse_int.h - what the FUSE operation files share: reply helpers,
+ * directory listings, and the snapshot views (fuse_snap.c).
+ */
+#ifndef TRESOR_FUSE_INT_H
+#define TRESOR_FUSE_INT_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+#include "vfs.h"
+
+#define TIMEOUT 1.0
+#define SNAP_TIMEOUT 60.0	/* snapshots never change */
+#define NAME_MAX_LEN 255
+
+static inline struct vfs *V(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,
+		  struct stat *sb);
+
+/* A directory listing taken at opendir (and again at a rewind), so that
+ * offsets stay stable while entries are removed. */
+struct dirlist {
+	uint64_t ino;		/* the directory, as the kernel knows it */
+	int64_t view;
+	uint64_t slot;		/* added to entries' inode numbers */
+	size_t n, cap;
+	struct dirent_mem {
+		char *name;
+		uint64_t ino;
+		uint32_t mode;
+	} *e;
+};
+int dirlist_add(void *arg, const char *name, uint64_t ino, uint32_t mode);
+int dirlist_load(struct vfs *v, struct dirlist *d);
+void dirlist_free(struct dirlist *d);
+
+/* Snapshot views (fuse_snap.c). */
+/* The epoch of snapshot slot in this volume, or -ENOENT. */
+int snap_view(struct vfs *v, uint64_t slot, int64_t *view);
+int snapdir_load(struct vfs *v, struct dirlist *d);
+void snap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void snap_getattr(fuse_req_t req, fuse_ino_t ino);
+void snap_readlink(fuse_req_t req, fuse_ino_t ino);
+void snap_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void snap_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
+void snap_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		   size_t size);
+void snap_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * gc.h - give space back: delete chunks no extent names any more, rewrite
+ * packs that are mostly garbage, remove packs that are all garbage.
+ *
+ * Safe against a daemon writing at the same time: chunk rows are deleted
+ * only where refs = 0 inside a write transaction, and the daemon's mapping
+ * of a chunk fails (-ESTALE, then it stores the data again) if the row is
+ * gone.  Pack files are unlinked only after the commit that forgets them,
+ * through the pack_trash table, so a crash at any point leaves nothing a
+ * rerun cannot finish.  Costs in proportion to the garbage, found through
+ * the partial index on refs = 0.
+ */
+#ifndef TRESOR_GC_H
+#define TRESOR_GC_H
+
+#include "store.h"
+
+struct gc_result {
+	uint64_t chunks_freed, bytes_freed;	/* sealed bytes no longer stored */
+	uint64_t packs_deleted, packs_rewritten;
+};
+
+/* Rewrite a pack when more than this share of it is garbage. */
+#define GC_REWRITE_PERCENT 20
+
+/* Run the GC.  -EBUSY if another GC runs. */
+int store_gc(struct store *st, struct gc_result *res);
+
+#endif

@@ -1,0 +1,251 @@
+/*
+ * cli.c - what every `tresor` command shares: option parsing, the
+ * passphrase, opening a store, printing errors and JSON strings.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void die(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("tresor: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(code);
+}
+
+
+static long parse_size(const char *s, const char *what)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || v < 0)
+		die(EXIT_USAGE, "%s: not a number: %s", what, s);
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	}
+	if (*end)
+		die(EXIT_USAGE, "%s: not a size: %s", what, s);
+	return (long)v;
+}
+
+/* A retention count: a whole number, or -1 for unlimited. */
+static int parse_count(const char *s, const char *what)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (end == s || *end || v < -1 || v > 1000000)
+		die(EXIT_USAGE, "%s: not a count (a whole number, or -1 for all): %s",
+		    what, s);
+	return (int)v;
+}
+
+void parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "passphrase-file", required_argument, 0, 'p' },
+		{ "json", no_argument, 0, 'j' },
+		{ "read-data", no_argument, 0, 'r' },
+		{ "chunk-min", required_argument, 0, 1 },
+		{ "chunk-avg", required_argument, 0, 2 },
+		{ "chunk-max", required_argument, 0, 3 },
+		{ "kdf-log2n", required_argument, 0, 4 },
+		{ "time", required_argument, 0, 5 },
+		{ "dry-run", no_argument, 0, 6 },
+		{ "keep-last", required_argument, 0, 10 },
+		{ "keep-hourly", required_argument, 0, 11 },
+		{ "keep-daily", required_argument, 0, 12 },
+		{ "keep-weekly", required_argument, 0, 13 },
+		{ "keep-monthly", required_argument, 0, 14 },
+		{ "keep-yearly", required_argument, 0, 15 },
+		{ "keep-within", required_argument, 0, 16 },
+		{ 0, 0, 0, 0 },
+	};
+	memset(o, 0, sizeof(*o));
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, "fo:", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p': o->passfile = optarg; break;
+		case 'j': o->json = 1; break;
+		case 'r': o->read_data = 1; break;
+		case 'f': o->foreground = 1; break;
+		case 'o': o->mount_opts = optarg; break;
+		case 1: o->chunk_min = parse_size(optarg, "--chunk-min"); break;
+		case 2: o->chunk_avg = parse_size(optarg, "--chunk-avg"); break;
+		case 3: o->chunk_max = parse_size(optarg, "--chunk-max"); break;
+		case 4: o->kdf_log2n = parse_size(optarg, "--kdf-log2n"); break;
+		case 5: o->time = optarg; break;
+		case 6: o->dry_run = 1; break;
+		case 10: o->keep.last = parse_count(optarg, "--keep-last"); break;
+		case 11: o->keep.hourly = parse_count(optarg, "--keep-hourly"); break;
+		case 12: o->keep.daily = parse_count(optarg, "--keep-daily"); break;
+		case 13: o->keep.weekly = parse_count(optarg, "--keep-weekly"); break;
+		case 14: o->keep.monthly = parse_count(optarg, "--keep-monthly"); break;
+		case 15: o->keep.yearly = parse_count(optarg, "--keep-yearly"); break;
+		case 16:
+			if (retention_parse_duration(optarg, &o->keep.within_ns))
+				die(EXIT_USAGE, "--keep-within: not a duration like 30d or 1y6m: %s",
+				    optarg);
+			break;
+		default:
+			fputs(usage_text, stderr);
+			exit(EXIT_USAGE);
+		}
+		/* Options may follow positional arguments. */
+	}
+	for (int i = optind; i < argc; i++) {
+		if (o->npos == 8)
+			die(EXIT_USAGE, "too many arguments");
+		o->pos[o->npos++] = argv[i];
+	}
+}
+
+/* Read a line from the terminal without echo. */
+static char *prompt_tty(const char *msg)
+{
+	FILE *tty = fopen("/dev/tty", "r+");
+	if (!tty)
+		return NULL;
+	struct termios old, noecho;
+	int have = tcgetattr(fileno(tty), &old) == 0;
+	if (have) {
+		noecho = old;
+		noecho.c_lflag &= ~ECHO;
+		tcsetattr(fileno(tty), TCSAFLUSH, &noecho);
+	}
+	fputs(msg, tty);
+	fflush(tty);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, tty);
+	if (have)
+		tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	fputc('\n', tty);
+	fclose(tty);
+	if (n < 0) {
+		free(line);
+		return NULL;
+	}
+	line[strcspn(line, "\r\n")] = 0;
+	return line;
+}
+
+/* The passphrase, from the file, the environment or a prompt (twice when
+ * creating).  Never from argv. */
+char *get_passphrase(const struct opts *o, int confirm, const char *store)
+{
+	char *pass = NULL;
+	if (o->passfile) {
+		uint8_t *buf;
+		size_t len;
+		int err = read_file(o->passfile, &buf, &len);
+		if (err)
+			die(1, "cannot read passphrase file %s: %s", o->passfile,
+			    strerror(-err));
+		pass = malloc(len + 1);
+		if (!pass)
+			die(1, "out of memory");
+		memcpy(pass, buf, len);
+		pass[len] = 0;
+		secure_wipe(buf, len);
+		free(buf);
+		pass[strcspn(pass, "\r\n")] = 0;
+	} else if (getenv("TRESOR_PASSPHRASE")) {
+		pass = strdup(getenv("TRESOR_PASSPHRASE"));
+	} else if (isatty(STDIN_FILENO)) {
+		char msg[PATH_MAX + 64];
+		snprintf(msg, sizeof(msg), "Passphrase for %s: ", store);
+		pass = prompt_tty(msg);
+		if (pass && confirm) {
+			char *again = prompt_tty("Repeat passphrase: ");
+			if (!again || strcmp(again, pass))
+				die(1, "passphrases do not match; store %s not created", store);
+			secure_wipe(again, strlen(again));
+			free(again);
+		}
+	} else {
+		die(EXIT_USAGE, "no passphrase for %s: use --passphrase-file FILE or "
+		    "TRESOR_PASSPHRASE, or run on a terminal", store);
+	}
+	if (!pass)
+		die(1, "no passphrase read for %s", store);
+	if (!*pass)
+		die(1, "empty passphrase for %s", store);
+	return pass;
+}
+
+void free_passphrase(char *p)
+{
+	secure_wipe(p, strlen(p));
+	free(p);
+}
+
+/* Open the store or exit with a message that says what to do. */
+struct store *open_store(const struct opts *o, const char *dir)
+{
+	char *pass = get_passphrase(o, 0, dir);
+	struct store *st;
+	int err = store_open(dir, pass, strlen(pass), &st);
+	free_passphrase(pass);
+	switch (err) {
+	case 0:
+		return st;
+	case -ENOENT:
+		die(1, "%s is not a tresor store (no key file or index); create one with 'tresor init %s'",
+		    dir, dir);
+	case -EKEYREJECTED:
+		die(1, "wrong passphrase for store %s", dir);
+	case -EPROTONOSUPPORT:
+		die(1, "store %s was written by a newer tresor; upgrade tresor", dir);
+	case -EBADMSG:
+	case -EUCLEAN:
+		die(1, "store %s is damaged (key file or index unreadable); run 'tresor check %s'",
+		    dir, dir);
+	default:
+		die(1, "cannot open store %s: %s", dir, strerror(-err));
+	}
+}
+
+/* Open only the index, for commands that need no key. */
+struct index *open_index(const char *dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_INDEX_FILE);
+	struct index *ix;
+	int err = access(path, F_OK) ? -ENOENT : index_open(path, 0, &ix);
+	if (err == -ENOENT)
+		die(1, "%s is not a tresor store (no index); create one with 'tresor init %s'",
+		    dir, dir);
+	if (err)
+		die(1, "cannot open the index of store %s: %s", dir, strerror(-err));
+	return ix;
+}
+
+void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+

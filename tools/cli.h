@@ -1,0 +1,52 @@
+/*
+ * cli.h - helpers shared by the `tresor` commands (tools/ only: the
+ * library never prints or exits).
+ */
+#ifndef TRESOR_CLI_H
+#define TRESOR_CLI_H
+
+#include "../fs/index.h"
+#include "../fs/retention.h"
+#include "../fs/store.h"
+#include "../fs/util.h"
+
+#define EXIT_USAGE 2
+
+extern const char *usage_text;
+
+/* Common options of every command. */
+struct opts {
+	const char *passfile;
+	int json;
+	int foreground;
+	int read_data;
+	const char *mount_opts;
+	const char *time;		/* snapshot create --time */
+	int dry_run;
+	struct retention_policy keep;	/* prune --keep-* */
+	long chunk_min, chunk_avg, chunk_max, kdf_log2n;
+	char *pos[8];
+	int npos;
+};
+
+/* Print "tresor: MESSAGE" on stderr and exit with code. */
+void die(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+/* Parse argv (argv[0] is the command word) into o. */
+void parse_opts(int argc, char **argv, struct opts *o);
+/* The passphrase from --passphrase-file, TRESOR_PASSPHRASE or a prompt. */
+char *get_passphrase(const struct opts *o, int confirm, const char *store);
+void free_passphrase(char *p);
+/* Open the store with its key, or exit with a message saying what to do. */
+struct store *open_store(const struct opts *o, const char *dir);
+/* Open only the index (commands that need no key), or exit. */
+struct index *open_index(const char *dir);
+/* Print s as a JSON string. */
+void json_str(const char *s);
+
+/* Commands in cmd_snapshot.c. */
+int cmd_snapshot(struct opts *o);
+int cmd_prune(struct opts *o);
+int cmd_restore(struct opts *o);
+
+#endif

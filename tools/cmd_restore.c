@@ -1,0 +1,338 @@
+/*
+ * cmd_restore.c - `tresor restore STORE VOLUME SNAPSHOT PATH DEST`: copy a
+ * tree out of a snapshot with its modes, owners, times, symlinks, hard
+ * links and xattrs.
+ *
+ * Names come from the index, so each is checked before use: no '/', no
+ * "." or "..", never followed through a symlink (O_NOFOLLOW, *at calls
+ * relative to the directory being filled).  A file already restored with
+ * the right size and mtime is skipped, so an interrupted restore resumes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+struct restore {
+	struct store *st;
+	struct volume_info vi;
+	int64_t view;
+	uint64_t files, bytes, skipped;
+	/* inode -> path relative to DEST of its first restored link */
+	struct link_seen {
+		uint64_t ino;
+		char *path;
+	} *links;
+	size_t nlinks, caplinks;
+	int errors;
+	int root_dfd;
+	const char *dest;
+};
+
+static int name_ok(const char *name)
+{
+	return *name && strcmp(name, ".") && strcmp(name, "..") &&
+	       !strchr(name, '/') && strlen(name) <= NAME_MAX;
+}
+
+static void warn(struct restore *r, const char *path, const char *what, int err)
+{
+	fprintf(stderr, "tresor: restore: %s: %s: %s\n", path, what, strerror(err));
+	r->errors++;
+}
+
+/* Copy xattrs of ino onto the open fd (or the path, for symlinks). */
+static void restore_xattrs(struct restore *r, uint64_t ino, int dfd,
+			   const char *name, const char *path)
+{
+	int len = index_xattr_list(r->st->ix, r->vi.id, r->view, ino, NULL, 0);
+	if (len <= 0)
+		return;
+	char *names = malloc(len);
+	if (!names || index_xattr_list(r->st->ix, r->vi.id, r->view, ino, names, len) < 0) {
+		free(names);
+		return;
+	}
+	char proc[PATH_MAX];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dfd, name);
+	for (char *x = names; x < names + len; x += strlen(x) + 1) {
+		int vl = index_xattr_get(r->st->ix, r->vi.id, r->view, ino, x, NULL, 0);
+		char *val = vl >= 0 ? malloc(vl ? vl : 1) : NULL;
+		if (val && index_xattr_get(r->st->ix, r->vi.id, r->view, ino, x, val, vl) >= 0 &&
+		    lsetxattr(proc, x, val, vl, 0))
+			warn(r, path, x, errno);
+		free(val);
+	}
+	free(names);
+}
+
+/* Owner, mode and times last: writing the content would undo them. */
+static void restore_meta(struct restore *r, const struct inode_attr *a,
+			 int dfd, const char *name, const char *path)
+{
+	if (fchownat(dfd, name, a->uid, a->gid, AT_SYMLINK_NOFOLLOW) && errno != EPERM)
+		warn(r, path, "chown", errno);
+	if (!S_ISLNK(a->mode) && fchmodat(dfd, name, a->mode & 07777, 0))
+		warn(r, path, "chmod", errno);
+	struct timespec ts[2] = {
+		{ a->atime / 1000000000, a->atime % 1000000000 },
+		{ a->mtime / 1000000000, a->mtime % 1000000000 },
+	};
+	if (utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW))
+		warn(r, path, "set times", errno);
+}
+
+static int restore_file(struct restore *r, const struct inode_attr *a,
+			int dfd, const char *name, const char *path)
+{
+	struct stat sb;
+	if (!fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) && S_ISREG(sb.st_mode) &&
+	    (uint64_t)sb.st_size == a->size &&
+	    sb.st_mtim.tv_sec == a->mtime / 1000000000 &&
+	    sb.st_mtim.tv_nsec == a->mtime % 1000000000) {
+		r->skipped++;
+		return 0;	/* restored by an earlier run */
+	}
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		warn(r, path, "create", errno);
+		return -errno;
+	}
+	size_t bufsize = 4 << 20;
+	char *buf = malloc(bufsize);
+	int err = buf ? 0 : -ENOMEM;
+	for (uint64_t off = 0; off < a->size && !err; off += bufsize) {
+		size_t n = a->size - off < bufsize ? a->size - off : bufsize;
+		err = store_read_extents(r->st, NULL, r->vi.id, r->view, a->ino,
+					 buf, n, off, r->vi.name);
+		if (!err)
+			err = pwrite_full(fd, buf, n, off);
+	}
+	if (!err && ftruncate(fd, a->size))
+		err = -errno;
+	free(buf);
+	close(fd);
+	if (err)
+		warn(r, path, "write", -err);
+	r->files++;
+	r->bytes += a->size;
+	return err;
+}
+
+static int restore_node(struct restore *r, uint64_t ino, int dfd,
+			const char *name, const char *path);
+
+struct dir_ctx {
+	struct restore *r;
+	int dfd;
+	const char *path;
+	struct child {
+		char *name;
+		uint64_t ino;
+	} *c;
+	size_t n, cap;
+};
+
+static int collect_child(void *arg, const char *name, uint64_t ino, uint32_t mode)
+{
+	(void)mode;
+	struct dir_ctx *d = arg;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 64;
+		void *p = realloc(d->c, d->cap * sizeof(*d->c));
+		if (!p)
+			return -ENOMEM;
+		d->c = p;
+	}
+	d->c[d->n].name = strdup(name);
+	d->c[d->n++].ino = ino;
+	return 0;
+}
+
+static int restore_dir(struct restore *r, const struct inode_attr *a, int pdfd,
+		       const char *name, const char *path)
+{
+	if (mkdirat(pdfd, name, 0700) && errno != EEXIST) {
+		warn(r, path, "mkdir", errno);
+		return -errno;
+	}
+	int dfd = openat(pdfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		warn(r, path, "open directory (a symlink in the way?)", errno);
+		return -errno;
+	}
+	struct dir_ctx d = { .r = r, .dfd = dfd, .path = path };
+	int err = index_dentry_list(r->st->ix, r->vi.id, r->view, a->ino, NULL,
+				    collect_child, &d);
+	for (size_t i = 0; i < d.n; i++) {
+		char *cp = NULL;
+		if (!name_ok(d.c[i].name)) {
+			fprintf(stderr, "tresor: restore: %s: refusing the name '%s'\n",
+				path, d.c[i].name);
+			r->errors++;
+		} else if (asprintf(&cp, "%s/%s", path, d.c[i].name) > 0) {
+			restore_node(r, d.c[i].ino, dfd, d.c[i].name, cp);
+		}
+		free(cp);
+		free(d.c[i].name);
+	}
+	free(d.c);
+	close(dfd);
+	return err;
+}
+
+static int restore_node(struct restore *r, uint64_t ino, int dfd,
+			const char *name, const char *path)
+{
+	struct inode_attr a;
+	int err = index_inode_get(r->st->ix, r->vi.id, r->view, ino, &a);
+	if (err) {
+		warn(r, path, "read inode", -err);
+		return err;
+	}
+	if (!S_ISDIR(a.mode) && a.nlink > 1) {
+		for (size_t i = 0; i < r->nlinks; i++) {
+			if (r->links[i].ino != ino)
+				continue;
+			unlinkat(dfd, name, 0);
+			if (linkat(r->root_dfd, r->links[i].path, dfd, name, 0))
+				warn(r, path, "hard link", errno);
+			return 0;
+		}
+	}
+	switch (a.mode & S_IFMT) {
+	case S_IFDIR:
+		err = restore_dir(r, &a, dfd, name, path);
+		break;
+	case S_IFREG:
+		err = restore_file(r, &a, dfd, name, path);
+		break;
+	case S_IFLNK: {
+		char target[PATH_MAX + 1];
+		if (a.size > PATH_MAX) {
+			warn(r, path, "symlink target", ENAMETOOLONG);
+			return -ENAMETOOLONG;
+		}
+		err = store_read_extents(r->st, NULL, r->vi.id, r->view, ino,
+					 target, a.size, 0, r->vi.name);
+		target[a.size] = 0;
+		unlinkat(dfd, name, 0);
+		if (!err && symlinkat(target, dfd, name))
+			err = -errno;
+		if (err)
+			warn(r, path, "symlink", -err);
+		break;
+	}
+	default:
+		unlinkat(dfd, name, 0);
+		if (mknodat(dfd, name, a.mode, a.rdev))
+			warn(r, path, "mknod", errno);
+	}
+	if (err)
+		return err;
+	if (!S_ISDIR(a.mode) && a.nlink > 1 && r->nlinks < 1000000) {
+		if (r->nlinks == r->caplinks) {
+			r->caplinks = r->caplinks ? r->caplinks * 2 : 64;
+			void *p = realloc(r->links, r->caplinks * sizeof(*r->links));
+			if (p)
+				r->links = p;
+		}
+		if (r->nlinks < r->caplinks) {
+			/* linkat() wants it relative to DEST. */
+			r->links[r->nlinks].ino = ino;
+			r->links[r->nlinks++].path = strdup(path + strlen(r->dest) + 1);
+		}
+	}
+	restore_xattrs(r, ino, dfd, name, path);
+	restore_meta(r, &a, dfd, name, path);
+	return 0;
+}
+
+int cmd_restore(struct opts *o)
+{
+	if (o->npos != 5)
+		die(EXIT_USAGE, "usage: tresor restore STORE VOLUME SNAPSHOT PATH DEST");
+	const char *dir = o->pos[0], *dest = o->pos[4];
+	struct restore r = { .dest = dest };
+	r.st = open_store(o, dir);
+	int err = index_volume_find(r.st->ix, o->pos[1], &r.vi);
+	if (err)
+		die(1, "store %s has no volume '%s'", dir, o->pos[1]);
+	struct snapshot_info si;
+	if (!strcmp(o->pos[2], "latest")) {
+		struct snapshot_info *all;
+		size_t n;
+		err = index_snapshot_list(r.st->ix, r.vi.id, &all, &n);
+		if (!err && !n)
+			err = -ENOENT;
+		if (!err)
+			si = all[n - 1];
+		free(all);
+	} else {
+		err = index_snapshot_find(r.st->ix, r.vi.id, o->pos[2], &si);
+	}
+	if (err)
+		die(1, "volume '%s' of store %s has no snapshot '%s'", r.vi.name,
+		    dir, o->pos[2]);
+	r.view = si.epoch;
+	/* Walk PATH down from the root, component by component. */
+	uint64_t ino = ROOT_INO;
+	char *copy = strdup(o->pos[3]), *save = NULL;
+	const char *last = "";
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(c, "."))
+			continue;
+		if (!name_ok(c) || index_dentry_lookup(r.st->ix, r.vi.id, r.view,
+						       ino, c, &ino))
+			die(1, "snapshot %s of volume '%s' has no '%s'", si.name,
+			    r.vi.name, o->pos[3]);
+		last = c;
+	}
+	if (mkdir(dest, 0700) && errno != EEXIST)
+		die(1, "cannot create %s: %s", dest, strerror(errno));
+	r.root_dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r.root_dfd < 0)
+		die(1, "cannot open %s: %s", dest, strerror(errno));
+	const char *name = *last ? last : ".";
+	char *path = NULL;
+	if (asprintf(&path, "%s/%s", dest, *last ? last : "") < 0)
+		die(1, "out of memory");
+	if (*last) {
+		restore_node(&r, ino, r.root_dfd, name, path);
+	} else {
+		/* The whole volume: its entries go into DEST itself. */
+		struct inode_attr a;
+		index_inode_get(r.st->ix, r.vi.id, r.view, ROOT_INO, &a);
+		struct dir_ctx d = { .r = &r, .dfd = r.root_dfd, .path = dest };
+		index_dentry_list(r.st->ix, r.vi.id, r.view, ROOT_INO, NULL,
+				  collect_child, &d);
+		for (size_t i = 0; i < d.n; i++) {
+			char *cp = NULL;
+			if (name_ok(d.c[i].name) &&
+			    asprintf(&cp, "%s/%s", dest, d.c[i].name) > 0)
+				restore_node(&r, d.c[i].ino, r.root_dfd, d.c[i].name, cp);
+			free(cp);
+			free(d.c[i].name);
+		}
+		free(d.c);
+	}
+	free(path);
+	free(copy);
+	for (size_t i = 0; i < r.nlinks; i++)
+		free(r.links[i].path);
+	free(r.links);
+	close(r.root_dfd);
+	store_close(r.st);
+	printf("restored %llu file(s), %llu bytes from %s into %s (%llu already there)%s\n",
+	       (unsigned long long)r.files, (unsigned long long)r.bytes, si.name,
+	       dest, (unsigned long long)r.skipped,
+	       r.errors ? "; some items failed, see above" : "");
+	return r.errors ? 1 : 0;
+}

@@ -1,0 +1,480 @@
+/*
+ * cmd_snapshot.c - `tresor snapshot create|list|pin|unpin|diff`, `tresor
+ * prune` and `tresor restore`.
+ *
+ * Snapshot creation goes through the volume's daemon when one serves it
+ * (so the snapshot is one instant of what programs see); otherwise it
+ * takes the volume's lock and writes the index itself.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../fs/control.h"
+#include "../fs/gc.h"
+#include "cli.h"
+
+/* Parse an ISO-8601 time: YYYY-MM-DD[(T| )HH:MM[:SS]][Z|(+|-)HH[:]MM].
+ * Without a zone it is local time.  Returns 0 or -EINVAL. */
+static int parse_time(const char *s, int64_t *ns)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *p = strptime(s, "%Y-%m-%d", &tm);
+	if (!p)
+		return -EINVAL;
+	if (*p == 'T' || *p == ' ') {
+		const char *q = strptime(p + 1, "%H:%M:%S", &tm);
+		if (!q)
+			q = strptime(p + 1, "%H:%M", &tm);
+		if (!q)
+			return -EINVAL;
+		p = q;
+	}
+	time_t t;
+	if (*p == 0) {
+		tm.tm_isdst = -1;
+		t = mktime(&tm);
+	} else {
+		long off = 0;
+		if (*p == 'Z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int sign = *p == '-' ? -1 : 1, hh, mm = 0;
+			if (sscanf(p + 1, "%2d:%2d", &hh, &mm) < 1 &&
+			    sscanf(p + 1, "%2d%2d", &hh, &mm) < 1)
+				return -EINVAL;
+			off = sign * (hh * 3600L + mm * 60L);
+			p += strlen(p);
+		}
+		if (*p)
+			return -EINVAL;
+		t = timegm(&tm) - off;
+	}
+	if (t == (time_t)-1)
+		return -EINVAL;
+	*ns = (int64_t)t * 1000000000;
+	return 0;
+}
+
+static void format_time(int64_t ns, char *buf, size_t size)
+{
+	time_t t = ns / 1000000000;
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%S%z", &tm);
+}
+
+static void find_volume(struct index *ix, const char *dir, const char *name,
+			struct volume_info *vi)
+{
+	int err = index_volume_find(ix, name, vi);
+	if (err == -ENOENT)
+		die(1, "store %s has no volume '%s' (see 'tresor volume list %s')",
+		    dir, name, dir);
+	if (err)
+		die(1, "cannot read volume '%s' of store %s: %s", name, dir,
+		    strerror(-err));
+}
+
+static void find_snapshot(struct index *ix, const char *dir,
+			  const struct volume_info *vi, const char *name,
+			  struct snapshot_info *si)
+{
+	int err;
+	if (!strcmp(name, "latest")) {
+		struct snapshot_info *all;
+		size_t n;
+		err = index_snapshot_list(ix, vi->id, &all, &n);
+		if (!err && n)
+			*si = all[n - 1];
+		else if (!err)
+			err = -ENOENT;
+		if (!err || err == -ENOENT)
+			free(all);
+	} else {
+		err = index_snapshot_find(ix, vi->id, name, si);
+	}
+	if (err == -ENOENT)
+		die(1, "volume '%s' of store %s has no snapshot '%s' (see 'tresor snapshot list %s %s')",
+		    vi->name, dir, name, dir, vi->name);
+	if (err)
+		die(1, "cannot read snapshots of volume '%s' in %s: %s", vi->name,
+		    dir, strerror(-err));
+}
+
+static int snapshot_create(struct opts *o)
+{
+	if (o->npos != 3)
+		die(EXIT_USAGE, "usage: tresor snapshot create STORE VOLUME [--time ISO-8601]");
+	const char *dir = o->pos[1];
+	int64_t t;
+	if (o->time) {
+		if (parse_time(o->time, &t))
+			die(EXIT_USAGE, "--time: not an ISO-8601 time like 2026-11-23T02:00:00: %s",
+			    o->time);
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	}
+	char base[32];
+	time_t secs = t / 1000000000;
+	struct tm tm;
+	localtime_r(&secs, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%d", &tm);
+
+	struct index *ix = open_index(dir);
+	struct volume_info vi;
+	find_volume(ix, dir, o->pos[2], &vi);
+	char *real = realpath(dir, NULL);
+	char line[128], reply[512];
+	snprintf(line, sizeof(line), "snapshot %s %lld", base, (long long)t);
+	int err = real ? control_request(real, vi.id, line, reply, sizeof(reply))
+		       : -errno;
+	free(real);
+	if (!err) {
+		index_close(ix);
+		if (strncmp(reply, "ok ", 3))
+			die(1, "the daemon of volume '%s' refused the snapshot: %s",
+			    vi.name, reply);
+		printf("%s\n", reply + 3);
+		return 0;
+	}
+	/* No daemon answers: hold the volume's lock so none starts now. */
+	char lock[PATH_MAX];
+	snprintf(lock, sizeof(lock), "%s/locks/volume-%lld", dir, (long long)vi.id);
+	int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB))
+		die(1, "volume '%s' of store %s is mounted, but its daemon does not answer; retry or remount",
+		    vi.name, dir);
+	struct snapshot_info si;
+	err = index_begin(ix);
+	if (!err)
+		err = index_snapshot_create(ix, vi.id, base, t, &si);
+	if (!err)
+		err = index_commit(ix);
+	if (err)
+		die(1, "cannot snapshot volume '%s' of store %s: %s", vi.name, dir,
+		    strerror(-err));
+	if (lfd >= 0)
+		close(lfd);
+	index_close(ix);
+	printf("%s\n", si.name);
+	return 0;
+}
+
+static int snapshot_list(struct opts *o)
+{
+	if (o->npos != 3)
+		die(EXIT_USAGE, "usage: tresor snapshot list STORE VOLUME [--json]");
+	const char *dir = o->pos[1];
+	struct index *ix = open_index(dir);
+	struct volume_info vi;
+	find_volume(ix, dir, o->pos[2], &vi);
+	struct snapshot_info *s;
+	size_t n;
+	int err = index_snapshot_list(ix, vi.id, &s, &n);
+	if (err)
+		die(1, "cannot list snapshots of volume '%s' in %s: %s", vi.name,
+		    dir, strerror(-err));
+	if (o->json)
+		printf("[");
+	else
+		printf("%-16s %-25s %6s %16s %8s %16s\n", "NAME", "TIME", "PINNED",
+		       "LOGICAL", "FILES", "ONLY-IN-IT");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t bytes = 0, files = 0, excl = 0;
+		int64_t prev = i ? s[i - 1].epoch : 0;
+		int64_t next = i + 1 < n ? s[i + 1].epoch : EPOCH_ALIVE - 1;
+		err = index_view_size(ix, vi.id, s[i].epoch, &bytes, &files);
+		if (!err)
+			err = index_exclusive_bytes(ix, vi.id, prev, s[i].epoch,
+						    next, &excl);
+		if (err)
+			die(1, "cannot size snapshot %s: %s", s[i].name, strerror(-err));
+		char when[64];
+		format_time(s[i].time, when, sizeof(when));
+		if (o->json) {
+			printf("%s{\"name\":", i ? "," : "");
+			json_str(s[i].name);
+			printf(",\"time\":\"%s\",\"time_ns\":%lld,\"pinned\":%s,"
+			       "\"logical_bytes\":%llu,\"files\":%llu,\"exclusive_bytes\":%llu}",
+			       when, (long long)s[i].time, s[i].pinned ? "true" : "false",
+			       (unsigned long long)bytes, (unsigned long long)files,
+			       (unsigned long long)excl);
+		} else {
+			printf("%-16s %-25s %6s %16llu %8llu %16llu\n", s[i].name,
+			       when, s[i].pinned ? "yes" : "", (unsigned long long)bytes,
+			       (unsigned long long)files, (unsigned long long)excl);
+		}
+	}
+	if (o->json)
+		printf("]\n");
+	free(s);
+	index_close(ix);
+	return 0;
+}
+
+static int snapshot_pin(struct opts *o, int pin)
+{
+	if (o->npos != 4)
+		die(EXIT_USAGE, "usage: tresor snapshot %s STORE VOLUME NAME",
+		    pin ? "pin" : "unpin");
+	const char *dir = o->pos[1];
+	struct index *ix = open_index(dir);
+	struct volume_info vi;
+	struct snapshot_info si;
+	find_volume(ix, dir, o->pos[2], &vi);
+	find_snapshot(ix, dir, &vi, o->pos[3], &si);
+	int err = index_begin(ix);
+	if (!err)
+		err = index_snapshot_pin(ix, si.id, pin);
+	if (!err)
+		err = index_commit(ix);
+	if (err)
+		die(1, "cannot %s snapshot %s: %s", pin ? "pin" : "unpin", si.name,
+		    strerror(-err));
+	index_close(ix);
+	printf("%s %s\n", pin ? "pinned" : "unpinned", si.name);
+	return 0;
+}
+
+/* The path of ino in view (first link), or NULL if not visible. */
+static char *path_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino)
+{
+	char *path = strdup("");
+	int depth = 0;
+	while (path && ino != ROOT_INO && depth++ < 4096) {
+		uint64_t parent;
+		char name[NAME_MAX + 1];
+		if (index_dentry_of(ix, vol, view, ino, &parent, name, sizeof(name))) {
+			free(path);
+			return NULL;
+		}
+		char *np = malloc(strlen(name) + strlen(path) + 2);
+		if (!np)
+			break;
+		sprintf(np, "%s%s%s", name, *path ? "/" : "", path);
+		free(path);
+		path = np;
+		ino = parent;
+	}
+	return path;
+}
+
+/* 1 if ino's content or metadata differ between views a and b. */
+static int inode_differs(struct index *ix, int64_t vol, int64_t a, int64_t b,
+			 uint64_t ino, const struct inode_attr *x,
+			 const struct inode_attr *y)
+{
+	if (x->mode != y->mode || x->uid != y->uid || x->gid != y->gid ||
+	    x->size != y->size || x->mtime != y->mtime)
+		return 1;
+	struct extent *ea, *eb;
+	size_t na, nb;
+	if (index_extents_in(ix, vol, a, ino, 0, INT64_MAX, &ea, &na))
+		return 1;
+	if (index_extents_in(ix, vol, b, ino, 0, INT64_MAX, &eb, &nb)) {
+		free(ea);
+		return 1;
+	}
+	int d = na != nb || (na && memcmp(ea, eb, na * sizeof(*ea)));
+	free(ea);
+	free(eb);
+	return d;
+}
+
+static int path_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a + 2, *(char *const *)b + 2);
+}
+
+static int snapshot_diff(struct opts *o)
+{
+	if (o->npos != 5)
+		die(EXIT_USAGE, "usage: tresor snapshot diff STORE VOLUME OLD NEW [--json]");
+	const char *dir = o->pos[1];
+	struct index *ix = open_index(dir);
+	struct volume_info vi;
+	struct snapshot_info sa, sb;
+	find_volume(ix, dir, o->pos[2], &vi);
+	find_snapshot(ix, dir, &vi, o->pos[3], &sa);
+	find_snapshot(ix, dir, &vi, o->pos[4], &sb);
+	int64_t a = sa.epoch, b = sb.epoch;
+	uint64_t *inos;
+	size_t n;
+	int err = index_changed_inodes(ix, vi.id, a < b ? a : b, a < b ? b : a,
+				       &inos, &n);
+	if (err)
+		die(1, "cannot compare snapshots: %s", strerror(-err));
+	char **lines = calloc(n ? 2 * n : 1, sizeof(*lines));
+	size_t nl = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct inode_attr x, y;
+		int ina = !index_inode_get(ix, vi.id, a, inos[i], &x);
+		int inb = !index_inode_get(ix, vi.id, b, inos[i], &y);
+		char *pa = ina ? path_of(ix, vi.id, a, inos[i]) : NULL;
+		char *pb = inb ? path_of(ix, vi.id, b, inos[i]) : NULL;
+		if (pa && !*pa) {	/* the root: never added or removed */
+			free(pa);
+			free(pb);
+			continue;
+		}
+		char *l = NULL;
+		if (pa && pb && strcmp(pa, pb)) {
+			/* Moved: removed there, added here. */
+			if (asprintf(&l, "- %s", pa) > 0)
+				lines[nl++] = l;
+			if (asprintf(&l, "+ %s", pb) > 0)
+				lines[nl++] = l;
+		} else if (pa && pb) {
+			if (!S_ISDIR(x.mode) &&
+			    inode_differs(ix, vi.id, a, b, inos[i], &x, &y) &&
+			    asprintf(&l, "M %s", pb) > 0)
+				lines[nl++] = l;
+		} else if (pb) {
+			if (asprintf(&l, "+ %s", pb) > 0)
+				lines[nl++] = l;
+		} else if (pa) {
+			if (asprintf(&l, "- %s", pa) > 0)
+				lines[nl++] = l;
+		}
+		free(pa);
+		free(pb);
+	}
+	qsort(lines, nl, sizeof(*lines), path_cmp);
+	if (o->json)
+		printf("[");
+	for (size_t i = 0; i < nl; i++) {
+		if (o->json) {
+			const char *kind = lines[i][0] == '+' ? "added" :
+					   lines[i][0] == '-' ? "removed" : "changed";
+			printf("%s{\"change\":\"%s\",\"path\":", i ? "," : "", kind);
+			json_str(lines[i] + 2);
+			printf("}");
+		} else {
+			printf("%s\n", lines[i]);
+		}
+		free(lines[i]);
+	}
+	if (o->json)
+		printf("]\n");
+	free(lines);
+	free(inos);
+	index_close(ix);
+	return 0;
+}
+
+int cmd_snapshot(struct opts *o)
+{
+	const char *sub = o->npos ? o->pos[0] : "";
+	if (!strcmp(sub, "create"))
+		return snapshot_create(o);
+	if (!strcmp(sub, "list"))
+		return snapshot_list(o);
+	if (!strcmp(sub, "pin"))
+		return snapshot_pin(o, 1);
+	if (!strcmp(sub, "unpin"))
+		return snapshot_pin(o, 0);
+	if (!strcmp(sub, "diff"))
+		return snapshot_diff(o);
+	die(EXIT_USAGE, "usage: tresor snapshot create|list|pin|unpin|diff STORE VOLUME ...");
+}
+
+int cmd_prune(struct opts *o)
+{
+	if (o->npos != 2)
+		die(EXIT_USAGE, "usage: tresor prune STORE VOLUME --keep-daily N ... [--dry-run]");
+	const char *dir = o->pos[0];
+	struct index *ix = open_index(dir);
+	struct volume_info vi;
+	find_volume(ix, dir, o->pos[1], &vi);
+	struct snapshot_info *s;
+	size_t n;
+	int err = index_snapshot_list(ix, vi.id, &s, &n);
+	if (err)
+		die(1, "cannot list snapshots of volume '%s' in %s: %s", vi.name,
+		    dir, strerror(-err));
+	struct retention_snap *rs = calloc(n ? n : 1, sizeof(*rs));
+	for (size_t i = 0; i < n; i++) {
+		rs[i].name = s[i].name;
+		rs[i].time_ns = s[i].time;
+		rs[i].pinned = s[i].pinned;
+	}
+	err = retention_apply(&o->keep, rs, n);
+	if (err == -EINVAL)
+		die(EXIT_USAGE, "prune needs a policy that keeps something, e.g. --keep-daily 30 --keep-monthly 12");
+	if (err)
+		die(1, "retention failed: %s", strerror(-err));
+	size_t removed = 0;
+	for (size_t i = 0; i < n; i++)
+		removed += !rs[i].keep;
+	if (o->json)
+		printf("{\"dry_run\":%s,\"snapshots\":[", o->dry_run ? "true" : "false");
+	for (size_t i = 0; i < n; i++) {
+		if (o->json) {
+			printf("%s{\"name\":", i ? "," : "");
+			json_str(rs[i].name);
+			printf(",\"keep\":%s,\"reasons\":", rs[i].keep ? "true" : "false");
+			json_str(rs[i].reasons);
+			printf("}");
+		} else {
+			printf("%s %s%s%s%s\n", rs[i].keep ? "keep  " : "remove",
+			       rs[i].name, *rs[i].reasons ? " (" : "",
+			       rs[i].reasons, *rs[i].reasons ? ")" : "");
+		}
+	}
+	struct gc_result gr = { 0 };
+	if (!o->dry_run) {
+		index_close(ix);
+		ix = NULL;
+		struct store *st = open_store(o, dir);
+		for (size_t i = 0; i < n && !err; i++) {
+			if (rs[i].keep)
+				continue;
+			int64_t rows = 0;
+			err = index_begin(st->ix);
+			if (!err)
+				err = index_snapshot_delete(st->ix, s[i].id, &rows);
+			if (!err)
+				err = index_commit(st->ix);
+		}
+		if (err)
+			die(1, "prune of volume '%s' in %s stopped: %s; rerun it to finish",
+			    vi.name, dir, strerror(-err));
+		err = store_gc(st, &gr);
+		int e2 = store_close(st);
+		if (err == -EBUSY)
+			die(1, "another prune runs on store %s; snapshots were removed, space comes back at the next prune",
+			    dir);
+		if (err || e2)
+			die(1, "space reclaim in store %s stopped: %s; rerun prune to finish",
+			    dir, strerror(-(err ? err : e2)));
+	}
+	if (o->json)
+		printf("],\"removed\":%zu,\"packs_deleted\":%llu,\"packs_rewritten\":%llu,"
+		       "\"bytes_freed\":%llu}\n", removed,
+		       (unsigned long long)gr.packs_deleted,
+		       (unsigned long long)gr.packs_rewritten,
+		       (unsigned long long)gr.bytes_freed);
+	else
+		printf("%s %zu snapshot(s); %llu pack(s) deleted, %llu rewritten, %llu bytes freed\n",
+		       o->dry_run ? "would remove" : "removed", removed,
+		       (unsigned long long)gr.packs_deleted,
+		       (unsigned long long)gr.packs_rewritten,
+		       (unsigned long long)gr.bytes_freed);
+	free(rs);
+	free(s);
+	if (ix)
+		index_close(ix);
+	return 0;
+}
