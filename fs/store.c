@@ -241,9 +241,18 @@ static void remove_tree(const char *dir)
 	rmdir(dir);
 }
 
-int store_init(const char *dir, const struct store_params *p,
+int store_init(const char *dir_arg, const struct store_params *p,
 	       const char *pass, size_t passlen)
 {
+	/* "x/" must build "x.init-PID" beside x, not inside it. */
+	char dir[PATH_MAX];
+	size_t dl = strlen(dir_arg);
+	while (dl > 1 && dir_arg[dl - 1] == '/')
+		dl--;
+	if (dl >= sizeof(dir))
+		return -ENAMETOOLONG;
+	memcpy(dir, dir_arg, dl);
+	dir[dl] = 0;
 	int state = dir_state(dir);
 	if (state < 0)
 		return state;
