@@ -352,7 +352,7 @@ int index_inode_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 {
 	sqlite3_stmt *st = q(ix,
 		"SELECT mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, birth"
-		" FROM inode WHERE vol = ?1 AND ino = ?2 AND birth <= ?3 AND death > ?3"
+		" FROM inode WHERE vol = ?1 AND ino = ?2 AND +birth <= ?3 AND +death > ?3"
 		" ORDER BY birth DESC LIMIT 1");
 	if (!st)
 		return -EIO;
@@ -467,7 +467,7 @@ static int dentry_find(struct index *ix, int64_t vol, int64_t view,
 {
 	sqlite3_stmt *st = q(ix,
 		"SELECT ino, birth FROM dentry WHERE vol=?1 AND parent=?2 AND name=?4"
-		" AND birth <= ?3 AND death > ?3 ORDER BY birth DESC LIMIT 1");
+		" AND +birth <= ?3 AND +death > ?3 ORDER BY birth DESC LIMIT 1");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)parent, view };
@@ -530,10 +530,10 @@ int index_dentry_list(struct index *ix, int64_t vol, int64_t view,
 {
 	sqlite3_stmt *st = q(ix,
 		"SELECT d.name, d.ino, (SELECT mode FROM inode i WHERE i.vol = d.vol"
-		" AND i.ino = d.ino AND i.birth <= ?3 AND i.death > ?3"
+		" AND i.ino = d.ino AND +i.birth <= ?3 AND +i.death > ?3"
 		" ORDER BY i.birth DESC LIMIT 1)"
 		" FROM dentry d WHERE d.vol=?1 AND d.parent=?2 AND d.name > ?4"
-		" AND d.birth <= ?3 AND d.death > ?3 ORDER BY d.name");
+		" AND +d.birth <= ?3 AND +d.death > ?3 ORDER BY d.name");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)parent, view };
@@ -557,7 +557,7 @@ int index_dir_empty(struct index *ix, int64_t vol, int64_t view,
 {
 	sqlite3_stmt *st = q(ix,
 		"SELECT 1 FROM dentry WHERE vol=?1 AND parent=?2"
-		" AND birth <= ?3 AND death > ?3 LIMIT 1");
+		" AND +birth <= ?3 AND +death > ?3 LIMIT 1");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)parent, view };
@@ -585,7 +585,7 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 	 * range, then all that start inside it. */
 	sqlite3_stmt *st = q(ix,
 		"SELECT off, len, chunk, coff, birth FROM extent WHERE vol=?1 AND ino=?2"
-		" AND off < ?3 AND birth <= ?5 AND death > ?5 ORDER BY off DESC LIMIT 1");
+		" AND off < ?3 AND +birth <= ?5 AND +death > ?5 ORDER BY off DESC LIMIT 1");
 	if (!st)
 		return -EIO;
 	size_t cap = 16, cnt = 0;
@@ -613,7 +613,7 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 	}
 	st = q(ix,
 		"SELECT off, len, chunk, coff, birth FROM extent WHERE vol=?1 AND ino=?2"
-		" AND off >= ?3 AND off < ?4 AND birth <= ?5 AND death > ?5 ORDER BY off");
+		" AND off >= ?3 AND off < ?4 AND +birth <= ?5 AND +death > ?5 ORDER BY off");
 	if (!st) {
 		free(v);
 		return -EIO;
@@ -734,7 +734,7 @@ static int xattr_find(struct index *ix, int64_t vol, int64_t view,
 {
 	sqlite3_stmt *st = q(ix,
 		"SELECT birth, value FROM xattr WHERE vol=?1 AND ino=?2 AND name=?4"
-		" AND birth <= ?3 AND death > ?3 ORDER BY birth DESC LIMIT 1");
+		" AND +birth <= ?3 AND +death > ?3 ORDER BY birth DESC LIMIT 1");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
@@ -762,7 +762,7 @@ int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 	int len = sqlite3_column_bytes(st, 1);
 	if (size && (size_t)len > size)
 		len = -ERANGE;
-	else if (size)
+	else if (size && len)
 		memcpy(buf, sqlite3_column_blob(st, 1), len);
 	sqlite3_reset(st);
 	return len;
@@ -809,7 +809,7 @@ int index_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 {
 	sqlite3_stmt *st = q(ix,
 		"SELECT name FROM xattr WHERE vol=?1 AND ino=?2"
-		" AND birth <= ?3 AND death > ?3 ORDER BY name");
+		" AND +birth <= ?3 AND +death > ?3 ORDER BY name");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
@@ -1078,7 +1078,7 @@ int64_t index_extent_bytes(struct index *ix, int64_t vol, int64_t view,
 {
 	sqlite3_stmt *st = q(ix,
 		"SELECT COALESCE(SUM(len), 0) FROM extent WHERE vol=?1 AND ino=?2"
-		" AND birth <= ?3 AND death > ?3");
+		" AND +birth <= ?3 AND +death > ?3");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
@@ -1295,7 +1295,7 @@ int index_view_size(struct index *ix, int64_t vol, int64_t view,
 {
 	sqlite3_stmt *st = q(ix,
 		"SELECT COALESCE(SUM(size), 0), COUNT(*) FROM inode WHERE vol = ?1"
-		" AND birth <= ?2 AND death > ?2 AND (mode & 61440) = 32768");
+		" AND +birth <= ?2 AND +death > ?2 AND (mode & 61440) = 32768");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
@@ -1336,7 +1336,7 @@ int index_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 {
 	sqlite3_stmt *st = q(ix,
 		"SELECT parent, name FROM dentry WHERE vol = ?1 AND ino = ?2"
-		" AND birth <= ?3 AND death > ?3 ORDER BY parent, name LIMIT 1");
+		" AND +birth <= ?3 AND +death > ?3 ORDER BY parent, name LIMIT 1");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
