@@ -25,7 +25,6 @@
 #include "crypto.h"
 #include "pack.h"
 
-#define INDEX_SCHEMA_VERSION 1
 #define EPOCH_ALIVE INT64_MAX
 #define VIEW_LIVE (INT64_MAX - 1)
 #define ROOT_INO 1

@@ -296,9 +296,10 @@ int store_open(const char *dir, const char *pass, size_t passlen,
 	int err = -ENOMEM;
 	/* Absolute: the daemon changes its directory to / when it detaches. */
 	st->dir = realpath(dir, NULL);
-	if (!st->dir && errno == ENOENT) {
+	if (!st->dir) {
+		int e = -errno;
 		free(st);
-		return -ENOENT;
+		return e == -ENOTDIR ? -ENOENT : e;
 	}
 	char *kpath = path_join(dir, STORE_KEY_FILE);
 	char *ipath = path_join(dir, STORE_INDEX_FILE);
@@ -456,8 +457,13 @@ static int store_new_pack(struct store *st)
 	/* packs/XX/ may not exist yet. */
 	char *slash = strrchr(path, '/');
 	*slash = 0;
-	if (mkdir(path, 0700) && errno != EEXIST) {
+	if (mkdir(path, 0700) == 0) {
+		/* A new packs/XX/ must survive power loss with its packs. */
+		err = fsync_parent_dir(path);
+	} else if (errno != EEXIST) {
 		err = -errno;
+	}
+	if (err) {
 		free(path);
 		return err;
 	}

@@ -64,7 +64,8 @@ int store_init(const char *dir, const struct store_params *p,
 /*
  * Open the store at dir with the passphrase.  -ENOENT: no store there;
  * -EKEYREJECTED: wrong passphrase; -EPROTONOSUPPORT: newer format.
- * Finishes packs left open by a process that died.
+ * Packs left open by a process that died are finished by
+ * store_finish_orphans (the daemon calls it when it mounts read-write).
  */
 int store_open(const char *dir, const char *pass, size_t passlen,
 	       struct store **out);

@@ -232,6 +232,13 @@ struct index *open_index(const char *dir)
 		    dir, dir);
 	if (err)
 		die(1, "cannot open the index of store %s: %s", dir, strerror(-err));
+	int64_t ver;
+	err = index_meta_get(ix, "format_version", &ver);
+	if (err)
+		die(1, "store %s is damaged: its index has no format version", dir);
+	if (ver > STORE_FORMAT_VERSION)
+		die(1, "store %s was written by a newer tresor (format %lld); upgrade tresor",
+		    dir, (long long)ver);
 	return ix;
 }
 

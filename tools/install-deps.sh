@@ -11,7 +11,10 @@ PACKAGES=(
 	libzstd-dev libxxhash-dev libssl-dev
 	libcurl4-openssl-dev libexpat1-dev
 	python3 python3-pytest
-	bindfs fio attr acl util-linux psmisc
+	bindfs fio attr acl util-linux psmisc tzdata
+	restic borgbackup
+	nodejs npm awscli
+	openssh-server openssh-client apache2 apache2-utils openssl curl
 )
 
 missing=()

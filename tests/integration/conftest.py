@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -207,10 +206,23 @@ class Mount:
         return str(self.path)
 
     def log_text(self):
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
+        """The daemon's stderr (foreground) plus any sanitizer log files."""
+        parts = []
+        paths = [self.log] + sorted(self.log.parent.glob(self.log.name + ".san.*"))
+        for p in paths:
+            try:
+                parts.append(p.read_text(errors="replace"))
+            except OSError:
+                pass
+        return "".join(parts)
+
+    def wait_exit(self, timeout=EXIT_TIMEOUT):
+        """After a signal: wait for the foreground daemon, return its status,
+        and fail on a sanitizer report in its log."""
+        rc = self.proc.wait(timeout=timeout)
+        self.active = False
+        check_sanitizer_text(self.log_text(), "daemon log %s" % self.log)
+        return rc
 
     def kill9(self):
         """Kill the daemon with SIGKILL and lazily detach the dead mount."""
@@ -328,6 +340,11 @@ class Mounts:
                 raise AssertionError("mount %s %s -f did not become ready in %ss (exit %s)\n%s"
                                      % (store.path, volume, MOUNT_TIMEOUT, rc, m.log_text()))
         else:
+            # a daemonized process has no stderr to read: sanitizer reports
+            # go to files beside the log
+            for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+                if env.get(var):
+                    env[var] += ":log_path=%s.san" % log
             with open(log, "wb") as lf:
                 p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
                                    env=env, timeout=60, start_new_session=True)

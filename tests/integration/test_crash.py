@@ -165,6 +165,9 @@ def test_kill9_during_writes(make_store, mounts):
         assert not w.is_alive(), "writer still blocked 30 s after the daemon was killed"
         assert not mounted(m.path)
         total_synced += sum(w.synced.values()) + len(w.durable_gen)
+        print("round %d: wrote %d bytes, %d fsynced, %d atomic replaces, writer stopped by %r"
+              % (rnd, sum(w.appended.values()), sum(w.synced.values()),
+                 sum(len(v) for v in w.versions.values()), w.error))
         m = mounts.mount(store, "vol")
         kept.update(verify_round(str(m.path), w))
         # leftovers of the interrupted atomic replace are allowed: drop them
@@ -180,5 +183,35 @@ def test_kill9_during_writes(make_store, mounts):
         with open(m / name, "rb") as f:
             assert f.read() == data, "%s changed after the last round" % name
     m.close()
+    p = store.check()
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_kill9_background_daemon_after_stats(store, mounts, tmp):
+    """Background mode (no -f): what was fsynced survives kill -9, also when
+    other tresor commands (stats, check) opened the store in between, and
+    stats sees it while the volume is mounted."""
+    m = mounts.mount(store, "vol", mnt=tmp / "bg", foreground=False)
+    assert m.pid, "no daemon found"
+    first = os.urandom(2 * 1024 * 1024)
+    with open(m / "first", "wb") as f:
+        f.write(first)
+        f.flush()
+        os.fsync(f.fileno())
+    s = store.stats()
+    assert s["volumes"][0]["files"] == 1, "stats does not see the fsynced file: %r" % s
+    second = os.urandom(1024 * 1024)
+    with open(m / "second", "wb") as f:
+        f.write(second)
+        f.flush()
+        os.fsync(f.fileno())
+    s = store.stats()
+    assert s["volumes"][0]["files"] == 2, "stats does not see the second fsynced file: %r" % s
+    m.kill9()
+    m2 = mounts.mount(store, "vol", mnt=tmp / "bg")
+    assert sorted(os.listdir(m2.path)) == ["first", "second"]
+    assert (m2 / "first").read_bytes() == first
+    assert (m2 / "second").read_bytes() == second
+    m2.close()
     p = store.check()
     assert p.returncode == 0, p.stdout + p.stderr

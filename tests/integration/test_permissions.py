@@ -4,7 +4,6 @@ The tests run as root and act as other uids through a child python process
 started with setgroups/setgid/setuid.
 """
 
-import errno
 import json
 import os
 import stat
