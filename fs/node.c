@@ -126,9 +126,9 @@ static void ranges_free(struct node *n)
 
 /* Drop n from memory once the kernel and every handle let go of it; an
  * inode with no links left ends then.  ctx->lock held. */
-static void node_maybe_free(struct vfs *v, struct node *n)
+void node_maybe_free(struct vfs *v, struct node *n)
 {
-	if (n->nlookup || n->nopen || n->ino == ROOT_INO)
+	if (n->nlookup || n->nopen || n->phead || n->ino == ROOT_INO)
 		return;
 	if (n->attr.nlink == 0 && !v->readonly) {
 		int err = index_begin(v->st->ix);
@@ -289,76 +289,8 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 	return i;
 }
 
-/* 1 if len bytes at p are all zero. */
-static int all_zero(const uint8_t *p, size_t len)
-{
-	return len && p[0] == 0 && !memcmp(p, p + 1, len - 1);
-}
-
-static int store_data_once(struct vfs *v, struct node *n, const uint8_t *data,
-			   size_t len, uint64_t off);
-
-/* Store one chunk of n's data at file offset off and map it (dlock held).
- * Retried once if the GC removed the chunk between lookup and mapping. */
-static int store_data(struct vfs *v, struct node *n, const uint8_t *data,
-		      size_t len, uint64_t off)
-{
-	int err = store_data_once(v, n, data, len, off);
-	return err == -ESTALE ? store_data_once(v, n, data, len, off) : err;
-}
-
-static int store_data_once(struct vfs *v, struct node *n, const uint8_t *data,
-			   size_t len, uint64_t off)
-{
-	struct store *st = v->st;
-	int64_t rowid = 0;
-	int zero = all_zero(data, len);
-	int err = 0;
-	if (!zero) {
-		uint8_t id[CHUNK_ID_LEN];
-		store_chunk_id(st, data, len, id);
-		pthread_mutex_lock(&v->lock);
-		err = store_chunk_lookup(st, id, &rowid);
-		pthread_mutex_unlock(&v->lock);
-		if (err == -ENOENT) {
-			struct sealed_chunk sc;
-			err = store_seal_chunk(st, id, data, len, &sc);
-			if (err)
-				return err;
-			pthread_mutex_lock(&v->lock);
-			err = index_begin(st->ix);
-			if (!err)
-				err = store_chunk_add(st, &sc, &rowid);
-			pthread_mutex_unlock(&v->lock);
-			free(sc.buf);
-		}
-		if (err)
-			return err;
-	}
-	pthread_mutex_lock(&v->lock);
-	err = index_begin(st->ix);
-	if (!err && zero)
-		err = index_extent_punch(st->ix, v->vol.id, v->vol.epoch, n->ino,
-					 off, off + len);
-	else if (!err) {
-		struct extent x = { .off = off, .len = len, .chunk = rowid };
-		err = index_extent_replace(st->ix, v->vol.id, v->vol.epoch,
-					   n->ino, &x);
-	}
-	if (!err && off + len > n->psize && n->psize < n->attr.size) {
-		struct inode_attr a = n->attr;
-		a.size = off + len < n->attr.size ? off + len : n->attr.size;
-		err = index_inode_put(st->ix, v->vol.id, v->vol.epoch, &a);
-		if (!err) {
-			n->psize = a.size;
-			n->attr.birth = a.birth;
-		}
-	}
-	pthread_mutex_unlock(&v->lock);
-	return err;
-}
-
-/* Drop the first used bytes of range idx, removing it when empty. */
+/* Drop the first used bytes of range idx (now queued as chunks),
+ * removing the range when empty. */
 static void range_consume(struct vfs *v, struct node *n, size_t idx,
 			  size_t used)
 {
@@ -381,14 +313,11 @@ static void range_consume(struct vfs *v, struct node *n, size_t idx,
 			}
 		}
 	}
-	pthread_mutex_lock(&v->lock);
-	n->dirty_bytes -= used;
-	v->dirty_total -= used;
-	pthread_mutex_unlock(&v->lock);
+	(void)v;	/* the bytes stay dirty until their chunks are applied */
 }
 
-/* Cut range idx into chunks and store them.  Unless final, keep the tail
- * that may still grow into a different chunk.  dlock held. */
+/* Cut range idx into chunks and queue them for storing.  Unless final,
+ * keep the tail that may still grow into a different chunk.  dlock held. */
 static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 {
 	const struct fastcdc_params *cdc = &v->st->cdc;
@@ -400,7 +329,7 @@ static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 		if (!final && rem <= cdc->max_size)
 			break;
 		size_t c = fastcdc_cut(cdc, r->buf + pos, rem);
-		err = store_data(v, n, r->buf + pos, c, r->off + pos);
+		err = pipeline_queue(v, n, r->buf + pos, c, r->off + pos);
 		if (err)
 			break;
 		pos += c;
@@ -418,6 +347,8 @@ int node_flush(struct vfs *v, struct node *n)
 	while (n->nranges && !err)
 		err = range_cut(v, n, 0, 1);
 	pthread_mutex_lock(&v->lock);
+	int e2 = pipeline_wait(v, n);
+	err = err ? err : e2;
 	if (!err && n->attr_dirty)
 		err = node_persist(v, n);
 	pthread_mutex_unlock(&v->lock);
@@ -469,13 +400,23 @@ int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
 {
 	pthread_mutex_lock(&v->lock);
 	uint64_t size = n->attr.size;
-	pthread_mutex_unlock(&v->lock);
 	*got = 0;
-	if (off >= size)
+	if (off >= size) {
+		pthread_mutex_unlock(&v->lock);
 		return 0;
+	}
 	if (off + len > size)
 		len = size - off;
+	/* Chunks still in the pipeline are newer than the extents: pin them
+	 * before looking the extents up (no new ones come: we hold dlock). */
+	size_t np;
+	struct pending **ps = pipeline_pin(v, n, off, len, &np);
+	pthread_mutex_unlock(&v->lock);
 	int err = vfs_read_extents(v, VIEW_LIVE, n->ino, buf, len, off);
+	pipeline_overlay(ps, np, buf, len, off);
+	pthread_mutex_lock(&v->lock);
+	pipeline_unpin(v, ps, np);
+	pthread_mutex_unlock(&v->lock);
 	if (err)
 		return err;
 	for (size_t i = 0; i < n->nranges; i++) {
@@ -514,7 +455,10 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 	pthread_mutex_lock(&v->lock);
 	n->dirty_bytes -= dropped;
 	v->dirty_total -= dropped;
-	int err = index_begin(v->st->ix);
+	/* Queued chunks past the new end would land after the punch. */
+	int err = pipeline_wait(v, n);
+	if (!err)
+		err = index_begin(v->st->ix);
 	if (!err && size < n->attr.size)
 		err = index_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
 					 n->ino, size, INT64_MAX);
@@ -571,6 +515,9 @@ int vfs_start_committer(struct vfs *v)
 {
 	if (v->readonly)
 		return 0;
+	int err = pipeline_start(v, v->nworkers_wanted);
+	if (err)
+		return err;
 	return -pthread_create(&v->committer, NULL, committer_main, v);
 }
 
@@ -623,6 +570,7 @@ int vfs_open(struct vfs *v, struct store *st, const char *volume, int readonly)
 	v->st = st;
 	v->readonly = readonly;
 	v->lockfd = -1;
+	v->nworkers_wanted = 2;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_mutex_init(&v->snap_lock, NULL);
 	pthread_cond_init(&v->stop_cond, NULL);
@@ -671,6 +619,7 @@ int vfs_close(struct vfs *v)
 				err = e;
 		}
 	}
+	pipeline_stop(v);
 	pthread_mutex_lock(&v->lock);
 	int e = vfs_commit(v);
 	err = err ? err : e;

@@ -39,7 +39,11 @@ struct node {
 	size_t nranges;
 	size_t dirty_bytes;		/* sum of range lengths (dlock + lock) */
 	uint64_t stream_end;		/* where the last cut ended (dlock) */
+	struct pending *phead, *ptail;	/* chunks queued, not applied (lock) */
+	int werr;			/* first error storing them (lock) */
 };
+
+#define PIPE_MAX_WORKERS 8
 
 struct vfs {
 	struct store *st;
@@ -56,6 +60,13 @@ struct vfs {
 	int list_snapshots;		/* readdir of / shows .snapshots */
 	pthread_mutex_t snap_lock;	/* one snapshot at a time */
 	struct control *control;
+	/* chunk pipeline (pipeline.c), under lock */
+	struct pending *pipe_head, *pipe_tail;
+	size_t inflight;
+	int pipe_stop;
+	pthread_cond_t pipe_work, pipe_done;
+	pthread_t workers[PIPE_MAX_WORKERS];
+	int nworkers, nworkers_wanted;
 	/* committer thread */
 	pthread_t committer;
 	pthread_cond_t stop_cond;
@@ -75,6 +86,24 @@ struct node *node_find(struct vfs *v, uint64_t ino);
 struct node *node_new(struct vfs *v, const struct inode_attr *a);
 void node_forget(struct vfs *v, struct node *n, uint64_t count);
 void node_release(struct vfs *v, struct node *n);
+/* Free n if nothing references it any more (lock held). */
+void node_maybe_free(struct vfs *v, struct node *n);
+
+/* The chunk pipeline (pipeline.c). */
+struct pending;
+int pipeline_start(struct vfs *v, int nworkers);
+void pipeline_stop(struct vfs *v);
+/* Queue a copy of a chunk of n's data at off (dlock held, lock not). */
+int pipeline_queue(struct vfs *v, struct node *n, const uint8_t *data,
+		   size_t len, uint64_t off);
+/* Wait until n has nothing queued; return and clear its error (lock held). */
+int pipeline_wait(struct vfs *v, struct node *n);
+/* Pin n's queued chunks overlapping [off, off+len) for a read (lock held). */
+struct pending **pipeline_pin(struct vfs *v, struct node *n, uint64_t off,
+			      size_t len, size_t *count);
+void pipeline_overlay(struct pending **ps, size_t count, uint8_t *buf,
+		      size_t len, uint64_t off);
+void pipeline_unpin(struct vfs *v, struct pending **ps, size_t count);
 uint64_t vfs_alloc_ino(struct vfs *v, int *err);
 
 /* Persist n's attributes (ctx->lock held). */

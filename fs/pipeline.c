@@ -1,0 +1,301 @@
+/*
+ * pipeline.c - storing chunks off the FUSE thread.
+ *
+ * The FUSE thread cuts a file's dirty data into chunks and queues each
+ * one (a copy of its bytes); worker threads hash, look up, compress and
+ * seal it, which is most of the CPU cost, in parallel with the next
+ * writes.  A chunk is then applied (appended to the pack, mapped into the
+ * file's extents) under the big lock, strictly in the order its node
+ * queued it, so a later write to the same bytes always wins.  Until it is
+ * applied, a queued chunk is part of the node's dirty data: reads overlay
+ * it, flush/fsync/truncate/snapshot wait for it, and the size persisted
+ * in the index does not cover it.
+ *
+ * Locking: the queue, the per-node lists and every counter here are under
+ * v->lock; the workers hold nothing while they seal.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "vfs.h"
+
+#define PIPE_LIMIT (64u << 20)	/* bytes queued before writers wait */
+
+enum { P_QUEUED, P_READY, P_DONE };
+
+struct pending {
+	struct pending *next;	/* node's list, in queue order */
+	struct pending *qnext;	/* work queue */
+	struct node *n;
+	uint64_t off;
+	size_t len;
+	uint8_t *data;
+	int state;
+	int refs;		/* readers overlaying data */
+	int zero;		/* all zeros: a hole, nothing stored */
+	int found;		/* rowid came from a lookup, nothing to add */
+	int64_t rowid;
+	struct sealed_chunk sc;
+	int err;
+};
+
+static int all_zero(const uint8_t *p, size_t len)
+{
+	return len && p[0] == 0 && !memcmp(p, p + 1, len - 1);
+}
+
+static void pending_free(struct pending *p)
+{
+	free(p->data);
+	free(p->sc.buf);
+	free(p);
+}
+
+/* Map one chunk into its node (lock held, inside the index transaction).
+ * -ESTALE from the index means the GC removed a chunk we looked up: seal
+ * it here (rare) and add it again. */
+static int apply(struct vfs *v, struct pending *p)
+{
+	struct store *st = v->st;
+	struct node *n = p->n;
+	int err = index_begin(st->ix);
+	if (err)
+		return err;
+	if (p->zero) {
+		err = index_extent_punch(st->ix, v->vol.id, v->vol.epoch, n->ino,
+					 p->off, p->off + p->len);
+	} else {
+		for (int attempt = 0; attempt < 2; attempt++) {
+			if (!p->found) {
+				err = store_chunk_add(st, &p->sc, &p->rowid);
+				if (err)
+					return err;
+			}
+			struct extent x = { .off = p->off, .len = p->len,
+					    .chunk = p->rowid };
+			err = index_extent_replace(st->ix, v->vol.id,
+						   v->vol.epoch, n->ino, &x);
+			if (err != -ESTALE || p->sc.buf)
+				break;
+			err = store_seal_chunk(st, p->sc.e.id, p->data, p->len,
+					       &p->sc);
+			if (err)
+				return err;
+			p->found = 0;
+		}
+	}
+	if (!err && p->off + p->len > n->psize && n->psize < n->attr.size) {
+		struct inode_attr a = n->attr;
+		a.size = p->off + p->len < n->attr.size ? p->off + p->len
+							 : n->attr.size;
+		err = index_inode_put(st->ix, v->vol.id, v->vol.epoch, &a);
+		if (!err) {
+			n->psize = a.size;
+			n->attr.birth = a.birth;
+		}
+	}
+	return err;
+}
+
+/* Apply the ready chunks at the head of n's list (lock held). */
+static void apply_ready(struct vfs *v, struct node *n)
+{
+	while (n->phead && n->phead->state == P_READY) {
+		struct pending *p = n->phead;
+		int err = p->err ? p->err : apply(v, p);
+		if (err && !n->werr) {
+			n->werr = err;
+			tlog(LOG_ERR, "volume %s: inode %llu: storing %zu bytes at %llu failed: %s",
+			     v->vol.name, (unsigned long long)n->ino, p->len,
+			     (unsigned long long)p->off, strerror(-err));
+		}
+		n->phead = p->next;
+		if (!n->phead)
+			n->ptail = NULL;
+		p->state = P_DONE;
+		v->inflight -= p->len;
+		n->dirty_bytes -= p->len;
+		v->dirty_total -= p->len;
+		n->nopen--;
+		free(p->sc.buf);
+		p->sc.buf = NULL;
+		if (!p->refs)
+			pending_free(p);
+	}
+	pthread_cond_broadcast(&v->pipe_done);
+	if (!n->phead)
+		node_maybe_free(v, n);
+}
+
+/* Hash, look up and seal p: the part that needs no lock. */
+static void prepare(struct vfs *v, struct pending *p)
+{
+	struct store *st = v->st;
+	p->zero = all_zero(p->data, p->len);
+	if (p->zero)
+		return;
+	uint8_t id[CHUNK_ID_LEN];
+	store_chunk_id(st, p->data, p->len, id);
+	pthread_mutex_lock(&v->lock);
+	int err = store_chunk_lookup(st, id, &p->rowid);
+	pthread_mutex_unlock(&v->lock);
+	if (!err) {
+		p->found = 1;
+		memcpy(p->sc.e.id, id, CHUNK_ID_LEN);
+		return;
+	}
+	if (err == -ENOENT)
+		err = store_seal_chunk(st, id, p->data, p->len, &p->sc);
+	p->err = err;
+}
+
+static void *worker_main(void *arg)
+{
+	struct vfs *v = arg;
+	pthread_mutex_lock(&v->lock);
+	for (;;) {
+		while (!v->pipe_head && !v->pipe_stop)
+			pthread_cond_wait(&v->pipe_work, &v->lock);
+		struct pending *p = v->pipe_head;
+		if (!p)
+			break;	/* stopping, and nothing left */
+		v->pipe_head = p->qnext;
+		if (!v->pipe_head)
+			v->pipe_tail = NULL;
+		pthread_mutex_unlock(&v->lock);
+		prepare(v, p);
+		pthread_mutex_lock(&v->lock);
+		p->state = P_READY;
+		apply_ready(v, p->n);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return NULL;
+}
+
+int pipeline_start(struct vfs *v, int nworkers)
+{
+	pthread_cond_init(&v->pipe_work, NULL);
+	pthread_cond_init(&v->pipe_done, NULL);
+	if (nworkers > PIPE_MAX_WORKERS)
+		nworkers = PIPE_MAX_WORKERS;
+	for (int i = 0; i < nworkers; i++) {
+		int err = pthread_create(&v->workers[i], NULL, worker_main, v);
+		if (err)
+			return -err;
+		v->nworkers++;
+	}
+	return 0;
+}
+
+void pipeline_stop(struct vfs *v)
+{
+	pthread_mutex_lock(&v->lock);
+	v->pipe_stop = 1;
+	pthread_cond_broadcast(&v->pipe_work);
+	pthread_mutex_unlock(&v->lock);
+	for (int i = 0; i < v->nworkers; i++)
+		pthread_join(v->workers[i], NULL);
+	v->nworkers = 0;
+}
+
+int pipeline_queue(struct vfs *v, struct node *n, const uint8_t *data,
+		   size_t len, uint64_t off)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->data = malloc(len ? len : 1);
+	if (!p->data) {
+		free(p);
+		return -ENOMEM;
+	}
+	memcpy(p->data, data, len);
+	p->n = n;
+	p->off = off;
+	p->len = len;
+	pthread_mutex_lock(&v->lock);
+	/* Bound memory: wait for the workers when too much is queued. */
+	while (v->nworkers && v->inflight > PIPE_LIMIT)
+		pthread_cond_wait(&v->pipe_done, &v->lock);
+	n->nopen++;	/* the node lives until its chunks are applied */
+	if (n->ptail)
+		n->ptail->next = p;
+	else
+		n->phead = p;
+	n->ptail = p;
+	v->inflight += len;
+	if (v->nworkers) {
+		if (v->pipe_tail)
+			v->pipe_tail->qnext = p;
+		else
+			v->pipe_head = p;
+		v->pipe_tail = p;
+		pthread_cond_signal(&v->pipe_work);
+	} else {
+		/* No workers (read-only or failed start): store inline. */
+		pthread_mutex_unlock(&v->lock);
+		prepare(v, p);
+		pthread_mutex_lock(&v->lock);
+		p->state = P_READY;
+		apply_ready(v, n);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}
+
+int pipeline_wait(struct vfs *v, struct node *n)
+{
+	while (n->phead)
+		pthread_cond_wait(&v->pipe_done, &v->lock);
+	int err = n->werr;
+	n->werr = 0;
+	return err;
+}
+
+struct pending **pipeline_pin(struct vfs *v, struct node *n, uint64_t off,
+			      size_t len, size_t *count)
+{
+	(void)v;
+	size_t cnt = 0;
+	for (struct pending *p = n->phead; p; p = p->next)
+		if (p->off < off + len && p->off + p->len > off)
+			cnt++;
+	*count = 0;
+	if (!cnt)
+		return NULL;
+	struct pending **ps = malloc(cnt * sizeof(*ps));
+	if (!ps)
+		return NULL;
+	for (struct pending *p = n->phead; p; p = p->next) {
+		if (p->off < off + len && p->off + p->len > off) {
+			p->refs++;
+			ps[(*count)++] = p;
+		}
+	}
+	return ps;
+}
+
+void pipeline_overlay(struct pending **ps, size_t count, uint8_t *buf,
+		      size_t len, uint64_t off)
+{
+	for (size_t i = 0; i < count; i++) {
+		struct pending *p = ps[i];
+		uint64_t s = p->off > off ? p->off : off;
+		uint64_t e = p->off + p->len < off + len ? p->off + p->len : off + len;
+		if (s < e)
+			memcpy(buf + (s - off), p->data + (s - p->off), e - s);
+	}
+}
+
+void pipeline_unpin(struct vfs *v, struct pending **ps, size_t count)
+{
+	(void)v;
+	for (size_t i = 0; i < count; i++) {
+		struct pending *p = ps[i];
+		if (--p->refs == 0 && p->state == P_DONE)
+			pending_free(p);
+	}
+	free(ps);
+}
