@@ -193,19 +193,28 @@ static int cmd_stats(struct opts *o)
 		err = index_volume_list(ix, &vis, &n);
 	if (err)
 		die(1, "cannot read the index of store %s: %s", o->pos[0], strerror(-err));
+	uint64_t live = 0, snap_only = 0, reclaim = 0;
+	if (!err)
+		err = index_space(ix, &live, &snap_only, &reclaim);
+	if (err)
+		die(1, "cannot read the index of store %s: %s", o->pos[0], strerror(-err));
 	double dedup = ratio(s.logical, s.chunk_raw);
 	double comp = ratio(s.chunk_raw, s.chunk_stored);
 	if (o->json) {
 		printf("{\"logical_bytes\":%llu,\"files\":%llu,\"stored_bytes\":%llu,"
 		       "\"unique_bytes\":%llu,\"chunks\":%llu,\"chunk_stored_bytes\":%llu,"
 		       "\"garbage_chunks\":%llu,\"garbage_bytes\":%llu,\"packs\":%llu,"
-		       "\"dedup_ratio\":%.4f,\"compression_ratio\":%.4f,\"volumes\":[",
+		       "\"dedup_ratio\":%.4f,\"compression_ratio\":%.4f,"
+		       "\"live_bytes\":%llu,\"snapshot_only_bytes\":%llu,\"reclaimable_bytes\":%llu,"
+		       "\"volumes\":[",
 		       (unsigned long long)s.logical, (unsigned long long)s.files,
 		       (unsigned long long)s.pack_bytes, (unsigned long long)s.chunk_raw,
 		       (unsigned long long)s.chunks, (unsigned long long)s.chunk_stored,
 		       (unsigned long long)s.garbage_chunks,
 		       (unsigned long long)s.garbage_stored,
-		       (unsigned long long)s.packs, dedup, comp);
+		       (unsigned long long)s.packs, dedup, comp,
+		       (unsigned long long)live, (unsigned long long)snap_only,
+		       (unsigned long long)reclaim);
 	} else {
 		printf("store %s\n", o->pos[0]);
 		printf("  logical bytes   %llu in %llu files\n",
@@ -216,6 +225,9 @@ static int cmd_stats(struct opts *o)
 		       (unsigned long long)s.pack_bytes, (unsigned long long)s.packs,
 		       (unsigned long long)s.garbage_stored);
 		printf("  dedup ratio     %.2f\n  compression     %.2f\n", dedup, comp);
+		printf("  stored for the live tree %llu, for snapshots only %llu, reclaimable %llu\n",
+		       (unsigned long long)live, (unsigned long long)snap_only,
+		       (unsigned long long)reclaim);
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct index_stats vs;
