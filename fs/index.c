@@ -1388,6 +1388,19 @@ int index_changed_inodes(struct index *ix, int64_t vol, int64_t from,
 	return rc == SQLITE_DONE ? 0 : sqerr(rc);
 }
 
+int index_live_dedup(struct index *ix, uint64_t *mapped, uint64_t *unique)
+{
+	int err = query_ints(ix,
+		"SELECT COALESCE(SUM(len), 0) FROM extent WHERE death = 9223372036854775807"
+		" AND ?1 = ?1", 0, mapped, NULL, NULL);
+	if (!err)
+		err = query_ints(ix,
+			"SELECT COALESCE(SUM(rlen), 0) FROM chunk c WHERE EXISTS (SELECT 1"
+			" FROM extent x WHERE x.chunk = c.id AND x.death = 9223372036854775807)"
+			" AND ?1 = ?1", 0, unique, NULL, NULL);
+	return err;
+}
+
 int index_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
 		uint64_t *reclaimable)
 {

@@ -215,6 +215,10 @@ int index_changed_inodes(struct index *ix, int64_t vol, int64_t from,
 int index_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
 		uint64_t *reclaimable);
 
+/* Bytes the live tree maps through extents, and the raw bytes of the
+ * distinct chunks behind them: their ratio is the live dedup ratio. */
+int index_live_dedup(struct index *ix, uint64_t *mapped, uint64_t *unique);
+
 /* Figures for `tresor stats`. */
 struct index_stats {
 	uint64_t logical;	/* bytes of live regular files, all volumes */

@@ -198,7 +198,11 @@ static int cmd_stats(struct opts *o)
 		err = index_space(ix, &live, &snap_only, &reclaim);
 	if (err)
 		die(1, "cannot read the index of store %s: %s", o->pos[0], strerror(-err));
-	double dedup = ratio(s.logical, s.chunk_raw);
+	uint64_t mapped = 0, unique = 0;
+	if (index_live_dedup(ix, &mapped, &unique))
+		die(1, "cannot read the index of store %s", o->pos[0]);
+	/* Of the live tree: snapshots would count their history twice. */
+	double dedup = ratio(mapped, unique);
 	double comp = ratio(s.chunk_raw, s.chunk_stored);
 	if (o->json) {
 		printf("{\"logical_bytes\":%llu,\"files\":%llu,\"stored_bytes\":%llu,"
