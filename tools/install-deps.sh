@@ -13,9 +13,16 @@ PACKAGES=(
 	python3 python3-pytest
 	bindfs fio attr acl util-linux psmisc tzdata
 	restic borgbackup
-	nodejs npm awscli
+	awscli
 	openssh-server openssh-client apache2 apache2-utils openssl curl
 )
+
+# Node (the S3 test server) may come from another source that ships npm
+# inside its nodejs package and conflicts with Debian's npm: only ask apt
+# for them when there is no npm at all.
+if ! command -v npm >/dev/null 2>&1; then
+	PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
