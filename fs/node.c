@@ -391,8 +391,11 @@ int node_write(struct vfs *v, struct node *n, const void *buf, size_t len,
 int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
 		     size_t len, uint64_t off)
 {
-	return store_read_extents(v->st, &v->lock, v->vol.id, view, ino, buf,
-				  len, off, v->vol.name);
+	int err = store_read_extents(v->st, &v->lock, v->vol.id, view, ino,
+				     buf, len, off, v->vol.name);
+	if (!err && len >= (64u << 10))
+		pipeline_readahead(v, view, ino, off + len);
+	return err;
 }
 
 int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
@@ -513,10 +516,8 @@ static void *committer_main(void *arg)
 
 int vfs_start_committer(struct vfs *v)
 {
-	if (v->readonly)
-		return 0;
 	int err = pipeline_start(v, v->nworkers_wanted);
-	if (err)
+	if (err || v->readonly)
 		return err;
 	return -pthread_create(&v->committer, NULL, committer_main, v);
 }

@@ -26,6 +26,8 @@
 enum { P_QUEUED, P_READY, P_DONE };
 
 struct pending {
+	int prefetch;		/* a read-ahead job: load ref into the cache */
+	struct chunk_ref ref;
 	struct pending *next;	/* node's list, in queue order */
 	struct pending *qnext;	/* work queue */
 	struct node *n;
@@ -165,6 +167,13 @@ static void *worker_main(void *arg)
 		if (!v->pipe_head)
 			v->pipe_tail = NULL;
 		pthread_mutex_unlock(&v->lock);
+		if (p->prefetch) {
+			store_prefetch_chunk(v->st, &p->ref);
+			free(p);
+			pthread_mutex_lock(&v->lock);
+			v->nprefetch--;
+			continue;
+		}
 		prepare(v, p);
 		pthread_mutex_lock(&v->lock);
 		p->state = P_READY;
@@ -298,4 +307,48 @@ void pipeline_unpin(struct vfs *v, struct pending **ps, size_t count)
 			pending_free(p);
 	}
 	free(ps);
+}
+
+/* Queue loading chunk ref into the cache, unless it is there, queued
+ * recently, or too many loads are queued (lock held). */
+static void prefetch_one(struct vfs *v, const struct chunk_ref *ref)
+{
+	if (!v->nworkers || v->nprefetch >= 4 || store_chunk_cached(v->st, ref->rowid))
+		return;
+	for (int i = 0; i < PREFETCH_RECENT; i++)
+		if (v->prefetch_recent[i] == ref->rowid)
+			return;
+	struct pending *p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	p->prefetch = 1;
+	p->ref = *ref;
+	v->prefetch_recent[v->prefetch_pos++ % PREFETCH_RECENT] = ref->rowid;
+	v->nprefetch++;
+	if (v->pipe_tail)
+		v->pipe_tail->qnext = p;
+	else
+		v->pipe_head = p;
+	v->pipe_tail = p;
+	pthread_cond_signal(&v->pipe_work);
+}
+
+void pipeline_readahead(struct vfs *v, int64_t view, uint64_t ino,
+			uint64_t from)
+{
+	struct extent *xs = NULL;
+	size_t n = 0;
+	uint64_t span = 2ull * v->st->cdc.avg_size;
+	pthread_mutex_lock(&v->lock);
+	if (v->nworkers &&
+	    !index_extents_in(v->st->ix, v->vol.id, view, ino, from, from + span,
+			      &xs, &n)) {
+		for (size_t i = 0; i < n; i++) {
+			struct chunk_ref ref;
+			if (!store_chunk_ref(v->st, xs[i].chunk, &ref))
+				prefetch_one(v, &ref);
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	free(xs);
 }

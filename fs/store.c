@@ -31,18 +31,30 @@ struct cache_slot {
 	uint64_t tick;		/* last use, for LRU */
 };
 
+#define FD_SLOTS 16
+
 struct chunk_cache {
 	pthread_mutex_t lock;
 	struct cache_slot slot[CACHE_SLOTS];
 	size_t bytes;
 	uint64_t tick;
+	/* Open pack files: an open() per chunk read cost more than the read. */
+	struct fd_slot {
+		uint8_t name[PACK_NAME_LEN];
+		int fd;			/* -1: empty */
+		int users;
+		uint64_t tick;
+	} fds[FD_SLOTS];
 };
 
 static struct chunk_cache *cache_new(void)
 {
 	struct chunk_cache *c = calloc(1, sizeof(*c));
-	if (c)
+	if (c) {
 		pthread_mutex_init(&c->lock, NULL);
+		for (int i = 0; i < FD_SLOTS; i++)
+			c->fds[i].fd = -1;
+	}
 	return c;
 }
 
@@ -52,6 +64,9 @@ static void cache_free(struct chunk_cache *c)
 		return;
 	for (int i = 0; i < CACHE_SLOTS; i++)
 		free(c->slot[i].buf);
+	for (int i = 0; i < FD_SLOTS; i++)
+		if (c->fds[i].fd >= 0)
+			close(c->fds[i].fd);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -535,24 +550,89 @@ int store_chunk_ref(struct store *st, int64_t rowid, struct chunk_ref *ref)
 }
 
 /* Read and open one chunk into a new buffer. */
+/* A pinned read-only fd of pack name (from the fd cache, opening it if
+ * needed); give it back with pack_fd_put.  Returns the slot or NULL with
+ * *err set. */
+static struct fd_slot *pack_fd_get(struct store *st,
+				   const uint8_t name[PACK_NAME_LEN], int *err)
+{
+	struct chunk_cache *c = st->cache;
+	pthread_mutex_lock(&c->lock);
+	struct fd_slot *hit = NULL, *victim = NULL;
+	for (int i = 0; i < FD_SLOTS; i++) {
+		struct fd_slot *f = &c->fds[i];
+		if (f->fd >= 0 && !memcmp(f->name, name, PACK_NAME_LEN)) {
+			hit = f;
+			break;
+		}
+		if (!f->users && (!victim || f->fd < 0 ||
+				  (victim->fd >= 0 && f->tick < victim->tick)))
+			victim = f;
+	}
+	if (hit) {
+		hit->users++;
+		hit->tick = ++c->tick;
+		pthread_mutex_unlock(&c->lock);
+		return hit;
+	}
+	pthread_mutex_unlock(&c->lock);
+	char *path = store_pack_path(st, name);
+	if (!path) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	*err = fd < 0 ? -errno : 0;
+	free(path);
+	if (fd < 0)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	/* Re-pick a victim: others may have changed the table meanwhile. */
+	victim = NULL;
+	for (int i = 0; i < FD_SLOTS; i++) {
+		struct fd_slot *f = &c->fds[i];
+		if (!f->users && (!victim || f->fd < 0 ||
+				  (victim->fd >= 0 && f->tick < victim->tick)))
+			victim = f;
+	}
+	if (!victim) {
+		pthread_mutex_unlock(&c->lock);
+		close(fd);
+		*err = -EMFILE;
+		return NULL;
+	}
+	if (victim->fd >= 0)
+		close(victim->fd);
+	memcpy(victim->name, name, PACK_NAME_LEN);
+	victim->fd = fd;
+	victim->users = 1;
+	victim->tick = ++c->tick;
+	pthread_mutex_unlock(&c->lock);
+	return victim;
+}
+
+static void pack_fd_put(struct store *st, struct fd_slot *f)
+{
+	pthread_mutex_lock(&st->cache->lock);
+	f->users--;
+	pthread_mutex_unlock(&st->cache->lock);
+}
+
+/* Read and open one chunk into a new buffer. */
 static int chunk_load(struct store *st, const struct chunk_ref *ref,
 		      uint8_t **out)
 {
-	char *path = store_pack_path(st, ref->pack);
-	if (!path)
-		return -ENOMEM;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int err = fd < 0 ? -errno : 0;
-	free(path);
-	if (err)
+	int err;
+	struct fd_slot *f = pack_fd_get(st, ref->pack, &err);
+	if (!f)
 		return err;
 	uint8_t *sealed = malloc(ref->e.slen);
 	uint8_t *raw = malloc(ref->e.rlen ? ref->e.rlen : 1);
 	if (!sealed || !raw)
 		err = -ENOMEM;
 	if (!err)
-		err = pread_full(fd, sealed, ref->e.slen, ref->e.off);
-	close(fd);
+		err = pread_full(f->fd, sealed, ref->e.slen, ref->e.off);
+	pack_fd_put(st, f);
 	if (!err)
 		err = chunk_open(&st->keys, ref->e.id, sealed, ref->e.slen,
 				 ref->e.flags, raw, ref->e.rlen);
@@ -563,6 +643,44 @@ static int chunk_load(struct store *st, const struct chunk_ref *ref,
 	}
 	*out = raw;
 	return 0;
+}
+
+int store_prefetch_chunk(struct store *st, const struct chunk_ref *ref)
+{
+	struct chunk_cache *c = st->cache;
+	pthread_mutex_lock(&c->lock);
+	struct cache_slot *s = cache_find(c, ref->rowid);
+	if (s)
+		s->users--;
+	pthread_mutex_unlock(&c->lock);
+	if (s)
+		return 0;
+	uint8_t *raw;
+	int err = chunk_load(st, ref, &raw);
+	if (err)
+		return err;
+	pthread_mutex_lock(&c->lock);
+	s = cache_insert(c, ref->rowid, raw, ref->e.rlen);
+	if (s) {
+		s->users--;
+		if (s->buf != raw)
+			free(raw);
+	} else {
+		free(raw);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+int store_chunk_cached(struct store *st, int64_t rowid)
+{
+	struct chunk_cache *c = st->cache;
+	pthread_mutex_lock(&c->lock);
+	int hit = 0;
+	for (int i = 0; i < CACHE_SLOTS && !hit; i++)
+		hit = c->slot[i].rowid == rowid;
+	pthread_mutex_unlock(&c->lock);
+	return hit;
 }
 
 int store_read_chunk(struct store *st, const struct chunk_ref *ref,

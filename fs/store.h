@@ -147,6 +147,11 @@ int store_chunk_move(struct store *st, const struct sealed_chunk *sc,
  * index: before an index commit that must not run ahead of it. */
 int store_finish_current_pack(struct store *st);
 
+/* Load a chunk into the cache ahead of a read (thread-safe). */
+int store_prefetch_chunk(struct store *st, const struct chunk_ref *ref);
+/* 1 if the chunk is in the cache now. */
+int store_chunk_cached(struct store *st, int64_t rowid);
+
 /* Finish all packs left open by dead processes.  Returns how many were
  * finished, or -errno. */
 int store_finish_orphans(struct store *st);

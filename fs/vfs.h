@@ -44,6 +44,7 @@ struct node {
 };
 
 #define PIPE_MAX_WORKERS 8
+#define PREFETCH_RECENT 8
 
 struct vfs {
 	struct store *st;
@@ -67,6 +68,9 @@ struct vfs {
 	pthread_cond_t pipe_work, pipe_done;
 	pthread_t workers[PIPE_MAX_WORKERS];
 	int nworkers, nworkers_wanted;
+	int nprefetch;			/* read-ahead jobs queued */
+	int64_t prefetch_recent[8];	/* chunks queued lately: not again */
+	unsigned int prefetch_pos;
 	/* committer thread */
 	pthread_t committer;
 	pthread_cond_t stop_cond;
@@ -104,6 +108,10 @@ struct pending **pipeline_pin(struct vfs *v, struct node *n, uint64_t off,
 void pipeline_overlay(struct pending **ps, size_t count, uint8_t *buf,
 		      size_t len, uint64_t off);
 void pipeline_unpin(struct vfs *v, struct pending **ps, size_t count);
+/* Have the workers load the chunks just past from into the cache, so a
+ * sequential reader finds them decrypted (lock NOT held). */
+void pipeline_readahead(struct vfs *v, int64_t view, uint64_t ino,
+			uint64_t from);
 uint64_t vfs_alloc_ino(struct vfs *v, int *err);
 
 /* Persist n's attributes (ctx->lock held). */
