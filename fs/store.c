@@ -557,6 +557,7 @@ static struct fd_slot *pack_fd_get(struct store *st,
 				   const uint8_t name[PACK_NAME_LEN], int *err)
 {
 	struct chunk_cache *c = st->cache;
+	*err = 0;
 	pthread_mutex_lock(&c->lock);
 	struct fd_slot *hit = NULL, *victim = NULL;
 	for (int i = 0; i < FD_SLOTS; i++) {
@@ -622,7 +623,7 @@ static void pack_fd_put(struct store *st, struct fd_slot *f)
 static int chunk_load(struct store *st, const struct chunk_ref *ref,
 		      uint8_t **out)
 {
-	int err;
+	int err = 0;
 	struct fd_slot *f = pack_fd_get(st, ref->pack, &err);
 	if (!f)
 		return err;
