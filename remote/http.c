@@ -4,7 +4,8 @@
  * One easy handle per remote, kept in a slot the backend owns and reset
  * before every request, so connections (and TLS sessions) are reused
  * while no option leaks from one request into the next.  A stalled
- * server never hangs us: connects time out after 15 s and any transfer
+ * server never hangs us: connects time out after 15 s (or timeout_s
+ * if shorter) and any transfer
  * slower than 1 KiB/s for timeout_s seconds is aborted.  Transport
  * failures map to -EAGAIN (retry) or -EPROTO (TLS / protocol: retrying
  * will not help); HTTP statuses map to errno in http_status_errno.
@@ -58,7 +59,8 @@ CURL *http_easy(struct remote *r, CURL **slot)
 		*slot = c;
 	}
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, HTTP_CONNECT_TIMEOUT_S);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
+			 stall < HTTP_CONNECT_TIMEOUT_S ? stall : HTTP_CONNECT_TIMEOUT_S);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, HTTP_LOW_SPEED_BYTES);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall);
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
