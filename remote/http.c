@@ -4,9 +4,9 @@
  * One easy handle per remote, kept in a slot the backend owns and reset
  * before every request, so connections (and TLS sessions) are reused
  * while no option leaks from one request into the next.  A stalled
- * server never hangs us: connects time out after 15 s (or timeout_s
- * if shorter) and any transfer
- * slower than 1 KiB/s for timeout_s seconds is aborted.  Transport
+ * server never hangs us: connects time out after 15 s (or timeout_s if
+ * shorter) and any transfer slower than 1 KiB/s for timeout_s seconds
+ * is aborted (waiting for a reply counts as a transfer).  Transport
  * failures map to -EAGAIN (retry) or -EPROTO (TLS / protocol: retrying
  * will not help); HTTP statuses map to errno in http_status_errno.
  */

@@ -229,6 +229,21 @@ static int copy_options(struct remote_owner *o, const struct remote_options *opt
 	return 0;
 }
 
+/* url with any user-info (user:password@) replaced by "***@", for names
+ * and messages: a secret typed into a URL must not reach a log. */
+static void mask_url(const char *url, char *out, size_t size)
+{
+	const char *scheme = strstr(url, "://");
+	const char *auth = scheme ? scheme + 3 : url;
+	size_t alen = strcspn(auth, "/");
+	const char *at = memchr(auth, '@', alen);
+	if (!at || !memchr(auth, ':', (size_t)(at - auth))) {
+		snprintf(out, size, "%s", url);	/* no password in it */
+		return;
+	}
+	snprintf(out, size, "%.*s***%s", (int)(auth - url), url, at);
+}
+
 /* Refuse user:password@ in a URL: secrets never come from the command line. */
 static int reject_userinfo(struct remote *r, const char *url, const char *auth,
 			   size_t len, int user_allowed)
@@ -237,10 +252,13 @@ static int reject_userinfo(struct remote *r, const char *url, const char *auth,
 
 	if (!at)
 		return 0;
-	if (!user_allowed || memchr(auth, ':', (size_t)(at - auth)))
+	if (!user_allowed || memchr(auth, ':', (size_t)(at - auth))) {
+		char masked[256];
+		mask_url(url, masked, sizeof(masked));
 		return remote_fail(r, -EINVAL,
-				   "%.40s...: credentials are never taken from the URL; "
-				   "use the credentials file or environment", url);
+				   "%s: credentials are never taken from the URL; "
+				   "use the credentials file or environment", masked);
+	}
 	return 0;
 }
 
@@ -391,7 +409,7 @@ int remote_open(const char *url, const struct remote_options *opt,
 	if (!o)
 		return -ENOMEM;
 	r = &o->r;
-	snprintf(r->name, sizeof(r->name), "%.200s", url);
+	mask_url(url, r->name, sizeof(r->name));
 	rc = copy_options(o, opt);
 	if (rc) {
 		remote_fail(r, rc, "%s: out of memory", url);
