@@ -398,3 +398,46 @@ int changelog_apply(struct index *ix, const uint8_t *buf, size_t len,
 	int err = walk(ix, buf, len, 0, NULL, NULL);
 	return err ? err : walk(ix, buf, len, 1, from, to);
 }
+
+int changelog_export_full(struct index *ix, uint64_t to, uint8_t **buf,
+			  size_t *len)
+{
+	sqlite3 *db = index_db(ix);
+	struct out o = { 0 };
+	put(&o, "TRSDELT1", 8);
+	put_u64(&o, 0);
+	put_u64(&o, to);
+	size_t count_at = o.len;
+	put_u32(&o, 0);
+	uint32_t count = 0;
+	int err = 0;
+	for (size_t t = 0; t < NTABLES && !err; t++) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "SELECT * FROM %s", tables[t].name);
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+			err = -EIO;
+			break;
+		}
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			int ncol = sqlite3_column_count(st);
+			put_u8(&o, t);
+			put_u8(&o, 1);
+			put_u8(&o, ncol);
+			for (int i = 0; i < ncol; i++)
+				put_value(&o, st, i);
+			count++;
+		}
+		sqlite3_finalize(st);
+	}
+	if (!err)
+		err = o.err;
+	if (err) {
+		free(o.b);
+		return err;
+	}
+	put_le32(o.b + count_at, count);
+	*buf = o.b;
+	*len = o.len;
+	return 0;
+}

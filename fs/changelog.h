@@ -38,6 +38,10 @@ int changelog_last(struct index *ix, uint64_t *seq);
 int changelog_export(struct index *ix, uint64_t from, uint64_t to,
 		     uint8_t **buf, size_t *len);
 
+/* Every row of the replicated tables as one delta (a first push). */
+int changelog_export_full(struct index *ix, uint64_t to, uint8_t **buf,
+			  size_t *len);
+
 /* Apply a delta to ix (inside the caller's write transaction).  -EBADMSG
  * if it is malformed; nothing is applied then. */
 int changelog_apply(struct index *ix, const uint8_t *buf, size_t len,

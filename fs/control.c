@@ -71,6 +71,28 @@ static void serve(struct control *c, int fd)
 	long long t;
 	if (!strcmp(line, "ping")) {
 		snprintf(reply, sizeof(reply), "ok");
+	} else if (!strcmp(line, "freeze")) {
+		/* Hold every write until the pusher has its read view: finish
+		 * the open pack so the committed state names finished packs
+		 * only, then wait for "thaw" (or the pusher's end), 60 s at most. */
+		struct vfs *v = c->v;
+		pthread_mutex_lock(&v->lock);
+		int err = store_finish_current_pack(v->st);
+		if (!err)
+			err = store_commit(v->st);
+		if (err) {
+			pthread_mutex_unlock(&v->lock);
+			dprintf(fd, "error %d %s\n", -err, strerror(-err));
+			return;
+		}
+		dprintf(fd, "ok\n");
+		char b[16];
+		struct pollfd w = { .fd = fd, .events = POLLIN };
+		if (poll(&w, 1, 60000) > 0 && read(fd, b, sizeof(b)) < 0)
+			tlog(LOG_WARN, "volume %s: control: %s", v->vol.name,
+			     strerror(errno));
+		pthread_mutex_unlock(&v->lock);
+		return;
 	} else if (sscanf(line, "snapshot %199s %lld", base, &t) == 2) {
 		struct snapshot_info si;
 		int err = vfs_snapshot(c->v, base, t, &si);
@@ -184,4 +206,48 @@ int control_request(const char *store_dir, int64_t vol, const char *line,
 	reply[got] = 0;
 	reply[strcspn(reply, "\n")] = 0;
 	return got ? 0 : -EIO;
+}
+
+int control_freeze(const char *store_dir, int64_t vol, int *out)
+{
+	struct sockaddr_un un;
+	unsigned int len;
+	control_addr(store_dir, vol, &un, &len);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&un, len)) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	char reply[128];
+	size_t got = 0;
+	int err = dprintf(fd, "freeze\n") < 0 ? -EIO : 0;
+	while (!err && got < sizeof(reply) - 1) {
+		ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - got);
+		if (r <= 0)
+			break;
+		got += r;
+		if (memchr(reply, '\n', got))
+			break;
+	}
+	reply[got] = 0;
+	if (!err && strncmp(reply, "ok", 2))
+		err = -EIO;
+	if (err) {
+		close(fd);
+		return err;
+	}
+	*out = fd;
+	return 0;
+}
+
+void control_thaw(int fd)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, "thaw\n", 5) < 0)
+		tlog(LOG_DEBUG, "control: thaw: %s", strerror(errno));
+	close(fd);
 }

@@ -34,4 +34,10 @@ void control_stop(struct control *c);
 int control_request(const char *store_dir, int64_t vol, const char *line,
 		    char *reply, size_t size);
 
+/* Ask the daemon serving (store_dir, vol) to finish its open pack, commit
+ * and hold all writes until control_thaw(*fd) (or 60 s).  -ECONNREFUSED /
+ * -ENOENT when no daemon serves it. */
+int control_freeze(const char *store_dir, int64_t vol, int *fd);
+void control_thaw(int fd);
+
 #endif

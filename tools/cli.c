@@ -72,6 +72,15 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "keep-monthly", required_argument, 0, 14 },
 		{ "keep-yearly", required_argument, 0, 15 },
 		{ "keep-within", required_argument, 0, 16 },
+		{ "endpoint", required_argument, 0, 20 },
+		{ "region", required_argument, 0, 21 },
+		{ "path-style", no_argument, 0, 22 },
+		{ "virtual-hosted", no_argument, 0, 23 },
+		{ "ca-file", required_argument, 0, 24 },
+		{ "credentials-file", required_argument, 0, 25 },
+		{ "ssh-key", required_argument, 0, 26 },
+		{ "known-hosts", required_argument, 0, 27 },
+		{ "netrc", required_argument, 0, 28 },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -96,6 +105,15 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 13: o->keep.weekly = parse_count(optarg, "--keep-weekly"); break;
 		case 14: o->keep.monthly = parse_count(optarg, "--keep-monthly"); break;
 		case 15: o->keep.yearly = parse_count(optarg, "--keep-yearly"); break;
+		case 20: o->r_endpoint = optarg; break;
+		case 21: o->r_region = optarg; break;
+		case 22: o->r_path_style = 1; break;
+		case 23: o->r_path_style = -1; break;
+		case 24: o->r_ca_file = optarg; break;
+		case 25: o->r_credentials_file = optarg; break;
+		case 26: o->r_ssh_key = optarg; break;
+		case 27: o->r_known_hosts = optarg; break;
+		case 28: o->r_netrc = optarg; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))
 				die(EXIT_USAGE, "--keep-within: not a duration like 30d or 1y6m: %s",

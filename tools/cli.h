@@ -5,6 +5,7 @@
 #ifndef TRESOR_CLI_H
 #define TRESOR_CLI_H
 
+#include <sqlite3.h>
 #include "../fs/index.h"
 #include "../fs/retention.h"
 #include "../fs/store.h"
@@ -24,6 +25,10 @@ struct opts {
 	const char *time;		/* snapshot create --time */
 	int dry_run;
 	struct retention_policy keep;	/* prune --keep-* */
+	/* remote options */
+	const char *r_endpoint, *r_region, *r_ca_file, *r_credentials_file;
+	const char *r_ssh_key, *r_known_hosts, *r_netrc;
+	int r_path_style;
 	long chunk_min, chunk_avg, chunk_max, kdf_log2n;
 	char *pos[8];
 	int npos;
@@ -48,5 +53,8 @@ void json_str(const char *s);
 int cmd_snapshot(struct opts *o);
 int cmd_prune(struct opts *o);
 int cmd_restore(struct opts *o);
+int cmd_remote(struct opts *o);
+int cmd_push(struct opts *o);
+int cmd_recover(struct opts *o);
 
 #endif

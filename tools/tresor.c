@@ -38,6 +38,11 @@ const char *usage_text =
 	"  restore STORE VOLUME SNAPSHOT PATH DEST\n"
 	"  prune STORE VOLUME [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N]\n"
 	"        [--keep-monthly N] [--keep-yearly N] [--keep-within DURATION] [--dry-run] [--json]\n"
+	"  remote add STORE NAME URL [--endpoint URL] [--region R] [--path-style|--virtual-hosted]\n"
+	"        [--ca-file F] [--credentials-file F] [--ssh-key K] [--known-hosts F] [--netrc F]\n"
+	"  remote list|status STORE [--json]\n"
+	"  push STORE REMOTE [--json]\n"
+	"  recover URL STORE [remote options]\n"
 	"  --version\n"
 	"Commands that need the key read the passphrase from --passphrase-file FILE,\n"
 	"else $TRESOR_PASSPHRASE, else a prompt on the terminal.\n";
@@ -321,5 +326,11 @@ int main(int argc, char **argv)
 		return cmd_prune(&o);
 	if (!strcmp(cmd, "restore"))
 		return cmd_restore(&o);
+	if (!strcmp(cmd, "remote"))
+		return cmd_remote(&o);
+	if (!strcmp(cmd, "push"))
+		return cmd_push(&o);
+	if (!strcmp(cmd, "recover"))
+		return cmd_recover(&o);
 	die(EXIT_USAGE, "unknown command '%s' (see 'tresor --help')", cmd);
 }
