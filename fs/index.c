@@ -74,6 +74,13 @@ static const char *schema_sql =
 	"CREATE TABLE IF NOT EXISTS orphan(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
 	"  PRIMARY KEY(vol, ino)) WITHOUT ROWID;";
 
+/* Text of column i, "" for NULL (a damaged row must not crash us). */
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+	return t ? t : "";
+}
+
 /* Map an SQLite result code to a negative errno. */
 static int sqerr(int rc)
 {
@@ -274,7 +281,7 @@ static void volume_row(sqlite3_stmt *st, struct volume_info *vi)
 {
 	vi->id = sqlite3_column_int64(st, 0);
 	snprintf(vi->name, sizeof(vi->name), "%s",
-		 (const char *)sqlite3_column_text(st, 1));
+		 col_text(st, 1));
 	vi->epoch = sqlite3_column_int64(st, 2);
 	vi->next_ino = sqlite3_column_int64(st, 3);
 }
@@ -541,6 +548,10 @@ int index_dentry_list(struct index *ix, int64_t vol, int64_t view,
 	sqlite3_bind_text(st, 4, after ? after : "", -1, SQLITE_STATIC);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!sqlite3_column_text(st, 0)) {
+			sqlite3_reset(st);
+			return -EUCLEAN;
+		}
 		int r = cb(arg, (const char *)sqlite3_column_text(st, 0),
 			   sqlite3_column_int64(st, 1),
 			   (uint32_t)sqlite3_column_int64(st, 2));
@@ -818,6 +829,10 @@ int index_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
+		if (!name) {
+			sqlite3_reset(st);
+			return -EUCLEAN;
+		}
 		size_t l = strlen(name) + 1;
 		if (size) {
 			if (total + l > size) {
@@ -833,9 +848,13 @@ int index_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 
 /* ---- chunks ---- */
 
-static void chunk_row(sqlite3_stmt *st, struct chunk_loc *c)
+/* Fill c from a chunk row; -EUCLEAN if its ID is not 32 bytes (a damaged
+ * index must give an error, never a crash). */
+static int chunk_row(sqlite3_stmt *st, struct chunk_loc *c)
 {
 	c->rowid = sqlite3_column_int64(st, 0);
+	if (sqlite3_column_bytes(st, 1) != CHUNK_ID_LEN)
+		return -EUCLEAN;
 	memcpy(c->e.id, sqlite3_column_blob(st, 1), CHUNK_ID_LEN);
 	c->pack = sqlite3_column_int64(st, 2);
 	c->e.off = sqlite3_column_int64(st, 3);
@@ -843,6 +862,7 @@ static void chunk_row(sqlite3_stmt *st, struct chunk_loc *c)
 	c->e.rlen = sqlite3_column_int64(st, 5);
 	c->e.flags = sqlite3_column_int64(st, 6);
 	c->refs = sqlite3_column_int64(st, 7);
+	return 0;
 }
 
 int index_chunk_find(struct index *ix, const uint8_t id[CHUNK_ID_LEN],
@@ -856,9 +876,9 @@ int index_chunk_find(struct index *ix, const uint8_t id[CHUNK_ID_LEN],
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
 		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
-	chunk_row(st, c);
+	int err = chunk_row(st, c);
 	sqlite3_reset(st);
-	return 0;
+	return err;
 }
 
 int index_chunk_get(struct index *ix, int64_t rowid, struct chunk_loc *c)
@@ -871,9 +891,9 @@ int index_chunk_get(struct index *ix, int64_t rowid, struct chunk_loc *c)
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
 		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
-	chunk_row(st, c);
+	int err = chunk_row(st, c);
 	sqlite3_reset(st);
-	return 0;
+	return err;
 }
 
 int index_chunk_insert(struct index *ix, struct chunk_loc *c)
@@ -979,7 +999,10 @@ int index_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 				return -ENOMEM;
 			*cs = p;
 		}
-		chunk_row(st, &(*cs)[(*n)++]);
+		if (chunk_row(st, &(*cs)[(*n)++])) {
+			sqlite3_reset(st);
+			return -EUCLEAN;
+		}
 	}
 	return rc == SQLITE_DONE ? 0 : sqerr(rc);
 }
@@ -1096,7 +1119,7 @@ static void snapshot_row(sqlite3_stmt *st, struct snapshot_info *si)
 	si->id = sqlite3_column_int64(st, 0);
 	si->vol = sqlite3_column_int64(st, 1);
 	snprintf(si->name, sizeof(si->name), "%s",
-		 (const char *)sqlite3_column_text(st, 2));
+		 col_text(st, 2));
 	si->epoch = sqlite3_column_int64(st, 3);
 	si->time = sqlite3_column_int64(st, 4);
 	si->pinned = sqlite3_column_int(st, 5);
@@ -1344,7 +1367,7 @@ int index_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*parent = sqlite3_column_int64(st, 0);
-		snprintf(name, size, "%s", (const char *)sqlite3_column_text(st, 1));
+		snprintf(name, size, "%s", col_text(st, 1));
 	}
 	sqlite3_reset(st);
 	if (rc == SQLITE_ROW)

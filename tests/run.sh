@@ -6,7 +6,9 @@
 # 1. installs the Debian packages it needs (tools/install-deps.sh)
 # 2. builds build/ (meson, -Dwerror=true) and runs the C unit tests
 # 3. runs the integration tests (pytest, tests/integration) against
-#    build/tresor, and the benchmark script in --smoke mode
+#    build/tresor, the fuzz targets for 15 s each (tests/fuzz/run.sh;
+#    TRESOR_FUZZ_SECONDS=N to change) and the benchmark script in --smoke
+#    mode
 # 4. unless --quick: the same again with AddressSanitizer + UBSan in
 #    build-asan/ (daemon stderr is checked for sanitizer reports)
 #
@@ -24,7 +26,7 @@ while (($#)); do
 	case "$1" in
 	--quick) QUICK=1 ;;
 	-h | --help)
-		sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+		sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	--)
@@ -194,6 +196,16 @@ fi
 if ((build_ok)); then
 	unset ASAN_OPTIONS UBSAN_OPTIONS
 	run_suite default build
+
+	# Hostile input: every libFuzzer target (tests/fuzz/) for a bounded
+	# time, after replaying the inputs of crashes found earlier.
+	banner "fuzzing (tests/fuzz/run.sh --seconds ${TRESOR_FUZZ_SECONDS:-15})"
+	if timeout --kill-after=30 300 bash tests/fuzz/run.sh \
+		--seconds "${TRESOR_FUZZ_SECONDS:-15}" </dev/null; then
+		ok "fuzz"
+	else
+		bad "fuzz"
+	fi
 
 	banner "benchmark smoke run (tests/bench/bench_store.sh --smoke)"
 	if TRESOR_BIN="$REPO/build/tresor" timeout --kill-after=30 600 \

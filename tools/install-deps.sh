@@ -15,6 +15,7 @@ PACKAGES=(
 	restic borgbackup
 	awscli
 	openssh-server openssh-client apache2 apache2-utils openssl curl
+	clang libclang-rt-14-dev llvm
 )
 
 # Node (the S3 test server) may come from another source that ships npm
