@@ -73,11 +73,17 @@ static int check_name(const char *name)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct vfs *v = userdata;
 	conn->max_write = 1 << 20;
 	conn->max_readahead = 1 << 20;
-	if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+	/* The kernel's write-back cache is off unless asked for: with it, a
+	 * write() reaches us later and page by page, so a snapshot could
+	 * hold half of a write and times we did not see; without it, every
+	 * write() has reached us when it returns. */
+	if (v->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else
+		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
@@ -1043,7 +1049,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 	fuse_opt_add_arg(&args, "default_permissions");
 	fuse_opt_add_arg(&args, "-o");
 	fuse_opt_add_arg(&args, fsname);
-	int list_snapshots = 0, mt = 0, workers = 2;
+	int list_snapshots = 0, mt = 0, workers = 2, writeback = 0;
 	if (opts && *opts) {
 		/* Our own options stay here; the rest go to FUSE. */
 		char *copy = strdup(opts), *save = NULL;
@@ -1056,6 +1062,10 @@ int vfs_mount_main(struct store *st, const char *volume,
 			}
 			if (!strcmp(o, "mt")) {
 				mt = 1;
+				continue;
+			}
+			if (!strcmp(o, "writeback")) {
+				writeback = 1;
 				continue;
 			}
 			if (!strncmp(o, "workers=", 8)) {
@@ -1085,6 +1095,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 	}
 	v.list_snapshots = list_snapshots;
 	v.nworkers_wanted = workers;
+	v.writeback = writeback;
 	v.mountpoint = realpath(mountpoint, NULL);
 	err = -EIO;
 	struct fuse_session *se = fuse_session_new(&args, &vfs_ops,

@@ -110,6 +110,8 @@ static int trash_pack(struct store *st, int64_t pack)
  * Inside the caller's transaction. */
 static int rewrite_pack(struct store *st, int64_t pack)
 {
+	uint8_t newname[PACK_NAME_LEN];
+	int have_new = 0;
 	struct chunk_loc *cs = NULL;
 	size_t n = 0;
 	uint8_t name[PACK_NAME_LEN];
@@ -124,6 +126,12 @@ static int rewrite_pack(struct store *st, int64_t pack)
 	for (size_t i = 0; i < n && !err; i++) {
 		if (cs[i].refs == 0)
 			continue;
+		if (!st->pw) {
+			err = store_new_gc_pack(st, newname);
+			if (err)
+				break;
+			have_new = 1;
+		}
 		uint8_t *nb = realloc(buf, cs[i].e.slen);
 		if (!nb) {
 			err = -ENOMEM;
@@ -144,6 +152,16 @@ static int rewrite_pack(struct store *st, int64_t pack)
 	/* The moved records must be durable before the index names them. */
 	if (!err)
 		err = store_finish_current_pack(st);
+	if (!err && have_new) {
+		sqlite3_stmt *del;
+		if (sqlite3_prepare_v2(index_db(st->ix), "DELETE FROM pack_trash WHERE name = ?1",
+				       -1, &del, NULL) != SQLITE_OK)
+			return -EIO;
+		sqlite3_bind_blob(del, 1, newname, PACK_NAME_LEN, SQLITE_STATIC);
+		if (sqlite3_step(del) != SQLITE_DONE)
+			err = -EIO;
+		sqlite3_finalize(del);
+	}
 	if (!err)
 		err = trash_pack(st, pack);
 	return err;

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "store.h"
 #include "util.h"
 
@@ -460,12 +462,47 @@ int store_chunk_lookup(struct store *st, const uint8_t id[CHUNK_ID_LEN],
 }
 
 /* Start a new pack: random name, file, index row. */
+static int store_new_pack_named(struct store *st,
+				const uint8_t name[PACK_NAME_LEN]);
+
+/* Start a new pack with a random name. */
 static int store_new_pack(struct store *st)
 {
 	uint8_t name[PACK_NAME_LEN];
 	int err = random_bytes(name, sizeof(name));
+	return err ? err : store_new_pack_named(st, name);
+}
+
+int store_new_gc_pack(struct store *st, uint8_t name[PACK_NAME_LEN])
+{
+	int err = random_bytes(name, PACK_NAME_LEN);
 	if (err)
 		return err;
+	/* The intent first, committed: if we die before the rewrite
+	 * commits, the next GC removes the file through pack_trash. */
+	sqlite3 *db = index_db(st->ix);
+	sqlite3_stmt *ins;
+	err = index_begin(st->ix);
+	if (!err && sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO pack_trash(name, time,"
+				       " local_done) VALUES (?1, 0, 0)", -1, &ins, NULL) == SQLITE_OK) {
+		sqlite3_bind_blob(ins, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
+		if (sqlite3_step(ins) != SQLITE_DONE)
+			err = -EIO;
+		sqlite3_finalize(ins);
+	} else if (!err) {
+		err = -EIO;
+	}
+	if (!err)
+		err = index_commit(st->ix);
+	if (!err)
+		err = index_begin(st->ix);
+	return err ? err : store_new_pack_named(st, name);
+}
+
+static int store_new_pack_named(struct store *st,
+				const uint8_t name[PACK_NAME_LEN])
+{
+	int err = 0;
 	char *path = store_pack_path(st, name);
 	if (!path)
 		return -ENOMEM;

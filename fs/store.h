@@ -143,6 +143,12 @@ int store_read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
  * chunk's row there (the GC moving live chunks out of a pack). */
 int store_chunk_move(struct store *st, const struct sealed_chunk *sc,
 		     int64_t rowid);
+/* Start the pack a GC rewrite copies into, recording it in pack_trash
+ * (committed) first so a crash before the rewrite commits leaves no stray
+ * file; the caller removes that row in the rewrite's transaction.  Leaves
+ * a write transaction open. */
+int store_new_gc_pack(struct store *st, uint8_t name[PACK_NAME_LEN]);
+
 /* Finish the pack being written now (fsync, footer) and say so in the
  * index: before an index commit that must not run ahead of it. */
 int store_finish_current_pack(struct store *st);

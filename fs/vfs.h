@@ -59,6 +59,7 @@ struct vfs {
 	int commit_errors;
 	char *mountpoint;		/* for syncfs before a snapshot */
 	int list_snapshots;		/* readdir of / shows .snapshots */
+	int writeback;			/* -o writeback: kernel write-back cache */
 	pthread_mutex_t snap_lock;	/* one snapshot at a time */
 	struct control *control;
 	/* chunk pipeline (pipeline.c), under lock */

@@ -272,8 +272,13 @@ int cmd_restore(struct opts *o)
 		err = index_snapshot_list(r.st->ix, r.vi.id, &all, &n);
 		if (!err && !n)
 			err = -ENOENT;
-		if (!err)
-			si = all[n - 1];
+		if (!err) {
+			size_t best = 0;	/* the newest by time */
+			for (size_t i = 1; i < n; i++)
+				if (all[i].time >= all[best].time)
+					best = i;
+			si = all[best];
+		}
 		free(all);
 	} else {
 		err = index_snapshot_find(r.st->ix, r.vi.id, o->pos[2], &si);

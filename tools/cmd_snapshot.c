@@ -39,6 +39,14 @@ static int parse_time(const char *s, int64_t *ns)
 			return -EINVAL;
 		p = q;
 	}
+	/* strptime takes 2025-02-30; mktime would make it March 2nd. */
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y = tm.tm_year + 1900;
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+	    tm.tm_mday > mdays[tm.tm_mon] || (tm.tm_mon == 1 && !leap && tm.tm_mday > 28) ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return -EINVAL;
 	time_t t;
 	if (*p == 0) {
 		tm.tm_isdst = -1;
@@ -94,8 +102,14 @@ static void find_snapshot(struct index *ix, const char *dir,
 		struct snapshot_info *all;
 		size_t n;
 		err = index_snapshot_list(ix, vi->id, &all, &n);
-		if (!err && n)
-			*si = all[n - 1];
+		if (!err && n) {
+			/* The newest by time: imports can be older than others. */
+			size_t best = 0;
+			for (size_t i = 1; i < n; i++)
+				if (all[i].time >= all[best].time)
+					best = i;
+			*si = all[best];
+		}
 		else if (!err)
 			err = -ENOENT;
 		if (!err || err == -ENOENT)
@@ -191,7 +205,20 @@ static int snapshot_list(struct opts *o)
 	else
 		printf("%-16s %-25s %6s %16s %8s %16s\n", "NAME", "TIME", "PINNED",
 		       "LOGICAL", "FILES", "ONLY-IN-IT");
-	for (size_t i = 0; i < n; i++) {
+	/* s is in epoch order (what "only in it" needs); show by time. */
+	size_t *order = malloc((n ? n : 1) * sizeof(*order));
+	if (!order)
+		die(1, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && s[order[j - 1]].time > s[order[j]].time; j--) {
+			size_t tmp = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = tmp;
+		}
+	for (size_t oi = 0; oi < n; oi++) {
+		size_t i = order[oi];
 		uint64_t bytes = 0, files = 0, excl = 0;
 		int64_t prev = i ? s[i - 1].epoch : 0;
 		int64_t next = i + 1 < n ? s[i + 1].epoch : EPOCH_ALIVE - 1;
@@ -204,7 +231,7 @@ static int snapshot_list(struct opts *o)
 		char when[64];
 		format_time(s[i].time, when, sizeof(when));
 		if (o->json) {
-			printf("%s{\"name\":", i ? "," : "");
+			printf("%s{\"name\":", oi ? "," : "");
 			json_str(s[i].name);
 			printf(",\"time\":\"%s\",\"time_ns\":%lld,\"pinned\":%s,"
 			       "\"logical_bytes\":%llu,\"files\":%llu,\"exclusive_bytes\":%llu}",
@@ -219,6 +246,7 @@ static int snapshot_list(struct opts *o)
 	}
 	if (o->json)
 		printf("]\n");
+	free(order);
 	free(s);
 	index_close(ix);
 	return 0;
