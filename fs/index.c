@@ -1439,3 +1439,24 @@ int index_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
 			0, reclaimable, NULL, NULL);
 	return err;
 }
+
+int index_dentry_names(struct index *ix, int64_t vol, int64_t view,
+		       uint64_t ino, dentry_cb cb, void *arg)
+{
+	sqlite3_stmt *st = q(ix,
+		"SELECT name, parent FROM dentry WHERE vol = ?1 AND ino = ?2"
+		" AND +birth <= ?3 AND +death > ?3 ORDER BY parent, name");
+	if (!st)
+		return -EIO;
+	int64_t args[] = { vol, (int64_t)ino, view };
+	bind_i64s(st, 3, args);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int r = cb(arg, col_text(st, 0), sqlite3_column_int64(st, 1), 0);
+		if (r) {
+			sqlite3_reset(st);
+			return r;
+		}
+	}
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}

@@ -208,6 +208,9 @@ int index_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
 /* One directory entry naming ino in view (its first by parent, name). */
 int index_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    uint64_t *parent, char *name, size_t size);
+/* Every entry naming ino in view: cb(arg, name, parent, 0). */
+int index_dentry_names(struct index *ix, int64_t vol, int64_t view,
+		       uint64_t ino, dentry_cb cb, void *arg);
 /* Inodes with any row born or ended in epochs (from, to]. */
 int index_changed_inodes(struct index *ix, int64_t vol, int64_t from,
 			 int64_t to, uint64_t **inos, size_t *n);

@@ -276,7 +276,8 @@ static int snapshot_pin(struct opts *o, int pin)
 	return 0;
 }
 
-/* The path of ino in view (first link), or NULL if not visible. */
+/* The path of directory or file ino in view through its first link, or
+ * NULL if not visible. */
 static char *path_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino)
 {
 	char *path = strdup("");
@@ -297,6 +298,61 @@ static char *path_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino)
 		ino = parent;
 	}
 	return path;
+}
+
+/* Every path of ino in a view: one per hard link. */
+struct paths {
+	struct index *ix;
+	int64_t vol, view;
+	char **p;
+	size_t n;
+};
+
+static int add_path(void *arg, const char *name, uint64_t parent, uint32_t mode)
+{
+	(void)mode;
+	struct paths *ps = arg;
+	char *dir = path_of(ps->ix, ps->vol, ps->view, parent);
+	if (!dir)
+		return 0;
+	char *full = NULL;
+	if (asprintf(&full, "%s%s%s", dir, *dir ? "/" : "", name) > 0) {
+		char **np = realloc(ps->p, (ps->n + 1) * sizeof(*np));
+		if (np) {
+			ps->p = np;
+			ps->p[ps->n++] = full;
+		} else {
+			free(full);
+		}
+	}
+	free(dir);
+	return 0;
+}
+
+static void paths_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		     struct paths *ps)
+{
+	ps->ix = ix;
+	ps->vol = vol;
+	ps->view = view;
+	ps->p = NULL;
+	ps->n = 0;
+	index_dentry_names(ix, vol, view, ino, add_path, ps);
+}
+
+static int in_paths(const struct paths *ps, const char *p)
+{
+	for (size_t i = 0; i < ps->n; i++)
+		if (!strcmp(ps->p[i], p))
+			return 1;
+	return 0;
+}
+
+static void paths_free(struct paths *ps)
+{
+	for (size_t i = 0; i < ps->n; i++)
+		free(ps->p[i]);
+	free(ps->p);
 }
 
 /* 1 if ino's content or metadata differ between views a and b. */
@@ -346,38 +402,46 @@ static int snapshot_diff(struct opts *o)
 		die(1, "cannot compare snapshots: %s", strerror(-err));
 	char **lines = calloc(n ? 2 * n : 1, sizeof(*lines));
 	size_t nl = 0;
+	size_t cap = n ? 2 * n : 1;
 	for (size_t i = 0; i < n; i++) {
 		struct inode_attr x, y;
 		int ina = !index_inode_get(ix, vi.id, a, inos[i], &x);
 		int inb = !index_inode_get(ix, vi.id, b, inos[i], &y);
-		char *pa = ina ? path_of(ix, vi.id, a, inos[i]) : NULL;
-		char *pb = inb ? path_of(ix, vi.id, b, inos[i]) : NULL;
-		if (pa && !*pa) {	/* the root: never added or removed */
-			free(pa);
-			free(pb);
+		if (inos[i] == ROOT_INO)
 			continue;
+		struct paths pa = { 0 }, pb = { 0 };
+		if (ina)
+			paths_of(ix, vi.id, a, inos[i], &pa);
+		if (inb)
+			paths_of(ix, vi.id, b, inos[i], &pb);
+		int changed = ina && inb && !S_ISDIR(x.mode) &&
+			      inode_differs(ix, vi.id, a, b, inos[i], &x, &y);
+		/* Every name: gone ones, new ones, and changed content under
+		 * the names it kept (a hard link has several). */
+		for (size_t k = 0; k < pa.n + pb.n; k++) {
+			const char *p = k < pa.n ? pa.p[k] : pb.p[k - pa.n];
+			char kind = 0;
+			if (k < pa.n && !in_paths(&pb, p))
+				kind = '-';
+			else if (k >= pa.n && !in_paths(&pa, p))
+				kind = '+';
+			else if (k >= pa.n && changed)
+				kind = 'M';
+			if (!kind)
+				continue;
+			if (nl == cap) {
+				cap *= 2;
+				char **nlines = realloc(lines, cap * sizeof(*lines));
+				if (!nlines)
+					break;
+				lines = nlines;
+			}
+			char *l = NULL;
+			if (asprintf(&l, "%c %s", kind, p) > 0)
+				lines[nl++] = l;
 		}
-		char *l = NULL;
-		if (pa && pb && strcmp(pa, pb)) {
-			/* Moved: removed there, added here. */
-			if (asprintf(&l, "- %s", pa) > 0)
-				lines[nl++] = l;
-			if (asprintf(&l, "+ %s", pb) > 0)
-				lines[nl++] = l;
-		} else if (pa && pb) {
-			if (!S_ISDIR(x.mode) &&
-			    inode_differs(ix, vi.id, a, b, inos[i], &x, &y) &&
-			    asprintf(&l, "M %s", pb) > 0)
-				lines[nl++] = l;
-		} else if (pb) {
-			if (asprintf(&l, "+ %s", pb) > 0)
-				lines[nl++] = l;
-		} else if (pa) {
-			if (asprintf(&l, "- %s", pa) > 0)
-				lines[nl++] = l;
-		}
-		free(pa);
-		free(pb);
+		paths_free(&pa);
+		paths_free(&pb);
 	}
 	qsort(lines, nl, sizeof(*lines), path_cmp);
 	if (o->json)
