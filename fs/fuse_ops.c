@@ -226,6 +226,27 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
 		fuse_reply_attr(req, &out, TIMEOUT);
 }
 
+/*
+ * How the kernel should treat an open file.  An appending handle (logs,
+ * journals) goes direct, without the page cache: the kernel then hands
+ * each write() to us whole (up to 1 MiB), where through the page cache it
+ * splits a write at a page it has not read, and a snapshot could catch
+ * half a record.  Other handles keep the page cache, since a direct
+ * handle cannot be mmap'ed with shared writes (SQLite's -shm needs that)
+ * through this libfuse.  Pages are not kept across opens, as a direct
+ * writer may have changed the file behind them.
+ */
+static void open_flags(struct vfs *v, struct fuse_file_info *fi)
+{
+	if (v->writeback) {
+		fi->keep_cache = 1;
+		return;
+	}
+	if ((fi->flags & O_APPEND) && (fi->flags & O_ACCMODE) != O_RDONLY)
+		fi->direct_io = 1;
+	fi->keep_cache = 0;
+}
+
 /* Create an inode of the given mode under parent/name and reply with its
  * entry.  data (len bytes) becomes its content (the target of a symlink). */
 static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -297,7 +318,7 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	if (!err && fi) {
 		n->nopen++;
-		fi->keep_cache = 1;
+		open_flags(v, fi);
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof(e));
 		e.ino = n->ino;
@@ -611,7 +632,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			return;
 		}
 	}
-	fi->keep_cache = 1;
+	open_flags(v, fi);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		pthread_mutex_lock(&v->lock);
 		node_release(v, n);
