@@ -37,7 +37,9 @@ void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,
 	sb->st_rdev = a->rdev;
 	sb->st_blksize = 128 << 10;
 	sb->st_blocks = (a->size + 511) / 512;
-	if (S_ISREG(a->mode)) {
+	/* Holes only matter in big files; a query per stat of every small
+	 * file would cost more than it tells. */
+	if (S_ISREG(a->mode) && a->size > (4u << 20)) {
 		int64_t b = index_extent_bytes(v->st->ix, v->vol.id, view,
 					       a->ino);
 		if (b >= 0 && (uint64_t)b < a->size)
@@ -213,8 +215,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
 			a->ctime = sb->st_ctim.tv_sec * 1000000000LL + sb->st_ctim.tv_nsec;
 		else
 			a->ctime = now;
-		n->attr_dirty = 1;
-		err = node_persist(v, n);
+		n->attr_dirty = 1;	/* persisted at the next commit */
 	}
 	struct stat out;
 	if (!err)
@@ -307,8 +308,7 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 			p->attr.nlink++;
 		if (!err) {
 			p->attr.mtime = p->attr.ctime = now;
-			p->attr_dirty = 1;
-			err = node_persist(v, p);
+			p->attr_dirty = 1;	/* persisted at the next commit */
 		}
 		if (!err) {
 			n = node_new(v, &a);
@@ -428,9 +428,9 @@ static int remove_entry(struct vfs *v, fuse_ino_t parent, const char *name,
 	n->attr.ctime = now;
 	p->attr.mtime = p->attr.ctime = now;
 	n->attr_dirty = p->attr_dirty = 1;
-	err = node_persist(v, p);
-	if (!err)
-		err = node_persist(v, n);
+	/* The parent is persisted at the next commit; the inode now, since
+	 * its last link may be gone. */
+	err = node_persist(v, n);
 	if (!err && n->attr.nlink == 0) {
 		/* Ended when the last holder lets go (now, if none). */
 		err = index_orphan_add(v->st->ix, v->vol.id, ino);
@@ -531,11 +531,7 @@ static int do_rename(struct vfs *v, fuse_ino_t parent, const char *name,
 	op->attr.mtime = op->attr.ctime = now;
 	np->attr.mtime = np->attr.ctime = now;
 	n->attr_dirty = op->attr_dirty = np->attr_dirty = 1;
-	err = node_persist(v, n);
-	if (!err)
-		err = node_persist(v, op);
-	if (!err && np != op)
-		err = node_persist(v, np);
+	/* All three are persisted at the next commit (attr_dirty). */
 	return err;
 }
 
@@ -588,9 +584,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		n->attr.ctime = now;
 		p->attr.mtime = p->attr.ctime = now;
 		n->attr_dirty = p->attr_dirty = 1;
-		err = node_persist(v, n);
-		if (!err)
-			err = node_persist(v, p);
+		/* Both are persisted at the next commit (attr_dirty). */
 	}
 	if (!err)
 		reply_entry(req, v, n);
@@ -938,8 +932,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 					      ino, name, value, size);
 		if (!err) {
 			n->attr.ctime = vfs_now();
-			n->attr_dirty = 1;
-			err = node_persist(v, n);
+			n->attr_dirty = 1;	/* persisted at the next commit */
 		}
 	}
 	pthread_mutex_unlock(&v->lock);
@@ -1011,8 +1004,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 					 name);
 	if (n && !err) {
 		n->attr.ctime = vfs_now();
-		n->attr_dirty = 1;
-		err = node_persist(v, n);
+		n->attr_dirty = 1;	/* persisted at the next commit */
 	}
 	pthread_mutex_unlock(&v->lock);
 	fuse_reply_err(req, -err);

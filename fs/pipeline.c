@@ -22,6 +22,7 @@
 #include "vfs.h"
 
 #define PIPE_LIMIT (64u << 20)	/* bytes queued before writers wait */
+#define PIPE_INLINE_MAX (128u << 10)	/* stored in the caller's thread */
 
 enum { P_QUEUED, P_READY, P_DONE };
 
@@ -235,7 +236,12 @@ int pipeline_queue(struct vfs *v, struct node *n, const uint8_t *data,
 		n->phead = p;
 	n->ptail = p;
 	v->inflight += len;
-	if (v->nworkers) {
+	/* A small chunk with nothing queued before it (a small file being
+	 * closed) is cheaper stored here than handed to a worker and waited
+	 * for: the hand-off costs two thread wake-ups. */
+	int inline_small = len <= PIPE_INLINE_MAX && n->phead == p &&
+			   !v->pipe_head;
+	if (v->nworkers && !inline_small) {
 		if (v->pipe_tail)
 			v->pipe_tail->qnext = p;
 		else
@@ -243,7 +249,7 @@ int pipeline_queue(struct vfs *v, struct node *n, const uint8_t *data,
 		v->pipe_tail = p;
 		pthread_cond_signal(&v->pipe_work);
 	} else {
-		/* No workers (read-only or failed start): store inline. */
+		/* Small, or no workers (read-only, failed start): inline. */
 		pthread_mutex_unlock(&v->lock);
 		prepare(v, p);
 		pthread_mutex_lock(&v->lock);
