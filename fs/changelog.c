@@ -113,7 +113,7 @@ struct out {
 
 static void put(struct out *o, const void *p, size_t n)
 {
-	if (o->err)
+	if (o->err || n == 0)
 		return;
 	if (o->len + n > o->cap) {
 		size_t cap = o->cap ? o->cap * 2 : 4096;

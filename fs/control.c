@@ -79,7 +79,7 @@ static void serve(struct control *c, int fd)
 		pthread_mutex_lock(&v->lock);
 		int err = store_finish_current_pack(v->st);
 		if (!err)
-			err = store_commit(v->st);
+			err = vfs_commit(v);	/* with deferred attributes */
 		if (err) {
 			pthread_mutex_unlock(&v->lock);
 			dprintf(fd, "error %d %s\n", -err, strerror(-err));

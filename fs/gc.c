@@ -108,7 +108,17 @@ static int trash_pack(struct store *st, int64_t pack)
 /* Copy the live chunks of pack into a new pack (sealed bytes as they are:
  * a record does not depend on the pack it is in), then trash the old one.
  * Inside the caller's transaction. */
-static int rewrite_pack(struct store *st, int64_t pack)
+/* Bytes a pack file takes on disk (its padding is a hole), or 0. */
+static uint64_t pack_disk_bytes(struct store *st, const uint8_t name[PACK_NAME_LEN])
+{
+	char *path = store_pack_path(st, name);
+	struct stat sb;
+	uint64_t b = path && !stat(path, &sb) ? (uint64_t)sb.st_blocks * 512 : 0;
+	free(path);
+	return b;
+}
+
+static int rewrite_pack(struct store *st, int64_t pack, uint64_t *newbytes)
 {
 	uint8_t newname[PACK_NAME_LEN];
 	int have_new = 0;
@@ -152,6 +162,8 @@ static int rewrite_pack(struct store *st, int64_t pack)
 	/* The moved records must be durable before the index names them. */
 	if (!err)
 		err = store_finish_current_pack(st);
+	if (!err && have_new)
+		*newbytes = pack_disk_bytes(st, newname);
 	if (!err && have_new) {
 		sqlite3_stmt *del;
 		if (sqlite3_prepare_v2(index_db(st->ix), "DELETE FROM pack_trash WHERE name = ?1",
@@ -234,9 +246,13 @@ int store_gc(struct store *st, struct gc_result *res)
 		}
 		if (!err && live < 0)
 			err = -EIO;
+		uint8_t oldname[PACK_NAME_LEN];
+		uint64_t before = 0, after = 0;
+		if (!err && !index_pack_name(st->ix, packs[i], oldname))
+			before = pack_disk_bytes(st, oldname);
 		if (!err)
 			err = live == 0 ? trash_pack(st, packs[i])
-					: rewrite_pack(st, packs[i]);
+					: rewrite_pack(st, packs[i], &after);
 		if (!err)
 			err = store_commit(st);
 		if (err) {
@@ -244,7 +260,10 @@ int store_gc(struct store *st, struct gc_result *res)
 			break;
 		}
 		res->chunks_freed += cnt[i];
-		res->bytes_freed += live == 0 ? size[i] : dead[i];
+		/* What the disk gives back: the old file less the new one. */
+		res->bytes_freed += before > after ? before - after : 0;
+		(void)size;
+		(void)dead;
 		if (live == 0)
 			res->packs_deleted++;
 		else

@@ -288,6 +288,12 @@ static int footer_write(int fd, uint64_t off, const uint8_t name[PACK_NAME_LEN],
 	if (ret)
 		goto out;
 
+	/* Round the file up to a multiple of PACK_PAD with a hole before
+	 * the footer, so that a pack holding one small file does not tell
+	 * that file's size to whoever sees the pack (offsite). */
+	uint64_t total = off + slen + sizeof(trailer);
+	off += (PACK_PAD - total % PACK_PAD) % PACK_PAD;
+
 	put_le64(trailer, off);
 	put_le32(trailer + 8, (uint32_t)slen);
 	memcpy(trailer + 12, PACK_TRAILER_MAGIC, 4);

@@ -20,6 +20,7 @@
 #define PACK_HEADER_LEN 16
 #define PACK_TRAILER_LEN 16
 #define PACK_VERSION 1
+#define PACK_PAD (256u << 10)	/* finished packs are a multiple of this */
 
 #define CHUNK_F_ZSTD 0x01	/* payload is zstd-compressed */
 

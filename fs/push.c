@@ -404,6 +404,16 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 
 /* ---- recovery ---- */
 
+static int find_max_meta(void *arg, const char *key, uint64_t size)
+{
+	(void)size;
+	uint64_t *max = arg;
+	unsigned long long v;
+	if (sscanf(key, "meta/%16llx", &v) == 1 && v > *max)
+		*max = v;
+	return 0;
+}
+
 static int get_whole(struct remote *r, const char *key, uint8_t **buf,
 		     size_t *len)
 {
@@ -475,6 +485,8 @@ int recover_run(struct remote *r, const char *url,
 		}
 		if (!err)
 			err = open_delta(&keys, n, buf, len, &d, &dl);
+		if (err)
+			snprintf(res->failed, sizeof(res->failed), "%s", key);
 		free(buf);
 		if (!err)
 			err = index_begin(ix);
@@ -487,8 +499,20 @@ int recover_run(struct remote *r, const char *url,
 		free(d);
 		res->deltas++;
 	}
-	if (!err && res->deltas == 0)
-		err = -EBADMSG;	/* a marker and a key but no metadata */
+	if (!err && res->deltas == 0) {
+		snprintf(res->failed, sizeof(res->failed), "meta/%016llx", 1ull);
+		err = -ENODATA;	/* a marker and a key but no metadata */
+	}
+	/* Deltas are read until one is missing; a later one existing means
+	 * a gap (deleted or lost), not the end: refuse to roll back. */
+	if (!err) {
+		uint64_t max = 0;
+		err = remote_list(r, "meta/", find_max_meta, &max);
+		if (!err && max >= n) {
+			meta_key(n, res->failed, sizeof(res->failed));
+			err = -ENODATA;
+		}
+	}
 	/* The packs the index names, verified against their footers. */
 	sqlite3_stmt *q = NULL;
 	if (!err && sqlite3_prepare_v2(index_db(ix), "SELECT name, size FROM pack"
@@ -507,16 +531,31 @@ int recover_run(struct remote *r, const char *url,
 		if (!stat(path, &sb) && sb.st_size == size)
 			continue;	/* fetched by an earlier run */
 		err = get_whole(r, key, &buf, &len);
+		if (err == -ENOENT)
+			err = -ENODATA;
 		if (!err && (int64_t)len != size)
 			err = -EBADMSG;
 		if (!err)
 			err = write_file_atomic(path, buf, len, 0600);
-		free(buf);
 		struct pack_entry *es = NULL;
-		size_t ne;
+		size_t ne = 0;
 		if (!err)
 			err = pack_read_footer(path, name, &keys, &es, &ne);
+		/* Every record must open: a pack is not taken on its footer's
+		 * word (AES-GCM runs at GB/s, the download is the cost). */
+		for (size_t k = 0; k < ne && !err; k++) {
+			uint8_t *raw = malloc(es[k].rlen ? es[k].rlen : 1);
+			if (!raw || es[k].off + es[k].slen > len)
+				err = raw ? -EBADMSG : -ENOMEM;
+			else
+				err = chunk_open(&keys, es[k].id, buf + es[k].off,
+						 es[k].slen, es[k].flags, raw, es[k].rlen);
+			free(raw);
+		}
+		free(buf);
 		free(es);
+		if (err)
+			snprintf(res->failed, sizeof(res->failed), "%s", key);
 		if (err == -EBADMSG)
 			unlink(path);
 		if (!err) {
@@ -539,6 +578,12 @@ int recover_run(struct remote *r, const char *url,
 			err = remote_cfg_add(ix, &c);
 		if (err == -EEXIST)
 			err = 0;
+		/* origin holds every pack we just fetched. */
+		if (!err && sqlite3_exec(index_db(ix),
+			"INSERT OR IGNORE INTO remote_pack(remote, name) SELECT r.id, p.name"
+			" FROM remote r, pack p WHERE r.name = 'origin' AND p.state = 1",
+			NULL, NULL, NULL) != SQLITE_OK)
+			err = -EIO;
 		if (!err)
 			err = index_commit(ix);
 	}

@@ -59,10 +59,12 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
  * every delta in order, every pack (verified).  Built in DIR.recover and
  * renamed into place at the end; a rerun resumes (packs already there are
  * kept).  -ENOENT: not a tresor repository; -EPROTONOSUPPORT: newer;
- * -EKEYREJECTED: wrong passphrase; -EBADMSG: a damaged object.
+ * -EKEYREJECTED: wrong passphrase; -EBADMSG: a damaged object; -ENODATA:
+ * a missing object (res->failed names it in both cases).
  */
 struct recover_result {
 	uint64_t deltas, packs, bytes;
+	char failed[160];	/* the object that was missing or damaged */
 };
 int recover_run(struct remote *r, const char *url,
 		const struct remote_options *opt, const char *dir,

@@ -178,14 +178,17 @@ int cmd_push(struct opts *o)
 	struct push_result res;
 	err = push_run(st, &c, r, thaw_all, &fz, &res);
 	thaw_all(&fz);
-	if (err == -EBUSY)
-		die(1, "store %s: a volume is being written by a daemon that did not answer; retry", dir);
-	if (err)
-		die(1, "push of store %s to %s failed: %s; rerun to resume",
-		    dir, remote_name(r), *remote_error(r) ? remote_error(r) : strerror(-err));
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
+	char name[520];
+	snprintf(name, sizeof(name), "%s", remote_name(r));
 	remote_close(r);
 	store_close(st);
 	curl_global_cleanup();
+	if (err == -EBUSY)
+		die(1, "store %s: a volume is being written by a daemon that did not answer; retry", dir);
+	if (err)
+		die(1, "push of store %s to %s failed: %s; rerun to resume", dir, name, msg);
 	if (o->json)
 		printf("{\"remote\":\"%s\",\"packs\":%llu,\"pack_bytes\":%llu,\"meta_bytes\":%llu,"
 		       "\"records\":%llu}\n", c.name, (unsigned long long)res.packs,
@@ -214,7 +217,10 @@ int cmd_recover(struct opts *o)
 	struct recover_result res;
 	int err = recover_run(r, url, &ro, dir, pass, strlen(pass), &res);
 	free_passphrase(pass);
-	const char *msg = *remote_error(r) ? remote_error(r) : strerror(-err);
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
+	remote_close(r);
+	curl_global_cleanup();
 	switch (err) {
 	case 0:
 		break;
@@ -225,13 +231,14 @@ int cmd_recover(struct opts *o)
 	case -EKEYREJECTED:
 		die(1, "wrong passphrase for the repository at %s", url);
 	case -EBADMSG:
-		die(1, "%s: an object is damaged or was tampered with (it fails authentication); nothing was installed at %s",
-		    url, dir);
+		die(1, "%s: object %s is damaged or was tampered with (it fails authentication); nothing was installed at %s",
+		    url, *res.failed ? res.failed : "?", dir);
+	case -ENODATA:
+		die(1, "%s: object %s is missing; the repository is incomplete, nothing was installed at %s",
+		    url, res.failed, dir);
 	default:
 		die(1, "recovery from %s failed: %s; rerun to resume", url, msg);
 	}
-	remote_close(r);
-	curl_global_cleanup();
 	printf("recovered %s from %s: %llu metadata object(s), %llu pack(s), %llu bytes\n",
 	       dir, url, (unsigned long long)res.deltas, (unsigned long long)res.packs,
 	       (unsigned long long)res.bytes);

@@ -23,6 +23,13 @@
 #define MIB (1u << 20)
 #define NCHUNKS 12
 
+/* A finished pack's size: records, footer and trailer, rounded up to
+ * PACK_PAD with a hole before the footer (docs/FORMAT.md 8.3a). */
+static uint64_t padded(uint64_t total)
+{
+	return (total + PACK_PAD - 1) / PACK_PAD * PACK_PAD;
+}
+
 static char tmpdir[] = "/tmp/tresor-test-pack-XXXXXX";
 static struct store_keys keys;
 
@@ -359,7 +366,9 @@ static void test_pack_roundtrip(struct tchunk *c)
 	check_records(p, e, n, c);
 	free(e);
 
-	/* the footer sits right after the records, the trailer at the end */
+	/* the footer after the records and the padding, the trailer at the end */
+	uint64_t flen = 4 + 49 * NCHUNKS + SEAL_OVERHEAD;
+	uint64_t fo = padded(expect + flen + 16) - flen - 16;
 	{
 		uint8_t t[PACK_TRAILER_LEN], h[PACK_HEADER_LEN];
 		uint64_t size = file_size(p);
@@ -371,9 +380,10 @@ static void test_pack_roundtrip(struct tchunk *c)
 		CHECK_EQ(get_le32(h + 12), 0);
 		CHECK_EQ(pread_full(fd, t, sizeof(t), (off_t)size - 16), 0);
 		CHECK(!memcmp(t + 12, "TPKE", 4));
-		CHECK_EQ(get_le64(t), expect);
-		CHECK_EQ(get_le32(t + 8), 4 + 49 * NCHUNKS + SEAL_OVERHEAD);
-		CHECK_EQ(size, expect + get_le32(t + 8) + 16);
+		CHECK_EQ(get_le64(t), fo);
+		CHECK_EQ(get_le32(t + 8), flen);
+		CHECK_EQ(size, fo + get_le32(t + 8) + 16);
+		CHECK_EQ(size % PACK_PAD, 0);
 		close(fd);
 	}
 
@@ -401,8 +411,8 @@ static void test_pack_roundtrip(struct tchunk *c)
 		uint64_t where[] = {
 			0,			/* header magic */
 			13,			/* header reserved */
-			expect,			/* footer nonce */
-			expect + 20,		/* footer ciphertext */
+			fo,			/* footer nonce */
+			fo + 20,		/* footer ciphertext */
 			size - 17,		/* footer tag */
 			size - 16,		/* trailer offset */
 			size - 8,		/* trailer length */
@@ -460,8 +470,8 @@ static void test_empty_pack(void)
 	CHECK_EQ(pack_read_footer(p, name, &keys, &e, &n), 0);
 	CHECK_EQ(n, 0);
 	free(e);
-	CHECK_EQ(file_size(p), PACK_HEADER_LEN + 4 + SEAL_OVERHEAD +
-		 PACK_TRAILER_LEN);
+	CHECK_EQ(file_size(p), padded(PACK_HEADER_LEN + 4 + SEAL_OVERHEAD +
+				      PACK_TRAILER_LEN));
 	unlink(p);
 }
 
@@ -506,7 +516,7 @@ static void test_orphan(struct tchunk *c)
 		CHECK_EQ(pack_finish_orphan(p, name, shuffled, 4, &keys), 0);
 	}
 	CHECK_EQ(pack_is_finished(p), 1);
-	CHECK_EQ(file_size(p), end + 4 + 4 * 49 + SEAL_OVERHEAD + 16);
+	CHECK_EQ(file_size(p), padded(end + 4 + 4 * 49 + SEAL_OVERHEAD + 16));
 	CHECK_EQ(pack_read_footer(p, name, &keys, &e, &n), 0);
 	CHECK_EQ(n, 4);
 	{
@@ -531,7 +541,7 @@ static void test_orphan(struct tchunk *c)
 	CHECK_EQ(pack_append(pw, &c[0].e, c[0].sealed), 0);
 	pack_abandon(pw);
 	CHECK_EQ(pack_finish_orphan(p, name, NULL, 0, &keys), 0);
-	CHECK_EQ(file_size(p), PACK_HEADER_LEN + 4 + SEAL_OVERHEAD + 16);
+	CHECK_EQ(file_size(p), padded(PACK_HEADER_LEN + 4 + SEAL_OVERHEAD + 16));
 	CHECK_EQ(pack_read_footer(p, name, &keys, &e, &n), 0);
 	CHECK_EQ(n, 0);
 	free(e);
