@@ -955,27 +955,45 @@ int index_pack_name(struct index *ix, int64_t rowid,
 	return bad ? -EUCLEAN : 0;
 }
 
+/* Step st to the end, collecting its first column into a malloc'd array
+ * (freed again on error).  The shape of every "list of ids" query. */
+static int collect_ints(sqlite3_stmt *st, int64_t **out, size_t *n)
+{
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			void *p = realloc(*out, cap * sizeof(**out));
+			if (!p) {
+				sqlite3_reset(st);
+				free(*out);
+				*out = NULL;
+				*n = 0;
+				return -ENOMEM;
+			}
+			*out = p;
+		}
+		(*out)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+		return sqerr(rc);
+	}
+	return 0;
+}
+
 int index_pack_list(struct index *ix, int state, int64_t **ids, size_t *n)
 {
 	sqlite3_stmt *st = q(ix, "SELECT id FROM pack WHERE state = ?1 ORDER BY id");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int(st, 1, state);
-	size_t cap = 0;
-	*ids = NULL;
-	*n = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			void *p = realloc(*ids, cap * sizeof(**ids));
-			if (!p)
-				return -ENOMEM;
-			*ids = p;
-		}
-		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
-	}
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+	return collect_ints(st, ids, n);
 }
 
 int index_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
@@ -1079,21 +1097,7 @@ int index_orphan_list(struct index *ix, int64_t vol, uint64_t **inos,
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
-	size_t cap = 0;
-	*inos = NULL;
-	*n = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			void *p = realloc(*inos, cap * sizeof(**inos));
-			if (!p)
-				return -ENOMEM;
-			*inos = p;
-		}
-		(*inos)[(*n)++] = sqlite3_column_int64(st, 0);
-	}
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+	return collect_ints(st, (int64_t **)inos, n);
 }
 
 int64_t index_extent_bytes(struct index *ix, int64_t vol, int64_t view,
@@ -1392,23 +1396,7 @@ int index_changed_inodes(struct index *ix, int64_t vol, int64_t from,
 		return -EIO;
 	int64_t args[] = { vol, from, to };
 	bind_i64s(st, 3, args);
-	size_t cap = 0;
-	*inos = NULL;
-	*n = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			void *p = realloc(*inos, cap * sizeof(**inos));
-			if (!p) {
-				sqlite3_reset(st);
-				return -ENOMEM;
-			}
-			*inos = p;
-		}
-		(*inos)[(*n)++] = sqlite3_column_int64(st, 0);
-	}
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+	return collect_ints(st, (int64_t **)inos, n);
 }
 
 int index_live_dedup(struct index *ix, uint64_t *mapped, uint64_t *unique)
