@@ -274,3 +274,45 @@ void json_str(const char *s)
 	putchar('"');
 }
 
+void find_volume(struct index *ix, const char *dir, const char *name,
+		 struct volume_info *vi)
+{
+	int err = index_volume_find(ix, name, vi);
+	if (err == -ENOENT)
+		die(1, "store %s has no volume '%s' (see 'tresor volume list %s')",
+		    dir, name, dir);
+	if (err)
+		die(1, "cannot read volume '%s' of store %s: %s", name, dir,
+		    strerror(-err));
+}
+
+void find_snapshot(struct index *ix, const char *dir,
+		   const struct volume_info *vi, const char *name,
+		   struct snapshot_info *si)
+{
+	int err;
+	if (!strcmp(name, "latest")) {
+		struct snapshot_info *all;
+		size_t n;
+		err = index_snapshot_list(ix, vi->id, &all, &n);
+		if (!err && n) {
+			/* The newest by time: imports can be older than others. */
+			size_t best = 0;
+			for (size_t i = 1; i < n; i++)
+				if (all[i].time >= all[best].time)
+					best = i;
+			*si = all[best];
+		} else if (!err) {
+			err = -ENOENT;
+		}
+		free(all);
+	} else {
+		err = index_snapshot_find(ix, vi->id, name, si);
+	}
+	if (err == -ENOENT)
+		die(1, "volume '%s' of store %s has no snapshot '%s' (see 'tresor snapshot list %s %s')",
+		    vi->name, dir, name, dir, vi->name);
+	if (err)
+		die(1, "cannot read snapshots of volume '%s' in %s: %s", vi->name,
+		    dir, strerror(-err));
+}

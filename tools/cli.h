@@ -46,6 +46,13 @@ void free_passphrase(char *p);
 struct store *open_store(const struct opts *o, const char *dir);
 /* Open only the index (commands that need no key), or exit. */
 struct index *open_index(const char *dir);
+/* The volume named name, or exit with a message naming the store. */
+void find_volume(struct index *ix, const char *dir, const char *name,
+		 struct volume_info *vi);
+/* The snapshot named name ("latest": the newest by time), or exit. */
+void find_snapshot(struct index *ix, const char *dir,
+		   const struct volume_info *vi, const char *name,
+		   struct snapshot_info *si);
 /* Print s as a JSON string. */
 void json_str(const char *s);
 

@@ -262,30 +262,9 @@ int cmd_restore(struct opts *o)
 	const char *dir = o->pos[0], *dest = o->pos[4];
 	struct restore r = { .dest = dest };
 	r.st = open_store(o, dir);
-	int err = index_volume_find(r.st->ix, o->pos[1], &r.vi);
-	if (err)
-		die(1, "store %s has no volume '%s'", dir, o->pos[1]);
+	find_volume(r.st->ix, dir, o->pos[1], &r.vi);
 	struct snapshot_info si;
-	if (!strcmp(o->pos[2], "latest")) {
-		struct snapshot_info *all;
-		size_t n;
-		err = index_snapshot_list(r.st->ix, r.vi.id, &all, &n);
-		if (!err && !n)
-			err = -ENOENT;
-		if (!err) {
-			size_t best = 0;	/* the newest by time */
-			for (size_t i = 1; i < n; i++)
-				if (all[i].time >= all[best].time)
-					best = i;
-			si = all[best];
-		}
-		free(all);
-	} else {
-		err = index_snapshot_find(r.st->ix, r.vi.id, o->pos[2], &si);
-	}
-	if (err)
-		die(1, "volume '%s' of store %s has no snapshot '%s'", r.vi.name,
-		    dir, o->pos[2]);
+	find_snapshot(r.st->ix, dir, &r.vi, o->pos[2], &si);
 	r.view = si.epoch;
 	/* Walk PATH down from the root, component by component. */
 	uint64_t ino = ROOT_INO;
