@@ -17,6 +17,7 @@
 
 #include "../fs/control.h"
 #include "../fs/push.h"
+#include "../fs/recover.h"
 #include "cli.h"
 
 /* Remote options from argv: --endpoint E --region R --path-style

@@ -1,0 +1,25 @@
+/*
+ * recover.h - rebuild a store from a remote and the passphrase alone.
+ */
+#ifndef TRESOR_RECOVER_H
+#define TRESOR_RECOVER_H
+
+#include "repo.h"
+
+/*
+ * Rebuild a store at dir from remote r with the passphrase: key file,
+ * every delta in order, every pack (verified).  Built in DIR.recover and
+ * renamed into place at the end; a rerun resumes (packs already there are
+ * kept).  -ENOENT: not a tresor repository; -EPROTONOSUPPORT: newer;
+ * -EKEYREJECTED: wrong passphrase; -EBADMSG: a damaged object; -ENODATA:
+ * a missing object (res->failed names it in both cases).
+ */
+struct recover_result {
+	uint64_t deltas, packs, bytes;
+	char failed[160];	/* the object that was missing or damaged */
+};
+int recover_run(struct remote *r, const char *url,
+		const struct remote_options *opt, const char *dir,
+		const char *pass, size_t passlen, struct recover_result *res);
+
+#endif
