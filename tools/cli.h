@@ -64,4 +64,11 @@ int cmd_remote(struct opts *o);
 int cmd_push(struct opts *o);
 int cmd_recover(struct opts *o);
 
+/* In cmd_remote.c: remote options from the command line, and a
+ * connection to url (or exit with a message naming it). */
+struct remote_options;
+struct remote;
+void remote_opts(struct opts *o, struct remote_options *ro);
+struct remote *open_remote(const char *url, const struct remote_options *ro);
+
 #endif

@@ -1,6 +1,6 @@
 /*
  * cmd_remote.c - `tresor remote add|list|status`, `tresor push` and
- * `tresor recover`.
+ * the helpers that turn remote options into a connection.
  *
  * Remote options (endpoint, region, credential and trust files) are given
  * once at `remote add` and kept in the store; secrets never are: they come
@@ -17,13 +17,12 @@
 
 #include "../fs/control.h"
 #include "../fs/push.h"
-#include "../fs/recover.h"
 #include "cli.h"
 
 /* Remote options from argv: --endpoint E --region R --path-style
  * --virtual-hosted --ca-file F --credentials-file F --ssh-key K
  * --known-hosts F --netrc F (parsed here, after the common options). */
-static void remote_opts(struct opts *o, struct remote_options *ro)
+void remote_opts(struct opts *o, struct remote_options *ro)
 {
 	memset(ro, 0, sizeof(*ro));
 	ro->endpoint = o->r_endpoint;
@@ -36,7 +35,7 @@ static void remote_opts(struct opts *o, struct remote_options *ro)
 	ro->netrc_file = o->r_netrc;
 }
 
-static struct remote *open_remote(const char *url, const struct remote_options *ro)
+struct remote *open_remote(const char *url, const struct remote_options *ro)
 {
 	struct remote *r = NULL;
 	int err = remote_open(url, ro, &r);
@@ -200,48 +199,5 @@ int cmd_push(struct opts *o)
 		       dir, c.name, (unsigned long long)res.packs,
 		       (unsigned long long)res.pack_bytes, (unsigned long long)res.meta_bytes,
 		       (unsigned long long)res.records);
-	return 0;
-}
-
-int cmd_recover(struct opts *o)
-{
-	if (o->npos != 2)
-		die(EXIT_USAGE, "usage: tresor recover URL STORE [remote options]");
-	const char *url = o->pos[0], *dir = o->pos[1];
-	if (!access(dir, F_OK))
-		die(1, "cannot recover into %s: it exists; choose a new directory", dir);
-	struct remote_options ro;
-	remote_opts(o, &ro);
-	char *pass = get_passphrase(o, 0, url);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	struct remote *r = open_remote(url, &ro);
-	struct recover_result res;
-	int err = recover_run(r, url, &ro, dir, pass, strlen(pass), &res);
-	free_passphrase(pass);
-	char msg[600];
-	snprintf(msg, sizeof(msg), "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
-	remote_close(r);
-	curl_global_cleanup();
-	switch (err) {
-	case 0:
-		break;
-	case -ENOENT:
-		die(1, "%s is not a tresor repository (no tresor-repo marker or metadata)", url);
-	case -EPROTONOSUPPORT:
-		die(1, "%s was written by a newer tresor; upgrade tresor", url);
-	case -EKEYREJECTED:
-		die(1, "wrong passphrase for the repository at %s", url);
-	case -EBADMSG:
-		die(1, "%s: object %s is damaged or was tampered with (it fails authentication); nothing was installed at %s",
-		    url, *res.failed ? res.failed : "?", dir);
-	case -ENODATA:
-		die(1, "%s: object %s is missing; the repository is incomplete, nothing was installed at %s",
-		    url, res.failed, dir);
-	default:
-		die(1, "recovery from %s failed: %s; rerun to resume", url, msg);
-	}
-	printf("recovered %s from %s: %llu metadata object(s), %llu pack(s), %llu bytes\n",
-	       dir, url, (unsigned long long)res.deltas, (unsigned long long)res.packs,
-	       (unsigned long long)res.bytes);
 	return 0;
 }

@@ -1,0 +1,56 @@
+/*
+ * cmd_recover.c - `tresor recover`: rebuild a store on a new machine from
+ * a remote and the passphrase alone.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../fs/recover.h"
+#include "cli.h"
+
+int cmd_recover(struct opts *o)
+{
+	if (o->npos != 2)
+		die(EXIT_USAGE, "usage: tresor recover URL STORE [remote options]");
+	const char *url = o->pos[0], *dir = o->pos[1];
+	if (!access(dir, F_OK))
+		die(1, "cannot recover into %s: it exists; choose a new directory", dir);
+	struct remote_options ro;
+	remote_opts(o, &ro);
+	char *pass = get_passphrase(o, 0, url);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	struct remote *r = open_remote(url, &ro);
+	struct recover_result res;
+	int err = recover_run(r, url, &ro, dir, pass, strlen(pass), &res);
+	free_passphrase(pass);
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
+	remote_close(r);
+	curl_global_cleanup();
+	switch (err) {
+	case 0:
+		break;
+	case -ENOENT:
+		die(1, "%s is not a tresor repository (no tresor-repo marker or metadata)", url);
+	case -EPROTONOSUPPORT:
+		die(1, "%s was written by a newer tresor; upgrade tresor", url);
+	case -EKEYREJECTED:
+		die(1, "wrong passphrase for the repository at %s", url);
+	case -EBADMSG:
+		die(1, "%s: object %s is damaged or was tampered with (it fails authentication); nothing was installed at %s",
+		    url, *res.failed ? res.failed : "?", dir);
+	case -ENODATA:
+		die(1, "%s: object %s is missing; the repository is incomplete, nothing was installed at %s",
+		    url, res.failed, dir);
+	default:
+		die(1, "recovery from %s failed: %s; rerun to resume", url, msg);
+	}
+	printf("recovered %s from %s: %llu metadata object(s), %llu pack(s), %llu bytes\n",
+	       dir, url, (unsigned long long)res.deltas, (unsigned long long)res.packs,
+	       (unsigned long long)res.bytes);
+	return 0;
+}
