@@ -6,10 +6,22 @@
  * killed anywhere leaves extra objects at worst; the next push sends a
  * delta covering everything since the last one it recorded, so applying
  * an older, smaller delta before it is harmless.
+ *
+ * The read view (which packs, which delta) is taken in one short read
+ * transaction; the uploads run after it ends, so the daemons a caller
+ * froze for it wait only for that, and the WAL is not pinned for the
+ * length of an upload.  Packs are immutable files, read when sent.
+ *
+ * Remote deletion is slow on purpose: a pack the GC freed stays on the
+ * remote until the delta that stops naming it is published, then for the
+ * grace period (remote_gone, FORMAT.md §9.11), then until its Object Lock
+ * retention has passed.  So the remote restores at every moment, and a
+ * wrong prune or a compromised host cannot destroy the offsite copy at once.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +34,8 @@
 #include "changelog.h"
 #include "push.h"
 #include "util.h"
+
+#define NS 1000000000LL
 
 /* The repository marker and the key file, on a first push. */
 static int push_preamble(struct store *st, struct remote *r)
@@ -50,145 +64,374 @@ static int push_preamble(struct store *st, struct remote *r)
 	return err;
 }
 
-struct pack_todo {
+struct pack_ref {
 	uint8_t name[PACK_NAME_LEN];
-	int64_t size;
+	int64_t size;		/* todo: bytes; gone/retain: lock_until (s) */
+	int done;		/* todo: 1 sent, 2 found there already */
 };
 
-int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
-	     void (*after_snapshot)(void *), void *arg,
-	     struct push_result *res)
+struct pack_list {
+	struct pack_ref *v;
+	size_t n;
+};
+
+static int list_add(struct pack_list *l, const void *name, int64_t size)
 {
-	memset(res, 0, sizeof(*res));
+	void *p = realloc(l->v, (l->n + 1) * sizeof(*l->v));
+	if (!p)
+		return -ENOMEM;
+	l->v = p;
+	memset(&l->v[l->n], 0, sizeof(*l->v));
+	memcpy(l->v[l->n].name, name, PACK_NAME_LEN);
+	l->v[l->n++].size = size;
+	return 0;
+}
+
+/* Rows of sql (bound to remote id, and to a second int64 if given) whose
+ * columns are a pack name and an int64, into l. */
+static int query_packs(sqlite3 *db, const char *sql, int64_t id, int64_t arg2,
+		       struct pack_list *l)
+{
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, id);
+	if (sqlite3_bind_parameter_count(q) > 1)
+		sqlite3_bind_int64(q, 2, arg2);
+	int err = 0, rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW && !err) {
+		if (sqlite3_column_bytes(q, 0) != PACK_NAME_LEN)
+			continue;	/* a damaged row is no pack of ours */
+		err = list_add(l, sqlite3_column_blob(q, 0), sqlite3_column_int64(q, 1));
+	}
+	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		err = -EIO;
+	sqlite3_finalize(q);
+	return err;
+}
+
+/* ---- the read view ---- */
+
+struct view {
+	uint64_t to;			/* changelog sequence covered */
+	struct pack_list todo;		/* finished packs the remote lacks */
+	struct pack_list freed;		/* remote holds them; index no longer names them */
+	struct pack_list renew;		/* in use, retention running out */
+	uint8_t *delta;
+	size_t dlen;
+	int send;			/* a delta is due */
+};
+
+static void view_free(struct view *v)
+{
+	free(v->todo.v);
+	free(v->freed.v);
+	free(v->renew.v);
+	free(v->delta);
+}
+
+/* One read transaction: what to send and what was freed, one state. */
+static int take_view(struct store *st, struct remote_cfg *c, const struct push_opts *po,
+		     int64_t renew_before, struct view *v)
+{
 	sqlite3 *db = index_db(st->ix);
 	int err = index_commit(st->ix);
 	if (err)
 		return err;
-	/* A read transaction: one consistent state for packs and delta. */
 	if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		return -EIO;
-	sqlite3_stmt *q;
-	struct pack_todo *todo = NULL;
-	size_t ntodo = 0;
-	uint64_t to = 0;
-	err = changelog_last(st->ix, &to);	/* also starts the snapshot */
-	if (after_snapshot)
-		after_snapshot(arg);
-	if (!err && sqlite3_prepare_v2(db,
-		"SELECT name, size FROM pack p WHERE state = 1 AND NOT EXISTS"
-		" (SELECT 1 FROM remote_pack r WHERE r.remote = ?1 AND r.name = p.name)",
-		-1, &q, NULL) != SQLITE_OK)
-		err = -EIO;
-	if (!err) {
-		sqlite3_bind_int64(q, 1, c->id);
-		while (sqlite3_step(q) == SQLITE_ROW) {
-			void *p = realloc(todo, (ntodo + 1) * sizeof(*todo));
-			if (!p) {
-				err = -ENOMEM;
-				break;
-			}
-			todo = p;
-			memcpy(todo[ntodo].name, sqlite3_column_blob(q, 0), PACK_NAME_LEN);
-			todo[ntodo++].size = sqlite3_column_int64(q, 1);
-		}
-		sqlite3_finalize(q);
-	}
+	err = changelog_last(st->ix, &v->to);	/* also starts the snapshot */
+	if (po->after_snapshot)
+		po->after_snapshot(po->snapshot_arg);
+	if (!err)
+		err = query_packs(db, "SELECT name, size FROM pack p WHERE state = 1 AND NOT EXISTS"
+			" (SELECT 1 FROM remote_pack r WHERE r.remote = ?1 AND r.name = p.name)",
+			c->id, 0, &v->todo);
+	if (!err)
+		err = query_packs(db, "SELECT name, lock_until FROM remote_pack r WHERE remote = ?1"
+			" AND NOT EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)",
+			c->id, 0, &v->freed);
+	if (!err && c->lock_days)
+		err = query_packs(db, "SELECT name, lock_until FROM remote_pack r WHERE remote = ?1"
+			" AND lock_until < ?2 AND EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)",
+			c->id, renew_before, &v->renew);
 	/* Packs whose index row says open cannot be sent yet: a daemon was
 	 * not frozen.  Refuse rather than send a delta naming them. */
+	sqlite3_stmt *q;
 	if (!err && sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM chunk c JOIN pack p"
 		" ON p.id = c.pack WHERE p.state = 0", -1, &q, NULL) == SQLITE_OK) {
 		if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int64(q, 0) > 0)
 			err = -EBUSY;
 		sqlite3_finalize(q);
 	}
-	res->packs_pending = ntodo;
-	if (!err && c->next_meta <= 1)
-		err = push_preamble(st, r);
-	for (size_t i = 0; i < ntodo && !err; i++) {
-		char key[128];
-		repo_pack_key(todo[i].name, key, sizeof(key));
-		uint64_t have;
-		if (remote_head(r, key, &have) == 0 && (int64_t)have == todo[i].size)
-			continue;	/* sent by a push that died before noting it */
-		char *path = store_pack_path(st, todo[i].name);
-		uint8_t *buf = NULL;
-		size_t len = 0;
-		err = path ? read_file(path, &buf, &len) : -ENOMEM;
-		free(path);
-		if (!err)
-			err = remote_put(r, key, buf, len);
-		free(buf);
-		if (!err) {
-			res->packs++;
-			res->pack_bytes += len;
-		}
-	}
 	/* The delta: everything since the last push (all rows the first time). */
-	uint8_t *delta = NULL, *sealed = NULL;
-	size_t dlen = 0, slen = 0;
 	uint64_t n = c->next_meta ? c->next_meta : 1;
-	int send = 0;
-	if (!err) {
-		err = n == 1 ? changelog_export_full(st->ix, to, &delta, &dlen)
-			     : changelog_export(st->ix, c->last_seq, to, &delta, &dlen);
-		send = n == 1 || to > c->last_seq;
-	}
-	if (!err && send) {
-		res->records = get_le32(delta + 24);
-		/* A slot taken by a push that died after sending: the next one. */
-		char key[64];
-		uint64_t have;
-		for (;;) {
-			repo_meta_key(n, key, sizeof(key));
-			int h = remote_head(r, key, &have);
-			if (h == -ENOENT)
-				break;
-			if (h) {
-				err = h;
-				break;
-			}
-			n++;
-		}
-		if (!err)
-			err = repo_seal_delta(st, n, delta, dlen, &sealed, &slen);
-		if (!err)
-			err = remote_put(r, key, sealed, slen);
-		if (!err)
-			res->meta_bytes = slen;
-	}
-	free(delta);
-	free(sealed);
+	v->send = n == 1 || v->to > c->last_seq;
+	if (!err && v->send)
+		err = n == 1 ? changelog_export_full(st->ix, v->to, &v->delta, &v->dlen)
+			     : changelog_export(st->ix, c->last_seq, v->to, &v->delta, &v->dlen);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);	/* ends the read */
-	/* Note what the remote has now. */
+	return err;
+}
+
+/* ---- parallel pack uploads ---- */
+
+struct uploader {
+	struct store *st;
+	struct remote_cfg *c;
+	struct pack_list *todo;
+	const struct push_opts *po;
+	uint64_t per_job_limit;
+	int lock_mode;
+	int64_t lock_until;
+	pthread_mutex_t lock;	/* guards everything below */
+	size_t next;		/* next todo index to take */
+	uint64_t total, sent_bytes;
+	uint64_t packs, pack_bytes, skipped;
+	int err;		/* first error; stops the others */
+	char msg[600];
+};
+
+static void up_fail(struct uploader *u, int err, const char *msg)
+{
+	pthread_mutex_lock(&u->lock);
+	if (!u->err) {
+		u->err = err;
+		snprintf(u->msg, sizeof(u->msg), "%s", msg);
+	}
+	pthread_mutex_unlock(&u->lock);
+}
+
+/* Send one pack unless the remote has it whole already. */
+static int send_pack(struct uploader *u, struct remote *r, struct pack_ref *p,
+		     char *msg, size_t msize)
+{
+	char key[128];
+	repo_pack_key(p->name, key, sizeof(key));
+	uint64_t have;
+	int err = remote_head(r, key, &have);
+	if (err == 0 && (int64_t)have == p->size) {
+		p->done = 2;	/* sent by a push that died before noting it */
+		return 0;
+	}
+	/* An object of another size is not ours whole: puts are atomic, so
+	 * it cannot be a half-sent pack; write ours over it. */
+	if (err && err != -ENOENT) {
+		snprintf(msg, msize, "%s", remote_error(r));
+		return err;
+	}
+	char *path = store_pack_path(u->st, p->name);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	err = path ? read_file(path, &buf, &len) : -ENOMEM;
+	if (err == -ENOENT)
+		snprintf(msg, msize, "pack %s vanished while pushing (a prune ran at "
+			 "the same time?); rerun the push", path ? path : key);
+	else if (err)
+		snprintf(msg, msize, "cannot read pack %s: %s", path ? path : key,
+			 strerror(-err));
+	free(path);
+	if (!err && (int64_t)len != p->size) {
+		err = -EBADMSG;
+		snprintf(msg, msize, "pack %s is %zu bytes, the index says %lld",
+			 key, len, (long long)p->size);
+	}
+	if (!err) {
+		err = remote_put(r, key, buf, len);
+		if (err)
+			snprintf(msg, msize, "%s", remote_error(r));
+	}
+	free(buf);
 	if (!err)
-		err = index_begin(st->ix);
-	for (size_t i = 0; i < ntodo && !err; i++) {
-		sqlite3_stmt *ins;
-		if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO remote_pack(remote, name)"
-				       " VALUES (?1, ?2)", -1, &ins, NULL) != SQLITE_OK) {
-			err = -EIO;
+		p->done = 1;
+	return err;
+}
+
+static void *upload_worker(void *arg)
+{
+	struct uploader *u = arg;
+	struct remote_options opt = u->c->opt;
+	opt.bandwidth_limit = u->per_job_limit;
+	struct remote *r = NULL;
+	int err = remote_open(u->c->url, &opt, &r);
+	if (!err && u->lock_mode)
+		err = remote_set_lock(r, u->lock_mode, u->lock_until);
+	if (err) {
+		up_fail(u, err, r ? remote_error(r) : strerror(-err));
+		remote_close(r);
+		return NULL;
+	}
+	for (;;) {
+		pthread_mutex_lock(&u->lock);
+		size_t i = u->next;
+		int stop = u->err || i >= u->todo->n;
+		if (!stop)
+			u->next++;
+		pthread_mutex_unlock(&u->lock);
+		if (stop)
+			break;
+		struct pack_ref *p = &u->todo->v[i];
+		char msg[600] = "";
+		err = send_pack(u, r, p, msg, sizeof(msg));
+		if (err) {
+			up_fail(u, err, msg);
 			break;
 		}
-		sqlite3_bind_int64(ins, 1, c->id);
-		sqlite3_bind_blob(ins, 2, todo[i].name, PACK_NAME_LEN, SQLITE_STATIC);
-		if (sqlite3_step(ins) != SQLITE_DONE)
-			err = -EIO;
-		sqlite3_finalize(ins);
+		pthread_mutex_lock(&u->lock);
+		u->sent_bytes += (uint64_t)p->size;
+		if (p->done == 1) {
+			u->packs++;
+			u->pack_bytes += (uint64_t)p->size;
+		} else {
+			u->skipped++;
+		}
+		if (u->po->progress)
+			u->po->progress(u->po->progress_arg, u->sent_bytes, u->total);
+		pthread_mutex_unlock(&u->lock);
+	}
+	remote_close(r);
+	return NULL;
+}
+
+/* Send every todo pack, jobs at a time; p->done says which made it. */
+static int upload_packs(struct store *st, struct remote_cfg *c, const struct push_opts *po,
+			struct pack_list *todo, int64_t lock_until, struct push_result *res)
+{
+	struct uploader u = { .st = st, .c = c, .todo = todo, .po = po,
+			      .lock_mode = c->lock_days ? c->lock_mode : 0,
+			      .lock_until = lock_until };
+	int jobs = po->jobs > 0 ? po->jobs : PUSH_DEFAULT_JOBS;
+	if (jobs > PUSH_MAX_JOBS)
+		jobs = PUSH_MAX_JOBS;
+	if ((size_t)jobs > todo->n)
+		jobs = todo->n ? (int)todo->n : 1;
+	res->jobs = jobs;
+	if (!todo->n)
+		return 0;
+	/* The limit is for the whole push: each connection gets its share. */
+	u.per_job_limit = po->limit_upload ? po->limit_upload / (uint64_t)jobs : 0;
+	if (po->limit_upload && !u.per_job_limit)
+		u.per_job_limit = 1;
+	for (size_t i = 0; i < todo->n; i++)
+		u.total += (uint64_t)todo->v[i].size;
+	pthread_mutex_init(&u.lock, NULL);
+	pthread_t th[PUSH_MAX_JOBS];
+	int started = 0;
+	for (int i = 0; i < jobs; i++) {
+		if (pthread_create(&th[i], NULL, upload_worker, &u)) {
+			up_fail(&u, -EAGAIN, "cannot start an upload thread");
+			break;
+		}
+		started++;
+	}
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&u.lock);
+	res->packs = u.packs;
+	res->pack_bytes = u.pack_bytes;
+	res->packs_skipped = u.skipped;
+	if (u.err)
+		snprintf(res->error, sizeof(res->error), "%s", u.msg);
+	return u.err;
+}
+
+/* ---- the delta ---- */
+
+/* Seal and send the delta in the first free slot from c->next_meta. */
+static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
+		      struct view *v, uint64_t *n_out, struct push_result *res)
+{
+	uint64_t n = c->next_meta ? c->next_meta : 1;
+	res->records = get_le32(v->delta + 24);
+	/* A slot taken by a push that died after sending: the next one. */
+	char key[64];
+	uint64_t have;
+	int err = 0;
+	for (;;) {
+		repo_meta_key(n, key, sizeof(key));
+		int h = remote_head(r, key, &have);
+		if (h == -ENOENT)
+			break;
+		if (h)
+			return h;
+		n++;
+	}
+	uint8_t *sealed = NULL;
+	size_t slen = 0;
+	err = repo_seal_delta(st, n, v->delta, v->dlen, &sealed, &slen);
+	if (!err)
+		err = remote_put(r, key, sealed, slen);
+	free(sealed);
+	if (!err)
+		res->meta_bytes = slen;
+	*n_out = n;
+	return err;
+}
+
+/* ---- noting what the remote holds ---- */
+
+static int exec_blob(sqlite3 *db, const char *sql, int64_t a, const uint8_t *name,
+		     int64_t b, int64_t c)
+{
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	/* binding a parameter the statement lacks is a harmless SQLITE_RANGE */
+	sqlite3_bind_int64(q, 1, a);
+	sqlite3_bind_blob(q, 2, name, PACK_NAME_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 3, b);
+	sqlite3_bind_int64(q, 4, c);
+	int rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Packs that made it count even if the push failed later: a rerun need
+ * not even ask for them. */
+static int note_packs(struct store *st, struct remote_cfg *c, const struct pack_list *todo,
+		      int64_t lock_until)
+{
+	sqlite3 *db = index_db(st->ix);
+	int err = index_begin(st->ix);
+	for (size_t i = 0; i < todo->n && !err; i++)
+		if (todo->v[i].done)
+			err = exec_blob(db, "INSERT OR REPLACE INTO remote_pack(remote, name,"
+					" lock_until) VALUES (?1, ?2, ?3)", c->id,
+					todo->v[i].name, todo->v[i].done == 1 ? lock_until : 0, 0);
+	if (!err)
+		err = index_commit(st->ix);
+	else
+		index_rollback(st->ix);
+	return err;
+}
+
+/* The delta is out: record it, and start the grace of the packs it no
+ * longer names. */
+static int note_delta(struct store *st, struct remote_cfg *c, const struct view *v,
+		      uint64_t next_meta, int64_t meta_lock_until)
+{
+	sqlite3 *db = index_db(st->ix);
+	int64_t now = repo_now_ns();
+	int err = index_begin(st->ix);
+	for (size_t i = 0; i < v->freed.n && !err; i++) {
+		err = exec_blob(db, "INSERT OR IGNORE INTO remote_gone(remote, name, freed,"
+				" lock_until) VALUES (?1, ?2, ?3, ?4)", c->id,
+				v->freed.v[i].name, now, v->freed.v[i].size);
+		if (!err)
+			err = exec_blob(db, "DELETE FROM remote_pack WHERE remote = ?1 AND"
+					" name = ?2", c->id, v->freed.v[i].name, 0, 0);
 	}
 	if (!err) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		char sql[256];
+		char sql[320];
 		snprintf(sql, sizeof(sql), "UPDATE remote SET last_seq = %llu, next_meta = %llu,"
-			 " last_push = %lld WHERE id = %lld", (unsigned long long)to,
-			 (unsigned long long)(send ? n + 1 : n),
-			 (long long)ts.tv_sec * 1000000000 + ts.tv_nsec, (long long)c->id);
+			 " last_push = %lld, meta_lock_until = %lld WHERE id = %lld",
+			 (unsigned long long)v->to, (unsigned long long)next_meta,
+			 (long long)now, (long long)meta_lock_until, (long long)c->id);
 		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
 			err = -EIO;
-		c->last_seq = to;
-		c->next_meta = send ? n + 1 : n;
 	}
 	/* Notes every remote has are no longer needed. */
+	sqlite3_stmt *q;
 	if (!err && sqlite3_prepare_v2(db, "SELECT MIN(last_seq) FROM remote", -1, &q,
 				       NULL) == SQLITE_OK) {
 		uint64_t min = 0;
@@ -197,10 +440,196 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 		sqlite3_finalize(q);
 		err = changelog_trim(st->ix, min);
 	}
+	if (!err) {
+		c->last_seq = v->to;
+		c->next_meta = next_meta;
+		c->meta_lock_until = meta_lock_until;
+		err = index_commit(st->ix);
+	} else {
+		index_rollback(st->ix);
+	}
+	return err;
+}
+
+/* ---- Object Lock: keep what is in use locked ---- */
+
+/* Run a batch of row updates (one statement per pack in l marked done)
+ * in one short transaction. */
+static int note_batch(struct store *st, const char *sql, int64_t id,
+		      const struct pack_list *l, int64_t val)
+{
+	int err = index_begin(st->ix);
+	for (size_t i = 0; i < l->n && !err; i++)
+		if (l->v[i].done)
+			err = exec_blob(index_db(st->ix), sql, id, l->v[i].name, val, 0);
 	if (!err)
 		err = index_commit(st->ix);
 	else
 		index_rollback(st->ix);
-	free(todo);
+	return err;
+}
+
+/*
+ * Extend the retention of packs still in use, and of the metadata objects
+ * (all of them are needed to recover), to now + lock_days once less than
+ * half of it is left.  Costs one small request per object every
+ * lock_days / 2.  The remote calls run outside any index transaction (a
+ * mounted daemon must not wait for the network); what succeeded is noted
+ * after, and a kill in between only means extending again next time.
+ */
+static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
+		       struct view *v, int64_t until, int64_t renew_before,
+		       struct push_result *res)
+{
+	int err = 0;
+	for (size_t i = 0; i < v->renew.n && !err; i++) {
+		char key[128];
+		repo_pack_key(v->renew.v[i].name, key, sizeof(key));
+		err = remote_retain(r, key, c->lock_mode, until);
+		if (!err) {
+			v->renew.v[i].done = 1;
+			res->retained++;
+		}
+	}
+	int e = note_batch(st, "UPDATE remote_pack SET lock_until = ?3 WHERE"
+			   " remote = ?1 AND name = ?2", c->id, &v->renew, until);
+	if (err || (err = e) || c->meta_lock_until >= renew_before)
+		return err;
+	err = remote_retain(r, "tresor-repo", c->lock_mode, until);
+	if (!err)
+		err = remote_retain(r, "keys/key", c->lock_mode, until);
+	for (uint64_t n = 1; n < c->next_meta && !err; n++) {
+		char key[64];
+		repo_meta_key(n, key, sizeof(key));
+		err = remote_retain(r, key, c->lock_mode, until);
+		if (err == -ENOENT)	/* a slot a dead push skipped past */
+			err = 0;
+	}
+	if (!err) {
+		res->retained += c->next_meta + 1;
+		char sql[160];
+		snprintf(sql, sizeof(sql), "UPDATE remote SET meta_lock_until = %lld WHERE id = %lld",
+			 (long long)until, (long long)c->id);
+		if (sqlite3_exec(index_db(st->ix), sql, NULL, NULL, NULL) != SQLITE_OK)
+			err = -EIO;
+		c->meta_lock_until = until;
+	}
+	return err;
+}
+
+/* ---- deleting what the grace let go ---- */
+
+/*
+ * Delete the freed packs whose grace (from when the delta not naming them
+ * was published) and retention have both passed; count the rest.  A
+ * local pack_trash row is dropped once no remote holds or awaits the pack.
+ * As above, no index transaction is open during the remote calls.
+ */
+static int delete_due(struct store *st, struct remote_cfg *c, struct remote *r,
+		      int64_t grace, struct push_result *res)
+{
+	sqlite3 *db = index_db(st->ix);
+	int64_t now = repo_now_ns();
+	struct pack_list due = { 0 };
+	sqlite3_stmt *q;
+	int err = 0;
+	if (sqlite3_prepare_v2(db, "SELECT name, freed, lock_until FROM remote_gone"
+			       " WHERE remote = ?1", -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, c->id);
+	while (sqlite3_step(q) == SQLITE_ROW && !err) {
+		if (sqlite3_column_bytes(q, 0) != PACK_NAME_LEN)
+			continue;
+		int64_t freed = sqlite3_column_int64(q, 1);
+		int64_t lock = sqlite3_column_int64(q, 2);
+		if (freed + grace <= now && lock * NS <= now)
+			err = list_add(&due, sqlite3_column_blob(q, 0), 0);
+		else
+			res->awaiting_deletion++;
+	}
+	sqlite3_finalize(q);
+	for (size_t i = 0; i < due.n && !err; i++) {
+		char key[128];
+		repo_pack_key(due.v[i].name, key, sizeof(key));
+		err = remote_delete(r, key);
+		if (err) {
+			res->awaiting_deletion += due.n - i;
+			break;
+		}
+		due.v[i].done = 1;
+		res->deleted++;
+	}
+	int e = note_batch(st, "DELETE FROM remote_gone WHERE remote = ?1 AND name = ?2",
+			   c->id, &due, 0);
+	if (!e)
+		e = note_batch(st, "DELETE FROM pack_trash WHERE local_done = 1 AND name = ?2"
+			       " AND NOT EXISTS (SELECT 1 FROM remote_gone g"
+			       " WHERE g.name = ?2) AND NOT EXISTS (SELECT 1 FROM remote_pack p"
+			       " WHERE p.name = ?2)", c->id, &due, 0);
+	free(due.v);
+	return err ? err : e;
+}
+
+int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
+	     const struct push_opts *po, struct push_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	struct view v = { 0 };
+	int64_t now_s = repo_now_ns() / NS;
+	int64_t lock_s = (int64_t)c->lock_days * 86400;
+	int64_t until = c->lock_days ? now_s + lock_s : 0;
+	int64_t renew_before = now_s + lock_s / 2;
+	int err = take_view(st, c, po, renew_before, &v);
+	res->packs_pending = v.todo.n;
+	if (!err && c->lock_days)
+		err = remote_set_lock(r, c->lock_mode, until);
+	int first = c->next_meta <= 1;
+	if (!err && first)
+		err = push_preamble(st, r);
+	if (err && !res->error[0] && err != -EBUSY)
+		snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
+	int up = 0;
+	if (!err) {
+		up = 1;
+		err = upload_packs(st, c, po, &v.todo, until, res);
+	}
+	uint64_t n = c->next_meta ? c->next_meta : 1;
+	int published = 0;
+	if (!err && v.send) {
+		err = send_delta(st, c, r, &v, &n, res);
+		if (err)
+			snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
+		else
+			n++;
+	}
+	if (!err)
+		published = 1;
+	/* Whatever packs made it are noted, even when something failed. */
+	if (up) {
+		int e = note_packs(st, c, &v.todo, until);
+		if (!err)
+			err = e;
+	}
+	if (!err && published) {
+		int64_t mlock = c->meta_lock_until;
+		if (c->lock_days && (first || !mlock))
+			mlock = until;
+		err = note_delta(st, c, &v, n, mlock);
+	}
+	/* Old business, once the new state is safely out. */
+	if (!err && c->lock_days) {
+		err = renew_locks(st, c, r, &v, until, renew_before, res);
+		if (err && !res->error[0])
+			snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
+	}
+	if (!err) {
+		int64_t grace = po->grace_ns >= 0 ? po->grace_ns : c->grace_ns;
+		err = delete_due(st, c, r, grace, res);
+		if (err && !res->error[0])
+			snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
+	}
+	if (err && !res->error[0])
+		snprintf(res->error, sizeof(res->error), "%s", strerror(-err));
+	view_free(&v);
 	return err;
 }

@@ -6,20 +6,45 @@
 
 #include "repo.h"
 
+#define PUSH_DEFAULT_JOBS 4
+#define PUSH_MAX_JOBS 32
+
+struct push_opts {
+	int jobs;			/* packs uploaded at once; 0: 4 */
+	uint64_t limit_upload;		/* bytes/s over all jobs, 0 = none */
+	int64_t grace_ns;		/* < 0: the remote's own grace */
+	/* Called once the consistent read view is taken: the caller thaws
+	 * the daemons it froze (may be NULL). */
+	void (*after_snapshot)(void *arg);
+	void *snapshot_arg;
+	/* Bytes of packs sent so far of the total to send (may be NULL);
+	 * called from the pushing threads under a lock. */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
+};
+
 struct push_result {
 	uint64_t packs, pack_bytes;	/* sent now */
+	uint64_t packs_skipped;		/* found whole on the remote already */
 	uint64_t meta_bytes, records;	/* the delta sent now */
 	uint64_t packs_pending;		/* finished packs not yet there (before) */
+	uint64_t deleted;		/* freed packs deleted from the remote now */
+	uint64_t awaiting_deletion;	/* freed packs still inside their grace */
+	uint64_t retained;		/* Object Lock retentions extended */
+	int jobs;			/* uploads run at once */
+	char error[600];		/* what failed (one line), if anything */
 };
 
 /*
- * Push the store to r (configured as c).  after_snapshot (may be NULL) is
- * called once the consistent read view is taken: the caller thaws the
- * daemons it froze.  Returns 0 or -errno (message in remote_error(r) for
- * remote errors).
+ * Push the store to r (configured as c): packs the remote lacks (po->jobs
+ * at once, each job on its own connection), then the metadata delta that
+ * names them, then note locally what the remote holds.  Packs freed since
+ * are scheduled for deletion after the grace period, and deleted once it
+ * (and any Object Lock retention) has passed; the retention of packs still
+ * in use is extended before it runs out.  Returns 0 or -errno with the
+ * message in res->error.
  */
 int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
-	     void (*after_snapshot)(void *), void *arg,
-	     struct push_result *res);
+	     const struct push_opts *po, struct push_result *res);
 
 #endif

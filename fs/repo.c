@@ -25,12 +25,67 @@ static const char *remote_schema =
 	"  last_seq INTEGER NOT NULL DEFAULT 0, next_meta INTEGER NOT NULL DEFAULT 1,"
 	"  last_push INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS remote_pack(remote INTEGER NOT NULL, name BLOB NOT NULL,"
+	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS remote_gone(remote INTEGER NOT NULL, name BLOB NOT NULL,"
+	"  freed INTEGER NOT NULL, lock_until INTEGER NOT NULL DEFAULT 0,"
 	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;";
+
+/* Columns added after the first release of the replication tables: a store
+ * made before them gets them (with their defaults) on first use. */
+static const struct {
+	const char *table, *column, *def;
+} added_cols[] = {
+	{ "remote", "grace_ns", "INTEGER NOT NULL DEFAULT 604800000000000" },
+	{ "remote", "lock_mode", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "lock_days", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "meta_lock_until", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote_pack", "lock_until", "INTEGER NOT NULL DEFAULT 0" },
+};
+
+static int has_column(sqlite3 *db, const char *table, const char *column)
+{
+	char sql[128];
+	sqlite3_stmt *st;
+	int found = 0;
+	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		if (!strcmp((const char *)sqlite3_column_text(st, 1), column))
+			found = 1;
+	sqlite3_finalize(st);
+	return found;
+}
 
 static int ensure_schema(struct index *ix)
 {
-	return sqlite3_exec(index_db(ix), remote_schema, NULL, NULL, NULL) == SQLITE_OK
-		       ? 0 : -EIO;
+	sqlite3 *db = index_db(ix);
+	if (sqlite3_exec(db, remote_schema, NULL, NULL, NULL) != SQLITE_OK)
+		return -EIO;
+	for (size_t i = 0; i < sizeof(added_cols) / sizeof(added_cols[0]); i++) {
+		int h = has_column(db, added_cols[i].table, added_cols[i].column);
+		if (h < 0)
+			return h;
+		if (h)
+			continue;
+		char sql[256];
+		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s",
+			 added_cols[i].table, added_cols[i].column, added_cols[i].def);
+		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			return -EIO;
+	}
+	return 0;
+}
+
+int64_t repo_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	const char *off = getenv("TRESOR_TEST_CLOCK_OFFSET");
+	if (off && *off)
+		now += strtoll(off, NULL, 10) * 1000000000LL;
+	return now;
 }
 
 static const char *opt_col[] = { "endpoint", "region", "ca_file",
@@ -45,8 +100,10 @@ int remote_cfg_add(struct index *ix, const struct remote_cfg *c)
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(index_db(ix),
 		"INSERT INTO remote(name, url, endpoint, region, path_style, ca_file,"
-		" credentials_file, ssh_key, known_hosts, netrc_file, next_meta)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)", -1, &st, NULL) != SQLITE_OK)
+		" credentials_file, ssh_key, known_hosts, netrc_file, next_meta, grace_ns,"
+		" lock_mode, lock_days)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+		-1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	const char *v[] = { c->opt.endpoint, c->opt.region, c->opt.ca_file,
 			    c->opt.credentials_file, c->opt.ssh_key,
@@ -59,6 +116,9 @@ int remote_cfg_add(struct index *ix, const struct remote_cfg *c)
 	for (int i = 2; i < 7; i++)
 		sqlite3_bind_text(st, 4 + i, v[i], -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 11, c->next_meta ? (int64_t)c->next_meta : 1);
+	sqlite3_bind_int64(st, 12, c->grace_set ? c->grace_ns : REPO_DEFAULT_GRACE_NS);
+	sqlite3_bind_int(st, 13, c->lock_days ? c->lock_mode : 0);
+	sqlite3_bind_int(st, 14, c->lock_mode ? c->lock_days : 0);
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_CONSTRAINT)
@@ -89,10 +149,16 @@ static void cfg_row(sqlite3_stmt *st, struct remote_cfg *c)
 	c->last_seq = sqlite3_column_int64(st, 11);
 	c->next_meta = sqlite3_column_int64(st, 12);
 	c->last_push = sqlite3_column_int64(st, 13);
+	c->grace_ns = sqlite3_column_int64(st, 14);
+	c->grace_set = 1;
+	c->lock_mode = sqlite3_column_int(st, 15);
+	c->lock_days = sqlite3_column_int(st, 16);
+	c->meta_lock_until = sqlite3_column_int64(st, 17);
 }
 
 #define CFG_COLS "id, name, url, endpoint, region, path_style, ca_file, credentials_file," \
-		 " ssh_key, known_hosts, netrc_file, last_seq, next_meta, last_push"
+		 " ssh_key, known_hosts, netrc_file, last_seq, next_meta, last_push," \
+		 " grace_ns, lock_mode, lock_days, meta_lock_until"
 
 int remote_cfg_find(struct index *ix, const char *name, struct remote_cfg *c)
 {

@@ -32,12 +32,29 @@ struct remote_cfg {
 	uint64_t last_seq;	/* changelog sequence pushed so far */
 	uint64_t next_meta;	/* number of the next delta object */
 	int64_t last_push;	/* ns, 0 = never */
+	/* Packs freed locally are deleted on the remote this long after the
+	 * delta that stops naming them is published (default 7 days; at
+	 * add, grace_set 0 means the default). */
+	int64_t grace_ns;
+	int grace_set;
+	/* S3 Object Lock: mode REMOTE_LOCK_* and retention in days for
+	 * every object uploaded; 0 days: none. */
+	int lock_mode;
+	int lock_days;
+	int64_t meta_lock_until;	/* s: retention of the oldest non-pack object */
 };
+
+#define REPO_DEFAULT_GRACE_NS (7LL * 86400 * 1000000000)
 
 /* Add a remote to the store (and start noting changes).  -EEXIST. */
 int remote_cfg_add(struct index *ix, const struct remote_cfg *c);
 int remote_cfg_find(struct index *ix, const char *name, struct remote_cfg *c);
 int remote_cfg_list(struct index *ix, struct remote_cfg **cs, size_t *n);
+
+/* Wall-clock time in ns that remote schedules (grace, Object Lock dates)
+ * use: CLOCK_REALTIME plus TRESOR_TEST_CLOCK_OFFSET seconds if set (a test
+ * hook standing for days going by; never set it in production). */
+int64_t repo_now_ns(void);
 
 /* Remote key of a pack ("data/XX/NAME") and of metadata delta n. */
 void repo_pack_key(const uint8_t name[PACK_NAME_LEN], char *key, size_t size);

@@ -17,6 +17,8 @@ struct remote_backend {
 	int (*list)(struct remote *r, const char *prefix, remote_list_cb cb,
 		    void *arg);
 	void (*close)(struct remote *r);
+	/* Object Lock (NULL: not supported): retention of an existing key. */
+	int (*retain)(struct remote *r, const char *key, int mode, int64_t until);
 };
 
 struct remote {
@@ -25,6 +27,8 @@ struct remote {
 	char name[512];			/* printable, no secrets */
 	char err[512];			/* last error, one line */
 	void *priv;			/* the backend's state */
+	int lock_mode;			/* REMOTE_LOCK_*: retention of puts */
+	int64_t lock_until;		/* Unix seconds */
 };
 
 /* Record the last error (printf-style) and return err. */

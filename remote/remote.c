@@ -536,6 +536,43 @@ int remote_delete(struct remote *r, const char *key)
 	}
 }
 
+int remote_set_lock(struct remote *r, int mode, int64_t until)
+{
+	int rc = check_open(r);
+
+	if (rc)
+		return rc;
+	if (mode != REMOTE_LOCK_NONE && !r->be->retain)
+		return remote_fail(r, -EOPNOTSUPP, "%s: Object Lock is only "
+				   "available on S3 remotes", r->name);
+	if (mode < REMOTE_LOCK_NONE || mode > REMOTE_LOCK_COMPLIANCE || until < 0)
+		return remote_fail(r, -EINVAL, "%s: bad Object Lock setting", r->name);
+	r->lock_mode = mode;
+	r->lock_until = mode ? until : 0;
+	return 0;
+}
+
+int remote_retain(struct remote *r, const char *key, int mode, int64_t until)
+{
+	int rc = check_open(r);
+
+	if (rc || (rc = check_key(r, key, 0)))
+		return rc;
+	if (!r->be->retain)
+		return remote_fail(r, -EOPNOTSUPP, "%s: Object Lock is only "
+				   "available on S3 remotes", r->name);
+	if (mode != REMOTE_LOCK_GOVERNANCE && mode != REMOTE_LOCK_COMPLIANCE)
+		return remote_fail(r, -EINVAL, "%s: bad Object Lock mode", r->name);
+	for (int attempt = 0;; attempt++) {
+		rc = r->be->retain(r, key, mode, until);
+		if (rc != -EAGAIN)
+			return rc;
+		if (attempt == REMOTE_RETRIES)
+			return give_up(r, rc, attempt + 1);
+		backoff(attempt + 1);
+	}
+}
+
 /* Counts what reached the caller, so a retry never repeats a key;
  * passes on only names that are valid keys. */
 struct list_guard {

@@ -82,6 +82,18 @@ typedef int (*remote_list_cb)(void *arg, const char *key, uint64_t size);
 int remote_list(struct remote *r, const char *prefix, remote_list_cb cb,
 		void *arg);
 
+/*
+ * S3 Object Lock.  remote_set_lock makes every later put carry a
+ * retention (mode and retain-until date, Unix seconds) so the object
+ * cannot be deleted or overwritten before then; mode REMOTE_LOCK_NONE
+ * stops it.  remote_retain sets or extends the retention of an existing
+ * object (S3 PutObjectRetention).  Backends without Object Lock return
+ * -EOPNOTSUPP from both.
+ */
+enum { REMOTE_LOCK_NONE = 0, REMOTE_LOCK_GOVERNANCE = 1, REMOTE_LOCK_COMPLIANCE = 2 };
+int remote_set_lock(struct remote *r, int mode, int64_t until);
+int remote_retain(struct remote *r, const char *key, int mode, int64_t until);
+
 /* One line saying what went wrong last, naming the remote (no secrets). */
 const char *remote_error(const struct remote *r);
 

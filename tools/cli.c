@@ -81,6 +81,11 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "ssh-key", required_argument, 0, 26 },
 		{ "known-hosts", required_argument, 0, 27 },
 		{ "netrc", required_argument, 0, 28 },
+		{ "grace", required_argument, 0, 40 },
+		{ "object-lock-days", required_argument, 0, 41 },
+		{ "object-lock-mode", required_argument, 0, 42 },
+		{ "jobs", required_argument, 0, 43 },
+		{ "limit-upload", required_argument, 0, 44 },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -114,6 +119,11 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 26: o->r_ssh_key = optarg; break;
 		case 27: o->r_known_hosts = optarg; break;
 		case 28: o->r_netrc = optarg; break;
+		case 40: o->r_grace = optarg; break;
+		case 41: o->r_lock_days = optarg; break;
+		case 42: o->r_lock_mode = optarg; break;
+		case 43: o->jobs = optarg; break;
+		case 44: o->limit_upload = optarg; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))
 				die(EXIT_USAGE, "--keep-within: not a duration like 30d or 1y6m: %s",

@@ -30,6 +30,9 @@ struct opts {
 	const char *r_ssh_key, *r_known_hosts, *r_netrc;
 	int r_path_style;
 	long chunk_min, chunk_avg, chunk_max, kdf_log2n;
+	/* remote add --grace --object-lock-days --object-lock-mode; push
+	 * --grace --jobs --limit-upload (parsed in cmd_remote.c) */
+	const char *r_grace, *r_lock_days, *r_lock_mode, *jobs, *limit_upload;
 	char *pos[8];
 	int npos;
 };

@@ -12,12 +12,62 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../fs/control.h"
 #include "../fs/push.h"
 #include "cli.h"
+#include "progress.h"
+
+/* A duration like 7d, 12h, 30min, 90s, 2w or 0 (no unit: seconds), in ns. */
+static int64_t parse_duration(const char *s, const char *what)
+{
+	static const struct {
+		const char *unit;
+		int64_t sec;
+	} units[] = { { "", 1 }, { "s", 1 }, { "min", 60 }, { "h", 3600 },
+		      { "d", 86400 }, { "w", 7 * 86400 } };
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || v < 0 || v > 100000LL * 86400)
+		die(EXIT_USAGE, "%s: not a duration like 7d, 12h, 30min or 0: %s", what, s);
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (!strcmp(end, units[i].unit))
+			return (int64_t)v * units[i].sec * 1000000000LL;
+	die(EXIT_USAGE, "%s: not a duration like 7d, 12h, 30min or 0: %s", what, s);
+}
+
+/* A rate like 10M (bytes/s; k, M, G are powers of 1024). */
+static uint64_t parse_rate(const char *s, const char *what)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || v <= 0)
+		die(EXIT_USAGE, "%s: not a rate like 10M (bytes per second): %s", what, s);
+	switch (*end) {
+	case 'k': case 'K': v *= 1024; end++; break;
+	case 'm': case 'M': v *= 1024 * 1024; end++; break;
+	case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
+	}
+	if (!strcmp(end, "/s") || !strcmp(end, "B/s") || !strcmp(end, "B"))
+		end += strlen(end);
+	if (*end || v < 1)
+		die(EXIT_USAGE, "%s: not a rate like 10M (bytes per second): %s", what, s);
+	return (uint64_t)v;
+}
+
+/* Local time as ISO 8601 of t ns. */
+static void iso_time(int64_t t, char *out, size_t size)
+{
+	time_t tt = t / 1000000000;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	strftime(out, size, "%Y-%m-%dT%H:%M:%S%z", &tm);
+}
 
 /* Remote options from argv: --endpoint E --region R --path-style
  * --virtual-hosted --ca-file F --credentials-file F --ssh-key K
@@ -55,6 +105,29 @@ static int cmd_remote_add(struct opts *o)
 	snprintf(c.name, sizeof(c.name), "%s", o->pos[2]);
 	snprintf(c.url, sizeof(c.url), "%s", o->pos[3]);
 	remote_opts(o, &c.opt);
+	if (o->r_grace) {
+		c.grace_ns = parse_duration(o->r_grace, "--grace");
+		c.grace_set = 1;
+	}
+	if (o->r_lock_mode && !o->r_lock_days)
+		die(EXIT_USAGE, "--object-lock-mode needs --object-lock-days N");
+	if (o->r_lock_days) {
+		char *end;
+		long d = strtol(o->r_lock_days, &end, 10);
+		if (end == o->r_lock_days || *end || d < 1 || d > 36500)
+			die(EXIT_USAGE, "--object-lock-days: a number of days from 1 to 36500: %s",
+			    o->r_lock_days);
+		if (strncmp(c.url, "s3://", 5))
+			die(EXIT_USAGE, "--object-lock-days: Object Lock exists only on S3 remotes, "
+			    "not on %s", c.url);
+		c.lock_days = (int)d;
+		c.lock_mode = REMOTE_LOCK_GOVERNANCE;
+		if (o->r_lock_mode && !strcasecmp(o->r_lock_mode, "compliance"))
+			c.lock_mode = REMOTE_LOCK_COMPLIANCE;
+		else if (o->r_lock_mode && strcasecmp(o->r_lock_mode, "governance"))
+			die(EXIT_USAGE, "--object-lock-mode: governance or compliance, not %s",
+			    o->r_lock_mode);
+	}
 	/* Check the URL and options now, not at the first push. */
 	struct remote *r = open_remote(c.url, &c.opt);
 	remote_close(r);
@@ -72,6 +145,37 @@ static int cmd_remote_add(struct opts *o)
 	printf("added remote %s (%s) to %s; 'tresor push %s %s' sends it everything\n",
 	       c.name, c.url, dir, dir, c.name);
 	return 0;
+}
+
+/* Freed packs a remote still holds, with when each may be deleted. */
+struct gone {
+	char key[80];
+	int64_t due;		/* ns */
+};
+
+static size_t list_gone(struct index *ix, const struct remote_cfg *c, struct gone **out)
+{
+	sqlite3_stmt *q;
+	size_t n = 0;
+	*out = NULL;
+	if (sqlite3_prepare_v2(index_db(ix), "SELECT name, freed, lock_until FROM remote_gone"
+			       " WHERE remote = ?1 ORDER BY freed", -1, &q, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(q, 1, c->id);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(q, 0) != PACK_NAME_LEN)
+			continue;
+		struct gone *g = realloc(*out, (n + 1) * sizeof(**out));
+		if (!g)
+			break;
+		*out = g;
+		repo_pack_key(sqlite3_column_blob(q, 0), g[n].key, sizeof(g[n].key));
+		int64_t due = sqlite3_column_int64(q, 1) + c->grace_ns;
+		int64_t lock = sqlite3_column_int64(q, 2) * 1000000000LL;
+		g[n++].due = lock > due ? lock : due;
+	}
+	sqlite3_finalize(q);
+	return n;
 }
 
 static int cmd_remote_list(struct opts *o)
@@ -99,25 +203,58 @@ static int cmd_remote_list(struct opts *o)
 			sqlite3_finalize(q);
 		}
 		char when[64] = "never";
-		if (cs[i].last_push) {
-			time_t t = cs[i].last_push / 1000000000;
-			struct tm tm;
-			localtime_r(&t, &tm);
-			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
-		}
+		if (cs[i].last_push)
+			iso_time(cs[i].last_push, when, sizeof(when));
+		struct gone *g;
+		size_t ng = list_gone(ix, &cs[i], &g);
+		const char *mode = cs[i].lock_mode == REMOTE_LOCK_COMPLIANCE ? "compliance"
+								     : "governance";
 		if (o->json) {
 			printf("%s{\"name\":", i ? "," : "");
 			json_str(cs[i].name);
 			printf(",\"url\":");
 			json_str(cs[i].url);
 			printf(",\"last_push\":\"%s\",\"deltas\":%llu,\"packs_pending\":%lld,"
-			       "\"bytes_pending\":%lld}", when,
-			       (unsigned long long)(cs[i].next_meta - 1), pending, pbytes);
+			       "\"bytes_pending\":%lld,\"grace_s\":%lld,\"object_lock_days\":%d,"
+			       "\"object_lock_mode\":\"%s\",\"awaiting_deletion\":[", when,
+			       (unsigned long long)(cs[i].next_meta - 1), pending, pbytes,
+			       (long long)(cs[i].grace_ns / 1000000000LL), cs[i].lock_days,
+			       cs[i].lock_days ? mode : "none");
+			for (size_t k = 0; k < ng; k++) {
+				char due[64];
+				iso_time(g[k].due, due, sizeof(due));
+				printf("%s{\"key\":\"%s\",\"due\":\"%s\",\"due_ns\":%lld}",
+				       k ? "," : "", g[k].key, due, (long long)g[k].due);
+			}
+			printf("]}");
 		} else {
 			printf("%-12s %s\n  last push %s, %llu metadata object(s), %lld pack(s) / %lld bytes pending\n",
 			       cs[i].name, cs[i].url, when,
 			       (unsigned long long)(cs[i].next_meta - 1), pending, pbytes);
+			char grace[32];
+			snprintf(grace, sizeof(grace), "%llds",
+				 (long long)(cs[i].grace_ns / 1000000000LL));
+			if (cs[i].grace_ns % (86400LL * 1000000000LL) == 0)
+				snprintf(grace, sizeof(grace), "%lldd",
+					 (long long)(cs[i].grace_ns / (86400LL * 1000000000LL)));
+			printf("  freed packs deleted after %s", grace);
+			if (cs[i].lock_days)
+				printf(" and their Object Lock (%s, %d days)", mode, cs[i].lock_days);
+			if (ng) {
+				char first[64], last[64];
+				iso_time(g[0].due, first, sizeof(first));
+				int64_t maxdue = g[0].due;
+				for (size_t k = 1; k < ng; k++)
+					if (g[k].due > maxdue)
+						maxdue = g[k].due;
+				iso_time(maxdue, last, sizeof(last));
+				printf("; %zu pack(s) awaiting deletion, due %s%s%s\n", ng, first,
+				       ng > 1 ? " to " : "", ng > 1 ? last : "");
+			} else {
+				printf("; none awaiting deletion\n");
+			}
 		}
+		free(g);
 	}
 	if (o->json)
 		printf("]\n");
@@ -136,24 +273,48 @@ int cmd_remote(struct opts *o)
 	die(EXIT_USAGE, "usage: tresor remote add|list|status STORE ...");
 }
 
-/* Daemons frozen for a push, thawed once its read view is taken. */
+/* Daemons frozen for a push, thawed once its read view is taken; how
+ * long they were held is reported (the mount waits only that long). */
 struct frozen {
 	int fds[64];
 	int n;
+	double t0, held;	/* monotonic s; seconds the freeze lasted */
 };
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static void thaw_all(void *arg)
 {
 	struct frozen *f = arg;
 	for (int i = 0; i < f->n; i++)
 		control_thaw(f->fds[i]);
+	if (f->n)
+		f->held = mono_s() - f->t0;
 	f->n = 0;
 }
 
 int cmd_push(struct opts *o)
 {
 	if (o->npos != 2)
-		die(EXIT_USAGE, "usage: tresor push STORE REMOTE [--json]");
+		die(EXIT_USAGE, "usage: tresor push STORE REMOTE [--jobs N] [--limit-upload RATE] "
+		    "[--grace DURATION] [--json]");
+	struct push_opts po = { .jobs = PUSH_DEFAULT_JOBS, .grace_ns = -1 };
+	if (o->jobs) {
+		char *end;
+		long j = strtol(o->jobs, &end, 10);
+		if (end == o->jobs || *end || j < 1 || j > PUSH_MAX_JOBS)
+			die(EXIT_USAGE, "--jobs: a number from 1 to %d: %s", PUSH_MAX_JOBS, o->jobs);
+		po.jobs = (int)j;
+	}
+	if (o->limit_upload)
+		po.limit_upload = parse_rate(o->limit_upload, "--limit-upload");
+	if (o->r_grace)
+		po.grace_ns = parse_duration(o->r_grace, "--grace");
 	const char *dir = o->pos[0];
 	struct store *st = open_store(o, dir);
 	struct remote_cfg c;
@@ -167,6 +328,7 @@ int cmd_push(struct opts *o)
 	struct frozen fz = { .n = 0 };
 	struct volume_info *vis;
 	size_t nv;
+	fz.t0 = mono_s();
 	if (!index_volume_list(st->ix, &vis, &nv)) {
 		for (size_t i = 0; i < nv && fz.n < 64; i++) {
 			int fd;
@@ -175,11 +337,20 @@ int cmd_push(struct opts *o)
 		}
 		free(vis);
 	}
+	struct progress pg;
+	char what[100];
+	snprintf(what, sizeof(what), "push %s", c.name);
+	progress_start(&pg, what, 0);
+	po.after_snapshot = thaw_all;
+	po.snapshot_arg = &fz;
+	po.progress = progress_cb;
+	po.progress_arg = &pg;
 	struct push_result res;
-	err = push_run(st, &c, r, thaw_all, &fz, &res);
+	double t0 = mono_s();
+	err = push_run(st, &c, r, &po, &res);
+	double took = mono_s() - t0;
 	thaw_all(&fz);
-	char msg[600];
-	snprintf(msg, sizeof(msg), "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
+	progress_end(&pg);
 	char name[520];
 	snprintf(name, sizeof(name), "%s", remote_name(r));
 	remote_close(r);
@@ -188,16 +359,24 @@ int cmd_push(struct opts *o)
 	if (err == -EBUSY)
 		die(1, "store %s: a volume is being written by a daemon that did not answer; retry", dir);
 	if (err)
-		die(1, "push of store %s to %s failed: %s; rerun to resume", dir, name, msg);
+		die(1, "push of store %s to %s failed: %s; rerun to resume", dir, name,
+		    res.error[0] ? res.error : strerror(-err));
 	if (o->json)
 		printf("{\"remote\":\"%s\",\"packs\":%llu,\"pack_bytes\":%llu,\"meta_bytes\":%llu,"
-		       "\"records\":%llu}\n", c.name, (unsigned long long)res.packs,
-		       (unsigned long long)res.pack_bytes, (unsigned long long)res.meta_bytes,
-		       (unsigned long long)res.records);
+		       "\"records\":%llu,\"packs_skipped\":%llu,\"deleted\":%llu,"
+		       "\"awaiting_deletion\":%llu,\"retained\":%llu,\"jobs\":%d,"
+		       "\"seconds\":%.3f,\"freeze_ms\":%.1f}\n", c.name,
+		       (unsigned long long)res.packs, (unsigned long long)res.pack_bytes,
+		       (unsigned long long)res.meta_bytes, (unsigned long long)res.records,
+		       (unsigned long long)res.packs_skipped, (unsigned long long)res.deleted,
+		       (unsigned long long)res.awaiting_deletion,
+		       (unsigned long long)res.retained, res.jobs, took, fz.held * 1000);
 	else
-		printf("pushed %s to %s: %llu pack(s), %llu bytes; metadata %llu bytes (%llu records)\n",
+		printf("pushed %s to %s: %llu pack(s), %llu bytes; metadata %llu bytes (%llu records);"
+		       " %llu freed pack(s) deleted, %llu awaiting deletion\n",
 		       dir, c.name, (unsigned long long)res.packs,
 		       (unsigned long long)res.pack_bytes, (unsigned long long)res.meta_bytes,
-		       (unsigned long long)res.records);
+		       (unsigned long long)res.records, (unsigned long long)res.deleted,
+		       (unsigned long long)res.awaiting_deletion);
 	return 0;
 }
