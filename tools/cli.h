@@ -30,6 +30,11 @@ struct opts {
 	const char *r_ssh_key, *r_known_hosts, *r_netrc;
 	int r_path_style;
 	long chunk_min, chunk_avg, chunk_max, kdf_log2n;
+	/* recovery and verification (issue 5) */
+	int read_pct;			/* --read-data=N%: 1..100; 0 = all */
+	int lazy, full;			/* recover --lazy / --full */
+	const char *remote;		/* check --remote NAME, restore --remote URL */
+	const char *from;		/* repair --from NAME */
 	char *pos[8];
 	int npos;
 };
@@ -63,6 +68,7 @@ int cmd_restore(struct opts *o);
 int cmd_remote(struct opts *o);
 int cmd_push(struct opts *o);
 int cmd_recover(struct opts *o);
+int cmd_repair(struct opts *o);
 
 /* In cmd_remote.c: remote options from the command line, and a
  * connection to url (or exit with a message naming it). */
