@@ -69,6 +69,8 @@ int cmd_remote(struct opts *o);
 int cmd_push(struct opts *o);
 int cmd_recover(struct opts *o);
 int cmd_repair(struct opts *o);
+/* In cmd_repair.c: check --remote NAME for cmd_check (adds its problems). */
+int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems);
 
 /* In cmd_remote.c: remote options from the command line, and a
  * connection to url (or exit with a message naming it). */
