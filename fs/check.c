@@ -231,6 +231,10 @@ static int check_rows(struct ctx *c)
 			" WHERE p.id IS NULL",
 			"chunk %lld: names pack %lld (offset %lld), which the index does not have");
 	if (!err)
+		err = each_row(c,
+			"SELECT vol, parent, birth FROM dentry WHERE " DAMAGE_UNSAFE_NAME,
+			"volume %lld directory %lld: an entry (born in epoch %lld) has an unsafe name ('', '.', '..', '/' or NUL in it)");
+	if (!err)
 		err = count(c, "SELECT COUNT(*) FROM chunk", &c->res->chunks);
 	if (!err)
 		err = count(c, "SELECT COUNT(*) FROM extent", &c->res->extents);

@@ -147,3 +147,21 @@ int damage_affected(struct index *ix, int64_t pack_id, int64_t chunk_id,
 		*files = nfiles;
 	return err;
 }
+
+int damage_unsafe_name(struct index *ix, int64_t *vol, uint64_t *parent,
+		       char *name, size_t size)
+{
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(index_db(ix), "SELECT vol, parent, name FROM dentry WHERE "
+			       DAMAGE_UNSAFE_NAME " LIMIT 1", -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		*vol = sqlite3_column_int64(q, 0);
+		*parent = sqlite3_column_int64(q, 1);
+		const unsigned char *t = sqlite3_column_text(q, 2);
+		snprintf(name, size, "%s", t ? (const char *)t : "");
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}

@@ -256,7 +256,7 @@ static int fetch_one(struct pack_fetcher *f, struct remote *r,
 			tlog(LOG_WARN, "%s: healed pack %s from remote '%s' (the local copy was damaged or unreadable)",
 			     f->label, hex, f->cfg.name);
 		else
-			tlog(LOG_INFO, "%s: fetched pack %s from remote '%s' (%llu bytes)",
+			tlog(f->mode == FETCH_SYNC ? LOG_DEBUG : LOG_INFO, "%s: fetched pack %s from remote '%s' (%llu bytes)",
 			     f->label, hex, f->cfg.name, (unsigned long long)bytes);
 	} else {
 		tlog(LOG_ERR, "%s: cannot fetch pack %s from remote '%s': %s",

@@ -15,6 +15,7 @@
 #include <zstd.h>
 
 #include "changelog.h"
+#include "damage.h"
 #include "fetch.h"
 #include "recover.h"
 #include "repo.h"
@@ -198,6 +199,22 @@ int recover_run(struct remote *r, const char *url,
 		if (!err && max >= n) {
 			repo_meta_key(n, res->failed, sizeof(res->failed));
 			err = -ENODATA;
+		}
+	}
+	/* Names are used as path components by mounts and restores: a
+	 * damaged or hostile history must not name "..", "." or "a/b". */
+	if (!err) {
+		int64_t vol;
+		uint64_t parent;
+		char name[300];
+		int r2 = damage_unsafe_name(ix, &vol, &parent, name, sizeof(name));
+		if (r2 == 1) {
+			snprintf(res->failed, sizeof(res->failed),
+				 "meta/ (an entry named '%.64s' in directory inode %llu of volume %lld)",
+				 name, (unsigned long long)parent, (long long)vol);
+			err = -EUCLEAN;
+		} else if (r2 < 0) {
+			err = r2;
 		}
 	}
 	/* The packs the index names, verified (lazy: later, on demand). */

@@ -12,7 +12,8 @@
  * renamed into place at the end; a rerun resumes (packs already there are
  * kept).  -ENOENT: not a tresor repository; -EPROTONOSUPPORT: newer;
  * -EKEYREJECTED: wrong passphrase; -EBADMSG: a damaged object; -ENODATA:
- * a missing object (res->failed names it in both cases).
+ * a missing object; -EUCLEAN: the metadata names a file "..", "." or
+ * with a '/' (res->failed names the object or entry in these cases).
  */
 struct recover_opts {
 	/* Key and metadata only: packs come on demand (fetch.h) and by

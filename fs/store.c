@@ -17,6 +17,7 @@
 
 #include <sqlite3.h>
 
+#include "damage.h"
 #include "store.h"
 #include "util.h"
 
@@ -892,12 +893,20 @@ int store_read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
 			err = store_read_chunk(st, &refs[i], xs[i].coff + (s - xs[i].off),
 					       (uint8_t *)buf + (s - off), e - s);
 			if (err && err != -ENOENT) {
-				char hex[PACK_NAME_LEN * 2 + 1];
+				char hex[PACK_NAME_LEN * 2 + 1], path[1024];
 				hex_encode(refs[i].pack, PACK_NAME_LEN, hex);
-				tlog(LOG_ERR, "volume %s: inode %llu at offset %llu: chunk in pack %s: %s",
-				     volname, (unsigned long long)ino,
+				/* Name the file, not only the inode. */
+				if (lock)
+					pthread_mutex_lock(lock);
+				damage_path(st->ix, vol, view, ino, path, sizeof(path));
+				if (lock)
+					pthread_mutex_unlock(lock);
+				tlog(LOG_ERR, "volume %s: %s (inode %llu) at offset %llu: chunk in pack %s: %s%s",
+				     volname, path, (unsigned long long)ino,
 				     (unsigned long long)s, hex,
-				     err == -EBADMSG ? "failed authentication" : strerror(-err));
+				     err == -EBADMSG ? "failed authentication" : strerror(-err),
+				     st->fetch ? " here and could not be fetched from the remote"
+					       : "; no remote to heal it from ('tresor repair')");
 				err = -EIO;
 			}
 		}

@@ -92,6 +92,9 @@ int cmd_recover(struct opts *o)
 	case -ENODATA:
 		die(1, "%s: object %s is missing; the repository is incomplete, nothing was installed at %s",
 		    url, res.failed, dir);
+	case -EUCLEAN:
+		die(1, "%s: refused: the metadata holds an unsafe file name, %s; nothing was installed at %s",
+		    url, res.failed, dir);
 	default:
 		die(1, "recovery from %s failed: %s; rerun to resume", url, msg);
 	}
