@@ -11,14 +11,24 @@
 #include "store.h"
 
 struct check_opts {
-	int read_data;		/* also read and authenticate every chunk */
+	int read_data;		/* also read and authenticate chunks */
+	/* With read_data: read only this percentage of the chunks, from
+	 * where the last run stopped (the cursor "check_cursor" is kept in
+	 * the index), so 100/N daily runs read everything.  0: all. */
+	int read_pct;
+	/* Files listed per damaged pack or chunk (0: 20). */
+	size_t max_files;
 };
 
 struct check_result {
 	uint64_t packs, chunks, extents, inodes, problems;
-	uint64_t bytes_read;
+	uint64_t bytes_read, chunks_read;
+	uint64_t not_local;	/* packs of a lazy store not fetched yet */
+	uint64_t files_affected;
 };
 
+/* A problem line, or (starting with two spaces) a line saying which file
+ * and snapshots the problem above it affects. */
 typedef void (*check_report_fn)(void *arg, const char *line);
 
 /* Returns 0 when the check ran (problems counted in res), -errno if it

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "fetch.h"
 #include "fuse_int.h"
 #include "util.h"
 
@@ -1062,7 +1063,8 @@ int vfs_mount_main(struct store *st, const char *volume,
 	fuse_opt_add_arg(&args, "default_permissions");
 	fuse_opt_add_arg(&args, "-o");
 	fuse_opt_add_arg(&args, fsname);
-	int list_snapshots = 0, mt = 0, workers = 2, writeback = 0;
+	int list_snapshots = 0, mt = 0, workers = 2, writeback = 0, fill = 0;
+	char fetch_remote[64] = "";
 	if (opts && *opts) {
 		/* Our own options stay here; the rest go to FUSE. */
 		char *copy = strdup(opts), *save = NULL;
@@ -1079,6 +1081,14 @@ int vfs_mount_main(struct store *st, const char *volume,
 			}
 			if (!strcmp(o, "writeback")) {
 				writeback = 1;
+				continue;
+			}
+			if (!strcmp(o, "fill")) {
+				fill = 1;	/* fetch every pack not here yet */
+				continue;
+			}
+			if (!strncmp(o, "remote=", 7)) {
+				snprintf(fetch_remote, sizeof(fetch_remote), "%s", o + 7);
 				continue;
 			}
 			if (!strncmp(o, "workers=", 8)) {
@@ -1137,6 +1147,19 @@ int vfs_mount_main(struct store *st, const char *volume,
 			goto out_unmount;
 		}
 	}
+	/* With a remote configured, packs not here (a lazy recovery) or bad
+	 * here are fetched from it on read: after the fork, since the remote
+	 * holds connections and the fetcher a thread. */
+	char label[300];
+	snprintf(label, sizeof(label), "volume %s", volume);
+	int ferr = fetcher_attach(st, *fetch_remote ? fetch_remote : NULL, label,
+				  FETCH_BACKGROUND, fill);
+	if (ferr && ferr != -ENOENT)
+		tlog(LOG_WARN, "store %s: remote %s unusable for fetching packs (%s); reads of missing or damaged packs will fail",
+		     st->dir, *fetch_remote ? fetch_remote : "origin", strerror(-ferr));
+	else if (!ferr)
+		tlog(LOG_INFO, "store %s: packs missing or damaged here are fetched from remote '%s'",
+		     st->dir, fetcher_remote_name(st->fetch));
 	err = vfs_start_committer(&v);
 	if (!err && !readonly)
 		err = control_start(&v, &v.control);
@@ -1158,6 +1181,7 @@ out_session:
 	fuse_session_destroy(se);
 out:;
 	int e2 = vfs_close(&v);
+	fetcher_detach(st);	/* after the workers that read have stopped */
 	free(v.mountpoint);
 	return err ? err : e2;
 }

@@ -15,6 +15,8 @@
 #include <zstd.h>
 
 #include "changelog.h"
+#include "damage.h"
+#include "fetch.h"
 #include "recover.h"
 #include "repo.h"
 #include "util.h"
@@ -35,9 +37,80 @@ static int get_whole(struct remote *r, const char *key, uint8_t **buf,
 	return remote_get(r, key, 0, 0, buf, len);
 }
 
+/* Fetch every finished pack the index names that dir does not hold yet
+ * (verified, installed atomically): the body of a full recovery and of
+ * the fill of a lazy one.  Resumable: packs already here are kept. */
+static int fetch_missing(struct remote *r, const struct store_keys *keys,
+			 const char *dir, struct index *ix,
+			 const struct recover_opts *ro, struct recover_result *res)
+{
+	sqlite3_stmt *q = NULL;
+	if (sqlite3_prepare_v2(index_db(ix), "SELECT name, size FROM pack"
+			       " WHERE state = 1 AND length(name) = 16", -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	struct want { uint8_t name[PACK_NAME_LEN]; uint64_t size; } *ws = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t total = 0, done = 0;
+	int err = 0;
+	char path[PATH_MAX + 256];
+	while (!err && sqlite3_step(q) == SQLITE_ROW) {
+		char hex[PACK_NAME_LEN * 2 + 1];
+		const void *name = sqlite3_column_blob(q, 0);
+		uint64_t size = sqlite3_column_int64(q, 1);
+		hex_encode(name, PACK_NAME_LEN, hex);
+		snprintf(path, sizeof(path), "%s/%s/%.2s/%s", dir, STORE_PACK_DIR, hex, hex);
+		struct stat sb;
+		if (!stat(path, &sb) && (uint64_t)sb.st_size == size)
+			continue;	/* fetched by an earlier run */
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			void *p = realloc(ws, cap * sizeof(*ws));
+			if (!p) {
+				err = -ENOMEM;
+				break;
+			}
+			ws = p;
+		}
+		memcpy(ws[n].name, name, PACK_NAME_LEN);
+		ws[n++].size = size;
+		total += size;
+	}
+	sqlite3_finalize(q);
+	for (size_t i = 0; i < n && !err; i++) {
+		uint64_t len = 0;
+		err = pack_fetch_install(r, keys, dir, ws[i].name, ws[i].size, &len);
+		if (err)
+			repo_pack_key(ws[i].name, res->failed, sizeof(res->failed));
+		else {
+			res->packs++;
+			res->bytes += len;
+		}
+		done += ws[i].size;
+		if (ro->progress)
+			ro->progress(ro->progress_arg, done, total);
+	}
+	free(ws);
+	return err;
+}
+
+int recover_fill(struct store *st, struct remote *r,
+		 const struct recover_opts *ro, struct recover_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	int err = fetch_missing(r, &st->keys, st->dir, st->ix, ro, res);
+	if (!err)
+		err = index_begin(st->ix);
+	if (!err)
+		err = index_meta_set(st->ix, "lazy", 0);
+	if (!err)
+		err = index_commit(st->ix);
+	return err;
+}
+
 int recover_run(struct remote *r, const char *url,
 		const struct remote_options *opt, const char *dir,
-		const char *pass, size_t passlen, struct recover_result *res)
+		const char *pass, size_t passlen, const struct recover_opts *ro,
+		struct recover_result *res)
 {
 	memset(res, 0, sizeof(*res));
 	struct stat sb;
@@ -128,58 +201,31 @@ int recover_run(struct remote *r, const char *url,
 			err = -ENODATA;
 		}
 	}
-	/* The packs the index names, verified against their footers. */
-	sqlite3_stmt *q = NULL;
-	if (!err && sqlite3_prepare_v2(index_db(ix), "SELECT name, size FROM pack"
-				       " WHERE state = 1", -1, &q, NULL) != SQLITE_OK)
-		err = -EIO;
-	while (!err && sqlite3_step(q) == SQLITE_ROW) {
-		uint8_t name[PACK_NAME_LEN];
-		memcpy(name, sqlite3_column_blob(q, 0), PACK_NAME_LEN);
-		int64_t size = sqlite3_column_int64(q, 1);
-		char key[128], hex[PACK_NAME_LEN * 2 + 1];
-		repo_pack_key(name, key, sizeof(key));
-		hex_encode(name, PACK_NAME_LEN, hex);
-		snprintf(path, sizeof(path), "%s/%s/%.2s", tmp, STORE_PACK_DIR, hex);
-		mkdir(path, 0700);
-		snprintf(path, sizeof(path), "%s/%s/%.2s/%s", tmp, STORE_PACK_DIR, hex, hex);
-		if (!stat(path, &sb) && sb.st_size == size)
-			continue;	/* fetched by an earlier run */
-		err = get_whole(r, key, &buf, &len);
-		if (err == -ENOENT)
-			err = -ENODATA;
-		if (!err && (int64_t)len != size)
-			err = -EBADMSG;
-		if (!err)
-			err = write_file_atomic(path, buf, len, 0600);
-		struct pack_entry *es = NULL;
-		size_t ne = 0;
-		if (!err)
-			err = pack_read_footer(path, name, &keys, &es, &ne);
-		/* Every record must open: a pack is not taken on its footer's
-		 * word (AES-GCM runs at GB/s, the download is the cost). */
-		for (size_t k = 0; k < ne && !err; k++) {
-			uint8_t *raw = malloc(es[k].rlen ? es[k].rlen : 1);
-			if (!raw || es[k].off + es[k].slen > len)
-				err = raw ? -EBADMSG : -ENOMEM;
-			else
-				err = chunk_open(&keys, es[k].id, buf + es[k].off,
-						 es[k].slen, es[k].flags, raw, es[k].rlen);
-			free(raw);
-		}
-		free(buf);
-		free(es);
-		if (err)
-			snprintf(res->failed, sizeof(res->failed), "%s", key);
-		if (err == -EBADMSG)
-			unlink(path);
-		if (!err) {
-			res->packs++;
-			res->bytes += len;
+	/* Names are used as path components by mounts and restores: a
+	 * damaged or hostile history must not name "..", "." or "a/b". */
+	if (!err) {
+		int64_t vol;
+		uint64_t parent;
+		char name[300];
+		int r2 = damage_unsafe_name(ix, &vol, &parent, name, sizeof(name));
+		if (r2 == 1) {
+			snprintf(res->failed, sizeof(res->failed),
+				 "meta/ (an entry named '%.64s' in directory inode %llu of volume %lld)",
+				 name, (unsigned long long)parent, (long long)vol);
+			err = -EUCLEAN;
+		} else if (r2 < 0) {
+			err = r2;
 		}
 	}
-	if (q)
-		sqlite3_finalize(q);
+	/* The packs the index names, verified (lazy: later, on demand). */
+	if (!err && !ro->lazy)
+		err = fetch_missing(r, &keys, tmp, ix, ro, res);
+	if (!err)
+		err = index_begin(ix);
+	if (!err)
+		err = index_meta_set(ix, "lazy", ro->lazy ? 1 : 0);
+	if (!err)
+		err = index_commit(ix);
 	/* Keep pushing to where we came from. */
 	if (!err) {
 		struct remote_cfg c = { 0 };

@@ -12,14 +12,33 @@
  * renamed into place at the end; a rerun resumes (packs already there are
  * kept).  -ENOENT: not a tresor repository; -EPROTONOSUPPORT: newer;
  * -EKEYREJECTED: wrong passphrase; -EBADMSG: a damaged object; -ENODATA:
- * a missing object (res->failed names it in both cases).
+ * a missing object; -EUCLEAN: the metadata names a file "..", "." or
+ * with a '/' (res->failed names the object or entry in these cases).
  */
+struct recover_opts {
+	/* Key and metadata only: packs come on demand (fetch.h) and by
+	 * recover_fill; the index says so (meta "lazy" = 1). */
+	int lazy;
+	/* Bytes of packs fetched so far / to fetch (may be NULL). */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
+};
+
 struct recover_result {
 	uint64_t deltas, packs, bytes;
 	char failed[160];	/* the object that was missing or damaged */
 };
 int recover_run(struct remote *r, const char *url,
 		const struct remote_options *opt, const char *dir,
-		const char *pass, size_t passlen, struct recover_result *res);
+		const char *pass, size_t passlen, const struct recover_opts *ro,
+		struct recover_result *res);
+
+/*
+ * Complete a lazy store from remote r: fetch every pack it names and does
+ * not hold (verified), then clear its lazy mark.  Resumable.  Errors as
+ * recover_run (res->failed names the object).
+ */
+int recover_fill(struct store *st, struct remote *r,
+		 const struct recover_opts *ro, struct recover_result *res);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include <sqlite3.h>
 
+#include "damage.h"
 #include "store.h"
 #include "util.h"
 
@@ -45,6 +46,7 @@ struct chunk_cache {
 		uint8_t name[PACK_NAME_LEN];
 		int fd;			/* -1: empty */
 		int users;
+		int stale;		/* the file was replaced: no new users */
 		uint64_t tick;
 	} fds[FD_SLOTS];
 };
@@ -599,7 +601,7 @@ static struct fd_slot *pack_fd_get(struct store *st,
 	struct fd_slot *hit = NULL, *victim = NULL;
 	for (int i = 0; i < FD_SLOTS; i++) {
 		struct fd_slot *f = &c->fds[i];
-		if (f->fd >= 0 && !memcmp(f->name, name, PACK_NAME_LEN)) {
+		if (f->fd >= 0 && !f->stale && !memcmp(f->name, name, PACK_NAME_LEN)) {
 			hit = f;
 			break;
 		}
@@ -652,21 +654,24 @@ static struct fd_slot *pack_fd_get(struct store *st,
 static void pack_fd_put(struct store *st, struct fd_slot *f)
 {
 	pthread_mutex_lock(&st->cache->lock);
-	f->users--;
+	if (!--f->users && f->stale) {
+		close(f->fd);
+		f->fd = -1;
+		f->stale = 0;
+	}
 	pthread_mutex_unlock(&st->cache->lock);
 }
 
-/* Read and open one chunk into a new buffer. */
-static int chunk_load(struct store *st, const struct chunk_ref *ref,
-		      uint8_t **out)
+/* Read and open one chunk from its local pack into raw. */
+static int chunk_load_local(struct store *st, const struct chunk_ref *ref,
+			    uint8_t *raw)
 {
 	int err = 0;
 	struct fd_slot *f = pack_fd_get(st, ref->pack, &err);
 	if (!f)
 		return err;
 	uint8_t *sealed = malloc(ref->e.slen);
-	uint8_t *raw = malloc(ref->e.rlen ? ref->e.rlen : 1);
-	if (!sealed || !raw)
+	if (!sealed)
 		err = -ENOMEM;
 	if (!err)
 		err = pread_full(f->fd, sealed, ref->e.slen, ref->e.off);
@@ -675,12 +680,54 @@ static int chunk_load(struct store *st, const struct chunk_ref *ref,
 		err = chunk_open(&st->keys, ref->e.id, sealed, ref->e.slen,
 				 ref->e.flags, raw, ref->e.rlen);
 	free(sealed);
+	return err;
+}
+
+/* Read and open one chunk into a new buffer.  A pack missing or bad here
+ * is asked of the fetcher (a remote) if the store has one: its bytes are
+ * used only if they authenticate, like local ones. */
+static int chunk_load(struct store *st, const struct chunk_ref *ref,
+		      uint8_t **out)
+{
+	uint8_t *raw = malloc(ref->e.rlen ? ref->e.rlen : 1);
+	if (!raw)
+		return -ENOMEM;
+	int err = chunk_load_local(st, ref, raw);
+	if (err && err != -ENOMEM && st->fetch_load) {
+		uint8_t *sealed = NULL;
+		int r = st->fetch_load(st, ref, err, &sealed);
+		if (r == 1)
+			err = chunk_load_local(st, ref, raw);
+		else if (r == 0)
+			err = chunk_open(&st->keys, ref->e.id, sealed, ref->e.slen,
+					 ref->e.flags, raw, ref->e.rlen);
+		free(sealed);
+	}
 	if (err) {
 		free(raw);
 		return err;
 	}
 	*out = raw;
 	return 0;
+}
+
+void store_pack_replaced(struct store *st, const uint8_t name[PACK_NAME_LEN])
+{
+	struct chunk_cache *c = st->cache;
+	pthread_mutex_lock(&c->lock);
+	for (int i = 0; i < FD_SLOTS; i++) {
+		struct fd_slot *f = &c->fds[i];
+		if (f->fd < 0 || memcmp(f->name, name, PACK_NAME_LEN))
+			continue;
+		if (!f->users) {
+			close(f->fd);
+			f->fd = -1;
+		} else {
+			f->stale = 1;	/* closed by its last user */
+		}
+		memset(f->name, 0, PACK_NAME_LEN);
+	}
+	pthread_mutex_unlock(&c->lock);
 }
 
 int store_prefetch_chunk(struct store *st, const struct chunk_ref *ref)
@@ -846,12 +893,20 @@ int store_read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
 			err = store_read_chunk(st, &refs[i], xs[i].coff + (s - xs[i].off),
 					       (uint8_t *)buf + (s - off), e - s);
 			if (err && err != -ENOENT) {
-				char hex[PACK_NAME_LEN * 2 + 1];
+				char hex[PACK_NAME_LEN * 2 + 1], path[1024];
 				hex_encode(refs[i].pack, PACK_NAME_LEN, hex);
-				tlog(LOG_ERR, "volume %s: inode %llu at offset %llu: chunk in pack %s: %s",
-				     volname, (unsigned long long)ino,
+				/* Name the file, not only the inode. */
+				if (lock)
+					pthread_mutex_lock(lock);
+				damage_path(st->ix, vol, view, ino, path, sizeof(path));
+				if (lock)
+					pthread_mutex_unlock(lock);
+				tlog(LOG_ERR, "volume %s: %s (inode %llu) at offset %llu: chunk in pack %s: %s%s",
+				     volname, path, (unsigned long long)ino,
 				     (unsigned long long)s, hex,
-				     err == -EBADMSG ? "failed authentication" : strerror(-err));
+				     err == -EBADMSG ? "failed authentication" : strerror(-err),
+				     st->fetch ? " here and could not be fetched from the remote"
+					       : "; no remote to heal it from ('tresor repair')");
 				err = -EIO;
 			}
 		}

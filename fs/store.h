@@ -34,6 +34,8 @@ struct store_params {
 };
 
 struct chunk_cache;
+struct pack_fetcher;
+struct chunk_ref;
 
 struct store {
 	char *dir;
@@ -47,6 +49,11 @@ struct store {
 	int64_t pw_rowid;
 	/* Decrypted chunks (own lock inside). */
 	struct chunk_cache *cache;
+	/* Where packs missing or bad here come from (fetch.h: a remote);
+	 * NULL: nowhere, a failed read is EIO.  Thread-safe itself. */
+	struct pack_fetcher *fetch;
+	int (*fetch_load)(struct store *st, const struct chunk_ref *ref,
+			  int local_err, uint8_t **sealed);
 };
 
 /* Defaults: 256 KiB / 1 MiB / 4 MiB chunks, scrypt 2^17. */
@@ -157,6 +164,10 @@ int store_finish_current_pack(struct store *st);
 int store_prefetch_chunk(struct store *st, const struct chunk_ref *ref);
 /* 1 if the chunk is in the cache now. */
 int store_chunk_cached(struct store *st, int64_t rowid);
+
+/* A pack file was replaced (healed): drop cached descriptors of the old
+ * file so the next read opens the new one (thread-safe). */
+void store_pack_replaced(struct store *st, const uint8_t name[PACK_NAME_LEN]);
 
 /* Finish all packs left open by dead processes.  Returns how many were
  * finished, or -errno. */

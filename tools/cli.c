@@ -53,12 +53,24 @@ static int parse_count(const char *s, const char *what)
 	return (int)v;
 }
 
+/* "5%" or "5": a share of 1..100 percent. */
+static int parse_percent(const char *s, const char *what)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (end != s && *end == '%')
+		end++;
+	if (end == s || *end || v < 1 || v > 100)
+		die(EXIT_USAGE, "%s: not a percentage from 1%% to 100%%: %s", what, s);
+	return (int)v;
+}
+
 void parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {
 		{ "passphrase-file", required_argument, 0, 'p' },
 		{ "json", no_argument, 0, 'j' },
-		{ "read-data", no_argument, 0, 'r' },
+		{ "read-data", optional_argument, 0, 'r' },
 		{ "chunk-min", required_argument, 0, 1 },
 		{ "chunk-avg", required_argument, 0, 2 },
 		{ "chunk-max", required_argument, 0, 3 },
@@ -86,6 +98,10 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "object-lock-mode", required_argument, 0, 42 },
 		{ "jobs", required_argument, 0, 43 },
 		{ "limit-upload", required_argument, 0, 44 },
+		{ "lazy", no_argument, 0, 50 },
+		{ "full", no_argument, 0, 51 },
+		{ "remote", required_argument, 0, 52 },
+		{ "from", required_argument, 0, 53 },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -95,7 +111,11 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		switch (c) {
 		case 'p': o->passfile = optarg; break;
 		case 'j': o->json = 1; break;
-		case 'r': o->read_data = 1; break;
+		case 'r':
+			o->read_data = 1;
+			if (optarg)
+				o->read_pct = parse_percent(optarg, "--read-data");
+			break;
 		case 'f': o->foreground = 1; break;
 		case 'o': o->mount_opts = optarg; break;
 		case 1: o->chunk_min = parse_size(optarg, "--chunk-min"); break;
@@ -124,6 +144,10 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 42: o->r_lock_mode = optarg; break;
 		case 43: o->jobs = optarg; break;
 		case 44: o->limit_upload = optarg; break;
+		case 50: o->lazy = 1; break;
+		case 51: o->full = 1; break;
+		case 52: o->remote = optarg; break;
+		case 53: o->from = optarg; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))
 				die(EXIT_USAGE, "--keep-within: not a duration like 30d or 1y6m: %s",

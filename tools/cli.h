@@ -33,6 +33,11 @@ struct opts {
 	/* remote add --grace --object-lock-days --object-lock-mode; push
 	 * --grace --jobs --limit-upload (parsed in cmd_remote.c) */
 	const char *r_grace, *r_lock_days, *r_lock_mode, *jobs, *limit_upload;
+	/* recovery and verification (issue 5) */
+	int read_pct;			/* --read-data=N%: 1..100; 0 = all */
+	int lazy, full;			/* recover --lazy / --full */
+	const char *remote;		/* check --remote NAME, restore --remote URL */
+	const char *from;		/* repair --from NAME */
 	char *pos[8];
 	int npos;
 };
@@ -66,6 +71,9 @@ int cmd_restore(struct opts *o);
 int cmd_remote(struct opts *o);
 int cmd_push(struct opts *o);
 int cmd_recover(struct opts *o);
+int cmd_repair(struct opts *o);
+/* In cmd_repair.c: check --remote NAME for cmd_check (adds its problems). */
+int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems);
 
 /* In cmd_remote.c: remote options from the command line, and a
  * connection to url (or exit with a message naming it). */

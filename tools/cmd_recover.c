@@ -11,21 +11,67 @@
 
 #include "../fs/recover.h"
 #include "cli.h"
+#include "progress.h"
+
+/* recover URL STORE --full on a store recovered with --lazy: fetch every
+ * pack it does not hold yet (resumable, with progress). */
+static int fill_existing(struct opts *o, const char *url, const char *dir)
+{
+	struct store *st = open_store(o, dir);
+	int64_t lazy = 0;
+	index_meta_get(st->ix, "lazy", &lazy);
+	struct remote_options ro;
+	remote_opts(o, &ro);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	struct remote *r = open_remote(url, &ro);
+	struct progress p;
+	progress_start(&p, "recover --full", 0);
+	struct recover_opts rop = { .progress = progress_cb, .progress_arg = &p };
+	struct recover_result res;
+	int err = recover_fill(st, r, &rop, &res);
+	progress_end(&p);
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
+	remote_close(r);
+	curl_global_cleanup();
+	store_close(st);
+	if (err == -EBADMSG)
+		die(1, "%s: object %s is damaged or was tampered with (it fails authentication); rerun to resume the other packs, or use another remote",
+		    url, res.failed);
+	if (err == -ENODATA)
+		die(1, "%s: object %s is missing; the remote cannot complete store %s", url,
+		    res.failed, dir);
+	if (err)
+		die(1, "completing store %s from %s failed: %s; rerun to resume", dir, url, msg);
+	printf("completed %s from %s: %llu pack(s), %llu bytes fetched%s\n", dir, url,
+	       (unsigned long long)res.packs, (unsigned long long)res.bytes,
+	       lazy ? "" : " (it was not a lazy store)");
+	return 0;
+}
 
 int cmd_recover(struct opts *o)
 {
 	if (o->npos != 2)
 		die(EXIT_USAGE, "usage: tresor recover URL STORE [remote options]");
 	const char *url = o->pos[0], *dir = o->pos[1];
+	if (o->lazy && o->full)
+		die(EXIT_USAGE, "recover: --lazy and --full exclude each other");
+	if (!access(dir, F_OK) && o->full)
+		return fill_existing(o, url, dir);
 	if (!access(dir, F_OK))
-		die(1, "cannot recover into %s: it exists; choose a new directory", dir);
+		die(1, "cannot recover into %s: it exists; choose a new directory (or add --full to complete a lazy recovery)", dir);
 	struct remote_options ro;
 	remote_opts(o, &ro);
 	char *pass = get_passphrase(o, 0, url);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	struct remote *r = open_remote(url, &ro);
 	struct recover_result res;
-	int err = recover_run(r, url, &ro, dir, pass, strlen(pass), &res);
+	struct progress p;
+	progress_start(&p, "recover", 0);
+	struct recover_opts rop = { .lazy = o->lazy, .progress = progress_cb,
+				    .progress_arg = &p };
+	int err = recover_run(r, url, &ro, dir, pass, strlen(pass), &rop, &res);
+	progress_end(&p);
 	free_passphrase(pass);
 	char msg[600];
 	snprintf(msg, sizeof(msg), "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
@@ -46,11 +92,15 @@ int cmd_recover(struct opts *o)
 	case -ENODATA:
 		die(1, "%s: object %s is missing; the repository is incomplete, nothing was installed at %s",
 		    url, res.failed, dir);
+	case -EUCLEAN:
+		die(1, "%s: refused: the metadata holds an unsafe file name, %s; nothing was installed at %s",
+		    url, res.failed, dir);
 	default:
 		die(1, "recovery from %s failed: %s; rerun to resume", url, msg);
 	}
-	printf("recovered %s from %s: %llu metadata object(s), %llu pack(s), %llu bytes\n",
+	printf("recovered %s from %s: %llu metadata object(s), %llu pack(s), %llu bytes%s\n",
 	       dir, url, (unsigned long long)res.deltas, (unsigned long long)res.packs,
-	       (unsigned long long)res.bytes);
+	       (unsigned long long)res.bytes,
+	       o->lazy ? " (lazy: packs are fetched when read; 'recover URL STORE --full' completes it)" : "");
 	return 0;
 }

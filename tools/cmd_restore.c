@@ -18,7 +18,14 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+#include <ftw.h>
+#include <openssl/sha.h>
+
+#include "../fs/fetch.h"
+#include "../fs/recover.h"
 #include "cli.h"
+#include "progress.h"
 
 struct restore {
 	struct store *st;
@@ -34,6 +41,8 @@ struct restore {
 	int errors;
 	int root_dfd;
 	const char *dest;
+	struct progress p;
+	uint64_t done;		/* bytes written, for the progress line */
 };
 
 static int name_ok(const char *name)
@@ -114,6 +123,8 @@ static int restore_file(struct restore *r, const struct inode_attr *a,
 					 buf, n, off, r->vi.name);
 		if (!err)
 			err = pwrite_full(fd, buf, n, off);
+		r->done += n;
+		progress_set(&r->p, r->done, 0);
 	}
 	if (!err && ftruncate(fd, a->size))
 		err = -errno;
@@ -255,20 +266,19 @@ static int restore_node(struct restore *r, uint64_t ino, int dfd,
 	return 0;
 }
 
-int cmd_restore(struct opts *o)
+/* Restore PATH of snapshot snap of volume vol of the open store st (named
+ * dir in messages) into dest; closes st.  Exit code. */
+static int restore_tree(struct store *st, const char *dir, const char *vol,
+			const char *snap, const char *tree, const char *dest)
 {
-	if (o->npos != 5)
-		die(EXIT_USAGE, "usage: tresor restore STORE VOLUME SNAPSHOT PATH DEST");
-	const char *dir = o->pos[0], *dest = o->pos[4];
-	struct restore r = { .dest = dest };
-	r.st = open_store(o, dir);
-	find_volume(r.st->ix, dir, o->pos[1], &r.vi);
+	struct restore r = { .dest = dest, .st = st };
+	find_volume(r.st->ix, dir, vol, &r.vi);
 	struct snapshot_info si;
-	find_snapshot(r.st->ix, dir, &r.vi, o->pos[2], &si);
+	find_snapshot(r.st->ix, dir, &r.vi, snap, &si);
 	r.view = si.epoch;
 	/* Walk PATH down from the root, component by component. */
 	uint64_t ino = ROOT_INO;
-	char *copy = strdup(o->pos[3]), *save = NULL;
+	char *copy = strdup(tree), *save = NULL;
 	const char *last = "";
 	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
 		if (!strcmp(c, "."))
@@ -276,7 +286,7 @@ int cmd_restore(struct opts *o)
 		if (!name_ok(c) || index_dentry_lookup(r.st->ix, r.vi.id, r.view,
 						       ino, c, &ino))
 			die(1, "snapshot %s of volume '%s' has no '%s'", si.name,
-			    r.vi.name, o->pos[3]);
+			    r.vi.name, tree);
 		last = c;
 	}
 	if (mkdir(dest, 0700) && errno != EEXIST)
@@ -285,6 +295,7 @@ int cmd_restore(struct opts *o)
 	if (r.root_dfd < 0)
 		die(1, "cannot open %s: %s", dest, strerror(errno));
 	const char *name = *last ? last : ".";
+	progress_start(&r.p, "restore", 0);
 	char *path = NULL;
 	if (asprintf(&path, "%s/%s", dest, *last ? last : "") < 0)
 		die(1, "out of memory");
@@ -307,16 +318,132 @@ int cmd_restore(struct opts *o)
 		}
 		free(d.c);
 	}
+	progress_end(&r.p);
 	free(path);
 	free(copy);
 	for (size_t i = 0; i < r.nlinks; i++)
 		free(r.links[i].path);
 	free(r.links);
 	close(r.root_dfd);
+	fetcher_detach(r.st);
 	store_close(r.st);
 	printf("restored %llu file(s), %llu bytes from %s into %s (%llu already there)%s\n",
 	       (unsigned long long)r.files, (unsigned long long)r.bytes, si.name,
 	       dest, (unsigned long long)r.skipped,
 	       r.errors ? "; some items failed, see above" : "");
 	return r.errors ? 1 : 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+		    struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Where restore --remote keeps its temporary lazy store for url: under
+ * $TRESOR_CACHE_DIR, $XDG_CACHE_HOME/tresor or ~/.cache/tresor, named by
+ * a hash of the URL so a rerun finds (and resumes from) it. */
+static void cache_dir_for(const char *url, char *out, size_t size)
+{
+	const char *base = getenv("TRESOR_CACHE_DIR");
+	char tmp[PATH_MAX];
+	if (!base || !*base) {
+		const char *xdg = getenv("XDG_CACHE_HOME");
+		const char *home = getenv("HOME");
+		if (xdg && *xdg)
+			snprintf(tmp, sizeof(tmp), "%s/tresor", xdg);
+		else
+			snprintf(tmp, sizeof(tmp), "%s/.cache/tresor", home && *home ? home : "/tmp");
+		base = tmp;
+	}
+	char parent[PATH_MAX - 32];
+	snprintf(parent, sizeof(parent), "%.*s", (int)sizeof(parent) - 1, base);
+	for (char *p = parent + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			mkdir(parent, 0700);
+			*p = '/';
+		}
+	mkdir(parent, 0700);
+	uint8_t h[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)url, strlen(url), h);
+	char hex[17];
+	hex_encode(h, 8, hex);
+	snprintf(out, size, "%.*s/restore-%s", (int)(size > 40 ? size - 40 : 0), parent, hex);
+}
+
+/* restore --remote URL VOLUME SNAPSHOT PATH DEST: no local store.  The
+ * key and metadata are fetched into a temporary lazy store, then only the
+ * packs the tree needs, whole and verified.  Kept if the restore fails, so
+ * a rerun resumes; removed when it succeeds. */
+static int restore_remote(struct opts *o)
+{
+	if (o->npos != 4)
+		die(EXIT_USAGE, "usage: tresor restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]");
+	const char *url = o->remote;
+	char cache[PATH_MAX];
+	cache_dir_for(url, cache, sizeof(cache));
+	struct remote_options ro;
+	remote_opts(o, &ro);
+	char *pass = get_passphrase(o, 0, url);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (access(cache, F_OK)) {
+		struct remote *r = open_remote(url, &ro);
+		struct recover_opts rop = { .lazy = 1 };
+		struct recover_result res;
+		int err = recover_run(r, url, &ro, cache, pass, strlen(pass), &rop, &res);
+		char msg[600];
+		snprintf(msg, sizeof(msg), "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
+		remote_close(r);
+		if (err == -ENOENT)
+			die(1, "%s is not a tresor repository (no tresor-repo marker or metadata)", url);
+		if (err == -EKEYREJECTED)
+			die(1, "wrong passphrase for the repository at %s", url);
+		if (err == -EPROTONOSUPPORT)
+			die(1, "%s was written by a newer tresor; upgrade tresor", url);
+		if (err == -EBADMSG)
+			die(1, "%s: object %s is damaged or was tampered with (it fails authentication); nothing restored",
+			    url, res.failed);
+		if (err == -ENODATA)
+			die(1, "%s: object %s is missing; the repository is incomplete, nothing restored",
+			    url, res.failed);
+		if (err == -EUCLEAN)
+			die(1, "%s: refused: the metadata holds an unsafe file name, %s; nothing restored",
+			    url, res.failed);
+		if (err)
+			die(1, "reading the metadata of %s failed: %s; rerun to resume", url, msg);
+	}
+	struct store *st;
+	int err = store_open(cache, pass, strlen(pass), &st);
+	free_passphrase(pass);
+	if (err)
+		die(1, "cannot open the temporary store %s for %s: %s; remove it and rerun",
+		    cache, url, strerror(-err));
+	char label[700];
+	snprintf(label, sizeof(label), "restore from %s", url);
+	err = fetcher_attach(st, "origin", label, FETCH_SYNC, 0);
+	if (err)
+		die(1, "cannot fetch packs from %s: %s", url, strerror(-err));
+	int rc = restore_tree(st, url, o->pos[0], o->pos[1], o->pos[2], o->pos[3]);
+	curl_global_cleanup();
+	if (rc == 0)
+		nftw(cache, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	else
+		fprintf(stderr, "tresor: restore from %s incomplete; rerun the same command to resume (fetched packs are kept in %s)\n",
+			url, cache);
+	return rc;
+}
+
+int cmd_restore(struct opts *o)
+{
+	if (o->remote)
+		return restore_remote(o);
+	if (o->npos != 5)
+		die(EXIT_USAGE, "usage: tresor restore STORE VOLUME SNAPSHOT PATH DEST");
+	struct store *st = open_store(o, o->pos[0]);
+	return restore_tree(st, o->pos[0], o->pos[1], o->pos[2], o->pos[3], o->pos[4]);
 }

@@ -30,7 +30,7 @@ const char *usage_text =
 	"  volume list STORE [--json]\n"
 	"  mount STORE VOLUME MOUNTPOINT [-o OPTS] [-f]\n"
 	"  stats STORE [--json]\n"
-	"  check STORE [--read-data] [--json]\n"
+	"  check STORE [--read-data[=N%]] [--remote NAME] [--json]\n"
 	"  snapshot create STORE VOLUME [--time ISO-8601]\n"
 	"  snapshot list STORE VOLUME [--json]\n"
 	"  snapshot pin|unpin STORE VOLUME NAME\n"
@@ -44,7 +44,9 @@ const char *usage_text =
 	"  remote list|status STORE [--json]\n"
 	"  push STORE REMOTE [--json]\n"
 	"        [--jobs 4] [--limit-upload RATE (10M: bytes/s)] [--grace DURATION]\n"
-	"  recover URL STORE [remote options]\n"
+	"  recover URL STORE [--lazy|--full] [remote options]\n"
+	"  repair STORE --from REMOTE\n"
+	"  restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]\n"
 	"  --version\n"
 	"Commands that need the key read the passphrase from --passphrase-file FILE,\n"
 	"else $TRESOR_PASSPHRASE, else a prompt on the terminal.\n";
@@ -283,33 +285,50 @@ static int cmd_stats(struct opts *o)
 static void print_problem(void *arg, const char *line)
 {
 	const char *store = arg;
-	printf("problem: store %s: %s\n", store, line);
+	if (!strncmp(line, "  ", 2))
+		printf("%s\n", line);	/* the files a problem affects */
+	else
+		printf("problem: store %s: %s\n", store, line);
 }
 
 static int cmd_check(struct opts *o)
 {
 	if (o->npos != 1)
-		die(EXIT_USAGE, "usage: tresor check STORE [--read-data] [--json]");
+		die(EXIT_USAGE, "usage: tresor check STORE [--read-data[=N%%]] [--remote NAME] [--json]");
 	struct store *st = open_store(o, o->pos[0]);
-	struct check_opts co = { .read_data = o->read_data };
+	struct check_opts co = { .read_data = o->read_data, .read_pct = o->read_pct };
 	struct check_result r;
 	int err = store_check(st, &co, print_problem, o->pos[0], &r);
+	uint64_t rproblems = 0;
+	if (!err && o->remote)
+		err = cmd_check_remote(o, st, &rproblems);
 	store_close(st);
 	if (err)
 		die(1, "check of store %s could not run: %s", o->pos[0], strerror(-err));
+	char share[64] = "";
+	if (o->read_data && o->read_pct && o->read_pct < 100)
+		snprintf(share, sizeof(share), ", %d%% of the data read (%llu chunks)",
+			 o->read_pct, (unsigned long long)r.chunks_read);
+	else if (o->read_data)
+		snprintf(share, sizeof(share), ", all data read");
 	if (o->json)
 		printf("{\"packs\":%llu,\"chunks\":%llu,\"extents\":%llu,\"inodes\":%llu,"
-		       "\"bytes_read\":%llu,\"problems\":%llu}\n",
+		       "\"bytes_read\":%llu,\"chunks_read\":%llu,\"not_local\":%llu,"
+		       "\"files_affected\":%llu,\"remote_problems\":%llu,\"problems\":%llu}\n",
 		       (unsigned long long)r.packs, (unsigned long long)r.chunks,
 		       (unsigned long long)r.extents, (unsigned long long)r.inodes,
-		       (unsigned long long)r.bytes_read, (unsigned long long)r.problems);
+		       (unsigned long long)r.bytes_read, (unsigned long long)r.chunks_read,
+		       (unsigned long long)r.not_local, (unsigned long long)r.files_affected,
+		       (unsigned long long)rproblems,
+		       (unsigned long long)(r.problems + rproblems));
 	else
-		printf("checked store %s: %llu packs, %llu chunks, %llu inodes%s: %llu problem(s)\n",
+		printf("checked store %s: %llu packs, %llu chunks, %llu inodes%s%s: %llu problem(s)%s\n",
 		       o->pos[0], (unsigned long long)r.packs,
 		       (unsigned long long)r.chunks, (unsigned long long)r.inodes,
-		       o->read_data ? ", all data read" : "",
-		       (unsigned long long)r.problems);
-	return r.problems ? 1 : 0;
+		       share, r.not_local ? " (lazy: packs not fetched yet are not read)" : "",
+		       (unsigned long long)r.problems,
+		       r.files_affected ? "; the files listed are affected" : "");
+	return r.problems || rproblems ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -352,5 +371,7 @@ int main(int argc, char **argv)
 		return cmd_push(&o);
 	if (!strcmp(cmd, "recover"))
 		return cmd_recover(&o);
+	if (!strcmp(cmd, "repair"))
+		return cmd_repair(&o);
 	die(EXIT_USAGE, "unknown command '%s' (see 'tresor --help')", cmd);
 }

@@ -1,0 +1,167 @@
+/*
+ * damage.c - files and views a damaged pack or chunk affects (damage.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+
+#include "damage.h"
+
+void damage_path(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+		 char *buf, size_t size)
+{
+	char path[4096] = "", name[512];
+	uint64_t cur = ino;
+	/* Up to the root, prepending names; a bound on depth stops a cycle
+	 * in a damaged index. */
+	for (int depth = 0; cur != ROOT_INO && depth < 256; depth++) {
+		uint64_t parent;
+		if (index_dentry_of(ix, vol, view, cur, &parent, name, sizeof(name))) {
+			snprintf(buf, size, "(inode %llu, no name)", (unsigned long long)ino);
+			return;
+		}
+		char tmp[4096];
+		snprintf(tmp, sizeof(tmp), "/%s%s", name, path);
+		memcpy(path, tmp, sizeof(path));
+		cur = parent;
+	}
+	snprintf(buf, size, "%s", *path ? path : "/");
+}
+
+struct hit {
+	int64_t vol;
+	uint64_t ino;
+	int64_t birth, death;
+};
+
+static int hit_cmp(const void *a, const void *b)
+{
+	const struct hit *x = a, *y = b;
+	if (x->vol != y->vol)
+		return x->vol < y->vol ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return (x->birth > y->birth) - (x->birth < y->birth);
+}
+
+/* One file: its rows hs[0..n) (same vol, ino) -> one line. */
+static void report_file(struct index *ix, const struct hit *hs, size_t n,
+			damage_cb cb, void *arg)
+{
+	char line[8192], path[4096], vname[256] = "?";
+	int live = 0;
+	for (size_t i = 0; i < n; i++)
+		live |= hs[i].death == EPOCH_ALIVE;
+	struct volume_info *vis = NULL;
+	size_t nv = 0;
+	if (!index_volume_list(ix, &vis, &nv))
+		for (size_t i = 0; i < nv; i++)
+			if (vis[i].id == hs[0].vol)
+				snprintf(vname, sizeof(vname), "%s", vis[i].name);
+	free(vis);
+	struct snapshot_info *ss = NULL;
+	size_t ns = 0;
+	index_snapshot_list(ix, hs[0].vol, &ss, &ns);
+	size_t len = 0;
+	char snaps[4096] = "";
+	int64_t view = live ? VIEW_LIVE : -1;
+	size_t nsnap = 0;
+	for (size_t s = 0; s < ns; s++) {
+		int in = 0;
+		for (size_t i = 0; i < n && !in; i++)
+			in = hs[i].birth <= ss[s].epoch && ss[s].epoch < hs[i].death;
+		if (!in)
+			continue;
+		if (view < 0)
+			view = ss[s].epoch;
+		nsnap++;
+		if (len < sizeof(snaps) - 300)
+			len += snprintf(snaps + len, sizeof(snaps) - len, "%s%s",
+					nsnap > 1 ? ", " : "", ss[s].name);
+	}
+	free(ss);
+	if (view < 0)
+		view = hs[0].birth;	/* in no view: a row pruning left */
+	damage_path(ix, hs[0].vol, view, hs[0].ino, path, sizeof(path));
+	snprintf(line, sizeof(line), "volume %s: %s (%s%s%s%s)", vname, path,
+		 live ? "live" : "", live && nsnap ? "; " : "",
+		 nsnap ? (nsnap > 1 ? "snapshots " : "snapshot ") : "",
+		 nsnap ? snaps : (live ? "" : "in no snapshot"));
+	cb(arg, line);
+}
+
+int damage_affected(struct index *ix, int64_t pack_id, int64_t chunk_id,
+		    size_t max, damage_cb cb, void *arg, size_t *files)
+{
+	sqlite3_stmt *q;
+	const char *sql = chunk_id
+		? "SELECT vol, ino, birth, death FROM extent WHERE chunk = ?2"
+		: "SELECT e.vol, e.ino, e.birth, e.death FROM extent e"
+		  " JOIN chunk c ON c.id = e.chunk WHERE c.pack = ?1";
+	if (sqlite3_prepare_v2(index_db(ix), sql, -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, pack_id);
+	sqlite3_bind_int64(q, 2, chunk_id);
+	struct hit *hs = NULL;
+	size_t n = 0, cap = 0;
+	int rc, err = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			void *p = realloc(hs, cap * sizeof(*hs));
+			if (!p) {
+				err = -ENOMEM;
+				break;
+			}
+			hs = p;
+		}
+		hs[n].vol = sqlite3_column_int64(q, 0);
+		hs[n].ino = sqlite3_column_int64(q, 1);
+		hs[n].birth = sqlite3_column_int64(q, 2);
+		hs[n++].death = sqlite3_column_int64(q, 3);
+	}
+	sqlite3_finalize(q);
+	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		err = -EIO;
+	if (n)
+		qsort(hs, n, sizeof(*hs), hit_cmp);
+	size_t nfiles = 0;
+	for (size_t i = 0; i < n && !err;) {
+		size_t j = i;
+		while (j < n && hs[j].vol == hs[i].vol && hs[j].ino == hs[i].ino)
+			j++;
+		if (nfiles < max)
+			report_file(ix, hs + i, j - i, cb, arg);
+		nfiles++;
+		i = j;
+	}
+	if (nfiles > max) {
+		char line[128];
+		snprintf(line, sizeof(line), "... and %zu more file(s)", nfiles - max);
+		cb(arg, line);
+	}
+	free(hs);
+	if (files)
+		*files = nfiles;
+	return err;
+}
+
+int damage_unsafe_name(struct index *ix, int64_t *vol, uint64_t *parent,
+		       char *name, size_t size)
+{
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(index_db(ix), "SELECT vol, parent, name FROM dentry WHERE "
+			       DAMAGE_UNSAFE_NAME " LIMIT 1", -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		*vol = sqlite3_column_int64(q, 0);
+		*parent = sqlite3_column_int64(q, 1);
+		const unsigned char *t = sqlite3_column_text(q, 2);
+		snprintf(name, size, "%s", t ? (const char *)t : "");
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
