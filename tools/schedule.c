@@ -87,15 +87,33 @@ int schedule_parse(const char *s, struct schedule *out, char *err, size_t errsiz
 	return -EINVAL;
 }
 
-/* The slot of the local date in *day (its time fields are replaced). */
+/* The slot of the local date in *day (its time fields are replaced).
+ * mktime's guess for an ambiguous or missing local time depends on its
+ * previous calls, so both readings are tried: a time that exists twice
+ * (fall-back) is its first instant, a time that does not exist
+ * (spring-forward) is the instant after the gap it falls into. */
 static time_t slot_of(const struct tm *day, int hour, int minute)
 {
-	struct tm t = *day;
-	t.tm_hour = hour;
-	t.tm_min = minute;
-	t.tm_sec = 0;
-	t.tm_isdst = -1;
-	return mktime(&t);
+	time_t cand[2], best = (time_t)-1, later = (time_t)-1;
+	for (int dst = 0; dst < 2; dst++) {
+		struct tm t = *day;
+		t.tm_hour = hour;
+		t.tm_min = minute;
+		t.tm_sec = 0;
+		t.tm_isdst = dst;
+		cand[dst] = mktime(&t);
+		if (cand[dst] == (time_t)-1)
+			continue;
+		struct tm back;
+		localtime_r(&cand[dst], &back);
+		if (back.tm_year == day->tm_year && back.tm_mon == day->tm_mon &&
+		    back.tm_mday == day->tm_mday && back.tm_hour == hour &&
+		    back.tm_min == minute && (best == (time_t)-1 || cand[dst] < best))
+			best = cand[dst];
+		if (later == (time_t)-1 || cand[dst] > later)
+			later = cand[dst];
+	}
+	return best != (time_t)-1 ? best : later;
 }
 
 /* Does the local date *day have a slot? */
