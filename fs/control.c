@@ -4,6 +4,7 @@
  * Requests (one line each):
  *   ping                     -> ok
  *   snapshot BASE TIME_NS    -> ok NAME   (BASE: name wanted, TIME_NS: its time)
+ *   opstats                  -> ok OPSTATS  (opstats.h's line: FUSE op latencies)
  * Errors reply "error ERRNO MESSAGE".
  */
 #include <errno.h>
@@ -92,6 +93,14 @@ static void serve(struct control *c, int fd)
 			tlog(LOG_WARN, "volume %s: control: %s", v->vol.name,
 			     strerror(errno));
 		pthread_mutex_unlock(&v->lock);
+		return;
+	} else if (!strcmp(line, "opstats")) {
+		/* Longer than the usual reply: its own buffer. */
+		char big[4096];
+		if (opstats_format(&c->v->opstats, big, sizeof(big)) < 0)
+			dprintf(fd, "error %d opstats too long\n", ENOSPC);
+		else
+			dprintf(fd, "ok %s\n", big);
 		return;
 	} else if (sscanf(line, "snapshot %199s %lld", base, &t) == 2) {
 		struct snapshot_info si;

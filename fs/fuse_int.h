@@ -19,6 +19,12 @@ static inline struct vfs *V(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* ops with timing wrappers (fuse_timed.c), built in out; sets
+ * v->inner_ops to ops. */
+const struct fuse_lowlevel_ops *fuse_timed_ops(const struct fuse_lowlevel_ops *ops,
+					       struct fuse_lowlevel_ops *out,
+					       struct vfs *v);
+
 void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,
 		  struct stat *sb);
 

@@ -1121,8 +1121,9 @@ int vfs_mount_main(struct store *st, const char *volume,
 	v.writeback = writeback;
 	v.mountpoint = realpath(mountpoint, NULL);
 	err = -EIO;
-	struct fuse_session *se = fuse_session_new(&args, &vfs_ops,
-						   sizeof(vfs_ops), &v);
+	struct fuse_lowlevel_ops timed;
+	struct fuse_session *se = fuse_session_new(&args, fuse_timed_ops(&vfs_ops, &timed, &v),
+						   sizeof(timed), &v);
 	fuse_opt_free_args(&args);
 	if (!se)
 		goto out;

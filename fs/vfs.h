@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include "index.h"
+#include "opstats.h"
 #include "store.h"
 
 /* Dirty (written, not yet chunked) bytes of a file. */
@@ -75,7 +76,9 @@ struct vfs {
 	/* committer thread */
 	pthread_t committer;
 	pthread_cond_t stop_cond;
-	int stopping;
+	int stopping;	/* FUSE operation counts and latencies (opstats.h; atomics) */
+	struct opstats opstats;
+	const void *inner_ops;		/* the untimed table (fuse_timed.c) */
 };
 
 /* Open the volume: lock it, clean inodes left unlinked by a crash. */

@@ -16,6 +16,7 @@ PACKAGES=(
 	awscli
 	openssh-server openssh-client apache2 apache2-utils openssl curl
 	clang libclang-rt-14-dev llvm
+	libinih-dev
 )
 
 # Node (the S3 test server) may come from another source that ships npm

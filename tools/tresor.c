@@ -17,6 +17,7 @@
 #include "../fs/check.h"
 #include "../fs/vfs.h"
 #include "cli.h"
+#include "daemon.h"
 
 #ifndef TRESOR_VERSION
 #define TRESOR_VERSION "0.1.0"
@@ -47,6 +48,8 @@ const char *usage_text =
 	"  recover URL STORE [--lazy|--full] [remote options]\n"
 	"  repair STORE --from REMOTE\n"
 	"  restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]\n"
+	"  daemon CONFIG\n"
+	"  status [CONFIG] [--json]\n"
 	"  --version\n"
 	"Commands that need the key read the passphrase from --passphrase-file FILE,\n"
 	"else $TRESOR_PASSPHRASE, else a prompt on the terminal.\n";
@@ -367,11 +370,19 @@ int main(int argc, char **argv)
 		return cmd_restore(&o);
 	if (!strcmp(cmd, "remote"))
 		return cmd_remote(&o);
+	/* A running scheduling daemon pushes instead (one writer). */
+	int fwd = !strcmp(cmd, "push") ? daemon_forward_push(&o) : -1;
+	if (fwd >= 0)
+		return fwd;
 	if (!strcmp(cmd, "push"))
 		return cmd_push(&o);
 	if (!strcmp(cmd, "recover"))
 		return cmd_recover(&o);
 	if (!strcmp(cmd, "repair"))
 		return cmd_repair(&o);
+	if (!strcmp(cmd, "daemon"))
+		return cmd_daemon(&o);
+	if (!strcmp(cmd, "status"))
+		return cmd_status(&o);
 	die(EXIT_USAGE, "unknown command '%s' (see 'tresor --help')", cmd);
 }

@@ -1,0 +1,81 @@
+/*
+ * config.h - the daemon's configuration file (INI, read with inih).
+ *
+ *   [tresor]                      store, passphrase-file, state-file,
+ *                                 metrics-listen, metrics-textfile,
+ *                                 stale-push, retries, retry-delay
+ *   [schedule]                    snapshot, push, check (schedule.h syntax),
+ *                                 check-read-data = no|yes|N%
+ *   [retention]                   keep-last/-hourly/-daily/-weekly/-monthly/
+ *                                 -yearly, keep-within (default daily 30,
+ *                                 monthly 12)
+ *   [volume NAME]                 mountpoint, options
+ *   [remote NAME]                 url (else it must exist in the store),
+ *                                 endpoint, region, path-style, ca-file,
+ *                                 credentials-file, ssh-key, known-hosts,
+ *                                 netrc
+ *
+ * The whole file is checked before anything starts: the first bad line is
+ * reported as "FILE:LINE: what is wrong".  No secrets in the file itself:
+ * only paths of files that hold them.
+ */
+#ifndef TRESOR_CONFIG_H
+#define TRESOR_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../fs/retention.h"
+#include "schedule.h"
+
+#define CONFIG_MAX_VOLUMES 32
+#define CONFIG_MAX_REMOTES 8
+#define CONFIG_PATH 1024
+
+struct config_volume {
+	char name[65];
+	char mountpoint[CONFIG_PATH];
+	char options[512];		/* FUSE -o options */
+};
+
+struct config_remote {
+	char name[64];
+	char url[512];			/* "" = already configured in the store */
+	char endpoint[512], region[64], ca_file[CONFIG_PATH];
+	char credentials_file[CONFIG_PATH], ssh_key[CONFIG_PATH];
+	char known_hosts[CONFIG_PATH], netrc[CONFIG_PATH];
+	int path_style;			/* 1 path, -1 virtual-hosted, 0 default */
+};
+
+struct config {
+	char store[CONFIG_PATH];
+	char passphrase_file[CONFIG_PATH];
+	char state_file[CONFIG_PATH];	/* default STORE/daemon.state */
+	char metrics_listen[128];	/* "127.0.0.1:9109", "" = off */
+	char metrics_textfile[CONFIG_PATH];
+	int64_t stale_push_s;		/* status unhealthy past this; default 26 h */
+	int retries;			/* extra attempts of a failed job; default 3 */
+	int64_t retry_delay_s;		/* first backoff, doubled each time; 60 s */
+	struct schedule snapshot, push, check;
+	int check_read_data;		/* 0 no, 100 all, 1..99 percent */
+	struct retention_policy keep;
+	struct config_volume vol[CONFIG_MAX_VOLUMES];
+	int nvol;
+	struct config_remote rem[CONFIG_MAX_REMOTES];
+	int nrem;
+};
+
+/*
+ * Parse the text buf (len bytes, need not be NUL-terminated) named file in
+ * messages.  0, or -EINVAL with "FILE:LINE: what is wrong" in err.
+ * Defaults are filled in; cross-checks (store set, names unique) done.
+ */
+int config_parse_buffer(const char *buf, size_t len, const char *file,
+			struct config *c, char *err, size_t errsize);
+
+/* Read and parse a file: as config_parse_buffer, or -errno with
+ * "FILE: reason" in err when it cannot be read. */
+int config_load(const char *path, struct config *c, char *err, size_t errsize);
+
+#endif

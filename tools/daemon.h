@@ -1,0 +1,110 @@
+/*
+ * daemon.h - `tresor daemon CONFIG`: the state the scheduler, its
+ * control socket (daemon_ctl.c) and its metrics (metrics.c) share.
+ *
+ * One thread runs the jobs (snapshot + prune, push, check) one after the
+ * other, each as a child `tresor` process, so two never fight over the
+ * store; the control and metrics threads only read the state, under
+ * d->lock.  Volumes are served by child `tresor mount -f` processes that
+ * the job thread supervises (a FUSE daemon that dies is restarted; it
+ * cannot take the scheduler down with it).
+ */
+#ifndef TRESOR_DAEMON_H
+#define TRESOR_DAEMON_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "config.h"
+
+enum job_kind { JOB_SNAPSHOT, JOB_PRUNE, JOB_PUSH, JOB_CHECK, JOB_COUNT };
+
+struct job_state {
+	time_t last_slot;	/* the slot last handled (done or given up) */
+	time_t last_run;	/* when the last attempt ended */
+	time_t last_ok;		/* when it last succeeded */
+	int attempts;		/* failed attempts for the current slot */
+	time_t next_retry;	/* after a failure: not before */
+	uint64_t runs, failures;	/* totals since the state began */
+	int running;
+	int last_failed;	/* the last attempt failed */
+	char last_error[400];
+};
+
+struct mount_child {
+	pid_t pid;		/* 0: not running */
+	int mounted;		/* seen in /proc/self/mountinfo */
+	int restarts;
+	time_t next_start;	/* restart backoff */
+	char last_error[400];
+};
+
+/* Recent job runs, for `status` (oldest first, ring). */
+#define HISTORY_MAX 32
+struct history {
+	enum job_kind job;
+	time_t slot, start, end;
+	int ok;
+};
+
+struct daemon {
+	struct config cfg;
+	const char *cfg_path;
+	char store_real[4096];	/* realpath of the store: socket names */
+	char self[4096];	/* this binary, for child commands */
+	time_t started;
+	pthread_mutex_t lock;	/* everything below */
+	pthread_cond_t cond;	/* job thread <-> push requests */
+	struct job_state job[JOB_COUNT];
+	struct mount_child mc[CONFIG_MAX_VOLUMES];
+	struct history hist[HISTORY_MAX];
+	int nhist;
+	int push_requested;	/* a `tresor push` waits for the next push */
+	uint64_t push_generation;	/* bumped when a push ends */
+	int push_result;	/* of the last push: 0 ok */
+	char push_json[1024];	/* output of the last push child */
+	int wake[2];		/* a byte wakes the job thread */
+	volatile sig_atomic_t stopping;
+	/* control socket and metrics endpoint threads (stopped by the
+	 * byte in their own wake pipe) */
+	int ctl_fd, ctl_wake[2];
+	pthread_t ctl_thread;
+	int metrics_fd, metrics_wake[2];
+	pthread_t metrics_thread;
+	/* store figures for the metrics: cached, they cost a scan */
+	time_t stats_time;
+	double stats[8];
+};
+
+extern const char *const job_names[JOB_COUNT];
+
+/* The daemon's clock: time(NULL), or the time in $TRESOR_TEST_CLOCK's
+ * file (seconds since the epoch) when that is set (tests). */
+time_t daemon_now(void);
+
+/* Control socket (daemon_ctl.c): status and push requests. */
+int ctl_start(struct daemon *d);
+void ctl_stop(struct daemon *d);
+
+/* Metrics (metrics.c): Prometheus text of the daemon's state into a
+ * malloc'd string; the HTTP endpoint and the textfile writer. */
+char *metrics_render(struct daemon *d);
+int metrics_start(struct daemon *d);
+void metrics_stop(struct daemon *d);
+int metrics_write_textfile(struct daemon *d);
+
+/* Status: JSON of the daemon's state (malloc'd); *healthy set. */
+char *status_json(struct daemon *d, int *healthy);
+
+/* CLI side: `tresor status` and the push forwarding of `tresor push`. */
+struct opts;
+int cmd_daemon(struct opts *o);
+int cmd_status(struct opts *o);
+/* If a scheduling daemon serves the store of `push STORE REMOTE`, have it
+ * push and return the exit code; -1 when none runs (push yourself). */
+int daemon_forward_push(struct opts *o);
+
+#endif

@@ -1,0 +1,361 @@
+/*
+ * metrics.c - the daemon's figures in the Prometheus text exposition
+ * format (version 0.0.4): served over HTTP on metrics-listen (GET
+ * /metrics, one connection at a time, localhost by intent) and/or written
+ * to metrics-textfile for node_exporter's textfile collector (temporary
+ * file + rename, so it never reads half a file).
+ *
+ * Store-wide figures (bytes, ratios) cost a scan of the index: they are
+ * cached for a minute.  FUSE latencies come from each mount daemon's
+ * control socket ("opstats").
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../fs/control.h"
+#include "../fs/opstats.h"
+#include "../fs/repo.h"
+#include "../fs/util.h"
+#include "cli.h"
+#include "daemon.h"
+
+enum { ST_LOGICAL, ST_FILES, ST_UNIQUE, ST_STORED, ST_CHUNKS, ST_PACKS, ST_DEDUP, ST_COMP };
+
+static void head(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value: escape backslash, quote and newline. */
+static void lv(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fprintf(f, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void refresh_store_stats(struct daemon *d, struct index *ix, time_t now)
+{
+	if (d->stats_time && now - d->stats_time < 60 && now >= d->stats_time)
+		return;
+	struct index_stats s;
+	uint64_t mapped = 0, unique = 0;
+	if (index_stats(ix, -1, &s) || index_live_dedup(ix, &mapped, &unique))
+		return;
+	d->stats[ST_LOGICAL] = s.logical;
+	d->stats[ST_FILES] = s.files;
+	d->stats[ST_UNIQUE] = s.chunk_raw;
+	d->stats[ST_STORED] = s.pack_bytes;
+	d->stats[ST_CHUNKS] = s.chunks;
+	d->stats[ST_PACKS] = s.packs;
+	d->stats[ST_DEDUP] = unique ? (double)mapped / unique : 1.0;
+	d->stats[ST_COMP] = s.chunk_stored ? (double)s.chunk_raw / s.chunk_stored : 1.0;
+	d->stats_time = now;
+}
+
+static void fuse_histograms(struct daemon *d, struct index *ix, FILE *f)
+{
+	head(f, "tresor_fuse_op_duration_seconds", "histogram",
+	     "Time the FUSE daemon spent on each operation (read-only mounts are not counted).");
+	static const double bounds_us[] = { OPSTAT_BOUNDS_US };
+	for (int i = 0; i < d->cfg.nvol; i++) {
+		struct volume_info vi;
+		if (!d->mc[i].mounted || index_volume_find(ix, d->cfg.vol[i].name, &vi))
+			continue;
+		char reply[8192];
+		struct opstats os;
+		if (control_request(d->store_real, vi.id, "opstats", reply, sizeof(reply)) ||
+		    strncmp(reply, "ok", 2) || opstats_parse(reply + 2, &os))
+			continue;
+		for (int op = 0; op < OPS_COUNT; op++) {
+			uint64_t cum = 0;
+			for (int b = 0; b < OPSTAT_BUCKETS; b++) {
+				cum += os.bucket[op][b];
+				fputs("tresor_fuse_op_duration_seconds_bucket{volume=\"", f);
+				lv(f, vi.name);
+				if (b < OPSTAT_BUCKETS - 1)
+					fprintf(f, "\",op=\"%s\",le=\"%g\"} %llu\n", opstat_names[op],
+						bounds_us[b] / 1e6, (unsigned long long)cum);
+				else
+					fprintf(f, "\",op=\"%s\",le=\"+Inf\"} %llu\n", opstat_names[op],
+						(unsigned long long)cum);
+			}
+			fputs("tresor_fuse_op_duration_seconds_sum{volume=\"", f);
+			lv(f, vi.name);
+			fprintf(f, "\",op=\"%s\"} %.9f\n", opstat_names[op], os.sum_ns[op] / 1e9);
+			fputs("tresor_fuse_op_duration_seconds_count{volume=\"", f);
+			lv(f, vi.name);
+			fprintf(f, "\",op=\"%s\"} %llu\n", opstat_names[op],
+				(unsigned long long)os.count[op]);
+		}
+	}
+}
+
+char *metrics_render(struct daemon *d)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	time_t now = daemon_now();
+	struct index *ix = NULL;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.store, STORE_INDEX_FILE);
+	if (index_open(path, 0, &ix))
+		ix = NULL;
+	pthread_mutex_lock(&d->lock);
+	head(f, "tresor_up", "gauge", "1 while the tresor daemon runs.");
+	fprintf(f, "tresor_up 1\n");
+	head(f, "tresor_daemon_start_time_seconds", "gauge", "When the daemon started.");
+	fprintf(f, "tresor_daemon_start_time_seconds %lld\n", (long long)d->started);
+	if (ix) {
+		refresh_store_stats(d, ix, now);
+		static const struct { int i; const char *name, *help; } g[] = {
+			{ ST_LOGICAL, "tresor_logical_bytes", "Bytes of live files, all volumes." },
+			{ ST_FILES, "tresor_files", "Live files, all volumes." },
+			{ ST_UNIQUE, "tresor_unique_bytes", "Bytes of distinct chunks before compression." },
+			{ ST_STORED, "tresor_stored_bytes", "Bytes of the packs that hold the chunks." },
+			{ ST_CHUNKS, "tresor_chunks", "Distinct chunks referenced." },
+			{ ST_PACKS, "tresor_packs", "Pack files." },
+			{ ST_DEDUP, "tresor_dedup_ratio", "Bytes mapped by live files / their distinct chunk bytes." },
+			{ ST_COMP, "tresor_compression_ratio", "Chunk bytes before / after compression." },
+		};
+		for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
+			head(f, g[k].name, "gauge", g[k].help);
+			fprintf(f, "%s %.17g\n", g[k].name, d->stats[g[k].i]);
+		}
+	}
+	head(f, "tresor_volume_mounted", "gauge", "1 if the volume is mounted.");
+	for (int i = 0; i < d->cfg.nvol; i++) {
+		fputs("tresor_volume_mounted{volume=\"", f);
+		lv(f, d->cfg.vol[i].name);
+		fprintf(f, "\"} %d\n", d->mc[i].mounted);
+	}
+	head(f, "tresor_volume_mount_restarts_total", "counter", "Times a volume's FUSE daemon was restarted.");
+	for (int i = 0; i < d->cfg.nvol; i++) {
+		fputs("tresor_volume_mount_restarts_total{volume=\"", f);
+		lv(f, d->cfg.vol[i].name);
+		fprintf(f, "\"} %d\n", d->mc[i].restarts);
+	}
+	if (ix) {
+		char *sc = NULL, *st = NULL;
+		size_t scl = 0, stl = 0;
+		FILE *fc = open_memstream(&sc, &scl), *ft = open_memstream(&st, &stl);
+		for (int i = 0; fc && ft && i < d->cfg.nvol; i++) {
+			struct volume_info vi;
+			struct snapshot_info *s = NULL;
+			size_t n = 0;
+			if (index_volume_find(ix, d->cfg.vol[i].name, &vi) ||
+			    index_snapshot_list(ix, vi.id, &s, &n))
+				continue;
+			int64_t newest = 0;
+			for (size_t k = 0; k < n; k++)
+				if (s[k].time > newest)
+					newest = s[k].time;
+			free(s);
+			fputs("tresor_snapshots{volume=\"", fc);
+			lv(fc, vi.name);
+			fprintf(fc, "\"} %zu\n", n);
+			if (n) {
+				fputs("tresor_snapshot_last_timestamp_seconds{volume=\"", ft);
+				lv(ft, vi.name);
+				fprintf(ft, "\"} %lld\n", (long long)(newest / 1000000000));
+			}
+		}
+		if (fc)
+			fclose(fc);
+		if (ft)
+			fclose(ft);
+		head(f, "tresor_snapshots", "gauge", "Snapshots of the volume.");
+		fputs(sc ? sc : "", f);
+		head(f, "tresor_snapshot_last_timestamp_seconds", "gauge", "Time of the volume's newest snapshot.");
+		fputs(st ? st : "", f);
+		free(sc);
+		free(st);
+		struct remote_cfg *rs = NULL;
+		size_t nr = 0;
+		remote_cfg_list(ix, &rs, &nr);
+		head(f, "tresor_remote_last_push_timestamp_seconds", "gauge",
+		     "When the last successful push to the remote ended (0: never).");
+		for (size_t i = 0; i < nr; i++) {
+			fputs("tresor_remote_last_push_timestamp_seconds{remote=\"", f);
+			lv(f, rs[i].name);
+			fprintf(f, "\"} %lld\n", (long long)(rs[i].last_push / 1000000000));
+		}
+		head(f, "tresor_push_lag_seconds", "gauge",
+		     "Seconds since the last successful push to the remote (since the daemon started if never).");
+		for (size_t i = 0; i < nr; i++) {
+			time_t lp = rs[i].last_push / 1000000000;
+			fputs("tresor_push_lag_seconds{remote=\"", f);
+			lv(f, rs[i].name);
+			fprintf(f, "\"} %lld\n", (long long)(now - (lp ? lp : d->started)));
+		}
+		free(rs);
+	}
+	static const char *const jh[][2] = {
+		{ "tresor_job_runs_total", "Runs of the scheduled job (each attempt)." },
+		{ "tresor_job_failures_total", "Failed attempts of the scheduled job." },
+		{ "tresor_job_last_success_timestamp_seconds", "When the job last succeeded (0: never)." },
+		{ "tresor_job_last_run_failed", "1 if the job's last attempt failed." },
+		{ "tresor_job_running", "1 while the job runs." },
+	};
+	for (int k = 0; k < 5; k++) {
+		head(f, jh[k][0], k < 2 ? "counter" : "gauge", jh[k][1]);
+		for (int j = 0; j < JOB_COUNT; j++) {
+			const struct job_state *s = &d->job[j];
+			long long v = k == 0 ? (long long)s->runs : k == 1 ? (long long)s->failures :
+				      k == 2 ? (long long)s->last_ok : k == 3 ? s->last_failed : s->running;
+			fprintf(f, "%s{job=\"%s\"} %lld\n", jh[k][0], job_names[j], v);
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	/* Outside the lock: each mount daemon answers in its own time. */
+	if (ix) {
+		fuse_histograms(d, ix, f);
+		index_close(ix);
+	}
+	if (fclose(f)) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+int metrics_write_textfile(struct daemon *d)
+{
+	char *m = metrics_render(d);
+	if (!m)
+		return -ENOMEM;
+	char tmp[CONFIG_PATH + 16];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", d->cfg.metrics_textfile);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int err = fd < 0 ? -errno : 0;
+	size_t len = strlen(m);
+	if (!err && write(fd, m, len) != (ssize_t)len)
+		err = -EIO;
+	if (fd >= 0 && close(fd) && !err)
+		err = -errno;
+	if (!err && rename(tmp, d->cfg.metrics_textfile))
+		err = -errno;
+	if (err)
+		tlog(LOG_WARN, "daemon: cannot write metrics-textfile %s: %s",
+		     d->cfg.metrics_textfile, strerror(-err));
+	free(m);
+	return err;
+}
+
+/* Serve one HTTP request: GET /metrics, anything else 404. */
+static void http_serve(struct daemon *d, int fd)
+{
+	char req[2048] = "";
+	size_t got = 0;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	while (got < sizeof(req) - 1 && !strstr(req, "\r\n\r\n") && !strstr(req, "\n\n")) {
+		if (poll(&p, 1, 5000) <= 0)
+			return;
+		ssize_t r = read(fd, req + got, sizeof(req) - 1 - got);
+		if (r <= 0)
+			break;
+		got += r;
+		req[got] = 0;
+	}
+	req[got] = 0;
+	const char *status = "404 Not Found", *type = "text/plain", *body = "not found: try /metrics\n";
+	char *m = NULL;
+	if (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET /metrics?", 13)) {
+		m = metrics_render(d);
+		status = m ? "200 OK" : "500 Internal Server Error";
+		type = "text/plain; version=0.0.4; charset=utf-8";
+		body = m ? m : "out of memory\n";
+	} else if (strncmp(req, "GET ", 4)) {
+		status = "405 Method Not Allowed";
+		body = "only GET\n";
+	}
+	dprintf(fd, "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		"Connection: close\r\n\r\n%s", status, type, strlen(body), body);
+	free(m);
+}
+
+static void *metrics_main(void *arg)
+{
+	struct daemon *d = arg;
+	struct pollfd p[2] = {
+		{ .fd = d->metrics_fd, .events = POLLIN },
+		{ .fd = d->metrics_wake[0], .events = POLLIN },
+	};
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		int fd = accept4(d->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		http_serve(d, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+int metrics_start(struct daemon *d)
+{
+	char host[64];
+	const char *colon = strrchr(d->cfg.metrics_listen, ':');
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - d->cfg.metrics_listen),
+		 d->cfg.metrics_listen);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(atoi(colon + 1)) };
+	if (!strcmp(host, "localhost"))
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return -EINVAL;
+	d->metrics_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (d->metrics_fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(d->metrics_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	int err = 0;
+	if (bind(d->metrics_fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(d->metrics_fd, 8))
+		err = -errno;
+	if (!err && pipe2(d->metrics_wake, O_CLOEXEC))
+		err = -errno;
+	if (!err)
+		err = -pthread_create(&d->metrics_thread, NULL, metrics_main, d);
+	if (err) {
+		close(d->metrics_fd);
+		d->metrics_fd = -1;
+	}
+	return err;
+}
+
+void metrics_stop(struct daemon *d)
+{
+	if (d->metrics_fd < 0)
+		return;
+	if (write(d->metrics_wake[1], "x", 1) < 0)
+		tlog(LOG_WARN, "daemon: cannot wake the metrics thread");
+	pthread_join(d->metrics_thread, NULL);
+	close(d->metrics_fd);
+	close(d->metrics_wake[0]);
+	close(d->metrics_wake[1]);
+	d->metrics_fd = -1;
+}
