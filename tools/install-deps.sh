@@ -17,6 +17,7 @@ PACKAGES=(
 	openssh-server openssh-client apache2 apache2-utils openssl curl
 	clang libclang-rt-14-dev llvm
 	libinih-dev
+	rsync time python3-cryptography python3-llfuse linux-perf
 )
 
 # Node (the S3 test server) may come from another source that ships npm
