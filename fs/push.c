@@ -118,6 +118,7 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 		if (!err)
 			err = remote_put(r, key, buf, len);
 		free(buf);
+		crash_point("push-pack");
 		if (!err) {
 			res->packs++;
 			res->pack_bytes += len;
@@ -153,6 +154,7 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 			err = repo_seal_delta(st, n, delta, dlen, &sealed, &slen);
 		if (!err)
 			err = remote_put(r, key, sealed, slen);
+		crash_point("push-meta");
 		if (!err)
 			res->meta_bytes = slen;
 	}
