@@ -162,6 +162,7 @@ static int rewrite_pack(struct store *st, int64_t pack, uint64_t *newbytes)
 	/* The moved records must be durable before the index names them. */
 	if (!err)
 		err = store_finish_current_pack(st);
+	crash_point("gc-rewrite");
 	if (!err && have_new)
 		*newbytes = pack_disk_bytes(st, newname);
 	if (!err && have_new) {
@@ -269,6 +270,7 @@ int store_gc(struct store *st, struct gc_result *res)
 		else
 			res->packs_rewritten++;
 	}
+	crash_point("gc-trash");
 	if (!err)
 		err = empty_trash(st);
 	free(dead);

@@ -225,6 +225,7 @@ int index_commit(struct index *ix)
 {
 	if (!ix->in_tx)
 		return 0;
+	crash_point("index-commit");
 	int rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return sqerr(rc);

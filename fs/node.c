@@ -701,6 +701,7 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 		for (struct node *x = v->tab[i]; x && !err; x = x->next)
 			if (x->attr_dirty)
 				err = node_persist(v, x);
+	crash_point("snapshot");
 	if (!err)
 		err = index_snapshot_create(v->st->ix, v->vol.id, base, time, si);
 	if (!err)

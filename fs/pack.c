@@ -301,6 +301,7 @@ static int footer_write(int fd, uint64_t off, const uint8_t name[PACK_NAME_LEN],
 	ret = pwrite_full(fd, sealed, slen, (off_t)off);
 	if (!ret && fdatasync(fd))
 		ret = -errno;
+	crash_point("pack-seal");
 	if (!ret)
 		ret = pwrite_full(fd, trailer, sizeof(trailer),
 				  (off_t)(off + slen));
@@ -388,6 +389,7 @@ int pack_append(struct pack_writer *pw, struct pack_entry *e,
 	ret = pwrite_full(pw->fd, sealed, e->slen, (off_t)pw->size);
 	if (ret)
 		return ret;
+	crash_point("pack-append");
 	e->off = pw->size;
 	pw->ents[pw->n++] = *e;
 	pw->size += e->slen;

@@ -242,6 +242,7 @@ static int send_pack(struct uploader *u, struct remote *r, struct pack_ref *p,
 			snprintf(msg, msize, "%s", remote_error(r));
 	}
 	free(buf);
+	crash_point("push-pack");
 	if (!err)
 		p->done = 1;
 	return err;
@@ -361,6 +362,7 @@ static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
 	err = repo_seal_delta(st, n, v->delta, v->dlen, &sealed, &slen);
 	if (!err)
 		err = remote_put(r, key, sealed, slen);
+	crash_point("push-meta");
 	free(sealed);
 	if (!err)
 		res->meta_bytes = slen;

@@ -353,6 +353,10 @@ int store_open(const char *dir, const char *pass, size_t passlen,
 	if (err)
 		goto fail;
 	st->pack_target = STORE_PACK_TARGET;
+	/* Test knob: small packs make the crash torture seal many of them. */
+	const char *pt = getenv("TRESOR_TEST_PACK_TARGET");
+	if (pt && strtoull(pt, NULL, 10) > 0)
+		st->pack_target = strtoull(pt, NULL, 10);
 	st->zlevel = 3;
 	free(kpath);
 	free(ipath);

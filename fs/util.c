@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -101,6 +102,56 @@ void tlog(enum log_level level, const char *fmt, ...)
 	fprintf(stderr, "tresor: %s: %s\n", level_names[level], msg);
 out:
 	errno = saved;
+}
+
+/*
+ * Crash points.  The armed name and countdown are process-wide state like
+ * the log threshold: they are read once from the environment and only
+ * ever count down.  0 = not armed, 1 = armed, -1 = not decided yet.
+ */
+static atomic_int crash_armed = -1;
+static char crash_name[64];
+static atomic_long crash_countdown;
+
+static void crash_decide(void)
+{
+	const char *env = getenv("TRESOR_CRASH_AT");
+	int expect = -1;
+	long n = 1;
+
+	if (env && *env && strlen(env) < sizeof(crash_name)) {
+		const char *colon = strchr(env, ':');
+		size_t len = colon ? (size_t)(colon - env) : strlen(env);
+
+		memcpy(crash_name, env, len);
+		crash_name[len] = '\0';
+		if (colon)
+			n = strtol(colon + 1, NULL, 10);
+		atomic_store(&crash_countdown, n > 0 ? n : 1);
+		atomic_compare_exchange_strong(&crash_armed, &expect, 1);
+	} else {
+		atomic_compare_exchange_strong(&crash_armed, &expect, 0);
+	}
+}
+
+void crash_point(const char *name)
+{
+	int armed = atomic_load_explicit(&crash_armed, memory_order_relaxed);
+
+	if (armed == 0)
+		return;
+	if (armed < 0) {
+		crash_decide();
+		if (atomic_load(&crash_armed) == 0)
+			return;
+	}
+	if (strcmp(name, crash_name))
+		return;
+	if (atomic_fetch_sub(&crash_countdown, 1) != 1)
+		return;
+	fprintf(stderr, "tresor: crash point %s reached: SIGKILL\n", name);
+	kill(getpid(), SIGKILL);
+	_exit(137);	/* not reached */
 }
 
 void hex_encode(const uint8_t *in, size_t n, char *out)

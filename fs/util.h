@@ -45,6 +45,14 @@ int fsync_parent_dir(const char *path);
 /* Overwrite a secret so the compiler cannot drop the store. */
 void secure_wipe(void *p, size_t n);
 
+/* Test hook for the crash torture (tests/integration/test_torture.py):
+ * when the environment holds TRESOR_CRASH_AT=NAME[:N], the N-th (default
+ * first) call of crash_point(NAME) kills the process with SIGKILL, as a
+ * kill -9 at that exact instant would.  One call per interesting site
+ * (pack sealing, index commit, GC rewrite, push); unset, it costs one
+ * relaxed atomic load. */
+void crash_point(const char *name);
+
 /* Monotonic time in nanoseconds. */
 uint64_t now_ns(void);
 

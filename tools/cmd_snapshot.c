@@ -119,6 +119,12 @@ static int snapshot_create(struct opts *o)
 		printf("%s\n", reply + 3);
 		return 0;
 	}
+	/* A daemon took the request and died before answering: whether the
+	 * snapshot was taken is unknown, and one taken here would hold only
+	 * the committed state under the same name. */
+	if (err == -EIO)
+		die(1, "the daemon of volume '%s' of store %s ended during the snapshot; see 'tresor snapshot list' and retry",
+		    vi.name, dir);
 	/* No daemon answers: hold the volume's lock so none starts now. */
 	char lock[PATH_MAX];
 	snprintf(lock, sizeof(lock), "%s/locks/volume-%lld", dir, (long long)vi.id);
