@@ -77,10 +77,12 @@ class Record:
         self.headers = headers          # lower-case names
         self.body_len = body_len
         self.body = body                # bytes when small, else None
+        self.thread = threading.get_ident()
         self.upstream_status = None
         self.status = None              # what the client got (None: cut)
         self.fault = None
-        self.time = time.time()
+        self.time = time.time()         # request head read
+        self.end = None                 # answer sent (or connection cut)
 
     def __repr__(self):
         return "<%s %s -> %s (server %s)%s>" % (
@@ -296,6 +298,12 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.handle_one()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
+        finally:
+            now = time.time()
+            for r in reversed(self.proxy.log()):
+                if r.end is None and r.thread == threading.get_ident():
+                    r.end = now
+                    break
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_any
     do_MKCOL = do_MOVE = do_PROPFIND = do_OPTIONS = do_COPY = do_any
