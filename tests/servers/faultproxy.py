@@ -16,7 +16,8 @@ networks and servers do:
             that matches it (a short body that looks whole)
 
 Faults match on method and a regular expression over the path (with the
-query), and apply `count` times.  Everything else goes through as is: the
+query), let the first `after` matching requests pass, then apply `count`
+times (None: for ever).  Everything else goes through as is: the
 Host header is kept (SigV4 signs it), Expect and hop-by-hop headers are
 dropped.  Used as a library (FaultProxy(...).start() runs it in a thread)
 from tests/integration.
@@ -49,8 +50,10 @@ S3_ERRORS = {
 
 
 class Fault:
-    def __init__(self, action, method=None, path=None, count=1, **params):
+    def __init__(self, action, method=None, path=None, count=1, after=0, **params):
         self.action = action
+        self.after = after          # let this many matching requests pass first
+        self.seen = 0
         self.method = method
         self.path = re.compile(path) if path else None
         self.count = count
@@ -64,7 +67,8 @@ class Fault:
             return False
         if self.path and not self.path.search(target):
             return False
-        return True
+        self.seen += 1
+        return self.seen > self.after
 
 
 class Record:
@@ -107,8 +111,8 @@ class FaultProxy:
         self.port = None
 
     # --- control -------------------------------------------------------
-    def add(self, action, method=None, path=None, count=1, **params):
-        f = Fault(action, method, path, count, **params)
+    def add(self, action, method=None, path=None, count=1, after=0, **params):
+        f = Fault(action, method, path, count, after, **params)
         with self.lock:
             self.faults.append(f)
         return f
