@@ -228,3 +228,23 @@ def test_recover_under_faults(kind, tmp, store, mounts, proxied):
     assert_recovers(tmp, mounts, store, remote, want, kind + "-faults")
     faults = [r.fault for r in px.log() if r.fault]
     assert faults.count("cut_response") == 2 and faults.count("status") == 2, faults
+
+
+def test_hung_server_times_out(tmp, store, mounts, proxied):
+    """A request the server never answers (30 s) is abandoned after the
+    stall limit (TRESOR_REMOTE_TIMEOUT=2) and retried: the push does not
+    wait for the hung one."""
+    remote, px = proxied("s3")
+    want = write_packs(store, mounts, 2, size=2 * MiB)
+    remote_add(store, "off", remote)
+    px.clear()
+    px.add("stall", method="PUT", path="/data/", count=1, seconds=30)
+    env = dict(remote.env, TRESOR_REMOTE_TIMEOUT="2")
+    t = time.monotonic()
+    p = run("push", store.path, "off", "--json", "--passphrase-file", store.passfile,
+            env=env, timeout=120)
+    took = time.monotonic() - t
+    assert p.returncode == 0, p.stderr
+    assert "stall" in [r.fault for r in px.log()]
+    assert took < 25, "the push waited %.1f s for a request hung for 30 s" % took
+    assert_recovers(tmp, mounts, store, remote, want, "hung")

@@ -244,13 +244,13 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         rec = Record(method, target, hdrs, n, body if n <= KEEP_BODY else None)
         if fault:
             rec.fault = fault.action
+        p.record(rec)   # now: a stalled request shows in the log at once
         if fault and fault.action == "status":
             code = fault.params.get("status", 503)
             ecode, msg = S3_ERRORS.get(code, ("InternalError", "error"))
             xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
                    '<Message>%s</Message></Error>' % (ecode, msg)).encode()
             rec.status = code
-            p.record(rec)
             self._send(code, None, [("Content-Type", "application/xml")], xml,
                        head=False)
             return
@@ -278,23 +278,19 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                 and status == 405):
             rec.status = 200
             rec.fault = "emulated-retention"
-            p.record(rec)
             self._send(200, "OK", [], b"")
             return
         if fault and fault.action == "cut_response" and not head and len(rbody) > 1:
             rec.status = status
-            p.record(rec)
             self._send(status, reason, rheaders, rbody[:len(rbody) // 2],
                        promise=len(rbody))
             self._cut()
             return
         if fault and fault.action == "truncate" and not head and len(rbody) > 1:
             rec.status = status
-            p.record(rec)
             self._send(status, reason, rheaders, rbody[:len(rbody) // 2])
             return
         rec.status = status
-        p.record(rec)
         self._send(status, reason, rheaders, rbody, head=head)
 
     def do_any(self):
