@@ -198,3 +198,29 @@ def test_push_never_blocks_the_mount(tmp, store, mounts, s3proxy):
     r = mounts.mount(new, "vol", mnt=tmp / "mnt-rec")
     for k, v in want.items():
         assert (r.path / k).read_bytes() == v, k
+
+
+def test_one_push_per_remote_at_a_time(tmp, store, mounts):
+    """A second push to the same remote while one runs is refused (two
+    would race for the same delta slot); another remote is not held up."""
+    import fcntl
+    many_packs(store, mounts, 1)
+    a, b = make_local(tmp), make_local(tmp)
+    remote_add(store, "a", a)
+    remote_add(store, "b", b)
+    import sqlite3
+    db = sqlite3.connect(str(store.path / "index.db"))
+    ids = dict(db.execute("SELECT name, id FROM remote").fetchall())
+    db.close()
+    (store.path / "locks").mkdir(exist_ok=True)
+    with open(store.path / "locks" / ("push-%d" % ids["a"]), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        p = run("push", store.path, "a", "--passphrase-file", store.passfile)
+        assert p.returncode == 1 and "another push to remote 'a' is running" in p.stderr, \
+            p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert not os.listdir(a.url), "the refused push wrote to the remote"
+        p = run("push", store.path, "b", "--passphrase-file", store.passfile)
+        assert p.returncode == 0, p.stderr
+    p = run("push", store.path, "a", "--passphrase-file", store.passfile)
+    assert p.returncode == 0, p.stderr
