@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -572,10 +573,43 @@ static int delete_due(struct store *st, struct remote_cfg *c, struct remote *r,
 	return err ? err : e;
 }
 
+/*
+ * One push per remote at a time: two would race for the same delta slot.
+ * An flock on STORE/locks/push-ID, released when the process ends.
+ */
+static int push_lock(struct store *st, const struct remote_cfg *c, int *fd)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/locks", st->dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/locks/push-%lld", st->dir, (long long)c->id);
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*fd < 0)
+		return -errno;
+	if (flock(*fd, LOCK_EX | LOCK_NB)) {
+		int e = errno == EWOULDBLOCK ? -EALREADY : -errno;
+		close(*fd);
+		*fd = -1;
+		return e;
+	}
+	return 0;
+}
+
 int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	     const struct push_opts *po, struct push_result *res)
 {
 	memset(res, 0, sizeof(*res));
+	int lfd;
+	int lerr = push_lock(st, c, &lfd);
+	if (lerr) {
+		if (lerr == -EALREADY)
+			snprintf(res->error, sizeof(res->error),
+				 "another push to remote '%s' is running", c->name);
+		else
+			snprintf(res->error, sizeof(res->error), "cannot lock %s/locks: %s",
+				 st->dir, strerror(-lerr));
+		return lerr;
+	}
 	struct view v = { 0 };
 	int64_t now_s = repo_now_ns() / NS;
 	int64_t lock_s = (int64_t)c->lock_days * 86400;
@@ -633,5 +667,6 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	if (err && !res->error[0])
 		snprintf(res->error, sizeof(res->error), "%s", strerror(-err));
 	view_free(&v);
+	close(lfd);
 	return err;
 }

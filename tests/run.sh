@@ -214,6 +214,13 @@ if ((build_ok)); then
 	else
 		bad "bench --smoke"
 	fi
+	banner "push benchmark smoke run (tests/bench/bench_push.sh --smoke)"
+	if TRESOR_BIN="$REPO/build/tresor" timeout --kill-after=30 300 \
+		bash tests/bench/bench_push.sh --smoke </dev/null; then
+		ok "bench_push --smoke"
+	else
+		bad "bench_push --smoke"
+	fi
 	cleanup_stale
 fi
 

@@ -72,9 +72,18 @@ static void iso_time(int64_t t, char *out, size_t size)
 /* Remote options from argv: --endpoint E --region R --path-style
  * --virtual-hosted --ca-file F --credentials-file F --ssh-key K
  * --known-hosts F --netrc F (parsed here, after the common options). */
+/* TRESOR_REMOTE_TIMEOUT=S: the per-request stall limit (default 120 s). */
+static int env_timeout(void)
+{
+	const char *t = getenv("TRESOR_REMOTE_TIMEOUT");
+	long v = t ? strtol(t, NULL, 10) : 0;
+	return v > 0 && v < 86400 ? (int)v : 0;
+}
+
 void remote_opts(struct opts *o, struct remote_options *ro)
 {
 	memset(ro, 0, sizeof(*ro));
+	ro->timeout_s = env_timeout();
 	ro->endpoint = o->r_endpoint;
 	ro->region = o->r_region;
 	ro->path_style = o->r_path_style;
@@ -323,6 +332,7 @@ int cmd_push(struct opts *o)
 		die(1, "store %s has no remote '%s' (see 'tresor remote list %s')", dir,
 		    o->pos[1], dir);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	c.opt.timeout_s = env_timeout();
 	struct remote *r = open_remote(c.url, &c.opt);
 	/* Mounted volumes: their daemons finish their packs and pause. */
 	struct frozen fz = { .n = 0 };

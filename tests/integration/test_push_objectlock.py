@@ -17,13 +17,14 @@ import copy
 import datetime
 import os
 import re
+import subprocess
 import time
 import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from test_push_recover import MiB, push, recover, remote_status, run, snapshot
+from test_push_recover import DRIVER, MiB, push, recover, remote_status, run, snapshot
 from test_push_grace import local_pack_keys, prune_to_last, push_at
 from remote_proxy import (content_md5_ok, s3_remote, s3proxy,  # noqa: F401
                           s3server, signed_headers, verify_sigv4)
@@ -74,7 +75,7 @@ def test_every_upload_is_locked(mode, tmp, store, mounts, s3proxy):
     want_mode = (mode or "governance").upper()
     assert st["object_lock_days"] == 3 and st["object_lock_mode"] == want_mode.lower(), st
     mnt = mounts.mount(store, "vol")
-    (mnt.path / "big.bin").write_bytes(os.urandom(40 * MiB))   # a 32 MiB pack: multipart
+    (mnt.path / "big.bin").write_bytes(os.urandom(40 * MiB))   # a full 32 MiB pack
     (mnt.path / "small.txt").write_bytes(b"small\n")
     mnt.close()
     s3proxy.clear()
@@ -87,7 +88,6 @@ def test_every_upload_is_locked(mode, tmp, store, mounts, s3proxy):
     assert any(k.endswith("/tresor-repo") for k in keys), keys
     assert any(k.endswith("/keys/key") for k in keys), keys
     assert any("/meta/" in k for k in keys), keys
-    assert creates, "no multipart upload: the test does not reach CreateMultipartUpload"
     assert len([k for k in keys if "/data/" in k]) == res["packs"], keys
     for rec in puts + creates:
         check_lock_request(rec, want_mode, t0, t1, 3)
@@ -104,10 +104,32 @@ def test_every_upload_is_locked(mode, tmp, store, mounts, s3proxy):
     forged.headers["x-amz-object-lock-retain-until-date"] = "2099-01-01T00:00:00.000Z"
     with pytest.raises(AssertionError):
         verify_sigv4(forged)
-    # parts and the completion carry no lock of their own (the create's applies)
-    parts = [r for r in s3proxy.log() if "partNumber" in r.query]
-    assert parts and all("content-md5" in r.headers for r in parts)
     assert remote_status(store, remote.env)["off"]["packs_pending"] == 0
+
+
+def test_multipart_create_is_locked(tmp, s3proxy):
+    """Bodies over 40 MiB go multipart (packs stay below): the retention is
+    on CreateMultipartUpload, signed; every part has its Content-MD5."""
+    remote = s3_remote(tmp, s3proxy, uuid.uuid4().hex[:10])
+    f = tmp / "big"
+    data = os.urandom(41 * MiB)
+    f.write_bytes(data)
+    until = int(time.time()) + 5 * DAY
+    s3proxy.clear()
+    p = subprocess.run([str(DRIVER), remote.url] + remote.driver_opts +
+                       ["--lock-until", str(until), "put", "data/big", str(f)],
+                       env=remote.env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    log = s3proxy.log()
+    creates = [r for r in log if r.method == "POST" and r.query == "uploads="]
+    parts = [r for r in log if "partNumber" in r.query]
+    assert len(creates) == 1 and len(parts) == 6, log
+    check_lock_request(creates[0], "GOVERNANCE", until - 5 * DAY, until - 5 * DAY, 5)
+    verify_sigv4(creates[0])
+    for r in parts:
+        assert "content-md5" in signed_headers(r) and r.status == 200, r
+        assert not any(h in r.headers for h in LOCK_HDRS), r
+    assert remote.objects()["data/big"] == len(data)
 
 
 def test_retention_extended_and_deletion_waits(tmp, store, mounts, s3proxy):

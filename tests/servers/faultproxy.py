@@ -16,7 +16,8 @@ networks and servers do:
             that matches it (a short body that looks whole)
 
 Faults match on method and a regular expression over the path (with the
-query), and apply `count` times.  Everything else goes through as is: the
+query), let the first `after` matching requests pass, then apply `count`
+times (None: for ever).  Everything else goes through as is: the
 Host header is kept (SigV4 signs it), Expect and hop-by-hop headers are
 dropped.  Used as a library (FaultProxy(...).start() runs it in a thread)
 from tests/integration.
@@ -49,8 +50,10 @@ S3_ERRORS = {
 
 
 class Fault:
-    def __init__(self, action, method=None, path=None, count=1, **params):
+    def __init__(self, action, method=None, path=None, count=1, after=0, **params):
         self.action = action
+        self.after = after          # let this many matching requests pass first
+        self.seen = 0
         self.method = method
         self.path = re.compile(path) if path else None
         self.count = count
@@ -64,7 +67,8 @@ class Fault:
             return False
         if self.path and not self.path.search(target):
             return False
-        return True
+        self.seen += 1
+        return self.seen > self.after
 
 
 class Record:
@@ -77,10 +81,12 @@ class Record:
         self.headers = headers          # lower-case names
         self.body_len = body_len
         self.body = body                # bytes when small, else None
+        self.thread = threading.get_ident()
         self.upstream_status = None
         self.status = None              # what the client got (None: cut)
         self.fault = None
-        self.time = time.time()
+        self.time = time.time()         # request head read
+        self.end = None                 # answer sent (or connection cut)
 
     def __repr__(self):
         return "<%s %s -> %s (server %s)%s>" % (
@@ -105,8 +111,8 @@ class FaultProxy:
         self.port = None
 
     # --- control -------------------------------------------------------
-    def add(self, action, method=None, path=None, count=1, **params):
-        f = Fault(action, method, path, count, **params)
+    def add(self, action, method=None, path=None, count=1, after=0, **params):
+        f = Fault(action, method, path, count, after, **params)
         with self.lock:
             self.faults.append(f)
         return f
@@ -238,13 +244,13 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         rec = Record(method, target, hdrs, n, body if n <= KEEP_BODY else None)
         if fault:
             rec.fault = fault.action
+        p.record(rec)   # now: a stalled request shows in the log at once
         if fault and fault.action == "status":
             code = fault.params.get("status", 503)
             ecode, msg = S3_ERRORS.get(code, ("InternalError", "error"))
             xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
                    '<Message>%s</Message></Error>' % (ecode, msg)).encode()
             rec.status = code
-            p.record(rec)
             self._send(code, None, [("Content-Type", "application/xml")], xml,
                        head=False)
             return
@@ -272,23 +278,19 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                 and status == 405):
             rec.status = 200
             rec.fault = "emulated-retention"
-            p.record(rec)
             self._send(200, "OK", [], b"")
             return
         if fault and fault.action == "cut_response" and not head and len(rbody) > 1:
             rec.status = status
-            p.record(rec)
             self._send(status, reason, rheaders, rbody[:len(rbody) // 2],
                        promise=len(rbody))
             self._cut()
             return
         if fault and fault.action == "truncate" and not head and len(rbody) > 1:
             rec.status = status
-            p.record(rec)
             self._send(status, reason, rheaders, rbody[:len(rbody) // 2])
             return
         rec.status = status
-        p.record(rec)
         self._send(status, reason, rheaders, rbody, head=head)
 
     def do_any(self):
@@ -296,6 +298,12 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.handle_one()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
+        finally:
+            now = time.time()
+            for r in reversed(self.proxy.log()):
+                if r.end is None and r.thread == threading.get_ident():
+                    r.end = now
+                    break
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_any
     do_MKCOL = do_MOVE = do_PROPFIND = do_OPTIONS = do_COPY = do_any

@@ -14,6 +14,7 @@
  * options: --endpoint E --region R --path-style --virtual --ca-file F
  *          --ssh-key K --known-hosts F --netrc F --credentials-file F
  *          --profile P --timeout S --bwlimit BYTES
+ *          --lock-until UNIX-SECONDS (S3 Object Lock, GOVERNANCE, on puts)
  *
  * FILE "-" is stdin / stdout.  Errors: one line on stderr, exit 1
  * (2 for usage errors).  Options may come anywhere after the URL.
@@ -117,6 +118,7 @@ int main(int argc, char **argv)
 	struct remote_options opt = { 0 };
 	const char *url = NULL, *pos[4] = { 0 };
 	uint64_t off = 0, length = 0;
+	int64_t lock_until = 0;
 	struct remote *r = NULL;
 	int npos = 0, rc = 0;
 
@@ -147,6 +149,8 @@ int main(int argc, char **argv)
 			opt.timeout_s = (int)parse_u64(VAL(), "bad --timeout");
 		else if (!strcmp(a, "--bwlimit"))
 			opt.bandwidth_limit = parse_u64(VAL(), "bad --bwlimit");
+		else if (!strcmp(a, "--lock-until"))
+			lock_until = (int64_t)parse_u64(VAL(), "bad --lock-until");
 		else if (!strcmp(a, "--offset"))
 			off = parse_u64(VAL(), "bad --offset");
 		else if (!strcmp(a, "--length"))
@@ -175,6 +179,8 @@ int main(int argc, char **argv)
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	rc = remote_open(url, &opt, &r);
+	if (!rc && lock_until)
+		rc = remote_set_lock(r, REMOTE_LOCK_GOVERNANCE, lock_until);
 	if (rc)
 		goto fail;
 
