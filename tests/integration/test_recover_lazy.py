@@ -5,8 +5,10 @@ the local packs directory); `recover --full` completes it (resumable);
 `-o fill` completes it from the daemon; `restore --remote` restores a tree
 with no local store, fetching only the packs it needs.
 
-Backends: a local directory and S3 (s3rver, started once for the module
-by test_push_recover's fixture).  Fetched objects are counted as the pack
+Backends: the lazy mount on all four (local directory, S3 via s3rver,
+SFTP via a private sshd, WebDAV via a private apache: ranged GETs on each),
+the rest on local and S3; servers are started once for the module by
+test_push_recover's fixtures.  Fetched objects are counted as the pack
 files that appear in the local store.
 """
 
@@ -50,7 +52,7 @@ def recover_lazy(remote, dest, passfile):
     return Store(dest, passfile)
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", "s3", "sftp", "webdav"])
 def test_lazy_mount_reads_one_file_fetching_only_its_packs(kind, tmp, make_store, mounts,
                                                             make_remote, passfile):
     st, remote = pushed_store(make_store, mounts, make_remote, kind)
