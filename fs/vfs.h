@@ -10,6 +10,11 @@
  *                chunks (hashing, compressing, sealing, opening) runs
  *                without it.
  * The chunk cache inside the store has its own lock, taken last.
+ * The remote the daemon fetches missing or damaged packs from lives in the
+ * store's fetcher (st->fetch, fetch.h), attached by vfs_mount_main after
+ * the fork and detached after vfs_close: one connection for readers
+ * behind its own lock, one owned by its background thread; readers call
+ * it from store_read_chunk holding none of the locks above.
  */
 #ifndef TRESOR_VFS_H
 #define TRESOR_VFS_H

@@ -453,5 +453,12 @@ int cmd_restore(struct opts *o)
 	if (o->npos != 5)
 		die(EXIT_USAGE, "usage: tresor restore STORE VOLUME SNAPSHOT PATH DEST");
 	struct store *st = open_store(o, o->pos[0]);
+	/* A lazy store's packs, and bad ones, come from its remote if any. */
+	char label[PATH_MAX + 16];
+	snprintf(label, sizeof(label), "store %s", o->pos[0]);
+	int err = fetcher_attach(st, NULL, label, FETCH_SYNC, 0);
+	if (err && err != -ENOENT)
+		fprintf(stderr, "tresor: store %s: its remote cannot be used to fetch missing or damaged packs: %s\n",
+			o->pos[0], strerror(-err));
 	return restore_tree(st, o->pos[0], o->pos[1], o->pos[2], o->pos[3], o->pos[4]);
 }

@@ -162,3 +162,13 @@ def test_restore_remote_resumes(tmp, make_store, mounts, make_remote):
     assert kept >= 3, "files restored by the first run are kept: %s" % p.stdout
     for rel, data in FILES.items():
         assert (dest / rel).read_bytes() == data
+
+
+def test_restore_from_a_lazy_store_fetches_its_packs(tmp, make_store, mounts, make_remote,
+                                                     passfile):
+    st, remote = pushed_store(make_store, mounts, make_remote, "local")
+    lz = recover_lazy(remote, tmp / "lazy", passfile)
+    p = tresor_pw("restore", lz.path, "vol", "latest", "dir/c.bin", tmp / "out")
+    assert p.returncode == 0, p.stderr
+    assert (tmp / "out" / "c.bin").read_bytes() == FILES["dir/c.bin"]
+    assert local_packs(lz.path) == packs_of_file(lz.path, "dir/c.bin")
