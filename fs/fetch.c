@@ -165,8 +165,10 @@ struct pack_size {
 
 /*
  * Locking: rd_lock serialises the readers' remote (rd); lock guards the
- * queue, the seen/failed sets, the fill cursor and the stats.  The
- * background thread owns bg alone.  Never both locks at once.
+ * queue, the seen set, the fill cursor and the stats.  The background
+ * thread owns its remote alone.  lock may be taken while rd_lock is held
+ * (a synchronous fetch counting its bytes), never the reverse; the chunk
+ * cache's lock (store_pack_replaced) comes after both.
  */
 struct pack_fetcher {
 	struct store *st;
@@ -179,7 +181,7 @@ struct pack_fetcher {
 	pthread_cond_t cond;
 	struct want *q;			/* packs to fetch whole, FIFO */
 	size_t nq, capq;
-	struct want *seen;		/* queued, fetched or failed: not again */
+	struct want *seen;		/* queued or fetched (or failed): not again */
 	size_t nseen, capseen;
 	struct pack_size *sizes;	/* finished packs at attach, by name */
 	size_t nsizes;
@@ -342,8 +344,10 @@ int fetcher_load(struct pack_fetcher *f, const struct chunk_ref *ref,
 		pthread_mutex_lock(&f->lock);
 		int failed = seen_has(f, ref->pack);
 		pthread_mutex_unlock(&f->lock);
+		/* Tried already: read the local file once more (another thread
+		 * may have just installed it), else the local error stands. */
 		if (failed)
-			return -ENODATA;	/* tried already: the local error stands */
+			return file_exists(f, ref->pack) ? 1 : -ENODATA;
 		if (bad)
 			tlog(LOG_WARN, "%s: pack %s: %s locally; fetching it from remote '%s'",
 			     f->label, hex, local_err == -EBADMSG ? "fails authentication"
@@ -352,13 +356,12 @@ int fetcher_load(struct pack_fetcher *f, const struct chunk_ref *ref,
 		int err = !bad && file_exists(f, ref->pack) ? 0
 			  : fetch_one(f, f->rd, ref->pack, bad);
 		pthread_mutex_unlock(&f->rd_lock);
-		if (err) {
-			pthread_mutex_lock(&f->lock);
-			seen_add(f, ref->pack);
-			pthread_mutex_unlock(&f->lock);
-			return err;
-		}
-		return 1;
+		/* Once per pack: after a failure the local error stands; after
+		 * a success a pack failing again is not fetched in a loop. */
+		pthread_mutex_lock(&f->lock);
+		seen_add(f, ref->pack);
+		pthread_mutex_unlock(&f->lock);
+		return err ? err : 1;
 	}
 	char key[128];
 	repo_pack_key(ref->pack, key, sizeof(key));
