@@ -187,6 +187,9 @@ struct pack_fetcher {
 	size_t nsizes;
 	size_t *fill;			/* indices into sizes not local at attach */
 	size_t nfill, fill_pos;
+	int filling;			/* -o fill: fetch every pack not here */
+	uint64_t fill_failed;		/* fetches of the fill that failed */
+	int filled;			/* 1: the fill is complete, not yet taken */
 	int stop;
 	pthread_t thread;
 	int have_thread;
@@ -302,13 +305,19 @@ static void *fill_thread(void *arg)
 				continue;
 			seen_add(f, w.name);
 		} else {
+			if (f->filling && !f->fill_failed) {
+				f->filled = 1;	/* every pack is here now */
+				f->filling = 0;
+			}
 			pthread_cond_wait(&f->cond, &f->lock);
 			continue;
 		}
 		pthread_mutex_unlock(&f->lock);
+		int err = 0;
 		if (w.bad || !file_exists(f, w.name))
-			fetch_one(f, bg, w.name, w.bad);
+			err = fetch_one(f, bg, w.name, w.bad);
 		pthread_mutex_lock(&f->lock);
+		f->fill_failed += err != 0;
 	}
 	pthread_mutex_unlock(&f->lock);
 	remote_close(bg);
@@ -467,8 +476,9 @@ int fetcher_attach(struct store *st, const char *remote_name,
 			free(cs);
 		}
 	}
+	f->filling = fill && mode == FETCH_BACKGROUND;
 	if (!err)
-		err = load_sizes(f, fill && mode == FETCH_BACKGROUND);
+		err = load_sizes(f, f->filling);
 	if (!err)
 		err = remote_open(f->cfg.url, &f->cfg.opt, &f->rd);
 	if (!err && mode == FETCH_BACKGROUND) {
@@ -510,4 +520,13 @@ void fetcher_stats(struct pack_fetcher *f, struct fetch_stats *s)
 	pthread_mutex_lock(&f->lock);
 	*s = f->stats;
 	pthread_mutex_unlock(&f->lock);
+}
+
+int fetcher_take_filled(struct pack_fetcher *f)
+{
+	pthread_mutex_lock(&f->lock);
+	int r = f->filled;
+	f->filled = 0;
+	pthread_mutex_unlock(&f->lock);
+	return r;
 }

@@ -82,6 +82,11 @@ const char *fetcher_remote_name(const struct pack_fetcher *f);
 
 void fetcher_stats(struct pack_fetcher *f, struct fetch_stats *s);
 
+/* 1 once, when a fill (fetcher_attach with fill) has fetched every pack
+ * that was missing without a failure: the caller may then clear the
+ * store's lazy mark (meta "lazy") in its next index transaction. */
+int fetcher_take_filled(struct pack_fetcher *f);
+
 /*
  * Called by the store's read path when reading ref's record from its
  * local pack failed with local_err (thread-safe).  FETCH_SYNC: the pack

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fetch.h"
 #include "util.h"
 #include "vfs.h"
 
@@ -488,6 +489,15 @@ int vfs_commit(struct vfs *v)
 		for (struct node *n = v->tab[i]; n && !err; n = n->next)
 			if (n->attr_dirty)
 				err = node_persist(v, n);
+	/* A lazy store the daemon has completed (-o fill) is whole now. */
+	if (!err && v->st->fetch && fetcher_take_filled(v->st->fetch)) {
+		err = index_begin(v->st->ix);
+		if (!err)
+			err = index_meta_set(v->st->ix, "lazy", 0);
+		if (!err)
+			tlog(LOG_INFO, "volume %s: every pack of store %s is local now",
+			     v->vol.name, v->st->dir);
+	}
 	if (!err)
 		err = store_commit(v->st);
 	if (err) {

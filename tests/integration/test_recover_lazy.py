@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Store, wait_for
-from recovery_util import (MiB, all_packs, blob, env_with, fill_store, local_packs,
+from recovery_util import (MiB, all_packs, blob, db, env_with, fill_store, local_packs,
                            packs_of_file, read_errno, remote_pack_path, tresor_pw)
 from test_push_recover import (davserver, make_remote, one_line, push, recover,  # noqa: F401
                                remote_add, s3server, scan, compare, sshserver)
@@ -96,7 +96,12 @@ def test_lazy_fill_option_fetches_everything(tmp, make_store, mounts, make_remot
         "-o fill did not fetch every pack: %s" % local_packs(lz.path)
     for rel, data in FILES.items():
         assert (Path(m.path) / rel).read_bytes() == data
+    assert wait_for(lambda: "every pack of store" in m.log_text(), 10), m.log_text()
     m.close()
+    # complete now: the lazy mark is gone, so a pack lost later is a problem
+    con = db(lz.path)
+    assert con.execute("SELECT value FROM meta WHERE key = 'lazy'").fetchone() == (0,)
+    con.close()
 
 
 def test_recover_full_resumes_after_a_missing_object(tmp, make_store, mounts, make_remote,
