@@ -141,7 +141,7 @@ def test_restore_heals_from_the_remote(make_store, mounts, make_remote, tmp):
     name = rot(st, "plans/a.pdf")
     st.run("snapshot", "create", st.path, "vol", "--time", "2024-03-01T02:00:00", check=True)
     p = tresor_pw("restore", st.path, "vol", "latest", "plans", tmp / "out")
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
     assert (tmp / "out/plans/a.pdf").read_bytes() == FILES["plans/a.pdf"]
-    assert sha(pack_path(st.path, name)) == sha(remote_pack_path(remote.url, name))
-    assert name in p.stderr and "fetching it from remote 'offsite'" in p.stderr
+    assert sha(pack_path(st.path, name)) == sha(remote_pack_path(remote.url, name)), p.stderr
+    assert name in p.stderr and "fetching it from remote 'offsite'" in p.stderr, p.stderr

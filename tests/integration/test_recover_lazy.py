@@ -177,3 +177,17 @@ def test_restore_from_a_lazy_store_fetches_its_packs(tmp, make_store, mounts, ma
     assert p.returncode == 0, p.stderr
     assert (tmp / "out" / "c.bin").read_bytes() == FILES["dir/c.bin"]
     assert local_packs(lz.path) == packs_of_file(lz.path, "dir/c.bin")
+
+
+def test_progress_lines(tmp, make_store, mounts, make_remote, passfile):
+    """recover, check and restore draw tools/progress.h's line when asked
+    (TRESOR_PROGRESS=1; on a terminal by default), never into stdout."""
+    st, remote = pushed_store(make_store, mounts, make_remote, "local")
+    env = env_with(remote, TRESOR_PROGRESS=1, TRESOR_CACHE_DIR=tmp / "cache")
+    p = tresor_pw("recover", remote.url, tmp / "full", env=env)
+    assert p.returncode == 0 and re.search(r"recover: .* of .*%", p.stderr), p.stderr
+    assert "\r" not in p.stdout
+    p = tresor_pw("check", tmp / "full", "--read-data", env=env)
+    assert p.returncode == 0 and re.search(r"check: .* of ", p.stderr), p.stderr
+    p = tresor_pw("restore", "--remote", remote.url, "vol", "latest", "/", tmp / "out", env=env)
+    assert p.returncode == 0 and "restore: " in p.stderr, p.stderr
