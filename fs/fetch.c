@@ -190,6 +190,8 @@ struct pack_fetcher {
 	int filling;			/* -o fill: fetch every pack not here */
 	uint64_t fill_failed;		/* fetches of the fill that failed */
 	int filled;			/* 1: the fill is complete, not yet taken */
+	int (*wanted)(void *arg, const uint8_t name[PACK_NAME_LEN]);
+	void *wanted_arg;
 	int stop;
 	pthread_t thread;
 	int have_thread;
@@ -314,7 +316,8 @@ static void *fill_thread(void *arg)
 		}
 		pthread_mutex_unlock(&f->lock);
 		int err = 0;
-		if (w.bad || !file_exists(f, w.name))
+		if (w.bad || (!file_exists(f, w.name) &&
+			      (!f->wanted || f->wanted(f->wanted_arg, w.name))))
 			err = fetch_one(f, bg, w.name, w.bad);
 		pthread_mutex_lock(&f->lock);
 		f->fill_failed += err != 0;
@@ -494,9 +497,8 @@ int fetcher_attach(struct store *st, const char *remote_name,
 	return 0;
 }
 
-void fetcher_detach(struct store *st)
+void fetcher_stop_thread(struct pack_fetcher *f)
 {
-	struct pack_fetcher *f = st->fetch;
 	if (!f)
 		return;
 	pthread_mutex_lock(&f->lock);
@@ -505,6 +507,15 @@ void fetcher_detach(struct store *st)
 	pthread_mutex_unlock(&f->lock);
 	if (f->have_thread)
 		pthread_join(f->thread, NULL);
+	f->have_thread = 0;
+}
+
+void fetcher_detach(struct store *st)
+{
+	struct pack_fetcher *f = st->fetch;
+	if (!f)
+		return;
+	fetcher_stop_thread(f);
 	st->fetch = NULL;
 	st->fetch_load = NULL;
 	fetcher_free(f);
@@ -529,4 +540,14 @@ int fetcher_take_filled(struct pack_fetcher *f)
 	f->filled = 0;
 	pthread_mutex_unlock(&f->lock);
 	return r;
+}
+
+void fetcher_set_wanted(struct pack_fetcher *f,
+			int (*wanted)(void *arg, const uint8_t name[PACK_NAME_LEN]),
+			void *arg)
+{
+	pthread_mutex_lock(&f->lock);
+	f->wanted = wanted;
+	f->wanted_arg = arg;
+	pthread_mutex_unlock(&f->lock);
 }

@@ -74,6 +74,18 @@ struct fetch_stats {
 int fetcher_attach(struct store *st, const char *remote_name,
 		   const char *label, enum fetch_mode mode, int fill);
 
+/* Background mode: before installing a pack that is missing here (not a
+ * damaged one), ask wanted(arg, name) whether the index still names it:
+ * a pack a GC removed meanwhile must not come back as a stray file.
+ * Set right after fetcher_attach, before reads start. */
+void fetcher_set_wanted(struct pack_fetcher *f,
+			int (*wanted)(void *arg, const uint8_t name[PACK_NAME_LEN]),
+			void *arg);
+
+/* Stop the background thread (queued packs are left; reads still work,
+ * by ranged GETs): before what wanted() uses goes away. */
+void fetcher_stop_thread(struct pack_fetcher *f);
+
 /* Stop the background thread, close the remotes, detach from st. */
 void fetcher_detach(struct store *st);
 

@@ -140,6 +140,10 @@ int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
 int vfs_mount_main(struct store *st, const char *volume,
 		   const char *mountpoint, const char *opts, int foreground);
 
+/* 1 if the index still names pack name (takes ctx->lock): the fetcher
+ * asks before installing a pack fetched for a read (fetch.h). */
+int vfs_pack_wanted(void *arg, const uint8_t name[PACK_NAME_LEN]);
+
 /* Commit: persist clean nodes' attributes, sync the pack, commit the index
  * (ctx->lock held). */
 int vfs_commit(struct vfs *v);
