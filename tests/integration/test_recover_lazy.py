@@ -130,8 +130,23 @@ def test_recover_full_resumes_after_a_missing_object(tmp, make_store, mounts, ma
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_restore_remote_without_a_store(kind, tmp, make_store, mounts, make_remote):
     st, remote = pushed_store(make_store, mounts, make_remote, kind)
+    # every file kind and its metadata, in a second snapshot and push
     m = mounts.mount(st, "vol")
-    expected = scan(Path(m.path) / ".snapshots" / "2024-03-01" / "dir")
+    d = Path(m.path) / "dir"
+    os.symlink("c.bin", d / "link")
+    os.link(d / "d.bin", d / "d-hardlink.bin")
+    os.mkfifo(d / "fifo", 0o640)
+    (d / "sub").mkdir(mode=0o750)
+    (d / "sub" / "note.txt").write_bytes(b"x" * 1000)
+    os.setxattr(d / "sub" / "note.txt", "user.site", b"OBJ-00042")
+    os.chmod(d / "c.bin", 0o604)
+    os.chown(d / "sub" / "note.txt", 101, 102)
+    os.utime(d / "sub", ns=(1709251200123456789, 1709251200123456789))
+    m.close()
+    st.run("snapshot", "create", st.path, "vol", "--time", "2024-03-02T02:00:00", check=True)
+    push(st, "offsite", remote)
+    m = mounts.mount(st, "vol")
+    expected = scan(Path(m.path) / ".snapshots" / "2024-03-02" / "dir")
     m.close()
     cache = tmp / "cache"
     env = env_with(remote, TRESOR_CACHE_DIR=cache, TRESOR_LOG="debug")
@@ -143,7 +158,10 @@ def test_restore_remote_without_a_store(kind, tmp, make_store, mounts, make_remo
     assert sorted(os.listdir(dest)) == ["dir"]
     fetched = {l.split("fetched pack ")[1].split()[0] for l in p.stderr.splitlines()
                if "fetched pack" in l}
-    want = packs_of_file(st.path, "dir/c.bin") | packs_of_file(st.path, "dir/d.bin")
+    want = set()
+    for rel, rec in expected.items():
+        if rec["type"] in ("file", "symlink") and rel != ".":
+            want |= packs_of_file(st.path, "dir/" + rel)
     assert fetched == want, "fetched %s, the tree needs %s" % (fetched, want)
     assert not any(cache.iterdir()), "the temporary store is removed after success"
 
