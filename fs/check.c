@@ -29,6 +29,7 @@ struct ctx {
 	int lazy;		/* a lazy recovery: missing packs are not lost */
 	int64_t *bad_packs;	/* reported already: their chunks not again */
 	size_t nbad, capbad;
+	uint64_t data_total;	/* bytes --read-data expects to read */
 };
 
 static void affects_line(void *arg, const char *line)
@@ -266,6 +267,8 @@ static int read_one(struct ctx *c, int64_t id, size_t rlen, uint8_t **buf)
 	}
 	c->res->bytes_read += rlen;
 	c->res->chunks_read++;
+	if (c->o->progress)
+		c->o->progress(c->o->progress_arg, c->res->bytes_read, c->data_total);
 	return 0;
 }
 
@@ -300,7 +303,10 @@ static int read_range(struct ctx *c, int64_t after, int64_t upto,
 static int check_data(struct ctx *c)
 {
 	int64_t last = 0;
-	uint64_t nread = 0;
+	uint64_t nread = 0, bytes = 0;
+	if (!count(c, "SELECT COALESCE(SUM(rlen), 0) FROM chunk", &bytes))
+		c->data_total = c->o->read_pct && c->o->read_pct < 100
+				? bytes / 100 * c->o->read_pct : bytes;
 	if (!c->o->read_pct || c->o->read_pct >= 100)
 		return read_range(c, 0, INT64_MAX, 0, &last, &nread);
 	/* A share: from the cursor on, wrapping round to the start. */

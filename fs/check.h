@@ -18,6 +18,9 @@ struct check_opts {
 	int read_pct;
 	/* Files listed per damaged pack or chunk (0: 20). */
 	size_t max_files;
+	/* Bytes of chunk data read so far / to read (may be NULL). */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
 };
 
 struct check_result {

@@ -12,22 +12,27 @@
 void damage_path(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		 char *buf, size_t size)
 {
-	char path[4096] = "", name[512];
+	/* Built backwards from the end of path: names are prepended. */
+	char path[4096], name[512];
+	size_t pos = sizeof(path) - 1;
+	path[pos] = 0;
 	uint64_t cur = ino;
-	/* Up to the root, prepending names; a bound on depth stops a cycle
-	 * in a damaged index. */
+	/* A bound on depth stops a cycle in a damaged index. */
 	for (int depth = 0; cur != ROOT_INO && depth < 256; depth++) {
 		uint64_t parent;
 		if (index_dentry_of(ix, vol, view, cur, &parent, name, sizeof(name))) {
 			snprintf(buf, size, "(inode %llu, no name)", (unsigned long long)ino);
 			return;
 		}
-		char tmp[4096];
-		snprintf(tmp, sizeof(tmp), "/%s%s", name, path);
-		memcpy(path, tmp, sizeof(path));
+		size_t len = strlen(name);
+		if (len + 1 > pos)
+			break;	/* too deep to show whole: keep the tail */
+		pos -= len;
+		memcpy(path + pos, name, len);
+		path[--pos] = '/';
 		cur = parent;
 	}
-	snprintf(buf, size, "%s", *path ? path : "/");
+	snprintf(buf, size, "%s", path[pos] ? path + pos : "/");
 }
 
 struct hit {
@@ -85,7 +90,7 @@ static void report_file(struct index *ix, const struct hit *hs, size_t n,
 	if (view < 0)
 		view = hs[0].birth;	/* in no view: a row pruning left */
 	damage_path(ix, hs[0].vol, view, hs[0].ino, path, sizeof(path));
-	snprintf(line, sizeof(line), "volume %s: %s (%s%s%s%s)", vname, path,
+	snprintf(line, sizeof(line), "volume %.255s: %.3000s (%s%s%s%.4000s)", vname, path,
 		 live ? "live" : "", live && nsnap ? "; " : "",
 		 nsnap ? (nsnap > 1 ? "snapshots " : "snapshot ") : "",
 		 nsnap ? snaps : (live ? "" : "in no snapshot"));

@@ -165,8 +165,10 @@ struct pack_size {
 
 /*
  * Locking: rd_lock serialises the readers' remote (rd); lock guards the
- * queue, the seen/failed sets, the fill cursor and the stats.  The
- * background thread owns bg alone.  Never both locks at once.
+ * queue, the seen set, the fill cursor and the stats.  The background
+ * thread owns its remote alone.  lock may be taken while rd_lock is held
+ * (a synchronous fetch counting its bytes), never the reverse; the chunk
+ * cache's lock (store_pack_replaced) comes after both.
  */
 struct pack_fetcher {
 	struct store *st;
@@ -179,12 +181,17 @@ struct pack_fetcher {
 	pthread_cond_t cond;
 	struct want *q;			/* packs to fetch whole, FIFO */
 	size_t nq, capq;
-	struct want *seen;		/* queued, fetched or failed: not again */
+	struct want *seen;		/* queued or fetched (or failed): not again */
 	size_t nseen, capseen;
 	struct pack_size *sizes;	/* finished packs at attach, by name */
 	size_t nsizes;
 	size_t *fill;			/* indices into sizes not local at attach */
 	size_t nfill, fill_pos;
+	int filling;			/* -o fill: fetch every pack not here */
+	uint64_t fill_failed;		/* fetches of the fill that failed */
+	int filled;			/* 1: the fill is complete, not yet taken */
+	int (*wanted)(void *arg, const uint8_t name[PACK_NAME_LEN]);
+	void *wanted_arg;
 	int stop;
 	pthread_t thread;
 	int have_thread;
@@ -300,13 +307,20 @@ static void *fill_thread(void *arg)
 				continue;
 			seen_add(f, w.name);
 		} else {
+			if (f->filling && !f->fill_failed) {
+				f->filled = 1;	/* every pack is here now */
+				f->filling = 0;
+			}
 			pthread_cond_wait(&f->cond, &f->lock);
 			continue;
 		}
 		pthread_mutex_unlock(&f->lock);
-		if (w.bad || !file_exists(f, w.name))
-			fetch_one(f, bg, w.name, w.bad);
+		int err = 0;
+		if (w.bad || (!file_exists(f, w.name) &&
+			      (!f->wanted || f->wanted(f->wanted_arg, w.name))))
+			err = fetch_one(f, bg, w.name, w.bad);
 		pthread_mutex_lock(&f->lock);
+		f->fill_failed += err != 0;
 	}
 	pthread_mutex_unlock(&f->lock);
 	remote_close(bg);
@@ -342,8 +356,10 @@ int fetcher_load(struct pack_fetcher *f, const struct chunk_ref *ref,
 		pthread_mutex_lock(&f->lock);
 		int failed = seen_has(f, ref->pack);
 		pthread_mutex_unlock(&f->lock);
+		/* Tried already: read the local file once more (another thread
+		 * may have just installed it), else the local error stands. */
 		if (failed)
-			return -ENODATA;	/* tried already: the local error stands */
+			return file_exists(f, ref->pack) ? 1 : -ENODATA;
 		if (bad)
 			tlog(LOG_WARN, "%s: pack %s: %s locally; fetching it from remote '%s'",
 			     f->label, hex, local_err == -EBADMSG ? "fails authentication"
@@ -352,13 +368,12 @@ int fetcher_load(struct pack_fetcher *f, const struct chunk_ref *ref,
 		int err = !bad && file_exists(f, ref->pack) ? 0
 			  : fetch_one(f, f->rd, ref->pack, bad);
 		pthread_mutex_unlock(&f->rd_lock);
-		if (err) {
-			pthread_mutex_lock(&f->lock);
-			seen_add(f, ref->pack);
-			pthread_mutex_unlock(&f->lock);
-			return err;
-		}
-		return 1;
+		/* Once per pack: after a failure the local error stands; after
+		 * a success a pack failing again is not fetched in a loop. */
+		pthread_mutex_lock(&f->lock);
+		seen_add(f, ref->pack);
+		pthread_mutex_unlock(&f->lock);
+		return err ? err : 1;
 	}
 	char key[128];
 	repo_pack_key(ref->pack, key, sizeof(key));
@@ -464,8 +479,9 @@ int fetcher_attach(struct store *st, const char *remote_name,
 			free(cs);
 		}
 	}
+	f->filling = fill && mode == FETCH_BACKGROUND;
 	if (!err)
-		err = load_sizes(f, fill && mode == FETCH_BACKGROUND);
+		err = load_sizes(f, f->filling);
 	if (!err)
 		err = remote_open(f->cfg.url, &f->cfg.opt, &f->rd);
 	if (!err && mode == FETCH_BACKGROUND) {
@@ -481,9 +497,8 @@ int fetcher_attach(struct store *st, const char *remote_name,
 	return 0;
 }
 
-void fetcher_detach(struct store *st)
+void fetcher_stop_thread(struct pack_fetcher *f)
 {
-	struct pack_fetcher *f = st->fetch;
 	if (!f)
 		return;
 	pthread_mutex_lock(&f->lock);
@@ -492,6 +507,15 @@ void fetcher_detach(struct store *st)
 	pthread_mutex_unlock(&f->lock);
 	if (f->have_thread)
 		pthread_join(f->thread, NULL);
+	f->have_thread = 0;
+}
+
+void fetcher_detach(struct store *st)
+{
+	struct pack_fetcher *f = st->fetch;
+	if (!f)
+		return;
+	fetcher_stop_thread(f);
 	st->fetch = NULL;
 	st->fetch_load = NULL;
 	fetcher_free(f);
@@ -506,5 +530,24 @@ void fetcher_stats(struct pack_fetcher *f, struct fetch_stats *s)
 {
 	pthread_mutex_lock(&f->lock);
 	*s = f->stats;
+	pthread_mutex_unlock(&f->lock);
+}
+
+int fetcher_take_filled(struct pack_fetcher *f)
+{
+	pthread_mutex_lock(&f->lock);
+	int r = f->filled;
+	f->filled = 0;
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+void fetcher_set_wanted(struct pack_fetcher *f,
+			int (*wanted)(void *arg, const uint8_t name[PACK_NAME_LEN]),
+			void *arg)
+{
+	pthread_mutex_lock(&f->lock);
+	f->wanted = wanted;
+	f->wanted_arg = arg;
 	pthread_mutex_unlock(&f->lock);
 }

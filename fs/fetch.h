@@ -74,6 +74,18 @@ struct fetch_stats {
 int fetcher_attach(struct store *st, const char *remote_name,
 		   const char *label, enum fetch_mode mode, int fill);
 
+/* Background mode: before installing a pack that is missing here (not a
+ * damaged one), ask wanted(arg, name) whether the index still names it:
+ * a pack a GC removed meanwhile must not come back as a stray file.
+ * Set right after fetcher_attach, before reads start. */
+void fetcher_set_wanted(struct pack_fetcher *f,
+			int (*wanted)(void *arg, const uint8_t name[PACK_NAME_LEN]),
+			void *arg);
+
+/* Stop the background thread (queued packs are left; reads still work,
+ * by ranged GETs): before what wanted() uses goes away. */
+void fetcher_stop_thread(struct pack_fetcher *f);
+
 /* Stop the background thread, close the remotes, detach from st. */
 void fetcher_detach(struct store *st);
 
@@ -81,6 +93,11 @@ void fetcher_detach(struct store *st);
 const char *fetcher_remote_name(const struct pack_fetcher *f);
 
 void fetcher_stats(struct pack_fetcher *f, struct fetch_stats *s);
+
+/* 1 once, when a fill (fetcher_attach with fill) has fetched every pack
+ * that was missing without a failure: the caller may then clear the
+ * store's lazy mark (meta "lazy") in its next index transaction. */
+int fetcher_take_filled(struct pack_fetcher *f);
 
 /*
  * Called by the store's read path when reading ref's record from its

@@ -1161,6 +1161,8 @@ int vfs_mount_main(struct store *st, const char *volume,
 	else if (!ferr)
 		tlog(LOG_INFO, "store %s: packs missing or damaged here are fetched from remote '%s'",
 		     st->dir, fetcher_remote_name(st->fetch));
+	if (!ferr)
+		fetcher_set_wanted(st->fetch, vfs_pack_wanted, &v);
 	err = vfs_start_committer(&v);
 	if (!err && !readonly)
 		err = control_start(&v, &v.control);
@@ -1181,6 +1183,7 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out:;
+	fetcher_stop_thread(st->fetch);	/* it asks v (vfs_pack_wanted) */
 	int e2 = vfs_close(&v);
 	fetcher_detach(st);	/* after the workers that read have stopped */
 	free(v.mountpoint);

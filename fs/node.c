@@ -19,7 +19,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sqlite3.h>
 
+#include "fetch.h"
 #include "util.h"
 #include "vfs.h"
 
@@ -488,6 +490,15 @@ int vfs_commit(struct vfs *v)
 		for (struct node *n = v->tab[i]; n && !err; n = n->next)
 			if (n->attr_dirty)
 				err = node_persist(v, n);
+	/* A lazy store the daemon has completed (-o fill) is whole now. */
+	if (!err && v->st->fetch && fetcher_take_filled(v->st->fetch)) {
+		err = index_begin(v->st->ix);
+		if (!err)
+			err = index_meta_set(v->st->ix, "lazy", 0);
+		if (!err)
+			tlog(LOG_INFO, "volume %s: every pack of store %s is local now",
+			     v->vol.name, v->st->dir);
+	}
 	if (!err)
 		err = store_commit(v->st);
 	if (err) {
@@ -496,6 +507,22 @@ int vfs_commit(struct vfs *v)
 		     strerror(-err));
 	}
 	return err;
+}
+
+int vfs_pack_wanted(void *arg, const uint8_t name[PACK_NAME_LEN])
+{
+	struct vfs *v = arg;
+	sqlite3_stmt *q;
+	int found = 1;	/* in doubt, fetch: a stray pack costs only space */
+	pthread_mutex_lock(&v->lock);
+	if (sqlite3_prepare_v2(index_db(v->st->ix), "SELECT 1 FROM pack WHERE name = ?1",
+			       -1, &q, NULL) == SQLITE_OK) {
+		sqlite3_bind_blob(q, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
+		found = sqlite3_step(q) != SQLITE_DONE;
+		sqlite3_finalize(q);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return found;
 }
 
 static void *committer_main(void *arg)

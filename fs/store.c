@@ -896,7 +896,9 @@ int store_read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
 				continue;
 			err = store_read_chunk(st, &refs[i], xs[i].coff + (s - xs[i].off),
 					       (uint8_t *)buf + (s - off), e - s);
-			if (err && err != -ENOENT) {
+			/* ENOENT: maybe a GC rewrite; resolve again once, then
+			 * the pack is missing: EIO like any other damage. */
+			if (err && (err != -ENOENT || attempt == 1)) {
 				char hex[PACK_NAME_LEN * 2 + 1], path[1024];
 				hex_encode(refs[i].pack, PACK_NAME_LEN, hex);
 				/* Name the file, not only the inode. */
@@ -908,7 +910,8 @@ int store_read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
 				tlog(LOG_ERR, "volume %s: %s (inode %llu) at offset %llu: chunk in pack %s: %s%s",
 				     volname, path, (unsigned long long)ino,
 				     (unsigned long long)s, hex,
-				     err == -EBADMSG ? "failed authentication" : strerror(-err),
+				     err == -EBADMSG ? "failed authentication"
+				     : err == -ENOENT ? "the pack file is missing" : strerror(-err),
 				     st->fetch ? " here and could not be fetched from the remote"
 					       : "; no remote to heal it from ('tresor repair')");
 				err = -EIO;

@@ -10,6 +10,11 @@
  *                chunks (hashing, compressing, sealing, opening) runs
  *                without it.
  * The chunk cache inside the store has its own lock, taken last.
+ * The remote the daemon fetches missing or damaged packs from lives in the
+ * store's fetcher (st->fetch, fetch.h), attached by vfs_mount_main after
+ * the fork and detached after vfs_close: one connection for readers
+ * behind its own lock, one owned by its background thread; readers call
+ * it from store_read_chunk holding none of the locks above.
  */
 #ifndef TRESOR_VFS_H
 #define TRESOR_VFS_H
@@ -137,6 +142,10 @@ int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
  * the parent once the mount is ready (the child serves). */
 int vfs_mount_main(struct store *st, const char *volume,
 		   const char *mountpoint, const char *opts, int foreground);
+
+/* 1 if the index still names pack name (takes ctx->lock): the fetcher
+ * asks before installing a pack fetched for a read (fetch.h). */
+int vfs_pack_wanted(void *arg, const uint8_t name[PACK_NAME_LEN]);
 
 /* Commit: persist clean nodes' attributes, sync the pack, commit the index
  * (ctx->lock held). */

@@ -221,6 +221,13 @@ if ((build_ok)); then
 	else
 		bad "bench_push --smoke"
 	fi
+	banner "lazy recovery benchmark smoke run (tests/bench/bench_lazy.sh --smoke)"
+	if TRESOR_BIN="$REPO/build/tresor" timeout --kill-after=30 300 \
+		bash tests/bench/bench_lazy.sh --smoke </dev/null; then
+		ok "bench_lazy --smoke"
+	else
+		bad "bench_lazy --smoke"
+	fi
 	cleanup_stale
 fi
 

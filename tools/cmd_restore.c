@@ -130,8 +130,12 @@ static int restore_file(struct restore *r, const struct inode_attr *a,
 		err = -errno;
 	free(buf);
 	close(fd);
-	if (err)
+	if (err) {
+		/* No file with the right name and wrong bytes: a rerun
+		 * writes it again. */
+		unlinkat(dfd, name, 0);
 		warn(r, path, "write", -err);
+	}
 	r->files++;
 	r->bytes += a->size;
 	return err;
@@ -310,9 +314,13 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 				  collect_child, &d);
 		for (size_t i = 0; i < d.n; i++) {
 			char *cp = NULL;
-			if (name_ok(d.c[i].name) &&
-			    asprintf(&cp, "%s/%s", dest, d.c[i].name) > 0)
+			if (!name_ok(d.c[i].name)) {
+				fprintf(stderr, "tresor: restore: %s: refusing the name '%s'\n",
+					dest, d.c[i].name);
+				r.errors++;
+			} else if (asprintf(&cp, "%s/%s", dest, d.c[i].name) > 0) {
 				restore_node(&r, d.c[i].ino, r.root_dfd, d.c[i].name, cp);
+			}
 			free(cp);
 			free(d.c[i].name);
 		}
@@ -445,5 +453,12 @@ int cmd_restore(struct opts *o)
 	if (o->npos != 5)
 		die(EXIT_USAGE, "usage: tresor restore STORE VOLUME SNAPSHOT PATH DEST");
 	struct store *st = open_store(o, o->pos[0]);
+	/* A lazy store's packs, and bad ones, come from its remote if any. */
+	char label[PATH_MAX + 16];
+	snprintf(label, sizeof(label), "store %s", o->pos[0]);
+	int err = fetcher_attach(st, NULL, label, FETCH_SYNC, 0);
+	if (err && err != -ENOENT)
+		fprintf(stderr, "tresor: store %s: its remote cannot be used to fetch missing or damaged packs: %s\n",
+			o->pos[0], strerror(-err));
 	return restore_tree(st, o->pos[0], o->pos[1], o->pos[2], o->pos[3], o->pos[4]);
 }

@@ -18,6 +18,7 @@
 #include "../fs/vfs.h"
 #include "cli.h"
 #include "daemon.h"
+#include "progress.h"
 
 #ifndef TRESOR_VERSION
 #define TRESOR_VERSION "0.1.0"
@@ -299,9 +300,13 @@ static int cmd_check(struct opts *o)
 	if (o->npos != 1)
 		die(EXIT_USAGE, "usage: tresor check STORE [--read-data[=N%%]] [--remote NAME] [--json]");
 	struct store *st = open_store(o, o->pos[0]);
-	struct check_opts co = { .read_data = o->read_data, .read_pct = o->read_pct };
+	struct progress p;
+	progress_start(&p, "check", 0);
+	struct check_opts co = { .read_data = o->read_data, .read_pct = o->read_pct,
+				 .progress = progress_cb, .progress_arg = &p };
 	struct check_result r;
 	int err = store_check(st, &co, print_problem, o->pos[0], &r);
+	progress_end(&p);
 	uint64_t rproblems = 0;
 	if (!err && o->remote)
 		err = cmd_check_remote(o, st, &rproblems);

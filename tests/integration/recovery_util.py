@@ -7,20 +7,14 @@ what those tests need on top: a store whose files sit in known, separate
 packs, which packs hold a file, and bit flips.
 """
 
-import os
-import random
 import sqlite3
 from pathlib import Path
 
 from conftest import PASSPHRASE, base_env, tresor
+from test_push_recover import blob  # noqa: F401  (re-exported for the tests)
 
 ALIVE = (1 << 63) - 1
 MiB = 1 << 20
-
-
-def blob(seed, size):
-    """Deterministic incompressible bytes."""
-    return random.Random(seed).randbytes(size)
 
 
 def env_with(remote=None, **extra):

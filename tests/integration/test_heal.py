@@ -134,3 +134,14 @@ def test_repair_fails_naming_what_the_remote_lacks(make_store, mounts, make_remo
     assert "affects volume vol: /c.jpg" in p.stdout
     p = tresor_pw("repair", st.path, "--from", "nowhere")
     assert p.returncode == 1 and "no remote 'nowhere'" in p.stderr
+
+
+def test_restore_heals_from_the_remote(make_store, mounts, make_remote, tmp):
+    st, remote = make_setup(make_store, mounts, make_remote)
+    name = rot(st, "plans/a.pdf")
+    st.run("snapshot", "create", st.path, "vol", "--time", "2024-03-01T02:00:00", check=True)
+    p = tresor_pw("restore", st.path, "vol", "latest", "plans", tmp / "out")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp / "out/plans/a.pdf").read_bytes() == FILES["plans/a.pdf"]
+    assert sha(pack_path(st.path, name)) == sha(remote_pack_path(remote.url, name)), p.stderr
+    assert name in p.stderr and "fetching it from remote 'offsite'" in p.stderr, p.stderr

@@ -5,8 +5,10 @@ the local packs directory); `recover --full` completes it (resumable);
 `-o fill` completes it from the daemon; `restore --remote` restores a tree
 with no local store, fetching only the packs it needs.
 
-Backends: a local directory and S3 (s3rver, started once for the module
-by test_push_recover's fixture).  Fetched objects are counted as the pack
+Backends: the lazy mount on all four (local directory, S3 via s3rver,
+SFTP via a private sshd, WebDAV via a private apache: ranged GETs on each),
+the rest on local and S3; servers are started once for the module by
+test_push_recover's fixtures.  Fetched objects are counted as the pack
 files that appear in the local store.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Store, wait_for
-from recovery_util import (MiB, all_packs, blob, env_with, fill_store, local_packs,
+from recovery_util import (MiB, all_packs, blob, db, env_with, fill_store, local_packs,
                            packs_of_file, read_errno, remote_pack_path, tresor_pw)
 from test_push_recover import (davserver, make_remote, one_line, push, recover,  # noqa: F401
                                remote_add, s3server, scan, compare, sshserver)
@@ -50,7 +52,7 @@ def recover_lazy(remote, dest, passfile):
     return Store(dest, passfile)
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", "s3", "sftp", "webdav"])
 def test_lazy_mount_reads_one_file_fetching_only_its_packs(kind, tmp, make_store, mounts,
                                                             make_remote, passfile):
     st, remote = pushed_store(make_store, mounts, make_remote, kind)
@@ -94,7 +96,12 @@ def test_lazy_fill_option_fetches_everything(tmp, make_store, mounts, make_remot
         "-o fill did not fetch every pack: %s" % local_packs(lz.path)
     for rel, data in FILES.items():
         assert (Path(m.path) / rel).read_bytes() == data
+    assert wait_for(lambda: "every pack of store" in m.log_text(), 10), m.log_text()
     m.close()
+    # complete now: the lazy mark is gone, so a pack lost later is a problem
+    con = db(lz.path)
+    assert con.execute("SELECT value FROM meta WHERE key = 'lazy'").fetchone() == (0,)
+    con.close()
 
 
 def test_recover_full_resumes_after_a_missing_object(tmp, make_store, mounts, make_remote,
@@ -123,8 +130,23 @@ def test_recover_full_resumes_after_a_missing_object(tmp, make_store, mounts, ma
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_restore_remote_without_a_store(kind, tmp, make_store, mounts, make_remote):
     st, remote = pushed_store(make_store, mounts, make_remote, kind)
+    # every file kind and its metadata, in a second snapshot and push
     m = mounts.mount(st, "vol")
-    expected = scan(Path(m.path) / ".snapshots" / "2024-03-01" / "dir")
+    d = Path(m.path) / "dir"
+    os.symlink("c.bin", d / "link")
+    os.link(d / "d.bin", d / "d-hardlink.bin")
+    os.mkfifo(d / "fifo", 0o640)
+    (d / "sub").mkdir(mode=0o750)
+    (d / "sub" / "note.txt").write_bytes(b"x" * 1000)
+    os.setxattr(d / "sub" / "note.txt", "user.site", b"OBJ-00042")
+    os.chmod(d / "c.bin", 0o604)
+    os.chown(d / "sub" / "note.txt", 101, 102)
+    os.utime(d / "sub", ns=(1709251200123456789, 1709251200123456789))
+    m.close()
+    st.run("snapshot", "create", st.path, "vol", "--time", "2024-03-02T02:00:00", check=True)
+    push(st, "offsite", remote)
+    m = mounts.mount(st, "vol")
+    expected = scan(Path(m.path) / ".snapshots" / "2024-03-02" / "dir")
     m.close()
     cache = tmp / "cache"
     env = env_with(remote, TRESOR_CACHE_DIR=cache, TRESOR_LOG="debug")
@@ -136,7 +158,10 @@ def test_restore_remote_without_a_store(kind, tmp, make_store, mounts, make_remo
     assert sorted(os.listdir(dest)) == ["dir"]
     fetched = {l.split("fetched pack ")[1].split()[0] for l in p.stderr.splitlines()
                if "fetched pack" in l}
-    want = packs_of_file(st.path, "dir/c.bin") | packs_of_file(st.path, "dir/d.bin")
+    want = set()
+    for rel, rec in expected.items():
+        if rec["type"] in ("file", "symlink") and rel != ".":
+            want |= packs_of_file(st.path, "dir/" + rel)
     assert fetched == want, "fetched %s, the tree needs %s" % (fetched, want)
     assert not any(cache.iterdir()), "the temporary store is removed after success"
 
@@ -160,3 +185,27 @@ def test_restore_remote_resumes(tmp, make_store, mounts, make_remote):
     assert kept >= 3, "files restored by the first run are kept: %s" % p.stdout
     for rel, data in FILES.items():
         assert (dest / rel).read_bytes() == data
+
+
+def test_restore_from_a_lazy_store_fetches_its_packs(tmp, make_store, mounts, make_remote,
+                                                     passfile):
+    st, remote = pushed_store(make_store, mounts, make_remote, "local")
+    lz = recover_lazy(remote, tmp / "lazy", passfile)
+    p = tresor_pw("restore", lz.path, "vol", "latest", "dir/c.bin", tmp / "out")
+    assert p.returncode == 0, p.stderr
+    assert (tmp / "out" / "c.bin").read_bytes() == FILES["dir/c.bin"]
+    assert local_packs(lz.path) == packs_of_file(lz.path, "dir/c.bin")
+
+
+def test_progress_lines(tmp, make_store, mounts, make_remote, passfile):
+    """recover, check and restore draw tools/progress.h's line when asked
+    (TRESOR_PROGRESS=1; on a terminal by default), never into stdout."""
+    st, remote = pushed_store(make_store, mounts, make_remote, "local")
+    env = env_with(remote, TRESOR_PROGRESS=1, TRESOR_CACHE_DIR=tmp / "cache")
+    p = tresor_pw("recover", remote.url, tmp / "full", env=env)
+    assert p.returncode == 0 and re.search(r"recover: .* of .*%", p.stderr), p.stderr
+    assert "\r" not in p.stdout
+    p = tresor_pw("check", tmp / "full", "--read-data", env=env)
+    assert p.returncode == 0 and re.search(r"check: .* of ", p.stderr), p.stderr
+    p = tresor_pw("restore", "--remote", remote.url, "vol", "latest", "/", tmp / "out", env=env)
+    assert p.returncode == 0 and "restore: " in p.stderr, p.stderr
