@@ -389,8 +389,17 @@ static void mount_start(struct daemon *d, int i)
 	m->mounted = 0;
 }
 
+/* Seconds of the monotonic clock: restart backoff is real time, also
+ * under a test clock. */
+static time_t mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
 /* Reap mount children that ended; restart them with backoff; note which
- * are mounted.  (lock held) */
+ * are mounted.  (lock held; now from mono_now) */
 static void mounts_supervise(struct daemon *d, time_t now)
 {
 	for (int i = 0; i < d->cfg.nvol; i++) {
@@ -875,7 +884,7 @@ int cmd_daemon(struct opts *o)
 	signal(SIGPIPE, SIG_IGN);
 
 	pthread_mutex_lock(&d->lock);
-	mounts_supervise(d, daemon_now());
+	mounts_supervise(d, mono_now());
 	pthread_mutex_unlock(&d->lock);
 	int merr = mounts_wait(d);
 	if (merr) {
@@ -902,7 +911,7 @@ int cmd_daemon(struct opts *o)
 	while (!d->stopping) {
 		run_due(d);
 		pthread_mutex_lock(&d->lock);
-		mounts_supervise(d, daemon_now());
+		mounts_supervise(d, mono_now());
 		pthread_mutex_unlock(&d->lock);
 		if (d->cfg.metrics_textfile[0] && time(NULL) - last_textfile >= 60) {
 			metrics_write_textfile(d);

@@ -38,7 +38,7 @@ struct mount_child {
 	pid_t pid;		/* 0: not running */
 	int mounted;		/* seen in /proc/self/mountinfo */
 	int restarts;
-	time_t next_start;	/* restart backoff */
+	time_t next_start;	/* restart backoff (monotonic seconds) */
 	char last_error[400];
 };
 
