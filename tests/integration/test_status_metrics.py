@@ -205,6 +205,7 @@ def test_status_and_metrics(make_store, tmp, daemons):  # noqa: F811
 
     # 3 hours later without a push: stale, exit code 1
     d.set_clock(local_ts(2026, 4, 1, 4, 30))
+    assert d.wait_history(3)[2] == ("check", True)
     p = d.status_proc()
     assert p.returncode == 1
     st = json.loads(p.stdout)
