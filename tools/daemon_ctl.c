@@ -89,7 +89,7 @@ char *status_json(struct daemon *d, int *healthy)
 	size_t plen = 0;
 	FILE *pf = open_memstream(&pbuf, &plen);
 	int np = 0;
-#define PROBLEM(...) do { char m_[600]; snprintf(m_, sizeof(m_), __VA_ARGS__); \
+#define PROBLEM(...) do { char m_[1600]; snprintf(m_, sizeof(m_), __VA_ARGS__); \
 	fputs(np++ ? "," : "", pf); jstr(pf, m_); } while (0)
 
 	pthread_mutex_lock(&d->lock);
