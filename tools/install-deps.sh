@@ -16,7 +16,7 @@ PACKAGES=(
 	awscli
 	openssh-server openssh-client apache2 apache2-utils openssl curl
 	clang libclang-rt-14-dev llvm
-	libinih-dev
+	libinih-dev bash-completion man-db groff-base
 )
 
 # Node (the S3 test server) may come from another source that ships npm
