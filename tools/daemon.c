@@ -53,6 +53,14 @@ time_t daemon_now(void)
 	return t > 0 ? (time_t)t : time(NULL);
 }
 
+struct index *daemon_index(struct daemon *d)
+{
+	char path[PATH_MAX];
+	struct index *ix;
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.store, STORE_INDEX_FILE);
+	return index_open(path, 0, &ix) ? NULL : ix;
+}
+
 /* systemd's notify protocol: one datagram to $NOTIFY_SOCKET. */
 static void sd_notify_msg(const char *msg)
 {
@@ -832,6 +840,7 @@ int cmd_daemon(struct opts *o)
 	static struct daemon dd;
 	struct daemon *d = &dd;
 	memset(d, 0, sizeof(*d));
+	d->ctl.fd = d->http.fd = -1;
 	d->cfg_path = o->pos[0];
 	char err[600];
 	if (config_load(d->cfg_path, &d->cfg, err, sizeof(err)))

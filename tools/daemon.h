@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "listener.h"
 
 enum job_kind { JOB_SNAPSHOT, JOB_PRUNE, JOB_PUSH, JOB_CHECK, JOB_COUNT };
 
@@ -68,12 +69,8 @@ struct daemon {
 	char push_json[1024];	/* output of the last push child */
 	int wake[2];		/* a byte wakes the job thread */
 	volatile sig_atomic_t stopping;
-	/* control socket and metrics endpoint threads (stopped by the
-	 * byte in their own wake pipe) */
-	int ctl_fd, ctl_wake[2];
-	pthread_t ctl_thread;
-	int metrics_fd, metrics_wake[2];
-	pthread_t metrics_thread;
+	struct listener ctl;	/* control socket (daemon_ctl.c) */
+	struct listener http;	/* metrics endpoint (metrics.c) */
 	/* store figures for the metrics: cached, they cost a scan */
 	time_t stats_time;
 	double stats[8];
@@ -84,6 +81,10 @@ extern const char *const job_names[JOB_COUNT];
 /* The daemon's clock: time(NULL), or the time in $TRESOR_TEST_CLOCK's
  * file (seconds since the epoch) when that is set (tests). */
 time_t daemon_now(void);
+
+/* A fresh read connection to the store's index, or NULL (the reports
+ * then leave out what needs it). */
+struct index *daemon_index(struct daemon *d);
 
 /* Control socket (daemon_ctl.c): status and push requests. */
 int ctl_start(struct daemon *d);

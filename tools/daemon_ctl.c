@@ -79,11 +79,7 @@ char *status_json(struct daemon *d, int *healthy)
 	if (!f)
 		return NULL;
 	time_t now = daemon_now();
-	struct index *ix = NULL;
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/%s", d->cfg.store, STORE_INDEX_FILE);
-	if (index_open(path, 0, &ix))
-		ix = NULL;
+	struct index *ix = daemon_index(d);
 	/* problems are collected first, printed at the end */
 	char *pbuf = NULL;
 	size_t plen = 0;
@@ -314,39 +310,19 @@ out:
 	return NULL;
 }
 
-static void *ctl_main(void *arg)
+/* A thread each: a push request waits for the push. */
+static void ctl_accept(void *arg, int fd)
 {
-	struct daemon *d = arg;
-	struct pollfd p[2] = {
-		{ .fd = d->ctl_fd, .events = POLLIN },
-		{ .fd = d->ctl_wake[0], .events = POLLIN },
-	};
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents)
-			break;
-		if (!(p[0].revents & POLLIN))
-			continue;
-		int fd = accept4(d->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		/* A thread each: a push request waits for the push. */
-		struct conn *c = malloc(sizeof(*c));
-		pthread_t t;
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		if (!c || (c->d = d, c->fd = fd, pthread_create(&t, &at, serve, c))) {
-			free(c);
-			close(fd);
-		}
-		pthread_attr_destroy(&at);
+	struct conn *c = malloc(sizeof(*c));
+	pthread_t t;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (!c || (c->d = arg, c->fd = fd, pthread_create(&t, &at, serve, c))) {
+		free(c);
+		close(fd);
 	}
-	return NULL;
+	pthread_attr_destroy(&at);
 }
 
 int ctl_start(struct daemon *d)
@@ -354,34 +330,21 @@ int ctl_start(struct daemon *d)
 	struct sockaddr_un un;
 	unsigned int len;
 	control_addr(d->store_real, SCHED_VOL, &un, &len);
-	d->ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (d->ctl_fd < 0)
+	d->ctl.fd = -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
 		return -errno;
-	int err = 0;
-	if (bind(d->ctl_fd, (struct sockaddr *)&un, len) || listen(d->ctl_fd, 16))
-		err = -errno;
-	if (!err && pipe2(d->ctl_wake, O_CLOEXEC))
-		err = -errno;
-	if (!err)
-		err = -pthread_create(&d->ctl_thread, NULL, ctl_main, d);
-	if (err) {
-		close(d->ctl_fd);
-		d->ctl_fd = -1;
+	if (bind(fd, (struct sockaddr *)&un, len) || listen(fd, 16)) {
+		int err = -errno;
+		close(fd);
+		return err;
 	}
-	return err;
+	return listener_start(&d->ctl, fd, ctl_accept, d);
 }
 
 void ctl_stop(struct daemon *d)
 {
-	if (d->ctl_fd < 0)
-		return;
-	if (write(d->ctl_wake[1], "x", 1) < 0)
-		tlog(LOG_WARN, "daemon: cannot wake the control thread");
-	pthread_join(d->ctl_thread, NULL);
-	close(d->ctl_fd);
-	close(d->ctl_wake[0]);
-	close(d->ctl_wake[1]);
-	d->ctl_fd = -1;
+	listener_stop(&d->ctl);
 }
 
 /* ---- client side ------------------------------------------------------ */

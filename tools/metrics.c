@@ -113,11 +113,7 @@ char *metrics_render(struct daemon *d)
 	if (!f)
 		return NULL;
 	time_t now = daemon_now();
-	struct index *ix = NULL;
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/%s", d->cfg.store, STORE_INDEX_FILE);
-	if (index_open(path, 0, &ix))
-		ix = NULL;
+	struct index *ix = daemon_index(d);
 	pthread_mutex_lock(&d->lock);
 	head(f, "tresor_up", "gauge", "1 while the tresor daemon runs.");
 	fprintf(f, "tresor_up 1\n");
@@ -291,30 +287,10 @@ static void http_serve(struct daemon *d, int fd)
 	free(m);
 }
 
-static void *metrics_main(void *arg)
+static void http_accept(void *arg, int fd)
 {
-	struct daemon *d = arg;
-	struct pollfd p[2] = {
-		{ .fd = d->metrics_fd, .events = POLLIN },
-		{ .fd = d->metrics_wake[0], .events = POLLIN },
-	};
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents)
-			break;
-		if (!(p[0].revents & POLLIN))
-			continue;
-		int fd = accept4(d->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		http_serve(d, fd);
-		close(fd);
-	}
-	return NULL;
+	http_serve(arg, fd);
+	close(fd);
 }
 
 int metrics_start(struct daemon *d)
@@ -328,34 +304,21 @@ int metrics_start(struct daemon *d)
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		return -EINVAL;
-	d->metrics_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (d->metrics_fd < 0)
+	d->http.fd = -1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
 		return -errno;
 	int one = 1;
-	setsockopt(d->metrics_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	int err = 0;
-	if (bind(d->metrics_fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(d->metrics_fd, 8))
-		err = -errno;
-	if (!err && pipe2(d->metrics_wake, O_CLOEXEC))
-		err = -errno;
-	if (!err)
-		err = -pthread_create(&d->metrics_thread, NULL, metrics_main, d);
-	if (err) {
-		close(d->metrics_fd);
-		d->metrics_fd = -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 8)) {
+		int err = -errno;
+		close(fd);
+		return err;
 	}
-	return err;
+	return listener_start(&d->http, fd, http_accept, d);
 }
 
 void metrics_stop(struct daemon *d)
 {
-	if (d->metrics_fd < 0)
-		return;
-	if (write(d->metrics_wake[1], "x", 1) < 0)
-		tlog(LOG_WARN, "daemon: cannot wake the metrics thread");
-	pthread_join(d->metrics_thread, NULL);
-	close(d->metrics_fd);
-	close(d->metrics_wake[0]);
-	close(d->metrics_wake[1]);
-	d->metrics_fd = -1;
+	listener_stop(&d->http);
 }
