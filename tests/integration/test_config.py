@@ -72,17 +72,17 @@ def test_unreadable_config(tmp):
     assert p.returncode == 2 and "missing.conf: cannot read" in p.stderr
 
 
-def test_example_config_in_docs_parses(make_store, tmp):
-    """The example of docs/DAEMON.md is valid: only its paths change."""
+@pytest.mark.parametrize("doc", ["docs/DAEMON.md", "README.md"])
+def test_example_config_in_docs_parses(make_store, tmp, doc):
+    """The config examples of the docs are valid: only their paths change."""
     from conftest import REPO
-    text = (REPO / "docs" / "DAEMON.md").read_text()
+    text = (REPO / doc).read_text()
     start = text.index("```ini\n") + 7
     example = text[start:text.index("```", start)]
     store = make_store(volumes=("plans", "filestore"))
     example = example.replace("/srv/tresor", str(store.path))
     example = example.replace("/etc/tresor/passphrase", str(store.passfile))
     example = example.replace("/mnt/", str(tmp) + "/mnt-")
-    example = example.replace("url = s3://", "# url = s3://")
     cfg = tmp / "example.conf"
     cfg.write_text(example)
     # parse only: status loads the config first and then finds no daemon
