@@ -257,10 +257,13 @@ static int run_child(struct daemon *d, const char *what, char *const argv[],
 				if (buf[k] != '\n')
 					continue;
 				ebuf[elen - 1] = 0;
-				if (*ebuf) {
-					fprintf(stderr, "tresor: %s: %s\n", what, ebuf);
+				const char *l = ebuf;
+				if (!strncmp(l, "tresor: ", 8))
+					l += 8;	/* the child's own prefix */
+				if (*l) {
+					fprintf(stderr, "tresor: %s: %s\n", what, l);
 					if (errsize)
-						copy_str(err, errsize, ebuf);
+						copy_str(err, errsize, l);
 				}
 				elen = 0;
 			}
@@ -578,14 +581,16 @@ static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 	return failed ? -1 : 0;
 }
 
-/* The remotes to push to: those of the config, else every one in the
- * store (listed by `remote list --json`). */
+/* The remotes to push to: those a `tresor push` asked for, else those of
+ * the config, else every one in the store (`remote list --json`). */
 static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 {
 	(void)now;
 	char names[CONFIG_MAX_REMOTES * 2][64];
 	int n = 0;
-	for (int i = 0; i < d->cfg.nrem; i++)
+	for (int i = 0; i < d->npush_only; i++)
+		snprintf(names[n++], sizeof(names[0]), "%s", d->push_only[i]);
+	for (int i = 0; i < d->cfg.nrem && !d->npush_only; i++)
 		snprintf(names[n++], sizeof(names[0]), "%s", d->cfg.rem[i].name);
 	if (!n) {
 		struct args a;
@@ -653,7 +658,10 @@ static int job_check(struct daemon *d, time_t now, char *err, size_t errsize)
 	int rc = run_child(d, "check", a.v, out, sizeof(out), e, sizeof(e));
 	if (!rc)
 		return 0;
-	if (rc == 1 && strstr(out, "\"problems\":"))
+	if (rc == 2 && d->cfg.check_read_data && d->cfg.check_read_data < 100)
+		snprintf(err, errsize, "check of %s: this tresor's check has no --read-data=N%%; set check-read-data to yes or no",
+			 d->cfg.store);
+	else if (rc == 1 && strstr(out, "\"problems\":"))
 		snprintf(err, errsize, "check of %s found problems: %s", d->cfg.store,
 			 *e ? e : out);
 	else
@@ -739,20 +747,19 @@ static void run_due(struct daemon *d)
 		   now >= d->job[JOB_PRUNE].next_retry) {
 		run_job(d, JOB_PRUNE, d->job[JOB_PRUNE].last_slot);
 	}
-	int forced;
-	pthread_mutex_lock(&d->lock);
-	forced = d->push_requested;
-	d->push_requested = 0;
-	pthread_mutex_unlock(&d->lock);
 	slot = due(d, JOB_PUSH, &d->cfg.push, daemon_now());
-	if ((slot || forced) && !d->stopping) {
-		int rc;
-		if (slot) {
-			rc = run_job(d, JOB_PUSH, slot);
-		} else {
-			/* On request: counted, but not a schedule slot. */
-			rc = run_job(d, JOB_PUSH, d->job[JOB_PUSH].last_slot);
-		}
+	if (slot && !d->stopping)
+		run_job(d, JOB_PUSH, slot);
+	/* Pushes asked for by `tresor push`: counted as runs of the job,
+	 * but not as a schedule slot. */
+	pthread_mutex_lock(&d->lock);
+	d->npush_only = d->npush_want;
+	memcpy(d->push_only, d->push_want, sizeof(d->push_only));
+	d->npush_want = 0;
+	pthread_mutex_unlock(&d->lock);
+	if (d->npush_only && !d->stopping) {
+		int rc = run_job(d, JOB_PUSH, d->job[JOB_PUSH].last_slot);
+		d->npush_only = 0;
 		pthread_mutex_lock(&d->lock);
 		d->push_result = rc;
 		d->push_generation++;

@@ -63,7 +63,10 @@ struct daemon {
 	struct mount_child mc[CONFIG_MAX_VOLUMES];
 	struct history hist[HISTORY_MAX];
 	int nhist;
-	int push_requested;	/* a `tresor push` waits for the next push */
+	char push_want[CONFIG_MAX_REMOTES][64];	/* remotes `tresor push` asked for */
+	int npush_want;
+	char push_only[CONFIG_MAX_REMOTES][64];	/* job thread only: a requested push */
+	int npush_only;
 	uint64_t push_generation;	/* bumped when a push ends */
 	int push_result;	/* of the last push: 0 ok */
 	char push_json[1024];	/* output of the last push child */

@@ -5,7 +5,7 @@
  * The socket is abstract, named like a volume daemon's (control.h) with
  * volume id -1, so any command that knows the store finds it.  Only root
  * and the daemon's own user may talk to it (SO_PEERCRED).  Requests (one
- * line): "ping", "status json", "status text", "push".  The reply is
+ * line): "ping", "status json", "push REMOTE".  The reply is
  * "ok" or "unhealthy" or "error MESSAGE" on the first line, then a body,
  * then the daemon closes the connection.
  */
@@ -283,10 +283,20 @@ static void *serve(void *arg)
 			reply_all(fd, "\n");
 		}
 		free(js);
-	} else if (!strcmp(line, "push")) {
+	} else if (!strncmp(line, "push ", 5) && line[5]) {
+		const char *name = line + 5;
 		pthread_mutex_lock(&d->lock);
+		int k = 0;
+		while (k < d->npush_want && strcmp(d->push_want[k], name))
+			k++;
+		if (k == CONFIG_MAX_REMOTES || strlen(name) >= sizeof(d->push_want[0])) {
+			pthread_mutex_unlock(&d->lock);
+			reply_all(fd, "error too many pushes asked for at once; retry\n");
+			goto out;
+		}
+		if (k == d->npush_want)
+			snprintf(d->push_want[d->npush_want++], sizeof(d->push_want[0]), "%s", name);
 		uint64_t gen = d->push_generation;
-		d->push_requested = 1;
 		if (write(d->wake[1], "p", 1) < 0) {
 			/* full pipe: the job thread is awake anyway */
 		}
@@ -394,10 +404,12 @@ int daemon_forward_push(struct opts *o)
 	if (!realpath(o->pos[0], real))
 		return -1;
 	char *reply = NULL;
-	if (ctl_ask(real, "push", &reply))
+	char req[128];
+	if ((size_t)snprintf(req, sizeof(req), "push %s", o->pos[1]) >= sizeof(req) ||
+	    strpbrk(o->pos[1], " \n"))
+		return -1;	/* not a remote name: let push say so */
+	if (ctl_ask(real, req, &reply))
 		return -1;
-	/* Only the remote given: the daemon pushes to its remotes in turn;
-	 * refuse a remote the daemon does not push to rather than guess. */
 	int rc = 0;
 	if (!strncmp(reply, "ok\n", 3)) {
 		char *js = reply + 3;

@@ -183,7 +183,20 @@ def test_push_goes_through_the_daemon(make_store, tmp, daemons):
     out = json.loads(p.stdout)
     assert out["remote"] == "offsite" and out["packs"] >= 1
     assert d.history() == [("push", True)], "the daemon ran the push"
-    assert d.status()["remotes"][0]["packs_pending"] == 0
+    st = d.status()
+    assert st["remotes"][0]["packs_pending"] == 0
+    # only the remote asked for: a second remote of the store stays behind
+    other = tmp / "other"
+    other.mkdir()
+    store_run(store, "remote", "add", store.path, "other", str(other), check=True)
+    p = store_run(store, "push", store.path, "other", timeout=120)
+    assert p.returncode == 0 and "through the running tresor daemon" in p.stdout, p.stderr
+    assert any(x.name.startswith("meta") for x in other.iterdir())
+    assert d.history() == [("push", True), ("push", True)]
+    p = store_run(store, "push", store.path, "nosuch", timeout=120)
+    assert p.returncode == 1
+    assert "through the running daemon failed" in p.stderr and "nosuch" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
     # snapshot create still goes through the mount daemon while it runs
     s = store_run(store, "snapshot", "create", store.path, "vol", check=True)
     assert s.stdout.strip() in snapshots(store)
