@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -379,12 +380,18 @@ static void mount_start(struct daemon *d, int i)
 		arg(&a, cv->options);
 	}
 	args_pass(d, &a);
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid == 0) {
 		int nul = open("/dev/null", O_RDONLY);
 		if (nul >= 0)
 			dup2(nul, STDIN_FILENO);
 		setpgid(0, 0);
+		/* If the daemon dies, the volume is unmounted cleanly rather
+		 * than left served by nobody's child. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
 		setenv("TRESOR_DAEMON_CHILD", "1", 1);
 		execv(d->self, a.v);
 		_exit(127);
@@ -793,7 +800,9 @@ static void preflight(struct daemon *d)
 		if (!r && !S_ISDIR(sb.st_mode))
 			die(1, "%s: volume %s: mountpoint %s is not a directory", d->cfg_path,
 			    c->vol[i].name, c->vol[i].mountpoint);
-		if (is_mounted(c->vol[i].mountpoint))
+		/* A dead tresor mount (its process was killed) is cleared at
+		 * mount time; a live one belongs to someone else. */
+		if (!r && is_mounted(c->vol[i].mountpoint))
 			die(1, "%s: volume %s: %s is already mounted; unmount it first",
 			    d->cfg_path, c->vol[i].name, c->vol[i].mountpoint);
 	}

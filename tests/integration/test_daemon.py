@@ -222,3 +222,14 @@ def test_mount_daemon_restarted_and_sigterm_unmounts(make_store, tmp, daemons):
     assert d.stop() == 0
     assert not mounted(d.mnt["vol"])
     assert "unmounted" in d.log_text()
+    # the daemon killed outright: its mount process unmounts by itself
+    d.start()
+    mpid = d.status()["volumes"][0]["pid"]
+    os.kill(d.proc.pid, 9)
+    d.proc.wait()
+    assert wait_for(lambda: not mounted(d.mnt["vol"]), 30, 0.1), "mount left behind"
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % mpid) or
+                    open("/proc/%d/stat" % mpid).read().split()[2] == "Z", 30, 0.1)
+    # and a new daemon starts cleanly
+    d.start()
+    assert (d.mnt["vol"] / "kept").read_text() == "survives\n"
