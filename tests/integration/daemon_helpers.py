@@ -129,9 +129,10 @@ class Daemon:
             return r.read().decode(), ctype
 
     def stop(self):
-        if not self.proc or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
+        if not self.proc:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout=90)
         except subprocess.TimeoutExpired:

@@ -227,9 +227,47 @@ def test_mount_daemon_restarted_and_sigterm_unmounts(make_store, tmp, daemons):
     mpid = d.status()["volumes"][0]["pid"]
     os.kill(d.proc.pid, 9)
     d.proc.wait()
+    d.logf.close()
     assert wait_for(lambda: not mounted(d.mnt["vol"]), 30, 0.1), "mount left behind"
     assert wait_for(lambda: not os.path.exists("/proc/%d" % mpid) or
                     open("/proc/%d/stat" % mpid).read().split()[2] == "Z", 30, 0.1)
     # and a new daemon starts cleanly
     d.start()
     assert (d.mnt["vol"] / "kept").read_text() == "survives\n"
+
+
+def test_sigterm_finishes_the_running_job(make_store, tmp, daemons):
+    """SIGTERM while a snapshot job runs: the job completes, then the
+    daemon unmounts and exits 0.  The job is held in place by freezing
+    the volume's mount process over its control socket (as a push does)."""
+    import hashlib
+    import socket
+    store = make_store()
+    d = Daemon(tmp, store, schedule={"snapshot": "daily 02:00", "push": "never",
+                                     "check": "never"})
+    daemons.append(d)
+    d.set_clock(local_ts(2026, 8, 1, 1, 0))
+    d.start()
+    (d.mnt["vol"] / "f").write_text("in the snapshot\n")
+    real = os.path.realpath(str(store.path))
+    addr = "\0tresor-%s-%d" % (hashlib.sha256(real.encode()).hexdigest()[:32], 1)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(addr)
+    s.sendall(b"freeze\n")
+    assert s.recv(100).startswith(b"ok")
+    try:
+        d.set_clock(local_ts(2026, 8, 1, 2, 0, 1))
+        assert wait_for(lambda: [j for j in d.status()["jobs"] if j["name"] == "snapshot"][0]
+                        ["running"], 30, 0.1), d.log_text()
+        d.proc.send_signal(15)
+        time.sleep(1.5)
+        assert d.proc.poll() is None, "the daemon must wait for the running job"
+    finally:
+        s.sendall(b"thaw\n")
+        s.close()
+    assert d.proc.wait(timeout=60) == 0
+    assert not mounted(d.mnt["vol"])
+    assert snapshots(store) == ["2026-08-01"]
+    state = (store.path / "daemon.state").read_text()
+    assert "snapshot.runs=1\n" in state and "snapshot.last_failed=0\n" in state
+    assert "prune.runs=0\n" in state, "nothing new starts after SIGTERM"
