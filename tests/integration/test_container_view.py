@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from conftest import PASSPHRASE, REPO, TRESOR_BIN, mounted, tresor, wait_for
+from conftest import PASSPHRASE, REPO, TRESOR_BIN, mounted, pids_with_arg, tresor, wait_for
 from daemon_helpers import Daemon, local_ts, store_run
 from test_daemon import daemons  # noqa: F401  (fixture)
 
@@ -172,6 +172,8 @@ umount '{mnt}'
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout == "hello\n"  # read back as uid 101: allow_other was passed
+    # the mount process commits as it ends, after umount returned
+    assert wait_for(lambda: not pids_with_arg(mnt), 60, 0.1), "mount process did not end"
     # the volume kept the file (the mount was real)
     p = store_run(store, "volume", "list", store.path, "--json", check=True)
     assert json.loads(p.stdout)[0]["files"] == 1
