@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -34,10 +35,6 @@
 #include "daemon.h"
 
 const char *const job_names[JOB_COUNT] = { "snapshot", "prune", "push", "check" };
-
-/* The process's daemon, for the signal handler only (a handler has no
- * argument to carry it). */
-static struct daemon *the_daemon;
 
 time_t daemon_now(void)
 {
@@ -82,17 +79,24 @@ static void sd_notify_msg(const char *msg)
 	close(fd);
 }
 
-static void on_signal(int sig)
+/* SIGTERM and SIGINT are blocked in every thread and read from a
+ * signalfd here, between jobs: a job that runs is never interrupted. */
+static int stop_requested(struct daemon *d)
 {
-	(void)sig;
-	if (the_daemon) {
-		the_daemon->stopping = 1;
-		int saved = errno;
-		if (write(the_daemon->wake[1], "s", 1) < 0) {
-			/* the pipe is full: the job thread wakes anyway */
-		}
-		errno = saved;
+	struct signalfd_siginfo si;
+	while (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		tlog(LOG_INFO, "daemon: signal %u: stopping after the running job", si.ssi_signo);
+		d->stopping = 1;
 	}
+	return d->stopping;
+}
+
+/* In a child before exec: the signals the daemon blocked, unblocked. */
+static void child_signals(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 /* ---- state file ---------------------------------------------------- */
@@ -208,6 +212,7 @@ static int run_child(struct daemon *d, const char *what, char *const argv[],
 		/* Own process group: a Ctrl-C on the daemon's terminal stops
 		 * the daemon, which lets the job finish. */
 		setpgid(0, 0);
+		child_signals();
 		setenv("TRESOR_DAEMON_CHILD", "1", 1);
 		setenv("TRESOR_PROGRESS", "0", 1);
 		execv(d->self, argv);
@@ -356,6 +361,7 @@ static void clear_stale_mount(const char *path)
 	tlog(LOG_WARN, "daemon: %s is a dead mount; unmounting it", path);
 	pid_t pid = fork();
 	if (pid == 0) {
+		child_signals();
 		execlp("fusermount3", "fusermount3", "-u", "-z", path, (char *)NULL);
 		_exit(127);
 	}
@@ -392,6 +398,7 @@ static void mount_start(struct daemon *d, int i)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != parent)
 			_exit(1);
+		child_signals();
 		setenv("TRESOR_DAEMON_CHILD", "1", 1);
 		execv(d->self, a.v);
 		_exit(127);
@@ -449,7 +456,7 @@ static void mounts_supervise(struct daemon *d, time_t now)
 /* Wait (up to 60 s) until every volume is mounted or its child ended. */
 static int mounts_wait(struct daemon *d)
 {
-	for (int t = 0; t < 600 && !d->stopping; t++) {
+	for (int t = 0; t < 600 && !stop_requested(d); t++) {
 		int all = 1;
 		pthread_mutex_lock(&d->lock);
 		for (int i = 0; i < d->cfg.nvol; i++) {
@@ -745,17 +752,17 @@ static void run_due(struct daemon *d)
 {
 	time_t now = daemon_now();
 	time_t slot = due(d, JOB_SNAPSHOT, &d->cfg.snapshot, now);
-	if (slot && !d->stopping) {
+	if (slot && !stop_requested(d)) {
 		int rc = run_job(d, JOB_SNAPSHOT, slot);
 		/* Prune follows each snapshot run that worked. */
-		if (!rc && !d->stopping)
+		if (!rc && !stop_requested(d))
 			run_job(d, JOB_PRUNE, slot);
-	} else if (!slot && d->job[JOB_PRUNE].attempts && !d->stopping &&
+	} else if (!slot && d->job[JOB_PRUNE].attempts && !stop_requested(d) &&
 		   now >= d->job[JOB_PRUNE].next_retry) {
 		run_job(d, JOB_PRUNE, d->job[JOB_PRUNE].last_slot);
 	}
 	slot = due(d, JOB_PUSH, &d->cfg.push, daemon_now());
-	if (slot && !d->stopping)
+	if (slot && !stop_requested(d))
 		run_job(d, JOB_PUSH, slot);
 	/* Pushes asked for by `tresor push`: counted as runs of the job,
 	 * but not as a schedule slot. */
@@ -764,7 +771,7 @@ static void run_due(struct daemon *d)
 	memcpy(d->push_only, d->push_want, sizeof(d->push_only));
 	d->npush_want = 0;
 	pthread_mutex_unlock(&d->lock);
-	if (d->npush_only && !d->stopping) {
+	if (d->npush_only && !stop_requested(d)) {
 		int rc = run_job(d, JOB_PUSH, d->job[JOB_PUSH].last_slot);
 		d->npush_only = 0;
 		pthread_mutex_lock(&d->lock);
@@ -774,7 +781,7 @@ static void run_due(struct daemon *d)
 		pthread_mutex_unlock(&d->lock);
 	}
 	slot = due(d, JOB_CHECK, &d->cfg.check, daemon_now());
-	if (slot && !d->stopping)
+	if (slot && !stop_requested(d))
 		run_job(d, JOB_CHECK, slot);
 }
 
@@ -871,6 +878,14 @@ int cmd_daemon(struct opts *o)
 	pthread_cond_init(&d->cond, NULL);
 	if (pipe2(d->wake, O_CLOEXEC | O_NONBLOCK))
 		die(1, "pipe: %s", strerror(errno));
+	sigset_t stopsigs;
+	sigemptyset(&stopsigs);
+	sigaddset(&stopsigs, SIGTERM);
+	sigaddset(&stopsigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
+	d->sigfd = signalfd(-1, &stopsigs, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d->sigfd < 0)
+		die(1, "signalfd: %s", strerror(errno));
 	preflight(d);
 
 	/* One daemon per state file. */
@@ -901,21 +916,18 @@ int cmd_daemon(struct opts *o)
 	if (cerr)
 		die(1, "%s: cannot start the control socket: %s", d->cfg_path, strerror(-cerr));
 
-	the_daemon = d;
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-
 	pthread_mutex_lock(&d->lock);
 	mounts_supervise(d, mono_now());
 	pthread_mutex_unlock(&d->lock);
 	int merr = mounts_wait(d);
 	if (merr) {
+		int asked = d->stopping;	/* a signal, not a failure */
 		d->stopping = 1;
 		mounts_stop(d);
 		ctl_stop(d);
+		if (asked)
+			return 0;
 		die(1, "%s: not every volume could be mounted%s; nothing started", d->cfg_path,
 		    merr == -ETIMEDOUT ? " within 60 s" : "");
 	}
@@ -942,12 +954,14 @@ int cmd_daemon(struct opts *o)
 			metrics_write_textfile(d);
 			last_textfile = time(NULL);
 		}
-		struct pollfd p = { .fd = d->wake[0], .events = POLLIN };
-		if (poll(&p, 1, tick_ms) > 0) {
+		struct pollfd p[2] = { { .fd = d->wake[0], .events = POLLIN },
+				       { .fd = d->sigfd, .events = POLLIN } };
+		if (poll(p, 2, tick_ms) > 0) {
 			char b[64];
 			while (read(d->wake[0], b, sizeof(b)) > 0)
 				;
 		}
+		stop_requested(d);
 	}
 	sd_notify_msg("STOPPING=1");
 	tlog(LOG_INFO, "daemon: stopping: unmounting %d volume(s)", d->cfg.nvol);

@@ -71,7 +71,8 @@ struct daemon {
 	int push_result;	/* of the last push: 0 ok */
 	char push_json[1024];	/* output of the last push child */
 	int wake[2];		/* a byte wakes the job thread */
-	volatile sig_atomic_t stopping;
+	int sigfd;		/* SIGTERM, SIGINT (blocked in every thread) */
+	volatile sig_atomic_t stopping;	/* set by the job thread only */
 	struct listener ctl;	/* control socket (daemon_ctl.c) */
 	struct listener http;	/* metrics endpoint (metrics.c) */
 	/* store figures for the metrics: cached, they cost a scan */
