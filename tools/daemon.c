@@ -787,8 +787,9 @@ static void run_due(struct daemon *d)
 
 /* ---- start-up -------------------------------------------------------- */
 
-/* Everything that can be checked before anything starts. */
-static void preflight(struct daemon *d)
+/* Everything that can be checked before anything starts (dry: change
+ * nothing, only say what would be done). */
+static void preflight(struct daemon *d, int dry)
 {
 	struct config *c = &d->cfg;
 	if (!realpath(c->store, d->store_real))
@@ -831,6 +832,10 @@ static void preflight(struct daemon *d)
 		if (!r->url[0])
 			die(1, "%s: [remote %s] has no url and the store %s has no such remote",
 			    d->cfg_path, r->name, c->store);
+		if (dry) {
+			printf("would add remote %s (%s) to %s\n", r->name, r->url, c->store);
+			continue;
+		}
 		struct args a;
 		args_init(d, &a);
 		arg(&a, "remote");
@@ -886,7 +891,27 @@ int cmd_daemon(struct opts *o)
 	d->sigfd = signalfd(-1, &stopsigs, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d->sigfd < 0)
 		die(1, "signalfd: %s", strerror(errno));
-	preflight(d);
+	preflight(d, o->dry_run);
+	if (o->dry_run) {
+		/* --dry-run: the config and the store are fine; say what would run. */
+		time_t now = daemon_now();
+		const struct schedule *sc[] = { &d->cfg.snapshot, &d->cfg.push, &d->cfg.check };
+		const char *names[] = { "snapshot", "push", "check" };
+		printf("%s: ok: store %s, %d volume(s), %d remote(s) named\n", d->cfg_path,
+		       d->cfg.store, d->cfg.nvol, d->cfg.nrem);
+		for (int i = 0; i < d->cfg.nvol; i++)
+			printf("volume %s on %s%s%s\n", d->cfg.vol[i].name, d->cfg.vol[i].mountpoint,
+			       d->cfg.vol[i].options[0] ? " -o " : "", d->cfg.vol[i].options);
+		for (int i = 0; i < 3; i++) {
+			char when[64] = "never", what[64];
+			time_t next = schedule_next(sc[i], now);
+			if (next)
+				iso_time(next, when, sizeof(when));
+			schedule_format(sc[i], what, sizeof(what));
+			printf("%s: %s, next %s\n", names[i], what, when);
+		}
+		return 0;
+	}
 
 	/* One daemon per state file. */
 	char lockpath[CONFIG_PATH + 8];

@@ -7,7 +7,7 @@
  *
  * Store-wide figures (bytes, ratios) cost a scan of the index: they are
  * cached for a minute.  FUSE latencies come from each mount daemon's
- * control socket ("opstats").
+ * control socket ("opstats").  GET /health answers the status JSON.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -255,7 +255,9 @@ int metrics_write_textfile(struct daemon *d)
 	return err;
 }
 
-/* Serve one HTTP request: GET /metrics, anything else 404. */
+/* Serve one HTTP request: GET /metrics; GET /health (the status JSON,
+ * 200 when healthy, 503 when not: for orchestrators' HTTP health checks);
+ * anything else 404. */
 static void http_serve(struct daemon *d, int fd)
 {
 	char req[2048] = "";
@@ -277,6 +279,12 @@ static void http_serve(struct daemon *d, int fd)
 		m = metrics_render(d);
 		status = m ? "200 OK" : "500 Internal Server Error";
 		type = "text/plain; version=0.0.4; charset=utf-8";
+		body = m ? m : "out of memory\n";
+	} else if (!strncmp(req, "GET /health ", 12)) {
+		int healthy = 0;
+		m = status_json(d, &healthy);
+		status = !m ? "500 Internal Server Error" : healthy ? "200 OK" : "503 Service Unavailable";
+		type = "application/json";
 		body = m ? m : "out of memory\n";
 	} else if (strncmp(req, "GET ", 4)) {
 		status = "405 Method Not Allowed";

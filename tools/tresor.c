@@ -44,7 +44,7 @@ const char *usage_text =
 	"  remote list|status STORE [--json]\n"
 	"  push STORE REMOTE [--json]\n"
 	"  recover URL STORE [remote options]\n"
-	"  daemon CONFIG\n"
+	"  daemon CONFIG [--dry-run]\n"
 	"  status [CONFIG] [--json]\n"
 	"  --version\n"
 	"Commands that need the key read the passphrase from --passphrase-file FILE,\n"

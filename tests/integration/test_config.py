@@ -88,3 +88,22 @@ def test_example_config_in_docs_parses(make_store, tmp, doc):
     # parse only: status loads the config first and then finds no daemon
     p = tresor("status", cfg)
     assert p.returncode == 3 and "no tresor daemon runs" in p.stderr, p.stderr
+
+
+def test_dry_run_checks_and_starts_nothing(make_store, tmp):
+    store = make_store()
+    remote = tmp / "offsite"
+    remote.mkdir()
+    d = Daemon(tmp, store, remotes={"offsite": str(remote)})
+    d.set_clock(local_ts(2026, 3, 28, 12))
+    p = tresor("daemon", d.cfg, "--dry-run", env=d.env(), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "ok: store %s, 1 volume(s)" % store.path in p.stdout
+    assert "would add remote offsite" in p.stdout
+    # the spring-forward night: 02:00 does not exist, the slot is 03:00 CEST
+    assert "snapshot: daily 02:00, next 2026-03-29T03:00:00+0200" in p.stdout
+    assert "push: daily 05:00, next 2026-03-29T05:00:00+0200" in p.stdout
+    assert not mounted(d.mnt["vol"])
+    assert not (store.path / "daemon.state").exists()
+    rl = store.run("remote", "list", store.path, "--json", check=True)
+    assert rl.stdout.strip() == "[]", "dry run added nothing"

@@ -203,13 +203,21 @@ def test_status_and_metrics(make_store, tmp, daemons):  # noqa: F811
     assert r["last_push"] is None and r["bytes_pending"] >= 0 and r["behind_seconds"] > 0
     assert st["healthy"] is True  # not stale yet: the daemon runs < 2h
 
-    # 3 hours later without a push: stale, exit code 1
+    import urllib.error
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/health" % d.port, timeout=30) as h:
+        assert h.status == 200 and json.loads(h.read())["healthy"] is True
+
+    # 3 hours later without a push: stale, exit code 1, /health 503
     d.set_clock(local_ts(2026, 4, 1, 4, 30))
     assert d.wait_history(3)[2] == ("check", True)
     p = d.status_proc()
     assert p.returncode == 1
     st = json.loads(p.stdout)
     assert any("offsite" in x and "never" in x for x in st["problems"])
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen("http://127.0.0.1:%d/health" % d.port, timeout=30)
+    assert e.value.code == 503 and json.loads(e.value.read())["healthy"] is False
 
     text, ctype = d.metrics()
     assert ctype.startswith("text/plain; version=0.0.4")
@@ -247,9 +255,7 @@ def test_status_and_metrics(make_store, tmp, daemons):  # noqa: F811
     tf = parse_prometheus((tmp / "tresor.prom").read_text())
     assert value(tf, "tresor_job_runs_total", job="push") == 1
     assert d.status_proc().returncode == 0
-    # the HTTP endpoint answers only /metrics
-    import urllib.error
-    import urllib.request
+    # the HTTP endpoint answers only /metrics and /health
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen("http://127.0.0.1:%d/other" % d.port, timeout=10)
     assert e.value.code == 404
