@@ -149,10 +149,11 @@ char *metrics_render(struct daemon *d)
 		fprintf(f, "\"} %d\n", d->mc[i].restarts);
 	}
 	if (ix) {
-		char *sc = NULL, *st = NULL;
-		size_t scl = 0, stl = 0;
+		char *sc = NULL, *st = NULL, *sa = NULL;
+		size_t scl = 0, stl = 0, sal = 0;
 		FILE *fc = open_memstream(&sc, &scl), *ft = open_memstream(&st, &stl);
-		for (int i = 0; fc && ft && i < d->cfg.nvol; i++) {
+		FILE *fa = open_memstream(&sa, &sal);
+		for (int i = 0; fc && ft && fa && i < d->cfg.nvol; i++) {
 			struct volume_info vi;
 			struct snapshot_info *s = NULL;
 			size_t n = 0;
@@ -171,18 +172,26 @@ char *metrics_render(struct daemon *d)
 				fputs("tresor_snapshot_last_timestamp_seconds{volume=\"", ft);
 				lv(ft, vi.name);
 				fprintf(ft, "\"} %lld\n", (long long)(newest / 1000000000));
+				fputs("tresor_snapshot_age_seconds{volume=\"", fa);
+				lv(fa, vi.name);
+				fprintf(fa, "\"} %lld\n", (long long)(now - newest / 1000000000));
 			}
 		}
 		if (fc)
 			fclose(fc);
 		if (ft)
 			fclose(ft);
+		if (fa)
+			fclose(fa);
 		head(f, "tresor_snapshots", "gauge", "Snapshots of the volume.");
 		fputs(sc ? sc : "", f);
 		head(f, "tresor_snapshot_last_timestamp_seconds", "gauge", "Time of the volume's newest snapshot.");
 		fputs(st ? st : "", f);
+		head(f, "tresor_snapshot_age_seconds", "gauge", "Seconds since the volume's newest snapshot.");
+		fputs(sa ? sa : "", f);
 		free(sc);
 		free(st);
+		free(sa);
 		struct remote_cfg *rs = NULL;
 		size_t nr = 0;
 		remote_cfg_list(ix, &rs, &nr);
