@@ -1139,8 +1139,13 @@ int vfs_mount_main(struct store *st, const char *volume,
 		}
 	}
 	err = vfs_start_committer(&v);
-	if (!err && !readonly)
-		err = control_start(&v, &v.control);
+	if (!err) {
+		/* Read-only mounts serve ping and opstats only; a second
+		 * read-only mount of the volume goes without. */
+		int cerr = control_start(&v, &v.control);
+		if (cerr && !(readonly && cerr == -EADDRINUSE))
+			err = cerr;
+	}
 	if (err)
 		goto out_unmount;
 	struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 8 };

@@ -70,7 +70,7 @@ static void refresh_store_stats(struct daemon *d, struct index *ix, time_t now)
 static void fuse_histograms(struct daemon *d, struct index *ix, FILE *f)
 {
 	head(f, "tresor_fuse_op_duration_seconds", "histogram",
-	     "Time the FUSE daemon spent on each operation (read-only mounts are not counted).");
+	     "Time the FUSE daemon spent on each operation.");
 	static const double bounds_us[] = { OPSTAT_BOUNDS_US };
 	for (int i = 0; i < d->cfg.nvol; i++) {
 		struct volume_info vi;

@@ -309,3 +309,19 @@ def test_every_json_output_parses(make_store, tmp, mounts):
     m.unmount()
     ck = j("check", store.path, "--json")
     assert {"packs", "chunks", "problems"} <= set(ck) and ck["problems"] == 0
+
+
+def test_read_only_volume_counted_and_refuses_snapshots(make_store, tmp, daemons):  # noqa: F811
+    store = make_store(volumes=("plans",))
+    d = Daemon(tmp, store, volumes=("plans",), volume_options="ro",
+               schedule={"snapshot": "never", "push": "never", "check": "never"})
+    daemons.append(d)
+    d.set_clock(local_ts(2026, 4, 1, 12))
+    d.start()
+    for _ in range(5):
+        os.listdir(d.mnt["plans"])
+        os.stat(d.mnt["plans"])
+    fams = parse_prometheus(d.metrics()[0])
+    assert value(fams, "tresor_fuse_op_duration_seconds_count", volume="plans", op="getattr") >= 1
+    p = store_run(store, "snapshot", "create", store.path, "plans")
+    assert p.returncode == 1 and "read-only" in p.stderr
