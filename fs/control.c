@@ -72,6 +72,9 @@ static void serve(struct control *c, int fd)
 	long long t;
 	if (!strcmp(line, "ping")) {
 		snprintf(reply, sizeof(reply), "ok");
+	} else if (c->v->readonly && strcmp(line, "opstats")) {
+		/* A read-only mount writes nothing: no snapshot, no freeze. */
+		snprintf(reply, sizeof(reply), "error %d the volume is mounted read-only", EROFS);
 	} else if (!strcmp(line, "freeze")) {
 		/* Hold every write until the pusher has its read view: finish
 		 * the open pack so the committed state names finished packs

@@ -1164,8 +1164,13 @@ int vfs_mount_main(struct store *st, const char *volume,
 	if (!ferr)
 		fetcher_set_wanted(st->fetch, vfs_pack_wanted, &v);
 	err = vfs_start_committer(&v);
-	if (!err && !readonly)
-		err = control_start(&v, &v.control);
+	if (!err) {
+		/* Read-only mounts serve ping and opstats only; a second
+		 * read-only mount of the volume goes without. */
+		int cerr = control_start(&v, &v.control);
+		if (cerr && !(readonly && cerr == -EADDRINUSE))
+			err = cerr;
+	}
 	if (err)
 		goto out_unmount;
 	struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 8 };

@@ -32,6 +32,7 @@ struct restore {
 	struct volume_info vi;
 	int64_t view;
 	uint64_t files, bytes, skipped;
+	uint64_t done;			/* for the progress line */
 	/* inode -> path relative to DEST of its first restored link */
 	struct link_seen {
 		uint64_t ino;
@@ -41,8 +42,7 @@ struct restore {
 	int errors;
 	int root_dfd;
 	const char *dest;
-	struct progress p;
-	uint64_t done;		/* bytes written, for the progress line */
+	struct progress prog;	/* bytes restored or found already there */
 };
 
 static int name_ok(const char *name)
@@ -107,6 +107,8 @@ static int restore_file(struct restore *r, const struct inode_attr *a,
 	    sb.st_mtim.tv_sec == a->mtime / 1000000000 &&
 	    sb.st_mtim.tv_nsec == a->mtime % 1000000000) {
 		r->skipped++;
+		r->done += a->size;
+		progress_set(&r->prog, r->done, 0);
 		return 0;	/* restored by an earlier run */
 	}
 	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -123,9 +125,9 @@ static int restore_file(struct restore *r, const struct inode_attr *a,
 					 buf, n, off, r->vi.name);
 		if (!err)
 			err = pwrite_full(fd, buf, n, off);
-		r->done += n;
-		progress_set(&r->p, r->done, 0);
+		progress_set(&r->prog, r->done + off + n, 0);
 	}
+	r->done += a->size;
 	if (!err && ftruncate(fd, a->size))
 		err = -errno;
 	free(buf);
@@ -298,8 +300,12 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 	r.root_dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (r.root_dfd < 0)
 		die(1, "cannot open %s: %s", dest, strerror(errno));
+	/* The whole volume's size is known; a subtree's is not summed first. */
+	uint64_t total = 0, nfiles = 0;
+	if (!*last)
+		index_view_size(r.st->ix, r.vi.id, r.view, &total, &nfiles);
+	progress_start(&r.prog, "restore", total);
 	const char *name = *last ? last : ".";
-	progress_start(&r.p, "restore", 0);
 	char *path = NULL;
 	if (asprintf(&path, "%s/%s", dest, *last ? last : "") < 0)
 		die(1, "out of memory");
@@ -326,7 +332,7 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 		}
 		free(d.c);
 	}
-	progress_end(&r.p);
+	progress_end(&r.prog);
 	free(path);
 	free(copy);
 	for (size_t i = 0; i < r.nlinks; i++)

@@ -21,6 +21,7 @@
 #include "../fs/control.h"
 #include "../fs/gc.h"
 #include "cli.h"
+#include "progress.h"
 
 /* Parse an ISO-8601 time: YYYY-MM-DD[(T| )HH:MM[:SS]][Z|(+|-)HH[:]MM].
  * Without a zone it is local time.  Returns 0 or -EINVAL. */
@@ -492,9 +493,14 @@ int cmd_prune(struct opts *o)
 		index_close(ix);
 		ix = NULL;
 		struct store *st = open_store(o, dir);
+		struct progress prog;
+		progress_start(&prog, "prune: removing snapshots", removed);
+		prog.unit = "snapshots";
+		size_t gone = 0;
 		for (size_t i = 0; i < n && !err; i++) {
 			if (rs[i].keep)
 				continue;
+			progress_set(&prog, gone++, 0);
 			int64_t rows = 0;
 			err = index_begin(st->ix);
 			if (!err)
@@ -502,10 +508,15 @@ int cmd_prune(struct opts *o)
 			if (!err)
 				err = index_commit(st->ix);
 		}
+		progress_end(&prog);
 		if (err)
 			die(1, "prune of volume '%s' in %s stopped: %s; rerun it to finish",
 			    vi.name, dir, strerror(-err));
+		if (prog.on && !o->json)
+			fprintf(stderr, "prune: reclaiming space...\r");
 		err = store_gc(st, &gr);
+		if (prog.on && !o->json)
+			fprintf(stderr, "\033[K");
 		int e2 = store_close(st);
 		if (err == -EBUSY)
 			die(1, "another prune runs on store %s; snapshots were removed, space comes back at the next prune",

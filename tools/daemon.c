@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -34,10 +36,6 @@
 
 const char *const job_names[JOB_COUNT] = { "snapshot", "prune", "push", "check" };
 
-/* The process's daemon, for the signal handler only (a handler has no
- * argument to carry it). */
-static struct daemon *the_daemon;
-
 time_t daemon_now(void)
 {
 	const char *f = getenv("TRESOR_TEST_CLOCK");
@@ -51,6 +49,14 @@ time_t daemon_now(void)
 		fclose(fp);
 	}
 	return t > 0 ? (time_t)t : time(NULL);
+}
+
+struct index *daemon_index(struct daemon *d)
+{
+	char path[PATH_MAX];
+	struct index *ix;
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.store, STORE_INDEX_FILE);
+	return index_open(path, 0, &ix) ? NULL : ix;
 }
 
 /* systemd's notify protocol: one datagram to $NOTIFY_SOCKET. */
@@ -73,17 +79,24 @@ static void sd_notify_msg(const char *msg)
 	close(fd);
 }
 
-static void on_signal(int sig)
+/* SIGTERM and SIGINT are blocked in every thread and read from a
+ * signalfd here, between jobs: a job that runs is never interrupted. */
+static int stop_requested(struct daemon *d)
 {
-	(void)sig;
-	if (the_daemon) {
-		the_daemon->stopping = 1;
-		int saved = errno;
-		if (write(the_daemon->wake[1], "s", 1) < 0) {
-			/* the pipe is full: the job thread wakes anyway */
-		}
-		errno = saved;
+	struct signalfd_siginfo si;
+	while (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		tlog(LOG_INFO, "daemon: signal %u: stopping after the running job", si.ssi_signo);
+		d->stopping = 1;
 	}
+	return d->stopping;
+}
+
+/* In a child before exec: the signals the daemon blocked, unblocked. */
+static void child_signals(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 /* ---- state file ---------------------------------------------------- */
@@ -199,6 +212,7 @@ static int run_child(struct daemon *d, const char *what, char *const argv[],
 		/* Own process group: a Ctrl-C on the daemon's terminal stops
 		 * the daemon, which lets the job finish. */
 		setpgid(0, 0);
+		child_signals();
 		setenv("TRESOR_DAEMON_CHILD", "1", 1);
 		setenv("TRESOR_PROGRESS", "0", 1);
 		execv(d->self, argv);
@@ -249,10 +263,13 @@ static int run_child(struct daemon *d, const char *what, char *const argv[],
 				if (buf[k] != '\n')
 					continue;
 				ebuf[elen - 1] = 0;
-				if (*ebuf) {
-					fprintf(stderr, "tresor: %s: %s\n", what, ebuf);
+				const char *l = ebuf;
+				if (!strncmp(l, "tresor: ", 8))
+					l += 8;	/* the child's own prefix */
+				if (*l) {
+					fprintf(stderr, "tresor: %s: %s\n", what, l);
 					if (errsize)
-						copy_str(err, errsize, ebuf);
+						copy_str(err, errsize, l);
 				}
 				elen = 0;
 			}
@@ -344,6 +361,7 @@ static void clear_stale_mount(const char *path)
 	tlog(LOG_WARN, "daemon: %s is a dead mount; unmounting it", path);
 	pid_t pid = fork();
 	if (pid == 0) {
+		child_signals();
 		execlp("fusermount3", "fusermount3", "-u", "-z", path, (char *)NULL);
 		_exit(127);
 	}
@@ -368,12 +386,19 @@ static void mount_start(struct daemon *d, int i)
 		arg(&a, cv->options);
 	}
 	args_pass(d, &a);
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid == 0) {
 		int nul = open("/dev/null", O_RDONLY);
 		if (nul >= 0)
 			dup2(nul, STDIN_FILENO);
 		setpgid(0, 0);
+		/* If the daemon dies, the volume is unmounted cleanly rather
+		 * than left served by nobody's child. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		child_signals();
 		setenv("TRESOR_DAEMON_CHILD", "1", 1);
 		execv(d->self, a.v);
 		_exit(127);
@@ -389,8 +414,17 @@ static void mount_start(struct daemon *d, int i)
 	m->mounted = 0;
 }
 
+/* Seconds of the monotonic clock: restart backoff is real time, also
+ * under a test clock. */
+static time_t mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
 /* Reap mount children that ended; restart them with backoff; note which
- * are mounted.  (lock held) */
+ * are mounted.  (lock held; now from mono_now) */
 static void mounts_supervise(struct daemon *d, time_t now)
 {
 	for (int i = 0; i < d->cfg.nvol; i++) {
@@ -422,7 +456,7 @@ static void mounts_supervise(struct daemon *d, time_t now)
 /* Wait (up to 60 s) until every volume is mounted or its child ended. */
 static int mounts_wait(struct daemon *d)
 {
-	for (int t = 0; t < 600 && !d->stopping; t++) {
+	for (int t = 0; t < 600 && !stop_requested(d); t++) {
 		int all = 1;
 		pthread_mutex_lock(&d->lock);
 		for (int i = 0; i < d->cfg.nvol; i++) {
@@ -561,14 +595,16 @@ static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 	return failed ? -1 : 0;
 }
 
-/* The remotes to push to: those of the config, else every one in the
- * store (listed by `remote list --json`). */
+/* The remotes to push to: those a `tresor push` asked for, else those of
+ * the config, else every one in the store (`remote list --json`). */
 static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 {
 	(void)now;
 	char names[CONFIG_MAX_REMOTES * 2][64];
 	int n = 0;
-	for (int i = 0; i < d->cfg.nrem; i++)
+	for (int i = 0; i < d->npush_only; i++)
+		snprintf(names[n++], sizeof(names[0]), "%s", d->push_only[i]);
+	for (int i = 0; i < d->cfg.nrem && !d->npush_only; i++)
 		snprintf(names[n++], sizeof(names[0]), "%s", d->cfg.rem[i].name);
 	if (!n) {
 		struct args a;
@@ -636,7 +672,10 @@ static int job_check(struct daemon *d, time_t now, char *err, size_t errsize)
 	int rc = run_child(d, "check", a.v, out, sizeof(out), e, sizeof(e));
 	if (!rc)
 		return 0;
-	if (rc == 1 && strstr(out, "\"problems\":"))
+	if (rc == 2 && d->cfg.check_read_data && d->cfg.check_read_data < 100)
+		snprintf(err, errsize, "check of %s: this tresor's check has no --read-data=N%%; set check-read-data to yes or no",
+			 d->cfg.store);
+	else if (rc == 1 && strstr(out, "\"problems\":"))
 		snprintf(err, errsize, "check of %s found problems: %s", d->cfg.store,
 			 *e ? e : out);
 	else
@@ -713,29 +752,28 @@ static void run_due(struct daemon *d)
 {
 	time_t now = daemon_now();
 	time_t slot = due(d, JOB_SNAPSHOT, &d->cfg.snapshot, now);
-	if (slot && !d->stopping) {
+	if (slot && !stop_requested(d)) {
 		int rc = run_job(d, JOB_SNAPSHOT, slot);
 		/* Prune follows each snapshot run that worked. */
-		if (!rc && !d->stopping)
+		if (!rc && !stop_requested(d))
 			run_job(d, JOB_PRUNE, slot);
-	} else if (!slot && d->job[JOB_PRUNE].attempts && !d->stopping &&
+	} else if (!slot && d->job[JOB_PRUNE].attempts && !stop_requested(d) &&
 		   now >= d->job[JOB_PRUNE].next_retry) {
 		run_job(d, JOB_PRUNE, d->job[JOB_PRUNE].last_slot);
 	}
-	int forced;
-	pthread_mutex_lock(&d->lock);
-	forced = d->push_requested;
-	d->push_requested = 0;
-	pthread_mutex_unlock(&d->lock);
 	slot = due(d, JOB_PUSH, &d->cfg.push, daemon_now());
-	if ((slot || forced) && !d->stopping) {
-		int rc;
-		if (slot) {
-			rc = run_job(d, JOB_PUSH, slot);
-		} else {
-			/* On request: counted, but not a schedule slot. */
-			rc = run_job(d, JOB_PUSH, d->job[JOB_PUSH].last_slot);
-		}
+	if (slot && !stop_requested(d))
+		run_job(d, JOB_PUSH, slot);
+	/* Pushes asked for by `tresor push`: counted as runs of the job,
+	 * but not as a schedule slot. */
+	pthread_mutex_lock(&d->lock);
+	d->npush_only = d->npush_want;
+	memcpy(d->push_only, d->push_want, sizeof(d->push_only));
+	d->npush_want = 0;
+	pthread_mutex_unlock(&d->lock);
+	if (d->npush_only && !stop_requested(d)) {
+		int rc = run_job(d, JOB_PUSH, d->job[JOB_PUSH].last_slot);
+		d->npush_only = 0;
 		pthread_mutex_lock(&d->lock);
 		d->push_result = rc;
 		d->push_generation++;
@@ -743,14 +781,15 @@ static void run_due(struct daemon *d)
 		pthread_mutex_unlock(&d->lock);
 	}
 	slot = due(d, JOB_CHECK, &d->cfg.check, daemon_now());
-	if (slot && !d->stopping)
+	if (slot && !stop_requested(d))
 		run_job(d, JOB_CHECK, slot);
 }
 
 /* ---- start-up -------------------------------------------------------- */
 
-/* Everything that can be checked before anything starts. */
-static void preflight(struct daemon *d)
+/* Everything that can be checked before anything starts (dry: change
+ * nothing, only say what would be done). */
+static void preflight(struct daemon *d, int dry)
 {
 	struct config *c = &d->cfg;
 	if (!realpath(c->store, d->store_real))
@@ -769,7 +808,9 @@ static void preflight(struct daemon *d)
 		if (!r && !S_ISDIR(sb.st_mode))
 			die(1, "%s: volume %s: mountpoint %s is not a directory", d->cfg_path,
 			    c->vol[i].name, c->vol[i].mountpoint);
-		if (is_mounted(c->vol[i].mountpoint))
+		/* A dead tresor mount (its process was killed) is cleared at
+		 * mount time; a live one belongs to someone else. */
+		if (!r && is_mounted(c->vol[i].mountpoint))
 			die(1, "%s: volume %s: %s is already mounted; unmount it first",
 			    d->cfg_path, c->vol[i].name, c->vol[i].mountpoint);
 	}
@@ -791,6 +832,10 @@ static void preflight(struct daemon *d)
 		if (!r->url[0])
 			die(1, "%s: [remote %s] has no url and the store %s has no such remote",
 			    d->cfg_path, r->name, c->store);
+		if (dry) {
+			printf("would add remote %s (%s) to %s\n", r->name, r->url, c->store);
+			continue;
+		}
 		struct args a;
 		args_init(d, &a);
 		arg(&a, "remote");
@@ -823,6 +868,7 @@ int cmd_daemon(struct opts *o)
 	static struct daemon dd;
 	struct daemon *d = &dd;
 	memset(d, 0, sizeof(*d));
+	d->ctl.fd = d->http.fd = -1;
 	d->cfg_path = o->pos[0];
 	char err[600];
 	if (config_load(d->cfg_path, &d->cfg, err, sizeof(err)))
@@ -837,7 +883,35 @@ int cmd_daemon(struct opts *o)
 	pthread_cond_init(&d->cond, NULL);
 	if (pipe2(d->wake, O_CLOEXEC | O_NONBLOCK))
 		die(1, "pipe: %s", strerror(errno));
-	preflight(d);
+	sigset_t stopsigs;
+	sigemptyset(&stopsigs);
+	sigaddset(&stopsigs, SIGTERM);
+	sigaddset(&stopsigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
+	d->sigfd = signalfd(-1, &stopsigs, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d->sigfd < 0)
+		die(1, "signalfd: %s", strerror(errno));
+	preflight(d, o->dry_run);
+	if (o->dry_run) {
+		/* --dry-run: the config and the store are fine; say what would run. */
+		time_t now = daemon_now();
+		const struct schedule *sc[] = { &d->cfg.snapshot, &d->cfg.push, &d->cfg.check };
+		const char *names[] = { "snapshot", "push", "check" };
+		printf("%s: ok: store %s, %d volume(s), %d remote(s) named\n", d->cfg_path,
+		       d->cfg.store, d->cfg.nvol, d->cfg.nrem);
+		for (int i = 0; i < d->cfg.nvol; i++)
+			printf("volume %s on %s%s%s\n", d->cfg.vol[i].name, d->cfg.vol[i].mountpoint,
+			       d->cfg.vol[i].options[0] ? " -o " : "", d->cfg.vol[i].options);
+		for (int i = 0; i < 3; i++) {
+			char when[64] = "never", what[64];
+			time_t next = schedule_next(sc[i], now);
+			if (next)
+				iso_time(next, when, sizeof(when));
+			schedule_format(sc[i], what, sizeof(what));
+			printf("%s: %s, next %s\n", names[i], what, when);
+		}
+		return 0;
+	}
 
 	/* One daemon per state file. */
 	char lockpath[CONFIG_PATH + 8];
@@ -867,21 +941,18 @@ int cmd_daemon(struct opts *o)
 	if (cerr)
 		die(1, "%s: cannot start the control socket: %s", d->cfg_path, strerror(-cerr));
 
-	the_daemon = d;
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-
 	pthread_mutex_lock(&d->lock);
-	mounts_supervise(d, daemon_now());
+	mounts_supervise(d, mono_now());
 	pthread_mutex_unlock(&d->lock);
 	int merr = mounts_wait(d);
 	if (merr) {
+		int asked = d->stopping;	/* a signal, not a failure */
 		d->stopping = 1;
 		mounts_stop(d);
 		ctl_stop(d);
+		if (asked)
+			return 0;
 		die(1, "%s: not every volume could be mounted%s; nothing started", d->cfg_path,
 		    merr == -ETIMEDOUT ? " within 60 s" : "");
 	}
@@ -902,18 +973,20 @@ int cmd_daemon(struct opts *o)
 	while (!d->stopping) {
 		run_due(d);
 		pthread_mutex_lock(&d->lock);
-		mounts_supervise(d, daemon_now());
+		mounts_supervise(d, mono_now());
 		pthread_mutex_unlock(&d->lock);
 		if (d->cfg.metrics_textfile[0] && time(NULL) - last_textfile >= 60) {
 			metrics_write_textfile(d);
 			last_textfile = time(NULL);
 		}
-		struct pollfd p = { .fd = d->wake[0], .events = POLLIN };
-		if (poll(&p, 1, tick_ms) > 0) {
+		struct pollfd p[2] = { { .fd = d->wake[0], .events = POLLIN },
+				       { .fd = d->sigfd, .events = POLLIN } };
+		if (poll(p, 2, tick_ms) > 0) {
 			char b[64];
 			while (read(d->wake[0], b, sizeof(b)) > 0)
 				;
 		}
+		stop_requested(d);
 	}
 	sd_notify_msg("STOPPING=1");
 	tlog(LOG_INFO, "daemon: stopping: unmounting %d volume(s)", d->cfg.nvol);

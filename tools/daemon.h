@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "listener.h"
 
 enum job_kind { JOB_SNAPSHOT, JOB_PRUNE, JOB_PUSH, JOB_CHECK, JOB_COUNT };
 
@@ -38,7 +39,7 @@ struct mount_child {
 	pid_t pid;		/* 0: not running */
 	int mounted;		/* seen in /proc/self/mountinfo */
 	int restarts;
-	time_t next_start;	/* restart backoff */
+	time_t next_start;	/* restart backoff (monotonic seconds) */
 	char last_error[400];
 };
 
@@ -62,18 +63,18 @@ struct daemon {
 	struct mount_child mc[CONFIG_MAX_VOLUMES];
 	struct history hist[HISTORY_MAX];
 	int nhist;
-	int push_requested;	/* a `tresor push` waits for the next push */
+	char push_want[CONFIG_MAX_REMOTES][64];	/* remotes `tresor push` asked for */
+	int npush_want;
+	char push_only[CONFIG_MAX_REMOTES][64];	/* job thread only: a requested push */
+	int npush_only;
 	uint64_t push_generation;	/* bumped when a push ends */
 	int push_result;	/* of the last push: 0 ok */
 	char push_json[1024];	/* output of the last push child */
 	int wake[2];		/* a byte wakes the job thread */
-	volatile sig_atomic_t stopping;
-	/* control socket and metrics endpoint threads (stopped by the
-	 * byte in their own wake pipe) */
-	int ctl_fd, ctl_wake[2];
-	pthread_t ctl_thread;
-	int metrics_fd, metrics_wake[2];
-	pthread_t metrics_thread;
+	int sigfd;		/* SIGTERM, SIGINT (blocked in every thread) */
+	volatile sig_atomic_t stopping;	/* set by the job thread only */
+	struct listener ctl;	/* control socket (daemon_ctl.c) */
+	struct listener http;	/* metrics endpoint (metrics.c) */
 	/* store figures for the metrics: cached, they cost a scan */
 	time_t stats_time;
 	double stats[8];
@@ -84,6 +85,10 @@ extern const char *const job_names[JOB_COUNT];
 /* The daemon's clock: time(NULL), or the time in $TRESOR_TEST_CLOCK's
  * file (seconds since the epoch) when that is set (tests). */
 time_t daemon_now(void);
+
+/* A fresh read connection to the store's index, or NULL (the reports
+ * then leave out what needs it). */
+struct index *daemon_index(struct daemon *d);
 
 /* Control socket (daemon_ctl.c): status and push requests. */
 int ctl_start(struct daemon *d);

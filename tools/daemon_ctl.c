@@ -5,7 +5,7 @@
  * The socket is abstract, named like a volume daemon's (control.h) with
  * volume id -1, so any command that knows the store finds it.  Only root
  * and the daemon's own user may talk to it (SO_PEERCRED).  Requests (one
- * line): "ping", "status json", "status text", "push".  The reply is
+ * line): "ping", "status json", "push REMOTE".  The reply is
  * "ok" or "unhealthy" or "error MESSAGE" on the first line, then a body,
  * then the daemon closes the connection.
  */
@@ -79,17 +79,13 @@ char *status_json(struct daemon *d, int *healthy)
 	if (!f)
 		return NULL;
 	time_t now = daemon_now();
-	struct index *ix = NULL;
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/%s", d->cfg.store, STORE_INDEX_FILE);
-	if (index_open(path, 0, &ix))
-		ix = NULL;
+	struct index *ix = daemon_index(d);
 	/* problems are collected first, printed at the end */
 	char *pbuf = NULL;
 	size_t plen = 0;
 	FILE *pf = open_memstream(&pbuf, &plen);
 	int np = 0;
-#define PROBLEM(...) do { char m_[600]; snprintf(m_, sizeof(m_), __VA_ARGS__); \
+#define PROBLEM(...) do { char m_[1600]; snprintf(m_, sizeof(m_), __VA_ARGS__); \
 	fputs(np++ ? "," : "", pf); jstr(pf, m_); } while (0)
 
 	pthread_mutex_lock(&d->lock);
@@ -287,10 +283,20 @@ static void *serve(void *arg)
 			reply_all(fd, "\n");
 		}
 		free(js);
-	} else if (!strcmp(line, "push")) {
+	} else if (!strncmp(line, "push ", 5) && line[5]) {
+		const char *name = line + 5;
 		pthread_mutex_lock(&d->lock);
+		int k = 0;
+		while (k < d->npush_want && strcmp(d->push_want[k], name))
+			k++;
+		if (k == CONFIG_MAX_REMOTES || strlen(name) >= sizeof(d->push_want[0])) {
+			pthread_mutex_unlock(&d->lock);
+			reply_all(fd, "error too many pushes asked for at once; retry\n");
+			goto out;
+		}
+		if (k == d->npush_want)
+			snprintf(d->push_want[d->npush_want++], sizeof(d->push_want[0]), "%s", name);
 		uint64_t gen = d->push_generation;
-		d->push_requested = 1;
 		if (write(d->wake[1], "p", 1) < 0) {
 			/* full pipe: the job thread is awake anyway */
 		}
@@ -314,39 +320,19 @@ out:
 	return NULL;
 }
 
-static void *ctl_main(void *arg)
+/* A thread each: a push request waits for the push. */
+static void ctl_accept(void *arg, int fd)
 {
-	struct daemon *d = arg;
-	struct pollfd p[2] = {
-		{ .fd = d->ctl_fd, .events = POLLIN },
-		{ .fd = d->ctl_wake[0], .events = POLLIN },
-	};
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents)
-			break;
-		if (!(p[0].revents & POLLIN))
-			continue;
-		int fd = accept4(d->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		/* A thread each: a push request waits for the push. */
-		struct conn *c = malloc(sizeof(*c));
-		pthread_t t;
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		if (!c || (c->d = d, c->fd = fd, pthread_create(&t, &at, serve, c))) {
-			free(c);
-			close(fd);
-		}
-		pthread_attr_destroy(&at);
+	struct conn *c = malloc(sizeof(*c));
+	pthread_t t;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (!c || (c->d = arg, c->fd = fd, pthread_create(&t, &at, serve, c))) {
+		free(c);
+		close(fd);
 	}
-	return NULL;
+	pthread_attr_destroy(&at);
 }
 
 int ctl_start(struct daemon *d)
@@ -354,34 +340,21 @@ int ctl_start(struct daemon *d)
 	struct sockaddr_un un;
 	unsigned int len;
 	control_addr(d->store_real, SCHED_VOL, &un, &len);
-	d->ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (d->ctl_fd < 0)
+	d->ctl.fd = -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
 		return -errno;
-	int err = 0;
-	if (bind(d->ctl_fd, (struct sockaddr *)&un, len) || listen(d->ctl_fd, 16))
-		err = -errno;
-	if (!err && pipe2(d->ctl_wake, O_CLOEXEC))
-		err = -errno;
-	if (!err)
-		err = -pthread_create(&d->ctl_thread, NULL, ctl_main, d);
-	if (err) {
-		close(d->ctl_fd);
-		d->ctl_fd = -1;
+	if (bind(fd, (struct sockaddr *)&un, len) || listen(fd, 16)) {
+		int err = -errno;
+		close(fd);
+		return err;
 	}
-	return err;
+	return listener_start(&d->ctl, fd, ctl_accept, d);
 }
 
 void ctl_stop(struct daemon *d)
 {
-	if (d->ctl_fd < 0)
-		return;
-	if (write(d->ctl_wake[1], "x", 1) < 0)
-		tlog(LOG_WARN, "daemon: cannot wake the control thread");
-	pthread_join(d->ctl_thread, NULL);
-	close(d->ctl_fd);
-	close(d->ctl_wake[0]);
-	close(d->ctl_wake[1]);
-	d->ctl_fd = -1;
+	listener_stop(&d->ctl);
 }
 
 /* ---- client side ------------------------------------------------------ */
@@ -431,10 +404,12 @@ int daemon_forward_push(struct opts *o)
 	if (!realpath(o->pos[0], real))
 		return -1;
 	char *reply = NULL;
-	if (ctl_ask(real, "push", &reply))
+	char req[128];
+	if ((size_t)snprintf(req, sizeof(req), "push %s", o->pos[1]) >= sizeof(req) ||
+	    strpbrk(o->pos[1], " \n"))
+		return -1;	/* not a remote name: let push say so */
+	if (ctl_ask(real, req, &reply))
 		return -1;
-	/* Only the remote given: the daemon pushes to its remotes in turn;
-	 * refuse a remote the daemon does not push to rather than guess. */
 	int rc = 0;
 	if (!strncmp(reply, "ok\n", 3)) {
 		char *js = reply + 3;

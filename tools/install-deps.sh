@@ -18,6 +18,7 @@ PACKAGES=(
 	clang libclang-rt-14-dev llvm
 	libinih-dev
 	rsync time python3-cryptography python3-llfuse linux-perf
+	bash-completion man-db groff-base
 )
 
 # Node (the S3 test server) may come from another source that ships npm

@@ -7,7 +7,7 @@
  *
  * Store-wide figures (bytes, ratios) cost a scan of the index: they are
  * cached for a minute.  FUSE latencies come from each mount daemon's
- * control socket ("opstats").
+ * control socket ("opstats").  GET /health answers the status JSON.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -70,7 +70,7 @@ static void refresh_store_stats(struct daemon *d, struct index *ix, time_t now)
 static void fuse_histograms(struct daemon *d, struct index *ix, FILE *f)
 {
 	head(f, "tresor_fuse_op_duration_seconds", "histogram",
-	     "Time the FUSE daemon spent on each operation (read-only mounts are not counted).");
+	     "Time the FUSE daemon spent on each operation.");
 	static const double bounds_us[] = { OPSTAT_BOUNDS_US };
 	for (int i = 0; i < d->cfg.nvol; i++) {
 		struct volume_info vi;
@@ -113,11 +113,7 @@ char *metrics_render(struct daemon *d)
 	if (!f)
 		return NULL;
 	time_t now = daemon_now();
-	struct index *ix = NULL;
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/%s", d->cfg.store, STORE_INDEX_FILE);
-	if (index_open(path, 0, &ix))
-		ix = NULL;
+	struct index *ix = daemon_index(d);
 	pthread_mutex_lock(&d->lock);
 	head(f, "tresor_up", "gauge", "1 while the tresor daemon runs.");
 	fprintf(f, "tresor_up 1\n");
@@ -153,10 +149,11 @@ char *metrics_render(struct daemon *d)
 		fprintf(f, "\"} %d\n", d->mc[i].restarts);
 	}
 	if (ix) {
-		char *sc = NULL, *st = NULL;
-		size_t scl = 0, stl = 0;
+		char *sc = NULL, *st = NULL, *sa = NULL;
+		size_t scl = 0, stl = 0, sal = 0;
 		FILE *fc = open_memstream(&sc, &scl), *ft = open_memstream(&st, &stl);
-		for (int i = 0; fc && ft && i < d->cfg.nvol; i++) {
+		FILE *fa = open_memstream(&sa, &sal);
+		for (int i = 0; fc && ft && fa && i < d->cfg.nvol; i++) {
 			struct volume_info vi;
 			struct snapshot_info *s = NULL;
 			size_t n = 0;
@@ -175,18 +172,26 @@ char *metrics_render(struct daemon *d)
 				fputs("tresor_snapshot_last_timestamp_seconds{volume=\"", ft);
 				lv(ft, vi.name);
 				fprintf(ft, "\"} %lld\n", (long long)(newest / 1000000000));
+				fputs("tresor_snapshot_age_seconds{volume=\"", fa);
+				lv(fa, vi.name);
+				fprintf(fa, "\"} %lld\n", (long long)(now - newest / 1000000000));
 			}
 		}
 		if (fc)
 			fclose(fc);
 		if (ft)
 			fclose(ft);
+		if (fa)
+			fclose(fa);
 		head(f, "tresor_snapshots", "gauge", "Snapshots of the volume.");
 		fputs(sc ? sc : "", f);
 		head(f, "tresor_snapshot_last_timestamp_seconds", "gauge", "Time of the volume's newest snapshot.");
 		fputs(st ? st : "", f);
+		head(f, "tresor_snapshot_age_seconds", "gauge", "Seconds since the volume's newest snapshot.");
+		fputs(sa ? sa : "", f);
 		free(sc);
 		free(st);
+		free(sa);
 		struct remote_cfg *rs = NULL;
 		size_t nr = 0;
 		remote_cfg_list(ix, &rs, &nr);
@@ -259,7 +264,9 @@ int metrics_write_textfile(struct daemon *d)
 	return err;
 }
 
-/* Serve one HTTP request: GET /metrics, anything else 404. */
+/* Serve one HTTP request: GET /metrics; GET /health (the status JSON,
+ * 200 when healthy, 503 when not: for orchestrators' HTTP health checks);
+ * anything else 404. */
 static void http_serve(struct daemon *d, int fd)
 {
 	char req[2048] = "";
@@ -282,6 +289,12 @@ static void http_serve(struct daemon *d, int fd)
 		status = m ? "200 OK" : "500 Internal Server Error";
 		type = "text/plain; version=0.0.4; charset=utf-8";
 		body = m ? m : "out of memory\n";
+	} else if (!strncmp(req, "GET /health ", 12)) {
+		int healthy = 0;
+		m = status_json(d, &healthy);
+		status = !m ? "500 Internal Server Error" : healthy ? "200 OK" : "503 Service Unavailable";
+		type = "application/json";
+		body = m ? m : "out of memory\n";
 	} else if (strncmp(req, "GET ", 4)) {
 		status = "405 Method Not Allowed";
 		body = "only GET\n";
@@ -291,30 +304,10 @@ static void http_serve(struct daemon *d, int fd)
 	free(m);
 }
 
-static void *metrics_main(void *arg)
+static void http_accept(void *arg, int fd)
 {
-	struct daemon *d = arg;
-	struct pollfd p[2] = {
-		{ .fd = d->metrics_fd, .events = POLLIN },
-		{ .fd = d->metrics_wake[0], .events = POLLIN },
-	};
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents)
-			break;
-		if (!(p[0].revents & POLLIN))
-			continue;
-		int fd = accept4(d->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		http_serve(d, fd);
-		close(fd);
-	}
-	return NULL;
+	http_serve(arg, fd);
+	close(fd);
 }
 
 int metrics_start(struct daemon *d)
@@ -328,34 +321,21 @@ int metrics_start(struct daemon *d)
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		return -EINVAL;
-	d->metrics_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (d->metrics_fd < 0)
+	d->http.fd = -1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
 		return -errno;
 	int one = 1;
-	setsockopt(d->metrics_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	int err = 0;
-	if (bind(d->metrics_fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(d->metrics_fd, 8))
-		err = -errno;
-	if (!err && pipe2(d->metrics_wake, O_CLOEXEC))
-		err = -errno;
-	if (!err)
-		err = -pthread_create(&d->metrics_thread, NULL, metrics_main, d);
-	if (err) {
-		close(d->metrics_fd);
-		d->metrics_fd = -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 8)) {
+		int err = -errno;
+		close(fd);
+		return err;
 	}
-	return err;
+	return listener_start(&d->http, fd, http_accept, d);
 }
 
 void metrics_stop(struct daemon *d)
 {
-	if (d->metrics_fd < 0)
-		return;
-	if (write(d->metrics_wake[1], "x", 1) < 0)
-		tlog(LOG_WARN, "daemon: cannot wake the metrics thread");
-	pthread_join(d->metrics_thread, NULL);
-	close(d->metrics_fd);
-	close(d->metrics_wake[0]);
-	close(d->metrics_wake[1]);
-	d->metrics_fd = -1;
+	listener_stop(&d->http);
 }

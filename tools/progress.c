@@ -47,6 +47,15 @@ static void draw(struct progress *p, double t)
 	char done[32], total[32], rate[32], eta[32] = "";
 	double el = t - p->start;
 	double r = el > 0 ? p->done / el : 0;
+	if (p->unit) {
+		/* Counted things: no rate, they differ too much in size. */
+		fprintf(stderr, "\r%s: %llu of %llu %s\033[K", p->what,
+			(unsigned long long)p->done, (unsigned long long)p->total, p->unit);
+		fflush(stderr);
+		p->drawn = 1;
+		p->last = t;
+		return;
+	}
 	human(p->done, done, sizeof(done));
 	human((uint64_t)r, rate, sizeof(rate));
 	if (p->total) {

@@ -17,6 +17,8 @@ struct progress {
 	double start, last;	/* monotonic seconds */
 	int on;			/* drawing at all */
 	int drawn;		/* a line is on the screen */
+	const char *unit;	/* NULL: bytes; else counted things ("snapshots"),
+				 * set after progress_start */
 };
 
 void progress_start(struct progress *p, const char *what, uint64_t total);

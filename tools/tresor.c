@@ -49,7 +49,7 @@ const char *usage_text =
 	"  recover URL STORE [--lazy|--full] [remote options]\n"
 	"  repair STORE --from REMOTE\n"
 	"  restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]\n"
-	"  daemon CONFIG\n"
+	"  daemon CONFIG [--dry-run]\n"
 	"  status [CONFIG] [--json]\n"
 	"  --version\n"
 	"Commands that need the key read the passphrase from --passphrase-file FILE,\n"

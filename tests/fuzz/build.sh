@@ -17,7 +17,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT="$REPO/build-fuzz"
 FUZZ="$REPO/tests/fuzz"
-TARGETS=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index)
+TARGETS=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config)
 
 CC=${CLANG:-}
 if [[ -z "$CC" ]]; then
@@ -69,6 +69,7 @@ echo "fuzz/build.sh: $CC ($("$CC" --version | head -1)) -> $OUT"
 declare -A SRC=(
 	[util]=fs/util.c [crypto]=fs/crypto.c [pack]=fs/pack.c
 	[index]=fs/index.c [xml]=remote/xml.c
+	[config]=tools/config.c [schedule]=tools/schedule.c [retention]=fs/retention.c
 )
 pids=()
 for o in "${!SRC[@]}"; do
@@ -90,13 +91,17 @@ declare -A DEPS=(
 	[fuzz_keyfile]="util crypto"
 	[fuzz_xml]="xml"
 	[fuzz_index]="util crypto pack index"
+	[fuzz_config]="config schedule retention"
 )
+# Libraries of one target only (inih: the config parser's INI reader).
+declare -A LIBS_OF=([fuzz_config]="-linih")
 for t in "${TARGETS[@]}"; do
 	objs=("$OUT/obj/$t.o")
 	for d in ${DEPS[$t]}; do
 		objs+=("$OUT/obj/$d.o")
 	done
-	"$CC" -fsanitize=fuzzer "${SAN[@]}" "${objs[@]}" "${PC_LIBS[@]}" -o "$OUT/$t"
+	# shellcheck disable=SC2086  # word-split on purpose
+	"$CC" -fsanitize=fuzzer "${SAN[@]}" "${objs[@]}" "${PC_LIBS[@]}" ${LIBS_OF[$t]:-} -o "$OUT/$t"
 done
 
 # The seed generator: plain, no fuzzer main.

@@ -3,7 +3,7 @@
 #
 #   bash tests/fuzz/run.sh [--seconds N] [--no-build] [--keep-going] [TARGET...]
 #
-# For each target (default: all four):
+# For each target (default: all five):
 #  1. runs every input in tests/fuzz/regressions/TARGET/ once (crashes
 #     found earlier: they must stay fixed);
 #  2. fuzzes for N seconds (default 20) with -max_total_time=N and
@@ -21,7 +21,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 FUZZ="$REPO/tests/fuzz"
 OUT="$REPO/build-fuzz"
-ALL=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index)
+ALL=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config)
 SECONDS_PER=20
 BUILD=1
 KEEP_GOING=0
@@ -53,8 +53,9 @@ done
 
 # Per-target options: longest input, extra flags.
 declare -A MAXLEN=([fuzz_pack_footer]=65536 [fuzz_keyfile]=1024
-	[fuzz_xml]=65536 [fuzz_index]=65536)
-declare -A EXTRA=([fuzz_xml]="-dict=$FUZZ/fuzz_xml.dict")
+	[fuzz_xml]=65536 [fuzz_index]=65536 [fuzz_config]=8192)
+declare -A EXTRA=([fuzz_xml]="-dict=$FUZZ/fuzz_xml.dict"
+	[fuzz_config]="-dict=$FUZZ/fuzz_config.dict")
 
 if ((BUILD)); then
 	bash "$FUZZ/build.sh" || { echo "fuzz/run.sh: build failed" >&2; exit 1; }

@@ -1,0 +1,26 @@
+/*
+ * listener.h - a thread that accepts connections on a listening socket
+ * and hands each to a callback, until stopped.  Shared by the daemon's
+ * control socket (daemon_ctl.c) and its metrics endpoint (metrics.c).
+ */
+#ifndef TRESOR_LISTENER_H
+#define TRESOR_LISTENER_H
+
+#include <pthread.h>
+
+struct listener {
+	int fd;			/* listening socket, -1 when not running */
+	int wake[2];		/* a byte here stops the thread */
+	pthread_t thread;
+	/* Called in the thread for each connection; owns conn (closes it). */
+	void (*serve)(void *arg, int conn);
+	void *arg;
+};
+
+/* Take over the listening socket fd and serve it.  0 or -errno (fd is
+ * closed on error). */
+int listener_start(struct listener *l, int fd, void (*serve)(void *, int), void *arg);
+/* Stop the thread and close the socket; a no-op when not running. */
+void listener_stop(struct listener *l);
+
+#endif
