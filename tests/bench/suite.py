@@ -97,6 +97,7 @@ class Suite:
         self.bind_proc = None
         self.s3 = None
         self.profiles = {}
+        self.fuse_ops = {}
 
     # ---------------------------------------------------------- datasets
     def dataset(self, kind, day):
@@ -528,20 +529,41 @@ class Suite:
         p = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-p", str(pid), "-o", out],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
-        return (p, out, tag, pid, self.thread_cpu(pid), time.monotonic())
+        # FUSE requests of this mount only (the kernel's tracepoint, filtered
+        # by the connection number = the mount's device minor)
+        conn = os.minor(os.stat(self.tresor.mnt).st_dev)
+        fout = out + ".fuse"
+        fp = subprocess.Popen(["perf", "record", "-e", "fuse:fuse_request_send", "-a",
+                               "--filter", "connection == %d" % conn, "-o", fout],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        return (p, out, tag, pid, self.thread_cpu(pid), time.monotonic(), fp, fout)
 
     def perf_stop(self, perf):
         if not perf:
             return
-        p, out, tag, pid, cpu0, t0 = perf
+        p, out, tag, pid, cpu0, t0, fp, fout = perf
         wall = time.monotonic() - t0
         cpu1 = self.thread_cpu(pid)
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=60)
+        for x in (p, fp):
+            x.send_signal(signal.SIGINT)
+            x.wait(timeout=60)
         lines = ["wall %.2f s; daemon CPU seconds per thread:" % wall]
         for k in sorted(cpu1):
             lines.append("  %-24s %6.2f" % (k, cpu1[k] - cpu0.get(k, 0)))
+        ops = {}
+        sc = sh(["perf", "script", "-i", fout, "-F", "trace"], check=False)
+        for line in sc.stdout.decode(errors="replace").split("\n"):
+            f = line.split()
+            if "opcode" in f and "len" in f:
+                name = f[f.index("opcode") + 2].strip("()")
+                n, b = ops.get(name, (0, 0))
+                ops[name] = (n + 1, b + int(f[f.index("len") + 1]))
+        lines.append("FUSE requests sent to the daemon (count, mean request bytes):")
+        for name, (n, b) in sorted(ops.items(), key=lambda x: -x[1][0]):
+            lines.append("  %-20s %9d %10.0f" % (name, n, b / n))
+        self.fuse_ops[tag] = {k: v[0] for k, v in ops.items()}
         txt = "\n".join(lines) + "\n\n"
         for sort in ("dso", "dso,symbol"):
             rep = sh(["perf", "report", "-i", out, "--no-children", "--stdio", "--sort", sort,

@@ -28,7 +28,7 @@ def report(s):
     out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "smoke": a.smoke, "scale": a.scale,
            "seed": a.seed, "repetitions": a.reps, "binary": a.tresor,
            "load_average": s.loads, "caches_dropped": CACHES["dropped"], "datasets": info,
-           "raw": r.v, "summary": {}, "targets": [], "profiles": s.profiles,
+           "raw": r.v, "summary": {}, "targets": [], "profiles": s.profiles, "fuse_ops": s.fuse_ops,
            "checks": s.checks}
 
     def per_rep_ratio(num, den, invert=False):
