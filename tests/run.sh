@@ -229,6 +229,14 @@ if ((build_ok)); then
 		bad "bench_lazy --smoke"
 	fi
 	cleanup_stale
+
+	banner "benchmark suite smoke run (tests/bench/suite.sh --smoke)"
+	if TRESOR_BIN="$REPO/build/tresor" timeout --kill-after=30 600 \
+		bash tests/bench/suite.sh --smoke </dev/null; then
+		ok "bench suite --smoke"
+	else
+		bad "bench suite --smoke"
+	fi
 fi
 
 # ---------------------------------------------------------------- asan

@@ -44,14 +44,18 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_common import (Results, SuiteError, drop_caches, fuse_unmount,  # noqa: E402
+                          is_mount, load_average, log, read_tree, rmtree, sh, syncfs,
+                          timed, tree_bytes, tree_digest, wait_for)
+from bench_systems import Borg, Restic, Rsync, TarGz, Tresor  # noqa: E402
+from suite_report import report  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(HERE))
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 GEN = os.path.join(HERE, "gen_dataset.py")
@@ -60,423 +64,6 @@ MB = 1e6
 S3_ACCESS = "AKIATRESORBENCH00001"
 S3_SECRET = "tresorBenchSecret/Key+0123456789abcdefgh"
 S3_BUCKET = "tresor-bench"
-
-
-class SuiteError(Exception):
-    pass
-
-
-def log(msg):
-    sys.stderr.write("suite: %s\n" % msg)
-    sys.stderr.flush()
-
-
-# --------------------------------------------------------------------------
-# small helpers
-# --------------------------------------------------------------------------
-def sh(cmd, cwd=None, env=None, check=True, quiet=True, timeout=None):
-    p = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE if quiet else None,
-                       stderr=subprocess.PIPE, timeout=timeout)
-    if check and p.returncode != 0:
-        raise SuiteError("%s failed (exit %d): %s" % (
-            " ".join(map(str, cmd)), p.returncode,
-            (p.stderr or b"").decode(errors="replace")[-2000:]))
-    return p
-
-
-def timed(cmd, cwd=None, env=None, shell=False):
-    """(seconds, peak RSS in KB) of one command, run under /usr/bin/time."""
-    with tempfile.NamedTemporaryFile("r", prefix="tresor-bench-time-") as tf:
-        full = ["/usr/bin/time", "-f", "%M", "-o", tf.name]
-        full += ["bash", "-o", "pipefail", "-c", cmd] if shell else list(map(str, cmd))
-        t0 = time.monotonic()
-        p = subprocess.run(full, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        dt = time.monotonic() - t0
-        if p.returncode != 0:
-            raise SuiteError("%s failed (exit %d): %s" % (
-                cmd if shell else " ".join(map(str, cmd)), p.returncode,
-                p.stderr.decode(errors="replace")[-2000:]))
-        lines = [x for x in tf.read().split("\n") if x.strip().isdigit()]
-        return dt, int(lines[-1]) if lines else 0
-
-
-CACHES = {"dropped": True}
-
-
-def drop_caches():
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError:
-        if CACHES["dropped"]:
-            log("cannot drop caches (not root?): reads are not cold")
-        CACHES["dropped"] = False
-
-
-def syncfs(path):
-    sh(["sync", "-f", path])
-
-
-def du_bytes(path):
-    """Bytes the tree takes on disk (allocated blocks, hard links once)."""
-    out = sh(["du", "-s", "-B1", path]).stdout.decode().split()
-    return int(out[0])
-
-
-def tree_bytes(path):
-    n = b = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            st = os.lstat(os.path.join(root, f))
-            n += 1
-            b += st.st_size
-    return n, b
-
-
-def read_tree(path):
-    """Read every file below path in sorted order (what a restore or a
-    scan does); returns (seconds, bytes)."""
-    files = []
-    for root, dirs, fs in os.walk(path):
-        dirs.sort()
-        files += [os.path.join(root, f) for f in sorted(fs)]
-    t0 = time.monotonic()
-    total = 0
-    buf = bytearray(1 << 20)
-    for f in files:
-        with open(f, "rb", buffering=0) as fh:
-            while True:
-                n = fh.readinto(buf)
-                if not n:
-                    break
-                total += n
-    return time.monotonic() - t0, total
-
-
-def tree_digest(path):
-    """{relpath: (size, sha1)} for checking that a copy is the same."""
-    import hashlib
-    out = {}
-    for root, _, fs in os.walk(path):
-        for f in fs:
-            p = os.path.join(root, f)
-            h = hashlib.sha1()
-            with open(p, "rb") as fh:
-                for blk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(blk)
-            out[os.path.relpath(p, path)] = (os.path.getsize(p), h.hexdigest())
-    return out
-
-
-def wait_for(pred, timeout=30, what="condition"):
-    t = time.monotonic() + timeout
-    while time.monotonic() < t:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise SuiteError("timed out waiting for %s" % what)
-
-
-def is_mount(path):
-    return subprocess.run(["mountpoint", "-q", path]).returncode == 0
-
-
-def fuse_unmount(path, proc=None):
-    for _ in range(50):
-        if not is_mount(path):
-            break
-        if subprocess.run(["fusermount3", "-u", path], stderr=subprocess.DEVNULL).returncode == 0:
-            break
-        time.sleep(0.1)
-    if is_mount(path):
-        subprocess.run(["fusermount3", "-u", "-z", path], stderr=subprocess.DEVNULL)
-    if proc is not None:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            log("process %d did not exit after unmount; killing it" % proc.pid)
-            proc.kill()
-            proc.wait()
-
-
-def rmtree(path):
-    if os.path.lexists(path):
-        shutil.rmtree(path)
-
-
-def load_average():
-    with open("/proc/loadavg") as f:
-        return [float(x) for x in f.read().split()[:3]]
-
-
-# --------------------------------------------------------------------------
-# results
-# --------------------------------------------------------------------------
-class Results:
-    """metric name -> list of values (one per repetition)."""
-
-    def __init__(self):
-        self.v = {}
-
-    def add(self, key, value):
-        self.v.setdefault(key, []).append(value)
-
-    def med(self, key):
-        x = self.v.get(key)
-        return statistics.median(x) if x else None
-
-    def spread(self, key):
-        x = self.v.get(key)
-        return (min(x), max(x)) if x else None
-
-    def has(self, key):
-        return bool(self.v.get(key))
-
-
-# --------------------------------------------------------------------------
-# the systems under test
-# --------------------------------------------------------------------------
-class Tresor:
-    def __init__(self, binary, work, passfile):
-        self.bin = binary
-        self.work = work
-        self.passfile = passfile
-        self.proc = None
-        self.mnt = None
-        self.peak_kb = 0
-        self.daemon_log = os.path.join(work, "daemon.log")
-        self.env = dict(os.environ)
-        self.env.pop("TRESOR_PASSPHRASE", None)
-
-    def cmd(self, *args, env=None):
-        return sh([self.bin] + [str(a) for a in args] + ["--passphrase-file", self.passfile],
-                  env=env or self.env)
-
-    def new_store(self, path, volume="bench"):
-        rmtree(path)
-        sh([self.bin, "init", path, "--kdf-log2n", "12", "--passphrase-file", self.passfile])
-        self.cmd("volume", "create", path, volume)
-        return path
-
-    def mount(self, store, mnt, volume="bench"):
-        os.makedirs(mnt, exist_ok=True)
-        opts = os.environ.get("TRESOR_MOUNT_OPTS")
-        cmd = [self.bin, "mount", store, volume, mnt, "-f", "--passphrase-file", self.passfile]
-        if opts:
-            cmd += ["-o", opts]
-        with open(self.daemon_log, "ab") as lf:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                                         env=self.env)
-        self.mnt = mnt
-        try:
-            wait_for(lambda: is_mount(mnt) or self.proc.poll() is not None, 30, "tresor mount")
-        except SuiteError:
-            pass
-        if not is_mount(mnt):
-            raise SuiteError("tresor mount did not come up; see %s" % self.daemon_log)
-        return self.proc.pid
-
-    def hwm_kb(self):
-        if not self.proc:
-            return 0
-        try:
-            with open("/proc/%d/status" % self.proc.pid) as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
-    def umount(self):
-        """Unmount; returns the daemon's peak RSS in KB."""
-        if not self.proc:
-            return 0
-        kb = self.hwm_kb()
-        self.peak_kb = max(self.peak_kb, kb)
-        fuse_unmount(self.mnt, self.proc)
-        rc = self.proc.returncode
-        self.proc = None
-        if rc not in (0, None):
-            raise SuiteError("tresor daemon exited with %s; see %s" % (rc, self.daemon_log))
-        return kb
-
-    def snapshot(self, store, volume="bench"):
-        t0 = time.monotonic()
-        self.cmd("snapshot", "create", store, volume)
-        return time.monotonic() - t0
-
-    def stats(self, store):
-        return json.loads(self.cmd("stats", store, "--json").stdout)
-
-
-# --------------------------------------------------------------------------
-# peers: restic, borg, rsync --link-dest, tar | gzip
-# --------------------------------------------------------------------------
-class Peer:
-    name = "?"
-    mountable = False
-
-    def __init__(self, work):
-        self.work = work
-        self.repo = os.path.join(work, "repo-" + self.name)
-
-    def init(self):
-        rmtree(self.repo)
-
-    def stored(self):
-        return du_bytes(self.repo)
-
-
-class Restic(Peer):
-    mountable = True
-
-    def __init__(self, work, compression=None):
-        self.compression = compression
-        self.name = "restic" if compression is None else "restic-" + compression
-        super().__init__(work)
-        self.env = dict(os.environ, RESTIC_PASSWORD="bench-password",
-                        RESTIC_CACHE_DIR=os.path.join(work, "restic-cache"))
-
-    def label(self):
-        return "restic 0.14 (zstd auto)" if self.compression is None else \
-            "restic --compression %s" % self.compression
-
-    def init(self):
-        super().init()
-        rmtree(self.env["RESTIC_CACHE_DIR"])
-        sh(["restic", "init", "-q", "-r", self.repo], env=self.env)
-
-    def backup(self, src, day):
-        cmd = ["restic", "-r", self.repo, "backup", "-q", src, "--tag", "day%d" % day]
-        if self.compression:
-            cmd += ["--compression", self.compression]
-        return timed(cmd, env=self.env)
-
-    def restore(self, src, dest, day):
-        os.makedirs(dest, exist_ok=True)
-        return timed(["restic", "-r", self.repo, "restore", "latest", "--tag", "day%d" % day,
-                      "--target", dest, "-q"], env=self.env)
-
-    def restored_root(self, src, dest):
-        return dest + src
-
-    def mount(self, mnt):
-        os.makedirs(mnt, exist_ok=True)
-        lf = open(os.path.join(self.work, "restic-mount.log"), "ab")
-        p = subprocess.Popen(["restic", "-r", self.repo, "mount", mnt], env=self.env,
-                             stdin=subprocess.DEVNULL, stdout=lf, stderr=lf)
-        wait_for(lambda: is_mount(mnt) and os.path.isdir(os.path.join(mnt, "snapshots")),
-                 60, "restic mount")
-        return p
-
-    def mounted_root(self, mnt, src):
-        snaps = sorted(x for x in os.listdir(os.path.join(mnt, "snapshots")) if x != "latest")
-        return os.path.join(mnt, "snapshots", snaps[-1]) + src
-
-
-class Borg(Peer):
-    def __init__(self, work, compression=None):
-        self.compression = compression
-        self.name = "borg" if compression is None else "borg-" + compression
-        super().__init__(work)
-        self.env = dict(os.environ, BORG_PASSPHRASE="bench-password",
-                        BORG_BASE_DIR=os.path.join(work, "borg-base"),
-                        BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
-                        BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
-        try:
-            sh([PY, "-c", "import llfuse"])
-            self.mountable = True
-        except SuiteError:
-            self.mountable = False
-
-    def label(self):
-        return "borg 1.2 (lz4)" if self.compression is None else \
-            "borg --compression %s" % self.compression
-
-    def init(self):
-        super().init()
-        rmtree(self.env["BORG_BASE_DIR"])
-        sh(["borg", "init", "-e", "repokey", self.repo], env=self.env)
-
-    def backup(self, src, day):
-        cmd = ["borg", "create"]
-        if self.compression:
-            cmd += ["--compression", self.compression]
-        # cwd = src, archive "." : paths inside the archive are relative
-        return timed(cmd + ["%s::day%d" % (self.repo, day), "."], env=self.env, cwd=src)
-
-    def restore(self, src, dest, day):
-        os.makedirs(dest, exist_ok=True)
-        return timed(["borg", "extract", "%s::day%d" % (self.repo, day)], env=self.env, cwd=dest)
-
-    def restored_root(self, src, dest):
-        return dest
-
-    def mount(self, mnt):
-        os.makedirs(mnt, exist_ok=True)
-        lf = open(os.path.join(self.work, "borg-mount.log"), "ab")
-        p = subprocess.Popen(["borg", "mount", "-f", "%s::day1" % self.repo, mnt], env=self.env,
-                             stdin=subprocess.DEVNULL, stdout=lf, stderr=lf)
-        wait_for(lambda: is_mount(mnt), 60, "borg mount")
-        return p
-
-    def mounted_root(self, mnt, src):
-        return mnt
-
-
-class Rsync(Peer):
-    name = "rsync-link-dest"
-
-    def label(self):
-        return "rsync --link-dest"
-
-    def init(self):
-        super().init()
-        os.makedirs(self.repo)
-
-    def backup(self, src, day):
-        cmd = ["rsync", "-a", src + "/", os.path.join(self.repo, "day%d" % day)]
-        if day > 1:
-            cmd.insert(2, "--link-dest=" + os.path.join(self.repo, "day%d" % (day - 1)))
-        dt, kb = timed(cmd)
-        t0 = time.monotonic()
-        syncfs(self.repo)
-        return dt + time.monotonic() - t0, kb
-
-    def restore(self, src, dest, day):
-        return timed("cp -a %s/. %s && sync -f %s" % (
-            os.path.join(self.repo, "day%d" % day), dest, dest), shell=True)
-
-    def restored_root(self, src, dest):
-        return dest
-
-
-class TarGz(Peer):
-    name = "tar-gzip"
-
-    def label(self):
-        return "tar | gzip (full daily)"
-
-    def init(self):
-        super().init()
-        os.makedirs(self.repo)
-
-    def backup(self, src, day):
-        out = os.path.join(self.repo, "day%d.tar.gz" % day)
-        return timed("tar cf - -C %s . | gzip > %s && sync -f %s" % (src, out, out), shell=True)
-
-    def restore(self, src, dest, day):
-        os.makedirs(dest, exist_ok=True)
-        return timed("gzip -dc %s | tar xf - -C %s && sync -f %s" % (
-            os.path.join(self.repo, "day%d.tar.gz" % day), dest, dest), shell=True)
-
-    def restored_root(self, src, dest):
-        return dest
-
 
 # --------------------------------------------------------------------------
 # the suite
@@ -502,13 +89,15 @@ class Suite:
         self.tresor = Tresor(a.tresor, self.work, self.passfile)
         self.peers = []
         if not a.no_peers:
-            self.peers = [Restic(self.work), Restic(self.work, "max"),
-                          Borg(self.work), Borg(self.work, "zstd"),
-                          Rsync(self.work), TarGz(self.work)]
+            self.peers = [Restic(self.work), Borg(self.work), Rsync(self.work), TarGz(self.work)]
+            if a.peer_set == "all":
+                self.peers[1:1] = [Restic(self.work, "max")]
+                self.peers[3:3] = [Borg(self.work, "zstd")]
         self.loads = [load_average()]
         self.bind_proc = None
         self.s3 = None
         self.profiles = {}
+        self.fuse_ops = {}
 
     # ---------------------------------------------------------- datasets
     def dataset(self, kind, day):
@@ -632,13 +221,13 @@ class Suite:
         return time.monotonic() - t0, p.stdout.count(b"\n")
 
     # ---------------------------------------------------------- tresor
-    def run_tresor(self, kind, src, nbytes, rep, s3=False):
+    def run_tresor(self, kind, src, nbytes, rep, s3=False, profile=False):
         t = self.tresor
         w = self.work
         store = t.new_store(os.path.join(w, "store"))
         mnt = os.path.join(w, "mnt")
         pid = t.mount(store, mnt)
-        prof = self.a.profile and rep == 1 and kind in ("large", "small")
+        prof = profile
         try:
             self.warm(src)
             perf = self.perf_start(pid, "%s-ingest" % kind) if prof else None
@@ -721,6 +310,14 @@ class Suite:
         rmtree(store)
 
     # ---------------------------------------------------------- peers
+    @staticmethod
+    def peer_backup(p, src, day):
+        """A peer's backup, up to its repository being on disk (syncfs)."""
+        dt, kb = p.backup(src, day)
+        t0 = time.monotonic()
+        syncfs(p.repo)
+        return dt + time.monotonic() - t0, kb
+
     def run_peer(self, p, kind, src, nbytes, rep):
         w = self.work
         live = os.path.join(w, "src")          # the fixed path every day
@@ -728,7 +325,7 @@ class Suite:
         sh(["cp", "-al", src, live])
         p.init()
         self.warm(live)
-        dt, kb = p.backup(live, 1)
+        dt, kb = self.peer_backup(p, live, 1)
         key = "%s/%s/" % (kind, p.name)
         self.r.add(key + "backup_s", dt)
         self.r.add(key + "backup_rss_kb", kb)
@@ -767,7 +364,7 @@ class Suite:
         if kind in DAY2:
             self.apply_day2(kind, live, replace=True)
             self.warm(live)
-            dt, kb = p.backup(live, 2)
+            dt, kb = self.peer_backup(p, live, 2)
             self.r.add(key + "day2_s", dt)
             self.r.add(key + "backup_rss_kb", kb)
             s2 = p.stored()
@@ -802,6 +399,8 @@ class Suite:
                                   "ab") as f:
                             f.write(b"rep %d\n" % rep)
                     self.r.add("snap/%d/create_s" % n, t.snapshot(store))
+                drop_caches()
+                self.r.add("snap/%d/find_s" % n, self.find_stat(mnt)[0])
                 names = json.loads(t.cmd("snapshot", "list", store, "bench", "--json").stdout)
                 last = names[-1]["name"]
                 got = sum(len(fs) for _, _, fs in os.walk(os.path.join(mnt, ".snapshots", last)))
@@ -905,23 +504,72 @@ class Suite:
         rmtree(dl)
 
     # ---------------------------------------------------------- profile
+    @staticmethod
+    def thread_cpu(pid):
+        """{thread name/tid: CPU seconds (user + system)} of a process."""
+        hz = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    st = f.read()
+                with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            fields = st[st.rindex(")") + 2:].split()
+            name = "%s/%s%s" % (comm, tid, " (main: FUSE loop)" if int(tid) == pid else "")
+            out[name] = (int(fields[11]) + int(fields[12])) / hz
+        return out
+
     def perf_start(self, pid, tag):
+        """perf record of the daemon (call graphs) plus per-thread CPU
+        time, for the analysis of what holds tresor back."""
         out = os.path.join(self.dir, "perf-%s.data" % tag)
-        p = subprocess.Popen(["perf", "record", "-g", "-F", "499", "-p", str(pid), "-o", out],
+        p = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-p", str(pid), "-o", out],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
-        return (p, out, tag)
+        # FUSE requests of this mount only (the kernel's tracepoint, filtered
+        # by the connection number = the mount's device minor)
+        conn = os.minor(os.stat(self.tresor.mnt).st_dev)
+        fout = out + ".fuse"
+        fp = subprocess.Popen(["perf", "record", "-e", "fuse:fuse_request_send", "-a",
+                               "--filter", "connection == %d" % conn, "-o", fout],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        return (p, out, tag, pid, self.thread_cpu(pid), time.monotonic(), fp, fout)
 
     def perf_stop(self, perf):
         if not perf:
             return
-        p, out, tag = perf
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=60)
-        rep = sh(["perf", "report", "-i", out, "--no-children", "--stdio", "--sort",
-                  "comm,dso,symbol", "-g", "none", "--percent-limit", "1.5"], check=False)
-        txt = rep.stdout.decode(errors="replace")
+        p, out, tag, pid, cpu0, t0, fp, fout = perf
+        wall = time.monotonic() - t0
+        cpu1 = self.thread_cpu(pid)
+        for x in (p, fp):
+            x.send_signal(signal.SIGINT)
+            x.wait(timeout=60)
+        lines = ["wall %.2f s; daemon CPU seconds per thread:" % wall]
+        for k in sorted(cpu1):
+            lines.append("  %-24s %6.2f" % (k, cpu1[k] - cpu0.get(k, 0)))
+        ops = {}
+        sc = sh(["perf", "script", "-i", fout, "-F", "trace"], check=False)
+        for line in sc.stdout.decode(errors="replace").split("\n"):
+            f = line.split()
+            if "opcode" in f and "len" in f:
+                name = f[f.index("opcode") + 2].strip("()")
+                n, b = ops.get(name, (0, 0))
+                ops[name] = (n + 1, b + int(f[f.index("len") + 1]))
+        lines.append("FUSE requests sent to the daemon (count, mean request bytes):")
+        for name, (n, b) in sorted(ops.items(), key=lambda x: -x[1][0]):
+            lines.append("  %-20s %9d %10.0f" % (name, n, b / n))
+        self.fuse_ops[tag] = {k: v[0] for k, v in ops.items()}
+        txt = "\n".join(lines) + "\n\n"
+        for sort in ("dso", "dso,symbol"):
+            rep = sh(["perf", "report", "-i", out, "--no-children", "--stdio", "--sort", sort,
+                      "-g", "none", "--percent-limit", "1"], check=False)
+            txt += "\n".join(x for x in rep.stdout.decode(errors="replace").split("\n")
+                             if x.strip() and not x.startswith("#")) + "\n\n"
         path = os.path.join(self.dir, "perf-%s.txt" % tag)
         with open(path, "w") as f:
             f.write(txt)
@@ -948,213 +596,59 @@ class Suite:
                         log("%s: %s" % (kind, p.name))
                         self.run_peer(p, kind, src, nbytes, rep)
                     self.loads.append(load_average())
+            if a.profile:
+                # one extra, unrecorded pass under perf (perf slows what it watches)
+                keep, self.r = self.r, Results()
+                for kind in [k for k in ("large", "small", "plans") if k in a.datasets]:
+                    src = self.dataset(kind, 1)
+                    self.run_tresor(kind, src, tree_bytes(src)[1], 0, profile=True)
+                self.r = keep
             if a.snap_files:
                 self.snapshot_scaling()
                 self.loads.append(load_average())
         finally:
             self.s3_stop()
 
-
-# --------------------------------------------------------------------------
-# report
-# --------------------------------------------------------------------------
-def fmt_s(x):
-    return "-" if x is None else ("%.2f s" % x if x < 100 else "%.0f s" % x)
-
-
-def fmt_mb(x):
-    return "-" if x is None else "%.1f MB" % (x / MB)
-
-
-def report(s):
-    r, info, a = s.r, s.info, s.a
-    rows = []          # (dataset, system, figure, value string, ratio string)
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "smoke": a.smoke, "scale": a.scale,
-           "seed": a.seed, "repetitions": a.reps, "binary": a.tresor,
-           "load_average": s.loads, "caches_dropped": CACHES["dropped"], "datasets": info,
-           "raw": r.v, "summary": {}, "targets": [], "profiles": s.profiles,
-           "checks": s.checks}
-
-    def per_rep_ratio(num, den, invert=False):
-        x, y = r.v.get(num), r.v.get(den)
-        if not x or not y:
-            return None, None
-        q = [(b / a_ if invert else a_ / b) for a_, b in zip(x, y) if a_ and b]
-        if not q:
-            return None, None
-        return statistics.median(q), (min(q), max(q))
-
-    def summ(key, value, spread=None, unit=""):
-        out["summary"][key] = {"median": value, "spread": spread, "unit": unit}
-
-    systems = ["raw", "bindfs", "tresor"] + [p.name for p in s.peers]
-    labels = {"raw": "raw disk", "bindfs": "bindfs", "tresor": "tresor"}
-    labels.update({p.name: p.label() for p in s.peers})
-    table = []
-    for kind in a.datasets:
-        nbytes = info.get(kind, {}).get("bytes", 0)
-        for sysname in systems:
-            k = "%s/%s/" % (kind, sysname)
-            ing = r.med(k + "ingest_s") or r.med(k + "backup_s")
-            rd = r.med(k + "read_s")
-            row = {"dataset": kind, "system": labels[sysname],
-                   "ingest_MBps": nbytes / MB / ing if ing else None,
-                   "ingest_spread_s": r.spread(k + "ingest_s") or r.spread(k + "backup_s"),
-                   "read_MBps": nbytes / MB / rd if rd else None,
-                   "read_spread_s": r.spread(k + "read_s"),
-                   "stored_day1": r.med(k + "stored_day1"),
-                   "increment": r.med(k + "increment"),
-                   "day2_s": r.med(k + "day2_s"),
-                   "restore_s": r.med(k + "restore_s"),
-                   "find_s": r.med(k + "find_s"),
-                   "peak_mem_kb": max(r.v.get(k + "rss_kb", []) + r.v.get(k + "backup_rss_kb", [])
-                                      + [0]) or None}
-            if any(v is not None for kk, v in row.items() if kk not in ("dataset", "system")):
-                table.append(row)
-    out["table"] = table
-
-    # ---------------------------------------------------------- targets
-    T = out["targets"]
-
-    def target(name, value, op, bound, detail, unit="x"):
-        if value is None:
-            T.append({"target": name, "value": None, "pass": None, "detail": detail + " (not measured)"})
-            return
-        ok = value >= bound if op == ">=" else (value <= bound if op == "<=" else value < bound)
-        margin = (value / bound - 1) if op == ">=" else (bound / value - 1 if value else float("inf"))
-        T.append({"target": name, "value": round(value, 3), "op": op, "bound": bound,
-                  "pass": ok, "margin_pct": round(100 * margin, 1), "detail": detail, "unit": unit})
-
-    peers_backup = [p.name for p in s.peers if isinstance(p, (Restic, Borg))]
-    if "large" in a.datasets:
-        q, sp = per_rep_ratio("large/raw/ingest_s", "large/tresor/ingest_s")
-        target("ingest incompressible >= 60 % of raw disk write", q, ">=", 0.60,
-               "tresor cp+sync+snapshot vs cp+syncfs on ext4, per-rep ratio, spread %s" % (sp,))
-        for pn in ("restic", "borg"):
-            names = [n for n in peers_backup if n.startswith(pn)]
-            best = None
-            for n in names:
-                q, sp = per_rep_ratio("large/%s/backup_s" % n, "large/tresor/ingest_s")
-                if q is not None and (best is None or q < best[0]):
-                    best = (q, n, sp)
-            if best:
-                target("ingest incompressible >= 2x %s backup" % pn, best[0], ">=", 2.0,
-                       "against the fastest %s config (%s), spread %s" % (pn, best[1], best[2]))
-        q, sp = per_rep_ratio("large/raw/read_s", "large/tresor/read_s")
-        target("cold sequential read >= 70 % of raw disk read", q, ">=", 0.70,
-               "per-rep ratio, spread %s" % (sp,))
-        if r.has("large/restic/read_s"):
-            q, sp = per_rep_ratio("large/restic/read_s", "large/tresor/read_s")
-            target("cold sequential read >= 3x restic mount", q, ">=", 3.0,
-                   "per-rep ratio, spread %s" % (sp,))
-    for kind in DAY2:
-        if kind not in a.datasets:
-            continue
-        inc = r.med("%s/tresor/increment" % kind)
-        for pn in ("restic", "borg"):
-            cands = [(r.med("%s/%s/increment" % (kind, n)), n) for n in peers_backup
-                     if n.startswith(pn) and r.has("%s/%s/increment" % (kind, n))]
-            if cands and inc is not None:
-                best, bn = min(cands)
-                target("%s day-2 increment <= %s's" % (kind, pn),
-                       inc / best if best else None, "<=", 1.0,
-                       "tresor %s vs smallest %s increment %s (%s)" % (
-                           fmt_mb(inc), pn, fmt_mb(best), bn))
-    if "small" in a.datasets:
-        q, sp = per_rep_ratio("small/tresor/ingest_s", "small/bindfs/ingest_s")
-        target("untar small files >= bindfs speed", q, ">=", 1.0,
-               "speed ratio tresor/bindfs (untar+sync; tresor incl. snapshot), spread %s" % (sp,))
-    if a.snap_files and len(a.snap_files) > 1:
-        lo, hi = a.snap_files[0], a.snap_files[-1]
-        x, y = r.med("snap/%d/create_s" % hi), r.med("snap/%d/create_s" % lo)
-        target("snapshot creation time %d / %d files < 2" % (hi, lo),
-               x / y if x and y else None, "<", 2.0,
-               "%s vs %s (median of %d)" % (fmt_s(x), fmt_s(y), max(3, a.reps)))
-    peak = max([max(v) for k, v in r.v.items() if k.endswith("/tresor/rss_kb") or
-                (k.startswith("snap/") and k.endswith("rss_kb"))] + [0]) / 1024.0
-    target("daemon peak RSS < 200 MB", peak, "<", 200.0,
-           "VmHWM over every mount of the run", unit="MB")
-    out["peak_rss_mb"] = round(peak, 1)
-
-    # ---------------------------------------------------------- print
-    print()
-    print("tresor benchmark suite: scale %g, %d repetition(s), seed %d%s" % (
-        a.scale, a.reps, a.seed, " (SMOKE: figures meaningless)" if a.smoke else ""))
-    print("load average during the run: %s" % " ".join("%.1f" % l[0] for l in s.loads))
-    if not CACHES["dropped"]:
-        print("WARNING: page cache could not be dropped; reads were not cold")
-    hdr = "%-10s %-26s %10s %10s %11s %11s %9s %9s %9s" % (
-        "dataset", "system", "ingest", "cold read", "stored d1", "day-2 inc", "day-2", "restore",
-        "peak mem")
+def scaling_table(runs):
+    """How tresor's figures grow from the smallest to the largest scale."""
+    if len(runs) < 2:
+        return None
+    scales = sorted(runs)
+    print("\nscaling (tresor; ratios to raw disk measured in the same run):")
+    out = []
+    hdr = "%-10s %-28s" % ("dataset", "figure") + "".join("%14s" % ("x%g" % x) for x in scales)
     print(hdr)
     print("-" * len(hdr))
-    for row in table:
-        print("%-10s %-26s %10s %10s %11s %11s %9s %9s %9s" % (
-            row["dataset"], row["system"][:26],
-            "%.0f MB/s" % row["ingest_MBps"] if row["ingest_MBps"] else "-",
-            "%.0f MB/s" % row["read_MBps"] if row["read_MBps"] else "-",
-            fmt_mb(row["stored_day1"]), fmt_mb(row["increment"]), fmt_s(row["day2_s"]),
-            fmt_s(row["restore_s"]),
-            "%.0f MB" % (row["peak_mem_kb"] / 1024) if row["peak_mem_kb"] else "-"))
-    extra = []
-    if r.has("fio/write_MBps"):
-        extra.append("fio seq write+fsync %.0f MB/s, cold read %.0f MB/s" % (
-            r.med("fio/write_MBps"), r.med("fio/read_MBps")))
-    if "small" in a.datasets:
-        extra.append("small: cold find+stat raw %s, bindfs %s, tresor %s" % (
-            fmt_s(r.med("small/raw/find_s")), fmt_s(r.med("small/bindfs/find_s")),
-            fmt_s(r.med("small/tresor/find_s"))))
-    for kind in a.datasets:
-        if r.has("%s/tresor/dedup_ratio" % kind):
-            extra.append("%s: tresor dedup %.2f, compression %.2f, snapshot after ingest %s" % (
-                kind, r.med("%s/tresor/dedup_ratio" % kind),
-                r.med("%s/tresor/compression_ratio" % kind),
-                fmt_s(r.med("%s/tresor/snapshot_s" % kind))))
-    if r.has("s3/push_day1_s"):
-        up = r.med("s3/push_day1_bytes") / MB / r.med("s3/push_day1_s")
-        ce = r.med("s3/awscli_up_bytes") / MB / r.med("s3/awscli_up_s")
-        extra.append("S3 push day 1: %s in %s (%.0f MB/s; awscli cp of the packs %.0f MB/s, "
-                     "ratio %.2f)" % (fmt_mb(r.med("s3/push_day1_bytes")),
-                                      fmt_s(r.med("s3/push_day1_s")), up, ce, up / ce))
-        out["summary"]["push_vs_awscli"] = up / ce
-        if r.has("s3/push_day2_s"):
-            extra.append("S3 push day 2: %s in %s" % (fmt_mb(r.med("s3/push_day2_bytes")),
-                                                       fmt_s(r.med("s3/push_day2_s"))))
-        if r.has("s3/recover_s"):
-            rq = r.med("s3/awscli_down_s") / r.med("s3/recover_s")
-            extra.append("recover from S3: %s (awscli download of the same objects %s, "
-                         "speed ratio %.2f)" % (fmt_s(r.med("s3/recover_s")),
-                                                fmt_s(r.med("s3/awscli_down_s")), rq))
-            out["summary"]["recover_vs_awscli"] = rq
-    for n in a.snap_files or []:
-        if r.has("snap/%d/create_s" % n):
-            extra.append("snapshot create at %d files: %s (spread %s), untar %s" % (
-                n, "%.1f ms" % (1000 * r.med("snap/%d/create_s" % n)),
-                "%.1f-%.1f ms" % tuple(1000 * x for x in r.spread("snap/%d/create_s" % n)),
-                fmt_s(r.med("snap/%d/untar_s" % n))))
-    for e in extra:
-        print("  " + e)
-    out["notes"] = extra
-    print()
-    print("targets:")
-    for t in T:
-        if t["pass"] is None:
-            print("  %-52s %s" % (t["target"], t["detail"]))
+    for row in runs[scales[0]]["table"]:
+        if row["system"] != "tresor":
             continue
-        print("  %-52s %8.3f%s  %-4s margin %+6.1f %%  (%s)" % (
-            t["target"], t["value"], " MB" if t.get("unit") == "MB" else "",
-            "PASS" if t["pass"] else "FAIL", t["margin_pct"], t["detail"]))
-    with open(a.json, "w") as f:
-        json.dump(out, f, indent=1, default=str)
-    print("\nJSON written to %s" % a.json)
-    return all(t["pass"] for t in T if t["pass"] is not None)
+        kind = row["dataset"]
+        for fig in ("ingest_MBps", "read_MBps", "restore_s", "day2_s", "peak_mem_kb"):
+            vals = []
+            for x in scales:
+                r = [t for t in runs[x]["table"] if t["dataset"] == kind and t["system"] == "tresor"]
+                vals.append(r[0].get(fig) if r else None)
+            if all(v is None for v in vals):
+                continue
+            out.append({"dataset": kind, "figure": fig, "values": dict(zip(map(str, scales), vals))})
+            print("%-10s %-28s" % (kind, fig) + "".join(
+                "%14s" % ("-" if v is None else "%.2f" % v) for v in vals))
+        for lab in ("ingest/raw", "read/raw"):
+            vals = []
+            for x in scales:
+                r = [t for t in runs[x]["ratios"] if t["dataset"] == kind]
+                vals.append(r[0].get(lab, {}).get("ratio") if r else None)
+            out.append({"dataset": kind, "figure": lab, "values": dict(zip(map(str, scales), vals))})
+            print("%-10s %-28s" % (kind, lab) + "".join(
+                "%14s" % ("-" if v is None else "%.2f" % v) for v in vals))
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description="tresor benchmark suite (see tests/bench/suite.sh)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--full", action="store_true")
-    ap.add_argument("--scale", type=float)
+    ap.add_argument("--scale", help="data scale, or a list (1,4) for a scaling run")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dir")
@@ -1171,23 +665,26 @@ def main():
                                                        os.path.join(REPO, "build", "tresor")))
     a = ap.parse_args()
     smoke_tmp = None
+    a.peer_set = "all"
     if a.smoke:
-        a.scale = a.scale or 0.01
+        a.scale = a.scale or "0.005"
         a.reps = a.reps or 1
         a.small_files = a.small_files or 300
         a.snap_files = a.snap_files or "1000,3000"
+        a.peer_set = "defaults"
         if not a.dir:
             a.dir = smoke_tmp = tempfile.mkdtemp(prefix="tresor-suite-smoke-", dir="/var/tmp")
         if not a.json:
             os.makedirs(os.path.join(REPO, "tests", ".work"), exist_ok=True)
             a.json = os.path.join(REPO, "tests", ".work", "suite-smoke.json")
     elif a.full:
-        a.scale = a.scale or 4
+        a.scale = a.scale or "1,4"
         a.reps = a.reps or 3
         a.snap_files = a.snap_files or "10000,100000,1000000"
-    a.scale = a.scale or 1.0
+    scales = [float(x) for x in (a.scale or "1").split(",") if x]
     a.reps = a.reps or 3
-    a.snap_files = [int(x) for x in (a.snap_files or "10000,100000").split(",") if x]
+    a.snap_files = [int(x) for x in (a.snap_files or "10000,100000").split(",")
+                    if x and x != "none"]
     a.dir = a.dir or "/var/tmp/tresor-bench-suite"
     os.makedirs(a.dir, exist_ok=True)
     a.json = a.json or os.path.join(a.dir, "suite.json")
@@ -1198,28 +695,44 @@ def main():
     if not os.access(a.tresor, os.X_OK):
         log("%s not built (ninja -C build)" % a.tresor)
         return 2
-    s = Suite(a)
-    log("dir %s, scale %g, %d rep(s), datasets %s, snapshot files %s, load %s" % (
-        a.dir, a.scale, a.reps, ",".join(a.datasets), a.snap_files, load_average()))
     t0 = time.monotonic()
-    try:
-        s.run()
-    except SuiteError as e:
-        log("ERROR: %s" % e)
-        s.tresor.umount() if s.tresor.proc else None
-        return 2
-    except KeyboardInterrupt:
-        s.tresor.umount() if s.tresor.proc else None
-        return 130
-    finally:
-        s.s3_stop()
-    ok = report(s)
+    runs = {}
+    ok = True
+    snap_files = a.snap_files
+    for i, scale in enumerate(scales):
+        a.scale = scale
+        a.snap_files = snap_files if i == len(scales) - 1 else []   # once, at the end
+        s = Suite(a)
+        log("dir %s, scale %g, %d rep(s), datasets %s, snapshot files %s, load %s" % (
+            a.dir, a.scale, a.reps, ",".join(a.datasets), a.snap_files, load_average()))
+        try:
+            s.run()
+        except SuiteError as e:
+            log("ERROR: %s" % e)
+            if s.tresor.proc:
+                s.tresor.umount()
+            return 2
+        except KeyboardInterrupt:
+            if s.tresor.proc:
+                s.tresor.umount()
+            return 130
+        finally:
+            s.s3_stop()
+        passed, runs[scale] = report(s)
+        ok = ok and passed
+        if not a.smoke:
+            shutil.rmtree(s.work, ignore_errors=True)
+    doc = runs[scales[0]] if len(scales) == 1 else {
+        "scales": {str(k): v for k, v in runs.items()}, "scaling": scaling_table(runs)}
+    doc["elapsed_s"] = round(time.monotonic() - t0, 1)
+    with open(a.json, "w") as f:
+        json.dump(doc, f, indent=1, default=str)
+    print("\nJSON written to %s" % a.json)
     log("done in %.0f s" % (time.monotonic() - t0))
     if smoke_tmp:
         shutil.rmtree(smoke_tmp, ignore_errors=True)
+    if a.smoke:
         return 0
-    if not a.smoke:
-        shutil.rmtree(s.work, ignore_errors=True)
     return 0 if ok else 1
 
 
