@@ -289,11 +289,13 @@ def run_torture(tmp, make_store, mounts, rounds, soak, recover):
     if os.environ.get("TRESOR_TORTURE_REPORT"):
         with open(os.environ["TRESOR_TORTURE_REPORT"], "w") as fh:
             json.dump(f, fh, indent=1, sort_keys=True)
-    assert f["acked_fsync"] > 0 and f["snapshots"] > 0, "the workload acknowledged nothing: %r" % f
+    assert f["acked_fsync"] > 0, "the workload acknowledged nothing: %r" % f
+    return f
 
 
 def test_crash_torture(tmp, make_store, mounts):
-    run_torture(tmp, make_store, mounts, ROUNDS, SOAK, recover=False)
+    f = run_torture(tmp, make_store, mounts, ROUNDS, SOAK, recover=False)
+    assert f["snapshots"] > 0, "no snapshot was acknowledged: %r" % f
 
 
 # Known bug, found by this harness and not fixed yet: after some crash
@@ -305,4 +307,4 @@ def test_crash_torture(tmp, make_store, mounts):
 @pytest.mark.xfail(reason="recovery after crash sequences can keep deleted rows (known bug)",
                    strict=False)
 def test_recovery_after_crash_torture(tmp, make_store, mounts):
-    run_torture(tmp, make_store, mounts, max(ROUNDS // 2, 4), 0, recover=True)
+    run_torture(tmp, make_store, mounts, max(ROUNDS // 2, 8), 0, recover=True)
