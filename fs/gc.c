@@ -232,8 +232,16 @@ int store_gc(struct store *st, struct gc_result *res)
 		size[np++] = sz;
 	}
 	sqlite3_finalize(q);
-	/* One transaction per pack, so a running daemon waits briefly. */
-	for (size_t i = 0; i < np && !err; i++) {
+	/* One transaction per pack, so a running daemon waits briefly.  Two
+	 * passes: packs with nothing live go first and their files are
+	 * removed before any rewrite, so on a full disk the space they give
+	 * back is there for the rewrites (which write before they free). */
+	for (size_t k = 0; k < 2 * np && !err; k++) {
+		size_t i = k % np;
+		if (k == np)
+			err = empty_trash(st);
+		if (err)
+			break;
 		sqlite3_stmt *c;
 		int64_t live = -1;
 		err = index_begin(st->ix);
@@ -247,6 +255,10 @@ int store_gc(struct store *st, struct gc_result *res)
 		}
 		if (!err && live < 0)
 			err = -EIO;
+		if (!err && (live == 0) != (k < np)) {
+			index_rollback(st->ix);
+			continue;	/* not in this pass */
+		}
 		uint8_t oldname[PACK_NAME_LEN];
 		uint64_t before = 0, after = 0;
 		if (!err && !index_pack_name(st->ix, packs[i], oldname))

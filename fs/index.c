@@ -227,8 +227,17 @@ int index_commit(struct index *ix)
 		return 0;
 	crash_point("index-commit");
 	int rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK) {
+		/* SQLITE_FULL or an I/O error may have rolled the transaction
+		 * back: then it is over, and a retry must not COMMIT nothing
+		 * (nor run the next statements outside a transaction). */
+		if (sqlite3_get_autocommit(ix->db)) {
+			ix->in_tx = 0;
+			tlog(LOG_ERR, "index: commit failed and was rolled back: %s",
+			     sqlite3_errmsg(ix->db));
+		}
 		return sqerr(rc);
+	}
 	ix->in_tx = 0;
 	return 0;
 }

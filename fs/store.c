@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -538,6 +539,30 @@ static int store_new_pack_named(struct store *st,
 	return err;
 }
 
+/*
+ * New data is refused with ENOSPC while less than a reserve would be left
+ * (2 % of the store's filesystem, at least a pack and 1 MiB so that the GC
+ * can always rewrite one pack, at most that or 64 MiB), so a full disk fails
+ * writes cleanly and keeps room for what must still work there: index
+ * commits, pack footers, snapshots, and the GC that prune runs to give
+ * space back (it moves chunks with store_chunk_move, not through here).
+ */
+static int store_space_check(struct store *st, uint64_t len)
+{
+	struct statvfs sv;
+	if (statvfs(st->dir, &sv))
+		return 0;	/* cannot tell: let the write itself decide */
+	uint64_t total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	uint64_t least = st->pack_target + (1u << 20);
+	uint64_t reserve = total / 50;
+	if (reserve > (64u << 20))
+		reserve = 64u << 20;
+	if (reserve < least)
+		reserve = least;
+	return avail < len + reserve ? -ENOSPC : 0;
+}
+
 int store_chunk_add(struct store *st, const struct sealed_chunk *sc,
 		    int64_t *rowid)
 {
@@ -548,6 +573,8 @@ int store_chunk_add(struct store *st, const struct sealed_chunk *sc,
 		return 0;
 	}
 	if (err != -ENOENT)
+		return err;
+	if ((err = store_space_check(st, sc->e.slen)))
 		return err;
 	if (!st->pw && (err = store_new_pack(st)))
 		return err;

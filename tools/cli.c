@@ -201,6 +201,17 @@ static char *prompt_tty(const char *msg)
 char *get_passphrase(const struct opts *o, int confirm, const char *store)
 {
 	char *pass = NULL;
+	/* Taken out of the environment in any case, and its bytes wiped where
+	 * they are: /proc/PID/environ of a long-lived daemon shows them. */
+	char *envpass = getenv("TRESOR_PASSPHRASE");
+	if (envpass) {
+		char *e = envpass;
+		envpass = strdup(e);
+		secure_wipe(e, strlen(e));
+		unsetenv("TRESOR_PASSPHRASE");
+		if (!envpass)
+			die(1, "out of memory");
+	}
 	if (o->passfile) {
 		uint8_t *buf;
 		size_t len;
@@ -216,8 +227,9 @@ char *get_passphrase(const struct opts *o, int confirm, const char *store)
 		secure_wipe(buf, len);
 		free(buf);
 		pass[strcspn(pass, "\r\n")] = 0;
-	} else if (getenv("TRESOR_PASSPHRASE")) {
-		pass = strdup(getenv("TRESOR_PASSPHRASE"));
+	} else if (envpass) {
+		pass = envpass;
+		envpass = NULL;
 	} else if (isatty(STDIN_FILENO)) {
 		char msg[PATH_MAX + 64];
 		snprintf(msg, sizeof(msg), "Passphrase for %s: ", store);
@@ -232,6 +244,10 @@ char *get_passphrase(const struct opts *o, int confirm, const char *store)
 	} else {
 		die(EXIT_USAGE, "no passphrase for %s: use --passphrase-file FILE or "
 		    "TRESOR_PASSPHRASE, or run on a terminal", store);
+	}
+	if (envpass) {
+		secure_wipe(envpass, strlen(envpass));
+		free(envpass);
 	}
 	if (!pass)
 		die(1, "no passphrase read for %s", store);
