@@ -21,7 +21,7 @@ _tresor() {
 	local common="--passphrase-file --json"
 
 	if ((cword == 1)); then
-		COMPREPLY=($(compgen -W "init volume mount stats check snapshot restore prune remote push recover daemon status --version --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "init volume mount stats check snapshot restore prune remote push recover repair daemon status --version --help" -- "$cur"))
 		return
 	fi
 	case "$prev" in
@@ -38,10 +38,12 @@ _tresor() {
 		case "$cmd" in
 		init) opts+=" --chunk-min --chunk-avg --chunk-max --kdf-log2n" ;;
 		mount) opts+=" -o -f" ;;
-		check) opts+=" --read-data" ;;
+		check) opts+=" --read-data --remote" ;;
+		repair) opts+=" --from" ;;
+		push) opts+=" --jobs --limit-upload --grace" ;;
 		snapshot) opts+=" --time" ;;
 		prune) opts+=" --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --dry-run" ;;
-		remote | recover) opts+=" --endpoint --region --path-style --virtual-hosted --ca-file --credentials-file --ssh-key --known-hosts --netrc" ;;
+		remote | recover) opts+=" --lazy --full --grace --object-lock-days --object-lock-mode --endpoint --region --path-style --virtual-hosted --ca-file --credentials-file --ssh-key --known-hosts --netrc" ;;
 		esac
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 		return
