@@ -353,6 +353,14 @@ static int dav_mkcols(struct remote *r, const char *key)
 		p[1] = 0;
 		c = dav_easy_url(r, "MKCOL", url, 1);
 		rc = c ? http_perform(r, c, &resp) : -ENOMEM;
+		/* mod_dav_fs answers 403 when another client (a parallel
+		 * push job) created the collection between its check and its
+		 * mkdir (EEXIST): ask once more, an existing one gives 405 */
+		if (!rc && resp.status == 403) {
+			http_resp_free(&resp);
+			c = dav_easy_url(r, "MKCOL", url, 1);
+			rc = c ? http_perform(r, c, &resp) : -ENOMEM;
+		}
 		if (!rc && resp.status != 201 && resp.status != 405 &&
 		    resp.status != 301) {
 			rc = http_status_errno(resp.status);

@@ -41,19 +41,19 @@ def push_at(store, name, remote, offset_s=0, *extra):
 def prune_to_last(store, vol="vol"):
     p = store.run("prune", store.path, vol, "--keep-last", "1", "--json")
     assert p.returncode == 0, p.stderr
-    return p
+    return json.loads(p.stdout)
 
 
 def freed_store(store, mounts, remote, grace=None):
-    """A store pushed twice whose first snapshot is then pruned: returns
-    (pack keys on the remote before the prune, the tree as it is now)."""
+    """A store pushed twice, a 40 MiB file deleted in between, then pruned
+    (the GC frees its packs): returns (pack keys on the remote before the
+    prune, the tree as it is now)."""
     extra = ["--grace", grace] if grace else []
     run("remote", "add", store.path, "off", remote.url, *remote.opts, *extra,
         env=remote.env, check=True)
     mnt = mounts.mount(store, "vol")
     (mnt.path / "old.bin").write_bytes(os.urandom(40 * MiB))   # fills a pack or two
     (mnt.path / "keep.txt").write_bytes(b"kept\n" * 1000)
-    snapshot(store, "vol", "2024-03-01T02:00:00")
     push(store, "off", remote)
     os.unlink(mnt.path / "old.bin")
     (mnt.path / "new.bin").write_bytes(os.urandom(3 * MiB))
@@ -62,7 +62,8 @@ def freed_store(store, mounts, remote, grace=None):
     want = scan(mnt.path)
     mnt.close()
     before = pack_keys(remote)
-    prune_to_last(store)
+    pr = prune_to_last(store)
+    assert pr["packs_deleted"] + pr["packs_rewritten"] >= 1, pr
     return before, want
 
 
