@@ -104,7 +104,15 @@ class Torture:
             assert p.stdout.strip() == name, "snapshot name %r, expected %r" % (p.stdout, name)
             self.snaps[name] = expected
             self.figures["snapshots"] += 1
-            print("  snapshot %s taken" % name)
+            # right away too: a wrong snapshot is then not the crash's doing
+            try:
+                bad = same_tree(expected, tree_of(m / ".snapshots" / name))
+            except OSError as e:
+                if mount_dead(e):
+                    return True   # the kill came: checked after the restart
+                raise
+            assert not bad, "snapshot %s wrong right after it was taken (no crash yet): %s" \
+                % (name, "; ".join(bad))
             return True
         assert m.proc.poll() is not None, "snapshot create failed with the daemon alive: %s" \
             % p.stderr
