@@ -114,8 +114,8 @@ class Torture:
             assert not bad, "snapshot %s wrong right after it was taken (no crash yet): %s" \
                 % (name, "; ".join(bad))
             return True
-        assert m.proc.poll() is not None, "snapshot create failed with the daemon alive: %s" \
-            % p.stderr
+        assert wait_for(lambda: m.proc.poll() is not None, 10), \
+            "snapshot create failed with the daemon alive: %s" % p.stderr
         self.maybe[name] = expected
         return False
 
@@ -142,7 +142,7 @@ class Torture:
         if p.returncode == 0:
             self.figures["pushes"] += 1
             return
-        if p.returncode == 1 and m is not None and m.proc.poll() is not None:
+        if p.returncode == 1 and m is not None and wait_for(lambda: m.proc.poll() is not None, 5):
             return  # the daemon was killed under it: its open pack waits for a mount
         assert point and p.returncode == -signal.SIGKILL, \
             "push failed (exit %d): %s" % (p.returncode, p.stderr)
