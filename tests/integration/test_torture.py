@@ -308,4 +308,4 @@ def test_crash_torture(tmp, make_store, mounts):
 # image (the first push died after writing meta/1) was laid over the first
 # without deleting what it no longer held (fixed in fs/changelog.c).
 def test_recovery_after_crash_torture(tmp, make_store, mounts):
-    run_torture(tmp, make_store, mounts, max(ROUNDS // 2, 8), 0, recover=True)
+    run_torture(tmp, make_store, mounts, max(ROUNDS // 2, 8), SOAK, recover=True)
