@@ -2,7 +2,7 @@
 # tests/tsan.sh - the threaded parts of tresor under ThreadSanitizer, in a
 # couple of minutes: builds build-tsan/ (-Db_sanitize=thread) and runs
 #   - the load test (tests/integration/test_load.py) with 16 clients for
-#     30 s on a mount with -o mt (libfuse's thread pool) plus the chunk
+#     20 s on a mount with -o mt (libfuse's thread pool) plus the chunk
 #     pipeline workers, a snapshot and a push in the middle;
 #   - the snapshot tests that take snapshots while writers run.
 # The test fixtures fail on any "WARNING: ThreadSanitizer" in a daemon's
@@ -18,7 +18,7 @@ fi
 ninja -C build-tsan </dev/null || exit 1
 export TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1"
 unset ASAN_OPTIONS UBSAN_OPTIONS
-TRESOR_BIN="$REPO/build-tsan/tresor" TRESOR_LOAD_SECONDS=${TRESOR_TSAN_SECONDS:-30} \
+TRESOR_BIN="$REPO/build-tsan/tresor" TRESOR_LOAD_SECONDS=${TRESOR_TSAN_SECONDS:-20} \
 	TRESOR_LOAD_CLIENTS=16 TRESOR_LOAD_MOUNT_OPTS=mt PYTHONDONTWRITEBYTECODE=1 \
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider -rfE \
 	tests/integration/test_load.py \
