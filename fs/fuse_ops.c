@@ -720,9 +720,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	(void)fi;
 	struct vfs *v = V(req);
 	struct node *n = open_node(v, ino);
-	if (n && !v->readonly && n->nranges) {
+	/* nranges is only read under dlock: another handle's fsync may be
+	 * cutting ranges right now (-o mt; found by ThreadSanitizer). */
+	if (n && !v->readonly) {
 		pthread_mutex_lock(&n->dlock);
-		node_flush(v, n);
+		if (n->nranges)
+			node_flush(v, n);
 		pthread_mutex_unlock(&n->dlock);
 	}
 	pthread_mutex_lock(&v->lock);

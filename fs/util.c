@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <strings.h>
@@ -106,17 +107,19 @@ out:
 
 /*
  * Crash points.  The armed name and countdown are process-wide state like
- * the log threshold: they are read once from the environment and only
- * ever count down.  0 = not armed, 1 = armed, -1 = not decided yet.
+ * the log threshold: decided once (pthread_once) from the environment,
+ * after which the countdown only goes down.  crash_armed: -1 not decided
+ * yet, 0 not armed, 1 armed (stored with release after crash_name is
+ * written, loaded with acquire before it is read).
  */
 static atomic_int crash_armed = -1;
 static char crash_name[64];
 static atomic_long crash_countdown;
+static pthread_once_t crash_once = PTHREAD_ONCE_INIT;
 
 static void crash_decide(void)
 {
 	const char *env = getenv("TRESOR_CRASH_AT");
-	int expect = -1;
 	long n = 1;
 
 	if (env && *env && strlen(env) < sizeof(crash_name)) {
@@ -128,21 +131,21 @@ static void crash_decide(void)
 		if (colon)
 			n = strtol(colon + 1, NULL, 10);
 		atomic_store(&crash_countdown, n > 0 ? n : 1);
-		atomic_compare_exchange_strong(&crash_armed, &expect, 1);
+		atomic_store_explicit(&crash_armed, 1, memory_order_release);
 	} else {
-		atomic_compare_exchange_strong(&crash_armed, &expect, 0);
+		atomic_store_explicit(&crash_armed, 0, memory_order_release);
 	}
 }
 
 void crash_point(const char *name)
 {
-	int armed = atomic_load_explicit(&crash_armed, memory_order_relaxed);
+	int armed = atomic_load_explicit(&crash_armed, memory_order_acquire);
 
 	if (armed == 0)
 		return;
 	if (armed < 0) {
-		crash_decide();
-		if (atomic_load(&crash_armed) == 0)
+		pthread_once(&crash_once, crash_decide);
+		if (atomic_load_explicit(&crash_armed, memory_order_acquire) == 0)
 			return;
 	}
 	if (strcmp(name, crash_name))

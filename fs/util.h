@@ -50,7 +50,7 @@ void secure_wipe(void *p, size_t n);
  * first) call of crash_point(NAME) kills the process with SIGKILL, as a
  * kill -9 at that exact instant would.  One call per interesting site
  * (pack sealing, index commit, GC rewrite, push); unset, it costs one
- * relaxed atomic load. */
+ * atomic load. */
 void crash_point(const char *name);
 
 /* Monotonic time in nanoseconds. */

@@ -8,7 +8,7 @@
 # 3. runs the integration tests (pytest, tests/integration) against
 #    build/tresor, the fuzz targets for 15 s each (tests/fuzz/run.sh;
 #    TRESOR_FUZZ_SECONDS=N to change) and the benchmark script in --smoke
-#    mode
+#    mode, and a short ThreadSanitizer run (tests/tsan.sh)
 # 4. unless --quick: the same again with AddressSanitizer + UBSan in
 #    build-asan/ (daemon stderr is checked for sanitizer reports)
 #
@@ -206,6 +206,17 @@ if ((build_ok)); then
 	else
 		bad "fuzz"
 	fi
+
+	# Threads: the threaded parts (chunk pipeline workers, libfuse's
+	# thread pool with -o mt, snapshot and push during writes) once under
+	# ThreadSanitizer, briefly (tests/tsan.sh).
+	banner "ThreadSanitizer (tests/tsan.sh: build-tsan/, load with -o mt, snapshots under writes)"
+	if timeout --kill-after=30 1200 bash tests/tsan.sh </dev/null; then
+		ok "tsan"
+	else
+		bad "tsan"
+	fi
+	cleanup_stale
 
 	banner "benchmark smoke run (tests/bench/bench_store.sh --smoke)"
 	if TRESOR_BIN="$REPO/build/tresor" timeout --kill-after=30 600 \

@@ -3,7 +3,7 @@
 # build-fuzz/ at the repo root, with clang and
 # -fsanitize=fuzzer,address,undefined (UBSan not recoverable: any report
 # is a crash).  The product sources they need (fs/util.c fs/crypto.c
-# fs/pack.c fs/index.c remote/xml.c) are compiled directly, not through
+# fs/pack.c fs/index.c fs/changelog.c remote/xml.c) are compiled directly, not through
 # meson.  Also builds build-fuzz/seedgen (no sanitizers) for make_corpus.sh.
 #
 #   bash tests/fuzz/build.sh            CLANG=clang-14 bash tests/fuzz/build.sh
@@ -17,7 +17,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT="$REPO/build-fuzz"
 FUZZ="$REPO/tests/fuzz"
-TARGETS=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config)
+TARGETS=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config fuzz_delta)
 
 CC=${CLANG:-}
 if [[ -z "$CC" ]]; then
@@ -68,7 +68,7 @@ object() {
 echo "fuzz/build.sh: $CC ($("$CC" --version | head -1)) -> $OUT"
 declare -A SRC=(
 	[util]=fs/util.c [crypto]=fs/crypto.c [pack]=fs/pack.c
-	[index]=fs/index.c [xml]=remote/xml.c
+	[index]=fs/index.c [xml]=remote/xml.c [changelog]=fs/changelog.c
 	[config]=tools/config.c [schedule]=tools/schedule.c [retention]=fs/retention.c
 )
 pids=()
@@ -92,6 +92,7 @@ declare -A DEPS=(
 	[fuzz_xml]="xml"
 	[fuzz_index]="util crypto pack index"
 	[fuzz_config]="config schedule retention"
+	[fuzz_delta]="util crypto pack index changelog"
 )
 # Libraries of one target only (inih: the config parser's INI reader).
 declare -A LIBS_OF=([fuzz_config]="-linih")

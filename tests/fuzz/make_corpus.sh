@@ -7,6 +7,8 @@
 #   fuzz_keyfile/      key files for the fixed passphrase, log2n 10 (seedgen)
 #   fuzz_xml/          S3 (ListObjectsV2, multipart, Error) and WebDAV
 #                      PROPFIND replies, written out below
+#   fuzz_delta/        metadata deltas (full image, incremental, empty) of
+#                      that index (make_delta_seeds.py)
 #   fuzz_index/        index.db of a small store made by the tresor binary
 #                      (init, volumes, files written through a FUSE mount
 #                      when /dev/fuse works, snapshots), compacted with the
@@ -182,6 +184,10 @@ compact "$S/index.db" "$I/store-rollback.db" DELETE
 E="$T/empty"
 "$TRESOR" init "$E" --kdf-log2n 10 >/dev/null
 compact "$E/index.db" "$I/empty-store.db" WAL
+
+echo "== metadata deltas from that index"
+rm -rf "$CORPUS/fuzz_delta"
+python3 "$FUZZ/make_delta_seeds.py" "$I/store-wal.db" "$CORPUS/fuzz_delta"
 
 echo "== sizes"
 find "$CORPUS" -type f -printf '%s\t%P\n' | sort -k2

@@ -21,7 +21,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 FUZZ="$REPO/tests/fuzz"
 OUT="$REPO/build-fuzz"
-ALL=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config)
+ALL=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config fuzz_delta)
 SECONDS_PER=20
 BUILD=1
 KEEP_GOING=0
@@ -53,7 +53,7 @@ done
 
 # Per-target options: longest input, extra flags.
 declare -A MAXLEN=([fuzz_pack_footer]=65536 [fuzz_keyfile]=1024
-	[fuzz_xml]=65536 [fuzz_index]=65536 [fuzz_config]=8192)
+	[fuzz_xml]=65536 [fuzz_index]=65536 [fuzz_config]=8192 [fuzz_delta]=65536)
 declare -A EXTRA=([fuzz_xml]="-dict=$FUZZ/fuzz_xml.dict"
 	[fuzz_config]="-dict=$FUZZ/fuzz_config.dict")
 

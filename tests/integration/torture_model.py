@@ -134,7 +134,8 @@ class Model:
         out = {}
         for p, oid in self.ns.items():
             if oid is not None:
-                out[p] = (oid, hashlib.sha256(self.files[oid].content()).hexdigest())
+                data = self.files[oid].content()
+                out[p] = (oid, hashlib.sha256(data).hexdigest(), len(data))
         return out
 
 
@@ -149,7 +150,8 @@ def tree_of(root):
             p = os.path.join(dp, n)
             st = os.lstat(p)
             with open(p, "rb") as f:
-                out[d + "/" + n] = (st.st_ino, hashlib.sha256(f.read()).hexdigest())
+                data = f.read()
+            out[d + "/" + n] = (st.st_ino, hashlib.sha256(data).hexdigest(), len(data))
     return out
 
 
@@ -163,7 +165,9 @@ def same_tree(expected, actual):
     groups = {}
     for p in set(expected) & set(actual):
         if expected[p][1] != actual[p][1]:
-            problems.append("%s: content differs" % p)
+            problems.append("%s: content differs (%s bytes expected, %s there)"
+                            % (p, expected[p][2] if len(expected[p]) > 2 else "?",
+                               actual[p][2] if len(actual[p]) > 2 else "?"))
         groups.setdefault(expected[p][0], set()).add(actual[p][0])
     for oid, inos in groups.items():
         if len(inos) != 1:
