@@ -105,9 +105,6 @@ static int trash_pack(struct store *st, int64_t pack)
 	return err;
 }
 
-/* Copy the live chunks of pack into a new pack (sealed bytes as they are:
- * a record does not depend on the pack it is in), then trash the old one.
- * Inside the caller's transaction. */
 /* Bytes a pack file takes on disk (its padding is a hole), or 0. */
 static uint64_t pack_disk_bytes(struct store *st, const uint8_t name[PACK_NAME_LEN])
 {
@@ -118,6 +115,22 @@ static uint64_t pack_disk_bytes(struct store *st, const uint8_t name[PACK_NAME_L
 	return b;
 }
 
+/* 0 if the file of pack name is absent (a lazy store need not hold it);
+ * 1 otherwise, also when unsure (the rewrite then reports the error). */
+static int pack_is_local(struct store *st, const uint8_t name[PACK_NAME_LEN])
+{
+	char *path = store_pack_path(st, name);
+	if (!path)
+		return 1;
+	struct stat sb;
+	int absent = stat(path, &sb) && errno == ENOENT;
+	free(path);
+	return !absent;
+}
+
+/* Copy the live chunks of pack into a new pack (sealed bytes as they are:
+ * a record does not depend on the pack it is in), then trash the old one.
+ * Inside the caller's transaction. */
 static int rewrite_pack(struct store *st, int64_t pack, uint64_t *newbytes)
 {
 	uint8_t newname[PACK_NAME_LEN];
@@ -195,6 +208,8 @@ int store_gc(struct store *st, struct gc_result *res)
 		return -EBUSY;
 	}
 	int err = empty_trash(st);
+	int64_t lazy = 0;
+	index_meta_get(st->ix, "lazy", &lazy);
 	sqlite3 *db = index_db(st->ix);
 	/* Finished packs holding garbage, with their live and dead bytes. */
 	sqlite3_stmt *q = NULL;
@@ -261,8 +276,22 @@ int store_gc(struct store *st, struct gc_result *res)
 		}
 		uint8_t oldname[PACK_NAME_LEN];
 		uint64_t before = 0, after = 0;
-		if (!err && !index_pack_name(st->ix, packs[i], oldname))
+		int named = !err && !index_pack_name(st->ix, packs[i], oldname);
+		if (named)
 			before = pack_disk_bytes(st, oldname);
+		/* A rewrite reads the pack; one not here is never rewritten
+		 * from nothing.  Dropping a wholly dead one needs no file. */
+		if (named && live > 0 && !pack_is_local(st, oldname)) {
+			index_rollback(st->ix);
+			if (lazy) {
+				res->packs_not_local++;
+				res->bytes_not_local += dead[i];
+				continue;
+			}
+			hex_encode(oldname, PACK_NAME_LEN, res->failed);
+			err = -ENOENT;
+			break;
+		}
 		if (!err)
 			err = live == 0 ? trash_pack(st, packs[i])
 					: rewrite_pack(st, packs[i], &after);
@@ -276,7 +305,6 @@ int store_gc(struct store *st, struct gc_result *res)
 		/* What the disk gives back: the old file less the new one. */
 		res->bytes_freed += before > after ? before - after : 0;
 		(void)size;
-		(void)dead;
 		if (live == 0)
 			res->packs_deleted++;
 		else

@@ -18,12 +18,22 @@
 struct gc_result {
 	uint64_t chunks_freed, bytes_freed;	/* sealed bytes no longer stored */
 	uint64_t packs_deleted, packs_rewritten;
+	/* Lazy store (FORMAT.md §15.1): packs worth a rewrite that are not
+	 * local, kept as they are, and the dead sealed bytes they hold; their
+	 * dead chunk rows stay, so the GC after `recover --full` finds them. */
+	uint64_t packs_not_local, bytes_not_local;
+	/* On an error about one pack: its hex name, else empty. */
+	char failed[PACK_NAME_LEN * 2 + 1];
 };
 
 /* Rewrite a pack when more than this share of it is garbage. */
 #define GC_REWRITE_PERCENT 20
 
-/* Run the GC.  -EBUSY if another GC runs. */
+/* Run the GC.  -EBUSY if another GC runs.  In a lazy store a pack the
+ * index names but the store does not hold is never read: wholly dead, it
+ * leaves the index (its remote copies follow remote_gone); partly dead, it
+ * is kept.  In a complete store a missing pack is damage: -ENOENT with
+ * res->failed naming it. */
 int store_gc(struct store *st, struct gc_result *res);
 
 #endif

@@ -41,13 +41,20 @@ static int get_whole(struct remote *r, const char *key, uint8_t **buf,
  * (verified, installed atomically): the body of a full recovery and of
  * the fill of a lazy one.  Resumable: packs already here are kept. */
 static int fetch_missing(struct remote *r, const struct store_keys *keys,
-			 const char *dir, struct index *ix,
+			 const char *dir, struct index *ix, int64_t lacking,
 			 const struct recover_opts *ro, struct recover_result *res)
 {
 	sqlite3_stmt *q = NULL;
-	if (sqlite3_prepare_v2(index_db(ix), "SELECT name, size FROM pack"
+	/* lacking > 0: only packs remote id lacking is not known to hold. */
+	if (sqlite3_prepare_v2(index_db(ix), lacking > 0 ?
+			       "SELECT name, size FROM pack p WHERE state = 1 AND length(name) = 16"
+			       " AND NOT EXISTS (SELECT 1 FROM remote_pack r WHERE r.remote = ?1"
+			       " AND r.name = p.name)" :
+			       "SELECT name, size FROM pack"
 			       " WHERE state = 1 AND length(name) = 16", -1, &q, NULL) != SQLITE_OK)
 		return -EIO;
+	if (lacking > 0)
+		sqlite3_bind_int64(q, 1, lacking);
 	struct want { uint8_t name[PACK_NAME_LEN]; uint64_t size; } *ws = NULL;
 	size_t n = 0, cap = 0;
 	uint64_t total = 0, done = 0;
@@ -76,6 +83,11 @@ static int fetch_missing(struct remote *r, const struct store_keys *keys,
 		total += size;
 	}
 	sqlite3_finalize(q);
+	if (!r) {	/* count only */
+		free(ws);
+		res->packs = n;
+		return err;
+	}
 	for (size_t i = 0; i < n && !err; i++) {
 		uint64_t len = 0;
 		err = pack_fetch_install(r, keys, dir, ws[i].name, ws[i].size, &len);
@@ -97,7 +109,7 @@ int recover_fill(struct store *st, struct remote *r,
 		 const struct recover_opts *ro, struct recover_result *res)
 {
 	memset(res, 0, sizeof(*res));
-	int err = fetch_missing(r, &st->keys, st->dir, st->ix, ro, res);
+	int err = fetch_missing(r, &st->keys, st->dir, st->ix, 0, ro, res);
 	if (!err)
 		err = index_begin(st->ix);
 	if (!err)
@@ -105,6 +117,13 @@ int recover_fill(struct store *st, struct remote *r,
 	if (!err)
 		err = index_commit(st->ix);
 	return err;
+}
+
+int recover_fill_for(struct store *st, struct remote *r, int64_t target,
+		     const struct recover_opts *ro, struct recover_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	return fetch_missing(r, &st->keys, st->dir, st->ix, target, ro, res);
 }
 
 int recover_run(struct remote *r, const char *url,
@@ -219,7 +238,7 @@ int recover_run(struct remote *r, const char *url,
 	}
 	/* The packs the index names, verified (lazy: later, on demand). */
 	if (!err && !ro->lazy)
-		err = fetch_missing(r, &keys, tmp, ix, ro, res);
+		err = fetch_missing(r, &keys, tmp, ix, 0, ro, res);
 	if (!err)
 		err = index_begin(ix);
 	if (!err)

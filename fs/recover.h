@@ -41,4 +41,14 @@ int recover_run(struct remote *r, const char *url,
 int recover_fill(struct store *st, struct remote *r,
 		 const struct recover_opts *ro, struct recover_result *res);
 
+/*
+ * Before a lazy store is pushed to remote id target (not its origin):
+ * fetch from r every pack the index names that target is not known to
+ * hold (remote_pack) and the store does not hold, verified, so the push
+ * can send them all.  The lazy mark stays.  Resumable; errors as
+ * recover_fill.  r NULL: fetch nothing, only count them in res->packs.
+ */
+int recover_fill_for(struct store *st, struct remote *r, int64_t target,
+		     const struct recover_opts *ro, struct recover_result *res);
+
 #endif

@@ -331,6 +331,7 @@ int cmd_push(struct opts *o)
 	if (err)
 		die(1, "store %s has no remote '%s' (see 'tresor remote list %s')", dir,
 		    o->pos[1], dir);
+	push_fetch_lazy(st, &c);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	c.opt.timeout_s = env_timeout();
 	struct remote *r = open_remote(c.url, &c.opt);

@@ -521,22 +521,31 @@ int cmd_prune(struct opts *o)
 		if (err == -EBUSY)
 			die(1, "another prune runs on store %s; snapshots were removed, space comes back at the next prune",
 			    dir);
+		if (err == -ENOENT && *gr.failed)
+			die(1, "space reclaim in store %s stopped: pack %s is missing; run 'tresor check %s', then 'tresor repair %s --from REMOTE' to bring it back, and rerun prune",
+			    dir, gr.failed, dir, dir);
 		if (err || e2)
 			die(1, "space reclaim in store %s stopped: %s; rerun prune to finish",
 			    dir, strerror(-(err ? err : e2)));
 	}
 	if (o->json)
 		printf("],\"removed\":%zu,\"packs_deleted\":%llu,\"packs_rewritten\":%llu,"
-		       "\"bytes_freed\":%llu}\n", removed,
-		       (unsigned long long)gr.packs_deleted,
+		       "\"bytes_freed\":%llu,\"packs_not_local\":%llu,\"bytes_not_local\":%llu}\n",
+		       removed, (unsigned long long)gr.packs_deleted,
 		       (unsigned long long)gr.packs_rewritten,
-		       (unsigned long long)gr.bytes_freed);
+		       (unsigned long long)gr.bytes_freed,
+		       (unsigned long long)gr.packs_not_local,
+		       (unsigned long long)gr.bytes_not_local);
 	else
 		printf("%s %zu snapshot(s); %llu pack(s) deleted, %llu rewritten, %llu bytes freed\n",
 		       o->dry_run ? "would remove" : "removed", removed,
 		       (unsigned long long)gr.packs_deleted,
 		       (unsigned long long)gr.packs_rewritten,
 		       (unsigned long long)gr.bytes_freed);
+	if (!o->json && gr.packs_not_local)
+		printf("kept %llu pack(s) holding %llu dead bytes: this lazy store does not hold them yet; 'tresor recover URL %s --full', then prune, reclaims them\n",
+		       (unsigned long long)gr.packs_not_local,
+		       (unsigned long long)gr.bytes_not_local, dir);
 	free(rs);
 	free(s);
 	if (ix)

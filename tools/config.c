@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "../fs/push.h"
 
 struct parser {
 	const char *buf, *end, *pos;	/* the text, where the reader is */
@@ -326,8 +327,44 @@ static int key_schedule(struct parser *p, const char *k, const char *v)
 		}
 		return 0;
 	}
-	return fail(p, p->line, "unknown key '%s' in [schedule] (known: snapshot, push, check, check-read-data)",
+	if (!strcmp(k, "push-jobs")) {
+		long n;
+		if (parse_int(v, 1, PUSH_MAX_JOBS, &n))
+			return fail(p, p->line, "push-jobs: a number from 1 to %d, not '%s'",
+				    PUSH_MAX_JOBS, v) - 1;
+		c->push_jobs = (int)n;
+		return 0;
+	}
+	if (!strcmp(k, "push-limit-upload")) {
+		uint64_t rate;
+		if (config_parse_rate(v, &rate) || strlen(v) >= sizeof(c->push_limit_upload))
+			return fail(p, p->line, "push-limit-upload: not a rate like 10M (bytes per second): '%s'", v) - 1;
+		return set_str(p, k, v, c->push_limit_upload, sizeof(c->push_limit_upload));
+	}
+	return fail(p, p->line, "unknown key '%s' in [schedule] (known: snapshot, push, check, check-read-data, push-jobs, push-limit-upload)",
 		    k) - 1;
+}
+
+int config_parse_rate(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || !(v > 0))
+		return -EINVAL;
+	const char *units = "kKmMgG";
+	const char *u = *end ? strchr(units, *end) : NULL;
+	if (u) {
+		for (int i = 0; i <= (u - units) / 2; i++)
+			v *= 1024;
+		end++;
+	}
+	if (!strcmp(end, "/s") || !strcmp(end, "B/s") || !strcmp(end, "B"))
+		end += strlen(end);
+	if (*end || v < 1 || v > 1e15)
+		return -EINVAL;
+	*out = (uint64_t)v;
+	return 0;
 }
 
 static int key_retention(struct parser *p, const char *k, const char *v)

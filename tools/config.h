@@ -5,7 +5,8 @@
  *                                 metrics-listen, metrics-textfile,
  *                                 stale-push, retries, retry-delay
  *   [schedule]                    snapshot, push, check (schedule.h syntax),
- *                                 check-read-data = no|yes|N%
+ *                                 check-read-data = no|yes|N%,
+ *                                 push-jobs = N, push-limit-upload = RATE
  *   [retention]                   keep-last/-hourly/-daily/-weekly/-monthly/
  *                                 -yearly, keep-within (default daily 30,
  *                                 monthly 12)
@@ -59,6 +60,8 @@ struct config {
 	int64_t retry_delay_s;		/* first backoff, doubled each time; 60 s */
 	struct schedule snapshot, push, check;
 	int check_read_data;		/* 0 no, 100 all, 1..99 percent */
+	int push_jobs;			/* push --jobs; 0 = push's default */
+	char push_limit_upload[32];	/* push --limit-upload as given; "" = none */
 	struct retention_policy keep;
 	struct config_volume vol[CONFIG_MAX_VOLUMES];
 	int nvol;
@@ -73,6 +76,10 @@ struct config {
  */
 int config_parse_buffer(const char *buf, size_t len, const char *file,
 			struct config *c, char *err, size_t errsize);
+
+/* A rate as `push --limit-upload` takes it ("10M", "512k", "2.5MB/s"):
+ * 0 and bytes per second in *out, or -EINVAL. */
+int config_parse_rate(const char *s, uint64_t *out);
 
 /* Read and parse a file: as config_parse_buffer, or -errno with
  * "FILE: reason" in err when it cannot be read. */

@@ -600,12 +600,13 @@ static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 {
 	(void)now;
-	char names[CONFIG_MAX_REMOTES * 2][64];
+	struct push_req reqs[CONFIG_MAX_REMOTES * 2];
+	memset(reqs, 0, sizeof(reqs));
 	int n = 0;
 	for (int i = 0; i < d->npush_only; i++)
-		snprintf(names[n++], sizeof(names[0]), "%s", d->push_only[i]);
+		reqs[n++] = d->push_only[i];
 	for (int i = 0; i < d->cfg.nrem && !d->npush_only; i++)
-		snprintf(names[n++], sizeof(names[0]), "%s", d->cfg.rem[i].name);
+		snprintf(reqs[n++].name, sizeof(reqs[0].name), "%s", d->cfg.rem[i].name);
 	if (!n) {
 		struct args a;
 		args_init(d, &a);
@@ -621,7 +622,7 @@ static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 		for (char *p = out; (p = strstr(p, "{\"name\":\"")) && n < CONFIG_MAX_REMOTES * 2;) {
 			p += 9;
 			size_t len = strcspn(p, "\"");
-			snprintf(names[n++], sizeof(names[0]), "%.*s", (int)len, p);
+			snprintf(reqs[n++].name, sizeof(reqs[0].name), "%.*s", (int)len, p);
 		}
 	}
 	int failed = 0;
@@ -631,14 +632,35 @@ static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 		args_init(d, &a);
 		arg(&a, "push");
 		arg(&a, d->cfg.store);
-		arg(&a, names[i]);
+		arg(&a, reqs[i].name);
 		arg(&a, "--json");
+		/* What the request asked for, else the config's. */
+		char jobs[16];
+		snprintf(jobs, sizeof(jobs), "%d", d->cfg.push_jobs);
+		const char *j = reqs[i].jobs[0] ? reqs[i].jobs : d->cfg.push_jobs ? jobs : NULL;
+		const char *lim = reqs[i].limit_upload[0] ? reqs[i].limit_upload :
+				  d->cfg.push_limit_upload[0] ? d->cfg.push_limit_upload : NULL;
+		if (j) {
+			arg(&a, "--jobs");
+			arg(&a, j);
+		}
+		if (lim) {
+			arg(&a, "--limit-upload");
+			arg(&a, lim);
+		}
+		if (reqs[i].grace[0]) {
+			arg(&a, "--grace");
+			arg(&a, reqs[i].grace);
+		}
 		args_pass(d, &a);
+		tlog(LOG_INFO, "daemon: push to %s%s%s%s%s", reqs[i].name,
+		     j ? " --jobs " : "", j ? j : "", lim ? " --limit-upload " : "",
+		     lim ? lim : "");
 		char out[1024], e[400];
 		int rc = run_child(d, "push", a.v, out, sizeof(out), e, sizeof(e));
 		if (rc) {
 			if (!failed)
-				snprintf(err, errsize, "push to %s: %s", names[i],
+				snprintf(err, errsize, "push to %s: %s", reqs[i].name,
 					 *e ? e : "failed");
 			failed = 1;
 		} else {
@@ -672,10 +694,7 @@ static int job_check(struct daemon *d, time_t now, char *err, size_t errsize)
 	int rc = run_child(d, "check", a.v, out, sizeof(out), e, sizeof(e));
 	if (!rc)
 		return 0;
-	if (rc == 2 && d->cfg.check_read_data && d->cfg.check_read_data < 100)
-		snprintf(err, errsize, "check of %s: this tresor's check has no --read-data=N%%; set check-read-data to yes or no",
-			 d->cfg.store);
-	else if (rc == 1 && strstr(out, "\"problems\":"))
+	if (rc == 1 && strstr(out, "\"problems\":"))
 		snprintf(err, errsize, "check of %s found problems: %s", d->cfg.store,
 			 *e ? e : out);
 	else

@@ -51,6 +51,13 @@ struct history {
 	int ok;
 };
 
+/* A push `tresor push` asked for: the remote and its options as given
+ * ("" = the config's push-jobs / push-limit-upload, or push's default). */
+struct push_req {
+	char name[64];
+	char jobs[8], limit_upload[32], grace[32];
+};
+
 struct daemon {
 	struct config cfg;
 	const char *cfg_path;
@@ -63,9 +70,9 @@ struct daemon {
 	struct mount_child mc[CONFIG_MAX_VOLUMES];
 	struct history hist[HISTORY_MAX];
 	int nhist;
-	char push_want[CONFIG_MAX_REMOTES][64];	/* remotes `tresor push` asked for */
+	struct push_req push_want[CONFIG_MAX_REMOTES];	/* what `tresor push` asked for */
 	int npush_want;
-	char push_only[CONFIG_MAX_REMOTES][64];	/* job thread only: a requested push */
+	struct push_req push_only[CONFIG_MAX_REMOTES];	/* job thread only: requested pushes */
 	int npush_only;
 	uint64_t push_generation;	/* bumped when a push ends */
 	int push_result;	/* of the last push: 0 ok */

@@ -246,6 +246,49 @@ static void reply_all(int fd, const char *s)
 	}
 }
 
+/* Options of a forwarded push travel as KEY=VALUE words after the remote
+ * name; values keep to this set, so a word never holds a space. */
+static int push_word_ok(const char *v, size_t max)
+{
+	size_t n = strlen(v);
+	return n && n < max && strspn(v, "abcdefghijklmnopqrstuvwxyz"
+				      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789./") == n;
+}
+
+/* "NAME [jobs=N] [limit-upload=R] [grace=D]" into *req (zeroed first, so
+ * equal requests compare equal); 0, or -1 with an "error ...\n" reply. */
+static int push_req_parse(char *s, struct push_req *req, char *bad, size_t badsize)
+{
+	memset(req, 0, sizeof(*req));
+	char *save = NULL;
+	char *w = strtok_r(s, " ", &save);
+	if (!w || strlen(w) >= sizeof(req->name)) {
+		snprintf(bad, badsize, "error not a remote name\n");
+		return -1;
+	}
+	snprintf(req->name, sizeof(req->name), "%s", w);
+	while ((w = strtok_r(NULL, " ", &save))) {
+		char *eq = strchr(w, '=');
+		char *dst = NULL;
+		size_t max = 0;
+		if (eq) {
+			*eq = 0;
+			if (!strcmp(w, "jobs"))
+				dst = req->jobs, max = sizeof(req->jobs);
+			else if (!strcmp(w, "limit-upload"))
+				dst = req->limit_upload, max = sizeof(req->limit_upload);
+			else if (!strcmp(w, "grace"))
+				dst = req->grace, max = sizeof(req->grace);
+		}
+		if (!dst || !push_word_ok(eq + 1, max)) {
+			snprintf(bad, badsize, "error push option '%.60s' not understood\n", w);
+			return -1;
+		}
+		memcpy(dst, eq + 1, strlen(eq + 1) + 1);
+	}
+	return 0;
+}
+
 static void *serve(void *arg)
 {
 	struct conn *c = arg;
@@ -284,18 +327,23 @@ static void *serve(void *arg)
 		}
 		free(js);
 	} else if (!strncmp(line, "push ", 5) && line[5]) {
-		const char *name = line + 5;
+		struct push_req req;
+		char bad[300];
+		if (push_req_parse(line + 5, &req, bad, sizeof(bad))) {
+			reply_all(fd, bad);
+			goto out;
+		}
 		pthread_mutex_lock(&d->lock);
 		int k = 0;
-		while (k < d->npush_want && strcmp(d->push_want[k], name))
+		while (k < d->npush_want && memcmp(&d->push_want[k], &req, sizeof(req)))
 			k++;
-		if (k == CONFIG_MAX_REMOTES || strlen(name) >= sizeof(d->push_want[0])) {
+		if (k == CONFIG_MAX_REMOTES) {
 			pthread_mutex_unlock(&d->lock);
 			reply_all(fd, "error too many pushes asked for at once; retry\n");
 			goto out;
 		}
 		if (k == d->npush_want)
-			snprintf(d->push_want[d->npush_want++], sizeof(d->push_want[0]), "%s", name);
+			d->push_want[d->npush_want++] = req;
 		uint64_t gen = d->push_generation;
 		if (write(d->wake[1], "p", 1) < 0) {
 			/* full pipe: the job thread is awake anyway */
@@ -404,10 +452,25 @@ int daemon_forward_push(struct opts *o)
 	if (!realpath(o->pos[0], real))
 		return -1;
 	char *reply = NULL;
-	char req[128];
-	if ((size_t)snprintf(req, sizeof(req), "push %s", o->pos[1]) >= sizeof(req) ||
-	    strpbrk(o->pos[1], " \n"))
+	char req[200];
+	if ((size_t)snprintf(req, sizeof(req), "push %s", o->pos[1]) >= 64 + 5 ||
+	    strpbrk(o->pos[1], " \n") || !*o->pos[1])
 		return -1;	/* not a remote name: let push say so */
+	/* The push's options go along: the daemon's child gets them, and
+	 * reports a bad value as push itself would. */
+	const char *keys[] = { "jobs", "limit-upload", "grace" };
+	const char *vals[] = { o->jobs, o->limit_upload, o->r_grace };
+	const char *flags[] = { "--jobs", "--limit-upload", "--grace" };
+	struct push_req pr;
+	const size_t max[] = { sizeof(pr.jobs), sizeof(pr.limit_upload), sizeof(pr.grace) };
+	for (int i = 0; i < 3; i++) {
+		if (!vals[i])
+			continue;
+		if (!push_word_ok(vals[i], max[i]))
+			die(EXIT_USAGE, "%s: not a valid value: '%s'", flags[i], vals[i]);
+		size_t l = strlen(req);
+		snprintf(req + l, sizeof(req) - l, " %s=%s", keys[i], vals[i]);
+	}
 	if (ctl_ask(real, req, &reply))
 		return -1;
 	int rc = 0;

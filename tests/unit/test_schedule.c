@@ -8,6 +8,7 @@
  * the fall-back day (01:30 exists twice).
  */
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,23 @@ int main(void)
 	expect_error("[tresor]\nstore=/s\nmetrics-listen = 0.0.0.0\n", "t.ini:3: metrics-listen");
 	expect_error("store = /s\n", "t.ini:1: 'store' is outside any section");
 	expect_error("[tresor]\nstore = /s\n[volume a]\nmountpoint=/m\noptions = a b\n", "t.ini:5: options");
+	/* push options of the daemon: the rate grammar of push --limit-upload */
+	uint64_t rate = 0;
+	assert(config_parse_rate("10M", &rate) == 0 && rate == 10u << 20);
+	assert(config_parse_rate("512k", &rate) == 0 && rate == 512u << 10);
+	assert(config_parse_rate("2.5MB/s", &rate) == 0 && rate == 5u << 19);
+	assert(config_parse_rate("1G", &rate) == 0 && rate == 1u << 30);
+	assert(config_parse_rate("300", &rate) == 0 && rate == 300);
+	const char *badrate[] = { "0", "-1", "10Q", "x", "", "0.5", "inf", "nan", "10 M", "1e300" };
+	for (size_t i = 0; i < sizeof(badrate) / sizeof(badrate[0]); i++)
+		assert(config_parse_rate(badrate[i], &rate) == -EINVAL);
+	c = malloc(sizeof(*c));
+	const char *pushcfg = "[tresor]\nstore=/s\n[schedule]\npush-jobs = 8\npush-limit-upload = 10M\n";
+	assert(config_parse_buffer(pushcfg, strlen(pushcfg), "t.ini", c, err, sizeof(err)) == 0);
+	assert(c->push_jobs == 8 && !strcmp(c->push_limit_upload, "10M"));
+	free(c);
+	expect_error("[tresor]\nstore = /s\n[schedule]\npush-jobs = 0\n", "t.ini:4: push-jobs: a number from 1 to 32");
+	expect_error("[tresor]\nstore = /s\n[schedule]\npush-limit-upload = fast\n", "t.ini:4: push-limit-upload: not a rate");
 	printf("test_schedule: ok\n");
 	return 0;
 }
