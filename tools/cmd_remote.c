@@ -19,6 +19,7 @@
 #include "../fs/control.h"
 #include "../fs/push.h"
 #include "cli.h"
+#include "config.h"
 #include "progress.h"
 
 /* A duration like 7d, 12h, 30min, 90s, 2w or 0 (no unit: seconds), in ns. */
@@ -40,24 +41,14 @@ static int64_t parse_duration(const char *s, const char *what)
 	die(EXIT_USAGE, "%s: not a duration like 7d, 12h, 30min or 0: %s", what, s);
 }
 
-/* A rate like 10M (bytes/s; k, M, G are powers of 1024). */
+/* A rate like 10M (bytes/s; k, M, G are powers of 1024), or exit.  The
+ * grammar is the config file's (config_parse_rate): one place decides. */
 static uint64_t parse_rate(const char *s, const char *what)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v <= 0)
+	uint64_t v;
+	if (config_parse_rate(s, &v))
 		die(EXIT_USAGE, "%s: not a rate like 10M (bytes per second): %s", what, s);
-	switch (*end) {
-	case 'k': case 'K': v *= 1024; end++; break;
-	case 'm': case 'M': v *= 1024 * 1024; end++; break;
-	case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
-	}
-	if (!strcmp(end, "/s") || !strcmp(end, "B/s") || !strcmp(end, "B"))
-		end += strlen(end);
-	if (*end || v < 1)
-		die(EXIT_USAGE, "%s: not a rate like 10M (bytes per second): %s", what, s);
-	return (uint64_t)v;
+	return v;
 }
 
 /* Local time as ISO 8601 of t ns. */
