@@ -13,10 +13,11 @@ and `tresor check` is clean at the end.
 import hashlib
 import os
 import random
+import signal
 import threading
 import time
 
-from conftest import mounted
+from conftest import fusermount_u, mounted, wait_for
 
 ROUNDS = int(os.environ.get("TRESOR_CRASH_ROUNDS", "5"))
 
@@ -159,11 +160,19 @@ def test_kill9_during_writes(make_store, mounts):
         w = Writer(str(m.path), random.Random(rng.random()), "r%d" % rnd)
         w.start()
         time.sleep(rng.uniform(0.3, 2.0))
-        m.kill9()
-        w.stop = True
+        # kill, and let the writer run into the dead mount before it is
+        # detached: after a lazy unmount its paths would reach the empty
+        # directory below and "succeed" there
+        os.kill(m.pid, signal.SIGKILL)
+        m.proc.wait(timeout=20)
         w.join(30)
+        w.stop = True
         assert not w.is_alive(), "writer still blocked 30 s after the daemon was killed"
-        assert not mounted(m.path)
+        assert w.error is not None, "the writer did not notice the dead mount"
+        fusermount_u(m.path, lazy=True)
+        assert wait_for(lambda: not mounted(m.path), 10)
+        m.active = False
+        m.crashed = True
         total_synced += sum(w.synced.values()) + len(w.durable_gen)
         print("round %d: wrote %d bytes, %d fsynced, %d atomic replaces, writer stopped by %r"
               % (rnd, sum(w.appended.values()), sum(w.synced.values()),

@@ -9,7 +9,8 @@ no less):
 
   - every file content is tracked per 4 KiB block as the set of block
     generations written since the file's last fsync (generation 0 is
-    zeros), plus the set of sizes it had since then;
+    zeros), plus the set of sizes it had since then (an unsynced
+    extending write may be torn: the size may end inside it);
   - every name maps to the set of files (or "absent") it held since its
     directory's last fsync.
 
@@ -80,17 +81,22 @@ class FileModel:
 
     def match(self, data):
         """The block generations data consists of, or None if data is no
-        state this file may be in after a crash."""
-        if len(data) % BLK or len(data) // BLK not in self.sizes:
+        state this file may be in after a crash.  An extending write that
+        was not fsynced may be torn: the size may then end inside it (the
+        daemon persists a size only as far as data is mapped), so any
+        size between the smallest and the largest possible one is taken,
+        the last block being a prefix of a version of it."""
+        n = len(data)
+        if not min(self.sizes) * BLK <= n <= max(self.sizes) * BLK:
             return None
         gens = []
-        for b in range(len(data) // BLK):
+        for b in range((n + BLK - 1) // BLK):
             blk = data[b * BLK:(b + 1) * BLK]
             cands = self.cand[b] if b < len(self.cand) else {0}
             # a block past the current end was truncated away: zeros allowed
             if b >= len(self.cur):
                 cands = cands | {0}
-            g = next((g for g in cands if block_bytes(self.oid, b, g) == blk), None)
+            g = next((g for g in cands if block_bytes(self.oid, b, g)[:len(blk)] == blk), None)
             if g is None:
                 return None
             gens.append(g)
@@ -244,6 +250,17 @@ def verify(model, root):
         oid = model.next_oid
         model.next_oid += 1
         gens = matches[paths[0]][src]
+        if len(seen[paths[0]][2]) % BLK:
+            # a torn extension: cut the partial block off, durably, so
+            # the model stays in whole blocks
+            gens = gens[:-1]
+            fd = os.open(os.path.join(root, paths[0]), os.O_WRONLY)
+            try:
+                os.ftruncate(fd, len(gens) * BLK)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            stats["torn"] = stats.get("torn", 0) + 1
         # a new id, but the block bytes are still those of the file seen
         f = FileModel(model.files[src].oid, gens)
         files[oid] = f
