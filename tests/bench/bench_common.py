@@ -146,7 +146,9 @@ def fuse_unmount(path, proc=None):
         subprocess.run(["fusermount3", "-u", "-z", path], stderr=subprocess.DEVNULL)
     if proc is not None:
         try:
-            proc.wait(timeout=30)
+            # a daemon may commit for a while after a big ingest (longer
+            # still under perf): wait minutes, not seconds
+            proc.wait(timeout=300)
         except subprocess.TimeoutExpired:
             log("process %d did not exit after unmount; killing it" % proc.pid)
             proc.kill()
