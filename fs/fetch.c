@@ -314,10 +314,11 @@ static void *fill_thread(void *arg)
 			pthread_cond_wait(&f->cond, &f->lock);
 			continue;
 		}
+		int (*wanted)(void *, const uint8_t *) = f->wanted;
+		void *warg = f->wanted_arg;
 		pthread_mutex_unlock(&f->lock);
 		int err = 0;
-		if (w.bad || (!file_exists(f, w.name) &&
-			      (!f->wanted || f->wanted(f->wanted_arg, w.name))))
+		if (w.bad || (!file_exists(f, w.name) && (!wanted || wanted(warg, w.name))))
 			err = fetch_one(f, bg, w.name, w.bad);
 		pthread_mutex_lock(&f->lock);
 		f->fill_failed += err != 0;
