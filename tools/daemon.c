@@ -815,9 +815,15 @@ static void preflight(struct daemon *d, int dry)
 			    d->cfg_path, c->vol[i].name, c->vol[i].mountpoint);
 	}
 	index_close(ix);
-	if (c->passphrase_file[0] && access(c->passphrase_file, R_OK))
+	struct stat ps;
+	if (c->passphrase_file[0] && (access(c->passphrase_file, R_OK) ||
+				      stat(c->passphrase_file, &ps)))
 		die(1, "%s: cannot read passphrase file %s: %s", d->cfg_path,
 		    c->passphrase_file, strerror(errno));
+	if (c->passphrase_file[0] && (ps.st_mode & 077))
+		die(1, "%s: passphrase file %s may be read by others (mode %04o); chmod 600 %s",
+		    d->cfg_path, c->passphrase_file, (unsigned)(ps.st_mode & 07777),
+		    c->passphrase_file);
 	if (!c->passphrase_file[0] && !getenv("TRESOR_PASSPHRASE"))
 		die(1, "%s: no passphrase-file in [tresor] and no TRESOR_PASSPHRASE", d->cfg_path);
 	/* Remotes named with a URL and not yet in the store: add them. */

@@ -107,3 +107,16 @@ def test_dry_run_checks_and_starts_nothing(make_store, tmp):
     assert not (store.path / "daemon.state").exists()
     rl = store.run("remote", "list", store.path, "--json", check=True)
     assert rl.stdout.strip() == "[]", "dry run added nothing"
+
+
+def test_passphrase_file_readable_by_others_refused(make_store, tmp):
+    store = make_store()
+    d = Daemon(tmp, store)
+    d.set_clock(local_ts(2026, 3, 28, 12))
+    os.chmod(store.passfile, 0o644)
+    try:
+        p = tresor("daemon", d.cfg, env=d.env(), timeout=60)
+    finally:
+        os.chmod(store.passfile, 0o600)
+    assert p.returncode == 1 and "chmod 600" in p.stderr and "0644" in p.stderr
+    assert not mounted(d.mnt["vol"])
