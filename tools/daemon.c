@@ -886,6 +886,7 @@ int cmd_daemon(struct opts *o)
 		die(1, "cannot find the tresor binary (/proc/self/exe)");
 	d->self[n] = 0;
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->stats_lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	if (pipe2(d->wake, O_CLOEXEC | O_NONBLOCK))
 		die(1, "pipe: %s", strerror(errno));

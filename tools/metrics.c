@@ -114,13 +114,20 @@ char *metrics_render(struct daemon *d)
 		return NULL;
 	time_t now = daemon_now();
 	struct index *ix = daemon_index(d);
+	/* The store scan may take a while: not under d->lock, so status
+	 * and the jobs' bookkeeping never wait for it. */
+	double stats[8];
+	pthread_mutex_lock(&d->stats_lock);
+	if (ix)
+		refresh_store_stats(d, ix, now);
+	memcpy(stats, d->stats, sizeof(stats));
+	pthread_mutex_unlock(&d->stats_lock);
 	pthread_mutex_lock(&d->lock);
 	head(f, "tresor_up", "gauge", "1 while the tresor daemon runs.");
 	fprintf(f, "tresor_up 1\n");
 	head(f, "tresor_daemon_start_time_seconds", "gauge", "When the daemon started.");
 	fprintf(f, "tresor_daemon_start_time_seconds %lld\n", (long long)d->started);
 	if (ix) {
-		refresh_store_stats(d, ix, now);
 		static const struct { int i; const char *name, *help; } g[] = {
 			{ ST_LOGICAL, "tresor_logical_bytes", "Bytes of live files, all volumes." },
 			{ ST_FILES, "tresor_files", "Live files, all volumes." },
@@ -133,7 +140,7 @@ char *metrics_render(struct daemon *d)
 		};
 		for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
 			head(f, g[k].name, "gauge", g[k].help);
-			fprintf(f, "%s %.17g\n", g[k].name, d->stats[g[k].i]);
+			fprintf(f, "%s %.17g\n", g[k].name, stats[g[k].i]);
 		}
 	}
 	head(f, "tresor_volume_mounted", "gauge", "1 if the volume is mounted.");
