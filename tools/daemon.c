@@ -798,21 +798,22 @@ static void preflight(struct daemon *d, int dry)
 	for (int i = 0; i < c->nvol; i++) {
 		struct volume_info vi;
 		if (index_volume_find(ix, c->vol[i].name, &vi))
-			die(1, "%s: store %s has no volume '%s' (create it with 'tresor volume create %s %s')",
-			    d->cfg_path, c->store, c->vol[i].name, c->store, c->vol[i].name);
+			die(1, "%s:%d: store %s has no volume '%s' (create it with 'tresor volume create %s %s')",
+			    d->cfg_path, c->vol[i].line, c->store, c->vol[i].name, c->store,
+			    c->vol[i].name);
 		struct stat sb;
 		int r = stat(c->vol[i].mountpoint, &sb);
 		if (r && errno != ENOTCONN)
-			die(1, "%s: volume %s: mountpoint %s: %s", d->cfg_path,
-			    c->vol[i].name, c->vol[i].mountpoint, strerror(errno));
+			die(1, "%s:%d: volume %s: mountpoint %s: %s", d->cfg_path,
+			    c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint, strerror(errno));
 		if (!r && !S_ISDIR(sb.st_mode))
-			die(1, "%s: volume %s: mountpoint %s is not a directory", d->cfg_path,
-			    c->vol[i].name, c->vol[i].mountpoint);
+			die(1, "%s:%d: volume %s: mountpoint %s is not a directory", d->cfg_path,
+			    c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
 		/* A dead tresor mount (its process was killed) is cleared at
 		 * mount time; a live one belongs to someone else. */
 		if (!r && is_mounted(c->vol[i].mountpoint))
-			die(1, "%s: volume %s: %s is already mounted; unmount it first",
-			    d->cfg_path, c->vol[i].name, c->vol[i].mountpoint);
+			die(1, "%s:%d: volume %s: %s is already mounted; unmount it first",
+			    d->cfg_path, c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
 	}
 	index_close(ix);
 	struct stat ps;
@@ -836,8 +837,8 @@ static void preflight(struct daemon *d, int dry)
 		if (known)
 			continue;
 		if (!r->url[0])
-			die(1, "%s: [remote %s] has no url and the store %s has no such remote",
-			    d->cfg_path, r->name, c->store);
+			die(1, "%s:%d: [remote %s] has no url and the store %s has no such remote",
+			    d->cfg_path, r->line, r->name, c->store);
 		if (dry) {
 			printf("would add remote %s (%s) to %s\n", r->name, r->url, c->store);
 			continue;
@@ -862,7 +863,7 @@ static void preflight(struct daemon *d, int dry)
 			arg(&a, r->path_style > 0 ? "--path-style" : "--virtual-hosted");
 		char out[512], e[400];
 		if (run_child(d, "remote add", a.v, out, sizeof(out), e, sizeof(e)))
-			die(1, "%s: [remote %s]: %s", d->cfg_path, r->name, e);
+			die(1, "%s:%d: [remote %s]: %s", d->cfg_path, r->line, r->name, e);
 		tlog(LOG_INFO, "daemon: added remote %s (%s) to %s", r->name, r->url, c->store);
 	}
 }

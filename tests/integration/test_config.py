@@ -63,7 +63,8 @@ def test_missing_store_and_volume_refused_before_mounting(make_store, tmp):
     d.set_clock(local_ts(2026, 1, 1, 12))
     p = tresor("daemon", d.cfg, env=d.env(), timeout=60)
     assert p.returncode == 1
-    assert "has no volume 'nosuch'" in p.stderr and str(d.cfg) in p.stderr
+    line = d.cfg.read_text().splitlines().index("[volume nosuch]") + 1
+    assert "%s:%d: store %s has no volume 'nosuch'" % (d.cfg, line, store.path) in p.stderr
     assert not mounted(d.mnt["vol"])
 
 
