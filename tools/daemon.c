@@ -696,10 +696,14 @@ static int run_job(struct daemon *d, enum job_kind j, time_t slot)
 	pthread_mutex_unlock(&d->lock);
 	tlog(LOG_INFO, "daemon: %s: starting", job_names[j]);
 	char err[400] = "";
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = job_fns[j](d, start, err, sizeof(err));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	time_t end = daemon_now();
 	pthread_mutex_lock(&d->lock);
 	s->running = 0;
+	s->last_duration = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	s->runs++;
 	s->last_run = end;
 	struct history *h = &d->hist[d->nhist % HISTORY_MAX];

@@ -32,6 +32,7 @@ struct job_state {
 	uint64_t runs, failures;	/* totals since the state began */
 	int running;
 	int last_failed;	/* the last attempt failed */
+	double last_duration;	/* seconds the last attempt took (real time) */
 	char last_error[400];
 };
 

@@ -225,14 +225,16 @@ char *metrics_render(struct daemon *d)
 		{ "tresor_job_last_success_timestamp_seconds", "When the job last succeeded (0: never)." },
 		{ "tresor_job_last_run_failed", "1 if the job's last attempt failed." },
 		{ "tresor_job_running", "1 while the job runs." },
+		{ "tresor_job_last_duration_seconds", "How long the job's last attempt took." },
 	};
-	for (int k = 0; k < 5; k++) {
+	for (int k = 0; k < 6; k++) {
 		head(f, jh[k][0], k < 2 ? "counter" : "gauge", jh[k][1]);
 		for (int j = 0; j < JOB_COUNT; j++) {
 			const struct job_state *s = &d->job[j];
-			long long v = k == 0 ? (long long)s->runs : k == 1 ? (long long)s->failures :
-				      k == 2 ? (long long)s->last_ok : k == 3 ? s->last_failed : s->running;
-			fprintf(f, "%s{job=\"%s\"} %lld\n", jh[k][0], job_names[j], v);
+			double v = k == 0 ? (double)s->runs : k == 1 ? (double)s->failures :
+				   k == 2 ? (double)s->last_ok : k == 3 ? s->last_failed :
+				   k == 4 ? s->running : s->last_duration;
+			fprintf(f, "%s{job=\"%s\"} %.17g\n", jh[k][0], job_names[j], v);
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
