@@ -330,18 +330,7 @@ int metrics_start(struct daemon *d)
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		return -EINVAL;
-	d->http.fd = -1;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 8)) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	return listener_start(&d->http, fd, http_accept, d);
+	return listener_open(&d->http, (struct sockaddr *)&sa, sizeof(sa), http_accept, d);
 }
 
 void metrics_stop(struct daemon *d)
