@@ -954,6 +954,15 @@ int cmd_daemon(struct opts *o)
 		die(1, "%s: cannot start the control socket: %s", d->cfg_path, strerror(-cerr));
 
 	signal(SIGPIPE, SIG_IGN);
+	/* The metrics address before any mount: a taken port starts nothing. */
+	if (d->cfg.metrics_listen[0]) {
+		int e = metrics_start(d);
+		if (e) {
+			ctl_stop(d);
+			die(1, "%s: cannot listen on metrics-listen %s: %s; nothing started",
+			    d->cfg_path, d->cfg.metrics_listen, strerror(-e));
+		}
+	}
 	pthread_mutex_lock(&d->lock);
 	mounts_supervise(d, mono_now());
 	pthread_mutex_unlock(&d->lock);
@@ -962,21 +971,13 @@ int cmd_daemon(struct opts *o)
 		int asked = d->stopping;	/* a signal, not a failure */
 		d->stopping = 1;
 		mounts_stop(d);
+		if (d->cfg.metrics_listen[0])
+			metrics_stop(d);
 		ctl_stop(d);
 		if (asked)
 			return 0;
 		die(1, "%s: not every volume could be mounted%s; nothing started", d->cfg_path,
 		    merr == -ETIMEDOUT ? " within 60 s" : "");
-	}
-	if (d->cfg.metrics_listen[0]) {
-		int e = metrics_start(d);
-		if (e) {
-			d->stopping = 1;
-			mounts_stop(d);
-			ctl_stop(d);
-			die(1, "%s: cannot listen on metrics-listen %s: %s", d->cfg_path,
-			    d->cfg.metrics_listen, strerror(-e));
-		}
 	}
 	sd_notify_msg("READY=1\nSTATUS=volumes mounted, schedule running");
 	tlog(LOG_INFO, "daemon: ready: %d volume(s) mounted, store %s", d->cfg.nvol, d->cfg.store);

@@ -121,3 +121,21 @@ def test_passphrase_file_readable_by_others_refused(make_store, tmp):
         os.chmod(store.passfile, 0o600)
     assert p.returncode == 1 and "chmod 600" in p.stderr and "0644" in p.stderr
     assert not mounted(d.mnt["vol"])
+
+
+def test_metrics_port_taken_nothing_left_running(make_store, tmp):
+    import socket
+    store = make_store()
+    d = Daemon(tmp, store)
+    d.set_clock(local_ts(2026, 3, 28, 12))
+    s = socket.socket()
+    s.bind(("127.0.0.1", d.port))
+    s.listen(1)
+    try:
+        p = tresor("daemon", d.cfg, env=d.env(), timeout=120)
+    finally:
+        s.close()
+    assert p.returncode == 1
+    assert "cannot listen on metrics-listen 127.0.0.1:%d" % d.port in p.stderr
+    assert "nothing started" in p.stderr
+    assert not mounted(d.mnt["vol"])
