@@ -120,6 +120,7 @@ static void begin_section(struct parser *p, const char *name, size_t len)
 		}
 		p->idx = c->nvol++;
 		p->vol_line[p->idx] = p->line;
+		c->vol[p->idx].line = p->line;
 		snprintf(c->vol[p->idx].name, sizeof(c->vol[0].name), "%s", arg);
 	} else {
 		for (int i = 0; i < c->nrem; i++)
@@ -132,6 +133,7 @@ static void begin_section(struct parser *p, const char *name, size_t len)
 			return;
 		}
 		p->idx = c->nrem++;
+		c->rem[p->idx].line = p->line;
 		snprintf(c->rem[p->idx].name, sizeof(c->rem[0].name), "%s", arg);
 	}
 	p->kind = kind;

@@ -38,6 +38,7 @@ struct config_volume {
 	char name[65];
 	char mountpoint[CONFIG_PATH];
 	char options[512];		/* FUSE -o options */
+	int line;			/* of its [volume NAME] header */
 };
 
 struct config_remote {
@@ -47,6 +48,7 @@ struct config_remote {
 	char credentials_file[CONFIG_PATH], ssh_key[CONFIG_PATH];
 	char known_hosts[CONFIG_PATH], netrc[CONFIG_PATH];
 	int path_style;			/* 1 path, -1 virtual-hosted, 0 default */
+	int line;			/* of its [remote NAME] header */
 };
 
 struct config {

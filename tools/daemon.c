@@ -715,10 +715,14 @@ static int run_job(struct daemon *d, enum job_kind j, time_t slot)
 	pthread_mutex_unlock(&d->lock);
 	tlog(LOG_INFO, "daemon: %s: starting", job_names[j]);
 	char err[400] = "";
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = job_fns[j](d, start, err, sizeof(err));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	time_t end = daemon_now();
 	pthread_mutex_lock(&d->lock);
 	s->running = 0;
+	s->last_duration = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	s->runs++;
 	s->last_run = end;
 	struct history *h = &d->hist[d->nhist % HISTORY_MAX];
@@ -817,26 +821,33 @@ static void preflight(struct daemon *d, int dry)
 	for (int i = 0; i < c->nvol; i++) {
 		struct volume_info vi;
 		if (index_volume_find(ix, c->vol[i].name, &vi))
-			die(1, "%s: store %s has no volume '%s' (create it with 'tresor volume create %s %s')",
-			    d->cfg_path, c->store, c->vol[i].name, c->store, c->vol[i].name);
+			die(1, "%s:%d: store %s has no volume '%s' (create it with 'tresor volume create %s %s')",
+			    d->cfg_path, c->vol[i].line, c->store, c->vol[i].name, c->store,
+			    c->vol[i].name);
 		struct stat sb;
 		int r = stat(c->vol[i].mountpoint, &sb);
 		if (r && errno != ENOTCONN)
-			die(1, "%s: volume %s: mountpoint %s: %s", d->cfg_path,
-			    c->vol[i].name, c->vol[i].mountpoint, strerror(errno));
+			die(1, "%s:%d: volume %s: mountpoint %s: %s", d->cfg_path,
+			    c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint, strerror(errno));
 		if (!r && !S_ISDIR(sb.st_mode))
-			die(1, "%s: volume %s: mountpoint %s is not a directory", d->cfg_path,
-			    c->vol[i].name, c->vol[i].mountpoint);
+			die(1, "%s:%d: volume %s: mountpoint %s is not a directory", d->cfg_path,
+			    c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
 		/* A dead tresor mount (its process was killed) is cleared at
 		 * mount time; a live one belongs to someone else. */
 		if (!r && is_mounted(c->vol[i].mountpoint))
-			die(1, "%s: volume %s: %s is already mounted; unmount it first",
-			    d->cfg_path, c->vol[i].name, c->vol[i].mountpoint);
+			die(1, "%s:%d: volume %s: %s is already mounted; unmount it first",
+			    d->cfg_path, c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
 	}
 	index_close(ix);
-	if (c->passphrase_file[0] && access(c->passphrase_file, R_OK))
+	struct stat ps;
+	if (c->passphrase_file[0] && (access(c->passphrase_file, R_OK) ||
+				      stat(c->passphrase_file, &ps)))
 		die(1, "%s: cannot read passphrase file %s: %s", d->cfg_path,
 		    c->passphrase_file, strerror(errno));
+	if (c->passphrase_file[0] && (ps.st_mode & 077))
+		die(1, "%s: passphrase file %s may be read by others (mode %04o); chmod 600 %s",
+		    d->cfg_path, c->passphrase_file, (unsigned)(ps.st_mode & 07777),
+		    c->passphrase_file);
 	if (!c->passphrase_file[0] && !getenv("TRESOR_PASSPHRASE"))
 		die(1, "%s: no passphrase-file in [tresor] and no TRESOR_PASSPHRASE", d->cfg_path);
 	/* Remotes named with a URL and not yet in the store: add them. */
@@ -849,8 +860,8 @@ static void preflight(struct daemon *d, int dry)
 		if (known)
 			continue;
 		if (!r->url[0])
-			die(1, "%s: [remote %s] has no url and the store %s has no such remote",
-			    d->cfg_path, r->name, c->store);
+			die(1, "%s:%d: [remote %s] has no url and the store %s has no such remote",
+			    d->cfg_path, r->line, r->name, c->store);
 		if (dry) {
 			printf("would add remote %s (%s) to %s\n", r->name, r->url, c->store);
 			continue;
@@ -875,7 +886,7 @@ static void preflight(struct daemon *d, int dry)
 			arg(&a, r->path_style > 0 ? "--path-style" : "--virtual-hosted");
 		char out[512], e[400];
 		if (run_child(d, "remote add", a.v, out, sizeof(out), e, sizeof(e)))
-			die(1, "%s: [remote %s]: %s", d->cfg_path, r->name, e);
+			die(1, "%s:%d: [remote %s]: %s", d->cfg_path, r->line, r->name, e);
 		tlog(LOG_INFO, "daemon: added remote %s (%s) to %s", r->name, r->url, c->store);
 	}
 }
@@ -899,6 +910,7 @@ int cmd_daemon(struct opts *o)
 		die(1, "cannot find the tresor binary (/proc/self/exe)");
 	d->self[n] = 0;
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->stats_lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	if (pipe2(d->wake, O_CLOEXEC | O_NONBLOCK))
 		die(1, "pipe: %s", strerror(errno));
@@ -961,6 +973,15 @@ int cmd_daemon(struct opts *o)
 		die(1, "%s: cannot start the control socket: %s", d->cfg_path, strerror(-cerr));
 
 	signal(SIGPIPE, SIG_IGN);
+	/* The metrics address before any mount: a taken port starts nothing. */
+	if (d->cfg.metrics_listen[0]) {
+		int e = metrics_start(d);
+		if (e) {
+			ctl_stop(d);
+			die(1, "%s: cannot listen on metrics-listen %s: %s; nothing started",
+			    d->cfg_path, d->cfg.metrics_listen, strerror(-e));
+		}
+	}
 	pthread_mutex_lock(&d->lock);
 	mounts_supervise(d, mono_now());
 	pthread_mutex_unlock(&d->lock);
@@ -969,21 +990,13 @@ int cmd_daemon(struct opts *o)
 		int asked = d->stopping;	/* a signal, not a failure */
 		d->stopping = 1;
 		mounts_stop(d);
+		if (d->cfg.metrics_listen[0])
+			metrics_stop(d);
 		ctl_stop(d);
 		if (asked)
 			return 0;
 		die(1, "%s: not every volume could be mounted%s; nothing started", d->cfg_path,
 		    merr == -ETIMEDOUT ? " within 60 s" : "");
-	}
-	if (d->cfg.metrics_listen[0]) {
-		int e = metrics_start(d);
-		if (e) {
-			d->stopping = 1;
-			mounts_stop(d);
-			ctl_stop(d);
-			die(1, "%s: cannot listen on metrics-listen %s: %s", d->cfg_path,
-			    d->cfg.metrics_listen, strerror(-e));
-		}
 	}
 	sd_notify_msg("READY=1\nSTATUS=volumes mounted, schedule running");
 	tlog(LOG_INFO, "daemon: ready: %d volume(s) mounted, store %s", d->cfg.nvol, d->cfg.store);

@@ -32,6 +32,7 @@ struct job_state {
 	uint64_t runs, failures;	/* totals since the state began */
 	int running;
 	int last_failed;	/* the last attempt failed */
+	double last_duration;	/* seconds the last attempt took (real time) */
 	char last_error[400];
 };
 
@@ -64,7 +65,7 @@ struct daemon {
 	char store_real[4096];	/* realpath of the store: socket names */
 	char self[4096];	/* this binary, for child commands */
 	time_t started;
-	pthread_mutex_t lock;	/* everything below */
+	pthread_mutex_t lock;	/* everything below but the store figures */
 	pthread_cond_t cond;	/* job thread <-> push requests */
 	struct job_state job[JOB_COUNT];
 	struct mount_child mc[CONFIG_MAX_VOLUMES];
@@ -82,7 +83,9 @@ struct daemon {
 	volatile sig_atomic_t stopping;	/* set by the job thread only */
 	struct listener ctl;	/* control socket (daemon_ctl.c) */
 	struct listener http;	/* metrics endpoint (metrics.c) */
-	/* store figures for the metrics: cached, they cost a scan */
+	/* store figures for the metrics: cached, they cost a scan (under
+	 * stats_lock, not lock) */
+	pthread_mutex_t stats_lock;
 	time_t stats_time;
 	double stats[8];
 };

@@ -388,16 +388,7 @@ int ctl_start(struct daemon *d)
 	struct sockaddr_un un;
 	unsigned int len;
 	control_addr(d->store_real, SCHED_VOL, &un, &len);
-	d->ctl.fd = -1;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&un, len) || listen(fd, 16)) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	return listener_start(&d->ctl, fd, ctl_accept, d);
+	return listener_open(&d->ctl, (struct sockaddr *)&un, len, ctl_accept, d);
 }
 
 void ctl_stop(struct daemon *d)

@@ -34,8 +34,21 @@ static void *listener_main(void *arg)
 	return NULL;
 }
 
-int listener_start(struct listener *l, int fd, void (*serve)(void *, int), void *arg)
+int listener_open(struct listener *l, const struct sockaddr *sa, unsigned int len,
+		  void (*serve)(void *, int), void *arg)
 {
+	l->fd = -1;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	if (sa->sa_family == AF_INET)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, sa, len) || listen(fd, 16)) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
 	l->fd = fd;
 	l->serve = serve;
 	l->arg = arg;

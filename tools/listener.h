@@ -17,9 +17,11 @@ struct listener {
 	void *arg;
 };
 
-/* Take over the listening socket fd and serve it.  0 or -errno (fd is
- * closed on error). */
-int listener_start(struct listener *l, int fd, void (*serve)(void *, int), void *arg);
+/* Create a stream socket bound to sa (SO_REUSEADDR for TCP), listen and
+ * serve it.  0 or -errno (-EADDRINUSE: someone else has the address). */
+struct sockaddr;
+int listener_open(struct listener *l, const struct sockaddr *sa, unsigned int len,
+		  void (*serve)(void *, int), void *arg);
 /* Stop the thread and close the socket; a no-op when not running. */
 void listener_stop(struct listener *l);
 

@@ -114,13 +114,20 @@ char *metrics_render(struct daemon *d)
 		return NULL;
 	time_t now = daemon_now();
 	struct index *ix = daemon_index(d);
+	/* The store scan may take a while: not under d->lock, so status
+	 * and the jobs' bookkeeping never wait for it. */
+	double stats[8];
+	pthread_mutex_lock(&d->stats_lock);
+	if (ix)
+		refresh_store_stats(d, ix, now);
+	memcpy(stats, d->stats, sizeof(stats));
+	pthread_mutex_unlock(&d->stats_lock);
 	pthread_mutex_lock(&d->lock);
 	head(f, "tresor_up", "gauge", "1 while the tresor daemon runs.");
 	fprintf(f, "tresor_up 1\n");
 	head(f, "tresor_daemon_start_time_seconds", "gauge", "When the daemon started.");
 	fprintf(f, "tresor_daemon_start_time_seconds %lld\n", (long long)d->started);
 	if (ix) {
-		refresh_store_stats(d, ix, now);
 		static const struct { int i; const char *name, *help; } g[] = {
 			{ ST_LOGICAL, "tresor_logical_bytes", "Bytes of live files, all volumes." },
 			{ ST_FILES, "tresor_files", "Live files, all volumes." },
@@ -133,7 +140,7 @@ char *metrics_render(struct daemon *d)
 		};
 		for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
 			head(f, g[k].name, "gauge", g[k].help);
-			fprintf(f, "%s %.17g\n", g[k].name, d->stats[g[k].i]);
+			fprintf(f, "%s %.17g\n", g[k].name, stats[g[k].i]);
 		}
 	}
 	head(f, "tresor_volume_mounted", "gauge", "1 if the volume is mounted.");
@@ -218,14 +225,16 @@ char *metrics_render(struct daemon *d)
 		{ "tresor_job_last_success_timestamp_seconds", "When the job last succeeded (0: never)." },
 		{ "tresor_job_last_run_failed", "1 if the job's last attempt failed." },
 		{ "tresor_job_running", "1 while the job runs." },
+		{ "tresor_job_last_duration_seconds", "How long the job's last attempt took." },
 	};
-	for (int k = 0; k < 5; k++) {
+	for (int k = 0; k < 6; k++) {
 		head(f, jh[k][0], k < 2 ? "counter" : "gauge", jh[k][1]);
 		for (int j = 0; j < JOB_COUNT; j++) {
 			const struct job_state *s = &d->job[j];
-			long long v = k == 0 ? (long long)s->runs : k == 1 ? (long long)s->failures :
-				      k == 2 ? (long long)s->last_ok : k == 3 ? s->last_failed : s->running;
-			fprintf(f, "%s{job=\"%s\"} %lld\n", jh[k][0], job_names[j], v);
+			double v = k == 0 ? (double)s->runs : k == 1 ? (double)s->failures :
+				   k == 2 ? (double)s->last_ok : k == 3 ? s->last_failed :
+				   k == 4 ? s->running : s->last_duration;
+			fprintf(f, "%s{job=\"%s\"} %.17g\n", jh[k][0], job_names[j], v);
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -321,18 +330,7 @@ int metrics_start(struct daemon *d)
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		return -EINVAL;
-	d->http.fd = -1;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 8)) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	return listener_start(&d->http, fd, http_accept, d);
+	return listener_open(&d->http, (struct sockaddr *)&sa, sizeof(sa), http_accept, d);
 }
 
 void metrics_stop(struct daemon *d)

@@ -13,6 +13,8 @@
 #                      (init, volumes, files written through a FUSE mount
 #                      when /dev/fuse works, snapshots), compacted with the
 #                      sqlite3 shell to 512-byte pages so it stays < 64 KiB
+#   fuzz_config/       not made here: hand-written daemon configs (one is the
+#                      example of docs/DAEMON.md), committed as they are
 #
 #   bash tests/fuzz/make_corpus.sh [--tresor PATH]   (default build/tresor)
 set -euo pipefail

@@ -63,7 +63,8 @@ def test_missing_store_and_volume_refused_before_mounting(make_store, tmp):
     d.set_clock(local_ts(2026, 1, 1, 12))
     p = tresor("daemon", d.cfg, env=d.env(), timeout=60)
     assert p.returncode == 1
-    assert "has no volume 'nosuch'" in p.stderr and str(d.cfg) in p.stderr
+    line = d.cfg.read_text().splitlines().index("[volume nosuch]") + 1
+    assert "%s:%d: store %s has no volume 'nosuch'" % (d.cfg, line, store.path) in p.stderr
     assert not mounted(d.mnt["vol"])
 
 
@@ -107,3 +108,34 @@ def test_dry_run_checks_and_starts_nothing(make_store, tmp):
     assert not (store.path / "daemon.state").exists()
     rl = store.run("remote", "list", store.path, "--json", check=True)
     assert rl.stdout.strip() == "[]", "dry run added nothing"
+
+
+def test_passphrase_file_readable_by_others_refused(make_store, tmp):
+    store = make_store()
+    d = Daemon(tmp, store)
+    d.set_clock(local_ts(2026, 3, 28, 12))
+    os.chmod(store.passfile, 0o644)
+    try:
+        p = tresor("daemon", d.cfg, env=d.env(), timeout=60)
+    finally:
+        os.chmod(store.passfile, 0o600)
+    assert p.returncode == 1 and "chmod 600" in p.stderr and "0644" in p.stderr
+    assert not mounted(d.mnt["vol"])
+
+
+def test_metrics_port_taken_nothing_left_running(make_store, tmp):
+    import socket
+    store = make_store()
+    d = Daemon(tmp, store)
+    d.set_clock(local_ts(2026, 3, 28, 12))
+    s = socket.socket()
+    s.bind(("127.0.0.1", d.port))
+    s.listen(1)
+    try:
+        p = tresor("daemon", d.cfg, env=d.env(), timeout=120)
+    finally:
+        s.close()
+    assert p.returncode == 1
+    assert "cannot listen on metrics-listen 127.0.0.1:%d" % d.port in p.stderr
+    assert "nothing started" in p.stderr
+    assert not mounted(d.mnt["vol"])

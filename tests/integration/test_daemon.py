@@ -271,3 +271,41 @@ def test_sigterm_finishes_the_running_job(make_store, tmp, daemons):
     state = (store.path / "daemon.state").read_text()
     assert "snapshot.runs=1\n" in state and "snapshot.last_failed=0\n" in state
     assert "prune.runs=0\n" in state, "nothing new starts after SIGTERM"
+
+
+def test_dst_days_run_once(make_store, tmp, daemons):
+    """Europe/Berlin, snapshot = daily 02:30: on 2026-03-29 02:30 does not
+    exist (02:00 -> 03:00), the run is at 03:30 CEST, once; on 2026-10-25
+    02:30 happens twice (03:00 -> 02:00), the run is at the first, once."""
+    import datetime
+    from zoneinfo import ZoneInfo
+    store = make_store()
+    d = Daemon(tmp, store, schedule={"snapshot": "daily 02:30", "push": "never",
+                                     "check": "never"})
+    daemons.append(d)
+    berlin = ZoneInfo("Europe/Berlin")
+    d.set_clock(local_ts(2026, 3, 29, 1, 0))
+    d.start()
+
+    def at(h, m, fold=0, day=(2026, 3, 29)):
+        return int(datetime.datetime(*day, h, m, tzinfo=berlin, fold=fold).timestamp())
+
+    spring_0300 = int(datetime.datetime(2026, 3, 29, 1, 0, tzinfo=datetime.timezone.utc)
+                      .timestamp())  # 03:00 CEST, the first instant after the gap
+    d.set_clock(spring_0300 + 60)
+    time.sleep(1.5)
+    assert d.history() == [], "02:30 does not exist; its slot is 03:30"
+    d.set_clock(at(3, 30) + 5)
+    assert d.wait_history(2) == [("snapshot", True), ("prune", True)]
+    d.set_clock(at(23, 0))
+    time.sleep(1.5)
+    assert len(d.history()) == 2
+    # fall back: 02:30 CEST (fold=0) runs, 02:30 CET (fold=1) does not
+    fall = (2026, 10, 25)
+    d.set_clock(at(2, 30, 0, fall) + 5)
+    assert d.wait_history(4)[2] == ("snapshot", True)
+    d.set_clock(at(2, 30, 1, fall) + 5)
+    assert at(2, 30, 1, fall) - at(2, 30, 0, fall) == 3600
+    time.sleep(1.5)
+    assert len(d.history()) == 4, "the repeated 02:30 runs nothing"
+    assert snapshots(store) == ["2026-03-29", "2026-10-25"]

@@ -230,6 +230,7 @@ def test_status_and_metrics(make_store, tmp, daemons):  # noqa: F811
     assert value(fams, "tresor_snapshot_age_seconds", volume="plans") == \
         local_ts(2026, 4, 1, 4, 30) - local_ts(2026, 4, 1, 2, 0, 1)
     assert value(fams, "tresor_job_runs_total", job="snapshot") == 1
+    assert value(fams, "tresor_job_last_duration_seconds", job="snapshot") > 0
     assert value(fams, "tresor_remote_last_push_timestamp_seconds", remote="offsite") == 0
     assert value(fams, "tresor_push_lag_seconds", remote="offsite") > 3600
     assert value(fams, "tresor_logical_bytes") == 20 * 55000

@@ -2,6 +2,7 @@
 # Installed into share/bash-completion/completions/tresor; or: source it.
 # Completes commands, subcommands, options, and volume and snapshot names
 # read from the store (commands that need no passphrase).
+# shellcheck disable=SC2207  # COMPREPLY=($(compgen ...)): the completion idiom
 
 _tresor_volumes() {
 	[[ -d "$1" ]] || return
