@@ -98,8 +98,12 @@ class Client(threading.Thread):
                                      % (name, len(got), len(self.files[name])))
         elif r < 0.60:
             chunk = os.urandom(self.rng.choice((50, 512, 4096)))
-            self.timed("append+fsync", self.append, chunk)
-            self.log += chunk
+            # under the lock like every other change: an append in flight
+            # while the snapshot is taken would make the expected log
+            # (self.log) and the snapshot disagree by a race of the test
+            with self.lock:
+                self.timed("append+fsync", self.append, chunk)
+                self.log += chunk
         elif r < 0.70:
             name = self.rng.choice(names)
             old = self.files[name]
