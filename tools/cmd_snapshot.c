@@ -509,6 +509,12 @@ int cmd_prune(struct opts *o)
 				err = index_commit(st->ix);
 		}
 		progress_end(&prog);
+		/* Not needed past here; freed now so that no exit below leaves
+		 * them to LeakSanitizer. */
+		free(rs);
+		free(s);
+		rs = NULL;
+		s = NULL;
 		if (err)
 			die(1, "prune of volume '%s' in %s stopped: %s; rerun it to finish",
 			    vi.name, dir, strerror(-err));
