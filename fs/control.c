@@ -187,8 +187,7 @@ void control_stop(struct control *c)
 	free(c);
 }
 
-int control_request(const char *store_dir, int64_t vol, const char *line,
-		    char *reply, size_t size)
+int control_connect(const char *store_dir, int64_t vol, int *out)
 {
 	struct sockaddr_un un;
 	unsigned int len;
@@ -196,10 +195,23 @@ int control_request(const char *store_dir, int64_t vol, const char *line,
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	int err = 0;
-	if (connect(fd, (struct sockaddr *)&un, len))
-		err = -errno;
-	if (!err && dprintf(fd, "%s\n", line) < 0)
+	if (connect(fd, (struct sockaddr *)&un, len)) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	*out = fd;
+	return 0;
+}
+
+int control_request(const char *store_dir, int64_t vol, const char *line,
+		    char *reply, size_t size)
+{
+	int fd;
+	int err = control_connect(store_dir, vol, &fd);
+	if (err)
+		return err;
+	if (dprintf(fd, "%s\n", line) < 0)
 		err = -EIO;
 	size_t got = 0;
 	while (!err && got < size - 1) {
@@ -222,20 +234,13 @@ int control_request(const char *store_dir, int64_t vol, const char *line,
 
 int control_freeze(const char *store_dir, int64_t vol, int *out)
 {
-	struct sockaddr_un un;
-	unsigned int len;
-	control_addr(store_dir, vol, &un, &len);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&un, len)) {
-		int err = -errno;
-		close(fd);
+	int fd;
+	int err = control_connect(store_dir, vol, &fd);
+	if (err)
 		return err;
-	}
 	char reply[128];
 	size_t got = 0;
-	int err = dprintf(fd, "freeze\n") < 0 ? -EIO : 0;
+	err = dprintf(fd, "freeze\n") < 0 ? -EIO : 0;
 	while (!err && got < sizeof(reply) - 1) {
 		ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - got);
 		if (r <= 0)

@@ -27,6 +27,12 @@ int control_start(struct vfs *v, struct control **out);
 void control_stop(struct control *c);
 
 /*
+ * A connection to the control socket of (store_dir, vol) in *fd.
+ * -ECONNREFUSED / -ENOENT when nobody listens there.
+ */
+int control_connect(const char *store_dir, int64_t vol, int *fd);
+
+/*
  * Send one request line to the daemon serving (store_dir, vol) and read
  * its reply line into reply (NUL-terminated, newline stripped).
  * -ECONNREFUSED / -ENOENT when no daemon serves the volume.

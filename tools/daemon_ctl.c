@@ -402,17 +402,10 @@ void ctl_stop(struct daemon *d)
  * *out.  -ECONNREFUSED / -ENOENT when no daemon runs. */
 static int ctl_ask(const char *store_real, const char *line, char **out)
 {
-	struct sockaddr_un un;
-	unsigned int len;
-	control_addr(store_real, SCHED_VOL, &un, &len);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&un, len)) {
-		int e = -errno;
-		close(fd);
+	int fd;
+	int e = control_connect(store_real, SCHED_VOL, &fd);
+	if (e)
 		return e;
-	}
 	if (dprintf(fd, "%s\n", line) < 0) {
 		close(fd);
 		return -EIO;
