@@ -59,7 +59,7 @@ static void reply_entry(fuse_req_t req, struct vfs *v, struct node *n)
 {
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
-	e.ino = n->ino;
+	e.ino = n->attr.ino;
 	e.attr_timeout = TIMEOUT;
 	e.entry_timeout = TIMEOUT;
 	attr_to_stat(v, VIEW_LIVE, &n->attr, &e.attr);
@@ -176,8 +176,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
 	}
 	pthread_mutex_lock(&v->lock);
 	struct node *n = node_get(v, ino, &err);
-	if (n && (to_set & FUSE_SET_ATTR_SIZE))
-		n->nopen++;	/* pin across the unlocked truncate */
+	if (n && (to_set & FUSE_SET_ATTR_SIZE) && (err = node_pin(v, n)))
+		n = NULL;	/* pinned across the unlocked truncate */
 	pthread_mutex_unlock(&v->lock);
 	if (!n) {
 		fuse_reply_err(req, -err);
@@ -187,9 +187,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
 		if (!S_ISREG(n->attr.mode)) {
 			err = S_ISDIR(n->attr.mode) ? -EISDIR : -EINVAL;
 		} else {
-			pthread_mutex_lock(&n->dlock);
+			pthread_mutex_lock(&n->d->dlock);
 			err = node_truncate(v, n, sb->st_size);
-			pthread_mutex_unlock(&n->dlock);
+			pthread_mutex_unlock(&n->d->dlock);
 		}
 	}
 	pthread_mutex_lock(&v->lock);
@@ -216,11 +216,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
 			a->ctime = sb->st_ctim.tv_sec * 1000000000LL + sb->st_ctim.tv_nsec;
 		else
 			a->ctime = now;
-		n->attr_dirty = 1;	/* persisted at the next commit */
+		node_touch(v, n);	/* persisted at the next commit */
 	}
 	struct stat out;
 	if (!err)
 		attr_to_stat(v, VIEW_LIVE, &n->attr, &out);
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		node_maybe_free(v, n);	/* drops the data state it took */
 	pthread_mutex_unlock(&v->lock);
 	if (err)
 		fuse_reply_err(req, -err);
@@ -309,7 +311,7 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 			p->attr.nlink++;
 		if (!err) {
 			p->attr.mtime = p->attr.ctime = now;
-			p->attr_dirty = 1;	/* persisted at the next commit */
+			node_touch(v, p);	/* persisted at the next commit */
 		}
 		if (!err) {
 			n = node_new(v, &a);
@@ -317,12 +319,13 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 				err = -ENOMEM;
 		}
 	}
+	if (!err && fi)
+		err = node_pin(v, n);
 	if (!err && fi) {
-		n->nopen++;
 		open_flags(v, fi);
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof(e));
-		e.ino = n->ino;
+		e.ino = n->attr.ino;
 		e.attr_timeout = e.entry_timeout = TIMEOUT;
 		attr_to_stat(v, VIEW_LIVE, &n->attr, &e.attr);
 		n->nlookup++;
@@ -428,7 +431,8 @@ static int remove_entry(struct vfs *v, fuse_ino_t parent, const char *name,
 	}
 	n->attr.ctime = now;
 	p->attr.mtime = p->attr.ctime = now;
-	n->attr_dirty = p->attr_dirty = 1;
+	node_touch(v, n);
+	node_touch(v, p);
 	/* The parent is persisted at the next commit; the inode now, since
 	 * its last link may be gone. */
 	err = node_persist(v, n);
@@ -531,7 +535,9 @@ static int do_rename(struct vfs *v, fuse_ino_t parent, const char *name,
 	n->attr.ctime = now;
 	op->attr.mtime = op->attr.ctime = now;
 	np->attr.mtime = np->attr.ctime = now;
-	n->attr_dirty = op->attr_dirty = np->attr_dirty = 1;
+	node_touch(v, n);
+	node_touch(v, op);
+	node_touch(v, np);
 	/* All three are persisted at the next commit (attr_dirty). */
 	return err;
 }
@@ -584,7 +590,8 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		n->attr.nlink++;
 		n->attr.ctime = now;
 		p->attr.mtime = p->attr.ctime = now;
-		n->attr_dirty = p->attr_dirty = 1;
+		node_touch(v, n);
+		node_touch(v, p);
 		/* Both are persisted at the next commit (attr_dirty). */
 	}
 	if (!err)
@@ -608,17 +615,17 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	pthread_mutex_lock(&v->lock);
 	struct node *n = node_get(v, ino, &err);
-	if (n)
-		n->nopen++;
+	if (n && (err = node_pin(v, n)))
+		n = NULL;
 	pthread_mutex_unlock(&v->lock);
 	if (!n) {
 		fuse_reply_err(req, -err);
 		return;
 	}
 	if (fi->flags & O_TRUNC) {
-		pthread_mutex_lock(&n->dlock);
+		pthread_mutex_lock(&n->d->dlock);
 		err = node_truncate(v, n, 0);
-		pthread_mutex_unlock(&n->dlock);
+		pthread_mutex_unlock(&n->d->dlock);
 		if (err) {
 			pthread_mutex_lock(&v->lock);
 			node_release(v, n);
@@ -643,6 +650,8 @@ static struct node *open_node(struct vfs *v, fuse_ino_t ino)
 		return NULL;
 	pthread_mutex_lock(&v->lock);
 	struct node *n = node_find(v, ino);
+	if (n && !n->d)
+		n = NULL;	/* not open: a stale request */
 	pthread_mutex_unlock(&v->lock);
 	return n;
 }
@@ -667,9 +676,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	size_t got = 0;
-	pthread_mutex_lock(&n->dlock);
+	pthread_mutex_lock(&n->d->dlock);
 	int err = node_read(v, n, buf, size, off, &got);
-	pthread_mutex_unlock(&n->dlock);
+	pthread_mutex_unlock(&n->d->dlock);
 	if (err)
 		fuse_reply_err(req, -err);
 	else
@@ -691,9 +700,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
-	pthread_mutex_lock(&n->dlock);
+	pthread_mutex_lock(&n->d->dlock);
 	int err = node_write(v, n, buf, size, off);
-	pthread_mutex_unlock(&n->dlock);
+	pthread_mutex_unlock(&n->d->dlock);
 	if (err)
 		fuse_reply_err(req, -err);
 	else
@@ -707,9 +716,9 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node *n = open_node(v, ino);
 	int err = 0;
 	if (n && !v->readonly) {
-		pthread_mutex_lock(&n->dlock);
+		pthread_mutex_lock(&n->d->dlock);
 		err = node_flush(v, n);
-		pthread_mutex_unlock(&n->dlock);
+		pthread_mutex_unlock(&n->d->dlock);
 	}
 	fuse_reply_err(req, -err);
 }
@@ -723,10 +732,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	/* nranges is only read under dlock: another handle's fsync may be
 	 * cutting ranges right now (-o mt; found by ThreadSanitizer). */
 	if (n && !v->readonly) {
-		pthread_mutex_lock(&n->dlock);
-		if (n->nranges)
+		pthread_mutex_lock(&n->d->dlock);
+		if (n->d->nranges)
 			node_flush(v, n);
-		pthread_mutex_unlock(&n->dlock);
+		pthread_mutex_unlock(&n->d->dlock);
 	}
 	pthread_mutex_lock(&v->lock);
 	if (n)
@@ -748,9 +757,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		return;
 	}
 	if (n) {
-		pthread_mutex_lock(&n->dlock);
+		pthread_mutex_lock(&n->d->dlock);
 		err = node_flush(v, n);
-		pthread_mutex_unlock(&n->dlock);
+		pthread_mutex_unlock(&n->d->dlock);
 	}
 	pthread_mutex_lock(&v->lock);
 	if (!err)
@@ -936,7 +945,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 					      ino, name, value, size);
 		if (!err) {
 			n->attr.ctime = vfs_now();
-			n->attr_dirty = 1;	/* persisted at the next commit */
+			node_touch(v, n);	/* persisted at the next commit */
 		}
 	}
 	pthread_mutex_unlock(&v->lock);
@@ -1008,7 +1017,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 					 name);
 	if (n && !err) {
 		n->attr.ctime = vfs_now();
-		n->attr_dirty = 1;	/* persisted at the next commit */
+		node_touch(v, n);	/* persisted at the next commit */
 	}
 	pthread_mutex_unlock(&v->lock);
 	fuse_reply_err(req, -err);

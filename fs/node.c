@@ -52,7 +52,7 @@ static int table_grow(struct vfs *v)
 		struct node *n = v->tab[i];
 		while (n) {
 			struct node *next = n->next;
-			size_t h = hash_ino(n->ino, nsize);
+			size_t h = hash_ino(n->attr.ino, nsize);
 			n->next = nt[h];
 			nt[h] = n;
 			n = next;
@@ -69,7 +69,7 @@ struct node *node_find(struct vfs *v, uint64_t ino)
 	if (!v->tabsize)
 		return NULL;
 	for (struct node *n = v->tab[hash_ino(ino, v->tabsize)]; n; n = n->next)
-		if (n->ino == ino)
+		if (n->attr.ino == ino)
 			return n;
 	return NULL;
 }
@@ -81,11 +81,9 @@ struct node *node_new(struct vfs *v, const struct inode_attr *a)
 	struct node *n = calloc(1, sizeof(*n));
 	if (!n)
 		return NULL;
-	n->ino = a->ino;
 	n->attr = *a;
 	n->psize = a->size;
-	pthread_mutex_init(&n->dlock, NULL);
-	size_t h = hash_ino(n->ino, v->tabsize);
+	size_t h = hash_ino(n->attr.ino, v->tabsize);
 	n->next = v->tab[h];
 	v->tab[h] = n;
 	v->nnodes++;
@@ -109,7 +107,7 @@ struct node *node_get(struct vfs *v, uint64_t ino, int *err)
 
 static void node_unlink_table(struct vfs *v, struct node *n)
 {
-	struct node **pp = &v->tab[hash_ino(n->ino, v->tabsize)];
+	struct node **pp = &v->tab[hash_ino(n->attr.ino, v->tabsize)];
 	while (*pp && *pp != n)
 		pp = &(*pp)->next;
 	if (*pp)
@@ -117,39 +115,139 @@ static void node_unlink_table(struct vfs *v, struct node *n)
 	v->nnodes--;
 }
 
-static void ranges_free(struct node *n)
+/* Free n's data-path state and whatever it still buffers (lock held;
+ * nobody holds a pin, so nobody holds dlock). */
+static void node_data_free(struct vfs *v, struct node *n)
 {
-	for (size_t i = 0; i < n->nranges; i++)
-		free(n->ranges[i].buf);
-	free(n->ranges);
-	n->ranges = NULL;
-	n->nranges = 0;
+	struct node_data *d = n->d;
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->nranges; i++)
+		free(d->ranges[i].buf);
+	free(d->ranges);
+	v->dirty_total -= d->dirty_bytes;
+	pthread_mutex_destroy(&d->dlock);
+	free(d);
+	n->d = NULL;
+}
+
+int node_pin(struct vfs *v, struct node *n)
+{
+	if (!n->d) {
+		struct node_data *d = calloc(1, sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		pthread_mutex_init(&d->dlock, NULL);
+		/* A file reopened to append goes on where its data ends,
+		 * as if its last writer had never closed it. */
+		d->stream_end = n->psize;
+		n->d = d;
+	}
+	n->nopen++;
+	node_mark_hot(v, n);
+	return 0;
+}
+
+void node_mark_hot(struct vfs *v, struct node *n)
+{
+	if (n->hot)
+		return;
+	if (v->nhot == v->hotcap) {
+		size_t cap = v->hotcap ? 2 * v->hotcap : 256;
+		struct node **h = realloc(v->hot, cap * sizeof(*h));
+		if (!h) {
+			/* The walkers fall back to the whole table. */
+			v->hot_overflow = 1;
+			return;
+		}
+		v->hot = h;
+		v->hotcap = cap;
+	}
+	v->hot[v->nhot++] = n;
+	n->hot = (uint32_t)v->nhot;
+}
+
+void node_touch(struct vfs *v, struct node *n)
+{
+	n->attr_dirty = 1;
+	node_mark_hot(v, n);
+}
+
+static void hot_remove(struct vfs *v, struct node *n)
+{
+	if (!n->hot)
+		return;
+	size_t i = n->hot - 1;
+	struct node *last = v->hot[--v->nhot];
+	v->hot[i] = last;
+	last->hot = (uint32_t)i + 1;
+	n->hot = 0;
+}
+
+/* 1 if n still belongs on the hot list. */
+static int node_is_hot(const struct node *n)
+{
+	return n->nopen || n->attr_dirty ||
+	       (n->d && (n->d->dirty_bytes || n->d->nranges || n->d->phead));
+}
+
+/*
+ * Call fn on every node that may be open, dirty or attr_dirty (lock
+ * held), dropping the ones that are none of these any more.  fn may not
+ * free nodes; it returns non-zero to stop.  Without a hot list (memory
+ * ran out once) it walks the whole table.
+ */
+static int hot_walk(struct vfs *v, int (*fn)(struct vfs *, struct node *,
+					     void *), void *arg)
+{
+	int err = 0;
+	if (v->hot_overflow) {
+		for (size_t i = 0; i < v->tabsize && !err; i++)
+			for (struct node *n = v->tab[i]; n && !err; n = n->next)
+				err = fn(v, n, arg);
+		return err;
+	}
+	for (size_t i = 0; i < v->nhot && !err;) {
+		struct node *n = v->hot[i];
+		if (!node_is_hot(n)) {
+			hot_remove(v, n);	/* the last one moves to i */
+			continue;
+		}
+		err = fn(v, n, arg);
+		i++;
+	}
+	return err;
 }
 
 /* Drop n from memory once the kernel and every handle let go of it; an
- * inode with no links left ends then.  ctx->lock held. */
+ * inode with no links left ends then.  Its node_data goes as soon as no
+ * pin is left and nothing is buffered.  ctx->lock held. */
 void node_maybe_free(struct vfs *v, struct node *n)
 {
-	if (n->nlookup || n->nopen || n->phead || n->ino == ROOT_INO)
+	struct node_data *d = n->d;
+	if (!n->nopen && d && !d->nranges && !d->phead && !d->dirty_bytes &&
+	    !d->werr)
+		node_data_free(v, n);
+	if (n->nlookup || n->nopen || (n->d && n->d->phead) ||
+	    n->attr.ino == ROOT_INO)
 		return;
 	if (n->attr.nlink == 0 && !v->readonly) {
 		int err = index_begin(v->st->ix);
 		if (!err)
 			err = index_inode_kill(v->st->ix, v->vol.id,
-					       v->vol.epoch, n->ino);
+					       v->vol.epoch, n->attr.ino);
 		if (!err)
-			err = index_orphan_remove(v->st->ix, v->vol.id, n->ino);
+			err = index_orphan_remove(v->st->ix, v->vol.id, n->attr.ino);
 		if (err)
 			tlog(LOG_ERR, "volume %s: cannot free inode %llu: %s",
-			     v->vol.name, (unsigned long long)n->ino,
+			     v->vol.name, (unsigned long long)n->attr.ino,
 			     strerror(-err));
 	} else if (n->attr_dirty && !v->readonly) {
 		node_persist(v, n);
 	}
-	v->dirty_total -= n->dirty_bytes;
 	node_unlink_table(v, n);
-	ranges_free(n);
-	pthread_mutex_destroy(&n->dlock);
+	hot_remove(v, n);
+	node_data_free(v, n);
 	free(n);
 }
 
@@ -187,7 +285,8 @@ int node_persist(struct vfs *v, struct node *n)
 	struct inode_attr a = n->attr;
 	/* With data still unchunked, the persisted size may not run ahead
 	 * of what the extents hold. */
-	if (n->dirty_bytes && a.size > n->psize)
+	size_t dirty = n->d ? n->d->dirty_bytes : 0;
+	if (dirty && a.size > n->psize)
 		a.size = n->psize;
 	int err = index_begin(v->st->ix);
 	if (!err)
@@ -196,7 +295,7 @@ int node_persist(struct vfs *v, struct node *n)
 		return err;
 	n->attr.birth = a.birth;
 	n->psize = a.size;
-	if (!n->dirty_bytes)
+	if (!dirty)
 		n->attr_dirty = 0;
 	return 0;
 }
@@ -228,35 +327,35 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 {
 	uint64_t end = off + len;
 	size_t i = 0;
-	while (i < n->nranges && n->ranges[i].off + n->ranges[i].len < off)
+	while (i < n->d->nranges && n->d->ranges[i].off + n->d->ranges[i].len < off)
 		i++;
 	size_t j = i;
 	uint64_t nstart = off, nend = end;
 	size_t before = 0;
-	while (j < n->nranges && n->ranges[j].off <= end) {
-		if (n->ranges[j].off < nstart)
-			nstart = n->ranges[j].off;
-		if (n->ranges[j].off + n->ranges[j].len > nend)
-			nend = n->ranges[j].off + n->ranges[j].len;
-		before += n->ranges[j].len;
+	while (j < n->d->nranges && n->d->ranges[j].off <= end) {
+		if (n->d->ranges[j].off < nstart)
+			nstart = n->d->ranges[j].off;
+		if (n->d->ranges[j].off + n->d->ranges[j].len > nend)
+			nend = n->d->ranges[j].off + n->d->ranges[j].len;
+		before += n->d->ranges[j].len;
 		j++;
 	}
 	if (j == i) {
 		/* No neighbour: a new range at position i. */
-		void *p = realloc(n->ranges, (n->nranges + 1) * sizeof(*n->ranges));
+		void *p = realloc(n->d->ranges, (n->d->nranges + 1) * sizeof(*n->d->ranges));
 		if (!p)
 			return -ENOMEM;
-		n->ranges = p;
-		memmove(&n->ranges[i + 1], &n->ranges[i],
-			(n->nranges - i) * sizeof(*n->ranges));
-		n->nranges++;
-		struct range *r = &n->ranges[i];
+		n->d->ranges = p;
+		memmove(&n->d->ranges[i + 1], &n->d->ranges[i],
+			(n->d->nranges - i) * sizeof(*n->d->ranges));
+		n->d->nranges++;
+		struct range *r = &n->d->ranges[i];
 		memset(r, 0, sizeof(*r));
 		r->off = off;
 		if (range_reserve(r, len)) {
-			memmove(&n->ranges[i], &n->ranges[i + 1],
-				(n->nranges - i - 1) * sizeof(*n->ranges));
-			n->nranges--;
+			memmove(&n->d->ranges[i], &n->d->ranges[i + 1],
+				(n->d->nranges - i - 1) * sizeof(*n->d->ranges));
+			n->d->nranges--;
 			return -ENOMEM;
 		}
 		memcpy(r->buf, buf, len);
@@ -265,7 +364,7 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 		return i;
 	}
 	/* Merge ranges i..j-1 into range i, which starts at nstart. */
-	struct range *r = &n->ranges[i];
+	struct range *r = &n->d->ranges[i];
 	if (r->off > nstart) {
 		/* The new data starts before range i: shift it up. */
 		size_t shift = r->off - nstart;
@@ -278,15 +377,15 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 	if (range_reserve(r, nend - nstart))
 		return -ENOMEM;
 	for (size_t k = i + 1; k < j; k++) {
-		struct range *o = &n->ranges[k];
+		struct range *o = &n->d->ranges[k];
 		memcpy(r->buf + (o->off - nstart), o->buf, o->len);
 		free(o->buf);
 	}
 	r->len = nend - nstart;
 	memcpy(r->buf + (off - nstart), buf, len);
-	memmove(&n->ranges[i + 1], &n->ranges[j],
-		(n->nranges - j) * sizeof(*n->ranges));
-	n->nranges -= j - i - 1;
+	memmove(&n->d->ranges[i + 1], &n->d->ranges[j],
+		(n->d->nranges - j) * sizeof(*n->d->ranges));
+	n->d->nranges -= j - i - 1;
 	*added = r->len - before;
 	return i;
 }
@@ -296,12 +395,12 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 static void range_consume(struct vfs *v, struct node *n, size_t idx,
 			  size_t used)
 {
-	struct range *r = &n->ranges[idx];
+	struct range *r = &n->d->ranges[idx];
 	if (used == r->len) {
 		free(r->buf);
-		memmove(&n->ranges[idx], &n->ranges[idx + 1],
-			(n->nranges - idx - 1) * sizeof(*n->ranges));
-		n->nranges--;
+		memmove(&n->d->ranges[idx], &n->d->ranges[idx + 1],
+			(n->d->nranges - idx - 1) * sizeof(*n->d->ranges));
+		n->d->nranges--;
 	} else {
 		memmove(r->buf, r->buf + used, r->len - used);
 		r->off += used;
@@ -323,7 +422,7 @@ static void range_consume(struct vfs *v, struct node *n, size_t idx,
 static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 {
 	const struct fastcdc_params *cdc = &v->st->cdc;
-	struct range *r = &n->ranges[idx];
+	struct range *r = &n->d->ranges[idx];
 	size_t pos = 0;
 	int err = 0;
 	while (pos < r->len) {
@@ -337,7 +436,7 @@ static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 		pos += c;
 	}
 	if (pos) {
-		n->stream_end = r->off + pos;
+		n->d->stream_end = r->off + pos;
 		range_consume(v, n, idx, pos);
 	}
 	return err;
@@ -346,7 +445,7 @@ static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 int node_flush(struct vfs *v, struct node *n)
 {
 	int err = 0;
-	while (n->nranges && !err)
+	while (n->d->nranges && !err)
 		err = range_cut(v, n, 0, 1);
 	pthread_mutex_lock(&v->lock);
 	int e2 = pipeline_wait(v, n);
@@ -366,12 +465,12 @@ int node_write(struct vfs *v, struct node *n, const void *buf, size_t len,
 		return (int)idx;
 	int64_t now = vfs_now();
 	pthread_mutex_lock(&v->lock);
-	n->dirty_bytes += added;
+	n->d->dirty_bytes += added;
 	v->dirty_total += added;
 	if (off + len > n->attr.size)
 		n->attr.size = off + len;
 	n->attr.mtime = n->attr.ctime = now;
-	n->attr_dirty = 1;
+	node_touch(v, n);
 	size_t total = v->dirty_total;
 	pthread_mutex_unlock(&v->lock);
 	/* Cut a streaming range only where the last cut ended, so that
@@ -379,10 +478,10 @@ int node_write(struct vfs *v, struct node *n, const void *buf, size_t len,
 	 * writeback) still give the cuts of a whole-file chunking; a range
 	 * elsewhere waits for the gap to fill, within a memory bound. */
 	int err = 0;
-	struct range *r = &n->ranges[idx];
+	struct range *r = &n->d->ranges[idx];
 	size_t max = v->st->cdc.max_size;
 	size_t bound = 8 * max > (32u << 20) ? 8 * max : (32u << 20);
-	if ((r->len >= 2 * max && (r->off == 0 || r->off == n->stream_end)) ||
+	if ((r->len >= 2 * max && (r->off == 0 || r->off == n->d->stream_end)) ||
 	    r->len >= bound)
 		err = range_cut(v, n, idx, 0);
 	if (!err && total > DIRTY_LIMIT)
@@ -417,15 +516,15 @@ int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
 	size_t np;
 	struct pending **ps = pipeline_pin(v, n, off, len, &np);
 	pthread_mutex_unlock(&v->lock);
-	int err = vfs_read_extents(v, VIEW_LIVE, n->ino, buf, len, off);
+	int err = vfs_read_extents(v, VIEW_LIVE, n->attr.ino, buf, len, off);
 	pipeline_overlay(ps, np, buf, len, off);
 	pthread_mutex_lock(&v->lock);
 	pipeline_unpin(v, ps, np);
 	pthread_mutex_unlock(&v->lock);
 	if (err)
 		return err;
-	for (size_t i = 0; i < n->nranges; i++) {
-		struct range *r = &n->ranges[i];
+	for (size_t i = 0; i < n->d->nranges; i++) {
+		struct range *r = &n->d->ranges[i];
 		uint64_t s = r->off > off ? r->off : off;
 		uint64_t e = r->off + r->len;
 		if (e > off + len)
@@ -441,13 +540,13 @@ int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
 int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 {
 	size_t dropped = 0;
-	for (size_t i = 0; i < n->nranges;) {
-		struct range *r = &n->ranges[i];
+	for (size_t i = 0; i < n->d->nranges;) {
+		struct range *r = &n->d->ranges[i];
 		if (r->off >= size) {
 			dropped += r->len;
 			free(r->buf);
-			memmove(r, r + 1, (n->nranges - i - 1) * sizeof(*r));
-			n->nranges--;
+			memmove(r, r + 1, (n->d->nranges - i - 1) * sizeof(*r));
+			n->d->nranges--;
 			continue;
 		}
 		if (r->off + r->len > size) {
@@ -458,7 +557,7 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 	}
 	int64_t now = vfs_now();
 	pthread_mutex_lock(&v->lock);
-	n->dirty_bytes -= dropped;
+	n->d->dirty_bytes -= dropped;
 	v->dirty_total -= dropped;
 	/* Queued chunks past the new end would land after the punch. */
 	int err = pipeline_wait(v, n);
@@ -466,13 +565,13 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 		err = index_begin(v->st->ix);
 	if (!err && size < n->attr.size)
 		err = index_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
-					 n->ino, size, INT64_MAX);
+					 n->attr.ino, size, INT64_MAX);
 	if (!err) {
 		n->attr.size = size;
 		if (n->psize > size)
 			n->psize = size;
 		n->attr.mtime = n->attr.ctime = now;
-		n->attr_dirty = 1;
+		node_touch(v, n);
 		err = node_persist(v, n);
 	}
 	pthread_mutex_unlock(&v->lock);
@@ -481,15 +580,74 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 
 /* ---- volume ---- */
 
+static int persist_dirty(struct vfs *v, struct node *n, void *arg)
+{
+	(void)arg;
+	return n->attr_dirty ? node_persist(v, n) : 0;
+}
+
+struct pinned {
+	int (*want)(const struct node *n);
+	struct node **ns;
+	size_t count, cap;
+};
+
+static int pin_one(struct vfs *v, struct node *n, void *arg)
+{
+	struct pinned *pl = arg;
+	if (!pl->want(n))
+		return 0;
+	if (pl->count == pl->cap) {
+		size_t cap = pl->cap ? 2 * pl->cap : 64;
+		void *p = realloc(pl->ns, cap * sizeof(*pl->ns));
+		if (!p)
+			return -ENOMEM;
+		pl->ns = p;
+		pl->cap = cap;
+	}
+	int err = node_pin(v, n);
+	if (!err)
+		pl->ns[pl->count++] = n;
+	return err;
+}
+
+/* Pin every hot node want() picks (lock held), so that its data lock
+ * can be taken and held with the big lock released. */
+static int pin_nodes(struct vfs *v, int (*want)(const struct node *),
+		     struct pinned *pl)
+{
+	memset(pl, 0, sizeof(*pl));
+	pl->want = want;
+	return hot_walk(v, pin_one, pl);
+}
+
+/* Drop the pins of pin_nodes (lock held, no dlock held). */
+static void unpin_nodes(struct vfs *v, struct pinned *pl)
+{
+	for (size_t i = 0; i < pl->count; i++) {
+		pl->ns[i]->nopen--;
+		node_maybe_free(v, pl->ns[i]);
+	}
+	free(pl->ns);
+	pl->ns = NULL;
+	pl->count = 0;
+}
+
+static int has_ranges(const struct node *n)
+{
+	return n->d && n->d->nranges;
+}
+
+static int may_get_data(const struct node *n)
+{
+	return n->nopen || (n->d && n->d->dirty_bytes);
+}
+
 int vfs_commit(struct vfs *v)
 {
 	if (v->readonly)
 		return 0;
-	int err = 0;
-	for (size_t i = 0; i < v->tabsize && !err; i++)
-		for (struct node *n = v->tab[i]; n && !err; n = n->next)
-			if (n->attr_dirty)
-				err = node_persist(v, n);
+	int err = hot_walk(v, persist_dirty, NULL);
 	/* A lazy store the daemon has completed (-o fill) is whole now. */
 	if (!err && v->st->fetch && fetcher_take_filled(v->st->fetch)) {
 		err = index_begin(v->st->ix);
@@ -635,18 +793,21 @@ int vfs_close(struct vfs *v)
 		pthread_mutex_unlock(&v->lock);
 		pthread_join(v->committer, NULL);
 	}
-	int err = 0;
-	for (size_t i = 0; i < v->tabsize; i++) {
-		for (struct node *n = v->tab[i]; n; n = n->next) {
-			if (!n->nranges)
-				continue;
-			pthread_mutex_lock(&n->dlock);
-			int e = node_flush(v, n);
-			pthread_mutex_unlock(&n->dlock);
-			if (e && !err)
-				err = e;
-		}
+	struct pinned pl;
+	pthread_mutex_lock(&v->lock);
+	int err = pin_nodes(v, has_ranges, &pl);
+	pthread_mutex_unlock(&v->lock);
+	for (size_t i = 0; i < pl.count; i++) {
+		struct node *n = pl.ns[i];
+		pthread_mutex_lock(&n->d->dlock);
+		int e = node_flush(v, n);
+		pthread_mutex_unlock(&n->d->dlock);
+		if (e && !err)
+			err = e;
 	}
+	pthread_mutex_lock(&v->lock);
+	unpin_nodes(v, &pl);
+	pthread_mutex_unlock(&v->lock);
 	pipeline_stop(v);
 	pthread_mutex_lock(&v->lock);
 	int e = vfs_commit(v);
@@ -655,8 +816,7 @@ int vfs_close(struct vfs *v)
 		struct node *n = v->tab[i];
 		while (n) {
 			struct node *next = n->next;
-			ranges_free(n);
-			pthread_mutex_destroy(&n->dlock);
+			node_data_free(v, n);
 			free(n);
 			n = next;
 		}
@@ -664,6 +824,9 @@ int vfs_close(struct vfs *v)
 	free(v->tab);
 	v->tab = NULL;
 	v->tabsize = v->nnodes = 0;
+	free(v->hot);
+	v->hot = NULL;
+	v->nhot = v->hotcap = 0;
 	pthread_mutex_unlock(&v->lock);
 	if (v->lockfd >= 0)
 		close(v->lockfd);
@@ -694,40 +857,23 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 		}
 	}
 	/* Pin every node that may hold or receive data. */
+	struct pinned pl;
 	pthread_mutex_lock(&v->lock);
-	size_t n = 0, cap = 64;
-	struct node **ns = malloc(cap * sizeof(*ns));
-	int err = ns ? 0 : -ENOMEM;
-	for (size_t i = 0; i < v->tabsize && !err; i++) {
-		for (struct node *x = v->tab[i]; x && !err; x = x->next) {
-			if (!x->nopen && !x->dirty_bytes)
-				continue;
-			if (n == cap) {
-				void *p = realloc(ns, (cap *= 2) * sizeof(*ns));
-				if (!p) {
-					err = -ENOMEM;
-					break;
-				}
-				ns = p;
-			}
-			x->nopen++;
-			ns[n++] = x;
-		}
-	}
+	int err = pin_nodes(v, may_get_data, &pl);
 	pthread_mutex_unlock(&v->lock);
+	struct node **ns = pl.ns;
+	size_t n = pl.count;
 	/* Address order: the only place that holds more than one dlock. */
 	qsort(ns, n, sizeof(*ns), node_ptr_cmp);
 	for (size_t i = 0; i < n; i++)
-		pthread_mutex_lock(&ns[i]->dlock);
+		pthread_mutex_lock(&ns[i]->d->dlock);
 	for (size_t i = 0; i < n && !err; i++)
 		err = node_flush(v, ns[i]);
 	pthread_mutex_lock(&v->lock);
 	if (!err)
 		err = index_begin(v->st->ix);
-	for (size_t i = 0; i < v->tabsize && !err; i++)
-		for (struct node *x = v->tab[i]; x && !err; x = x->next)
-			if (x->attr_dirty)
-				err = node_persist(v, x);
+	if (!err)
+		err = hot_walk(v, persist_dirty, NULL);
 	crash_point("snapshot");
 	if (!err)
 		err = index_snapshot_create(v->st->ix, v->vol.id, base, time, si);
@@ -737,16 +883,12 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 	 * and the committer retries it. */
 	if (!err)
 		v->vol.epoch = si->epoch + 1;
-	for (size_t i = 0; i < n; i++)
-		ns[i]->nopen--;
 	pthread_mutex_unlock(&v->lock);
 	for (size_t i = 0; i < n; i++)
-		pthread_mutex_unlock(&ns[i]->dlock);
+		pthread_mutex_unlock(&ns[i]->d->dlock);
 	pthread_mutex_lock(&v->lock);
-	for (size_t i = 0; i < n; i++)
-		node_maybe_free(v, ns[i]);
+	unpin_nodes(v, &pl);
 	pthread_mutex_unlock(&v->lock);
-	free(ns);
 	pthread_mutex_unlock(&v->snap_lock);
 	return err;
 }

@@ -67,7 +67,7 @@ static int apply(struct vfs *v, struct pending *p)
 	if (err)
 		return err;
 	if (p->zero) {
-		err = index_extent_punch(st->ix, v->vol.id, v->vol.epoch, n->ino,
+		err = index_extent_punch(st->ix, v->vol.id, v->vol.epoch, n->attr.ino,
 					 p->off, p->off + p->len);
 	} else {
 		for (int attempt = 0; attempt < 2; attempt++) {
@@ -79,7 +79,7 @@ static int apply(struct vfs *v, struct pending *p)
 			struct extent x = { .off = p->off, .len = p->len,
 					    .chunk = p->rowid };
 			err = index_extent_replace(st->ix, v->vol.id,
-						   v->vol.epoch, n->ino, &x);
+						   v->vol.epoch, n->attr.ino, &x);
 			if (err != -ESTALE || p->sc.buf)
 				break;
 			err = store_seal_chunk(st, p->sc.e.id, p->data, p->len,
@@ -105,21 +105,21 @@ static int apply(struct vfs *v, struct pending *p)
 /* Apply the ready chunks at the head of n's list (lock held). */
 static void apply_ready(struct vfs *v, struct node *n)
 {
-	while (n->phead && n->phead->state == P_READY) {
-		struct pending *p = n->phead;
+	while (n->d->phead && n->d->phead->state == P_READY) {
+		struct pending *p = n->d->phead;
 		int err = p->err ? p->err : apply(v, p);
-		if (err && !n->werr) {
-			n->werr = err;
+		if (err && !n->d->werr) {
+			n->d->werr = err;
 			tlog(LOG_ERR, "volume %s: inode %llu: storing %zu bytes at %llu failed: %s",
-			     v->vol.name, (unsigned long long)n->ino, p->len,
+			     v->vol.name, (unsigned long long)n->attr.ino, p->len,
 			     (unsigned long long)p->off, strerror(-err));
 		}
-		n->phead = p->next;
-		if (!n->phead)
-			n->ptail = NULL;
+		n->d->phead = p->next;
+		if (!n->d->phead)
+			n->d->ptail = NULL;
 		p->state = P_DONE;
 		v->inflight -= p->len;
-		n->dirty_bytes -= p->len;
+		n->d->dirty_bytes -= p->len;
 		v->dirty_total -= p->len;
 		n->nopen--;
 		free(p->sc.buf);
@@ -128,7 +128,7 @@ static void apply_ready(struct vfs *v, struct node *n)
 			pending_free(p);
 	}
 	pthread_cond_broadcast(&v->pipe_done);
-	if (!n->phead)
+	if (!n->d->phead)
 		node_maybe_free(v, n);
 }
 
@@ -230,16 +230,16 @@ int pipeline_queue(struct vfs *v, struct node *n, const uint8_t *data,
 	while (v->nworkers && v->inflight > PIPE_LIMIT)
 		pthread_cond_wait(&v->pipe_done, &v->lock);
 	n->nopen++;	/* the node lives until its chunks are applied */
-	if (n->ptail)
-		n->ptail->next = p;
+	if (n->d->ptail)
+		n->d->ptail->next = p;
 	else
-		n->phead = p;
-	n->ptail = p;
+		n->d->phead = p;
+	n->d->ptail = p;
 	v->inflight += len;
 	/* A small chunk with nothing queued before it (a small file being
 	 * closed) is cheaper stored here than handed to a worker and waited
 	 * for: the hand-off costs two thread wake-ups. */
-	int inline_small = len <= PIPE_INLINE_MAX && n->phead == p &&
+	int inline_small = len <= PIPE_INLINE_MAX && n->d->phead == p &&
 			   !v->pipe_head;
 	if (v->nworkers && !inline_small) {
 		if (v->pipe_tail)
@@ -262,10 +262,10 @@ int pipeline_queue(struct vfs *v, struct node *n, const uint8_t *data,
 
 int pipeline_wait(struct vfs *v, struct node *n)
 {
-	while (n->phead)
+	while (n->d->phead)
 		pthread_cond_wait(&v->pipe_done, &v->lock);
-	int err = n->werr;
-	n->werr = 0;
+	int err = n->d->werr;
+	n->d->werr = 0;
 	return err;
 }
 
@@ -274,7 +274,7 @@ struct pending **pipeline_pin(struct vfs *v, struct node *n, uint64_t off,
 {
 	(void)v;
 	size_t cnt = 0;
-	for (struct pending *p = n->phead; p; p = p->next)
+	for (struct pending *p = n->d->phead; p; p = p->next)
 		if (p->off < off + len && p->off + p->len > off)
 			cnt++;
 	*count = 0;
@@ -283,7 +283,7 @@ struct pending **pipeline_pin(struct vfs *v, struct node *n, uint64_t off,
 	struct pending **ps = malloc(cnt * sizeof(*ps));
 	if (!ps)
 		return NULL;
-	for (struct pending *p = n->phead; p; p = p->next) {
+	for (struct pending *p = n->d->phead; p; p = p->next) {
 		if (p->off < off + len && p->off + p->len > off) {
 			p->refs++;
 			ps[(*count)++] = p;

@@ -32,14 +32,14 @@ struct range {
 	uint8_t *buf;
 };
 
-struct node {
-	uint64_t ino;
-	struct node *next;		/* hash chain */
-	uint64_t nlookup;		/* kernel references */
-	int nopen;			/* open file handles */
-	struct inode_attr attr;		/* current attributes (ctx->lock) */
-	uint64_t psize;			/* size as persisted in the index */
-	int attr_dirty;			/* attr not yet written to the index */
+/*
+ * The data-path state of a file, only while it is open or has data in
+ * flight: a volume may have a million inodes cached by the kernel, and
+ * they should cost little.  Allocated by node_pin (n->nopen 0 -> 1),
+ * freed by node_maybe_free once nopen is back to 0 with nothing buffered
+ * or queued.  So a thread that holds dlock must hold a pin (nopen) too.
+ */
+struct node_data {
 	pthread_mutex_t dlock;
 	struct range *ranges;		/* sorted, disjoint (dlock) */
 	size_t nranges;
@@ -49,6 +49,17 @@ struct node {
 	int werr;			/* first error storing them (lock) */
 };
 
+/* One inode the kernel knows of (all fields under ctx->lock). */
+struct node {
+	struct node *next;		/* hash chain */
+	struct inode_attr attr;		/* current attributes; attr.ino */
+	uint64_t nlookup;		/* kernel references */
+	uint64_t psize;			/* size as persisted in the index */
+	struct node_data *d;		/* non-NULL while nopen > 0 */
+	int32_t nopen;			/* open handles and other pins */
+	uint32_t hot;			/* 1 + index in v->hot, or 0 */
+	uint8_t attr_dirty;		/* attr not yet written to the index */
+};
 #define PIPE_MAX_WORKERS 8
 #define PREFETCH_RECENT 8
 
@@ -60,6 +71,11 @@ struct vfs {
 	pthread_mutex_t lock;
 	struct node **tab;
 	size_t tabsize, nnodes;
+	/* Nodes that may be open, dirty or attr_dirty: commit and snapshot
+	 * walk these, not the whole table (node_mark_hot, node.c). */
+	struct node **hot;
+	size_t nhot, hotcap;
+	int hot_overflow;		/* realloc failed once: walk the table */
 	uint64_t ino_reserved;		/* next_ino persisted up to here */
 	size_t dirty_total;		/* bytes in all ranges (lock) */
 	int commit_errors;
@@ -98,6 +114,13 @@ struct node *node_get(struct vfs *v, uint64_t ino, int *err);
 struct node *node_find(struct vfs *v, uint64_t ino);
 struct node *node_new(struct vfs *v, const struct inode_attr *a);
 void node_forget(struct vfs *v, struct node *n, uint64_t count);
+/* Take a pin on n (an open handle, or a section that must keep it and
+ * its data lock alive), giving it its node_data; -ENOMEM (lock held). */
+int node_pin(struct vfs *v, struct node *n);
+/* Note n on the hot list after making it open, dirty or attr_dirty. */
+void node_mark_hot(struct vfs *v, struct node *n);
+/* attr_dirty = 1 and on the hot list (lock held). */
+void node_touch(struct vfs *v, struct node *n);
 void node_release(struct vfs *v, struct node *n);
 /* Free n if nothing references it any more (lock held). */
 void node_maybe_free(struct vfs *v, struct node *n);
