@@ -772,6 +772,19 @@ static int xattr_find(struct index *ix, int64_t vol, int64_t view,
 	return 0;
 }
 
+int index_xattr_any(struct index *ix, int64_t vol)
+{
+	sqlite3_stmt *st = q(ix, "SELECT 1 FROM xattr WHERE vol=?1 LIMIT 1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vol);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}
+
 int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    const char *name, void *buf, size_t size)
 {

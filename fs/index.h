@@ -133,6 +133,10 @@ int64_t index_extent_bytes(struct index *ix, int64_t vol, int64_t view,
 
 /* Extended attributes. get returns the value length or -ENODATA; with
  * size 0 only the length. */
+/* 1 if volume vol has (or had: dead rows count) any xattr, 0 if never:
+ * the daemon then answers getxattr without a query, since the kernel
+ * asks security.capability before every write. */
+int index_xattr_any(struct index *ix, int64_t vol);
 int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    const char *name, void *buf, size_t size);
 int index_xattr_set(struct index *ix, int64_t vol, int64_t cur, uint64_t ino,

@@ -767,6 +767,7 @@ int vfs_open(struct vfs *v, struct store *st, const char *volume, int readonly)
 	if (err)
 		return err;
 	v->ino_reserved = v->vol.next_ino;
+	v->xattrs_maybe = index_xattr_any(st->ix, v->vol.id) != 0;
 	if (!readonly) {
 		err = store_finish_orphans(st);
 		if (err > 0)

@@ -402,3 +402,31 @@ uint64_t now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+int mount_set_readahead(const char *mountpoint, unsigned int kb)
+{
+	/* From mountinfo, not stat(): stat of a FUSE mount would wait for
+	 * the daemon that calls this before it serves. */
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	char line[8192], dev[32] = "";
+	while (fgets(line, sizeof(line), f)) {
+		char d[32], mp[4096];
+		if (sscanf(line, "%*s %*s %31s %*s %4095s", d, mp) == 2 &&
+		    !strcmp(mp, mountpoint))
+			snprintf(dev, sizeof(dev), "%s", d);	/* the last wins */
+	}
+	fclose(f);
+	if (!*dev)
+		return -ENOENT;
+	char path[128], val[32];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int n = snprintf(val, sizeof(val), "%u\n", kb);
+	int err = write(fd, val, (size_t)n) == n ? 0 : -errno;
+	close(fd);
+	return err;
+}

@@ -31,6 +31,11 @@ int hex_decode(const char *in, uint8_t *out, size_t n);
 int pread_full(int fd, void *buf, size_t len, off_t off);
 int pwrite_full(int fd, const void *buf, size_t len, off_t off);
 
+/* Set the kernel's read-ahead of the FUSE mount at mountpoint (an
+ * absolute path without symlinks) to kb KiB: the kernel starts FUSE
+ * mounts at 128 KiB whatever max_readahead says.  Needs root; -errno. */
+int mount_set_readahead(const char *mountpoint, unsigned int kb);
+
 /* Write a whole file atomically (tmp + fsync + rename + fsync dir) with the
  * given mode.  Returns 0 or -errno. */
 int write_file_atomic(const char *path, const void *buf, size_t len,

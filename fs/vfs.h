@@ -82,6 +82,7 @@ struct vfs {
 	char *mountpoint;		/* for syncfs before a snapshot */
 	int list_snapshots;		/* readdir of / shows .snapshots */
 	int writeback;			/* -o writeback: kernel write-back cache */
+	int xattrs_maybe;		/* the volume may have xattrs (lock) */
 	pthread_mutex_t snap_lock;	/* one snapshot at a time */
 	struct control *control;
 	/* chunk pipeline (pipeline.c), under lock */

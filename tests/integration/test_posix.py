@@ -523,3 +523,12 @@ def test_read_only_mount(store, mounts):
     assert errno_of(open, m / "g", "wb") == errno.EROFS
     assert errno_of(os.unlink, m / "f") == errno.EROFS
     assert errno_of(os.chmod, m / "f", 0o600) == errno.EROFS
+
+
+def test_mount_raises_readahead(mnt):
+    # The kernel starts a FUSE mount at 128 KiB of read-ahead; the daemon
+    # raises it so that cold sequential reads come in 1 MiB requests.
+    st = os.stat(mnt.path)
+    dev = "%d:%d" % (os.major(st.st_dev), os.minor(st.st_dev))
+    with open("/sys/class/bdi/%s/read_ahead_kb" % dev) as f:
+        assert int(f.read()) == 1024
