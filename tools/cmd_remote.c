@@ -339,6 +339,13 @@ int cmd_push(struct opts *o)
 		}
 		free(vis);
 	}
+	/* A daemon killed mid-write left its pack open: finish it, as the
+	 * next mount would, so that push need not wait for one.  A live
+	 * writer's pack is locked and left alone (push then says busy). */
+	int ferr = store_finish_orphans(st);
+	if (ferr < 0)
+		fprintf(stderr, "tresor: store %s: cannot finish a pack left open by a crashed daemon (%s); push goes on without it\n",
+			dir, strerror(-ferr));
 	struct progress pg;
 	char what[100];
 	snprintf(what, sizeof(what), "push %s", c.name);

@@ -1063,3 +1063,37 @@ def test_object_sizes_hide_file_sizes(size, tmp, store, mounts, make_remote):
     near = {k: v for k, v in objs.items() if size <= v <= size + 4096}
     assert not near, \
         "a %d-byte file is visible in the size of remote object(s) %s" % (size, near)
+
+
+def test_push_right_after_daemon_crash(tmp, store, mounts, make_remote):
+    """A push right after the volume's daemon was killed (kill -9, its pack
+    still open) goes through without a remount, and what was fsynced
+    before the kill is in what it sent."""
+    from conftest import fusermount_u, mounted, wait_for
+    import signal
+    remote = make_remote("local")
+    remote_add(store, "off", remote)
+    mnt = mounts.mount(store, "vol")
+    want = {}
+    for i in range(6):
+        data = blob(700 + i, 300_000 + 1000 * i)
+        with open(mnt.path / ("f%d" % i), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        want["f%d" % i] = data
+    os.kill(mnt.pid, signal.SIGKILL)
+    mnt.proc.wait(timeout=20)
+    fusermount_u(mnt.path, lazy=True)
+    assert wait_for(lambda: not mounted(mnt.path), 10)
+    mnt.active = False
+    mnt.crashed = True
+    res = push(store, "off", remote)
+    assert res["packs"] >= 1
+    new = Store(tmp / "recovered", store.passfile)
+    recover(remote, new.path, store.passfile)
+    rm = mounts.mount(new, "vol", mnt=tmp / "mnt-recovered")
+    for name, data in want.items():
+        assert (rm.path / name).read_bytes() == data, name
+    p = store.check()
+    assert p.returncode == 0, p.stdout + p.stderr
