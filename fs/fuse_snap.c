@@ -79,13 +79,19 @@ static int view_attr(struct vfs *v, uint64_t slot, uint64_t ino,
 	return err;
 }
 
-static void reply_snap_entry(fuse_req_t req, const struct stat *sb)
+/* A name in .snapshots is looked up again at every use (entry timeout
+ * 0): prune deletes snapshots behind the daemon's back, and a name taken
+ * again names a new snapshot with a new id.  Below it, (id, inode) never
+ * changes meaning, so the kernel may keep those entries. */
+static void reply_snap_entry(fuse_req_t req, const struct stat *sb,
+			     double entry_timeout)
 {
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
 	e.ino = sb->st_ino;
 	e.attr = *sb;
-	e.attr_timeout = e.entry_timeout = SNAP_TIMEOUT;
+	e.attr_timeout = SNAP_TIMEOUT;
+	e.entry_timeout = entry_timeout;
 	fuse_reply_entry(req, &e);
 }
 
@@ -96,7 +102,7 @@ void snap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int err;
 	if (parent == ROOT_INO) {	/* name is .snapshots */
 		snapdir_stat(v, &sb);
-		reply_snap_entry(req, &sb);
+		reply_snap_entry(req, &sb, SNAP_TIMEOUT);
 		return;
 	}
 	if (parent == SNAPDIR_INO) {
@@ -124,7 +130,7 @@ void snap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (err)
 		fuse_reply_err(req, -err);
 	else
-		reply_snap_entry(req, &sb);
+		reply_snap_entry(req, &sb, parent == SNAPDIR_INO ? 0 : SNAP_TIMEOUT);
 }
 
 void snap_getattr(fuse_req_t req, fuse_ino_t ino)

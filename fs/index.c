@@ -1245,14 +1245,34 @@ int index_snapshot_create(struct index *ix, int64_t vol, const char *base,
 		if (i > 10000)
 			return -EEXIST;
 	}
-	st = q(ix, "INSERT INTO snapshot(vol, name, epoch, time, pinned) VALUES (?1, ?2, ?3, ?4, 0)");
+	/* Ids are never reused, also after the newest snapshot is deleted:
+	 * a mount's kernel caches a snapshot's files under inode numbers
+	 * made from its id, so a reused id would show the old files. */
+	int64_t id = 0, top = 0;
+	int err = index_meta_get(ix, "snapshot_id_max", &id);
+	if (err && err != -ENOENT)
+		return err;
+	st = q(ix, "SELECT COALESCE(MAX(id), 0) FROM snapshot");
+	if (!st)
+		return -EIO;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		top = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return sqerr(rc);
+	id = (top > id ? top : id) + 1;
+	err = index_meta_set(ix, "snapshot_id_max", id);
+	if (err)
+		return err;
+	st = q(ix, "INSERT INTO snapshot(id, vol, name, epoch, time, pinned) VALUES (?5, ?1, ?2, ?3, ?4, 0)");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, vi.epoch);
 	sqlite3_bind_int64(st, 4, time);
-	int err = exec_st(ix, st);
+	sqlite3_bind_int64(st, 5, id);
+	err = exec_st(ix, st);
 	if (!err)
 		err = EXEC(ix, "UPDATE volume SET epoch = epoch + 1 WHERE id = ?1", vol);
 	if (!err)

@@ -266,6 +266,10 @@ void node_release(struct vfs *v, struct node *n)
 
 uint64_t vfs_alloc_ino(struct vfs *v, int *err)
 {
+	if (v->vol.next_ino >= INO_LIVE_MAX - 1) {
+		*err = -ENOSPC;	/* the kernel's numbers would collide */
+		return 0;
+	}
 	if (v->vol.next_ino >= v->ino_reserved) {
 		uint64_t upto = v->vol.next_ino + INO_BATCH;
 		*err = index_begin(v->st->ix);

@@ -186,11 +186,14 @@ int64_t vfs_now(void);
 int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 		 struct snapshot_info *si);
 
-/* Inode numbers the kernel sees: the high 16 bits say which view. */
-#define INO_SLOT_SHIFT 48
+/* Inode numbers the kernel sees: the high 24 bits say which view (the
+ * snapshot id, never reused: 16 million snapshots per store), the low 40
+ * the inode (vfs_alloc_ino stops below INO_LIVE_MAX). */
+#define INO_SLOT_SHIFT 40
+#define INO_LIVE_MAX (1ull << INO_SLOT_SHIFT)
 #define INO_SLOT(ino) ((uint64_t)(ino) >> INO_SLOT_SHIFT)
 #define INO_BASE(ino) ((uint64_t)(ino) & ((1ull << INO_SLOT_SHIFT) - 1))
-#define SLOT_SNAPDIR 0xFFFFull
+#define SLOT_SNAPDIR 0xFFFFFFull
 #define SNAPDIR_INO ((SLOT_SNAPDIR << INO_SLOT_SHIFT) | 1)
 #define SNAP_INO(id, ino) (((uint64_t)(id) << INO_SLOT_SHIFT) | (ino))
 #define SNAPDIR_NAME ".snapshots"

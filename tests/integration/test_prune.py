@@ -891,3 +891,28 @@ def test_prune_while_mounted_and_written(make_store, mounts):
             problems.append("live file %s changed or lost" % p)
     problems += snapshot_problems(r, saved, names[-2:], " (after remount)")
     assert not problems, "prune while mounted:\n  " + "\n  ".join(problems[:40])
+
+
+def test_reused_snapshot_name_shows_the_new_snapshot(store, mounts):
+    """A snapshot name taken again after prune deleted its holder shows the
+    new snapshot through a mount that read the old one moments before: the
+    kernel's cached entries must not lead to the old files (snapshot ids
+    are never reused, and names in .snapshots are looked up at every use)."""
+    m = mounts.mount(store, "vol", extra_env={"TZ": TZ})
+    f = m.path / "f"
+    f.write_bytes(b"A" * 5000)
+    keep = snap(store, when="2026-06-02T12:00:00")
+    for rnd in range(3):
+        name = snap(store, when="2026-06-01T12:00:00")
+        assert name == "2026-06-01"
+        old = f.read_bytes()
+        seen = m.path / ".snapshots" / name / "f"
+        assert seen.read_bytes() == old, "round %d: the fresh snapshot" % rnd
+        f.write_bytes(bytes([ord("B") + rnd]) * (6000 + rnd))
+        prune(store, "--keep-last", "1")
+        assert [s["name"] for s in snap_list(store)] == [keep]
+        again = snap(store, when="2026-06-01T12:00:00")
+        assert again == name
+        assert seen.read_bytes() == f.read_bytes(), \
+            "round %d: %s shows the pruned snapshot's file" % (rnd, name)
+        prune(store, "--keep-last", "1")
