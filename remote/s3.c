@@ -34,6 +34,7 @@
 
 #include "backend.h"
 #include "http.h"
+#include "listing.h"
 #include "xml.h"
 
 /* Packs (~32 MiB plus one chunk) go in one PUT: S3 takes up to 5 GB that
@@ -842,79 +843,9 @@ static int s3_retain(struct remote *r, const char *key, int mode, int64_t until)
 
 /* ---- list ---- */
 
-struct list_ent {
-	char *key;
-	uint64_t size;
-};
-
-struct list_page {
-	struct list_ent *ents;
-	size_t n, cap;
-	char *cur_key;
-	uint64_t cur_size;
-	int truncated;
-	char *token;
-	int nomem;
-	struct s3_err err;
-};
-
-/* Collect Contents/Key and Contents/Size pairs, the truncation state. */
-static int list_cb(void *arg, const char *path, const char *text)
-{
-	struct list_page *p = arg;
-
-	if (!strncmp(path, "Error", 5))
-		return err_cb(&p->err, path, text);
-	if (!strcmp(path, "ListBucketResult/Contents/Key")) {
-		free(p->cur_key);
-		p->cur_key = strdup(text);
-		if (!p->cur_key)
-			p->nomem = 1;
-	} else if (!strcmp(path, "ListBucketResult/Contents/Size")) {
-		p->cur_size = strtoull(text, NULL, 10);
-	} else if (!strcmp(path, "ListBucketResult/Contents")) {
-		if (!p->cur_key)
-			return 0;
-		if (p->n == p->cap) {
-			size_t cap = p->cap ? 2 * p->cap : 256;
-			struct list_ent *e = realloc(p->ents, cap * sizeof(*e));
-
-			if (!e) {
-				p->nomem = 1;
-				return -ENOMEM;
-			}
-			p->ents = e;
-			p->cap = cap;
-		}
-		p->ents[p->n].key = p->cur_key;
-		p->ents[p->n].size = p->cur_size;
-		p->n++;
-		p->cur_key = NULL;
-		p->cur_size = 0;
-	} else if (!strcmp(path, "ListBucketResult/IsTruncated")) {
-		p->truncated = !strcasecmp(text, "true");
-	} else if (!strcmp(path, "ListBucketResult/NextContinuationToken")) {
-		free(p->token);
-		p->token = strdup(text);
-		if (!p->token)
-			p->nomem = 1;
-	}
-	return 0;
-}
-
-static void page_free(struct list_page *p)
-{
-	for (size_t i = 0; i < p->n; i++)
-		free(p->ents[i].key);
-	free(p->ents);
-	free(p->cur_key);
-	free(p->token);
-	memset(p, 0, sizeof(*p));
-}
-
 /* Fetch and parse one ListObjectsV2 page. */
 static int list_page_get(struct remote *r, const char *query,
-			 struct list_page *p)
+			 struct s3_listing *p)
 {
 	struct s3_req q = { .method = "GET", .query = query };
 	struct http_resp resp;
@@ -926,13 +857,13 @@ static int list_page_get(struct remote *r, const char *query,
 	if (resp.status != 200) {
 		rc = s3_error(r, &resp, "list");
 	} else {
-		rc = xml_walk((const char *)resp.body, resp.len, list_cb, p);
-		if (p->nomem || rc == -ENOMEM)
+		rc = s3_listing_parse((const char *)resp.body, resp.len, p);
+		if (rc == -ENOMEM)
 			rc = remote_fail(r, -ENOMEM, "%s: out of memory listing", r->name);
 		else if (rc)
 			rc = remote_fail(r, -EIO, "%s: list: malformed XML reply",
 					 r->name);
-		else if (p->err.is_error)
+		else if (p->is_error)
 			rc = s3_error(r, &resp, "list");
 	}
 	http_resp_free(&resp);
@@ -951,7 +882,7 @@ static int s3_list(struct remote *r, const char *prefix, remote_list_cb cb,
 	struct s3 *s = S(r);
 	size_t plen = strlen(s->prefix);
 	char *full = NULL, *eprefix = NULL, *etoken = NULL, *query = NULL;
-	struct list_page p;
+	struct s3_listing p;
 	int rc = 0, page = 0;
 
 	memset(&p, 0, sizeof(p));
@@ -974,7 +905,7 @@ static int s3_list(struct remote *r, const char *prefix, remote_list_cb cb,
 			break;
 		}
 		for (int attempt = 0;; attempt++) {
-			page_free(&p);
+			s3_listing_free(&p);
 			rc = list_page_get(r, query, &p);
 			if (rc != -EAGAIN || !page || attempt == S3_PAGE_RETRIES)
 				break;
@@ -982,13 +913,7 @@ static int s3_list(struct remote *r, const char *prefix, remote_list_cb cb,
 		}
 		if (rc)
 			break;
-		for (size_t i = 0; !rc && i < p.n; i++) {
-			const char *k = p.ents[i].key;
-
-			if (strncmp(k, full, strlen(full)) || strlen(k) <= plen)
-				continue;
-			rc = cb(arg, k + plen, p.ents[i].size);
-		}
+		rc = s3_listing_deliver(&p, full, plen, cb, arg);
 		if (rc || !p.truncated)
 			break;
 		if (!p.token || !p.token[0]) {
@@ -1005,7 +930,7 @@ static int s3_list(struct remote *r, const char *prefix, remote_list_cb cb,
 		page++;
 	}
 out:
-	page_free(&p);
+	s3_listing_free(&p);
 	free(query);
 	free(etoken);
 	free(eprefix);

@@ -27,6 +27,7 @@
 #endif
 
 #include "backend.h"
+#include "listing.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -442,19 +443,6 @@ static int temp_key(struct remote *r, const char *key, char **out)
 	return 0;
 }
 
-/* Is this name one of our temporaries ("....tmp-" + 16 hex)? */
-static int is_temp_name(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n < 21 || strncmp(name + n - 21, ".tmp-", 5))
-		return 0;
-	for (size_t i = n - 16; i < n; i++)
-		if (!strchr("0123456789abcdef", name[i]))
-			return 0;
-	return 1;
-}
-
 /*
  * Upload to a temporary name, check its size, rename it into place.
  * The rename request renames (ignoring failure), stats the final name
@@ -820,7 +808,7 @@ static int list_dir(struct remote *r, const char *dir, const char *prefix,
 			if (dir_may_match(sub, prefix))
 				rc = dirstack_push(todo, dir, dlen, name);
 			free(sub);
-		} else if (type == '-' && !is_temp_name(name)) {
+		} else if (type == '-' && !listing_is_temp_name(name)) {
 			char *k;
 
 			if (asprintf(&k, "%s%s", dir, name) < 0) {

@@ -18,6 +18,7 @@
 #endif
 
 #include "http.h"
+#include "listing.h"
 #include "xml.h"
 
 #include <errno.h>
@@ -70,28 +71,6 @@ static char *home_path(const char *rest)
 	}
 	if (asprintf(&out, "%s/%s", home, rest) < 0)
 		return NULL;
-	return out;
-}
-
-/* Percent-decode n bytes of s into a new string. */
-static char *url_decode(const char *s, size_t n)
-{
-	char *out = malloc(n + 1), *o = out;
-	const char *e = s + n;
-
-	if (!out)
-		return NULL;
-	while (s < e) {
-		unsigned v;
-
-		if (s[0] == '%' && e - s >= 3 && sscanf(s + 1, "%2x", &v) == 1) {
-			*o++ = (char)v;
-			s += 3;
-		} else {
-			*o++ = *s++;
-		}
-	}
-	*o = 0;
 	return out;
 }
 
@@ -417,18 +396,6 @@ static int temp_key(struct remote *r, const char *key, char **out)
 }
 
 /* Is this name one of our temporaries ("....tmp-" + 16 hex)? */
-static int is_temp_name(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n < 21 || strncmp(name + n - 21, ".tmp-", 5))
-		return 0;
-	for (size_t i = n - 16; i < n; i++)
-		if (!strchr("0123456789abcdef", name[i]))
-			return 0;
-	return 1;
-}
-
 /*
  * PUT to a temporary, check its size, MOVE it into place without
  * overwriting, check the published size.
@@ -564,138 +531,14 @@ static int dav_del(struct remote *r, const char *key)
 	return dav_delete_rel(r, key, key);
 }
 
-/* A stack of collections to list (relative to the base, "" or "x/"). */
-struct dirstack {
-	char **v;
-	size_t n, cap;
-};
-
-static int dirstack_push(struct dirstack *d, char *dir)
-{
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 16;
-		char **nv = realloc(d->v, cap * sizeof(*nv));
-
-		if (!nv) {
-			free(dir);
-			return -ENOMEM;
-		}
-		d->v = nv;
-		d->cap = cap;
-	}
-	d->v[d->n++] = dir;
-	return 0;
-}
-
-/* Does any key below collection dir start with prefix (or the reverse)? */
-static int dir_may_match(const char *dir, const char *prefix)
-{
-	size_t a = strlen(dir), b = strlen(prefix);
-
-	return !strncmp(dir, prefix, a < b ? a : b);
-}
-
-/* The state of one PROPFIND reply's walk. */
-struct propwalk {
-	struct remote *r;
-	const char *dir;	/* the collection listed, relative */
-	const char *prefix;
-	struct dirstack *todo;
-	remote_list_cb cb;
-	void *arg;
-	char *href;		/* of the current response */
-	int collection;
-	int has_size;
-	uint64_t size;
-};
-
-/* One <response> is complete: report a file or queue a collection. */
-static int propwalk_entry(struct propwalk *pw)
-{
-	struct webdav *w = pw->r->priv;
-	size_t blen = strlen(w->base_path), n;
-	const char *path = pw->href, *rel, *name;
-	char *key;
-	int rc = 0;
-
-	if (!path)
-		return 0;
-	/* an absolute URL: keep its path */
-	if (!strncmp(path, "https://", 8) || !strncmp(path, "http://", 7)) {
-		path = strchr(strchr(path, ':') + 3, '/');
-		if (!path)
-			return 0;
-	}
-	if (strncmp(path, w->base_path, blen)) {
-		if (!strncmp(path, w->base_path, blen - 1) && !path[blen - 1])
-			return 0;	/* the base itself, without '/' */
-		return remote_fail(pw->r, -EIO, "%s: list: the server answered "
-				   "for %.100s, outside the base", pw->r->name,
-				   path);
-	}
-	rel = path + blen;
-	n = strlen(rel);
-	while (n && rel[n - 1] == '/')
-		n--;
-	if (!n || (!strncmp(rel, pw->dir, n) && strlen(pw->dir) == n + 1))
-		return 0;	/* the listed collection itself */
-	name = memrchr(rel, '/', n);
-	name = name ? name + 1 : rel;
-	if (pw->collection) {
-		if (asprintf(&key, "%.*s/", (int)n, rel) < 0)
-			return -ENOMEM;
-		if (dir_may_match(key, pw->prefix))
-			return dirstack_push(pw->todo, key);
-		free(key);
-		return 0;
-	}
-	if (!pw->has_size || is_temp_name(name))
-		return 0;
-	if (asprintf(&key, "%.*s", (int)n, rel) < 0)
-		return -ENOMEM;
-	if (!strncmp(key, pw->prefix, strlen(pw->prefix)))
-		rc = pw->cb(pw->arg, key, pw->size);
-	free(key);
-	return rc;
-}
-
-/* xml_walk callback over a multistatus. */
-static int propwalk_cb(void *arg, const char *path, const char *text)
-{
-	struct propwalk *pw = arg;
-	int rc;
-
-	if (!strcmp(path, "multistatus/response/href")) {
-		free(pw->href);
-		pw->href = url_decode(text, strlen(text));
-		if (!pw->href)
-			return -ENOMEM;
-	} else if (!strcmp(path, DAV_PROP "resourcetype/collection")) {
-		pw->collection = 1;
-	} else if (!strcmp(path, DAV_PROP "getcontentlength")) {
-		char *end;
-
-		if (*text) {
-			pw->size = strtoull(text, &end, 10);
-			pw->has_size = !*end;
-		}
-	} else if (!strcmp(path, "multistatus/response")) {
-		rc = propwalk_entry(pw);
-		free(pw->href);
-		pw->href = NULL;
-		pw->collection = 0;
-		pw->has_size = 0;
-		return rc;
-	}
-	return 0;
-}
-
 /* PROPFIND Depth: 1 on one collection (with retries), walk the reply. */
 static int list_dir(struct remote *r, const char *dir, const char *prefix,
-		    struct dirstack *todo, remote_list_cb cb, void *arg)
+		    struct dav_dirstack *todo, remote_list_cb cb, void *arg)
 {
-	struct propwalk pw = { .r = r, .dir = dir, .prefix = prefix,
-			       .todo = todo, .cb = cb, .arg = arg };
+	struct webdav *w = r->priv;
+	struct dav_listing l = { .base_path = w->base_path, .dir = dir,
+				 .prefix = prefix, .todo = todo, .cb = cb,
+				 .arg = arg };
 	struct http_resp resp = { 0 };
 	int rc = 0;
 
@@ -721,12 +564,13 @@ static int list_dir(struct remote *r, const char *dir, const char *prefix,
 				 "got HTTP %ld", r->name, dir, resp.status);
 		goto out;
 	}
-	rc = xml_walk((const char *)resp.body, resp.len, propwalk_cb, &pw);
+	rc = dav_listing_parse((const char *)resp.body, resp.len, &l);
 	if (rc == -EBADMSG)
 		rc = remote_fail(r, -EIO, "%s: list %s: malformed PROPFIND reply",
 				 r->name, dir);
+	else if (rc == -EIO && l.problem[0])
+		rc = remote_fail(r, -EIO, "%s: list: %s", r->name, l.problem);
 out:
-	free(pw.href);
 	http_resp_free(&resp);
 	return rc;
 }
@@ -735,14 +579,14 @@ out:
 static int dav_list(struct remote *r, const char *prefix, remote_list_cb cb,
 		    void *arg)
 {
-	struct dirstack todo = { 0 };
+	struct dav_dirstack todo = { 0 };
 	const char *slash = strrchr(prefix, '/');
 	char *first = strndup(prefix, slash ? (size_t)(slash - prefix + 1) : 0);
 	int rc;
 
 	if (!first)
 		return -ENOMEM;
-	rc = dirstack_push(&todo, first);
+	rc = dav_dirstack_push(&todo, first);
 	while (!rc && todo.n) {
 		char *dir = todo.v[--todo.n];
 
@@ -820,7 +664,7 @@ int remote_webdav_open(struct remote *r, const char *base_url)
 		return -ENOMEM;
 	}
 	if (*q) {
-		char *dec = url_decode(q, strlen(q));
+		char *dec = dav_url_decode(q, strlen(q));
 
 		if (!dec)
 			return -ENOMEM;

@@ -17,7 +17,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT="$REPO/build-fuzz"
 FUZZ="$REPO/tests/fuzz"
-TARGETS=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config fuzz_delta)
+TARGETS=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config fuzz_delta fuzz_s3_list fuzz_webdav_list)
 
 CC=${CLANG:-}
 if [[ -z "$CC" ]]; then
@@ -68,7 +68,7 @@ object() {
 echo "fuzz/build.sh: $CC ($("$CC" --version | head -1)) -> $OUT"
 declare -A SRC=(
 	[util]=fs/util.c [crypto]=fs/crypto.c [pack]=fs/pack.c
-	[index]=fs/index.c [xml]=remote/xml.c [changelog]=fs/changelog.c
+	[index]=fs/index.c [xml]=remote/xml.c [listing]=remote/listing.c [changelog]=fs/changelog.c
 	[config]=tools/config.c [schedule]=tools/schedule.c [retention]=fs/retention.c
 )
 pids=()
@@ -93,6 +93,8 @@ declare -A DEPS=(
 	[fuzz_index]="util crypto pack index"
 	[fuzz_config]="config schedule retention"
 	[fuzz_delta]="util crypto pack index changelog"
+	[fuzz_s3_list]="listing xml"
+	[fuzz_webdav_list]="listing xml"
 )
 # Libraries of one target only (inih: the config parser's INI reader).
 declare -A LIBS_OF=([fuzz_config]="-linih")

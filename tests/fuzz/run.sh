@@ -21,7 +21,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 FUZZ="$REPO/tests/fuzz"
 OUT="$REPO/build-fuzz"
-ALL=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config fuzz_delta)
+ALL=(fuzz_pack_footer fuzz_keyfile fuzz_xml fuzz_index fuzz_config fuzz_delta fuzz_s3_list fuzz_webdav_list)
 SECONDS_PER=20
 BUILD=1
 KEEP_GOING=0
@@ -53,9 +53,11 @@ done
 
 # Per-target options: longest input, extra flags.
 declare -A MAXLEN=([fuzz_pack_footer]=65536 [fuzz_keyfile]=1024
-	[fuzz_xml]=65536 [fuzz_index]=65536 [fuzz_config]=8192 [fuzz_delta]=65536)
+	[fuzz_xml]=65536 [fuzz_index]=65536 [fuzz_config]=8192 [fuzz_delta]=65536
+	[fuzz_s3_list]=65536 [fuzz_webdav_list]=65536)
 declare -A EXTRA=([fuzz_xml]="-dict=$FUZZ/fuzz_xml.dict"
-	[fuzz_config]="-dict=$FUZZ/fuzz_config.dict")
+	[fuzz_config]="-dict=$FUZZ/fuzz_config.dict"
+	[fuzz_s3_list]="-dict=$FUZZ/fuzz_list.dict" [fuzz_webdav_list]="-dict=$FUZZ/fuzz_list.dict")
 
 if ((BUILD)); then
 	bash "$FUZZ/build.sh" || { echo "fuzz/run.sh: build failed" >&2; exit 1; }
