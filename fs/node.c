@@ -82,7 +82,6 @@ struct node *node_new(struct vfs *v, const struct inode_attr *a)
 	if (!n)
 		return NULL;
 	n->attr = *a;
-	n->psize = a->size;
 	size_t h = hash_ino(n->attr.ino, v->tabsize);
 	n->next = v->tab[h];
 	v->tab[h] = n;
@@ -138,9 +137,12 @@ int node_pin(struct vfs *v, struct node *n)
 		if (!d)
 			return -ENOMEM;
 		pthread_mutex_init(&d->dlock, NULL);
-		/* A file reopened to append goes on where its data ends,
-		 * as if its last writer had never closed it. */
-		d->stream_end = n->psize;
+		/* Nothing is buffered or queued without node_data, so all
+		 * its data is in extents and any size up to attr.size may be
+		 * persisted.  A file reopened to append goes on where its
+		 * data ends, as if its last writer had never closed it. */
+		d->psize = n->attr.size;
+		d->stream_end = n->attr.size;
 		n->d = d;
 	}
 	n->nopen++;
@@ -290,15 +292,16 @@ int node_persist(struct vfs *v, struct node *n)
 	/* With data still unchunked, the persisted size may not run ahead
 	 * of what the extents hold. */
 	size_t dirty = n->d ? n->d->dirty_bytes : 0;
-	if (dirty && a.size > n->psize)
-		a.size = n->psize;
+	if (dirty && a.size > n->d->psize)
+		a.size = n->d->psize;
 	int err = index_begin(v->st->ix);
 	if (!err)
 		err = index_inode_put(v->st->ix, v->vol.id, v->vol.epoch, &a);
 	if (err)
 		return err;
 	n->attr.birth = a.birth;
-	n->psize = a.size;
+	if (n->d)
+		n->d->psize = a.size;
 	if (!dirty)
 		n->attr_dirty = 0;
 	return 0;
@@ -572,8 +575,8 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 					 n->attr.ino, size, INT64_MAX);
 	if (!err) {
 		n->attr.size = size;
-		if (n->psize > size)
-			n->psize = size;
+		if (n->d->psize > size)
+			n->d->psize = size;
 		n->attr.mtime = n->attr.ctime = now;
 		node_touch(v, n);
 		err = node_persist(v, n);

@@ -89,13 +89,13 @@ static int apply(struct vfs *v, struct pending *p)
 			p->found = 0;
 		}
 	}
-	if (!err && p->off + p->len > n->psize && n->psize < n->attr.size) {
+	if (!err && p->off + p->len > n->d->psize && n->d->psize < n->attr.size) {
 		struct inode_attr a = n->attr;
 		a.size = p->off + p->len < n->attr.size ? p->off + p->len
 							 : n->attr.size;
 		err = index_inode_put(st->ix, v->vol.id, v->vol.epoch, &a);
 		if (!err) {
-			n->psize = a.size;
+			n->d->psize = a.size;
 			n->attr.birth = a.birth;
 		}
 	}
