@@ -872,7 +872,8 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 	struct node **ns = pl.ns;
 	size_t n = pl.count;
 	/* Address order: the only place that holds more than one dlock. */
-	qsort(ns, n, sizeof(*ns), node_ptr_cmp);
+	if (n)	/* ns is NULL when nothing is hot */
+		qsort(ns, n, sizeof(*ns), node_ptr_cmp);
 	for (size_t i = 0; i < n; i++)
 		pthread_mutex_lock(&ns[i]->d->dlock);
 	for (size_t i = 0; i < n && !err; i++)
