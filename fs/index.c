@@ -142,6 +142,17 @@ static void bind_i64s(sqlite3_stmt *st, int n, const int64_t *v)
 }
 
 /* Run a statement that returns no rows; -errno. */
+/* Run an existence query ("SELECT 1 ... LIMIT 1"): 1 if it gave a row,
+ * 0 if none, -errno. */
+static int step_exists(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+}
+
 static int exec_st(struct index *ix, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
@@ -583,11 +594,8 @@ int index_dir_empty(struct index *ix, int64_t vol, int64_t view,
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)parent, view };
 	bind_i64s(st, 3, args);
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? 1 : sqerr(rc);
+	int r = step_exists(st);
+	return r < 0 ? r : !r;
 }
 
 /* ---- extents ---- */
@@ -778,11 +786,7 @@ int index_xattr_any(struct index *ix, int64_t vol)
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+	return step_exists(st);
 }
 
 int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,

@@ -332,37 +332,38 @@ static int range_reserve(struct range *r, size_t need)
 static long ranges_add(struct node *n, const void *buf, size_t len,
 		       uint64_t off, size_t *added)
 {
+	struct node_data *d = n->d;
 	uint64_t end = off + len;
 	size_t i = 0;
-	while (i < n->d->nranges && n->d->ranges[i].off + n->d->ranges[i].len < off)
+	while (i < d->nranges && d->ranges[i].off + d->ranges[i].len < off)
 		i++;
 	size_t j = i;
 	uint64_t nstart = off, nend = end;
 	size_t before = 0;
-	while (j < n->d->nranges && n->d->ranges[j].off <= end) {
-		if (n->d->ranges[j].off < nstart)
-			nstart = n->d->ranges[j].off;
-		if (n->d->ranges[j].off + n->d->ranges[j].len > nend)
-			nend = n->d->ranges[j].off + n->d->ranges[j].len;
-		before += n->d->ranges[j].len;
+	while (j < d->nranges && d->ranges[j].off <= end) {
+		if (d->ranges[j].off < nstart)
+			nstart = d->ranges[j].off;
+		if (d->ranges[j].off + d->ranges[j].len > nend)
+			nend = d->ranges[j].off + d->ranges[j].len;
+		before += d->ranges[j].len;
 		j++;
 	}
 	if (j == i) {
 		/* No neighbour: a new range at position i. */
-		void *p = realloc(n->d->ranges, (n->d->nranges + 1) * sizeof(*n->d->ranges));
+		void *p = realloc(d->ranges, (d->nranges + 1) * sizeof(*d->ranges));
 		if (!p)
 			return -ENOMEM;
-		n->d->ranges = p;
-		memmove(&n->d->ranges[i + 1], &n->d->ranges[i],
-			(n->d->nranges - i) * sizeof(*n->d->ranges));
-		n->d->nranges++;
-		struct range *r = &n->d->ranges[i];
+		d->ranges = p;
+		memmove(&d->ranges[i + 1], &d->ranges[i],
+			(d->nranges - i) * sizeof(*d->ranges));
+		d->nranges++;
+		struct range *r = &d->ranges[i];
 		memset(r, 0, sizeof(*r));
 		r->off = off;
 		if (range_reserve(r, len)) {
-			memmove(&n->d->ranges[i], &n->d->ranges[i + 1],
-				(n->d->nranges - i - 1) * sizeof(*n->d->ranges));
-			n->d->nranges--;
+			memmove(&d->ranges[i], &d->ranges[i + 1],
+				(d->nranges - i - 1) * sizeof(*d->ranges));
+			d->nranges--;
 			return -ENOMEM;
 		}
 		memcpy(r->buf, buf, len);
@@ -371,7 +372,7 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 		return i;
 	}
 	/* Merge ranges i..j-1 into range i, which starts at nstart. */
-	struct range *r = &n->d->ranges[i];
+	struct range *r = &d->ranges[i];
 	if (r->off > nstart) {
 		/* The new data starts before range i: shift it up. */
 		size_t shift = r->off - nstart;
@@ -384,15 +385,15 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 	if (range_reserve(r, nend - nstart))
 		return -ENOMEM;
 	for (size_t k = i + 1; k < j; k++) {
-		struct range *o = &n->d->ranges[k];
+		struct range *o = &d->ranges[k];
 		memcpy(r->buf + (o->off - nstart), o->buf, o->len);
 		free(o->buf);
 	}
 	r->len = nend - nstart;
 	memcpy(r->buf + (off - nstart), buf, len);
-	memmove(&n->d->ranges[i + 1], &n->d->ranges[j],
-		(n->d->nranges - j) * sizeof(*n->d->ranges));
-	n->d->nranges -= j - i - 1;
+	memmove(&d->ranges[i + 1], &d->ranges[j],
+		(d->nranges - j) * sizeof(*d->ranges));
+	d->nranges -= j - i - 1;
 	*added = r->len - before;
 	return i;
 }
@@ -402,12 +403,13 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 static void range_consume(struct vfs *v, struct node *n, size_t idx,
 			  size_t used)
 {
-	struct range *r = &n->d->ranges[idx];
+	struct node_data *d = n->d;
+	struct range *r = &d->ranges[idx];
 	if (used == r->len) {
 		free(r->buf);
-		memmove(&n->d->ranges[idx], &n->d->ranges[idx + 1],
-			(n->d->nranges - idx - 1) * sizeof(*n->d->ranges));
-		n->d->nranges--;
+		memmove(&d->ranges[idx], &d->ranges[idx + 1],
+			(d->nranges - idx - 1) * sizeof(*d->ranges));
+		d->nranges--;
 	} else {
 		memmove(r->buf, r->buf + used, r->len - used);
 		r->off += used;
@@ -546,14 +548,15 @@ int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
 
 int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 {
+	struct node_data *d = n->d;
 	size_t dropped = 0;
-	for (size_t i = 0; i < n->d->nranges;) {
-		struct range *r = &n->d->ranges[i];
+	for (size_t i = 0; i < d->nranges;) {
+		struct range *r = &d->ranges[i];
 		if (r->off >= size) {
 			dropped += r->len;
 			free(r->buf);
-			memmove(r, r + 1, (n->d->nranges - i - 1) * sizeof(*r));
-			n->d->nranges--;
+			memmove(r, r + 1, (d->nranges - i - 1) * sizeof(*r));
+			d->nranges--;
 			continue;
 		}
 		if (r->off + r->len > size) {
@@ -564,7 +567,7 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 	}
 	int64_t now = vfs_now();
 	pthread_mutex_lock(&v->lock);
-	n->d->dirty_bytes -= dropped;
+	d->dirty_bytes -= dropped;
 	v->dirty_total -= dropped;
 	/* Queued chunks past the new end would land after the punch. */
 	int err = pipeline_wait(v, n);
@@ -575,8 +578,8 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 					 n->attr.ino, size, INT64_MAX);
 	if (!err) {
 		n->attr.size = size;
-		if (n->d->psize > size)
-			n->d->psize = size;
+		if (d->psize > size)
+			d->psize = size;
 		n->attr.mtime = n->attr.ctime = now;
 		node_touch(v, n);
 		err = node_persist(v, n);

@@ -105,21 +105,22 @@ static int apply(struct vfs *v, struct pending *p)
 /* Apply the ready chunks at the head of n's list (lock held). */
 static void apply_ready(struct vfs *v, struct node *n)
 {
-	while (n->d->phead && n->d->phead->state == P_READY) {
-		struct pending *p = n->d->phead;
+	struct node_data *d = n->d;
+	while (d->phead && d->phead->state == P_READY) {
+		struct pending *p = d->phead;
 		int err = p->err ? p->err : apply(v, p);
-		if (err && !n->d->werr) {
-			n->d->werr = err;
+		if (err && !d->werr) {
+			d->werr = err;
 			tlog(LOG_ERR, "volume %s: inode %llu: storing %zu bytes at %llu failed: %s",
 			     v->vol.name, (unsigned long long)n->attr.ino, p->len,
 			     (unsigned long long)p->off, strerror(-err));
 		}
-		n->d->phead = p->next;
-		if (!n->d->phead)
-			n->d->ptail = NULL;
+		d->phead = p->next;
+		if (!d->phead)
+			d->ptail = NULL;
 		p->state = P_DONE;
 		v->inflight -= p->len;
-		n->d->dirty_bytes -= p->len;
+		d->dirty_bytes -= p->len;
 		v->dirty_total -= p->len;
 		n->nopen--;
 		free(p->sc.buf);
@@ -128,7 +129,7 @@ static void apply_ready(struct vfs *v, struct node *n)
 			pending_free(p);
 	}
 	pthread_cond_broadcast(&v->pipe_done);
-	if (!n->d->phead)
+	if (!d->phead)
 		node_maybe_free(v, n);
 }
 
