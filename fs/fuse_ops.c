@@ -19,6 +19,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "control.h"
 #include "fetch.h"
 #include "fuse_int.h"
@@ -88,6 +89,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	else
 		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+	/* ACLs as on ext4: the kernel checks them; the umask and the link
+	 * to the mode are ours (acl.h), so we take the umask unapplied.
+	 * Without the kernel's support ACL xattrs are refused, and tools
+	 * fall back to chmod. */
+	uint64_t acl_caps = FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+	v->acl = !v->noacl && (conn->capable & acl_caps) == acl_caps;
+	if (v->acl)
+		conn->want |= acl_caps;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -251,6 +260,52 @@ static void open_flags(struct vfs *v, struct fuse_file_info *fi)
 	fi->keep_cache = 0;
 }
 
+/* A new inode's mode under directory p, and the ACLs it inherits from
+ * p's default ACL (acl.h rule 3): *acc is its access ACL (NULL when the
+ * mode says it all), *def a new directory's default ACL, *len bytes each,
+ * malloc'd.  ctx->lock held. */
+static int inherit_acls(struct vfs *v, const struct fuse_ctx *ctx,
+			const struct node *p, mode_t *mode, uint8_t **acc,
+			uint8_t **def, size_t *len)
+{
+	*acc = *def = NULL;
+	if (!v->acl || S_ISLNK(*mode))
+		return 0;	/* without ACLs the kernel applied the umask */
+	int l = -ENODATA;
+	if (v->xattrs_maybe)
+		l = index_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, p->attr.ino,
+				    ACL_XATTR_DEFAULT, NULL, 0);
+	uint8_t *dacl = l > 0 ? malloc(l) : NULL, *out = l > 0 ? malloc(l) : NULL;
+	if (l > 0 && (!dacl || !out))
+		l = -ENOMEM;
+	if (l > 0)
+		l = index_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, p->attr.ino,
+				    ACL_XATTR_DEFAULT, dacl, l);
+	mode_t m = *mode;
+	int more = l > 0 ? acl_inherit(dacl, l, &m, out) : -ENODATA;
+	if (l < 0 && l != -ENODATA) {
+		free(dacl);
+		free(out);
+		return l;
+	}
+	if (more < 0) {		/* none, or malformed (an old store's blob) */
+		*mode &= ~(mode_t)(ctx->umask & 0777);
+		free(dacl);
+		free(out);
+		return 0;
+	}
+	*mode = m;
+	*len = l;
+	*acc = more ? out : NULL;
+	if (!more)
+		free(out);
+	if (S_ISDIR(m))
+		*def = dacl;
+	else
+		free(dacl);
+	return 0;
+}
+
 /* Create an inode of the given mode under parent/name and reply with its
  * entry.  data (len bytes) becomes its content (the target of a symlink). */
 static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -283,6 +338,10 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 		err = index_begin(v->st->ix);
 	if (!err && len)
 		err = store_put(v->st, data, len, &rowid);
+	uint8_t *acc = NULL, *def = NULL;
+	size_t acl_len = 0;
+	if (!err)
+		err = inherit_acls(v, ctx, p, &mode, &acc, &def, &acl_len);
 	ino = err ? 0 : vfs_alloc_ino(v, &err);
 	struct node *n = NULL;
 	if (!err) {
@@ -299,6 +358,12 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 				a.mode |= S_ISGID;
 		}
 		err = index_inode_put(v->st->ix, v->vol.id, v->vol.epoch, &a);
+		if (!err && acc)
+			err = index_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
+					      ino, ACL_XATTR_ACCESS, acc, acl_len);
+		if (!err && def)
+			err = index_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
+					      ino, ACL_XATTR_DEFAULT, def, acl_len);
 		if (!err && len) {
 			struct extent x = { .off = 0, .len = len, .chunk = rowid };
 			err = index_extent_replace(v->st->ix, v->vol.id,
@@ -339,6 +404,8 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -err);
 	}
 	pthread_mutex_unlock(&v->lock);
+	free(acc);
+	free(def);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -916,6 +983,48 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/* 1 if the caller of req is in group gid (primary or supplementary). */
+static int caller_in_group(fuse_req_t req, gid_t gid)
+{
+	if (fuse_req_ctx(req)->gid == gid)
+		return 1;
+	gid_t groups[64];
+	int n = fuse_req_getgroups(req, 64, groups);
+	for (int i = 0; i < n && i < 64; i++)
+		if (groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* Setting an access ACL sets the mode it implies, and stores the ACL only
+ * when it says more (acl.h rule 2); like chmod, it drops the setgid bit
+ * of a caller outside the file's group.  ctx->lock held. */
+static int set_access_acl(fuse_req_t req, struct vfs *v, struct node *n,
+			  const char *value, size_t size)
+{
+	mode_t perm;
+	int more = acl_equiv_mode(value, size, &perm);
+	if (more < 0)
+		return more;
+	int err = index_begin(v->st->ix);
+	if (!err && more)
+		err = index_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
+				      n->attr.ino, ACL_XATTR_ACCESS, value, size);
+	else if (!err) {
+		err = index_xattr_remove(v->st->ix, v->vol.id, v->vol.epoch,
+					 n->attr.ino, ACL_XATTR_ACCESS);
+		err = err == -ENODATA ? 0 : err;
+	}
+	if (err)
+		return err;
+	mode_t mode = (n->attr.mode & ~(mode_t)0777) | perm;
+	if ((mode & S_ISGID) && fuse_req_ctx(req)->uid != 0 &&
+	    !caller_in_group(req, n->attr.gid))
+		mode &= ~(mode_t)S_ISGID;
+	n->attr.mode = mode;
+	return 0;
+}
+
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
@@ -928,19 +1037,32 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, strlen(name) > 255 ? ERANGE : E2BIG);
 		return;
 	}
+	int is_acl = acl_is_acl_name(name);
+	if (is_acl && !v->acl) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (is_acl && acl_valid(value, size)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
 	int err = 0;
 	pthread_mutex_lock(&v->lock);
 	struct node *n = node_get(v, ino, &err);
-	if (n) {
+	if (n && is_acl && strcmp(name, ACL_XATTR_ACCESS) && !S_ISDIR(n->attr.mode))
+		err = -EACCES;	/* a default ACL only on directories */
+	if (n && !err) {
 		v->xattrs_maybe = 1;	/* getxattr asks the index from now */
-		int have = index_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, ino,
-					   name, NULL, 0);
+		int have = acl_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, ino,
+					 n->attr.mode, name, NULL, 0);
 		if (have < 0 && have != -ENODATA)
 			err = have;
 		else if ((flags & XATTR_CREATE) && have >= 0)
 			err = -EEXIST;
 		else if ((flags & XATTR_REPLACE) && have < 0)
 			err = -ENODATA;
+		else if (!strcmp(name, ACL_XATTR_ACCESS))
+			err = set_access_acl(req, v, n, value, size);
 		else if (!(err = index_begin(v->st->ix)))
 			err = index_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
 					      ino, name, value, size);
@@ -953,23 +1075,26 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	fuse_reply_err(req, -err);
 }
 
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			size_t size)
+/* Answer a getxattr (list 0) or listxattr (list 1) of the live tree.  An
+ * access ACL is read through the node's current mode (acl.h rule 1). */
+static void reply_xattrs(fuse_req_t req, fuse_ino_t ino, const char *name,
+			 size_t size, int list)
 {
 	struct vfs *v = V(req);
-	if (INO_SLOT(ino)) {
-		snap_getxattr(req, ino, name, size);
-		return;
-	}
 	char *buf = size ? malloc(size) : NULL;
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	int r = list ? 0 : -ENODATA;
 	pthread_mutex_lock(&v->lock);
-	int r = v->xattrs_maybe ? index_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE,
-						  ino, name, buf, size)
-				: -ENODATA;
+	struct node *n = v->xattrs_maybe ? node_get(v, ino, &r) : NULL;
+	if (n && list)
+		r = acl_xattr_list(v->st->ix, v->vol.id, VIEW_LIVE, ino,
+				   n->attr.mode, buf, size);
+	else if (n)
+		r = acl_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, ino,
+				  n->attr.mode, name, buf, size);
 	pthread_mutex_unlock(&v->lock);
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -980,28 +1105,21 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	free(buf);
 }
 
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	if (INO_SLOT(ino))
+		snap_getxattr(req, ino, name, size);
+	else
+		reply_xattrs(req, ino, name, size, 0);
+}
+
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct vfs *v = V(req);
-	if (INO_SLOT(ino)) {
+	if (INO_SLOT(ino))
 		snap_listxattr(req, ino, size);
-		return;
-	}
-	char *buf = size ? malloc(size) : NULL;
-	if (size && !buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	pthread_mutex_lock(&v->lock);
-	int r = index_xattr_list(v->st->ix, v->vol.id, VIEW_LIVE, ino, buf, size);
-	pthread_mutex_unlock(&v->lock);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else if (!size)
-		fuse_reply_xattr(req, r);
 	else
-		fuse_reply_buf(req, buf, r);
-	free(buf);
+		reply_xattrs(req, ino, NULL, size, 1);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
@@ -1077,7 +1195,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 	fuse_opt_add_arg(&args, "default_permissions");
 	fuse_opt_add_arg(&args, "-o");
 	fuse_opt_add_arg(&args, fsname);
-	int list_snapshots = 0, mt = 0, workers = 2, writeback = 0, fill = 0;
+	int list_snapshots = 0, mt = 0, workers = 2, writeback = 0, fill = 0, noacl = 0;
 	char fetch_remote[64] = "";
 	if (opts && *opts) {
 		/* Our own options stay here; the rest go to FUSE. */
@@ -1095,6 +1213,10 @@ int vfs_mount_main(struct store *st, const char *volume,
 			}
 			if (!strcmp(o, "writeback")) {
 				writeback = 1;
+				continue;
+			}
+			if (!strcmp(o, "noacl")) {
+				noacl = 1;	/* ACL xattrs refused */
 				continue;
 			}
 			if (!strcmp(o, "fill")) {
@@ -1133,6 +1255,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 	v.list_snapshots = list_snapshots;
 	v.nworkers_wanted = workers;
 	v.writeback = writeback;
+	v.noacl = noacl;
 	v.mountpoint = realpath(mountpoint, NULL);
 	err = -EIO;
 	struct fuse_lowlevel_ops timed;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
 #include "fuse_int.h"
 #include "util.h"
 
@@ -213,17 +214,28 @@ void snap_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
 	free(buf);
 }
 
-void snap_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-		   size_t size)
+/* getxattr (list 0) or listxattr (list 1) in a snapshot, ACLs read
+ * through the snapshot's mode (acl.h rule 1). */
+static void snap_reply_xattrs(fuse_req_t req, fuse_ino_t ino,
+			      const char *name, size_t size, int list)
 {
 	struct vfs *v = V(req);
-	int64_t view;
-	int r = ino == SNAPDIR_INO ? -ENODATA : snap_view(v, INO_SLOT(ino), &view);
+	int64_t view = 0;
+	struct inode_attr a;
+	int r = ino == SNAPDIR_INO ? (list ? 0 : -ENODATA)
+				   : snap_view(v, INO_SLOT(ino), &view);
 	char *buf = size ? malloc(size) : NULL;
-	if (!r) {
+	if (size && !buf)
+		r = -ENOMEM;
+	if (!r && ino != SNAPDIR_INO) {
 		pthread_mutex_lock(&v->lock);
-		r = index_xattr_get(v->st->ix, v->vol.id, view, INO_BASE(ino),
-				    name, buf, size);
+		r = index_inode_get(v->st->ix, v->vol.id, view, INO_BASE(ino), &a);
+		if (!r && list)
+			r = acl_xattr_list(v->st->ix, v->vol.id, view,
+					   INO_BASE(ino), a.mode, buf, size);
+		else if (!r)
+			r = acl_xattr_get(v->st->ix, v->vol.id, view,
+					  INO_BASE(ino), a.mode, name, buf, size);
 		pthread_mutex_unlock(&v->lock);
 	}
 	if (r < 0)
@@ -235,23 +247,13 @@ void snap_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	free(buf);
 }
 
+void snap_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		   size_t size)
+{
+	snap_reply_xattrs(req, ino, name, size, 0);
+}
+
 void snap_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct vfs *v = V(req);
-	int64_t view;
-	int r = ino == SNAPDIR_INO ? 0 : snap_view(v, INO_SLOT(ino), &view);
-	char *buf = size ? malloc(size) : NULL;
-	if (!r && ino != SNAPDIR_INO) {
-		pthread_mutex_lock(&v->lock);
-		r = index_xattr_list(v->st->ix, v->vol.id, view, INO_BASE(ino),
-				     buf, size);
-		pthread_mutex_unlock(&v->lock);
-	}
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else if (!size)
-		fuse_reply_xattr(req, r);
-	else
-		fuse_reply_buf(req, buf, r);
-	free(buf);
+	snap_reply_xattrs(req, ino, NULL, size, 1);
 }

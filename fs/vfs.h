@@ -84,6 +84,8 @@ struct vfs {
 	int list_snapshots;		/* readdir of / shows .snapshots */
 	int writeback;			/* -o writeback: kernel write-back cache */
 	int xattrs_maybe;		/* the volume may have xattrs (lock) */
+	int acl;			/* POSIX ACLs applied (acl.h); set at init */
+	int noacl;			/* -o noacl: refuse them (EOPNOTSUPP) */
 	pthread_mutex_t snap_lock;	/* one snapshot at a time */
 	struct control *control;
 	/* chunk pipeline (pipeline.c), under lock */

@@ -22,6 +22,7 @@
 #include <ftw.h>
 #include <openssl/sha.h>
 
+#include "../fs/acl.h"
 #include "../fs/fetch.h"
 #include "../fs/recover.h"
 #include "cli.h"
@@ -57,24 +58,25 @@ static void warn(struct restore *r, const char *path, const char *what, int err)
 	r->errors++;
 }
 
-/* Copy xattrs of ino onto the open fd (or the path, for symlinks). */
-static void restore_xattrs(struct restore *r, uint64_t ino, int dfd,
-			   const char *name, const char *path)
+/* Copy xattrs of ino (of the given mode) onto the open fd (or the path,
+ * for symlinks), ACLs as programs see them in the mount. */
+static void restore_xattrs(struct restore *r, uint64_t ino, mode_t mode,
+			   int dfd, const char *name, const char *path)
 {
-	int len = index_xattr_list(r->st->ix, r->vi.id, r->view, ino, NULL, 0);
+	int len = acl_xattr_list(r->st->ix, r->vi.id, r->view, ino, mode, NULL, 0);
 	if (len <= 0)
 		return;
 	char *names = malloc(len);
-	if (!names || index_xattr_list(r->st->ix, r->vi.id, r->view, ino, names, len) < 0) {
+	if (!names || acl_xattr_list(r->st->ix, r->vi.id, r->view, ino, mode, names, len) < 0) {
 		free(names);
 		return;
 	}
 	char proc[PATH_MAX];
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dfd, name);
 	for (char *x = names; x < names + len; x += strlen(x) + 1) {
-		int vl = index_xattr_get(r->st->ix, r->vi.id, r->view, ino, x, NULL, 0);
+		int vl = acl_xattr_get(r->st->ix, r->vi.id, r->view, ino, mode, x, NULL, 0);
 		char *val = vl >= 0 ? malloc(vl ? vl : 1) : NULL;
-		if (val && index_xattr_get(r->st->ix, r->vi.id, r->view, ino, x, val, vl) >= 0 &&
+		if (val && acl_xattr_get(r->st->ix, r->vi.id, r->view, ino, mode, x, val, vl) >= 0 &&
 		    lsetxattr(proc, x, val, vl, 0))
 			warn(r, path, x, errno);
 		free(val);
@@ -267,7 +269,7 @@ static int restore_node(struct restore *r, uint64_t ino, int dfd,
 			r->links[r->nlinks++].path = strdup(path + strlen(r->dest) + 1);
 		}
 	}
-	restore_xattrs(r, ino, dfd, name, path);
+	restore_xattrs(r, ino, a.mode, dfd, name, path);
 	restore_meta(r, &a, dfd, name, path);
 	return 0;
 }
