@@ -690,6 +690,15 @@ static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 static void push_noted(struct daemon *d, const struct push_req *req, int rc, const char *e)
 {
 	time_t now = daemon_now();
+	/* A name the store has no remote for (a mistyped `tresor push`)
+	 * has no health to keep and nothing to retry. */
+	struct index *ix = daemon_index(d);
+	struct remote_cfg known;
+	int unknown = ix && remote_cfg_find(ix, req->name, &known) == -ENOENT;
+	if (ix)
+		index_close(ix);
+	if (unknown)
+		return;
 	pthread_mutex_lock(&d->lock);
 	struct remote_state *r = daemon_remote_state(d, req->name);
 	if (!r) {
