@@ -372,9 +372,13 @@ static void *serve(void *arg)
 		while (d->push_generation == gen)
 			pthread_cond_wait(&d->cond, &d->lock);
 		int rc = d->push_result;
+		const struct remote_state *r;
 		char msg[1500];
 		if (d->stopping && rc)
 			snprintf(msg, sizeof(msg), "error the daemon is stopping\n");
+		else if (rc && (r = remote_state_find(d, req.name)) && r->attempts)
+			snprintf(msg, sizeof(msg), "error %s; the daemon retries it in %lld s\n",
+				 d->job[JOB_PUSH].last_error, (long long)(r->next_retry - daemon_now()));
 		else if (rc)
 			snprintf(msg, sizeof(msg), "error %s\n", d->job[JOB_PUSH].last_error);
 		else
