@@ -41,6 +41,19 @@ def mend_remote(path):
     path.mkdir()
 
 
+def box_daemon(make_store, tmp, daemons, clock):  # noqa: F811
+    """A daemon started at clock with one remote, box, pushed daily at 05:00."""
+    store = make_store()
+    box = tmp / "box"
+    box.mkdir()
+    d = Daemon(tmp, store, remotes={"box": str(box)},
+               schedule={"snapshot": "never", "push": "daily 05:00", "check": "never"})
+    daemons.append(d)
+    d.set_clock(clock)
+    d.start()
+    return store, box, d
+
+
 def test_one_broken_remote_makes_status_unhealthy(make_store, tmp, daemons):  # noqa: F811
     store = make_store()
     box, offsite = tmp / "box", tmp / "offsite"
@@ -115,14 +128,7 @@ def test_one_broken_remote_makes_status_unhealthy(make_store, tmp, daemons):  # 
 
 
 def test_human_status_ends_with_plain_lines(make_store, tmp, daemons):  # noqa: F811
-    store = make_store()
-    box = tmp / "box"
-    box.mkdir()
-    d = Daemon(tmp, store, remotes={"box": str(box)},
-               schedule={"snapshot": "never", "push": "daily 05:00", "check": "never"})
-    daemons.append(d)
-    d.set_clock(local_ts(2026, 5, 5, 4, 0))
-    d.start()
+    store, box, d = box_daemon(make_store, tmp, daemons, local_ts(2026, 5, 5, 4, 0))
     break_remote(box)
     d.set_clock(local_ts(2026, 5, 5, 5, 0, 1))
     assert d.wait_history(1) == [("push", False)]
@@ -138,15 +144,8 @@ def test_human_status_ends_with_plain_lines(make_store, tmp, daemons):  # noqa: 
 
 
 def test_hand_started_failing_push_is_retried(make_store, tmp, daemons):  # noqa: F811
-    store = make_store()
-    box = tmp / "box"
-    box.mkdir()
-    d = Daemon(tmp, store, remotes={"box": str(box)},
-               schedule={"snapshot": "never", "push": "daily 05:00", "check": "never"})
-    daemons.append(d)
     t0 = local_ts(2026, 6, 1, 12, 0)
-    d.set_clock(t0)
-    d.start()
+    store, box, d = box_daemon(make_store, tmp, daemons, t0)
     (d.mnt["vol"] / "f").write_bytes(os.urandom(100000))
     store_run(store, "snapshot", "create", store.path, "vol", check=True)
     break_remote(box)
