@@ -1038,6 +1038,11 @@ static void preflight(struct daemon *d, int dry)
 		    c->passphrase_file);
 	if (!c->passphrase_file[0] && !getenv("TRESOR_PASSPHRASE"))
 		die(1, "%s: no passphrase-file in [tresor] and no TRESOR_PASSPHRASE", d->cfg_path);
+	/* From here on the daemon acts, and every line of its log is timed,
+	 * its children's too (before any thread starts); a config or store
+	 * refused above reads as any command's error. */
+	if (!dry)
+		setenv("TRESOR_LOG_TIME", "1", 1);
 	/* Remotes named with a URL and not yet in the store: add them. */
 	for (int i = 0; i < c->nrem; i++) {
 		struct config_remote *r = &c->rem[i];
@@ -1085,9 +1090,6 @@ int cmd_daemon(struct opts *o)
 		die(EXIT_USAGE, "usage: tresor daemon CONFIG");
 	static struct daemon dd;
 	struct daemon *d = &dd;
-	/* Every line of the daemon's log is timed, its mount processes'
-	 * too (set before any thread starts). */
-	setenv("TRESOR_LOG_TIME", "1", 1);
 	memset(d, 0, sizeof(*d));
 	d->ctl.fd = d->http.fd = -1;
 	d->cfg_path = o->pos[0];
