@@ -635,7 +635,7 @@ static void print_text(const char *js)
 		long long packs = json_get_num(o, e, "packs_pending", 0);
 		long long bytes = json_get_num(o, e, "bytes_pending", 0);
 		long long fails = json_get_num(o, e, "failures", 0);
-		if (age < 0)
+		if (!json_get_num(o, e, "last_push", 0))
 			snprintf(s1, sizeof(s1), "never pushed");
 		else
 			snprintf(s1, sizeof(s1), "last push %lld s ago, behind %lld s", age, behind);

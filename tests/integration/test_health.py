@@ -108,7 +108,9 @@ def test_one_broken_remote_makes_status_unhealthy(make_store, tmp, daemons):  # 
     lines = text.stdout.rstrip("\n").split("\n")
     assert lines[0] == "tresor daemon: UNHEALTHY"
     assert any(x.strip().startswith("remote box") and "UNHEALTHY" in x for x in lines)
-    assert any(x.strip().startswith("remote offsite") and "UNHEALTHY" not in x for x in lines)
+    assert any(x.strip().startswith("remote offsite") and "UNHEALTHY" not in x and
+               "last push" in x for x in lines)
+    assert any(x.strip().startswith("remote box") and "never pushed" in x for x in lines)
     assert lines[-1].startswith("  problem: remote box:"), lines
 
     # the broken remote alone is retried after the delay, and clears
