@@ -201,6 +201,24 @@ int remote_cfg_list(struct index *ix, struct remote_cfg **cs, size_t *n)
 	return 0;
 }
 
+int remote_cfg_pending(struct index *ix, int64_t remote, uint64_t *packs, uint64_t *bytes)
+{
+	sqlite3_stmt *q;
+	*packs = *bytes = 0;
+	if (sqlite3_prepare_v2(index_db(ix), "SELECT COUNT(*), COALESCE(SUM(size), 0)"
+		" FROM pack p WHERE state = 1 AND NOT EXISTS (SELECT 1 FROM remote_pack r"
+		" WHERE r.remote = ?1 AND r.name = p.name)", -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, remote);
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		*packs = sqlite3_column_int64(q, 0);
+		*bytes = sqlite3_column_int64(q, 1);
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
 void repo_pack_key(const uint8_t name[PACK_NAME_LEN], char *key, size_t size)
 {
 	char hex[PACK_NAME_LEN * 2 + 1];

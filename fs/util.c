@@ -76,6 +76,23 @@ void log_set_level(enum log_level level)
 	atomic_store(&log_threshold, (int)level);
 }
 
+void log_stamp(char *buf, size_t size)
+{
+	const char *on = getenv("TRESOR_LOG_TIME");
+	struct timespec ts;
+	struct tm tm;
+	char sec[32];
+
+	if (!size)
+		return;
+	buf[0] = 0;
+	if (!on || strcmp(on, "1") || clock_gettime(CLOCK_REALTIME, &ts) ||
+	    !gmtime_r(&ts.tv_sec, &tm))
+		return;
+	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, size, "%s.%03ldZ ", sec, ts.tv_nsec / 1000000);
+}
+
 /*
  * Format into a local buffer and emit the line with one stdio call, so
  * lines from different threads do not interleave.  errno is preserved:
@@ -83,7 +100,7 @@ void log_set_level(enum log_level level)
  */
 void tlog(enum log_level level, const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[1024], stamp[40];
 	va_list ap;
 	size_t n;
 	int saved = errno;
@@ -100,7 +117,8 @@ void tlog(enum log_level level, const char *fmt, ...)
 	n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	fprintf(stderr, "tresor: %s: %s\n", level_names[level], msg);
+	log_stamp(stamp, sizeof(stamp));
+	fprintf(stderr, "%stresor: %s: %s\n", stamp, level_names[level], msg);
 out:
 	errno = saved;
 }

@@ -15,10 +15,16 @@ enum log_level { LOG_ERR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 /* Print one line "tresor: <level>: <msg>" to stderr (level is error,
  * warn, info or debug), if level <= the threshold set by log_set_level
- * (default LOG_INFO, or TRESOR_LOG).  Thread-safe; preserves errno. */
+ * (default LOG_INFO, or TRESOR_LOG).  With TRESOR_LOG_TIME=1 in the
+ * environment the line starts with log_stamp's time.  Thread-safe;
+ * preserves errno. */
 void tlog(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void log_set_level(enum log_level level);
+/* "2026-12-06T21:45:00.123Z " (UTC, real clock) into buf when
+ * TRESOR_LOG_TIME=1 is set (the scheduling daemon sets it for its log
+ * and its mount processes), else "". */
+void log_stamp(char *buf, size_t size);
 
 /* Hex-encode n bytes into out (2n+1 bytes incl. NUL). */
 void hex_encode(const uint8_t *in, size_t n, char *out);

@@ -16,12 +16,14 @@
 
 void die(int code, const char *fmt, ...)
 {
+	char msg[4096], stamp[40];
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("tresor: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* one stdio call: a daemon's threads do not interleave lines */
+	log_stamp(stamp, sizeof(stamp));
+	fprintf(stderr, "%stresor: %s\n", stamp, msg);
 	exit(code);
 }
 

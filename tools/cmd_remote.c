@@ -189,19 +189,9 @@ static int cmd_remote_list(struct opts *o)
 	if (o->json)
 		printf("[");
 	for (size_t i = 0; i < n; i++) {
-		/* Pending: finished packs the remote does not have. */
-		sqlite3_stmt *q;
-		long long pending = 0, pbytes = 0;
-		if (sqlite3_prepare_v2(index_db(ix), "SELECT COUNT(*), COALESCE(SUM(size), 0)"
-			" FROM pack p WHERE state = 1 AND NOT EXISTS (SELECT 1 FROM remote_pack r"
-			" WHERE r.remote = ?1 AND r.name = p.name)", -1, &q, NULL) == SQLITE_OK) {
-			sqlite3_bind_int64(q, 1, cs[i].id);
-			if (sqlite3_step(q) == SQLITE_ROW) {
-				pending = sqlite3_column_int64(q, 0);
-				pbytes = sqlite3_column_int64(q, 1);
-			}
-			sqlite3_finalize(q);
-		}
+		uint64_t up, ub;
+		remote_cfg_pending(ix, cs[i].id, &up, &ub);
+		long long pending = (long long)up, pbytes = (long long)ub;
 		char when[64] = "never";
 		if (cs[i].last_push)
 			iso_time(cs[i].last_push, when, sizeof(when));

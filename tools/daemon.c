@@ -59,6 +59,19 @@ struct index *daemon_index(struct daemon *d)
 	return index_open(path, 0, &ix) ? NULL : ix;
 }
 
+struct remote_state *daemon_remote_state(struct daemon *d, const char *name)
+{
+	for (int i = 0; i < d->nrem; i++)
+		if (!strcmp(d->rem[i].name, name))
+			return &d->rem[i];
+	if (d->nrem == DAEMON_MAX_REMOTES || strlen(name) >= sizeof(d->rem[0].name))
+		return NULL;
+	struct remote_state *r = &d->rem[d->nrem++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	return r;
+}
+
 /* systemd's notify protocol: one datagram to $NOTIFY_SOCKET. */
 static void sd_notify_msg(const char *msg)
 {
@@ -101,6 +114,25 @@ static void child_signals(void)
 
 /* ---- state file ---------------------------------------------------- */
 
+static void state_load_remote(struct daemon *d, const char *name, const char *key,
+			      const char *val)
+{
+	struct remote_state *r = daemon_remote_state(d, name);
+	long long v = atoll(val);
+	if (!r)
+		return;
+	if (!strcmp(key, "last_run"))
+		r->last_run = v;
+	else if (!strcmp(key, "last_ok"))
+		r->last_ok = v;
+	else if (!strcmp(key, "failures"))
+		r->failures = v;
+	else if (!strcmp(key, "last_failed"))
+		r->last_failed = (int)v;
+	else if (!strcmp(key, "last_error"))
+		snprintf(r->last_error, sizeof(r->last_error), "%s", val);
+}
+
 static void state_load(struct daemon *d, int *found)
 {
 	*found = 0;
@@ -111,8 +143,13 @@ static void state_load(struct daemon *d, int *found)
 	char line[600];
 	while (fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = 0;
-		char name[32], key[32];
+		char name[64], key[32];
 		int off = 0;
+		/* remote.KEY.NAME=VALUE: a remote's health (names hold no '=') */
+		if (sscanf(line, "remote.%31[a-z_].%63[^=]=%n", key, name, &off) == 2 && off) {
+			state_load_remote(d, name, key, line + off);
+			continue;
+		}
 		if (sscanf(line, "%31[a-z].%31[a-z_]=%n", name, key, &off) < 2 || !off)
 			continue;
 		const char *val = line + off;
@@ -163,6 +200,14 @@ static void state_save(struct daemon *d)
 			job_names[j], (unsigned long long)s->runs, job_names[j],
 			(unsigned long long)s->failures, job_names[j], s->last_failed,
 			job_names[j], s->last_error);
+	}
+	for (int i = 0; i < d->nrem; i++) {
+		const struct remote_state *r = &d->rem[i];
+		fprintf(f, "remote.last_run.%s=%lld\nremote.last_ok.%s=%lld\n"
+			"remote.failures.%s=%llu\nremote.last_failed.%s=%d\nremote.last_error.%s=%s\n",
+			r->name, (long long)r->last_run, r->name, (long long)r->last_ok, r->name,
+			(unsigned long long)r->failures, r->name, r->last_failed, r->name,
+			r->last_error);
 	}
 	int err = fflush(f) || fsync(fileno(f));
 	err |= fclose(f);
@@ -215,6 +260,7 @@ static int run_child(struct daemon *d, const char *what, char *const argv[],
 		child_signals();
 		setenv("TRESOR_DAEMON_CHILD", "1", 1);
 		setenv("TRESOR_PROGRESS", "0", 1);
+		setenv("TRESOR_LOG_TIME", "0", 1);	/* our relay stamps its lines */
 		execv(d->self, argv);
 		_exit(127);
 	}
@@ -267,7 +313,9 @@ static int run_child(struct daemon *d, const char *what, char *const argv[],
 				if (!strncmp(l, "tresor: ", 8))
 					l += 8;	/* the child's own prefix */
 				if (*l) {
-					fprintf(stderr, "tresor: %s: %s\n", what, l);
+					char stamp[40];
+					log_stamp(stamp, sizeof(stamp));
+					fprintf(stderr, "%stresor: %s: %s\n", stamp, what, l);
 					if (errsize)
 						copy_str(err, errsize, l);
 				}
@@ -553,6 +601,39 @@ static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
 	return failed ? -1 : 0;
 }
 
+/* Room for prune's JSON: a few hundred snapshots' verdicts. */
+#define PRUNE_OUT (256 * 1024)
+
+/* Log the snapshots prune's JSON says were removed, by name: the log is
+ * where one looks for where a snapshot went. */
+static void prune_log(const char *vol, const char *js)
+{
+	char names[900] = "";
+	size_t len = 0;
+	int n = 0;
+	for (const char *p = js; (p = strstr(p, "{\"name\":\"")); ) {
+		p += 9;
+		const char *q = p;
+		while (*q && *q != '"')
+			q += q[0] == '\\' && q[1] ? 2 : 1;
+		if (strncmp(q, "\",\"keep\":false", 14)) {
+			p = q;
+			continue;
+		}
+		if (len < sizeof(names) - 1)
+			len += snprintf(names + len, sizeof(names) - len, "%s%.*s", n ? ", " : "",
+					(int)(q - p), p);
+		n++;
+		p = q;
+	}
+	if (len >= sizeof(names) - 1)
+		snprintf(names + sizeof(names) - 5, 5, "...");
+	if (n)
+		tlog(LOG_INFO, "daemon: volume %s: prune removed %d snapshot(s): %s", vol, n, names);
+	else
+		tlog(LOG_INFO, "daemon: volume %s: prune removed no snapshot", vol);
+}
+
 static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 {
 	(void)now;
@@ -562,6 +643,11 @@ static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 				 "--keep-weekly", "--keep-monthly", "--keep-yearly" };
 	const int vals[6] = { k->last, k->hourly, k->daily, k->weekly, k->monthly, k->yearly };
 	int failed = 0;
+	char *out = malloc(PRUNE_OUT);
+	if (!out) {
+		snprintf(err, errsize, "prune of %s: out of memory", d->cfg.store);
+		return -1;
+	}
 	for (int i = 0; i < d->cfg.nvol; i++) {
 		struct args a;
 		args_init(d, &a);
@@ -582,17 +668,70 @@ static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 			arg(&a, "--keep-within");
 			arg(&a, within);
 		}
+		arg(&a, "--json");
 		args_pass(d, &a);
-		char out[64], e[400];
-		int rc = run_child(d, "prune", a.v, out, sizeof(out), e, sizeof(e));
+		char e[400];
+		int rc = run_child(d, "prune", a.v, out, PRUNE_OUT, e, sizeof(e));
 		if (rc) {
 			if (!failed)
 				snprintf(err, errsize, "prune of volume %s: %s",
 					 d->cfg.vol[i].name, *e ? e : "failed");
 			failed = 1;
+		} else {
+			prune_log(d->cfg.vol[i].name, out);
 		}
 	}
+	free(out);
 	return failed ? -1 : 0;
+}
+
+/* Note the push of req in its remote's state, and schedule its retry
+ * (doubling backoff) as the log line says. */
+static void push_noted(struct daemon *d, const struct push_req *req, int rc, const char *e)
+{
+	time_t now = daemon_now();
+	/* A name the store has no remote for (a mistyped `tresor push`)
+	 * has no health to keep and nothing to retry. */
+	struct index *ix = daemon_index(d);
+	struct remote_cfg known;
+	int unknown = ix && remote_cfg_find(ix, req->name, &known) == -ENOENT;
+	if (ix)
+		index_close(ix);
+	if (unknown)
+		return;
+	pthread_mutex_lock(&d->lock);
+	struct remote_state *r = daemon_remote_state(d, req->name);
+	if (!r) {
+		pthread_mutex_unlock(&d->lock);
+		tlog(LOG_WARN, "daemon: push to %s: more than %d remotes; its health is not kept",
+		     req->name, DAEMON_MAX_REMOTES);
+		return;
+	}
+	r->last_run = now;
+	if (!rc) {
+		r->last_ok = now;
+		r->last_failed = 0;
+		r->attempts = 0;
+		r->last_error[0] = 0;
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	r->failures++;
+	r->last_failed = 1;
+	snprintf(r->last_error, sizeof(r->last_error), "%s", e);
+	r->attempts++;
+	if (r->attempts > d->cfg.retries) {
+		tlog(LOG_ERR, "daemon: push to %s failed %d time(s), giving up until the next push: %s",
+		     r->name, r->attempts, e);
+		r->attempts = 0;
+	} else {
+		int64_t delay = d->cfg.retry_delay_s << (r->attempts - 1 < 20 ? r->attempts - 1 : 20);
+		r->next_retry = now + delay;
+		r->retry = *req;
+		tlog(LOG_WARN, "daemon: push to %s failed (attempt %d of %d), retrying in %llds: %s",
+		     r->name, r->attempts, d->cfg.retries + 1, (long long)delay, e);
+	}
+	pthread_mutex_unlock(&d->lock);
 }
 
 /* The remotes to push to: those a `tresor push` asked for, else those of
@@ -667,6 +806,7 @@ static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 			out[strcspn(out, "\n")] = 0;
 			snprintf(json, sizeof(json), "%s", out);
 		}
+		push_noted(d, &reqs[i], rc, *e ? e : "failed");
 	}
 	pthread_mutex_lock(&d->lock);
 	snprintf(d->push_json, sizeof(d->push_json), "%s", json);
@@ -705,6 +845,23 @@ static int job_check(struct daemon *d, time_t now, char *err, size_t errsize)
 typedef int (*job_fn)(struct daemon *, time_t, char *, size_t);
 static const job_fn job_fns[JOB_COUNT] = { job_snapshot, job_prune, job_push, job_check };
 
+/* The push job's attempts and next retry, for status: the longest
+ * retry series of its remotes and the soonest retry (lock held). */
+static void push_retry_summary(struct daemon *d)
+{
+	struct job_state *s = &d->job[JOB_PUSH];
+	s->attempts = 0;
+	for (int i = 0; i < d->nrem; i++) {
+		const struct remote_state *r = &d->rem[i];
+		if (!r->attempts)
+			continue;
+		if (!s->attempts || r->next_retry < s->next_retry)
+			s->next_retry = r->next_retry;
+		if (r->attempts > s->attempts)
+			s->attempts = r->attempts;
+	}
+}
+
 /* Run job j for slot; note the result (and its retry) in the state. */
 static int run_job(struct daemon *d, enum job_kind j, time_t slot)
 {
@@ -734,6 +891,14 @@ static int run_job(struct daemon *d, enum job_kind j, time_t slot)
 		s->attempts = 0;
 		s->last_slot = slot;
 		tlog(LOG_INFO, "daemon: %s: done", job_names[j]);
+	} else if (j == JOB_PUSH) {
+		/* The slot is handled: each failed remote is retried by
+		 * itself (push_noted said when). */
+		s->failures++;
+		s->last_failed = 1;
+		snprintf(s->last_error, sizeof(s->last_error), "%s", err);
+		s->last_slot = slot;
+		tlog(LOG_WARN, "daemon: push: failed: %s", err);
 	} else {
 		s->failures++;
 		s->last_failed = 1;
@@ -751,6 +916,8 @@ static int run_job(struct daemon *d, enum job_kind j, time_t slot)
 			     job_names[j], s->attempts, d->cfg.retries + 1, (long long)delay, err);
 		}
 	}
+	if (j == JOB_PUSH)
+		push_retry_summary(d);
 	state_save(d);
 	pthread_mutex_unlock(&d->lock);
 	if (d->cfg.metrics_textfile[0])
@@ -765,9 +932,28 @@ static time_t due(struct daemon *d, enum job_kind j, const struct schedule *sc, 
 	struct job_state *s = &d->job[j];
 	if (!slot || slot <= s->last_slot)
 		return 0;
-	if (s->attempts && now < s->next_retry)
+	/* (push retries go remote by remote: push_retries) */
+	if (j != JOB_PUSH && s->attempts && now < s->next_retry)
 		return 0;
 	return slot;
+}
+
+/* Pushes that failed and are due for their retry, each remote with the
+ * request that failed (a scheduled push or one `tresor push` asked for). */
+static void push_retries(struct daemon *d)
+{
+	time_t now = daemon_now();
+	int n = 0;
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < d->nrem; i++)
+		if (d->rem[i].attempts && now >= d->rem[i].next_retry)
+			d->push_only[n++] = d->rem[i].retry;
+	pthread_mutex_unlock(&d->lock);
+	if (!n)
+		return;
+	d->npush_only = n;
+	run_job(d, JOB_PUSH, d->job[JOB_PUSH].last_slot);
+	d->npush_only = 0;
 }
 
 /* One pass: every due job, in order snapshot, prune, push, check. */
@@ -791,7 +977,7 @@ static void run_due(struct daemon *d)
 	 * but not as a schedule slot. */
 	pthread_mutex_lock(&d->lock);
 	d->npush_only = d->npush_want;
-	memcpy(d->push_only, d->push_want, sizeof(d->push_only));
+	memcpy(d->push_only, d->push_want, sizeof(d->push_want));
 	d->npush_want = 0;
 	pthread_mutex_unlock(&d->lock);
 	if (d->npush_only && !stop_requested(d)) {
@@ -803,6 +989,8 @@ static void run_due(struct daemon *d)
 		pthread_cond_broadcast(&d->cond);
 		pthread_mutex_unlock(&d->lock);
 	}
+	if (!stop_requested(d))
+		push_retries(d);
 	slot = due(d, JOB_CHECK, &d->cfg.check, daemon_now());
 	if (slot && !stop_requested(d))
 		run_job(d, JOB_CHECK, slot);
@@ -850,6 +1038,11 @@ static void preflight(struct daemon *d, int dry)
 		    c->passphrase_file);
 	if (!c->passphrase_file[0] && !getenv("TRESOR_PASSPHRASE"))
 		die(1, "%s: no passphrase-file in [tresor] and no TRESOR_PASSPHRASE", d->cfg_path);
+	/* From here on the daemon acts, and every line of its log is timed,
+	 * its children's too (before any thread starts); a config or store
+	 * refused above reads as any command's error. */
+	if (!dry)
+		setenv("TRESOR_LOG_TIME", "1", 1);
 	/* Remotes named with a URL and not yet in the store: add them. */
 	for (int i = 0; i < c->nrem; i++) {
 		struct config_remote *r = &c->rem[i];

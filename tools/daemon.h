@@ -36,6 +36,28 @@ struct job_state {
 	char last_error[400];
 };
 
+/* A push `tresor push` asked for: the remote and its options as given
+ * ("" = the config's push-jobs / push-limit-upload, or push's default). */
+struct push_req {
+	char name[64];
+	char jobs[8], limit_upload[32], grace[32];
+};
+
+/* Every push, scheduled or asked for, goes remote by remote; each
+ * remote's health is kept apart, and a remote whose push failed is
+ * retried by itself, with the request that failed, whatever started it. */
+#define DAEMON_MAX_REMOTES (CONFIG_MAX_REMOTES * 2)
+struct remote_state {
+	char name[64];
+	time_t last_run, last_ok;	/* daemon clock; last_ok 0: not since the state began */
+	uint64_t failures;	/* failed pushes since the state began */
+	int last_failed;
+	char last_error[400];
+	int attempts;		/* failed attempts of the current retry series */
+	time_t next_retry;	/* attempts > 0: push retry again, not before */
+	struct push_req retry;
+};
+
 struct mount_child {
 	pid_t pid;		/* 0: not running */
 	int mounted;		/* seen in /proc/self/mountinfo */
@@ -52,12 +74,6 @@ struct history {
 	int ok;
 };
 
-/* A push `tresor push` asked for: the remote and its options as given
- * ("" = the config's push-jobs / push-limit-upload, or push's default). */
-struct push_req {
-	char name[64];
-	char jobs[8], limit_upload[32], grace[32];
-};
 
 struct daemon {
 	struct config cfg;
@@ -71,9 +87,11 @@ struct daemon {
 	struct mount_child mc[CONFIG_MAX_VOLUMES];
 	struct history hist[HISTORY_MAX];
 	int nhist;
+	struct remote_state rem[DAEMON_MAX_REMOTES];
+	int nrem;
 	struct push_req push_want[CONFIG_MAX_REMOTES];	/* what `tresor push` asked for */
 	int npush_want;
-	struct push_req push_only[CONFIG_MAX_REMOTES];	/* job thread only: requested pushes */
+	struct push_req push_only[DAEMON_MAX_REMOTES];	/* job thread only: requested pushes or retries */
 	int npush_only;
 	uint64_t push_generation;	/* bumped when a push ends */
 	int push_result;	/* of the last push: 0 ok */
@@ -88,6 +106,7 @@ struct daemon {
 	pthread_mutex_t stats_lock;
 	time_t stats_time;
 	double stats[8];
+	double vol_logical[CONFIG_MAX_VOLUMES];	/* per configured volume */
 };
 
 extern const char *const job_names[JOB_COUNT];
@@ -110,6 +129,21 @@ char *metrics_render(struct daemon *d);
 int metrics_start(struct daemon *d);
 void metrics_stop(struct daemon *d);
 int metrics_write_textfile(struct daemon *d);
+
+/* A remote's health as status and the metrics show it (lock held). */
+struct remote_cfg;
+struct remote_health {
+	const struct remote_state *st;	/* NULL: no push since the state began */
+	long long packs_pending, bytes_pending;
+	long long behind;	/* s: age of what it holds when newer exists */
+	time_t last_push;	/* the store's: when a push last succeeded */
+	int stale;		/* last success older than stale-push */
+	int healthy;		/* last push worked, not stale */
+};
+void daemon_remote_health(struct daemon *d, struct index *ix, const struct remote_cfg *rc,
+			  time_t now, struct remote_health *h);
+/* The state of remote name, added if new (lock held); NULL when full. */
+struct remote_state *daemon_remote_state(struct daemon *d, const char *name);
 
 /* Status: JSON of the daemon's state (malloc'd); *healthy set. */
 char *status_json(struct daemon *d, int *healthy);

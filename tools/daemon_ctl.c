@@ -53,22 +53,44 @@ static void jtime(FILE *f, time_t t)
 		fputs("null", f);
 }
 
-/* Finished packs the remote does not have yet. */
-static void remote_pending(struct index *ix, int64_t remote, long long *packs,
-			   long long *bytes)
+static const struct remote_state *remote_state_find(const struct daemon *d, const char *name)
 {
-	sqlite3_stmt *q;
-	*packs = *bytes = 0;
-	if (sqlite3_prepare_v2(index_db(ix), "SELECT COUNT(*), COALESCE(SUM(size), 0)"
-		" FROM pack p WHERE state = 1 AND NOT EXISTS (SELECT 1 FROM remote_pack r"
-		" WHERE r.remote = ?1 AND r.name = p.name)", -1, &q, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_int64(q, 1, remote);
-	if (sqlite3_step(q) == SQLITE_ROW) {
-		*packs = sqlite3_column_int64(q, 0);
-		*bytes = sqlite3_column_int64(q, 1);
+	for (int i = 0; i < d->nrem; i++)
+		if (!strcmp(d->rem[i].name, name))
+			return &d->rem[i];
+	return NULL;
+}
+
+void daemon_remote_health(struct daemon *d, struct index *ix, const struct remote_cfg *rc,
+			  time_t now, struct remote_health *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->st = remote_state_find(d, rc->name);
+	uint64_t packs, bytes;
+	if (!remote_cfg_pending(ix, rc->id, &packs, &bytes)) {
+		h->packs_pending = (long long)packs;
+		h->bytes_pending = (long long)bytes;
 	}
-	sqlite3_finalize(q);
+	time_t lp = h->last_push = rc->last_push / 1000000000;
+	/* Behind: how old the newest state the remote holds is, when there
+	 * is something newer to send. */
+	if (h->packs_pending || !lp)
+		h->behind = lp ? now - lp : now - d->started;
+	for (int v = 0; v < d->cfg.nvol && !h->behind; v++) {
+		struct volume_info vi;
+		struct snapshot_info *s = NULL;
+		size_t n = 0;
+		if (!index_volume_find(ix, d->cfg.vol[v].name, &vi) &&
+		    !index_snapshot_list(ix, vi.id, &s, &n))
+			for (size_t k = 0; k < n; k++)
+				if (s[k].time / 1000000000 > lp)
+					h->behind = now - lp;
+		free(s);
+	}
+	h->stale = d->cfg.push.kind != SCHED_NEVER &&
+		   ((lp && now - lp > d->cfg.stale_push_s) ||
+		    (!lp && now - d->started > d->cfg.stale_push_s));
+	h->healthy = !(h->st && h->st->last_failed) && !h->stale;
 }
 
 char *status_json(struct daemon *d, int *healthy)
@@ -85,7 +107,7 @@ char *status_json(struct daemon *d, int *healthy)
 	size_t plen = 0;
 	FILE *pf = open_memstream(&pbuf, &plen);
 	int np = 0;
-#define PROBLEM(...) do { char m_[1600]; snprintf(m_, sizeof(m_), __VA_ARGS__); \
+#define PROBLEM(...) do { char m_[8192]; snprintf(m_, sizeof(m_), __VA_ARGS__); \
 	fputs(np++ ? "," : "", pf); jstr(pf, m_); } while (0)
 
 	pthread_mutex_lock(&d->lock);
@@ -106,6 +128,7 @@ char *status_json(struct daemon *d, int *healthy)
 		fprintf(f, ",\"mounted\":%s,\"pid\":%d,\"restarts\":%d,\"last_error\":",
 			m->mounted ? "true" : "false", (int)m->pid, m->restarts);
 		jstr(f, m->last_error);
+		fprintf(f, ",\"healthy\":%s", m->mounted ? "true" : "false");
 		if (!m->mounted)
 			PROBLEM("volume %s is not mounted on %s", cv->name, cv->mountpoint);
 		struct volume_info vi;
@@ -134,43 +157,41 @@ char *status_json(struct daemon *d, int *healthy)
 	if (ix)
 		remote_cfg_list(ix, &rs, &nr);
 	for (size_t i = 0; i < nr; i++) {
-		long long packs, bytes;
-		remote_pending(ix, rs[i].id, &packs, &bytes);
-		time_t lp = rs[i].last_push / 1000000000;
-		/* Behind: how old the newest state the remote holds is, when
-		 * there is something newer to send. */
-		long long behind = 0;
-		if (packs || !lp)
-			behind = lp ? now - lp : now - d->started;
-		for (int v = 0; v < d->cfg.nvol && !behind; v++) {
-			struct volume_info vi;
-			struct snapshot_info *s = NULL;
-			size_t n = 0;
-			if (!index_volume_find(ix, d->cfg.vol[v].name, &vi) &&
-			    !index_snapshot_list(ix, vi.id, &s, &n))
-				for (size_t k = 0; k < n; k++)
-					if (s[k].time / 1000000000 > lp)
-						behind = now - lp;
-			free(s);
-		}
+		struct remote_health h;
+		daemon_remote_health(d, ix, &rs[i], now, &h);
+		const struct remote_state *st = h.st;
+		int failed = st && st->last_failed;
 		fprintf(f, "%s{\"name\":", i ? "," : "");
 		jstr(f, rs[i].name);
 		fputs(",\"url\":", f);
 		jstr(f, rs[i].url);
 		fputs(",\"last_push\":", f);
-		jtime(f, lp);
+		jtime(f, h.last_push);
 		fputs(",\"last_push_age_seconds\":", f);
-		if (lp)
-			fprintf(f, "%lld", (long long)(now - lp));
+		if (h.last_push)
+			fprintf(f, "%lld", (long long)(now - h.last_push));
 		else
 			fputs("null", f);
-		fprintf(f, ",\"behind_seconds\":%lld,\"packs_pending\":%lld,\"bytes_pending\":%lld}",
-			behind, packs, bytes);
-		if (d->cfg.push.kind != SCHED_NEVER &&
-		    ((lp && now - lp > d->cfg.stale_push_s) ||
-		     (!lp && now - d->started > d->cfg.stale_push_s)))
-			PROBLEM("remote %s: last successful push %s", rs[i].name,
-				lp ? "is older than stale-push" : "never happened");
+		fprintf(f, ",\"behind_seconds\":%lld,\"packs_pending\":%lld,\"bytes_pending\":%lld",
+			h.behind, h.packs_pending, h.bytes_pending);
+		fputs(",\"last_attempt\":", f);
+		jtime(f, st ? st->last_run : 0);
+		fprintf(f, ",\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
+			st ? (unsigned long long)st->failures : 0ULL, failed ? "true" : "false");
+		jstr(f, failed ? st->last_error : "");
+		fprintf(f, ",\"attempts\":%d,\"next_retry\":", st ? st->attempts : 0);
+		jtime(f, st && st->attempts ? st->next_retry : 0);
+		fprintf(f, ",\"healthy\":%s}", h.healthy ? "true" : "false");
+		if (failed && st->attempts)
+			PROBLEM("remote %s: the last push failed (%s); the daemon retries it in %lld s",
+				rs[i].name, st->last_error, (long long)(st->next_retry - now));
+		else if (failed)
+			PROBLEM("remote %s: the last push failed (%s); retries are used up: fix it and run 'tresor push %s %s'",
+				rs[i].name, st->last_error, d->cfg.store, rs[i].name);
+		if (h.stale)
+			PROBLEM("remote %s: last successful push %s (%lld s behind, %lld bytes pending)",
+				rs[i].name, h.last_push ? "is older than stale-push" : "never happened",
+				h.behind, h.bytes_pending);
 	}
 	free(rs);
 	fputs("],\"jobs\":[", f);
@@ -351,9 +372,13 @@ static void *serve(void *arg)
 		while (d->push_generation == gen)
 			pthread_cond_wait(&d->cond, &d->lock);
 		int rc = d->push_result;
+		const struct remote_state *r;
 		char msg[1500];
 		if (d->stopping && rc)
 			snprintf(msg, sizeof(msg), "error the daemon is stopping\n");
+		else if (rc && (r = remote_state_find(d, req.name)) && r->attempts)
+			snprintf(msg, sizeof(msg), "error %s; the daemon retries it in %lld s\n",
+				 d->job[JOB_PUSH].last_error, (long long)(r->next_retry - daemon_now()));
 		else if (rc)
 			snprintf(msg, sizeof(msg), "error %s\n", d->job[JOB_PUSH].last_error);
 		else
@@ -475,76 +500,168 @@ int daemon_forward_push(struct opts *o)
 	return rc;
 }
 
-/* Human form of the status: a few lines from the JSON's own fields. */
+/* ---- the human form of the status ----------------------------------- */
+
+/* Past the JSON value (object, array or string) that starts at p. */
+static const char *json_skip(const char *p)
+{
+	if (*p != '"' && *p != '{' && *p != '[')
+		return p + strcspn(p, ",}]");	/* number, true, false, null */
+	int depth = 0;
+	do {
+		if (*p == '"') {
+			for (p++; *p && *p != '"'; p++)
+				if (*p == '\\' && p[1])
+					p++;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+		} else if (*p == '}' || *p == ']') {
+			depth--;
+		}
+		if (*p)
+			p++;
+	} while (*p && depth > 0);
+	return p;
+}
+
+/* Where the value of member key of the object at obj (ending before end)
+ * starts, or NULL.  Only the object's own members count, not nested ones. */
+static const char *json_at(const char *obj, const char *end, const char *key)
+{
+	size_t kl = strlen(key);
+	const char *p = obj + 1;
+	while (p < end && *p == '"') {
+		const char *k = p + 1;
+		p = json_skip(p);
+		if (*p != ':')
+			return NULL;
+		p++;
+		if ((size_t)(p - k) == kl + 2 && !strncmp(k, key, kl))
+			return p;
+		p = json_skip(p);
+		if (*p == ',')
+			p++;
+	}
+	return NULL;
+}
+
+/* The string value of key, unescaped ("" if none or null). */
+static void json_get_str(const char *obj, const char *end, const char *key, char *out,
+			 size_t size)
+{
+	const char *p = json_at(obj, end, key);
+	size_t n = 0;
+	if (p && *p == '"')
+		for (p++; *p && *p != '"' && n < size - 1; p++) {
+			if (*p != '\\' || !p[1]) {
+				out[n++] = *p;
+				continue;
+			}
+			p++;
+			if (*p == 'u' && strlen(p) >= 5) {
+				out[n++] = '?';	/* only control characters are escaped so */
+				p += 4;
+			} else {
+				out[n++] = *p == 'n' ? ' ' : *p;
+			}
+		}
+	out[n] = 0;
+}
+
+static long long json_get_num(const char *obj, const char *end, const char *key, long long dflt)
+{
+	const char *p = json_at(obj, end, key);
+	long long v;
+	return p && sscanf(p, "%lld", &v) == 1 ? v : dflt;
+}
+
+static int json_get_true(const char *obj, const char *end, const char *key)
+{
+	const char *p = json_at(obj, end, key);
+	return p && !strncmp(p, "true", 4);
+}
+
+/* Each element of the array "key" of the top object: *obj and *end set;
+ * start with *obj NULL. */
+static int json_next(const char *js, const char *key, const char **obj, const char **end)
+{
+	const char *p;
+	if (!*obj) {
+		p = json_at(js, js + strlen(js), key);
+		if (!p || *p != '[')
+			return 0;
+		p++;
+	} else {
+		p = *end;
+		if (*p == ',')
+			p++;
+	}
+	if (*p != '{' && *p != '"')
+		return 0;
+	*obj = p;
+	*end = json_skip(p);
+	return 1;
+}
+
+static void local_minute(time_t t, char *buf, size_t size)
+{
+	struct tm tm;
+	if (!t) {
+		snprintf(buf, size, "never");
+		return;
+	}
+	localtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%d %H:%M", &tm);
+}
+
+/* Human form of the status: a line per volume, remote, job and problem,
+ * from the JSON's own fields. */
 static void print_text(const char *js)
 {
-	/* The JSON is ours and flat enough to pick fields with strstr. */
-	const char *p = js;
-	printf("tresor daemon: ");
-	const char *h = strstr(js, "\"healthy\":");
-	printf("%s\n", h && !strncmp(h + 10, "true", 4) ? "healthy" : "UNHEALTHY");
-	for (p = strstr(js, "\"volumes\":[{"); p && (p = strstr(p, "{\"name\":\"")); ) {
-		const char *end = strstr(p, "}");
-		if (!end || (strstr(js, "\"remotes\":") && p > strstr(js, "\"remotes\":")))
-			break;
-		char name[128] = "", mp[1024] = "", last[128] = "";
-		sscanf(p, "{\"name\":\"%127[^\"]\",\"mountpoint\":\"%1023[^\"]\"", name, mp);
-		const char *m = strstr(p, "\"mounted\":");
-		const char *ls = strstr(p, "\"last_snapshot\":");
-		if (ls && ls < end && ls[16] == '"')
-			sscanf(ls + 17, "%127[^\"]", last);
-		printf("  volume %-16s %-30s %s, last snapshot %s\n", name, mp,
-		       m && !strncmp(m + 10, "true", 4) ? "mounted" : "NOT MOUNTED",
-		       *last ? last : "none");
-		p = end;
+	const char *o = NULL, *e = NULL, *top = js + strlen(js);
+	char name[128], s1[1024], s2[512];
+	printf("tresor daemon: %s\n", json_get_true(js, top, "healthy") ? "healthy" : "UNHEALTHY");
+	while (json_next(js, "volumes", &o, &e)) {
+		json_get_str(o, e, "name", name, sizeof(name));
+		json_get_str(o, e, "mountpoint", s1, sizeof(s1));
+		json_get_str(o, e, "last_snapshot", s2, sizeof(s2));
+		printf("  volume %-16s %-30s %s, last snapshot %s\n", name, s1,
+		       json_get_true(o, e, "mounted") ? "mounted" : "NOT MOUNTED", *s2 ? s2 : "none");
 	}
-	const char *r = strstr(js, "\"remotes\":[");
-	const char *jobs = strstr(js, "\"jobs\":[");
-	for (p = r; p && (p = strstr(p, "{\"name\":\"")) && p < jobs; ) {
-		char name[128] = "";
-		long long age = -1, behind = 0, bytes = 0;
-		sscanf(p, "{\"name\":\"%127[^\"]\"", name);
-		const char *a = strstr(p, "\"last_push_age_seconds\":");
-		if (a && sscanf(a + 24, "%lld", &age) != 1)
-			age = -1;
-		const char *b = strstr(p, "\"behind_seconds\":");
-		if (b)
-			sscanf(b + 17, "%lld", &behind);
-		const char *by = strstr(p, "\"bytes_pending\":");
-		if (by)
-			sscanf(by + 16, "%lld", &bytes);
-		if (age < 0)
-			printf("  remote %-16s never pushed, %lld bytes pending\n", name, bytes);
+	for (o = NULL; json_next(js, "remotes", &o, &e); ) {
+		json_get_str(o, e, "name", name, sizeof(name));
+		long long age = json_get_num(o, e, "last_push_age_seconds", -1);
+		long long behind = json_get_num(o, e, "behind_seconds", 0);
+		long long packs = json_get_num(o, e, "packs_pending", 0);
+		long long bytes = json_get_num(o, e, "bytes_pending", 0);
+		long long fails = json_get_num(o, e, "failures", 0);
+		if (!json_get_num(o, e, "last_push", 0))
+			snprintf(s1, sizeof(s1), "never pushed");
 		else
-			printf("  remote %-16s last push %lld s ago, behind %lld s, %lld bytes pending\n",
-			       name, age, behind, bytes);
-		p = strstr(p, "}");
+			snprintf(s1, sizeof(s1), "last push %lld s ago, behind %lld s", age, behind);
+		printf("  remote %-16s %s, %lld pack(s) / %lld bytes pending, %lld failure(s)%s\n",
+		       name, s1, packs, bytes, fails,
+		       json_get_true(o, e, "healthy") ? "" : ", UNHEALTHY");
+		json_get_str(o, e, "last_error", s1, sizeof(s1));
+		if (*s1)
+			printf("    last push failed: %s\n", s1);
 	}
-	const char *hist = strstr(js, "\"history\":[");
-	for (p = jobs; p && (p = strstr(p, "{\"name\":\"")) && (!hist || p < hist); ) {
-		char name[32] = "", sched[64] = "", errm[512] = "";
-		sscanf(p, "{\"name\":\"%31[^\"]\",\"schedule\":\"%63[^\"]\"", name, sched);
-		const char *e = strstr(p, "\"last_error\":\"");
-		if (e)
-			sscanf(e + 14, "%511[^\"]", errm);
-		const char *ok = strstr(p, "\"last_success\":");
-		long long t = 0;
-		if (ok)
-			sscanf(ok + 15, "%lld", &t);
-		char when[64] = "never";
-		if (t) {
-			time_t tt = t;
-			struct tm tm;
-			localtime_r(&tt, &tm);
-			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
-		}
-		printf("  job %-9s %-18s last success %s%s%s\n", name, sched, when,
-		       *errm ? ", LAST RUN FAILED: " : "", errm);
-		p = strstr(p, "}");
+	for (o = NULL; json_next(js, "jobs", &o, &e); ) {
+		json_get_str(o, e, "name", name, sizeof(name));
+		json_get_str(o, e, "schedule", s2, sizeof(s2));
+		json_get_str(o, e, "last_error", s1, sizeof(s1));
+		char when[64];
+		local_minute(json_get_num(o, e, "last_success", 0), when, sizeof(when));
+		printf("  job %-9s %-18s last success %s%s%s\n", name, s2, when,
+		       *s1 ? ", LAST RUN FAILED: " : "", s1);
 	}
-	const char *pr = strstr(js, "\"problems\":[");
-	if (pr && pr[12] != ']')
-		printf("  problems: %s\n", pr + 11);
+	for (o = NULL; json_next(js, "problems", &o, &e); ) {
+		/* a string element: read it as the value of a key */
+		char item[2100];
+		snprintf(item, sizeof(item), "{\"p\":%.*s}", (int)(e - o), o);
+		json_get_str(item, item + strlen(item), "p", s1, sizeof(s1));
+		printf("  problem: %s\n", s1);
+	}
 }
 
 int cmd_status(struct opts *o)

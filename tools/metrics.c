@@ -64,6 +64,12 @@ static void refresh_store_stats(struct daemon *d, struct index *ix, time_t now)
 	d->stats[ST_PACKS] = s.packs;
 	d->stats[ST_DEDUP] = unique ? (double)mapped / unique : 1.0;
 	d->stats[ST_COMP] = s.chunk_stored ? (double)s.chunk_raw / s.chunk_stored : 1.0;
+	for (int i = 0; i < d->cfg.nvol; i++) {
+		struct volume_info vi;
+		struct index_stats vs;
+		d->vol_logical[i] = index_volume_find(ix, d->cfg.vol[i].name, &vi) ||
+				    index_stats(ix, vi.id, &vs) ? 0 : (double)vs.logical;
+	}
 	d->stats_time = now;
 }
 
@@ -105,6 +111,39 @@ static void fuse_histograms(struct daemon *d, struct index *ix, FILE *f)
 	}
 }
 
+/* Per remote: what status says of its health (lock held). */
+static void remote_gauges(struct daemon *d, struct index *ix, const struct remote_cfg *rs,
+			  size_t nr, time_t now, FILE *f)
+{
+	static const char *const g[][3] = {
+		{ "tresor_remote_packs_pending", "gauge", "Finished packs the remote does not hold yet." },
+		{ "tresor_remote_bytes_pending", "gauge", "Bytes of the packs the remote does not hold yet." },
+		{ "tresor_remote_behind_seconds", "gauge", "Age of the newest state the remote holds, when newer exists (0: up to date)." },
+		{ "tresor_remote_push_failures_total", "counter", "Failed pushes to the remote." },
+		{ "tresor_remote_last_push_failed", "gauge", "1 if the last push to the remote failed." },
+		{ "tresor_remote_healthy", "gauge", "1 if the remote's last push worked and it is not stale." },
+	};
+	struct remote_health *h = calloc(nr ? nr : 1, sizeof(*h));
+	if (!h)
+		return;
+	for (size_t i = 0; i < nr; i++)
+		daemon_remote_health(d, ix, &rs[i], now, &h[i]);
+	for (int k = 0; k < 6; k++) {
+		head(f, g[k][0], g[k][1], g[k][2]);
+		for (size_t i = 0; i < nr; i++) {
+			int failed = h[i].st && h[i].st->last_failed;
+			long long v = k == 0 ? h[i].packs_pending : k == 1 ? h[i].bytes_pending :
+				      k == 2 ? h[i].behind :
+				      k == 3 ? (h[i].st ? (long long)h[i].st->failures : 0) :
+				      k == 4 ? failed : h[i].healthy;
+			fprintf(f, "%s{remote=\"", g[k][0]);
+			lv(f, rs[i].name);
+			fprintf(f, "\"} %lld\n", v);
+		}
+	}
+	free(h);
+}
+
 char *metrics_render(struct daemon *d)
 {
 	char *buf = NULL;
@@ -116,15 +155,20 @@ char *metrics_render(struct daemon *d)
 	struct index *ix = daemon_index(d);
 	/* The store scan may take a while: not under d->lock, so status
 	 * and the jobs' bookkeeping never wait for it. */
-	double stats[8];
+	double stats[8], vol_logical[CONFIG_MAX_VOLUMES];
 	pthread_mutex_lock(&d->stats_lock);
 	if (ix)
 		refresh_store_stats(d, ix, now);
 	memcpy(stats, d->stats, sizeof(stats));
+	memcpy(vol_logical, d->vol_logical, sizeof(vol_logical));
 	pthread_mutex_unlock(&d->stats_lock);
 	pthread_mutex_lock(&d->lock);
 	head(f, "tresor_up", "gauge", "1 while the tresor daemon runs.");
 	fprintf(f, "tresor_up 1\n");
+	head(f, "tresor_build_info", "gauge", "The tresor version that runs, as a label; always 1.");
+	fputs("tresor_build_info{version=\"", f);
+	lv(f, TRESOR_VERSION);
+	fputs("\"} 1\n", f);
 	head(f, "tresor_daemon_start_time_seconds", "gauge", "When the daemon started.");
 	fprintf(f, "tresor_daemon_start_time_seconds %lld\n", (long long)d->started);
 	if (ix) {
@@ -190,6 +234,12 @@ char *metrics_render(struct daemon *d)
 			fclose(ft);
 		if (fa)
 			fclose(fa);
+		head(f, "tresor_volume_logical_bytes", "gauge", "Bytes of the volume's live files.");
+		for (int i = 0; i < d->cfg.nvol; i++) {
+			fputs("tresor_volume_logical_bytes{volume=\"", f);
+			lv(f, d->cfg.vol[i].name);
+			fprintf(f, "\"} %.17g\n", vol_logical[i]);
+		}
 		head(f, "tresor_snapshots", "gauge", "Snapshots of the volume.");
 		fputs(sc ? sc : "", f);
 		head(f, "tresor_snapshot_last_timestamp_seconds", "gauge", "Time of the volume's newest snapshot.");
@@ -217,6 +267,7 @@ char *metrics_render(struct daemon *d)
 			lv(f, rs[i].name);
 			fprintf(f, "\"} %lld\n", (long long)(now - (lp ? lp : d->started)));
 		}
+		remote_gauges(d, ix, rs, nr, now, f);
 		free(rs);
 	}
 	static const char *const jh[][2] = {

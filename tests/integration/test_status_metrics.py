@@ -164,10 +164,11 @@ def test_parser_rejects_bad_exposition():
 
 STATUS_FIELDS = {
     "daemon": {"pid", "config", "store", "started", "now", "stale_push_seconds"},
-    "volumes": {"name", "mountpoint", "mounted", "pid", "restarts", "last_error", "snapshots",
-                "last_snapshot", "last_snapshot_time", "last_snapshot_age_seconds"},
+    "volumes": {"name", "mountpoint", "mounted", "pid", "restarts", "last_error", "healthy",
+                "snapshots", "last_snapshot", "last_snapshot_time", "last_snapshot_age_seconds"},
     "remotes": {"name", "url", "last_push", "last_push_age_seconds", "behind_seconds",
-                "packs_pending", "bytes_pending"},
+                "packs_pending", "bytes_pending", "last_attempt", "failures", "last_failed",
+                "last_error", "attempts", "next_retry", "healthy"},
     "jobs": {"name", "schedule", "running", "last_run", "last_success", "last_failed",
              "last_error", "runs", "failures", "attempts", "next_run"},
     "history": {"job", "slot", "start", "end", "ok"},
