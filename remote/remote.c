@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 
@@ -92,6 +93,13 @@ int remote_check_secret_file(struct remote *r, const char *path, int optional)
 		return remote_fail(r, -EACCES,
 				   "%s: credentials file %s is readable by others: chmod 600 %s",
 				   r->name, path, path);
+	/* Caught here, not at the first connection (chmod 000, another owner). */
+	if (access(path, R_OK) < 0) {
+		int e = errno;
+
+		return remote_fail(r, -e, "%s: credentials file %s: %s", r->name, path,
+				   strerror(e));
+	}
 	return 0;
 }
 
@@ -393,6 +401,62 @@ static int open_local(struct remote *r, const char *url)
 	}
 	snprintf(r->name, sizeof(r->name), "%s", path);
 	return remote_local_open(r, path);
+}
+
+/* url in one spelling per repository: file:// and file://localhost
+ * dropped, scheme and host lower case, the default port (sftp 23, https
+ * 443) left out, repeated and trailing slashes of the path dropped. */
+static void url_normal(const char *url, char *out, size_t size)
+{
+	size_t n = 0;
+	const char *p = url;
+
+	if (!strncmp(p, "file://", 7)) {
+		p += 7;
+		if (!strncmp(p, "localhost/", 10))
+			p += 9;
+	}
+	const char *scheme = strstr(p, "://");
+	if (scheme && p[0] != '/') {
+		const char *auth = scheme + 3;
+		size_t alen = strcspn(auth, "/");
+		const char *port = auth + alen;
+		const char *at = memchr(auth, '@', alen);
+		const char *host = at ? at + 1 : auth;
+		/* the last ':' after the host, outside an [IPv6] literal */
+		for (const char *c = auth + alen; c > host; c--)
+			if (c[-1] == ':' && !memchr(c, ']', (size_t)(auth + alen - c))) {
+				port = c - 1;
+				break;
+			}
+		int dflt = (!strncmp(p, "sftp://", 7) && !strncmp(port, ":23", 3) &&
+			    port + 3 == auth + alen) ||
+			   (!strncmp(p, "https://", 8) && !strncmp(port, ":443", 4) &&
+			    port + 4 == auth + alen);
+		for (const char *c = p; c < auth + alen && n + 1 < size; c++) {
+			if (dflt && c == port)
+				break;
+			/* the user part keeps its case */
+			out[n++] = c < host && c >= auth ? *c
+				 : (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+		}
+		p = auth + alen;
+	}
+	for (; *p && n + 1 < size; p++)
+		if (*p != '/' || (p[1] && p[1] != '/'))
+			out[n++] = *p;
+	if (!n && size > 1 && url[0])
+		out[n++] = '/';	/* the root directory */
+	out[n] = 0;
+}
+
+int remote_url_same(const char *a, const char *b)
+{
+	char na[1100], nb[1100];
+
+	url_normal(a, na, sizeof(na));
+	url_normal(b, nb, sizeof(nb));
+	return !strcmp(na, nb);
 }
 
 int remote_open(const char *url, const struct remote_options *opt,

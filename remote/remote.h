@@ -94,6 +94,10 @@ enum { REMOTE_LOCK_NONE = 0, REMOTE_LOCK_GOVERNANCE = 1, REMOTE_LOCK_COMPLIANCE 
 int remote_set_lock(struct remote *r, int mode, int64_t until);
 int remote_retain(struct remote *r, const char *key, int mode, int64_t until);
 
+/* 1 if URLs a and b name the same repository (spelled differently: a
+ * trailing slash, a default port, file://, the host's case), else 0. */
+int remote_url_same(const char *a, const char *b);
+
 /* One line saying what went wrong last, naming the remote (no secrets). */
 const char *remote_error(const struct remote *r);
 

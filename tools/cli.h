@@ -75,11 +75,15 @@ int cmd_repair(struct opts *o);
 /* In cmd_repair.c: check --remote NAME for cmd_check (adds its problems). */
 int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems);
 
-/* In cmd_remote.c: remote options from the command line, and a
- * connection to url (or exit with a message naming it). */
+/* In cmd_remote.c: remote options from the command line (file paths made
+ * absolute; a missing file exits naming the option), and a connection to
+ * url (or exit with a message naming it). */
 struct remote_options;
 struct remote;
 void remote_opts(struct opts *o, struct remote_options *ro);
+/* url, or the absolute path of the local directory it names relatively
+ * (or exit): what is stored must not depend on where it was typed. */
+const char *remote_url_abs(const char *url);
 struct remote *open_remote(const char *url, const struct remote_options *ro);
 
 /* In cmd_recover.c: before `push` of a lazy store to a remote other than
