@@ -297,6 +297,19 @@ static int cmd_remote_list(struct opts *o)
 			json_str(cs[i].name);
 			printf(",\"url\":");
 			json_str(cs[i].url);
+			const char *ok[] = { "endpoint", "region", "ca_file", "credentials_file",
+					     "ssh_key", "known_hosts", "netrc" };
+			const char *ov[] = { cs[i].opt.endpoint, cs[i].opt.region,
+					     cs[i].opt.ca_file, cs[i].opt.credentials_file,
+					     cs[i].opt.ssh_key, cs[i].opt.known_hosts,
+					     cs[i].opt.netrc_file };
+			for (int k = 0; k < 7; k++) {
+				printf(",\"%s\":", ok[k]);
+				if (ov[k])
+					json_str(ov[k]);
+				else
+					printf("null");
+			}
 			printf(",\"last_push\":\"%s\",\"deltas\":%llu,\"packs_pending\":%lld,"
 			       "\"bytes_pending\":%lld,\"grace_s\":%lld,\"object_lock_days\":%d,"
 			       "\"object_lock_mode\":\"%s\",\"awaiting_deletion\":[", when,
