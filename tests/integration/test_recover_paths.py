@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, TRESOR_BIN, Store, base_env, tresor, wait_for
+from conftest import (PASSPHRASE, TRESOR_BIN, Store, base_env, check_sanitizer_text,
+                      tresor)
 from daemon_helpers import Daemon, local_ts
 from recovery_util import (MiB, all_packs, blob, fill_store, local_packs, read_errno,
                            tresor_pw)
@@ -65,16 +66,24 @@ def sftp_files(remote, folder):
     return etc
 
 
-def mount_refused(store, extra_opts=()):
-    """tresor mount of a lazy store: (exit code, stderr)."""
+def mount_refused(store):
+    """tresor mount -f of a lazy store that must refuse: (exit code, stderr)."""
     mnt = Path(store.path).parent / "mnt-refused"
     mnt.mkdir(exist_ok=True)
-    cmd = ["mount", store.path, "vol", mnt, "--passphrase-file", store.passfile, "-f"]
-    if extra_opts:
-        cmd += ["-o", ",".join(extra_opts)]
-    p = tresor(*cmd, env=base_env(), timeout=120)
+    p = subprocess.Popen([TRESOR_BIN, "mount", str(store.path), "vol", str(mnt),
+                          "--passphrase-file", str(store.passfile), "-f"],
+                         env=base_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
+        p.kill()
+        p.communicate()
+        pytest.fail("the lazy store was mounted although its remote cannot be used")
+    check_sanitizer_text(err, "tresor mount")
     assert not os.path.ismount(mnt)
-    return p.returncode, p.stderr
+    return p.returncode, err
 
 
 def test_recover_relative_paths_then_mount_elsewhere(tmp, make_store, mounts, make_remote,
@@ -86,16 +95,17 @@ def test_recover_relative_paths_then_mount_elsewhere(tmp, make_store, mounts, ma
                "--known-hosts", "etc/known_hosts")
     assert p.returncode == 0, p.stderr
     lz = Store(rec / "store", passfile)
-    origin = remotes(lz.path)["origin"]
-    assert origin["ssh_key"] == str(etc / "id_ed25519")
-    assert origin["known_hosts"] == str(etc / "known_hosts")
     assert local_packs(lz.path) == set()
     # the test runs elsewhere; the mount's daemon from wherever it likes
     assert Path.cwd() != rec
     m = mounts.mount(lz, "vol")
     data, err = read_errno(Path(m.path) / "b.bin")
-    assert err is None and data == FILES["b.bin"]
+    assert err is None and data == FILES["b.bin"], "read of a file not fetched yet: %s\n%s" \
+        % (err and os.strerror(err), m.log_text())
     m.close()
+    origin = remotes(lz.path)["origin"]
+    assert origin["ssh_key"] == str(etc / "id_ed25519")
+    assert origin["known_hosts"] == str(etc / "known_hosts")
     # the key goes away: the mount refuses, naming the store, remote, file
     (etc / "id_ed25519").rename(etc / "moved_key")
     rc, err = mount_refused(lz)
@@ -212,7 +222,11 @@ def test_status_unhealthy_while_lazy_origin_unusable(tmp, make_store, mounts, ma
     d1 = Daemon(tmp / "d1", lz, schedule=sched, metrics=False)
     d1.set_clock(local_ts(2026, 5, 5, 4, 0))
     d1.start(wait=False)
-    assert d1.proc.wait(timeout=60) != 0
+    try:
+        d1.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        d1.stop()
+        pytest.fail("the daemon serves a lazy store whose remote cannot be used")
     assert d1.stop() != 0
     assert "lazy and its remote 'origin' cannot be used" in d1.log_text(), d1.log_text()
     # mounted anyway on request: status says reads can fail
