@@ -71,42 +71,37 @@ static int env_timeout(void)
 	return v > 0 && v < 86400 ? (int)v : 0;
 }
 
-/* The file an option names, as an absolute path (or exit naming both):
- * remotes are stored and used later from elsewhere, a mount's daemon
- * from "/", where a relative path names another file or none. */
-static const char *abs_file(const char *opt, const char *path)
+/* The file an option names, as an absolute path in buf (or exit naming
+ * both): remotes are stored and used later from elsewhere, a mount's
+ * daemon from "/", where a relative path names another file or none. */
+static const char *abs_file(const char *opt, const char *path, char buf[PATH_MAX])
 {
 	if (!path)
 		return NULL;
-	char *real = realpath(path, NULL);
-	if (!real)
+	if (!realpath(path, buf))
 		die(1, "%s %s: %s; give an existing file%s", opt, path, strerror(errno),
 		    path[0] == '/' ? "" : " (a relative path is taken from the current directory)");
-	if (path[0] == '/') {
-		free(real);	/* absolute already: kept as given, symlinks too */
-		return path;
-	}
-	return real;	/* lives as long as the command */
+	return path[0] == '/' ? path : buf;	/* absolute already: kept as given */
 }
 
-const char *remote_url_abs(const char *url)
+const char *remote_url_abs(struct opts *o, const char *url)
 {
 	if (url[0] == '/' || strstr(url, "://"))
 		return url;
-	char *real = realpath(url, NULL);
-	if (!real)
+	if (!realpath(url, o->r_abs[5]))
 		die(1, "remote directory %s: %s; create it first, or give a URL (s3://, sftp://, https://)",
 		    url, strerror(errno));
-	return real;
+	return o->r_abs[5];
 }
 
 void remote_opts(struct opts *o, struct remote_options *ro)
 {
-	o->r_ca_file = abs_file("--ca-file", o->r_ca_file);
-	o->r_credentials_file = abs_file("--credentials-file", o->r_credentials_file);
-	o->r_ssh_key = abs_file("--ssh-key", o->r_ssh_key);
-	o->r_known_hosts = abs_file("--known-hosts", o->r_known_hosts);
-	o->r_netrc = abs_file("--netrc", o->r_netrc);
+	o->r_ca_file = abs_file("--ca-file", o->r_ca_file, o->r_abs[0]);
+	o->r_credentials_file = abs_file("--credentials-file", o->r_credentials_file,
+					 o->r_abs[1]);
+	o->r_ssh_key = abs_file("--ssh-key", o->r_ssh_key, o->r_abs[2]);
+	o->r_known_hosts = abs_file("--known-hosts", o->r_known_hosts, o->r_abs[3]);
+	o->r_netrc = abs_file("--netrc", o->r_netrc, o->r_abs[4]);
 	memset(ro, 0, sizeof(*ro));
 	ro->timeout_s = env_timeout();
 	ro->endpoint = o->r_endpoint;
@@ -137,7 +132,11 @@ static int cmd_remote_add(struct opts *o)
 	const char *dir = o->pos[1];
 	struct remote_cfg c = { 0 };
 	snprintf(c.name, sizeof(c.name), "%s", o->pos[2]);
-	snprintf(c.url, sizeof(c.url), "%s", remote_url_abs(o->pos[3]));
+	const char *url = remote_url_abs(o, o->pos[3]);
+	if (strlen(url) >= sizeof(c.url))
+		die(EXIT_USAGE, "remote add: the URL is longer than %zu bytes: %s",
+		    sizeof(c.url) - 1, url);
+	memcpy(c.url, url, strlen(url) + 1);
 	remote_opts(o, &c.opt);
 	if (o->r_grace) {
 		c.grace_ns = parse_duration(o->r_grace, "--grace");
