@@ -495,6 +495,9 @@ int fetch_lazy_check(struct index *ix, const char *remote_name, int probe,
 			snprintf(why, whysize, "its file %s is a relative path", files[i]);
 			return -EINVAL;
 		}
+	/* A probe that answers in seconds: one attempt, a short timeout. */
+	c.opt.no_retry = 1;
+	c.opt.timeout_s = 20;
 	struct remote *r = NULL;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	err = remote_open(c.url, &c.opt, &r);

@@ -6,7 +6,8 @@
  * -EAGAIN; this file retries those (and only those) up to 5 times with
  * exponential backoff, 0.5 s doubling to 8 s, so a flaky link or a server
  * restart costs at most ~16 s of waiting before the error reaches the
- * caller.  Every other error is final at once.
+ * caller (a probe, opt.no_retry, does not wait).  Every other error is
+ * final at once.
  *
  * struct remote is embedded in a private wrapper that owns copies of the
  * option strings, so callers need not keep them alive.
@@ -162,6 +163,12 @@ static int check_key(struct remote *r, const char *key, int is_prefix)
 		return remote_fail(r, -EINVAL, "%s: %s '%.200s' %s", r->name, what,
 				   key, why);
 	return 0;
+}
+
+/* Retries after a transient failure: none for a probe (opt.no_retry). */
+static int retries(const struct remote *r)
+{
+	return r->opt.no_retry ? 0 : REMOTE_RETRIES;
 }
 
 /* Sleep ms milliseconds, resuming after signals. */
@@ -543,7 +550,7 @@ int remote_put(struct remote *r, const char *key, const void *buf, size_t len)
 		rc = r->be->put(r, key, buf, len);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -562,7 +569,7 @@ int remote_get(struct remote *r, const char *key, uint64_t off, size_t len,
 		rc = r->be->get(r, key, off, len, buf, got);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -578,7 +585,7 @@ int remote_head(struct remote *r, const char *key, uint64_t *size)
 		rc = r->be->head(r, key, size);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -594,7 +601,7 @@ int remote_delete(struct remote *r, const char *key)
 		rc = r->be->del(r, key);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -631,7 +638,7 @@ int remote_retain(struct remote *r, const char *key, int mode, int64_t until)
 		rc = r->be->retain(r, key, mode, until);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -674,7 +681,7 @@ int remote_list(struct remote *r, const char *prefix, remote_list_cb cb,
 		rc = r->be->list(r, prefix ? prefix : "", list_guard_cb, &g);
 		if (rc != -EAGAIN || g.delivered)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}

@@ -46,6 +46,7 @@ struct remote_options {
 	/* all */
 	uint64_t bandwidth_limit;	/* bytes/s for uploads, 0 = none */
 	int timeout_s;			/* per request; default 120 */
+	int no_retry;			/* 1: one attempt, no backoff (a quick probe) */
 };
 
 /*

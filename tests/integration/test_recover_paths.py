@@ -16,16 +16,18 @@
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import (PASSPHRASE, TRESOR_BIN, Store, base_env, check_sanitizer_text,
                       tresor)
-from daemon_helpers import Daemon, local_ts
+from daemon_helpers import Daemon, free_port, local_ts
 from recovery_util import (MiB, all_packs, blob, fill_store, local_packs, read_errno,
                            tresor_pw)
 from test_push_recover import make_remote, push, remote_add, sshserver  # noqa: F401
@@ -120,6 +122,16 @@ def test_recover_relative_paths_then_mount_elsewhere(tmp, make_store, mounts, ma
     data, err = read_errno(Path(m.path) / "a.bin")
     assert err is None and data == FILES["a.bin"]
     m.close()
+    # a server that does not answer: refused after one quick attempt
+    con = sqlite3.connect(str(Path(lz.path) / "index.db"))
+    con.execute("UPDATE remote SET url = ? WHERE name = 'origin'",
+                (re.sub(r":\d+/", ":%d/" % free_port(), remote.url, count=1),))
+    con.commit()
+    con.close()
+    t0 = time.monotonic()
+    rc, err = mount_refused(lz)
+    assert rc != 0 and "'origin' cannot be used" in err, err
+    assert time.monotonic() - t0 < 15, "the check retried or waited"
 
 
 def test_recover_missing_key_is_one_line_and_installs_nothing(tmp, make_store, mounts,
