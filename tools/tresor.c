@@ -172,9 +172,8 @@ static int mount_opt(const char *opts, const char *key, char *val, size_t size)
 		size_t len = strcspn(p, ",");
 		if (len < klen || strncmp(p, key, klen) || (len > klen && p[klen] != '='))
 			continue;
-		if (val)
-			snprintf(val, size, "%.*s", len > klen ? (int)(len - klen - 1) : 0,
-				 p + klen + 1);
+		if (val && len > klen)
+			snprintf(val, size, "%.*s", (int)(len - klen - 1), p + klen + 1);
 		return 1;
 	}
 	return 0;
