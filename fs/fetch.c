@@ -453,6 +453,65 @@ static int load_for_store(struct store *st, const struct chunk_ref *ref,
 	return fetcher_load(st->fetch, ref, local_err, sealed);
 }
 
+/* The remote packs are fetched from: name, else "origin", else the
+ * first by name.  -ENOENT: none. */
+static int fetch_pick_remote(struct index *ix, const char *name, struct remote_cfg *c)
+{
+	if (name && *name)
+		return remote_cfg_find(ix, name, c);
+	int err = remote_cfg_find(ix, "origin", c);
+	if (err != -ENOENT)
+		return err;
+	struct remote_cfg *cs = NULL;
+	size_t n = 0;
+	err = remote_cfg_list(ix, &cs, &n);
+	if (!err)
+		err = n ? remote_cfg_find(ix, cs[0].name, c) : -ENOENT;
+	free(cs);
+	return err;
+}
+
+int fetch_lazy_check(struct index *ix, const char *remote_name, int probe,
+		     char *name, size_t namesize, char *why, size_t whysize)
+{
+	int64_t lazy = 0;
+	snprintf(name, namesize, "%s", remote_name && *remote_name ? remote_name : "origin");
+	*why = 0;
+	if (index_meta_get(ix, "lazy", &lazy) || !lazy)
+		return 0;
+	struct remote_cfg c;
+	int err = fetch_pick_remote(ix, remote_name, &c);
+	if (err) {
+		snprintf(why, whysize, "%s", err == -ENOENT ? "the store has no such remote"
+							    : strerror(-err));
+		return err;
+	}
+	snprintf(name, namesize, "%s", c.name);
+	/* Stored by an older tresor: relative to a directory long left. */
+	const char *files[] = { c.opt.ca_file, c.opt.credentials_file, c.opt.ssh_key,
+				c.opt.known_hosts, c.opt.netrc_file };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (files[i] && *files[i] && files[i][0] != '/') {
+			snprintf(why, whysize, "its file %s is a relative path", files[i]);
+			return -EINVAL;
+		}
+	/* A probe that answers in seconds: one attempt, a short timeout. */
+	c.opt.no_retry = 1;
+	c.opt.timeout_s = 20;
+	struct remote *r = NULL;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	err = remote_open(c.url, &c.opt, &r);
+	uint64_t size;
+	if (!err && probe)
+		err = remote_head(r, "tresor-repo", &size);
+	if (err)
+		snprintf(why, whysize, "%s", r && *remote_error(r) ? remote_error(r)
+							   : strerror(-err));
+	remote_close(r);
+	curl_global_cleanup();
+	return err;
+}
+
 int fetcher_attach(struct store *st, const char *remote_name,
 		   const char *label, enum fetch_mode mode, int fill)
 {
@@ -466,20 +525,7 @@ int fetcher_attach(struct store *st, const char *remote_name,
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_mutex_init(&f->rd_lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
-	int err;
-	if (remote_name) {
-		err = remote_cfg_find(st->ix, remote_name, &f->cfg);
-	} else {
-		err = remote_cfg_find(st->ix, "origin", &f->cfg);
-		if (err == -ENOENT) {
-			struct remote_cfg *cs = NULL;
-			size_t n = 0;
-			err = remote_cfg_list(st->ix, &cs, &n);
-			if (!err)
-				err = n ? remote_cfg_find(st->ix, cs[0].name, &f->cfg) : -ENOENT;
-			free(cs);
-		}
-	}
+	int err = fetch_pick_remote(st->ix, remote_name, &f->cfg);
 	f->filling = fill && mode == FETCH_BACKGROUND;
 	if (!err)
 		err = load_sizes(f, f->filling);

@@ -74,6 +74,17 @@ struct fetch_stats {
 int fetcher_attach(struct store *st, const char *remote_name,
 		   const char *label, enum fetch_mode mode, int fill);
 
+/*
+ * Whether a lazy store (index meta "lazy") can fetch what it lacks from
+ * remote_name (NULL: as fetcher_attach picks): its stored files are
+ * absolute and the remote opens (key files read); with probe, one cheap
+ * request too (the repository marker's size), never a pack.  0 if it
+ * can or the store is not lazy; else -errno with the remote's name in
+ * name and the reason, one line, in why.
+ */
+int fetch_lazy_check(struct index *ix, const char *remote_name, int probe,
+		     char *name, size_t namesize, char *why, size_t whysize);
+
 /* Background mode: before installing a pack that is missing here (not a
  * damaged one), ask wanted(arg, name) whether the index still names it:
  * a pack a GC removed meanwhile must not come back as a stray file.

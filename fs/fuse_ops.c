@@ -1223,6 +1223,8 @@ int vfs_mount_main(struct store *st, const char *volume,
 				fill = 1;	/* fetch every pack not here yet */
 				continue;
 			}
+			if (!strcmp(o, "allow_unfetchable"))
+				continue;	/* tools/ checked the remote */
 			if (!strncmp(o, "remote=", 7)) {
 				snprintf(fetch_remote, sizeof(fetch_remote), "%s", o + 7);
 				continue;

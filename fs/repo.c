@@ -197,7 +197,34 @@ int remote_cfg_list(struct index *ix, struct remote_cfg **cs, size_t *n)
 	 * have moved: redo them from the final array. */
 	for (size_t i = 0; i < *n; i++)
 		remote_cfg_find(ix, (*cs)[i].name, &(*cs)[i]);
-	(void)opt_col;
+	return 0;
+}
+
+int remote_cfg_set_opts(struct index *ix, const char *name, const struct remote_options *o)
+{
+	int err = ensure_schema(ix);
+	if (err)
+		return err;
+	const char *v[] = { o->endpoint, o->region, o->ca_file, o->credentials_file,
+			    o->ssh_key, o->known_hosts, o->netrc_file };
+	for (int i = 0; i < 7; i++) {
+		if (!v[i])
+			continue;
+		char sql[96];
+		sqlite3_stmt *st;
+		snprintf(sql, sizeof(sql), "UPDATE remote SET %s = ?1 WHERE name = ?2", opt_col[i]);
+		if (sqlite3_prepare_v2(index_db(ix), sql, -1, &st, NULL) != SQLITE_OK)
+			return -EIO;
+		sqlite3_bind_text(st, 1, v[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		int changed = sqlite3_changes(index_db(ix));
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return -EIO;
+		if (!changed)
+			return -ENOENT;
+	}
 	return 0;
 }
 

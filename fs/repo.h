@@ -52,6 +52,9 @@ int remote_cfg_find(struct index *ix, const char *name, struct remote_cfg *c);
 int remote_cfg_list(struct index *ix, struct remote_cfg **cs, size_t *n);
 /* Finished packs the remote does not hold yet: how many, how many bytes. */
 int remote_cfg_pending(struct index *ix, int64_t remote, uint64_t *packs, uint64_t *bytes);
+/* Replace the options of remote name that o sets (non-NULL strings; the
+ * rest stay).  -ENOENT: no such remote. */
+int remote_cfg_set_opts(struct index *ix, const char *name, const struct remote_options *o);
 
 /* Wall-clock time in ns that remote schedules (grace, Object Lock dates)
  * use: CLOCK_REALTIME plus TRESOR_TEST_CLOCK_OFFSET seconds if set (a test

@@ -6,7 +6,8 @@
  * -EAGAIN; this file retries those (and only those) up to 5 times with
  * exponential backoff, 0.5 s doubling to 8 s, so a flaky link or a server
  * restart costs at most ~16 s of waiting before the error reaches the
- * caller.  Every other error is final at once.
+ * caller (a probe, opt.no_retry, does not wait).  Every other error is
+ * final at once.
  *
  * struct remote is embedded in a private wrapper that owns copies of the
  * option strings, so callers need not keep them alive.
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 
@@ -92,6 +94,13 @@ int remote_check_secret_file(struct remote *r, const char *path, int optional)
 		return remote_fail(r, -EACCES,
 				   "%s: credentials file %s is readable by others: chmod 600 %s",
 				   r->name, path, path);
+	/* Caught here, not at the first connection (chmod 000, another owner). */
+	if (access(path, R_OK) < 0) {
+		int e = errno;
+
+		return remote_fail(r, -e, "%s: credentials file %s: %s", r->name, path,
+				   strerror(e));
+	}
 	return 0;
 }
 
@@ -154,6 +163,12 @@ static int check_key(struct remote *r, const char *key, int is_prefix)
 		return remote_fail(r, -EINVAL, "%s: %s '%.200s' %s", r->name, what,
 				   key, why);
 	return 0;
+}
+
+/* Retries after a transient failure: none for a probe (opt.no_retry). */
+static int retries(const struct remote *r)
+{
+	return r->opt.no_retry ? 0 : REMOTE_RETRIES;
 }
 
 /* Sleep ms milliseconds, resuming after signals. */
@@ -395,6 +410,62 @@ static int open_local(struct remote *r, const char *url)
 	return remote_local_open(r, path);
 }
 
+/* url in one spelling per repository: file:// and file://localhost
+ * dropped, scheme and host lower case, the default port (sftp 23, https
+ * 443) left out, repeated and trailing slashes of the path dropped. */
+static void url_normal(const char *url, char *out, size_t size)
+{
+	size_t n = 0;
+	const char *p = url;
+
+	if (!strncmp(p, "file://", 7)) {
+		p += 7;
+		if (!strncmp(p, "localhost/", 10))
+			p += 9;
+	}
+	const char *scheme = strstr(p, "://");
+	if (scheme && p[0] != '/') {
+		const char *auth = scheme + 3;
+		size_t alen = strcspn(auth, "/");
+		const char *port = auth + alen;
+		const char *at = memchr(auth, '@', alen);
+		const char *host = at ? at + 1 : auth;
+		/* the last ':' after the host, outside an [IPv6] literal */
+		for (const char *c = auth + alen; c > host; c--)
+			if (c[-1] == ':' && !memchr(c, ']', (size_t)(auth + alen - c))) {
+				port = c - 1;
+				break;
+			}
+		int dflt = (!strncmp(p, "sftp://", 7) && !strncmp(port, ":23", 3) &&
+			    port + 3 == auth + alen) ||
+			   (!strncmp(p, "https://", 8) && !strncmp(port, ":443", 4) &&
+			    port + 4 == auth + alen);
+		for (const char *c = p; c < auth + alen && n + 1 < size; c++) {
+			if (dflt && c == port)
+				break;
+			/* the user part keeps its case */
+			out[n++] = c < host && c >= auth ? *c
+				 : (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+		}
+		p = auth + alen;
+	}
+	for (; *p && n + 1 < size; p++)
+		if (*p != '/' || (p[1] && p[1] != '/'))
+			out[n++] = *p;
+	if (!n && size > 1 && url[0])
+		out[n++] = '/';	/* the root directory */
+	out[n] = 0;
+}
+
+int remote_url_same(const char *a, const char *b)
+{
+	char na[1100], nb[1100];
+
+	url_normal(a, na, sizeof(na));
+	url_normal(b, nb, sizeof(nb));
+	return !strcmp(na, nb);
+}
+
 int remote_open(const char *url, const struct remote_options *opt,
 		struct remote **out)
 {
@@ -479,7 +550,7 @@ int remote_put(struct remote *r, const char *key, const void *buf, size_t len)
 		rc = r->be->put(r, key, buf, len);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -498,7 +569,7 @@ int remote_get(struct remote *r, const char *key, uint64_t off, size_t len,
 		rc = r->be->get(r, key, off, len, buf, got);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -514,7 +585,7 @@ int remote_head(struct remote *r, const char *key, uint64_t *size)
 		rc = r->be->head(r, key, size);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -530,7 +601,7 @@ int remote_delete(struct remote *r, const char *key)
 		rc = r->be->del(r, key);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -567,7 +638,7 @@ int remote_retain(struct remote *r, const char *key, int mode, int64_t until)
 		rc = r->be->retain(r, key, mode, until);
 		if (rc != -EAGAIN)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
@@ -610,7 +681,7 @@ int remote_list(struct remote *r, const char *prefix, remote_list_cb cb,
 		rc = r->be->list(r, prefix ? prefix : "", list_guard_cb, &g);
 		if (rc != -EAGAIN || g.delivered)
 			return rc;
-		if (attempt == REMOTE_RETRIES)
+		if (attempt >= retries(r))
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}

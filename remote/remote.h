@@ -46,6 +46,7 @@ struct remote_options {
 	/* all */
 	uint64_t bandwidth_limit;	/* bytes/s for uploads, 0 = none */
 	int timeout_s;			/* per request; default 120 */
+	int no_retry;			/* 1: one attempt, no backoff (a quick probe) */
 };
 
 /*
@@ -93,6 +94,10 @@ int remote_list(struct remote *r, const char *prefix, remote_list_cb cb,
 enum { REMOTE_LOCK_NONE = 0, REMOTE_LOCK_GOVERNANCE = 1, REMOTE_LOCK_COMPLIANCE = 2 };
 int remote_set_lock(struct remote *r, int mode, int64_t until);
 int remote_retain(struct remote *r, const char *key, int mode, int64_t until);
+
+/* 1 if URLs a and b name the same repository (spelled differently: a
+ * trailing slash, a default port, file://, the host's case), else 0. */
+int remote_url_same(const char *a, const char *b);
 
 /* One line saying what went wrong last, naming the remote (no secrets). */
 const char *remote_error(const struct remote *r);

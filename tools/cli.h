@@ -5,6 +5,7 @@
 #ifndef TRESOR_CLI_H
 #define TRESOR_CLI_H
 
+#include <limits.h>
 #include <sqlite3.h>
 #include "../fs/index.h"
 #include "../fs/retention.h"
@@ -29,6 +30,7 @@ struct opts {
 	const char *r_endpoint, *r_region, *r_ca_file, *r_credentials_file;
 	const char *r_ssh_key, *r_known_hosts, *r_netrc;
 	int r_path_style;
+	char r_abs[6][PATH_MAX];	/* absolute forms of the above (remote_opts) */
 	long chunk_min, chunk_avg, chunk_max, kdf_log2n;
 	/* remote add --grace --object-lock-days --object-lock-mode; push
 	 * --grace --jobs --limit-upload (parsed in cmd_remote.c) */
@@ -75,11 +77,15 @@ int cmd_repair(struct opts *o);
 /* In cmd_repair.c: check --remote NAME for cmd_check (adds its problems). */
 int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems);
 
-/* In cmd_remote.c: remote options from the command line, and a
- * connection to url (or exit with a message naming it). */
+/* In cmd_remote.c: remote options from the command line (file paths made
+ * absolute; a missing file exits naming the option), and a connection to
+ * url (or exit with a message naming it). */
 struct remote_options;
 struct remote;
 void remote_opts(struct opts *o, struct remote_options *ro);
+/* url, or the absolute path of the local directory it names relatively
+ * (or exit): what is stored must not depend on where it was typed. */
+const char *remote_url_abs(struct opts *o, const char *url);
 struct remote *open_remote(const char *url, const struct remote_options *ro);
 
 /* In cmd_recover.c: before `push` of a lazy store to a remote other than

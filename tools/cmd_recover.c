@@ -53,7 +53,7 @@ int cmd_recover(struct opts *o)
 {
 	if (o->npos != 2)
 		die(EXIT_USAGE, "usage: tresor recover URL STORE [remote options]");
-	const char *url = o->pos[0], *dir = o->pos[1];
+	const char *url = remote_url_abs(o, o->pos[0]), *dir = o->pos[1];
 	if (o->lazy && o->full)
 		die(EXIT_USAGE, "recover: --lazy and --full exclude each other");
 	if (!access(dir, F_OK) && o->full)

@@ -71,8 +71,37 @@ static int env_timeout(void)
 	return v > 0 && v < 86400 ? (int)v : 0;
 }
 
+/* The file an option names, as an absolute path in buf (or exit naming
+ * both): remotes are stored and used later from elsewhere, a mount's
+ * daemon from "/", where a relative path names another file or none. */
+static const char *abs_file(const char *opt, const char *path, char buf[PATH_MAX])
+{
+	if (!path)
+		return NULL;
+	if (!realpath(path, buf))
+		die(1, "%s %s: %s; give an existing file%s", opt, path, strerror(errno),
+		    path[0] == '/' ? "" : " (a relative path is taken from the current directory)");
+	return path[0] == '/' ? path : buf;	/* absolute already: kept as given */
+}
+
+const char *remote_url_abs(struct opts *o, const char *url)
+{
+	if (url[0] == '/' || strstr(url, "://"))
+		return url;
+	if (!realpath(url, o->r_abs[5]))
+		die(1, "remote directory %s: %s; create it first, or give a URL (s3://, sftp://, https://)",
+		    url, strerror(errno));
+	return o->r_abs[5];
+}
+
 void remote_opts(struct opts *o, struct remote_options *ro)
 {
+	o->r_ca_file = abs_file("--ca-file", o->r_ca_file, o->r_abs[0]);
+	o->r_credentials_file = abs_file("--credentials-file", o->r_credentials_file,
+					 o->r_abs[1]);
+	o->r_ssh_key = abs_file("--ssh-key", o->r_ssh_key, o->r_abs[2]);
+	o->r_known_hosts = abs_file("--known-hosts", o->r_known_hosts, o->r_abs[3]);
+	o->r_netrc = abs_file("--netrc", o->r_netrc, o->r_abs[4]);
 	memset(ro, 0, sizeof(*ro));
 	ro->timeout_s = env_timeout();
 	ro->endpoint = o->r_endpoint;
@@ -103,7 +132,11 @@ static int cmd_remote_add(struct opts *o)
 	const char *dir = o->pos[1];
 	struct remote_cfg c = { 0 };
 	snprintf(c.name, sizeof(c.name), "%s", o->pos[2]);
-	snprintf(c.url, sizeof(c.url), "%s", o->pos[3]);
+	const char *url = remote_url_abs(o, o->pos[3]);
+	if (strlen(url) >= sizeof(c.url))
+		die(EXIT_USAGE, "remote add: the URL is longer than %zu bytes: %s",
+		    sizeof(c.url) - 1, url);
+	memcpy(c.url, url, strlen(url) + 1);
 	remote_opts(o, &c.opt);
 	if (o->r_grace) {
 		c.grace_ns = parse_duration(o->r_grace, "--grace");
@@ -132,6 +165,15 @@ static int cmd_remote_add(struct opts *o)
 	struct remote *r = open_remote(c.url, &c.opt);
 	remote_close(r);
 	struct index *ix = open_index(dir);
+	/* Two rows for one repository would number its metadata twice. */
+	struct remote_cfg *cs;
+	size_t n;
+	remote_cfg_list(ix, &cs, &n);
+	for (size_t i = 0; i < n; i++)
+		if (remote_url_same(cs[i].url, c.url) && strcmp(cs[i].name, c.name))
+			die(1, "store %s already has this repository as remote '%s' (%s); use that name, e.g. 'tresor push %s %s'",
+			    dir, cs[i].name, cs[i].url, dir, cs[i].name);
+	free(cs);
 	int err = index_begin(ix);
 	if (!err)
 		err = remote_cfg_add(ix, &c);
@@ -144,6 +186,46 @@ static int cmd_remote_add(struct opts *o)
 		die(1, "cannot add remote '%s' to store %s: %s", c.name, dir, strerror(-err));
 	printf("added remote %s (%s) to %s; 'tresor push %s %s' sends it everything\n",
 	       c.name, c.url, dir, dir, c.name);
+	return 0;
+}
+
+/* remote set STORE NAME [remote options]: mend a remote's options (a key
+ * moved, paths stored relative by an older tresor) keeping its state. */
+static int cmd_remote_set(struct opts *o)
+{
+	if (o->npos != 3)
+		die(EXIT_USAGE, "usage: tresor remote set STORE NAME [--ssh-key K] [--known-hosts F] [--ca-file F] ...");
+	const char *dir = o->pos[1], *name = o->pos[2];
+	struct remote_options set;
+	remote_opts(o, &set);
+	if (!set.endpoint && !set.region && !set.ca_file && !set.credentials_file &&
+	    !set.ssh_key && !set.known_hosts && !set.netrc_file)
+		die(EXIT_USAGE, "remote set: give the options to change (--ssh-key, --known-hosts, --ca-file, --credentials-file, --netrc, --endpoint, --region)");
+	struct index *ix = open_index(dir);
+	struct remote_cfg c;
+	if (remote_cfg_find(ix, name, &c))
+		die(1, "store %s has no remote '%s' (see 'tresor remote list %s')", dir, name, dir);
+	const char **dst[] = { &c.opt.endpoint, &c.opt.region, &c.opt.ca_file,
+			       &c.opt.credentials_file, &c.opt.ssh_key, &c.opt.known_hosts,
+			       &c.opt.netrc_file };
+	const char *src[] = { set.endpoint, set.region, set.ca_file, set.credentials_file,
+			      set.ssh_key, set.known_hosts, set.netrc_file };
+	for (int i = 0; i < 7; i++)
+		if (src[i])
+			*dst[i] = src[i];
+	/* The options as they will be must open the remote. */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	remote_close(open_remote(c.url, &c.opt));
+	curl_global_cleanup();
+	int err = index_begin(ix);
+	if (!err)
+		err = remote_cfg_set_opts(ix, name, &set);
+	if (!err)
+		err = index_commit(ix);
+	index_close(ix);
+	if (err)
+		die(1, "cannot change remote '%s' of store %s: %s", name, dir, strerror(-err));
+	printf("changed remote %s (%s) of %s\n", name, c.url, dir);
 	return 0;
 }
 
@@ -204,6 +286,19 @@ static int cmd_remote_list(struct opts *o)
 			json_str(cs[i].name);
 			printf(",\"url\":");
 			json_str(cs[i].url);
+			const char *ok[] = { "endpoint", "region", "ca_file", "credentials_file",
+					     "ssh_key", "known_hosts", "netrc" };
+			const char *ov[] = { cs[i].opt.endpoint, cs[i].opt.region,
+					     cs[i].opt.ca_file, cs[i].opt.credentials_file,
+					     cs[i].opt.ssh_key, cs[i].opt.known_hosts,
+					     cs[i].opt.netrc_file };
+			for (int k = 0; k < 7; k++) {
+				printf(",\"%s\":", ok[k]);
+				if (ov[k])
+					json_str(ov[k]);
+				else
+					printf("null");
+			}
 			printf(",\"last_push\":\"%s\",\"deltas\":%llu,\"packs_pending\":%lld,"
 			       "\"bytes_pending\":%lld,\"grace_s\":%lld,\"object_lock_days\":%d,"
 			       "\"object_lock_mode\":\"%s\",\"awaiting_deletion\":[", when,
@@ -260,7 +355,9 @@ int cmd_remote(struct opts *o)
 		return cmd_remote_add(o);
 	if (!strcmp(sub, "list") || !strcmp(sub, "status"))
 		return cmd_remote_list(o);
-	die(EXIT_USAGE, "usage: tresor remote add|list|status STORE ...");
+	if (!strcmp(sub, "set"))
+		return cmd_remote_set(o);
+	die(EXIT_USAGE, "usage: tresor remote add|set|list|status STORE ...");
 }
 
 /* Daemons frozen for a push, thawed once its read view is taken; how

@@ -400,7 +400,7 @@ static int restore_remote(struct opts *o)
 {
 	if (o->npos != 4)
 		die(EXIT_USAGE, "usage: tresor restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]");
-	const char *url = o->remote;
+	const char *url = remote_url_abs(o, o->remote);
 	char cache[PATH_MAX];
 	cache_dir_for(url, cache, sizeof(cache));
 	struct remote_options ro;

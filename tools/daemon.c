@@ -1049,6 +1049,20 @@ static void preflight(struct daemon *d, int dry)
 		ix = open_index(c->store);
 		struct remote_cfg rc;
 		int known = !remote_cfg_find(ix, r->name, &rc);
+		/* The same repository under another name (a config written
+		 * before a recovery named it 'origin') is that remote: a
+		 * second one would fetch and number everything again. */
+		struct remote_cfg *rs = NULL;
+		size_t nr = 0;
+		if (!known && r->url[0] && !remote_cfg_list(ix, &rs, &nr))
+			for (size_t k = 0; k < nr && !known; k++)
+				if (remote_url_same(rs[k].url, r->url)) {
+					tlog(LOG_INFO, "daemon: [remote %s] is the store's remote '%s' (same URL %s): it is used under that name",
+					     r->name, rs[k].name, rs[k].url);
+					snprintf(r->name, sizeof(r->name), "%s", rs[k].name);
+					known = 1;
+				}
+		free(rs);
 		index_close(ix);
 		if (known)
 			continue;

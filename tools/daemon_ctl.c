@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../fs/control.h"
+#include "../fs/fetch.h"
 #include "../fs/repo.h"
 #include "../fs/util.h"
 #include "cli.h"
@@ -194,6 +195,12 @@ char *status_json(struct daemon *d, int *healthy)
 				h.behind, h.bytes_pending);
 	}
 	free(rs);
+	/* Reads of files a lazy store has not fetched fail while its remote
+	 * cannot be used (files only: no request under the lock). */
+	char lname[64], lwhy[700];
+	if (ix && fetch_lazy_check(ix, NULL, 0, lname, sizeof(lname), lwhy, sizeof(lwhy)))
+		PROBLEM("store %.250s is lazy and its remote '%s' cannot be used (%.300s): reads of files not fetched yet fail; fix the remote with 'tresor remote set %.250s %s [remote options]' or run 'tresor recover URL %.250s --full'",
+			d->cfg.store, lname, lwhy, d->cfg.store, lname, d->cfg.store);
 	fputs("],\"jobs\":[", f);
 	const struct schedule *sched[JOB_COUNT] = { &d->cfg.snapshot, &d->cfg.snapshot,
 						    &d->cfg.push, &d->cfg.check };

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../fs/check.h"
+#include "../fs/fetch.h"
 #include "../fs/vfs.h"
 #include "cli.h"
 #include "daemon.h"
@@ -43,6 +44,8 @@ const char *usage_text =
 	"  remote add STORE NAME URL [--endpoint URL] [--region R] [--path-style|--virtual-hosted]\n"
 	"        [--ca-file F] [--credentials-file F] [--ssh-key K] [--known-hosts F] [--netrc F]\n"
 	"        [--grace 7d] [--object-lock-days N [--object-lock-mode governance|compliance]]\n"
+	"  remote set STORE NAME [--endpoint URL] [--region R] [--ca-file F] [--credentials-file F]\n"
+	"        [--ssh-key K] [--known-hosts F] [--netrc F]\n"
 	"  remote list|status STORE [--json]\n"
 	"  push STORE REMOTE [--json]\n"
 	"        [--jobs 4] [--limit-upload RATE (10M: bytes/s)] [--grace DURATION]\n"
@@ -160,6 +163,22 @@ static int cmd_volume(struct opts *o)
 	die(EXIT_USAGE, "usage: tresor volume create STORE NAME | tresor volume list STORE [--json]");
 }
 
+/* Whether the comma-separated mount options hold key (a flag, or
+ * "key=..." whose value goes to val). */
+static int mount_opt(const char *opts, const char *key, char *val, size_t size)
+{
+	size_t klen = strlen(key);
+	for (const char *p = opts; p && *p; p += strcspn(p, ","), p += *p == ',') {
+		size_t len = strcspn(p, ",");
+		if (len < klen || strncmp(p, key, klen) || (len > klen && p[klen] != '='))
+			continue;
+		if (val && len > klen)
+			snprintf(val, size, "%.*s", (int)(len - klen - 1), p + klen + 1);
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_mount(struct opts *o)
 {
 	if (o->npos != 3)
@@ -173,6 +192,17 @@ static int cmd_mount(struct opts *o)
 	if (index_volume_find(st->ix, vol, &vi))
 		die(1, "store %s has no volume '%s' (see 'tresor volume list %s')",
 		    dir, vol, dir);
+	/* A lazy store reads what it lacks from its remote: one that cannot
+	 * be used would make those reads fail with EIO, so say it now. */
+	char from[64] = "", rname[64], why[700];
+	mount_opt(o->mount_opts, "remote", from, sizeof(from));
+	if (fetch_lazy_check(st->ix, from, 1, rname, sizeof(rname), why, sizeof(why))) {
+		if (!mount_opt(o->mount_opts, "allow_unfetchable", NULL, 0))
+			die(1, "store %s is lazy and its remote '%s' cannot be used (%s): fix the remote with 'tresor remote set %s %s [remote options]' or complete the store with 'tresor recover URL %s --full'; -o allow_unfetchable mounts it anyway",
+			    dir, rname, why, dir, rname, dir);
+		fprintf(stderr, "tresor: WARNING: store %s is lazy and its remote '%s' cannot be used (%s): reads of files not fetched yet fail with EIO until it is fixed (mounted anyway: -o allow_unfetchable)\n",
+			dir, rname, why);
+	}
 	int err = vfs_mount_main(st, vol, mnt, o->mount_opts, o->foreground);
 	int e2 = store_close(st);
 	if (err == -EBUSY)

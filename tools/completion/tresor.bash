@@ -70,7 +70,7 @@ _tresor() {
 			case "$cmd" in
 			volume) COMPREPLY=($(compgen -W "create list" -- "$cur")) ;;
 			snapshot) COMPREPLY=($(compgen -W "create list pin unpin diff" -- "$cur")) ;;
-			remote) COMPREPLY=($(compgen -W "add list status" -- "$cur")) ;;
+			remote) COMPREPLY=($(compgen -W "add set list status" -- "$cur")) ;;
 			esac
 		elif ((n == 1)); then
 			_filedir -d
