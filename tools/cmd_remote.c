@@ -216,10 +216,10 @@ static int cmd_remote_list(struct opts *o)
 			json_str(cs[i].url);
 			printf(",\"last_push\":\"%s\",\"deltas\":%llu,\"packs_pending\":%lld,"
 			       "\"bytes_pending\":%lld,\"grace_s\":%lld,\"object_lock_days\":%d,"
-			       "\"object_lock_mode\":\"%s\",\"awaiting_deletion\":[", when,
+			       "\"object_lock_mode\":\"%s\",\"owner\":%s,\"awaiting_deletion\":[", when,
 			       (unsigned long long)(cs[i].next_meta - 1), pending, pbytes,
 			       (long long)(cs[i].grace_ns / 1000000000LL), cs[i].lock_days,
-			       cs[i].lock_days ? mode : "none");
+			       cs[i].lock_days ? mode : "none", cs[i].owner ? "true" : "false");
 			for (size_t k = 0; k < ng; k++) {
 				char due[64];
 				iso_time(g[k].due, due, sizeof(due));
@@ -253,6 +253,9 @@ static int cmd_remote_list(struct opts *o)
 			} else {
 				printf("; none awaiting deletion\n");
 			}
+			if (!cs[i].owner)
+				printf("  not owned by this store: pushes are refused until 'tresor remote takeover %s %s'\n",
+				       o->pos[1], cs[i].name);
 		}
 		free(g);
 	}
@@ -263,14 +266,46 @@ static int cmd_remote_list(struct opts *o)
 	return 0;
 }
 
+/* remote takeover STORE NAME: this store owns the chain from now on. */
+static int cmd_remote_takeover(struct opts *o)
+{
+	if (o->npos != 3)
+		die(EXIT_USAGE, "usage: tresor remote takeover STORE NAME");
+	const char *dir = o->pos[1];
+	struct store *st = open_store(o, dir);
+	struct remote_cfg c;
+	if (remote_cfg_find(st->ix, o->pos[2], &c))
+		die(1, "store %s has no remote '%s' (see 'tresor remote list %s')", dir,
+		    o->pos[2], dir);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	c.opt.timeout_s = env_timeout();
+	struct remote *r = open_remote(c.url, &c.opt);
+	uint64_t n = 0;
+	char msg[800] = "";
+	int err = push_takeover(st, &c, r, &n, msg, sizeof(msg));
+	remote_close(r);
+	store_close(st);
+	curl_global_cleanup();
+	if (err)
+		die(1, "takeover of remote '%s' by store %s failed: %s", c.name, dir, msg);
+	if (n)
+		printf("store %s now owns the chain on remote '%s' (takeover recorded as meta/%016llx); its next push sends a full image; pushes of any other store there are refused from now on\n",
+		       dir, c.name, (unsigned long long)n);
+	else
+		printf("store %s owns remote '%s' (it holds no metadata yet)\n", dir, c.name);
+	return 0;
+}
+
 int cmd_remote(struct opts *o)
 {
 	const char *sub = o->npos ? o->pos[0] : "";
+	if (!strcmp(sub, "takeover"))
+		return cmd_remote_takeover(o);
 	if (!strcmp(sub, "add"))
 		return cmd_remote_add(o);
 	if (!strcmp(sub, "list") || !strcmp(sub, "status"))
 		return cmd_remote_list(o);
-	die(EXIT_USAGE, "usage: tresor remote add|list|status STORE ...");
+	die(EXIT_USAGE, "usage: tresor remote add|list|status|takeover STORE ...");
 }
 
 /* Daemons frozen for a push, thawed once its read view is taken; how
@@ -367,6 +402,8 @@ int cmd_push(struct opts *o)
 	curl_global_cleanup();
 	if (err == -EBUSY)
 		die(1, "store %s: a volume is being written by a daemon that did not answer; retry", dir);
+	if (err == -ESTALE || err == -EPROTONOSUPPORT)	/* refused: a rerun would not help */
+		die(1, "%s", res.error);
 	if (err)
 		die(1, "push of store %s to %s failed: %s; rerun to resume", dir, name,
 		    res.error[0] ? res.error : strerror(-err));
