@@ -42,8 +42,10 @@
  * marker is replaced (delete, then create) once this store continues a
  * version 1 chain with version 2 objects, so an older tresor refuses them
  * as newer rather than as damaged.  A marker lost to a crash in between
- * is written by the next push, which finds the tip still version 1. */
-static int push_preamble(struct store *st, struct remote *r)
+ * is written by the next push, which finds the tip still version 1.
+ * first: no delta of this store is there yet, so a key file there that is
+ * not this store's is another repository's: refused (-ESTALE). */
+static int push_preamble(struct store *st, struct remote *r, int first)
 {
 	uint8_t marker[16];
 	memcpy(marker, "TRESORRP", 8);
@@ -78,7 +80,9 @@ static int push_preamble(struct store *st, struct remote *r)
 	err = remote_head(r, "keys/key", &size);
 	if (err == -ENOENT)
 		err = remote_put_new(r, "keys/key", key, klen);
-	if (err == -EEXIST) {	/* another store's first push at the same moment? */
+	else if (!err && first)
+		err = -EEXIST;
+	if (err == -EEXIST) {	/* before the first delta: another store's key? */
 		uint8_t *there = NULL;
 		size_t tlen = 0;
 		err = remote_get(r, "keys/key", 0, 0, &there, &tlen);
@@ -883,11 +887,12 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 		err = remote_set_lock(r, c->lock_mode, until);
 	int first = c->next_meta <= 1;
 	if (!err && (first || ch.th.v1 || !ch.tip))
-		err = push_preamble(st, r);
+		err = push_preamble(st, r, !ch.tip);
 	if (err == -ESTALE && !res->error[0])
-		snprintf(res->error, sizeof(res->error), "push to remote '%s': another store wrote"
-			 " its key there at the same moment (another repository); push this store"
-			 " to another remote; nothing of this store's was published there", c->name);
+		snprintf(res->error, sizeof(res->error), "push to remote '%s': it holds the key"
+			 " of another store (another repository) and none of this store's deltas;"
+			 " push this store to another remote; nothing of this store's was published"
+			 " there", c->name);
 	if (err == -EPROTONOSUPPORT && !res->error[0])
 		snprintf(res->error, sizeof(res->error), "push to remote '%s': it was written by a"
 			 " newer tresor (repository version above %d); upgrade tresor", c->name,
