@@ -426,14 +426,6 @@ static int chain_check(struct store *st, const struct remote_cfg *c, struct remo
 {
 	memset(ch, 0, sizeof(*ch));
 	uint64_t mine = c->next_meta ? c->next_meta - 1 : 0, max;
-	if (!c->owner) {
-		snprintf(res->error, sizeof(res->error), "push to remote '%s': this store does not"
-			 " own the remote (another store took it over, or this one was recovered"
-			 " with --no-takeover): run `tresor remote takeover STORE %s` if this store"
-			 " should push there, or push to another remote; nothing was changed there",
-			 c->name, c->name);
-		return -ESTALE;
-	}
 	int err = repo_meta_max(r, &max);
 	if (err)
 		return chain_fail(r, err, 0, c->name, res);
@@ -572,7 +564,6 @@ int push_claim(struct index *ix, const struct store_keys *keys, const char *dir,
 	c->next_meta = n + 1;
 	memcpy(c->tip, h.hash, REPO_HASH_LEN);
 	c->has_tip = 1;
-	c->owner = 1;
 	return 0;
 }
 
@@ -597,7 +588,7 @@ int push_takeover(struct store *st, struct remote_cfg *c, struct remote *r,
 	if (max)
 		err = push_claim(st->ix, &st->keys, st->dir, c, r, max, &ph, msg, msize);
 	else
-		c->next_meta = 1, c->owner = 1, c->has_tip = 0;
+		c->next_meta = 1, c->has_tip = 0;
 	if (err)
 		return err;
 	/* The chain before holds another store's state: the next delta is a

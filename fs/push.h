@@ -52,7 +52,7 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
  * owns its chain: an empty delta flagged REPO_META_TAKEOVER, published
  * create-only after the remote's newest object, continuing meta/parent
  * (header ph).  Every other store's push is refused from then on.  On
- * success c's next_meta, tip and owner say so (the caller notes them).
+ * success c's next_meta and tip say so (the caller notes them).
  * -ESTALE if another store published at the same moment; msg says what
  * failed, one line.
  */

@@ -327,8 +327,8 @@ int recover_run(struct remote *r, const char *url,
 		err = index_meta_set(ix, "lazy", ro->lazy ? 1 : 0);
 	if (!err)
 		err = index_commit(ix);
-	/* Keep pushing to where we came from: as the chain's owner if this
-	 * store takes it over, else only once `remote takeover` says so. */
+	/* Keep pushing to where we came from: from the delta recovered, which
+	 * the first push continues only if it is still the newest there. */
 	if (!err) {
 		struct remote_cfg c = { 0 };
 		snprintf(c.name, sizeof(c.name), "origin");
@@ -346,7 +346,6 @@ int recover_run(struct remote *r, const char *url,
 			c.next_meta = tip + 1;
 			c.has_tip = !cn[tip].h.v1;
 			memcpy(c.tip, cn[tip].h.hash, REPO_HASH_LEN);
-			c.owner = 0;
 			c.full_next = 0;
 			err = remote_cfg_set_chain(ix, &c);
 		}

@@ -24,8 +24,9 @@ struct recover_opts {
 	int lazy;
 	/* Announce on the remote that the new store owns the chain (an
 	 * empty takeover delta, push_claim): the store that pushed there
-	 * before is refused from then on.  0: the remote is only read, and
-	 * the new store's push to it is refused until `remote takeover`. */
+	 * before is refused from then on.  0: the remote is only read (a
+	 * drill); the new store's first push continues the chain only if
+	 * what it recovered is still the newest there. */
 	int takeover;
 	/* A forked chain: recover the branch whose newest delta was written
 	 * by the store whose id starts with these hex digits (NULL: refuse

@@ -42,7 +42,6 @@ static const struct {
 	{ "remote", "meta_lock_until", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote_pack", "lock_until", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "writer", "BLOB" },
-	{ "remote", "owner", "INTEGER NOT NULL DEFAULT 1" },
 	{ "remote", "tip", "BLOB" },
 	{ "remote", "full_next", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "pending", "BLOB" },
@@ -80,7 +79,7 @@ static int ensure_schema(struct index *ix)
 		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
 			return -EIO;
 	}
-	/* Rows from before writer ids get theirs: they pushed, so they own. */
+	/* Rows from before writer ids get theirs. */
 	if (sqlite3_exec(db, "UPDATE remote SET writer = randomblob(16) WHERE writer IS NULL"
 			 " OR length(writer) != 16", NULL, NULL, NULL) != SQLITE_OK)
 		return -EIO;
@@ -173,19 +172,18 @@ static void cfg_row(sqlite3_stmt *st, struct remote_cfg *c)
 	c->meta_lock_until = sqlite3_column_int64(st, 17);
 	if (sqlite3_column_bytes(st, 18) == REPO_WRITER_LEN)
 		memcpy(c->writer, sqlite3_column_blob(st, 18), REPO_WRITER_LEN);
-	c->owner = sqlite3_column_int(st, 19);
-	c->has_tip = sqlite3_column_bytes(st, 20) == REPO_HASH_LEN;
+	c->has_tip = sqlite3_column_bytes(st, 19) == REPO_HASH_LEN;
 	if (c->has_tip)
-		memcpy(c->tip, sqlite3_column_blob(st, 20), REPO_HASH_LEN);
-	c->full_next = sqlite3_column_int(st, 21);
-	c->has_pending = sqlite3_column_bytes(st, 22) == REPO_HASH_LEN;
+		memcpy(c->tip, sqlite3_column_blob(st, 19), REPO_HASH_LEN);
+	c->full_next = sqlite3_column_int(st, 20);
+	c->has_pending = sqlite3_column_bytes(st, 21) == REPO_HASH_LEN;
 	if (c->has_pending)
-		memcpy(c->pending, sqlite3_column_blob(st, 22), REPO_HASH_LEN);
+		memcpy(c->pending, sqlite3_column_blob(st, 21), REPO_HASH_LEN);
 }
 
 #define CFG_COLS "id, name, url, endpoint, region, path_style, ca_file, credentials_file," \
 		 " ssh_key, known_hosts, netrc_file, last_seq, next_meta, last_push," \
-		 " grace_ns, lock_mode, lock_days, meta_lock_until, writer, owner, tip, full_next," \
+		 " grace_ns, lock_mode, lock_days, meta_lock_until, writer, tip, full_next," \
 		 " pending"
 
 int remote_cfg_find(struct index *ix, const char *name, struct remote_cfg *c)
@@ -233,15 +231,14 @@ int remote_cfg_set_chain(struct index *ix, const struct remote_cfg *c)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(index_db(ix), "UPDATE remote SET next_meta = ?2, tip = ?3,"
-			       " owner = ?4, full_next = ?5, pending = NULL WHERE id = ?1", -1, &st,
+			       " full_next = ?4, pending = NULL WHERE id = ?1", -1, &st,
 			       NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, c->id);
 	sqlite3_bind_int64(st, 2, (int64_t)c->next_meta);
 	if (c->has_tip)
 		sqlite3_bind_blob(st, 3, c->tip, REPO_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, c->owner);
-	sqlite3_bind_int(st, 5, c->full_next);
+	sqlite3_bind_int(st, 4, c->full_next);
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -EIO;

@@ -49,9 +49,6 @@ struct remote_cfg {
 	/* Who this store is on the remote: the writer id in the header of
 	 * every delta it publishes there (random, made when the row is). */
 	uint8_t writer[REPO_WRITER_LEN];
-	/* 0: another store took the chain over (or this one was recovered
-	 * with --no-takeover): push refuses until `remote takeover`. */
-	int owner;
 	/* Identity (header hash) of meta/(next_meta - 1) as this store wrote
 	 * or recovered it; has_tip 0: not known (a version 1 object). */
 	uint8_t tip[REPO_HASH_LEN];
@@ -83,7 +80,7 @@ void repo_pack_key(const uint8_t name[PACK_NAME_LEN], char *key, size_t size);
 void repo_meta_key(uint64_t n, char *key, size_t size);
 
 /* Record where this store now stands on remote c (after a publish or a
- * takeover): next_meta, tip, owner and full_next as in c; no pending. */
+ * takeover): next_meta, tip and full_next as in c; no pending. */
 int remote_cfg_set_chain(struct index *ix, const struct remote_cfg *c);
 /* Note the header hash of the delta about to be published on remote id. */
 int remote_cfg_set_pending(struct index *ix, int64_t id, const uint8_t hash[REPO_HASH_LEN]);

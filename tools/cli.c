@@ -102,7 +102,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "full", no_argument, 0, 51 },
 		{ "remote", required_argument, 0, 52 },
 		{ "from", required_argument, 0, 53 },
-		{ "no-takeover", no_argument, 0, 54 },
+		{ "takeover", no_argument, 0, 54 },
 		{ "chain", required_argument, 0, 55 },
 		{ 0, 0, 0, 0 },
 	};
@@ -150,7 +150,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 51: o->full = 1; break;
 		case 52: o->remote = optarg; break;
 		case 53: o->from = optarg; break;
-		case 54: o->no_takeover = 1; break;
+		case 54: o->takeover = 1; break;
 		case 55: o->chain = optarg; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))

@@ -69,7 +69,7 @@ int cmd_recover(struct opts *o)
 	struct progress p;
 	progress_start(&p, "recover", 0);
 	struct recover_opts rop = { .lazy = o->lazy, .progress = progress_cb,
-				    .progress_arg = &p, .takeover = !o->no_takeover,
+				    .progress_arg = &p, .takeover = o->takeover,
 				    .chain = o->chain };
 	if (o->chain && (!*o->chain || strspn(o->chain, "0123456789abcdefABCDEF") != strlen(o->chain)))
 		die(EXIT_USAGE, "--chain: the id (hex digits) of the store whose branch to recover, as the refusal listed it: %s",
@@ -115,12 +115,9 @@ int cmd_recover(struct opts *o)
 	if (res.claimed)
 		printf("store %s now owns the chain on %s (takeover recorded as meta/%016llx): pushes of the store that pushed there before are refused from now on\n",
 		       dir, url, (unsigned long long)res.claimed);
-	else if (o->no_takeover)
-		printf("the remote was only read (--no-takeover): store %s pushes to 'origin' only after 'tresor remote takeover %s origin'\n",
-		       dir, dir);
-	else
-		fprintf(stderr, "tresor: store %s is recovered but could not take the chain on %s over: %s; run 'tresor remote takeover %s origin' before pushing there\n",
-			dir, url, res.claim_error, dir);
+	else if (o->takeover)
+		die(1, "store %s is recovered but taking the chain on %s over failed: %s; run 'tresor remote takeover %s origin' before pushing there",
+		    dir, url, res.claim_error, dir);
 	return 0;
 }
 

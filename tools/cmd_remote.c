@@ -216,10 +216,10 @@ static int cmd_remote_list(struct opts *o)
 			json_str(cs[i].url);
 			printf(",\"last_push\":\"%s\",\"deltas\":%llu,\"packs_pending\":%lld,"
 			       "\"bytes_pending\":%lld,\"grace_s\":%lld,\"object_lock_days\":%d,"
-			       "\"object_lock_mode\":\"%s\",\"owner\":%s,\"awaiting_deletion\":[", when,
+			       "\"object_lock_mode\":\"%s\",\"awaiting_deletion\":[", when,
 			       (unsigned long long)(cs[i].next_meta - 1), pending, pbytes,
 			       (long long)(cs[i].grace_ns / 1000000000LL), cs[i].lock_days,
-			       cs[i].lock_days ? mode : "none", cs[i].owner ? "true" : "false");
+			       cs[i].lock_days ? mode : "none");
 			for (size_t k = 0; k < ng; k++) {
 				char due[64];
 				iso_time(g[k].due, due, sizeof(due));
@@ -253,9 +253,6 @@ static int cmd_remote_list(struct opts *o)
 			} else {
 				printf("; none awaiting deletion\n");
 			}
-			if (!cs[i].owner)
-				printf("  not owned by this store: pushes are refused until 'tresor remote takeover %s %s'\n",
-				       o->pos[1], cs[i].name);
 		}
 		free(g);
 	}

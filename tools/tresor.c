@@ -47,7 +47,7 @@ const char *usage_text =
 	"  remote takeover STORE NAME    (this store pushes there from now on; others are refused)\n"
 	"  push STORE REMOTE [--json]\n"
 	"        [--jobs 4] [--limit-upload RATE (10M: bytes/s)] [--grace DURATION]\n"
-	"  recover URL STORE [--lazy|--full] [--no-takeover] [--chain ID] [remote options]\n"
+	"  recover URL STORE [--lazy|--full] [--takeover] [--chain ID] [remote options]\n"
 	"  repair STORE --from REMOTE\n"
 	"  restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]\n"
 	"  daemon CONFIG [--dry-run]\n"

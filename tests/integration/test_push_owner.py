@@ -6,11 +6,12 @@ the new one's and a later recovery mixed the two.  What is checked, on
 every backend (local directory, S3 via s3rver, SFTP via a private sshd,
 WebDAV via a private apache, started as test_push_recover starts them):
 
-  - store A pushes, B recovers (which takes the chain over), B pushes,
-    A's next push is refused in one line naming the other store and
-    `remote takeover`, exit non-zero, nothing on the remote changed; a
-    new recovery holds B's bytes and `check` is clean;
-  - B recovered with --no-takeover: B's push is refused until
+  - store A pushes, B recovers, B pushes, A's next push is refused in one
+    line naming the other store and `remote takeover`, exit non-zero,
+    nothing on the remote changed; a new recovery holds B's bytes and
+    `check` is clean;
+  - `recover --takeover`: A is refused before B ever pushed;
+  - A pushes after B recovered (a drill): B's push is refused until
     `remote takeover`, then A's is;
   - two stores that both believe they own the chain (a cloned store
     directory) push at the same moment: one publishes, the other refuses
@@ -55,7 +56,7 @@ def meta_objects(remote):
 def recovered_clean(tmp, remote, passfile, mounts, name):
     """Recover from the remote into a fresh store (read only), check it,
     and return its files."""
-    p = run("recover", remote.url, tmp / name, *remote.opts, "--no-takeover",
+    p = run("recover", remote.url, tmp / name, *remote.opts,
             "--passphrase-file", passfile, env=remote.env)
     assert p.returncode == 0, "recover failed: %s" % p.stderr
     st = Store(tmp / name, passfile)
@@ -72,72 +73,77 @@ def assert_refused(p, remote_name):
     return line
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
-def test_recovered_store_takes_over_and_old_store_is_refused(kind, tmp, make_store, mounts,
-                                                             make_remote, passfile):
+def pushed_a(kind, make_store, mounts, make_remote):
     a = make_store("a")
     write(a, mounts, "f.bin", b"A1" * 5000)
     rem = make_remote(kind)
     remote_add(a, "box", rem)
     push(a, "box", rem)
+    return a, rem
 
-    # the new server: recover takes the chain over and says so
-    p = recover(rem, tmp / "b", passfile)
-    assert "now owns the chain" in p.stdout, p.stdout
-    b = Store(tmp / "b", passfile)
-    write(b, mounts, "f.bin", b"B2" * 7000, mnt=tmp / "mnt-b")
-    push(b, "origin", rem)
 
-    # the old server, still configured, pushes too: refused, remote untouched
+def recover_b(rem, tmp, passfile, *extra):
+    p = run("recover", rem.url, tmp / "b", *rem.opts, *extra, "--passphrase-file", passfile,
+            env=rem.env)
+    assert p.returncode == 0, p.stderr
+    return Store(tmp / "b", passfile), p
+
+
+def old_store_refused(a, rem, mounts):
+    """A, still configured, pushes new bytes: refused, the remote untouched."""
     write(a, mounts, "f.bin", b"A3" * 9000)
     write(a, mounts, "g.bin", b"only on A" * 1000)
     before = rem.objects()
-    p = push(a, "box", rem, check=False)
-    line = assert_refused(p, "box")
+    line = assert_refused(push(a, "box", rem, check=False), "box")
     assert "meta/" in line, line
     assert rem.objects() == before, "a refused push changed the remote"
-    # and stays refused
-    assert_refused(push(a, "box", rem, check=False), "box")
-
-    got = recovered_clean(tmp, rem, passfile, mounts, "c")
-    assert got == {"f.bin": b"B2" * 7000}
+    assert_refused(push(a, "box", rem, check=False), "box")   # and stays refused
+    assert rem.objects() == before
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_no_takeover_then_explicit_takeover(kind, tmp, make_store, mounts, make_remote,
-                                            passfile):
-    a = make_store("a")
-    write(a, mounts, "f.bin", b"A1" * 5000)
-    rem = make_remote(kind)
-    remote_add(a, "box", rem)
-    push(a, "box", rem)
-    p = run("recover", rem.url, tmp / "b", *rem.opts, "--no-takeover",
-            "--passphrase-file", passfile, env=rem.env)
-    assert p.returncode == 0, p.stderr
-    assert "takeover" in p.stdout, p.stdout
-    b = Store(tmp / "b", passfile)
+def test_new_store_pushes_then_old_store_is_refused(kind, tmp, make_store, mounts,
+                                                    make_remote, passfile):
+    """The issue's case: B recovers and pushes, then A pushes."""
+    a, rem = pushed_a(kind, make_store, mounts, make_remote)
+    b, _ = recover_b(rem, tmp, passfile)
     write(b, mounts, "f.bin", b"B2" * 7000, mnt=tmp / "mnt-b")
-    # B does not own the remote yet: refused, nothing written
+    push(b, "origin", rem)
+    old_store_refused(a, rem, mounts)
+    push(b, "origin", rem)          # B goes on
+    assert recovered_clean(tmp, rem, passfile, mounts, "c") == {"f.bin": b"B2" * 7000}
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_recover_takeover_refuses_old_store_at_once(kind, tmp, make_store, mounts,
+                                                    make_remote, passfile):
+    a, rem = pushed_a(kind, make_store, mounts, make_remote)
+    b, p = recover_b(rem, tmp, passfile, "--takeover")
+    assert "now owns the chain" in p.stdout, p.stdout
+    old_store_refused(a, rem, mounts)    # before B ever pushed
+    write(b, mounts, "f.bin", b"B2" * 7000, mnt=tmp / "mnt-b")
+    push(b, "origin", rem)
+    assert recovered_clean(tmp, rem, passfile, mounts, "c") == {"f.bin": b"B2" * 7000}
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_old_store_pushed_first_then_explicit_takeover(kind, tmp, make_store, mounts,
+                                                       make_remote, passfile):
+    a, rem = pushed_a(kind, make_store, mounts, make_remote)
+    b, _ = recover_b(rem, tmp, passfile)            # a drill: the remote is only read
+    write(a, mounts, "f.bin", b"A2" * 9000)
+    push(a, "box", rem)                             # A goes on: nothing took over
+    write(b, mounts, "f.bin", b"B2" * 7000, mnt=tmp / "mnt-b")
     before = rem.objects()
-    p = push(b, "origin", rem, check=False)
-    assert p.returncode != 0
-    line = one_line(p.stderr)
-    assert "does not own" in line and "remote takeover" in line and "'origin'" in line, line
+    assert_refused(push(b, "origin", rem, check=False), "origin")
     assert rem.objects() == before
-    # A still owns it and continues
-    write(a, mounts, "f.bin", b"A3" * 9000)
-    push(a, "box", rem)
-    # B takes over explicitly: A is refused from then on, B's full image wins
+    # B takes over explicitly: its next push is a full image, A is refused
     p = run("remote", "takeover", b.path, "origin", "--passphrase-file", passfile, env=rem.env)
     assert p.returncode == 0, p.stderr
     assert "now owns the chain" in p.stdout, p.stdout
     push(b, "origin", rem)
-    write(a, mounts, "f.bin", b"A4" * 9000)
-    before = rem.objects()
-    assert_refused(push(a, "box", rem, check=False), "box")
-    assert rem.objects() == before
-    got = recovered_clean(tmp, rem, passfile, mounts, "c")
-    assert got == {"f.bin": b"B2" * 7000}
+    old_store_refused(a, rem, mounts)
+    assert recovered_clean(tmp, rem, passfile, mounts, "c") == {"f.bin": b"B2" * 7000}
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
@@ -224,7 +230,7 @@ def test_forked_chain_recover_refuses_or_takes_the_named_branch(tmp, make_store,
     shutil.copytree(rem.url, copy)
     write(a, mounts, "f.bin", b"A2" * 5000)
     push(a, "box", rem)                                  # meta/2 by A
-    p = run("recover", str(copy), tmp / "b", "--passphrase-file", passfile)
+    p = run("recover", str(copy), tmp / "b", "--takeover", "--passphrase-file", passfile)
     assert p.returncode == 0, p.stderr                   # meta/2 on the copy: B's takeover
     b = Store(tmp / "b", passfile)
     write(b, mounts, "f.bin", b"B3" * 5000, mnt=tmp / "mnt-b")
@@ -244,8 +250,7 @@ def test_forked_chain_recover_refuses_or_takes_the_named_branch(tmp, make_store,
     assert set(by) == {"a", "b"}, branches
 
     # A's branch is whole: recovered alone, never mixed with B's delta
-    p = run("recover", rem.url, tmp / "ra", "--chain", by["a"], "--no-takeover",
-            "--passphrase-file", passfile)
+    p = run("recover", rem.url, tmp / "ra", "--chain", by["a"], "--passphrase-file", passfile)
     assert p.returncode == 0, p.stderr
     ra = Store(tmp / "ra", passfile)
     c = ra.check()
