@@ -57,11 +57,10 @@ static int push_preamble(struct store *st, struct remote *r, int first)
 	if (!err && hlen >= 16 && !memcmp(have, "TRESORRP", 8) &&
 	    get_le32(have + 8) > REPO_VERSION)
 		err = -EPROTONOSUPPORT;
-	else if (!err && (hlen < 16 || memcmp(have, marker, 16))) {
-		err = remote_delete(r, "tresor-repo");
-		if (!err)
-			err = -ENOENT;
-	}
+	else if (!err && (hlen < 16 || memcmp(have, marker, 16)))
+		/* Object Lock may keep the old marker: readers of version 2
+		 * tell objects apart by their magic, so that is no harm. */
+		err = remote_delete(r, "tresor-repo") ? 0 : -ENOENT;
 	free(have);
 	if (err == -ENOENT)
 		err = remote_put_new(r, "tresor-repo", marker, sizeof(marker));

@@ -65,6 +65,21 @@ def recovered_clean(tmp, remote, passfile, mounts, name):
     return read_all(st, mounts, tmp / ("mnt-" + name))
 
 
+def push_at_once(a, b, rem):
+    """Push stores a and b to their remote 'box' at the same moment."""
+    results = {}
+
+    def go(name, st):
+        results[name] = push(st, "box", rem, check=False)
+
+    ts = [threading.Thread(target=go, args=(n, s)) for n, s in (("a", a), ("b", b))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return results
+
+
 def assert_refused(p, remote_name):
     assert p.returncode != 0, "push was not refused: %s" % p.stdout
     line = one_line(p.stderr)
@@ -159,16 +174,7 @@ def test_concurrent_pushes_one_wins(kind, tmp, make_store, mounts, make_remote, 
     write(a, mounts, "f.bin", b"A2" * 6000)
     write(b, mounts, "f.bin", b"B2" * 7000, mnt=tmp / "mnt-b")
 
-    results = {}
-
-    def go(name, st):
-        results[name] = push(st, "box", rem, check=False)
-
-    ts = [threading.Thread(target=go, args=(n, s)) for n, s in (("a", a), ("b", b))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    results = push_at_once(a, b, rem)
     ok = [n for n, p in results.items() if p.returncode == 0]
     for n, p in results.items():
         if p.returncode != 0:
@@ -200,16 +206,7 @@ def test_first_pushes_of_two_stores_at_once(tmp, make_store, mounts, make_remote
     rem = make_remote("local")
     remote_add(a, "box", rem)
     remote_add(b, "box", rem)
-    results = {}
-
-    def go(name, st):
-        results[name] = push(st, "box", rem, check=False)
-
-    ts = [threading.Thread(target=go, args=(n, s)) for n, s in (("a", a), ("b", b))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    results = push_at_once(a, b, rem)
     ok = [n for n, p in results.items() if p.returncode == 0]
     assert len(ok) == 1, {n: p.stderr for n, p in results.items()}
     lost = results["b" if ok == ["a"] else "a"]
