@@ -18,11 +18,15 @@ WebDAV via a private apache, started as test_push_recover starts them):
     cleanly (or, on a server that ignores If-None-Match, is refused by its
     next push), and a recovery holds one store's bytes, never a mix;
   - a forked chain (a delta continuing an object that is not there):
-    recover refuses and lists the branches; --chain ID recovers one.
+    recover refuses and lists the branches; --chain ID recovers one;
+  - a version 1 remote (TRESOR_V1_BIN: a tresor from before) is continued
+    and upgraded, and its old writer refused afterwards.
 """
 
+import os
 import re
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -258,3 +262,39 @@ def test_forked_chain_recover_refuses_or_takes_the_named_branch(tmp, make_store,
     assert p.returncode != 0
     assert "forks" in one_line(p.stderr)
     assert not (tmp / "rb").exists()
+
+
+V1_BIN = os.environ.get("TRESOR_V1_BIN")
+
+
+def v1(*args):
+    return subprocess.run([V1_BIN] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300,
+                          start_new_session=True)
+
+
+@pytest.mark.skipif(not V1_BIN, reason="TRESOR_V1_BIN (a tresor writing repository "
+                    "version 1, e.g. built from before issue 13) is not set")
+def test_version1_remote_upgrades_and_old_store_is_refused(tmp, make_store, mounts,
+                                                           make_remote, passfile):
+    a = make_store("a")
+    write(a, mounts, "f.bin", b"A1" * 5000)
+    rem = make_remote("local")
+    remote_add(a, "box", rem)
+    p = v1("push", a.path, "box", "--passphrase-file", passfile)
+    assert p.returncode == 0, p.stderr
+    marker = Path(rem.url) / "tresor-repo"
+    assert marker.read_bytes()[8:12] == (1).to_bytes(4, "little")
+    # this tresor recovers the version 1 chain and continues it: the marker
+    # becomes version 2, the new object carries a header
+    b, _ = recover_b(rem, tmp, passfile)
+    write(b, mounts, "f.bin", b"B2" * 7000, mnt=tmp / "mnt-b")
+    push(b, "origin", rem)
+    assert marker.read_bytes()[8:12] == (2).to_bytes(4, "little")
+    assert (Path(rem.url) / "meta" / ("%016x" % 2)).read_bytes()[:8] == b"TRSMETA2"
+    # A (its remote row from before writer ids) is refused with the new binary
+    old_store_refused(a, rem, mounts)
+    # the old binary refuses the upgraded repository as newer, not damaged
+    p = v1("recover", rem.url, tmp / "old", "--passphrase-file", passfile)
+    assert p.returncode != 0 and "newer" in p.stderr, p.stderr
+    assert recovered_clean(tmp, rem, passfile, mounts, "c") == {"f.bin": b"B2" * 7000}
