@@ -566,8 +566,9 @@ int push_claim(struct index *ix, const struct store_keys *keys, const char *dir,
 	return 0;
 }
 
-int push_takeover(struct store *st, struct remote_cfg *c, struct remote *r,
-		  uint64_t *n_out, char *msg, size_t msize)
+/* push_takeover with the push lock held. */
+static int takeover_locked(struct store *st, struct remote_cfg *c, struct remote *r,
+			   uint64_t *n_out, char *msg, size_t msize)
 {
 	uint64_t max;
 	struct repo_meta_hdr ph = { 0 };
@@ -613,6 +614,25 @@ int push_takeover(struct store *st, struct remote_cfg *c, struct remote *r,
 			 " index could not note it: %s; run the takeover again",
 			 (unsigned long long)(c->next_meta - 1), strerror(-err));
 	*n_out = c->next_meta - 1;
+	return err;
+}
+
+static int push_lock(struct store *st, const struct remote_cfg *c, int *fd);
+
+int push_takeover(struct store *st, struct remote_cfg *c, struct remote *r,
+		  uint64_t *n_out, char *msg, size_t msize)
+{
+	int lfd;
+	int err = push_lock(st, c, &lfd);
+	if (err) {
+		if (err == -EALREADY)
+			snprintf(msg, msize, "a push to it is running; retry when it is done");
+		else
+			snprintf(msg, msize, "cannot lock %s/locks: %s", st->dir, strerror(-err));
+		return err;
+	}
+	err = takeover_locked(st, c, r, n_out, msg, msize);
+	close(lfd);
 	return err;
 }
 
