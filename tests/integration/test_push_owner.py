@@ -221,11 +221,7 @@ def test_first_pushes_of_two_stores_at_once(tmp, make_store, mounts, make_remote
 
 def test_forked_chain_recover_refuses_or_takes_the_named_branch(tmp, make_store, mounts,
                                                                  make_remote, passfile):
-    a = make_store("a")
-    write(a, mounts, "f.bin", b"A1" * 5000)
-    rem = make_remote("local")
-    remote_add(a, "box", rem)
-    push(a, "box", rem)                                  # meta/1
+    a, rem = pushed_a("local", make_store, mounts, make_remote)     # meta/1
     # a copy of the remote as it is now; B recovers from the copy
     copy = Path(str(rem.url) + "-copy")
     shutil.copytree(rem.url, copy)
