@@ -175,7 +175,7 @@ static int check_meta(struct store *st, struct remote *r, struct rctx *c,
 		size_t len = 0, dl = 0;
 		int r2 = remote_get(r, key, 0, 0, &buf, &len);
 		if (!r2)
-			r2 = repo_open_delta(&st->keys, k, buf, len, &d, &dl);
+			r2 = repo_open_delta(&st->keys, k, buf, len, NULL, &d, &dl);
 		free(buf);
 		free(d);
 		c->res->bytes_read += len;

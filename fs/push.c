@@ -38,17 +38,34 @@
 
 #define NS 1000000000LL
 
-/* The repository marker and the key file, on a first push. */
-static int push_preamble(struct store *st, struct remote *r)
+/* The repository marker and the key file, on a first push; a version 1
+ * marker is replaced (delete, then create) once this store continues a
+ * version 1 chain with version 2 objects, so an older tresor refuses them
+ * as newer rather than as damaged.  A marker lost to a crash in between
+ * is written by the next push, which finds the tip still version 1.
+ * first: no delta of this store is there yet, so a key file there that is
+ * not this store's is another repository's: refused (-ESTALE). */
+static int push_preamble(struct store *st, struct remote *r, int first)
 {
 	uint8_t marker[16];
 	memcpy(marker, "TRESORRP", 8);
 	put_le32(marker + 8, REPO_VERSION);
 	put_le32(marker + 12, 0);
-	uint64_t size;
-	int err = remote_head(r, "tresor-repo", &size);
+	uint8_t *have = NULL;
+	size_t hlen = 0;
+	int err = remote_get(r, "tresor-repo", 0, 0, &have, &hlen);
+	if (!err && hlen >= 16 && !memcmp(have, "TRESORRP", 8) &&
+	    get_le32(have + 8) > REPO_VERSION)
+		err = -EPROTONOSUPPORT;
+	else if (!err && (hlen < 16 || memcmp(have, marker, 16)))
+		/* Object Lock may keep the old marker: readers of version 2
+		 * tell objects apart by their magic, so that is no harm. */
+		err = remote_delete(r, "tresor-repo") ? 0 : -ENOENT;
+	free(have);
 	if (err == -ENOENT)
-		err = remote_put(r, "tresor-repo", marker, sizeof(marker));
+		err = remote_put_new(r, "tresor-repo", marker, sizeof(marker));
+	if (err == -EEXIST)	/* another store upgraded it at the same moment */
+		err = 0;
 	if (err)
 		return err;
 	char path[PATH_MAX];
@@ -58,9 +75,20 @@ static int push_preamble(struct store *st, struct remote *r)
 	err = read_file(path, &key, &klen);
 	if (err)
 		return err;
+	uint64_t size;
 	err = remote_head(r, "keys/key", &size);
 	if (err == -ENOENT)
-		err = remote_put(r, "keys/key", key, klen);
+		err = remote_put_new(r, "keys/key", key, klen);
+	else if (!err && first)
+		err = -EEXIST;
+	if (err == -EEXIST) {	/* before the first delta: another store's key? */
+		uint8_t *there = NULL;
+		size_t tlen = 0;
+		err = remote_get(r, "keys/key", 0, 0, &there, &tlen);
+		if (!err && (tlen != klen || memcmp(there, key, klen)))
+			err = -ESTALE;
+		free(there);
+	}
 	free(key);
 	return err;
 }
@@ -165,11 +193,13 @@ static int take_view(struct store *st, struct remote_cfg *c, const struct push_o
 			err = -EBUSY;
 		sqlite3_finalize(q);
 	}
-	/* The delta: everything since the last push (all rows the first time). */
+	/* The delta: everything since the last push (all rows the first time,
+	 * and after a takeover). */
 	uint64_t n = c->next_meta ? c->next_meta : 1;
-	v->send = n == 1 || v->to > c->last_seq;
+	int full = n == 1 || c->full_next;
+	v->send = full || v->to > c->last_seq;
 	if (!err && v->send)
-		err = n == 1 ? changelog_export_full(st->ix, v->to, &v->delta, &v->dlen)
+		err = full ? changelog_export_full(st->ix, v->to, &v->delta, &v->dlen)
 			     : changelog_export(st->ix, c->last_seq, v->to, &v->delta, &v->dlen);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);	/* ends the read */
 	return err;
@@ -337,37 +367,272 @@ static int upload_packs(struct store *st, struct remote_cfg *c, const struct pus
 	return u.err;
 }
 
-/* ---- the delta ---- */
+/* ---- the chain: only the store that wrote the newest delta continues it ---- */
 
-/* Seal and send the delta in the first free slot from c->next_meta. */
-static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
-		      struct view *v, uint64_t *n_out, struct push_result *res)
+struct chain {
+	uint64_t tip;			/* the object the new delta continues, 0: none */
+	struct repo_meta_hdr th;	/* its header */
+};
+
+/* Say who wrote meta/n (not this store) and what to do; -ESTALE. */
+static int refuse_foreign(const struct remote_cfg *c, uint64_t n,
+			  const struct repo_meta_hdr *h, const char *how,
+			  struct push_result *res)
 {
-	uint64_t n = c->next_meta ? c->next_meta : 1;
-	res->records = get_le32(v->delta + 24);
-	/* A slot taken by a push that died after sending: the next one. */
-	char key[64];
-	uint64_t have;
-	int err = 0;
-	for (;;) {
-		repo_meta_key(n, key, sizeof(key));
-		int h = remote_head(r, key, &have);
-		if (h == -ENOENT)
-			break;
-		if (h)
-			return h;
-		n++;
+	char id[2 * REPO_WRITER_LEN + 1], who[320];
+	repo_writer_hex(h->writer, id);
+	if (h->v1)
+		snprintf(who, sizeof(who), "by another store (an older tresor, which names no store)");
+	else if (!memcmp(h->writer, c->writer, REPO_WRITER_LEN))
+		snprintf(who, sizeof(who), "under this store's id but is not the object it wrote"
+			 " (a copy of this store pushed there, or the remote was rolled back)");
+	else
+		snprintf(who, sizeof(who), "by another store (%s, id %.16s)", h->origin, id);
+	snprintf(res->error, sizeof(res->error),
+		 "push to remote '%s': meta/%016llx was written %s%s, not by this one; this"
+		 " store no longer owns the remote: run `tresor remote takeover STORE %s` on"
+		 " the store that should push, or push to another remote; nothing was changed"
+		 " there", c->name, (unsigned long long)n, who, how, c->name);
+	return -ESTALE;
+}
+
+static int chain_fail(struct remote *r, int err, uint64_t n, const char *cname,
+		      struct push_result *res)
+{
+	if (err == -EBADMSG)
+		snprintf(res->error, sizeof(res->error), "push to remote '%s': meta/%016llx fails"
+			 " authentication (damaged, or of another repository); run `tresor check"
+			 " STORE --remote %s`; nothing was changed there", cname,
+			 (unsigned long long)n, cname);
+	else if (err == -ENOENT)
+		snprintf(res->error, sizeof(res->error), "push to remote '%s': meta/%016llx is"
+			 " missing: the chain is broken; run `tresor check STORE --remote %s`;"
+			 " nothing was changed there", cname, (unsigned long long)n, cname);
+	else
+		snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
+	return err == -ENOENT ? -ESTALE : err;
+}
+
+/*
+ * Before anything is sent: the remote's newest delta must be the one this
+ * store wrote (or recovered from) last.  A delta on top of another store's
+ * would mix two histories, so a chain another store continued is refused.
+ * The one delta after it that a push of this store noted as pending and
+ * died before noting as published is its own, and is continued.
+ */
+static int chain_check(struct store *st, const struct remote_cfg *c, struct remote *r,
+		       struct chain *ch, struct push_result *res)
+{
+	memset(ch, 0, sizeof(*ch));
+	uint64_t mine = c->next_meta ? c->next_meta - 1 : 0, max;
+	int err = repo_meta_max(r, &max);
+	if (err)
+		return chain_fail(r, err, 0, c->name, res);
+	if (max < mine) {
+		snprintf(res->error, sizeof(res->error), "push to remote '%s': it holds metadata only"
+			 " up to meta/%016llx but this store pushed up to meta/%016llx: objects were"
+			 " deleted or the remote was rolled back; run `tresor check STORE --remote %s`;"
+			 " nothing was changed there", c->name, (unsigned long long)max,
+			 (unsigned long long)mine, c->name);
+		return -ESTALE;
 	}
+	if (mine) {
+		err = repo_read_meta_hdr(r, &st->keys, mine, &ch->th);
+		if (err)
+			return chain_fail(r, err, mine, c->name, res);
+		if (c->has_tip ? memcmp(ch->th.hash, c->tip, REPO_HASH_LEN) != 0
+			       : !ch->th.v1 && memcmp(ch->th.writer, c->writer, REPO_WRITER_LEN))
+			return refuse_foreign(c, mine, &ch->th, "", res);
+		ch->tip = mine;
+	}
+	for (uint64_t k = mine + 1; k <= max; k++) {
+		struct repo_meta_hdr h;
+		err = repo_read_meta_hdr(r, &st->keys, k, &h);
+		if (err)
+			return chain_fail(r, err, k, c->name, res);
+		if (h.v1 || memcmp(h.writer, c->writer, REPO_WRITER_LEN) || k != mine + 1 ||
+		    !c->has_pending || memcmp(h.hash, c->pending, REPO_HASH_LEN))
+			return refuse_foreign(c, k, &h, " after the last delta this store"
+					      " published", res);
+		ch->tip = k;
+		ch->th = h;
+	}
+	return 0;
+}
+
+/*
+ * Seal d as meta/n under header h and publish it create-only: of two
+ * stores publishing at the same moment one gets it, never both.  A server
+ * that ignores the condition, and a retry after a lost reply, are told
+ * apart by reading the header back: its hash is ours, or another store
+ * won (-ESTALE, its header in *other).
+ */
+static int publish(const struct store_keys *keys, struct remote *r, uint64_t n,
+		   struct repo_meta_hdr *h, const uint8_t *d, size_t dl,
+		   struct index *ix, int64_t cfg_id,
+		   struct repo_meta_hdr *other, size_t *slen)
+{
+	char key[64];
+	repo_meta_key(n, key, sizeof(key));
 	uint8_t *sealed = NULL;
-	size_t slen = 0;
-	err = repo_seal_delta(st, n, v->delta, v->dlen, &sealed, &slen);
+	int err = repo_seal_meta(keys, n, h, d, dl, &sealed, slen);
+	if (!err && ix)	/* ix: note it first, so a rerun after a crash knows it */
+		err = remote_cfg_set_pending(ix, cfg_id, h->hash);
 	if (!err)
-		err = remote_put(r, key, sealed, slen);
+		err = remote_put_new(r, key, sealed, *slen);
 	crash_point("push-meta");
 	free(sealed);
-	if (!err)
-		res->meta_bytes = slen;
+	if (err && err != -EEXIST)
+		return err;
+	int existed = err == -EEXIST;
+	err = repo_read_meta_hdr(r, keys, n, other);
+	if (!err && (other->v1 || memcmp(other->hash, h->hash, REPO_HASH_LEN)))
+		err = -ESTALE;
+	if (err == -EBADMSG && existed) {	/* a store of another repository won */
+		memset(other, 0, sizeof(*other));
+		snprintf(other->origin, sizeof(other->origin), "of another repository");
+		err = -ESTALE;
+	}
+	return err;
+}
+
+/* Publish the delta as meta/(tip + 1), continuing the tip. */
+static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
+		      struct view *v, const struct chain *ch, uint64_t *n_out,
+		      uint8_t hash[REPO_HASH_LEN], struct push_result *res)
+{
+	uint64_t n = ch->tip + 1;
+	res->records = get_le32(v->delta + 24);
+	struct repo_meta_hdr h = { .parent = ch->tip, .time_ns = repo_now_ns() }, back;
+	memcpy(h.writer, c->writer, REPO_WRITER_LEN);
+	if (ch->tip && !ch->th.v1)
+		memcpy(h.parent_hash, ch->th.hash, REPO_HASH_LEN);
+	repo_origin(st->dir, h.origin, sizeof(h.origin));
+	size_t slen = 0;
+	int err = publish(&st->keys, r, n, &h, v->delta, v->dlen, st->ix, c->id, &back, &slen);
+	if (err == -ESTALE)
+		return refuse_foreign(c, n, &back, " at the same moment as this push", res);
+	if (err == -EBADMSG || err == -ENOENT)
+		return chain_fail(r, err, n, c->name, res);
+	if (err) {
+		snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
+		return err;
+	}
+	res->meta_bytes = slen;
+	memcpy(hash, h.hash, REPO_HASH_LEN);
 	*n_out = n;
+	return 0;
+}
+
+int push_claim(struct index *ix, const struct store_keys *keys, const char *dir,
+	       struct remote_cfg *c, struct remote *r, uint64_t parent,
+	       const struct repo_meta_hdr *ph, char *msg, size_t msize)
+{
+	uint64_t max, seq = 0;
+	int err = repo_meta_max(r, &max);
+	if (err) {
+		snprintf(msg, msize, "%s", remote_error(r));
+		return err;
+	}
+	uint8_t *d = NULL;
+	size_t dl = 0, slen;
+	err = changelog_last(ix, &seq);
+	if (!err)
+		err = changelog_export(ix, seq, seq, &d, &dl);	/* no records */
+	struct repo_meta_hdr h = { .parent = parent, .flags = REPO_META_TAKEOVER,
+				   .time_ns = repo_now_ns() }, back;
+	memcpy(h.writer, c->writer, REPO_WRITER_LEN);
+	if (parent && !ph->v1)
+		memcpy(h.parent_hash, ph->hash, REPO_HASH_LEN);
+	repo_origin(dir, h.origin, sizeof(h.origin));
+	uint64_t n = max + 1;
+	if (!err)
+		err = publish(keys, r, n, &h, d, dl, NULL, 0, &back, &slen);
+	free(d);
+	if (err == -ESTALE) {
+		char id[2 * REPO_WRITER_LEN + 1];
+		repo_writer_hex(back.writer, id);
+		snprintf(msg, msize, "another store (%s, id %.16s) wrote meta/%016llx at the"
+			 " same moment", back.v1 ? "an older tresor" : back.origin, id,
+			 (unsigned long long)n);
+	} else if (err) {
+		snprintf(msg, msize, "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
+	}
+	if (err)
+		return err;
+	c->next_meta = n + 1;
+	memcpy(c->tip, h.hash, REPO_HASH_LEN);
+	c->has_tip = 1;
+	return 0;
+}
+
+/* push_takeover with the push lock held. */
+static int takeover_locked(struct store *st, struct remote_cfg *c, struct remote *r,
+			   uint64_t *n_out, char *msg, size_t msize)
+{
+	uint64_t max;
+	struct repo_meta_hdr ph = { 0 };
+	int err = repo_meta_max(r, &max);
+	if (!err && max)
+		err = repo_read_meta_hdr(r, &st->keys, max, &ph);
+	if (err == -EBADMSG || err == -ENOENT) {
+		snprintf(msg, msize, "meta/%016llx, the newest delta there, fails authentication"
+			 " (damaged, or of another repository); nothing was changed",
+			 (unsigned long long)max);
+		return -EBADMSG;
+	}
+	if (err) {
+		snprintf(msg, msize, "%s", remote_error(r));
+		return err;
+	}
+	if (max)
+		err = push_claim(st->ix, &st->keys, st->dir, c, r, max, &ph, msg, msize);
+	else
+		c->next_meta = 1, c->has_tip = 0;
+	if (err)
+		return err;
+	/* The chain before holds another store's state: the next delta is a
+	 * full image, every pack is asked for again, and packs this store
+	 * had scheduled for deletion stay (the other store's deltas may name
+	 * them). */
+	c->full_next = max > 0;
+	char sql[200];
+	snprintf(sql, sizeof(sql), "DELETE FROM remote_pack WHERE remote = %lld;"
+		 " DELETE FROM remote_gone WHERE remote = %lld", (long long)c->id,
+		 (long long)c->id);
+	err = index_begin(st->ix);
+	if (!err && sqlite3_exec(index_db(st->ix), sql, NULL, NULL, NULL) != SQLITE_OK)
+		err = -EIO;
+	if (!err)
+		err = remote_cfg_set_chain(st->ix, c);
+	if (!err)
+		err = index_commit(st->ix);
+	else
+		index_rollback(st->ix);
+	if (err)
+		snprintf(msg, msize, "the remote is taken over (meta/%016llx) but the store's"
+			 " index could not note it: %s; run the takeover again",
+			 (unsigned long long)(c->next_meta - 1), strerror(-err));
+	*n_out = c->next_meta - 1;
+	return err;
+}
+
+static int push_lock(struct store *st, const struct remote_cfg *c, int *fd);
+
+int push_takeover(struct store *st, struct remote_cfg *c, struct remote *r,
+		  uint64_t *n_out, char *msg, size_t msize)
+{
+	int lfd;
+	int err = push_lock(st, c, &lfd);
+	if (err) {
+		if (err == -EALREADY)
+			snprintf(msg, msize, "a push to it is running; retry when it is done");
+		else
+			snprintf(msg, msize, "cannot lock %s/locks: %s", st->dir, strerror(-err));
+		return err;
+	}
+	err = takeover_locked(st, c, r, n_out, msg, msize);
+	close(lfd);
 	return err;
 }
 
@@ -411,7 +676,8 @@ static int note_packs(struct store *st, struct remote_cfg *c, const struct pack_
 /* The delta is out: record it, and start the grace of the packs it no
  * longer names. */
 static int note_delta(struct store *st, struct remote_cfg *c, const struct view *v,
-		      uint64_t next_meta, int64_t meta_lock_until)
+		      uint64_t next_meta, const uint8_t tip[REPO_HASH_LEN],
+		      int64_t meta_lock_until)
 {
 	sqlite3 *db = index_db(st->ix);
 	int64_t now = repo_now_ns();
@@ -442,6 +708,13 @@ static int note_delta(struct store *st, struct remote_cfg *c, const struct view 
 			min = sqlite3_column_int64(q, 0);
 		sqlite3_finalize(q);
 		err = changelog_trim(st->ix, min);
+	}
+	if (!err && tip) {
+		c->next_meta = next_meta;
+		memcpy(c->tip, tip, REPO_HASH_LEN);
+		c->has_tip = 1;
+		c->full_next = 0;
+		err = remote_cfg_set_chain(st->ix, c);
 	}
 	if (!err) {
 		c->last_seq = v->to;
@@ -617,11 +890,23 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	int64_t renew_before = now_s + lock_s / 2;
 	int err = take_view(st, c, po, renew_before, &v);
 	res->packs_pending = v.todo.n;
+	struct chain ch;
+	if (!err)
+		err = chain_check(st, c, r, &ch, res);
 	if (!err && c->lock_days)
 		err = remote_set_lock(r, c->lock_mode, until);
 	int first = c->next_meta <= 1;
-	if (!err && first)
-		err = push_preamble(st, r);
+	if (!err && (first || ch.th.v1 || !ch.tip))
+		err = push_preamble(st, r, !ch.tip);
+	if (err == -ESTALE && !res->error[0])
+		snprintf(res->error, sizeof(res->error), "push to remote '%s': it holds the key"
+			 " of another store (another repository) and none of this store's deltas;"
+			 " push this store to another remote; nothing of this store's was published"
+			 " there", c->name);
+	if (err == -EPROTONOSUPPORT && !res->error[0])
+		snprintf(res->error, sizeof(res->error), "push to remote '%s': it was written by a"
+			 " newer tresor (repository version above %d); upgrade tresor", c->name,
+			 REPO_VERSION);
 	if (err && !res->error[0] && err != -EBUSY)
 		snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
 	int up = 0;
@@ -630,12 +915,11 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 		err = upload_packs(st, c, po, &v.todo, until, res);
 	}
 	uint64_t n = c->next_meta ? c->next_meta : 1;
+	uint8_t tip[REPO_HASH_LEN];
 	int published = 0;
 	if (!err && v.send) {
-		err = send_delta(st, c, r, &v, &n, res);
-		if (err)
-			snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
-		else
+		err = send_delta(st, c, r, &v, &ch, &n, tip, res);
+		if (!err)
 			n++;
 	}
 	if (!err)
@@ -650,7 +934,7 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 		int64_t mlock = c->meta_lock_until;
 		if (c->lock_days && (first || !mlock))
 			mlock = until;
-		err = note_delta(st, c, &v, n, mlock);
+		err = note_delta(st, c, &v, n, v.send ? tip : NULL, mlock);
 	}
 	/* Old business, once the new state is safely out. */
 	if (!err && c->lock_days) {

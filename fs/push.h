@@ -32,7 +32,7 @@ struct push_result {
 	uint64_t awaiting_deletion;	/* freed packs still inside their grace */
 	uint64_t retained;		/* Object Lock retentions extended */
 	int jobs;			/* uploads run at once */
-	char error[600];		/* what failed (one line), if anything */
+	char error[1200];		/* what failed (one line), if anything */
 };
 
 /*
@@ -46,5 +46,27 @@ struct push_result {
  */
 int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	     const struct push_opts *po, struct push_result *res);
+
+/*
+ * Announce on remote r that the store behind c (index ix, keys, dir) now
+ * owns its chain: an empty delta flagged REPO_META_TAKEOVER, published
+ * create-only after the remote's newest object, continuing meta/parent
+ * (header ph).  Every other store's push is refused from then on.  On
+ * success c's next_meta and tip say so (the caller notes them).
+ * -ESTALE if another store published at the same moment; msg says what
+ * failed, one line.
+ */
+int push_claim(struct index *ix, const struct store_keys *keys, const char *dir,
+	       struct remote_cfg *c, struct remote *r, uint64_t parent,
+	       const struct repo_meta_hdr *ph, char *msg, size_t msize);
+
+/*
+ * `tresor remote takeover`: store st takes the chain on remote c over
+ * from whichever store pushed there last (push_claim after the newest
+ * delta), and notes it: its next push sends a full image, so nothing of
+ * the other store's state mixes in.  *n_out: the takeover object's number.
+ */
+int push_takeover(struct store *st, struct remote_cfg *c, struct remote *r,
+		  uint64_t *n_out, char *msg, size_t msize);
 
 #endif

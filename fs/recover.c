@@ -17,18 +17,107 @@
 #include "changelog.h"
 #include "damage.h"
 #include "fetch.h"
+#include "push.h"
 #include "recover.h"
 #include "repo.h"
 #include "util.h"
 
-static int find_max_meta(void *arg, const char *key, uint64_t size)
+/* One metadata object as the chain plan sees it. */
+struct cnode {
+	struct repo_meta_hdr h;
+	uint64_t parent;	/* the object it continues (version 1: the one before) */
+	int linked;		/* the parent there is the one it names */
+	int children;		/* objects linked to it */
+	int on_path;		/* to be applied */
+};
+
+/* res->forks: every branch head, "meta/N by ORIGIN (id ...)". */
+static void describe_forks(const struct cnode *cn, uint64_t max, struct recover_result *res)
 {
-	(void)size;
-	uint64_t *max = arg;
-	unsigned long long v;
-	if (sscanf(key, "meta/%16llx", &v) == 1 && v > *max)
-		*max = v;
-	return 0;
+	size_t k0 = 0;
+	for (uint64_t k = max; k >= 1 && k0 < sizeof(res->forks) - 80; k--) {
+		if (cn[k].children)
+			continue;
+		char id[2 * REPO_WRITER_LEN + 1];
+		repo_writer_hex(cn[k].h.writer, id);
+		k0 += snprintf(res->forks + k0, sizeof(res->forks) - k0, "%smeta/%016llx by %s%s%.16s%s",
+			       k0 ? "; " : "", (unsigned long long)k,
+			       cn[k].h.v1 ? "an older tresor" : cn[k].h.origin,
+			       cn[k].h.v1 ? "" : " (id ", cn[k].h.v1 ? "" : id,
+			       cn[k].h.v1 ? "" : ")");
+	}
+}
+
+/*
+ * Which deltas to apply: the path from the newest one back to the first,
+ * along the object each continues.  Objects off that path mean two stores
+ * continued the chain (a fork), unless a takeover delta on the path comes
+ * after them (the store that took over left them on purpose).  A fork is
+ * refused unless ro->chain names the branch: never a mix of two.  Only
+ * headers are read here (small ranged reads).
+ */
+static int plan_chain(struct remote *r, const struct store_keys *keys,
+		      const struct recover_opts *ro, struct cnode **out, uint64_t *max,
+		      uint64_t *tip, struct recover_result *res)
+{
+	int err = repo_meta_max(r, max);
+	if (err)
+		return err;
+	if (!*max) {
+		repo_meta_key(1, res->failed, sizeof(res->failed));
+		return -ENODATA;	/* a marker and a key but no metadata */
+	}
+	struct cnode *cn = calloc(*max + 1, sizeof(*cn));
+	if (!cn)
+		return -ENOMEM;
+	*out = cn;
+	for (uint64_t k = 1; k <= *max && !err; k++) {
+		err = repo_read_meta_hdr(r, keys, k, &cn[k].h);
+		if (err == -ENOENT)
+			err = -ENODATA;	/* a gap: a later delta exists */
+		uint64_t p = cn[k].h.v1 ? k - 1 : cn[k].h.parent;
+		if (!err && p >= k)
+			err = -EBADMSG;
+		if (err) {
+			repo_meta_key(k, res->failed, sizeof(res->failed));
+			break;
+		}
+		cn[k].parent = p;
+		cn[k].linked = !p || cn[k].h.v1 || cn[p].h.v1 ||
+			       !memcmp(cn[k].h.parent_hash, cn[p].h.hash, REPO_HASH_LEN);
+		if (cn[k].linked && p)
+			cn[p].children++;
+	}
+	if (err)
+		return err;
+	*tip = *max;
+	if (ro->chain) {
+		*tip = 0;
+		for (uint64_t k = *max; k >= 1 && !*tip; k--) {
+			char id[2 * REPO_WRITER_LEN + 1];
+			repo_writer_hex(cn[k].h.writer, id);
+			if (!cn[k].h.v1 && !strncasecmp(id, ro->chain, strlen(ro->chain)))
+				*tip = k;
+		}
+		if (!*tip) {
+			describe_forks(cn, *max, res);
+			return -ESRCH;
+		}
+	}
+	uint64_t takeover = 0;
+	for (uint64_t k = *tip; k && !err; k = cn[k].parent) {
+		cn[k].on_path = 1;
+		if ((cn[k].h.flags & REPO_META_TAKEOVER) && k > takeover)
+			takeover = k;
+		if (!cn[k].linked)
+			err = -ENOTUNIQ;	/* it continues an object not there */
+	}
+	for (uint64_t k = 1; k <= *max && !err && !ro->chain; k++)
+		if (!cn[k].on_path && k > takeover)
+			err = -ENOTUNIQ;
+	if (err)
+		describe_forks(cn, *max, res);
+	return err;
 }
 
 static int get_whole(struct remote *r, const char *key, uint8_t **buf,
@@ -179,19 +268,25 @@ int recover_run(struct remote *r, const char *url,
 	err = index_open(path, 1, &ix);
 	if (err)
 		goto out_keys;
-	uint64_t n;
-	for (n = 1; !err; n++) {
+	struct cnode *cn = NULL;
+	uint64_t max = 0, tip = 0;
+	err = plan_chain(r, &keys, ro, &cn, &max, &tip, res);
+	for (uint64_t k = 1; k <= max && !err; k++) {
+		if (!cn[k].on_path)
+			continue;
 		char key[64];
-		repo_meta_key(n, key, sizeof(key));
+		repo_meta_key(k, key, sizeof(key));
 		uint8_t *d = NULL;
 		size_t dl = 0;
+		struct repo_meta_hdr h;
 		err = get_whole(r, key, &buf, &len);
-		if (err == -ENOENT) {
-			err = 0;
-			break;
-		}
+		if (err == -ENOENT)
+			err = -ENODATA;
 		if (!err)
-			err = repo_open_delta(&keys, n, buf, len, &d, &dl);
+			err = repo_open_delta(&keys, k, buf, len, &h, &d, &dl);
+		/* the object read whole must be the one planned with */
+		if (!err && (h.v1 != cn[k].h.v1 || memcmp(h.hash, cn[k].h.hash, REPO_HASH_LEN)))
+			err = -EBADMSG;
 		if (err)
 			snprintf(res->failed, sizeof(res->failed), "%s", key);
 		free(buf);
@@ -206,20 +301,7 @@ int recover_run(struct remote *r, const char *url,
 		free(d);
 		res->deltas++;
 	}
-	if (!err && res->deltas == 0) {
-		snprintf(res->failed, sizeof(res->failed), "meta/%016llx", 1ull);
-		err = -ENODATA;	/* a marker and a key but no metadata */
-	}
-	/* Deltas are read until one is missing; a later one existing means
-	 * a gap (deleted or lost), not the end: refuse to roll back. */
-	if (!err) {
-		uint64_t max = 0;
-		err = remote_list(r, "meta/", find_max_meta, &max);
-		if (!err && max >= n) {
-			repo_meta_key(n, res->failed, sizeof(res->failed));
-			err = -ENODATA;
-		}
-	}
+	res->tip = tip;
 	/* Names are used as path components by mounts and restores: a
 	 * damaged or hostile history must not name "..", "." or "a/b". */
 	if (!err) {
@@ -245,19 +327,28 @@ int recover_run(struct remote *r, const char *url,
 		err = index_meta_set(ix, "lazy", ro->lazy ? 1 : 0);
 	if (!err)
 		err = index_commit(ix);
-	/* Keep pushing to where we came from. */
+	/* Keep pushing to where we came from: from the delta recovered, which
+	 * the first push continues only if it is still the newest there. */
 	if (!err) {
 		struct remote_cfg c = { 0 };
 		snprintf(c.name, sizeof(c.name), "origin");
 		snprintf(c.url, sizeof(c.url), "%s", url);
 		if (opt)
 			c.opt = *opt;
-		c.next_meta = n;
 		err = index_begin(ix);
 		if (!err)
 			err = remote_cfg_add(ix, &c);
 		if (err == -EEXIST)
 			err = 0;
+		if (!err)
+			err = remote_cfg_find(ix, "origin", &c);
+		if (!err) {
+			c.next_meta = tip + 1;
+			c.has_tip = !cn[tip].h.v1;
+			memcpy(c.tip, cn[tip].h.hash, REPO_HASH_LEN);
+			c.full_next = 0;
+			err = remote_cfg_set_chain(ix, &c);
+		}
 		/* origin holds every pack we just fetched. */
 		if (!err && sqlite3_exec(index_db(ix),
 			"INSERT OR IGNORE INTO remote_pack(remote, name) SELECT r.id, p.name"
@@ -266,7 +357,18 @@ int recover_run(struct remote *r, const char *url,
 			err = -EIO;
 		if (!err)
 			err = index_commit(ix);
+		/* Before the store is in place: a rerun writes another
+		 * takeover after this one, which is harmless. */
+		if (!err && ro->takeover) {
+			int e = push_claim(ix, &keys, dir, &c, r, tip, &cn[tip].h,
+					   res->claim_error, sizeof(res->claim_error));
+			if (!e) {
+				res->claimed = c.next_meta - 1;
+				err = remote_cfg_set_chain(ix, &c);
+			}
+		}
 	}
+	free(cn);
 	index_close(ix);
 	if (!err && rename(tmp, dir))
 		err = -errno;

@@ -13,12 +13,25 @@
  * kept).  -ENOENT: not a tresor repository; -EPROTONOSUPPORT: newer;
  * -EKEYREJECTED: wrong passphrase; -EBADMSG: a damaged object; -ENODATA:
  * a missing object; -EUCLEAN: the metadata names a file "..", "." or
- * with a '/' (res->failed names the object or entry in these cases).
+ * with a '/' (res->failed names the object or entry in these cases);
+ * -ENOTUNIQ: the chain forks (two stores continued it) and ro->chain
+ * names none of them (res->forks lists the branches); -ESRCH: no delta
+ * of the store ro->chain names.
  */
 struct recover_opts {
 	/* Key and metadata only: packs come on demand (fetch.h) and by
 	 * recover_fill; the index says so (meta "lazy" = 1). */
 	int lazy;
+	/* Announce on the remote that the new store owns the chain (an
+	 * empty takeover delta, push_claim): the store that pushed there
+	 * before is refused from then on.  0: the remote is only read (a
+	 * drill); the new store's first push continues the chain only if
+	 * what it recovered is still the newest there. */
+	int takeover;
+	/* A forked chain: recover the branch whose newest delta was written
+	 * by the store whose id starts with these hex digits (NULL: refuse
+	 * a fork). */
+	const char *chain;
 	/* Bytes of packs fetched so far / to fetch (may be NULL). */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);
 	void *progress_arg;
@@ -27,6 +40,10 @@ struct recover_opts {
 struct recover_result {
 	uint64_t deltas, packs, bytes;
 	char failed[160];	/* the object that was missing or damaged */
+	char forks[800];	/* -ENOTUNIQ: the branches, one line */
+	uint64_t tip;		/* the delta recovered up to */
+	uint64_t claimed;	/* takeover: the takeover delta, 0: not taken over */
+	char claim_error[700];	/* takeover asked for but failed: why */
 };
 int recover_run(struct remote *r, const char *url,
 		const struct remote_options *opt, const char *dir,

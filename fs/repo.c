@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <sqlite3.h>
 #include <zstd.h>
+#include <openssl/evp.h>
 
 #include "changelog.h"
 #include "repo.h"
@@ -40,6 +41,10 @@ static const struct {
 	{ "remote", "lock_days", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "meta_lock_until", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote_pack", "lock_until", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "writer", "BLOB" },
+	{ "remote", "tip", "BLOB" },
+	{ "remote", "full_next", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "pending", "BLOB" },
 };
 
 static int has_column(sqlite3 *db, const char *table, const char *column)
@@ -74,6 +79,10 @@ static int ensure_schema(struct index *ix)
 		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
 			return -EIO;
 	}
+	/* Rows from before writer ids get theirs. */
+	if (sqlite3_exec(db, "UPDATE remote SET writer = randomblob(16) WHERE writer IS NULL"
+			 " OR length(writer) != 16", NULL, NULL, NULL) != SQLITE_OK)
+		return -EIO;
 	return 0;
 }
 
@@ -101,10 +110,17 @@ int remote_cfg_add(struct index *ix, const struct remote_cfg *c)
 	if (sqlite3_prepare_v2(index_db(ix),
 		"INSERT INTO remote(name, url, endpoint, region, path_style, ca_file,"
 		" credentials_file, ssh_key, known_hosts, netrc_file, next_meta, grace_ns,"
-		" lock_mode, lock_days)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+		" lock_mode, lock_days, writer)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 		-1, &st, NULL) != SQLITE_OK)
 		return -EIO;
+	uint8_t writer[REPO_WRITER_LEN];
+	err = random_bytes(writer, sizeof(writer));
+	if (err) {
+		sqlite3_finalize(st);
+		return err;
+	}
+	sqlite3_bind_blob(st, 15, writer, sizeof(writer), SQLITE_TRANSIENT);
 	const char *v[] = { c->opt.endpoint, c->opt.region, c->opt.ca_file,
 			    c->opt.credentials_file, c->opt.ssh_key,
 			    c->opt.known_hosts, c->opt.netrc_file };
@@ -154,11 +170,21 @@ static void cfg_row(sqlite3_stmt *st, struct remote_cfg *c)
 	c->lock_mode = sqlite3_column_int(st, 15);
 	c->lock_days = sqlite3_column_int(st, 16);
 	c->meta_lock_until = sqlite3_column_int64(st, 17);
+	if (sqlite3_column_bytes(st, 18) == REPO_WRITER_LEN)
+		memcpy(c->writer, sqlite3_column_blob(st, 18), REPO_WRITER_LEN);
+	c->has_tip = sqlite3_column_bytes(st, 19) == REPO_HASH_LEN;
+	if (c->has_tip)
+		memcpy(c->tip, sqlite3_column_blob(st, 19), REPO_HASH_LEN);
+	c->full_next = sqlite3_column_int(st, 20);
+	c->has_pending = sqlite3_column_bytes(st, 21) == REPO_HASH_LEN;
+	if (c->has_pending)
+		memcpy(c->pending, sqlite3_column_blob(st, 21), REPO_HASH_LEN);
 }
 
 #define CFG_COLS "id, name, url, endpoint, region, path_style, ca_file, credentials_file," \
 		 " ssh_key, known_hosts, netrc_file, last_seq, next_meta, last_push," \
-		 " grace_ns, lock_mode, lock_days, meta_lock_until"
+		 " grace_ns, lock_mode, lock_days, meta_lock_until, writer, tip, full_next," \
+		 " pending"
 
 int remote_cfg_find(struct index *ix, const char *name, struct remote_cfg *c)
 {
@@ -246,6 +272,36 @@ int remote_cfg_pending(struct index *ix, int64_t remote, uint64_t *packs, uint64
 	return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
+int remote_cfg_set_chain(struct index *ix, const struct remote_cfg *c)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(index_db(ix), "UPDATE remote SET next_meta = ?2, tip = ?3,"
+			       " full_next = ?4, pending = NULL WHERE id = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, c->id);
+	sqlite3_bind_int64(st, 2, (int64_t)c->next_meta);
+	if (c->has_tip)
+		sqlite3_bind_blob(st, 3, c->tip, REPO_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, c->full_next);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int remote_cfg_set_pending(struct index *ix, int64_t id, const uint8_t hash[REPO_HASH_LEN])
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(index_db(ix), "UPDATE remote SET pending = ?2 WHERE id = ?1",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_blob(st, 2, hash, REPO_HASH_LEN, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 void repo_pack_key(const uint8_t name[PACK_NAME_LEN], char *key, size_t size)
 {
 	char hex[PACK_NAME_LEN * 2 + 1];
@@ -258,16 +314,75 @@ void repo_meta_key(uint64_t n, char *key, size_t size)
 	snprintf(key, size, "meta/%016llx", (unsigned long long)n);
 }
 
-static void repo_meta_aad(uint64_t n, uint8_t aad[22])
+static int max_cb(void *arg, const char *key, uint64_t size)
 {
-	memcpy(aad, "tresor meta v1", 14);
-	put_le64(aad + 14, n);
+	(void)size;
+	uint64_t *max = arg;
+	unsigned long long v;
+	if (sscanf(key, "meta/%16llx", &v) == 1 && v > *max)
+		*max = v;
+	return 0;
 }
 
-/* Compress and seal a delta as meta object n. */
-int repo_seal_delta(const struct store *st, uint64_t n, const uint8_t *d,
-		      size_t len, uint8_t **out, size_t *outlen)
+int repo_meta_max(struct remote *r, uint64_t *max)
 {
+	*max = 0;
+	return remote_list(r, "meta/", max_cb, max);
+}
+
+void repo_writer_hex(const uint8_t w[REPO_WRITER_LEN], char out[2 * REPO_WRITER_LEN + 1])
+{
+	hex_encode(w, REPO_WRITER_LEN, out);
+}
+
+void repo_origin(const char *dir, char *out, size_t size)
+{
+	char host[256] = "?";
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = 0;
+	char *abs = realpath(dir, NULL);
+	snprintf(out, size, "%s:%s", host, abs ? abs : dir);
+	free(abs);
+}
+
+#define META_MAGIC "TRSMETA2"
+#define META_PREFIX 12			/* magic, u32 sealed header length */
+#define HDR_FIXED (REPO_WRITER_LEN + 8 + REPO_HASH_LEN + 4 + 8 + 1)
+#define HDR_MAX (HDR_FIXED + 255 + SEAL_OVERHEAD)
+
+static void aad_n(const char *label, uint64_t n, const uint8_t *hash, uint8_t *aad,
+		  size_t *alen)
+{
+	size_t l = strlen(label);
+	memcpy(aad, label, l);
+	put_le64(aad + l, n);
+	*alen = l + 8;
+	if (hash) {
+		memcpy(aad + l + 8, hash, REPO_HASH_LEN);
+		*alen += REPO_HASH_LEN;
+	}
+}
+
+static int sha256(const void *p, size_t len, uint8_t out[REPO_HASH_LEN])
+{
+	return EVP_Digest(p, len, out, NULL, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+}
+
+int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_hdr *h,
+		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen)
+{
+	size_t olen = strnlen(h->origin, 255);
+	uint8_t hdr[HDR_FIXED + 255], aad[64];
+	size_t alen;
+	memcpy(hdr, h->writer, REPO_WRITER_LEN);
+	put_le64(hdr + 16, h->parent);
+	memcpy(hdr + 24, h->parent_hash, REPO_HASH_LEN);
+	put_le32(hdr + 56, h->flags);
+	put_le64(hdr + 60, (uint64_t)h->time_ns);
+	hdr[68] = (uint8_t)olen;
+	memcpy(hdr + HDR_FIXED, h->origin, olen);
+	size_t hl = HDR_FIXED + olen + SEAL_OVERHEAD;
+
 	size_t bound = ZSTD_compressBound(len);
 	uint8_t *z = malloc(bound);
 	if (!z)
@@ -277,46 +392,97 @@ int repo_seal_delta(const struct store *st, uint64_t n, const uint8_t *d,
 		free(z);
 		return -EIO;
 	}
-	uint8_t *sealed = malloc(zl + SEAL_OVERHEAD);
-	uint8_t aad[22];
-	repo_meta_aad(n, aad);
-	int err = sealed ? aead_seal(st->keys.meta, aad, sizeof(aad), z, zl, sealed)
-			 : -ENOMEM;
+	size_t total = META_PREFIX + hl + zl + SEAL_OVERHEAD;
+	uint8_t *o = malloc(total);
+	int err = o ? 0 : -ENOMEM;
+	if (!err) {
+		memcpy(o, META_MAGIC, 8);
+		put_le32(o + 8, (uint32_t)hl);
+		aad_n("tresor meta hdr v2", n, NULL, aad, &alen);
+		err = aead_seal(keys->meta, aad, alen, hdr, hl - SEAL_OVERHEAD, o + META_PREFIX);
+	}
+	if (!err)
+		err = sha256(o + META_PREFIX, hl, h->hash);
+	if (!err) {
+		aad_n("tresor meta v2", n, h->hash, aad, &alen);
+		err = aead_seal(keys->meta, aad, alen, z, zl, o + META_PREFIX + hl);
+	}
 	free(z);
 	if (err) {
-		free(sealed);
+		free(o);
 		return err;
 	}
-	*out = sealed;
-	*outlen = zl + SEAL_OVERHEAD;
+	h->v1 = 0;
+	*out = o;
+	*outlen = total;
 	return 0;
 }
 
-/* Inverse of repo_seal_delta: -EBADMSG if it does not authenticate as object n. */
-int repo_open_delta(const struct store_keys *keys, uint64_t n,
-		      const uint8_t *in, size_t len, uint8_t **out, size_t *outlen)
+/* Open a sealed header of hl bytes as object n's into h. */
+static int open_hdr(const struct store_keys *keys, uint64_t n, const uint8_t *p,
+		    size_t hl, struct repo_meta_hdr *h)
 {
-	if (len < SEAL_OVERHEAD)
+	uint8_t hdr[HDR_FIXED + 255], aad[64];
+	size_t alen;
+	if (hl < HDR_FIXED + SEAL_OVERHEAD || hl > HDR_MAX)
 		return -EBADMSG;
-	uint8_t *z = malloc(len - SEAL_OVERHEAD + 1);
-	uint8_t aad[22];
-	repo_meta_aad(n, aad);
-	if (!z)
-		return -ENOMEM;
-	if (aead_open(keys->meta, aad, sizeof(aad), in, len, z)) {
-		free(z);
+	aad_n("tresor meta hdr v2", n, NULL, aad, &alen);
+	if (aead_open(keys->meta, aad, alen, p, hl, hdr))
 		return -EBADMSG;
+	size_t olen = hdr[68];
+	if (HDR_FIXED + olen + SEAL_OVERHEAD != hl)
+		return -EBADMSG;
+	memset(h, 0, sizeof(*h));
+	memcpy(h->writer, hdr, REPO_WRITER_LEN);
+	h->parent = get_le64(hdr + 16);
+	memcpy(h->parent_hash, hdr + 24, REPO_HASH_LEN);
+	h->flags = get_le32(hdr + 56);
+	h->time_ns = (int64_t)get_le64(hdr + 60);
+	memcpy(h->origin, hdr + HDR_FIXED, olen);
+	for (size_t i = 0; i < olen; i++)	/* it goes into messages */
+		if ((unsigned char)h->origin[i] < 0x20)
+			h->origin[i] = '?';
+	return sha256(p, hl, h->hash);
+}
+
+int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t n,
+		       struct repo_meta_hdr *h)
+{
+	char key[64];
+	uint8_t *b = NULL;
+	size_t got = 0;
+	repo_meta_key(n, key, sizeof(key));
+	int err = remote_get(r, key, 0, META_PREFIX, &b, &got);
+	if (err)
+		return err;
+	if (got < META_PREFIX || memcmp(b, META_MAGIC, 8)) {
+		free(b);
+		memset(h, 0, sizeof(*h));
+		h->v1 = 1;
+		return 0;
 	}
-	size_t zl = len - SEAL_OVERHEAD;
+	uint32_t hl = get_le32(b + 8);
+	free(b);
+	if (hl > HDR_MAX)
+		return -EBADMSG;
+	err = remote_get(r, key, META_PREFIX, hl, &b, &got);
+	if (!err && got != hl)
+		err = -EBADMSG;
+	if (!err)
+		err = open_hdr(keys, n, b, hl, h);
+	free(b);
+	return err;
+}
+
+/* Decompress a zstd frame whose content size is set. */
+static int unzstd(const uint8_t *z, size_t zl, uint8_t **out, size_t *outlen)
+{
 	unsigned long long raw = ZSTD_getFrameContentSize(z, zl);
 	if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN ||
-	    raw > (1ull << 32)) {
-		free(z);
+	    raw > (1ull << 32))
 		return -EBADMSG;
-	}
 	uint8_t *d = malloc(raw ? raw : 1);
 	size_t got = d ? ZSTD_decompress(d, raw, z, zl) : 0;
-	free(z);
 	if (!d || ZSTD_isError(got) || got != raw) {
 		free(d);
 		return d ? -EBADMSG : -ENOMEM;
@@ -324,4 +490,46 @@ int repo_open_delta(const struct store_keys *keys, uint64_t n,
 	*out = d;
 	*outlen = got;
 	return 0;
+}
+
+/* Open a sealed body (AAD given) and decompress it. */
+static int open_body(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		     const uint8_t *in, size_t len, uint8_t **out, size_t *outlen)
+{
+	if (len < SEAL_OVERHEAD)
+		return -EBADMSG;
+	uint8_t *z = malloc(len - SEAL_OVERHEAD + 1);
+	if (!z)
+		return -ENOMEM;
+	int err = aead_open(key, aad, alen, in, len, z) ? -EBADMSG : 0;
+	if (!err)
+		err = unzstd(z, len - SEAL_OVERHEAD, out, outlen);
+	free(z);
+	return err;
+}
+
+int repo_open_delta(const struct store_keys *keys, uint64_t n,
+		    const uint8_t *in, size_t len, struct repo_meta_hdr *h,
+		    uint8_t **out, size_t *outlen)
+{
+	struct repo_meta_hdr tmp;
+	uint8_t aad[64];
+	size_t alen;
+	if (!h)
+		h = &tmp;
+	if (len >= META_PREFIX && !memcmp(in, META_MAGIC, 8)) {
+		uint32_t hl = get_le32(in + 8);
+		if (hl > len - META_PREFIX)
+			return -EBADMSG;
+		int err = open_hdr(keys, n, in + META_PREFIX, hl, h);
+		if (err)
+			return err;
+		aad_n("tresor meta v2", n, h->hash, aad, &alen);
+		return open_body(keys->meta, aad, alen, in + META_PREFIX + hl,
+				 len - META_PREFIX - hl, out, outlen);
+	}
+	memset(h, 0, sizeof(*h));
+	h->v1 = 1;
+	aad_n("tresor meta v1", n, NULL, aad, &alen);
+	return open_body(keys->meta, aad, alen, in, len, out, outlen);
 }

@@ -2,14 +2,16 @@
  * repo.h - the remote repository shared by push and recovery: remotes
  * configured in the index, object keys and sealed metadata deltas.
  *
- * Remote layout (version 1, see docs/FORMAT.md):
+ * Remote layout (version 2, see docs/FORMAT.md §15):
  *   tresor-repo          "TRESORRP", u32 version, u32 0 (plaintext marker)
  *   keys/key             the store's key file, as is (passphrase-wrapped)
  *   data/XX/NAME         finished packs, byte for byte
  *   meta/NNNNNNNNNNNNNNNN  metadata deltas 1, 2, ... (16 hex digits):
- *                        AES-256-GCM under the meta sub-key, AAD
- *                        "tresor meta v1" || u64 n, of the zstd-compressed
- *                        changelog delta (changelog.h)
+ *                        "TRSMETA2", a sealed header naming the store that
+ *                        wrote it and the object it continues, then the
+ *                        sealed zstd-compressed changelog delta
+ *                        (changelog.h).  Version 1 objects (the sealed
+ *                        delta alone) are still read.
  * A push uploads the packs a delta needs, then the delta: the remote is
  * restorable at every moment.  Object names and sizes say nothing about
  * file names or sizes: packs have random names and are ~32 MiB.
@@ -20,7 +22,9 @@
 #include "../remote/remote.h"
 #include "store.h"
 
-#define REPO_VERSION 1
+#define REPO_VERSION 2
+#define REPO_WRITER_LEN 16
+#define REPO_HASH_LEN 32
 
 /* A remote as configured in the store. */
 struct remote_cfg {
@@ -42,6 +46,21 @@ struct remote_cfg {
 	int lock_mode;
 	int lock_days;
 	int64_t meta_lock_until;	/* s: retention of the oldest non-pack object */
+	/* Who this store is on the remote: the writer id in the header of
+	 * every delta it publishes there (random, made when the row is). */
+	uint8_t writer[REPO_WRITER_LEN];
+	/* Identity (header hash) of meta/(next_meta - 1) as this store wrote
+	 * or recovered it; has_tip 0: not known (a version 1 object). */
+	uint8_t tip[REPO_HASH_LEN];
+	int has_tip;
+	/* 1: the next delta is a full image (after a takeover: the chain
+	 * before holds another store's state). */
+	int full_next;
+	/* Header hash of the delta a push is publishing, noted before it is
+	 * sent: after a crash, only that object is taken as this store's
+	 * (a clone of the store directory has the same writer id). */
+	uint8_t pending[REPO_HASH_LEN];
+	int has_pending;
 };
 
 #define REPO_DEFAULT_GRACE_NS (7LL * 86400 * 1000000000)
@@ -65,11 +84,46 @@ int64_t repo_now_ns(void);
 void repo_pack_key(const uint8_t name[PACK_NAME_LEN], char *key, size_t size);
 void repo_meta_key(uint64_t n, char *key, size_t size);
 
-/* Compress and seal a delta as meta object n (AAD binds n). */
-int repo_seal_delta(const struct store *st, uint64_t n, const uint8_t *d,
-		    size_t len, uint8_t **out, size_t *outlen);
-/* Inverse of repo_seal_delta: -EBADMSG if it does not authenticate as n. */
+/* Record where this store now stands on remote c (after a publish or a
+ * takeover): next_meta, tip and full_next as in c; no pending. */
+int remote_cfg_set_chain(struct index *ix, const struct remote_cfg *c);
+/* Note the header hash of the delta about to be published on remote id. */
+int remote_cfg_set_pending(struct index *ix, int64_t id, const uint8_t hash[REPO_HASH_LEN]);
+
+/* The header of a version 2 metadata object: who wrote it, after what. */
+#define REPO_META_TAKEOVER 1u	/* the writer took the chain over here */
+struct repo_meta_hdr {
+	uint8_t writer[REPO_WRITER_LEN];
+	uint64_t parent;		/* the object it continues, 0: none */
+	uint8_t parent_hash[REPO_HASH_LEN];	/* its hash; zeros: version 1 or none */
+	uint32_t flags;			/* REPO_META_* */
+	int64_t time_ns;
+	char origin[256];		/* "host:/store/dir" of the writer */
+	/* Filled when read: */
+	int v1;				/* a version 1 object: no header */
+	uint8_t hash[REPO_HASH_LEN];	/* SHA-256 of the sealed header */
+};
+
+/* "host:dir" of this machine and store, for a header's origin. */
+void repo_origin(const char *dir, char *out, size_t size);
+
+/* Compress and seal a delta as meta object n with header h (its hash is
+ * set in h->hash).  The header's AAD binds n, the delta's binds n and the
+ * header. */
+int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_hdr *h,
+		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen);
+/* Inverse of repo_seal_meta, and reads version 1 objects (h->v1 = 1):
+ * -EBADMSG if it does not authenticate as n.  h may be NULL. */
 int repo_open_delta(const struct store_keys *keys, uint64_t n,
-		    const uint8_t *in, size_t len, uint8_t **out, size_t *outlen);
+		    const uint8_t *in, size_t len, struct repo_meta_hdr *h,
+		    uint8_t **out, size_t *outlen);
+/* The header of meta/n alone (two small ranged reads): -ENOENT, -EBADMSG,
+ * or a remote error. */
+int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t n,
+		       struct repo_meta_hdr *h);
+/* The highest n of the remote's meta/ objects (0: none). */
+int repo_meta_max(struct remote *r, uint64_t *max);
+/* The writer id as 32 hex digits, for messages. */
+void repo_writer_hex(const uint8_t w[REPO_WRITER_LEN], char out[2 * REPO_WRITER_LEN + 1]);
 
 #endif

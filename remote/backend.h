@@ -10,6 +10,8 @@
 struct remote_backend {
 	const char *scheme;
 	int (*put)(struct remote *r, const char *key, const void *buf, size_t len);
+	/* As put, but -EEXIST (never a replace) if key exists. */
+	int (*put_new)(struct remote *r, const char *key, const void *buf, size_t len);
 	int (*get)(struct remote *r, const char *key, uint64_t off, size_t len,
 		   uint8_t **buf, size_t *got);
 	int (*head)(struct remote *r, const char *key, uint64_t *size);

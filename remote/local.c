@@ -5,6 +5,7 @@
  * A put writes a temporary file in the object's own directory, fsyncs
  * it, checks its size, renames it over the final name and fsyncs the
  * directory, so after a crash the object is either whole or absent.
+ * A create-only put links instead of renaming: link(2) never replaces.
  * Temporary names contain '~', which no key may hold, so list never
  * shows them (not even the leftovers of a crash).
  *
@@ -128,9 +129,10 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* tmp + fsync + size check + rename + fsync dir: whole or absent. */
-static int local_put(struct remote *r, const char *key, const void *buf,
-		     size_t len)
+/* tmp + fsync + size check + rename + fsync dir: whole or absent.
+ * excl: link instead of rename, which fails if the key exists (-EEXIST). */
+static int local_write(struct remote *r, const char *key, const void *buf,
+		       size_t len, int excl)
 {
 	char dir[LOCAL_KEY_MAX], tmp[64];
 	const char *base;
@@ -162,11 +164,18 @@ static int local_put(struct remote *r, const char *key, const void *buf,
 		rc = -EBADMSG;
 	if (close(fd) < 0 && !rc)
 		rc = -errno;
-	if (!rc && renameat(dfd, tmp, dfd, base) < 0)
+	if (!rc && !excl && renameat(dfd, tmp, dfd, base) < 0)
 		rc = -errno;
+	if (!rc && excl) {
+		if (linkat(dfd, tmp, dfd, base, 0) < 0)
+			rc = -errno;
+		unlinkat(dfd, tmp, 0);
+	}
 	if (rc) {
 		unlinkat(dfd, tmp, 0);
 		close(dfd);
+		if (rc == -EEXIST)
+			return remote_fail(r, rc, "%s: %s exists already", r->name, key);
 		return remote_fail(r, rc, "%s: writing %s failed: %s", r->name, key,
 				   strerror(-rc));
 	}
@@ -178,6 +187,18 @@ static int local_put(struct remote *r, const char *key, const void *buf,
 	}
 	close(dfd);
 	return 0;
+}
+
+static int local_put(struct remote *r, const char *key, const void *buf,
+		     size_t len)
+{
+	return local_write(r, key, buf, len, 0);
+}
+
+static int local_put_new(struct remote *r, const char *key, const void *buf,
+			 size_t len)
+{
+	return local_write(r, key, buf, len, 1);
 }
 
 /* Read [off, off+len) (len 0: to the end); past the end reads nothing. */
@@ -387,6 +408,7 @@ static void local_close(struct remote *r)
 static const struct remote_backend local_backend = {
 	.scheme = "file",
 	.put = local_put,
+	.put_new = local_put_new,
 	.get = local_get,
 	.head = local_head,
 	.del = local_del,

@@ -556,6 +556,22 @@ int remote_put(struct remote *r, const char *key, const void *buf, size_t len)
 	}
 }
 
+int remote_put_new(struct remote *r, const char *key, const void *buf, size_t len)
+{
+	int rc = check_open(r);
+
+	if (rc || (rc = check_key(r, key, 0)))
+		return rc;
+	for (int attempt = 0;; attempt++) {
+		rc = r->be->put_new(r, key, buf, len);
+		if (rc != -EAGAIN)
+			return rc;
+		if (attempt == REMOTE_RETRIES)
+			return give_up(r, rc, attempt + 1);
+		backoff(attempt + 1);
+	}
+}
+
 int remote_get(struct remote *r, const char *key, uint64_t off, size_t len,
 	       uint8_t **buf, size_t *got)
 {

@@ -65,6 +65,17 @@ void remote_close(struct remote *r);
 /* Store buf under key: whole or not at all, verified before returning 0. */
 int remote_put(struct remote *r, const char *key, const void *buf, size_t len);
 
+/*
+ * Store buf under key only if no object key exists: -EEXIST if one does
+ * (then nothing is replaced).  Local directories link(2), SFTP renames
+ * (which never replaces there), WebDAV moves with "Overwrite: F", S3 puts
+ * with "If-None-Match: *".  A server that ignores that header (older S3
+ * compatibles) lets a concurrent writer replace the object: a caller that
+ * must be sure it won reads the object back.  A retry after a lost reply
+ * may also see -EEXIST for its own object: the same read-back tells.
+ */
+int remote_put_new(struct remote *r, const char *key, const void *buf, size_t len);
+
 /* Read len bytes at off of key (len 0: the whole object) into a malloc'd
  * *buf; *got receives the length read.  -ENOENT if missing. */
 int remote_get(struct remote *r, const char *key, uint64_t off, size_t len,

@@ -176,6 +176,7 @@ struct s3_req {
 	const char *content_md5;	/* base64, or NULL */
 	const char *range;		/* "bytes=A-B", or NULL */
 	int lock;			/* carry the remote's Object Lock headers */
+	int if_none_match;		/* "If-None-Match: *": create only */
 };
 
 /* Upload source for PUT bodies. */
@@ -293,6 +294,8 @@ static int s3_do(struct remote *r, const struct s3_req *q, struct http_resp *res
 		ADDH("Content-MD5: %s", q->content_md5);
 	if (q->range)
 		ADDH("Range: %s", q->range);
+	if (q->if_none_match)
+		ADDH("If-None-Match: *");
 	if (q->lock && r->lock_mode) {
 		char until[40];
 
@@ -478,12 +481,13 @@ static int etag_is(const char *etag, const char *hex)
 	return !strcasecmp(etag, hex);
 }
 
-/* One PUT of a whole small object with Content-MD5 and ETag check. */
+/* One PUT of a whole small object with Content-MD5 and ETag check;
+ * excl: create only (412 or 409: someone else's object is there). */
 static int s3_put_single(struct remote *r, const char *key, const void *buf,
-			 size_t len)
+			 size_t len, int excl)
 {
 	struct s3_req q = { .method = "PUT", .key = key, .body = buf, .len = len,
-			    .lock = 1 };
+			    .lock = 1, .if_none_match = excl };
 	struct http_resp resp;
 	unsigned char raw[16];
 	char hex[33], b64[25], what[S3_KEY_MAX + 16];
@@ -496,7 +500,9 @@ static int s3_put_single(struct remote *r, const char *key, const void *buf,
 	rc = s3_do(r, &q, &resp);
 	if (rc)
 		return rc;
-	if (resp.status != 200)
+	if (excl && (resp.status == 412 || resp.status == 409))
+		rc = remote_fail(r, -EEXIST, "%s: %s exists already", r->name, key);
+	else if (resp.status != 200)
 		rc = s3_error(r, &resp, what);
 	else if (!etag_is(resp.etag, hex))
 		rc = remote_fail(r, -EBADMSG, "%s: %s: the server's ETag '%s' is not "
@@ -710,7 +716,25 @@ static int s3_put(struct remote *r, const char *key, const void *buf, size_t len
 {
 	if (len > S3_MULTIPART_OVER)
 		return s3_put_multipart(r, key, buf, len);
-	return s3_put_single(r, key, buf, len);
+	return s3_put_single(r, key, buf, len, 0);
+}
+
+/*
+ * Create only.  One conditional PUT whatever the size (S3 takes 5 GiB in
+ * one).  The HEAD first makes a server that ignores If-None-Match refuse
+ * at least an object that is there already; a concurrent one it cannot
+ * see, which is why callers read back.
+ */
+static int s3_put_new(struct remote *r, const char *key, const void *buf, size_t len)
+{
+	uint64_t size;
+	int rc = s3_head_raw(r, key, &size);
+
+	if (!rc)
+		return remote_fail(r, -EEXIST, "%s: %s exists already", r->name, key);
+	if (rc != -ENOENT)
+		return rc;
+	return s3_put_single(r, key, buf, len, 1);
 }
 
 /* ---- get, head, delete ---- */
@@ -1101,6 +1125,7 @@ static void s3_close(struct remote *r)
 static const struct remote_backend s3_backend = {
 	.scheme = "s3",
 	.put = s3_put,
+	.put_new = s3_put_new,
 	.get = s3_get,
 	.head = s3_head,
 	.del = s3_del,

@@ -448,9 +448,12 @@ static int temp_key(struct remote *r, const char *key, char **out)
  * The rename request renames (ignoring failure), stats the final name
  * and removes the temporary (ignoring failure: gone after a rename), so
  * "the final object exists with our size" decides, whether we or an
- * earlier attempt published it.
+ * earlier attempt published it.  excl: an SFTP rename never replaces, so
+ * a failed rename with the final name there means another writer won
+ * (-EEXIST); the rename's failure is then not ignored.
  */
-static int sftp_put(struct remote *r, const char *key, const void *buf, size_t len)
+static int sftp_write(struct remote *r, const char *key, const void *buf, size_t len,
+		      int excl)
 {
 	struct sftp *s = r->priv;
 	struct source src = { .p = buf, .len = len };
@@ -496,13 +499,17 @@ static int sftp_put(struct remote *r, const char *key, const void *buf, size_t l
 		goto cleanup;
 	}
 
-	q = quote_add(NULL, "*rename", tmp_path, path);
+	q = quote_add(NULL, excl ? "rename" : "*rename", tmp_path, path);
 	pq = quote_add(NULL, "*rm", tmp_path, NULL);
 	if (!q || !pq) {
 		rc = -ENOMEM;
 		goto cleanup;
 	}
 	rc = sftp_stat(r, key, key, q, pq, &size);
+	if (rc && excl && sftp_stat(r, key, key, NULL, NULL, &size) == 0) {
+		rc = remote_fail(r, -EEXIST, "%s: %s exists already", r->name, key);
+		goto cleanup;
+	}
 	if (rc == -ENOENT)
 		rc = remote_fail(r, -EIO, "%s: publish %s: renaming %s failed",
 				 r->name, key, tmp);
@@ -523,6 +530,16 @@ out:
 	free(tmp_path);
 	free(path);
 	return rc;
+}
+
+static int sftp_put(struct remote *r, const char *key, const void *buf, size_t len)
+{
+	return sftp_write(r, key, buf, len, 0);
+}
+
+static int sftp_put_new(struct remote *r, const char *key, const void *buf, size_t len)
+{
+	return sftp_write(r, key, buf, len, 1);
 }
 
 /* An empty result for a read at or past the end (like pread). */
@@ -872,6 +889,7 @@ static void sftp_close(struct remote *r)
 static const struct remote_backend sftp_backend = {
 	.scheme = "sftp",
 	.put = sftp_put,
+	.put_new = sftp_put_new,
 	.get = sftp_get,
 	.head = sftp_head,
 	.del = sftp_del,

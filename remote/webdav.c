@@ -398,9 +398,11 @@ static int temp_key(struct remote *r, const char *key, char **out)
 /* Is this name one of our temporaries ("....tmp-" + 16 hex)? */
 /*
  * PUT to a temporary, check its size, MOVE it into place without
- * overwriting, check the published size.
+ * overwriting, check the published size.  excl: KEY existing already is
+ * -EEXIST, not an earlier attempt of ours.
  */
-static int dav_put(struct remote *r, const char *key, const void *buf, size_t len)
+static int dav_write(struct remote *r, const char *key, const void *buf, size_t len,
+		     int excl)
 {
 	struct webdav *w = r->priv;
 	struct curl_slist *hdrs = NULL, *h;
@@ -448,7 +450,10 @@ static int dav_put(struct remote *r, const char *key, const void *buf, size_t le
 	rc = dav_simple(r, "MOVE", tmp, hdrs, &resp);
 	if (rc)
 		goto cleanup;
-	if (resp.status == 412) {
+	if (resp.status == 412 && excl) {
+		rc = remote_fail(r, -EEXIST, "%s: %s exists already", r->name, key);
+		goto cleanup;
+	} else if (resp.status == 412) {
 		/* KEY exists: published before (a retry after a lost reply). */
 		dav_rm_quiet(r, tmp);
 	} else {
@@ -470,6 +475,16 @@ out:
 	free(dest);
 	free(tmp);
 	return rc;
+}
+
+static int dav_put(struct remote *r, const char *key, const void *buf, size_t len)
+{
+	return dav_write(r, key, buf, len, 0);
+}
+
+static int dav_put_new(struct remote *r, const char *key, const void *buf, size_t len)
+{
+	return dav_write(r, key, buf, len, 1);
 }
 
 /* GET with a Range; a server that ignores the range is handled too. */
@@ -617,6 +632,7 @@ static void dav_close(struct remote *r)
 static const struct remote_backend webdav_backend = {
 	.scheme = "webdav",
 	.put = dav_put,
+	.put_new = dav_put_new,
 	.get = dav_get,
 	.head = dav_head,
 	.del = dav_del,

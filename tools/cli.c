@@ -104,6 +104,8 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "full", no_argument, 0, 51 },
 		{ "remote", required_argument, 0, 52 },
 		{ "from", required_argument, 0, 53 },
+		{ "takeover", no_argument, 0, 54 },
+		{ "chain", required_argument, 0, 55 },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -150,6 +152,8 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 51: o->full = 1; break;
 		case 52: o->remote = optarg; break;
 		case 53: o->from = optarg; break;
+		case 54: o->takeover = 1; break;
+		case 55: o->chain = optarg; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))
 				die(EXIT_USAGE, "--keep-within: not a duration like 30d or 1y6m: %s",

@@ -38,6 +38,8 @@ struct opts {
 	/* recovery and verification (issue 5) */
 	int read_pct;			/* --read-data=N%: 1..100; 0 = all */
 	int lazy, full;			/* recover --lazy / --full */
+	int takeover;			/* recover --takeover */
+	const char *chain;		/* recover --chain ID */
 	const char *remote;		/* check --remote NAME, restore --remote URL */
 	const char *from;		/* repair --from NAME */
 	char *pos[8];

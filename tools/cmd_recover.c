@@ -69,7 +69,11 @@ int cmd_recover(struct opts *o)
 	struct progress p;
 	progress_start(&p, "recover", 0);
 	struct recover_opts rop = { .lazy = o->lazy, .progress = progress_cb,
-				    .progress_arg = &p };
+				    .progress_arg = &p, .takeover = o->takeover,
+				    .chain = o->chain };
+	if (o->chain && (!*o->chain || strspn(o->chain, "0123456789abcdefABCDEF") != strlen(o->chain)))
+		die(EXIT_USAGE, "--chain: the id (hex digits) of the store whose branch to recover, as the refusal listed it: %s",
+		    o->chain);
 	int err = recover_run(r, url, &ro, dir, pass, strlen(pass), &rop, &res);
 	progress_end(&p);
 	free_passphrase(pass);
@@ -92,6 +96,12 @@ int cmd_recover(struct opts *o)
 	case -ENODATA:
 		die(1, "%s: object %s is missing; the repository is incomplete, nothing was installed at %s",
 		    url, res.failed, dir);
+	case -ENOTUNIQ:
+		die(1, "%s: the metadata chain forks (two stores pushed there): %s; nothing was installed at %s; recover one branch with --chain ID",
+		    url, res.forks, dir);
+	case -ESRCH:
+		die(1, "%s: no metadata there was written by a store with id %s (branches: %s); nothing was installed at %s",
+		    url, o->chain, res.forks, dir);
 	case -EUCLEAN:
 		die(1, "%s: refused: the metadata holds an unsafe file name, %s; nothing was installed at %s",
 		    url, res.failed, dir);
@@ -102,6 +112,12 @@ int cmd_recover(struct opts *o)
 	       dir, url, (unsigned long long)res.deltas, (unsigned long long)res.packs,
 	       (unsigned long long)res.bytes,
 	       o->lazy ? " (lazy: packs are fetched when read; 'recover URL STORE --full' completes it)" : "");
+	if (res.claimed)
+		printf("store %s now owns the chain on %s (takeover recorded as meta/%016llx): pushes of the store that pushed there before are refused from now on\n",
+		       dir, url, (unsigned long long)res.claimed);
+	else if (o->takeover)
+		die(1, "store %s is recovered but taking the chain on %s over failed: %s; run 'tresor remote takeover %s origin' before pushing there",
+		    dir, url, res.claim_error, dir);
 	return 0;
 }
 

@@ -348,16 +348,48 @@ static int cmd_remote_list(struct opts *o)
 	return 0;
 }
 
+/* remote takeover STORE NAME: this store owns the chain from now on. */
+static int cmd_remote_takeover(struct opts *o)
+{
+	if (o->npos != 3)
+		die(EXIT_USAGE, "usage: tresor remote takeover STORE NAME");
+	const char *dir = o->pos[1];
+	struct store *st = open_store(o, dir);
+	struct remote_cfg c;
+	if (remote_cfg_find(st->ix, o->pos[2], &c))
+		die(1, "store %s has no remote '%s' (see 'tresor remote list %s')", dir,
+		    o->pos[2], dir);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	c.opt.timeout_s = env_timeout();
+	struct remote *r = open_remote(c.url, &c.opt);
+	uint64_t n = 0;
+	char msg[800] = "";
+	int err = push_takeover(st, &c, r, &n, msg, sizeof(msg));
+	remote_close(r);
+	store_close(st);
+	curl_global_cleanup();
+	if (err)
+		die(1, "takeover of remote '%s' by store %s failed: %s", c.name, dir, msg);
+	if (n)
+		printf("store %s now owns the chain on remote '%s' (takeover recorded as meta/%016llx); its next push sends a full image; pushes of any other store there are refused from now on\n",
+		       dir, c.name, (unsigned long long)n);
+	else
+		printf("store %s owns remote '%s' (it holds no metadata yet)\n", dir, c.name);
+	return 0;
+}
+
 int cmd_remote(struct opts *o)
 {
 	const char *sub = o->npos ? o->pos[0] : "";
+	if (!strcmp(sub, "takeover"))
+		return cmd_remote_takeover(o);
 	if (!strcmp(sub, "add"))
 		return cmd_remote_add(o);
 	if (!strcmp(sub, "list") || !strcmp(sub, "status"))
 		return cmd_remote_list(o);
 	if (!strcmp(sub, "set"))
 		return cmd_remote_set(o);
-	die(EXIT_USAGE, "usage: tresor remote add|set|list|status STORE ...");
+	die(EXIT_USAGE, "usage: tresor remote add|set|list|status|takeover STORE ...");
 }
 
 /* Daemons frozen for a push, thawed once its read view is taken; how
@@ -454,6 +486,8 @@ int cmd_push(struct opts *o)
 	curl_global_cleanup();
 	if (err == -EBUSY)
 		die(1, "store %s: a volume is being written by a daemon that did not answer; retry", dir);
+	if (err == -ESTALE || err == -EPROTONOSUPPORT)	/* refused: a rerun would not help */
+		die(1, "%s", res.error);
 	if (err)
 		die(1, "push of store %s to %s failed: %s; rerun to resume", dir, name,
 		    res.error[0] ? res.error : strerror(-err));

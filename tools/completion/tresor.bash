@@ -44,7 +44,7 @@ _tresor() {
 		push) opts+=" --jobs --limit-upload --grace" ;;
 		snapshot) opts+=" --time" ;;
 		prune) opts+=" --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --dry-run" ;;
-		remote | recover) opts+=" --lazy --full --grace --object-lock-days --object-lock-mode --endpoint --region --path-style --virtual-hosted --ca-file --credentials-file --ssh-key --known-hosts --netrc" ;;
+		remote | recover) opts+=" --lazy --full --takeover --chain --grace --object-lock-days --object-lock-mode --endpoint --region --path-style --virtual-hosted --ca-file --credentials-file --ssh-key --known-hosts --netrc" ;;
 		esac
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 		return
@@ -70,7 +70,7 @@ _tresor() {
 			case "$cmd" in
 			volume) COMPREPLY=($(compgen -W "create list" -- "$cur")) ;;
 			snapshot) COMPREPLY=($(compgen -W "create list pin unpin diff" -- "$cur")) ;;
-			remote) COMPREPLY=($(compgen -W "add set list status" -- "$cur")) ;;
+			remote) COMPREPLY=($(compgen -W "add set list status takeover" -- "$cur")) ;;
 			esac
 		elif ((n == 1)); then
 			_filedir -d
