@@ -19,7 +19,7 @@ WebDAV via a private apache, started as test_push_recover starts them):
     next push), and a recovery holds one store's bytes, never a mix;
   - a forked chain (a delta continuing an object that is not there):
     recover refuses and lists the branches; --chain ID recovers one;
-  - a version 1 remote (TRESOR_V1_BIN: a tresor from before) is continued
+  - a version 1 remote (written by a tresor built from before, or TRESOR_V1_BIN) is continued
     and upgraded, and its old writer refused afterwards.
 """
 
@@ -260,24 +260,51 @@ def test_forked_chain_recover_refuses_or_takes_the_named_branch(tmp, make_store,
     assert not (tmp / "rb").exists()
 
 
-V1_BIN = os.environ.get("TRESOR_V1_BIN")
+# The last commit whose tresor writes repository version 1.
+V1_COMMIT = "c430ffa"
 
 
-def v1(*args):
-    return subprocess.run([V1_BIN] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+@pytest.fixture(scope="session")
+def v1_bin():
+    """A tresor writing repository version 1: TRESOR_V1_BIN, else built once
+    from V1_COMMIT of this repository's history into tests/.work/."""
+    if os.environ.get("TRESOR_V1_BIN"):
+        return os.environ["TRESOR_V1_BIN"]
+    repo = Path(__file__).resolve().parents[2]
+    top = repo / "tests" / ".work" / ("v1-" + V1_COMMIT)
+    exe = top / "build" / "tresor"
+    if exe.exists():
+        return str(exe)
+    have = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", V1_COMMIT + "^{commit}"],
+                          stdin=subprocess.DEVNULL, capture_output=True)
+    if have.returncode != 0:
+        pytest.skip("commit %s is not in this clone's history (a shallow clone)" % V1_COMMIT)
+    shutil.rmtree(top, ignore_errors=True)
+    (top / "src").mkdir(parents=True)
+    for cmd in (["bash", "-c", "git -C %s archive %s | tar -x -C %s" % (repo, V1_COMMIT, top / "src")],
+                ["meson", "setup", str(top / "build"), str(top / "src"),
+                 "--buildtype=debugoptimized"],
+                ["ninja", "-C", str(top / "build"), "tresor"]):
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=900)
+        assert r.returncode == 0, "building the version 1 tresor failed: %s\n%s" % (
+            cmd, r.stdout[-2000:] + r.stderr[-2000:])
+    return str(exe)
+
+
+def v1(v1_bin, *args):
+    return subprocess.run([v1_bin] + [str(a) for a in args], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=300,
                           start_new_session=True)
 
 
-@pytest.mark.skipif(not V1_BIN, reason="TRESOR_V1_BIN (a tresor writing repository "
-                    "version 1, e.g. built from before issue 13) is not set")
 def test_version1_remote_upgrades_and_old_store_is_refused(tmp, make_store, mounts,
-                                                           make_remote, passfile):
+                                                           make_remote, passfile, v1_bin):
     a = make_store("a")
     write(a, mounts, "f.bin", b"A1" * 5000)
     rem = make_remote("local")
     remote_add(a, "box", rem)
-    p = v1("push", a.path, "box", "--passphrase-file", passfile)
+    p = v1(v1_bin, "push", a.path, "box", "--passphrase-file", passfile)
     assert p.returncode == 0, p.stderr
     marker = Path(rem.url) / "tresor-repo"
     assert marker.read_bytes()[8:12] == (1).to_bytes(4, "little")
@@ -291,6 +318,6 @@ def test_version1_remote_upgrades_and_old_store_is_refused(tmp, make_store, moun
     # A (its remote row from before writer ids) is refused with the new binary
     old_store_refused(a, rem, mounts)
     # the old binary refuses the upgraded repository as newer, not damaged
-    p = v1("recover", rem.url, tmp / "old", "--passphrase-file", passfile)
+    p = v1(v1_bin, "recover", rem.url, tmp / "old", "--passphrase-file", passfile)
     assert p.returncode != 0 and "newer" in p.stderr, p.stderr
     assert recovered_clean(tmp, rem, passfile, mounts, "c") == {"f.bin": b"B2" * 7000}
