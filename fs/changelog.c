@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 
 #include "changelog.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 #define MAX_COLS 16
 /* from_seq of a full image: no changelog range starts there. */

@@ -18,7 +18,7 @@
 
 #include "check.h"
 #include "damage.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 struct ctx {
 	struct store *st;

@@ -11,7 +11,7 @@
 #include "check_remote.h"
 #include "damage.h"
 #include "fetch.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 struct obj {
 	char *key;

@@ -20,7 +20,7 @@
 #include <openssl/evp.h>
 
 #include "control.h"
-#include "util.h"
+#include "../chunker/util.h"
 #include "vfs.h"
 
 struct control {

@@ -15,7 +15,7 @@
 #include <sqlite3.h>
 
 #include "fetch.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 /* Every record of a pack must open: a pack is not taken on its footer's
  * word (AES-GCM runs at GB/s; the download or disk read is the cost). */

@@ -23,7 +23,7 @@
 #include "control.h"
 #include "fetch.h"
 #include "fuse_int.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 
 void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,

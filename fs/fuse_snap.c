@@ -15,7 +15,7 @@
 
 #include "acl.h"
 #include "fuse_int.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 int snap_view(struct vfs *v, uint64_t slot, int64_t *view)
 {

@@ -13,7 +13,7 @@
 #include <sqlite3.h>
 
 #include "gc.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 /* Run sql with int64 args; for statements that return no rows. */
 static int exec_i64(sqlite3 *db, const char *sql, int n, const int64_t *a)

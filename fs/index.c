@@ -13,7 +13,7 @@
 #include <sqlite3.h>
 
 #include "index.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 #define STMT_CACHE 96
 

@@ -22,8 +22,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "crypto.h"
-#include "pack.h"
+#include "../chunker/crypto.h"
+#include "../chunker/pack.h"
 
 #define EPOCH_ALIVE INT64_MAX
 #define VIEW_LIVE (INT64_MAX - 1)

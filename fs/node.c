@@ -22,7 +22,7 @@
 #include <sqlite3.h>
 
 #include "fetch.h"
-#include "util.h"
+#include "../chunker/util.h"
 #include "vfs.h"
 
 #define DIRTY_LIMIT (96u << 20)	/* all files: flush the writer beyond it */

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "../chunker/util.h"
 #include "vfs.h"
 
 #define PIPE_LIMIT (64u << 20)	/* bytes queued before writers wait */

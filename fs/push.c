@@ -34,7 +34,7 @@
 
 #include "changelog.h"
 #include "push.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 #define NS 1000000000LL
 

@@ -20,7 +20,7 @@
 #include "push.h"
 #include "recover.h"
 #include "repo.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 /* One metadata object as the chain plan sees it. */
 struct cnode {

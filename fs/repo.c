@@ -17,7 +17,7 @@
 
 #include "changelog.h"
 #include "repo.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 static const char *remote_schema =
 	"CREATE TABLE IF NOT EXISTS remote(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"

@@ -20,7 +20,7 @@
 
 #include "damage.h"
 #include "store.h"
-#include "util.h"
+#include "../chunker/util.h"
 
 /* ---- the chunk cache ---- */
 

@@ -18,9 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../chunker/fastcdc.h"
-#include "crypto.h"
+#include "../chunker/crypto.h"
 #include "index.h"
-#include "pack.h"
+#include "../chunker/pack.h"
 
 #define STORE_FORMAT_VERSION 1
 #define STORE_KEY_FILE "tresor.key"

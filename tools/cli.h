@@ -10,7 +10,7 @@
 #include "../fs/index.h"
 #include "../fs/retention.h"
 #include "../fs/store.h"
-#include "../fs/util.h"
+#include "../chunker/util.h"
 
 #define EXIT_USAGE 2
 

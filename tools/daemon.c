@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "../fs/repo.h"
-#include "../fs/util.h"
+#include "../chunker/util.h"
 #include "cli.h"
 #include "daemon.h"
 

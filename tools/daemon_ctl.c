@@ -24,7 +24,7 @@
 #include "../fs/control.h"
 #include "../fs/fetch.h"
 #include "../fs/repo.h"
-#include "../fs/util.h"
+#include "../chunker/util.h"
 #include "cli.h"
 #include "daemon.h"
 

@@ -2,8 +2,8 @@
 # tests/fuzz/build.sh - build the libFuzzer targets of tests/fuzz/ into
 # build-fuzz/ at the repo root, with clang and
 # -fsanitize=fuzzer,address,undefined (UBSan not recoverable: any report
-# is a crash).  The product sources they need (fs/util.c fs/crypto.c
-# fs/pack.c fs/index.c fs/changelog.c remote/xml.c) are compiled directly, not through
+# is a crash).  The product sources they need (chunker/util.c chunker/crypto.c
+# chunker/pack.c fs/index.c fs/changelog.c remote/xml.c) are compiled directly, not through
 # meson.  Also builds build-fuzz/seedgen (no sanitizers) for make_corpus.sh.
 #
 #   bash tests/fuzz/build.sh            CLANG=clang-14 bash tests/fuzz/build.sh
@@ -67,7 +67,7 @@ object() {
 
 echo "fuzz/build.sh: $CC ($("$CC" --version | head -1)) -> $OUT"
 declare -A SRC=(
-	[util]=fs/util.c [crypto]=fs/crypto.c [pack]=fs/pack.c
+	[util]=chunker/util.c [crypto]=chunker/crypto.c [pack]=chunker/pack.c
 	[index]=fs/index.c [xml]=remote/xml.c [listing]=remote/listing.c [changelog]=fs/changelog.c
 	[config]=tools/config.c [schedule]=tools/schedule.c [retention]=fs/retention.c
 )
@@ -108,7 +108,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 # The seed generator: plain, no fuzzer main.
-"$CC" "${COMMON[@]}" "${PC_CFLAGS[@]}" "$FUZZ/seedgen.c" "$REPO/fs/util.c" \
-	"$REPO/fs/crypto.c" "$REPO/fs/pack.c" "${PC_LIBS[@]}" -o "$OUT/seedgen"
+"$CC" "${COMMON[@]}" "${PC_CFLAGS[@]}" "$FUZZ/seedgen.c" "$REPO/chunker/util.c" \
+	"$REPO/chunker/crypto.c" "$REPO/chunker/pack.c" "${PC_LIBS[@]}" -o "$OUT/seedgen"
 
 echo "fuzz/build.sh: built ${TARGETS[*]} seedgen"

@@ -1,5 +1,5 @@
 /*
- * fuzz_keyfile.c - libFuzzer target for keyfile_open (fs/crypto.c): the
+ * fuzz_keyfile.c - libFuzzer target for keyfile_open (chunker/crypto.c): the
  * input is written as a key file and opened with the fixed passphrase of
  * fuzz_common.h.
  *

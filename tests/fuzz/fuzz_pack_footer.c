@@ -1,6 +1,6 @@
 /*
  * fuzz_pack_footer.c - libFuzzer target for the pack file and chunk
- * record parsers of fs/pack.c: pack_is_finished, pack_read_footer and
+ * record parsers of chunker/pack.c: pack_is_finished, pack_read_footer and
  * chunk_open, with the fixed keys of fuzz_common.h.
  *
  * The input is a pack file.  Each input is tried three ways:

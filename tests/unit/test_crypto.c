@@ -1,5 +1,5 @@
 /*
- * test_crypto.c - unit tests for fs/crypto.c (and the bits of fs/util.c
+ * test_crypto.c - unit tests for chunker/crypto.c (and the bits of chunker/util.c
  * it leans on): key file create/open and its failure modes, sub-key
  * derivation checked against an independent HKDF, keyed IDs, AEAD.
  */

@@ -1,5 +1,5 @@
 /*
- * test_pack.c - unit tests for fs/pack.c: chunk records (compression
+ * test_pack.c - unit tests for chunker/pack.c: chunk records (compression
  * choice, authentication, binding to the ID) and pack files (roundtrip,
  * finishing orphans, locking, damage and swap detection).  Also prints
  * chunk_seal/chunk_open throughput.
