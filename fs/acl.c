@@ -210,14 +210,14 @@ int acl_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		  mode_t mode, const char *name, void *buf, size_t size)
 {
 	if (strcmp(name, ACL_XATTR_ACCESS))
-		return index_xattr_get(ix, vol, view, ino, name, buf, size);
-	int len = index_xattr_get(ix, vol, view, ino, name, NULL, 0);
+		return ns_xattr_get(ix, vol, view, ino, name, buf, size);
+	int len = ns_xattr_get(ix, vol, view, ino, name, NULL, 0);
 	if (len < 0)
 		return len;
 	uint8_t *val = malloc(len ? len : 1);
 	if (!val)
 		return -ENOMEM;
-	int r = index_xattr_get(ix, vol, view, ino, name, val, len);
+	int r = ns_xattr_get(ix, vol, view, ino, name, val, len);
 	mode_t perm;
 	if (r >= 0) {
 		acl_apply_mode(val, r, mode);
@@ -233,13 +233,13 @@ int acl_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 int acl_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		   mode_t mode, char *buf, size_t size)
 {
-	int len = index_xattr_list(ix, vol, view, ino, NULL, 0);
+	int len = ns_xattr_list(ix, vol, view, ino, NULL, 0);
 	if (len <= 0)
 		return len;
 	char *names = malloc(len);
 	if (!names)
 		return -ENOMEM;
-	int r = index_xattr_list(ix, vol, view, ino, names, len);
+	int r = ns_xattr_list(ix, vol, view, ino, names, len);
 	for (char *x = names; r > 0 && x < names + r; x += strlen(x) + 1) {
 		if (strcmp(x, ACL_XATTR_ACCESS) ||
 		    acl_xattr_get(ix, vol, view, ino, mode, x, NULL, 0) != -ENODATA)

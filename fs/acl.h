@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "index.h"
+#include "namespace.h"
 
 #define ACL_XATTR_ACCESS "system.posix_acl_access"
 #define ACL_XATTR_DEFAULT "system.posix_acl_default"
@@ -55,12 +55,12 @@ void acl_apply_mode(void *val, size_t len, mode_t mode);
  * if the mode says it all, -EINVAL for a malformed dacl. */
 int acl_inherit(const void *dacl, size_t len, mode_t *mode, void *out);
 
-/* An xattr as programs see it (rule 1): like index_xattr_get, but an
+/* An xattr as programs see it (rule 1): like ns_xattr_get, but an
  * access ACL is read through mode and answers -ENODATA when minimal. */
 int acl_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		  mode_t mode, const char *name, void *buf, size_t size);
 
-/* Like index_xattr_list, without an access ACL that is minimal under
+/* Like ns_xattr_list, without an access ACL that is minimal under
  * mode. */
 int acl_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		   mode_t mode, char *buf, size_t size);

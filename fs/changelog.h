@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "index.h"
+#include "namespace.h"
 
 /* Create the changelog table and its triggers (idempotent). */
 int changelog_enable(struct index *ix);

@@ -99,7 +99,7 @@ static int check_pack(struct ctx *c, int64_t pack, int state)
 {
 	uint8_t name[PACK_NAME_LEN];
 	char hex[PACK_NAME_LEN * 2 + 1];
-	int err = index_pack_name(c->st->ix, pack, name);
+	int err = catalog_pack_name(c->st->ix, pack, name);
 	if (err)
 		return err;
 	hex_encode(name, PACK_NAME_LEN, hex);
@@ -108,7 +108,7 @@ static int check_pack(struct ctx *c, int64_t pack, int state)
 		return -ENOMEM;
 	struct chunk_loc *cs = NULL;
 	size_t nc = 0;
-	err = index_pack_chunks(c->st->ix, pack, &cs, &nc);
+	err = catalog_pack_chunks(c->st->ix, pack, &cs, &nc);
 	if (err)
 		goto out;
 	int fin = pack_is_finished(path);
@@ -344,7 +344,7 @@ int store_check(struct store *st, const struct check_opts *o,
 	for (int state = PACK_OPEN; state <= PACK_FINISHED && !err; state++) {
 		int64_t *ids;
 		size_t n;
-		err = index_pack_list(st->ix, state, &ids, &n);
+		err = catalog_pack_list(st->ix, state, &ids, &n);
 		for (size_t i = 0; i < n && !err; i++)
 			err = check_pack(&c, ids[i], state);
 		free(ids);

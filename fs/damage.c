@@ -20,7 +20,7 @@ void damage_path(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 	/* A bound on depth stops a cycle in a damaged index. */
 	for (int depth = 0; cur != ROOT_INO && depth < 256; depth++) {
 		uint64_t parent;
-		if (index_dentry_of(ix, vol, view, cur, &parent, name, sizeof(name))) {
+		if (ns_dentry_of(ix, vol, view, cur, &parent, name, sizeof(name))) {
 			snprintf(buf, size, "(inode %llu, no name)", (unsigned long long)ino);
 			return;
 		}
@@ -61,14 +61,14 @@ static void report_file(struct index *ix, const struct hit *hs, size_t n,
 		live |= hs[i].death == EPOCH_ALIVE;
 	struct volume_info *vis = NULL;
 	size_t nv = 0;
-	if (!index_volume_list(ix, &vis, &nv))
+	if (!ns_volume_list(ix, &vis, &nv))
 		for (size_t i = 0; i < nv; i++)
 			if (vis[i].id == hs[0].vol)
 				snprintf(vname, sizeof(vname), "%s", vis[i].name);
 	free(vis);
 	struct snapshot_info *ss = NULL;
 	size_t ns = 0;
-	index_snapshot_list(ix, hs[0].vol, &ss, &ns);
+	ns_snapshot_list(ix, hs[0].vol, &ss, &ns);
 	size_t len = 0;
 	char snaps[4096] = "";
 	int64_t view = live ? VIEW_LIVE : -1;

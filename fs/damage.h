@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "index.h"
+#include "namespace.h"
 
 /* Path of ino in view from the volume's root ("/a/b"), or "(inode N, no
  * name)" if it has none there.  Never fails; buf is always terminated. */

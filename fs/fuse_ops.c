@@ -42,7 +42,7 @@ void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,
 	/* Holes only matter in big files; a query per stat of every small
 	 * file would cost more than it tells. */
 	if (S_ISREG(a->mode) && a->size > (4u << 20)) {
-		int64_t b = index_extent_bytes(v->st->ix, v->vol.id, view,
+		int64_t b = ns_extent_bytes(v->st->ix, v->vol.id, view,
 					       a->ino);
 		if (b >= 0 && (uint64_t)b < a->size)
 			sb->st_blocks = (b + 511) / 512;
@@ -111,7 +111,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int err = check_name(name);
 	pthread_mutex_lock(&v->lock);
 	if (!err)
-		err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
+		err = ns_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
 					  parent, name, &ino);
 	struct node *n = err ? NULL : node_get(v, ino, &err);
 	if (n)
@@ -273,13 +273,13 @@ static int inherit_acls(struct vfs *v, const struct fuse_ctx *ctx,
 		return 0;	/* without ACLs the kernel applied the umask */
 	int l = -ENODATA;
 	if (v->xattrs_maybe)
-		l = index_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, p->attr.ino,
+		l = ns_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, p->attr.ino,
 				    ACL_XATTR_DEFAULT, NULL, 0);
 	uint8_t *dacl = l > 0 ? malloc(l) : NULL, *out = l > 0 ? malloc(l) : NULL;
 	if (l > 0 && (!dacl || !out))
 		l = -ENOMEM;
 	if (l > 0)
-		l = index_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, p->attr.ino,
+		l = ns_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, p->attr.ino,
 				    ACL_XATTR_DEFAULT, dacl, l);
 	mode_t m = *mode;
 	int more = l > 0 ? acl_inherit(dacl, l, &m, out) : -ENODATA;
@@ -330,7 +330,7 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (!err && p->attr.nlink == 0)
 		err = -ENOENT;
 	if (!err) {
-		err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
+		err = ns_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
 					  parent, name, &ino);
 		err = err == -ENOENT ? 0 : (err ? err : -EEXIST);
 	}
@@ -357,20 +357,20 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 			if (S_ISDIR(mode))
 				a.mode |= S_ISGID;
 		}
-		err = index_inode_put(v->st->ix, v->vol.id, v->vol.epoch, &a);
+		err = ns_inode_put(v->st->ix, v->vol.id, v->vol.epoch, &a);
 		if (!err && acc)
-			err = index_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
+			err = ns_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
 					      ino, ACL_XATTR_ACCESS, acc, acl_len);
 		if (!err && def)
-			err = index_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
+			err = ns_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
 					      ino, ACL_XATTR_DEFAULT, def, acl_len);
 		if (!err && len) {
 			struct extent x = { .off = 0, .len = len, .chunk = rowid };
-			err = index_extent_replace(v->st->ix, v->vol.id,
+			err = ns_extent_replace(v->st->ix, v->vol.id,
 						   v->vol.epoch, ino, &x);
 		}
 		if (!err)
-			err = index_dentry_add(v->st->ix, v->vol.id, v->vol.epoch,
+			err = ns_dentry_add(v->st->ix, v->vol.id, v->vol.epoch,
 					       parent, name, ino);
 		if (!err && S_ISDIR(mode))
 			p->attr.nlink++;
@@ -467,7 +467,7 @@ static int remove_entry(struct vfs *v, fuse_ino_t parent, const char *name,
 			int want_dir, int64_t now)
 {
 	uint64_t ino;
-	int err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE, parent,
+	int err = ns_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE, parent,
 				      name, &ino);
 	if (err)
 		return err;
@@ -480,13 +480,13 @@ static int remove_entry(struct vfs *v, fuse_ino_t parent, const char *name,
 	if (!want_dir && S_ISDIR(n->attr.mode))
 		return -EISDIR;
 	if (want_dir) {
-		err = index_dir_empty(v->st->ix, v->vol.id, VIEW_LIVE, ino);
+		err = ns_dir_empty(v->st->ix, v->vol.id, VIEW_LIVE, ino);
 		if (err <= 0)
 			return err ? err : -ENOTEMPTY;
 	}
 	err = index_begin(v->st->ix);
 	if (!err)
-		err = index_dentry_remove(v->st->ix, v->vol.id, v->vol.epoch,
+		err = ns_dentry_remove(v->st->ix, v->vol.id, v->vol.epoch,
 					  parent, name);
 	if (err)
 		return err;
@@ -505,7 +505,7 @@ static int remove_entry(struct vfs *v, fuse_ino_t parent, const char *name,
 	err = node_persist(v, n);
 	if (!err && n->attr.nlink == 0) {
 		/* Ended when the last holder lets go (now, if none). */
-		err = index_orphan_add(v->st->ix, v->vol.id, ino);
+		err = ns_orphan_add(v->st->ix, v->vol.id, ino);
 		if (!err)
 			node_forget(v, n, 0);
 	}
@@ -555,7 +555,7 @@ static int do_rename(struct vfs *v, fuse_ino_t parent, const char *name,
 	int err = check_name(newname);
 	uint64_t ino, tino;
 	if (!err)
-		err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
+		err = ns_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
 					  parent, name, &ino);
 	struct node *n = err ? NULL : node_get(v, ino, &err);
 	struct node *np = n ? node_get(v, newparent, &err) : NULL;
@@ -565,7 +565,7 @@ static int do_rename(struct vfs *v, fuse_ino_t parent, const char *name,
 	if (!S_ISDIR(np->attr.mode))
 		return -ENOTDIR;
 	int64_t now = vfs_now();
-	err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE, newparent,
+	err = ns_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE, newparent,
 				  newname, &tino);
 	if (!err) {
 		if (tino == ino)
@@ -588,10 +588,10 @@ static int do_rename(struct vfs *v, fuse_ino_t parent, const char *name,
 	}
 	err = index_begin(v->st->ix);
 	if (!err)
-		err = index_dentry_remove(v->st->ix, v->vol.id, v->vol.epoch,
+		err = ns_dentry_remove(v->st->ix, v->vol.id, v->vol.epoch,
 					  parent, name);
 	if (!err)
-		err = index_dentry_add(v->st->ix, v->vol.id, v->vol.epoch,
+		err = ns_dentry_add(v->st->ix, v->vol.id, v->vol.epoch,
 				       newparent, newname, ino);
 	if (err)
 		return err;
@@ -641,19 +641,19 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	if (p && S_ISDIR(n->attr.mode))
 		err = -EPERM;
 	if (p && !err) {
-		err = index_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
+		err = ns_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
 					  newparent, newname, &tino);
 		err = err == -ENOENT ? 0 : (err ? err : -EEXIST);
 	}
 	if (p && !err)
 		err = index_begin(v->st->ix);
 	if (p && !err)
-		err = index_dentry_add(v->st->ix, v->vol.id, v->vol.epoch,
+		err = ns_dentry_add(v->st->ix, v->vol.id, v->vol.epoch,
 				       newparent, newname, ino);
 	if (p && !err) {
 		int64_t now = vfs_now();
 		if (n->attr.nlink == 0)
-			index_orphan_remove(v->st->ix, v->vol.id, ino);
+			ns_orphan_remove(v->st->ix, v->vol.id, ino);
 		n->attr.nlink++;
 		n->attr.ctime = now;
 		p->attr.mtime = p->attr.ctime = now;
@@ -893,7 +893,7 @@ int dirlist_load(struct vfs *v, struct dirlist *d)
 	}
 	if (!err) {
 		pthread_mutex_lock(&v->lock);
-		err = index_dentry_list(v->st->ix, v->vol.id, d->view,
+		err = ns_dentry_list(v->st->ix, v->vol.id, d->view,
 					INO_BASE(d->ino), NULL, dirlist_add, d);
 		pthread_mutex_unlock(&v->lock);
 	}
@@ -1008,10 +1008,10 @@ static int set_access_acl(fuse_req_t req, struct vfs *v, struct node *n,
 		return more;
 	int err = index_begin(v->st->ix);
 	if (!err && more)
-		err = index_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
+		err = ns_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
 				      n->attr.ino, ACL_XATTR_ACCESS, value, size);
 	else if (!err) {
-		err = index_xattr_remove(v->st->ix, v->vol.id, v->vol.epoch,
+		err = ns_xattr_remove(v->st->ix, v->vol.id, v->vol.epoch,
 					 n->attr.ino, ACL_XATTR_ACCESS);
 		err = err == -ENODATA ? 0 : err;
 	}
@@ -1064,7 +1064,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		else if (!strcmp(name, ACL_XATTR_ACCESS))
 			err = set_access_acl(req, v, n, value, size);
 		else if (!(err = index_begin(v->st->ix)))
-			err = index_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
+			err = ns_xattr_set(v->st->ix, v->vol.id, v->vol.epoch,
 					      ino, name, value, size);
 		if (!err) {
 			n->attr.ctime = vfs_now();
@@ -1133,7 +1133,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	pthread_mutex_lock(&v->lock);
 	struct node *n = node_get(v, ino, &err);
 	if (n && !(err = index_begin(v->st->ix)))
-		err = index_xattr_remove(v->st->ix, v->vol.id, v->vol.epoch, ino,
+		err = ns_xattr_remove(v->st->ix, v->vol.id, v->vol.epoch, ino,
 					 name);
 	if (n && !err) {
 		n->attr.ctime = vfs_now();

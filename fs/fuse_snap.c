@@ -21,7 +21,7 @@ int snap_view(struct vfs *v, uint64_t slot, int64_t *view)
 {
 	struct snapshot_info si;
 	pthread_mutex_lock(&v->lock);
-	int err = index_snapshot_get(v->st->ix, (int64_t)slot, &si);
+	int err = ns_snapshot_get(v->st->ix, (int64_t)slot, &si);
 	pthread_mutex_unlock(&v->lock);
 	if (!err && si.vol != v->vol.id)
 		err = -ENOENT;
@@ -50,7 +50,7 @@ int snapdir_load(struct vfs *v, struct dirlist *d)
 	if (!err) {
 		d->e[0].ino = SNAPDIR_INO;
 		pthread_mutex_lock(&v->lock);
-		err = index_snapshot_list(v->st->ix, v->vol.id, &s, &n);
+		err = ns_snapshot_list(v->st->ix, v->vol.id, &s, &n);
 		pthread_mutex_unlock(&v->lock);
 	}
 	for (size_t i = 0; i < n && !err; i++) {
@@ -72,7 +72,7 @@ static int view_attr(struct vfs *v, uint64_t slot, uint64_t ino,
 		return err;
 	struct inode_attr a;
 	pthread_mutex_lock(&v->lock);
-	err = index_inode_get(v->st->ix, v->vol.id, view, ino, &a);
+	err = ns_inode_get(v->st->ix, v->vol.id, view, ino, &a);
 	if (!err)
 		attr_to_stat(v, view, &a, sb);
 	pthread_mutex_unlock(&v->lock);
@@ -109,7 +109,7 @@ void snap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (parent == SNAPDIR_INO) {
 		struct snapshot_info si;
 		pthread_mutex_lock(&v->lock);
-		err = index_snapshot_find(v->st->ix, v->vol.id, name, &si);
+		err = ns_snapshot_find(v->st->ix, v->vol.id, name, &si);
 		pthread_mutex_unlock(&v->lock);
 		if (!err && si.id >= (int64_t)SLOT_SNAPDIR)
 			err = -EOVERFLOW;
@@ -121,7 +121,7 @@ void snap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		err = snap_view(v, slot, &view);
 		if (!err) {
 			pthread_mutex_lock(&v->lock);
-			err = index_dentry_lookup(v->st->ix, v->vol.id, view,
+			err = ns_dentry_lookup(v->st->ix, v->vol.id, view,
 						  INO_BASE(parent), name, &ino);
 			pthread_mutex_unlock(&v->lock);
 		}
@@ -229,7 +229,7 @@ static void snap_reply_xattrs(fuse_req_t req, fuse_ino_t ino,
 		r = -ENOMEM;
 	if (!r && ino != SNAPDIR_INO) {
 		pthread_mutex_lock(&v->lock);
-		r = index_inode_get(v->st->ix, v->vol.id, view, INO_BASE(ino), &a);
+		r = ns_inode_get(v->st->ix, v->vol.id, view, INO_BASE(ino), &a);
 		if (!r && list)
 			r = acl_xattr_list(v->st->ix, v->vol.id, view,
 					   INO_BASE(ino), a.mode, buf, size);

@@ -82,7 +82,7 @@ static int empty_trash(struct store *st)
 static int trash_pack(struct store *st, int64_t pack)
 {
 	uint8_t name[PACK_NAME_LEN];
-	int err = index_pack_name(st->ix, pack, name);
+	int err = catalog_pack_name(st->ix, pack, name);
 	if (err)
 		return err;
 	sqlite3 *db = index_db(st->ix);
@@ -138,9 +138,9 @@ static int rewrite_pack(struct store *st, int64_t pack, uint64_t *newbytes)
 	struct chunk_loc *cs = NULL;
 	size_t n = 0;
 	uint8_t name[PACK_NAME_LEN];
-	int err = index_pack_name(st->ix, pack, name);
+	int err = catalog_pack_name(st->ix, pack, name);
 	if (!err)
-		err = index_pack_chunks(st->ix, pack, &cs, &n);
+		err = catalog_pack_chunks(st->ix, pack, &cs, &n);
 	char *path = err ? NULL : store_pack_path(st, name);
 	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
 	if (!err && fd < 0)
@@ -276,7 +276,7 @@ int store_gc(struct store *st, struct gc_result *res)
 		}
 		uint8_t oldname[PACK_NAME_LEN];
 		uint64_t before = 0, after = 0;
-		int named = !err && !index_pack_name(st->ix, packs[i], oldname);
+		int named = !err && !catalog_pack_name(st->ix, packs[i], oldname);
 		if (named)
 			before = pack_disk_bytes(st, oldname);
 		/* A rewrite reads the pack; one not here is never rewritten

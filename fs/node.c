@@ -95,7 +95,7 @@ struct node *node_get(struct vfs *v, uint64_t ino, int *err)
 	if (n)
 		return n;
 	struct inode_attr a;
-	*err = index_inode_get(v->st->ix, v->vol.id, VIEW_LIVE, ino, &a);
+	*err = ns_inode_get(v->st->ix, v->vol.id, VIEW_LIVE, ino, &a);
 	if (*err)
 		return NULL;
 	n = node_new(v, &a);
@@ -236,10 +236,10 @@ void node_maybe_free(struct vfs *v, struct node *n)
 	if (n->attr.nlink == 0 && !v->readonly) {
 		int err = index_begin(v->st->ix);
 		if (!err)
-			err = index_inode_kill(v->st->ix, v->vol.id,
+			err = ns_inode_kill(v->st->ix, v->vol.id,
 					       v->vol.epoch, n->attr.ino);
 		if (!err)
-			err = index_orphan_remove(v->st->ix, v->vol.id, n->attr.ino);
+			err = ns_orphan_remove(v->st->ix, v->vol.id, n->attr.ino);
 		if (err)
 			tlog(LOG_ERR, "volume %s: cannot free inode %llu: %s",
 			     v->vol.name, (unsigned long long)n->attr.ino,
@@ -276,7 +276,7 @@ uint64_t vfs_alloc_ino(struct vfs *v, int *err)
 		uint64_t upto = v->vol.next_ino + INO_BATCH;
 		*err = index_begin(v->st->ix);
 		if (!*err)
-			*err = index_volume_set_next_ino(v->st->ix, v->vol.id,
+			*err = ns_volume_set_next_ino(v->st->ix, v->vol.id,
 							 upto);
 		if (*err)
 			return 0;
@@ -296,7 +296,7 @@ int node_persist(struct vfs *v, struct node *n)
 		a.size = n->d->psize;
 	int err = index_begin(v->st->ix);
 	if (!err)
-		err = index_inode_put(v->st->ix, v->vol.id, v->vol.epoch, &a);
+		err = ns_inode_put(v->st->ix, v->vol.id, v->vol.epoch, &a);
 	if (err)
 		return err;
 	n->attr.birth = a.birth;
@@ -574,7 +574,7 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 	if (!err)
 		err = index_begin(v->st->ix);
 	if (!err && size < n->attr.size)
-		err = index_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
+		err = ns_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
 					 n->attr.ino, size, INT64_MAX);
 	if (!err) {
 		n->attr.size = size;
@@ -743,18 +743,18 @@ static int reap_orphans(struct vfs *v)
 {
 	uint64_t *inos;
 	size_t n;
-	int err = index_orphan_list(v->st->ix, v->vol.id, &inos, &n);
+	int err = ns_orphan_list(v->st->ix, v->vol.id, &inos, &n);
 	if (err || !n) {
 		free(inos);
 		return err;
 	}
 	err = index_begin(v->st->ix);
 	for (size_t i = 0; i < n && !err; i++) {
-		err = index_inode_kill(v->st->ix, v->vol.id, v->vol.epoch, inos[i]);
+		err = ns_inode_kill(v->st->ix, v->vol.id, v->vol.epoch, inos[i]);
 		if (err == -ENOENT)
 			err = 0;
 		if (!err)
-			err = index_orphan_remove(v->st->ix, v->vol.id, inos[i]);
+			err = ns_orphan_remove(v->st->ix, v->vol.id, inos[i]);
 	}
 	free(inos);
 	return err ? err : store_commit(v->st);
@@ -770,14 +770,14 @@ int vfs_open(struct vfs *v, struct store *st, const char *volume, int readonly)
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_mutex_init(&v->snap_lock, NULL);
 	pthread_cond_init(&v->stop_cond, NULL);
-	int err = index_volume_find(st->ix, volume, &v->vol);
+	int err = ns_volume_find(st->ix, volume, &v->vol);
 	if (err)
 		return err;
 	err = volume_lock(v);
 	if (err)
 		return err;
 	v->ino_reserved = v->vol.next_ino;
-	v->xattrs_maybe = index_xattr_any(st->ix, v->vol.id) != 0;
+	v->xattrs_maybe = ns_xattr_any(st->ix, v->vol.id) != 0;
 	if (!readonly) {
 		err = store_finish_orphans(st);
 		if (err > 0)
@@ -888,7 +888,7 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 		err = hot_walk(v, persist_dirty, NULL);
 	crash_point("snapshot");
 	if (!err)
-		err = index_snapshot_create(v->st->ix, v->vol.id, base, time, si);
+		err = ns_snapshot_create(v->st->ix, v->vol.id, base, time, si);
 	if (!err)
 		err = store_commit(v->st);
 	/* On error the open transaction stays: it holds other changes too,

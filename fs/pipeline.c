@@ -67,7 +67,7 @@ static int apply(struct vfs *v, struct pending *p)
 	if (err)
 		return err;
 	if (p->zero) {
-		err = index_extent_punch(st->ix, v->vol.id, v->vol.epoch, n->attr.ino,
+		err = ns_extent_punch(st->ix, v->vol.id, v->vol.epoch, n->attr.ino,
 					 p->off, p->off + p->len);
 	} else {
 		for (int attempt = 0; attempt < 2; attempt++) {
@@ -78,7 +78,7 @@ static int apply(struct vfs *v, struct pending *p)
 			}
 			struct extent x = { .off = p->off, .len = p->len,
 					    .chunk = p->rowid };
-			err = index_extent_replace(st->ix, v->vol.id,
+			err = ns_extent_replace(st->ix, v->vol.id,
 						   v->vol.epoch, n->attr.ino, &x);
 			if (err != -ESTALE || p->sc.buf)
 				break;
@@ -93,7 +93,7 @@ static int apply(struct vfs *v, struct pending *p)
 		struct inode_attr a = n->attr;
 		a.size = p->off + p->len < n->attr.size ? p->off + p->len
 							 : n->attr.size;
-		err = index_inode_put(st->ix, v->vol.id, v->vol.epoch, &a);
+		err = ns_inode_put(st->ix, v->vol.id, v->vol.epoch, &a);
 		if (!err) {
 			n->d->psize = a.size;
 			n->attr.birth = a.birth;
@@ -348,7 +348,7 @@ void pipeline_readahead(struct vfs *v, int64_t view, uint64_t ino,
 	uint64_t span = 2ull * v->st->cdc.avg_size;
 	pthread_mutex_lock(&v->lock);
 	if (v->nworkers &&
-	    !index_extents_in(v->st->ix, v->vol.id, view, ino, from, from + span,
+	    !ns_extents_in(v->st->ix, v->vol.id, view, ino, from, from + span,
 			      &xs, &n)) {
 		for (size_t i = 0; i < n; i++) {
 			struct chunk_ref ref;

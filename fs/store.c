@@ -393,7 +393,7 @@ static int store_finish_pack(struct store *st)
 	/* The index may say "finished" only after the file is. */
 	err = index_begin(st->ix);
 	if (!err)
-		err = index_pack_finished(st->ix, st->pw_rowid, sb.st_size);
+		err = catalog_pack_finished(st->ix, st->pw_rowid, sb.st_size);
 	return err;
 }
 
@@ -462,7 +462,7 @@ int store_chunk_lookup(struct store *st, const uint8_t id[CHUNK_ID_LEN],
 		       int64_t *rowid)
 {
 	struct chunk_loc c;
-	int err = index_chunk_find(st->ix, id, &c);
+	int err = catalog_chunk_find(st->ix, id, &c);
 	if (!err)
 		*rowid = c.rowid;
 	return err;
@@ -531,7 +531,7 @@ static int store_new_pack_named(struct store *st,
 	free(path);
 	if (err)
 		return err;
-	err = index_pack_insert(st->ix, name, &st->pw_rowid);
+	err = catalog_pack_insert(st->ix, name, &st->pw_rowid);
 	if (err) {
 		pack_abandon(st->pw);
 		st->pw = NULL;
@@ -567,7 +567,7 @@ int store_chunk_add(struct store *st, const struct sealed_chunk *sc,
 		    int64_t *rowid)
 {
 	struct chunk_loc c;
-	int err = index_chunk_find(st->ix, sc->e.id, &c);
+	int err = catalog_chunk_find(st->ix, sc->e.id, &c);
 	if (!err) {
 		*rowid = c.rowid;
 		return 0;
@@ -583,7 +583,7 @@ int store_chunk_add(struct store *st, const struct sealed_chunk *sc,
 	if (err)
 		return err;
 	c.pack = st->pw_rowid;
-	err = index_chunk_insert(st->ix, &c);
+	err = catalog_chunk_insert(st->ix, &c);
 	if (err)
 		return err;
 	*rowid = c.rowid;
@@ -611,12 +611,12 @@ int store_put(struct store *st, const void *data, size_t len, int64_t *rowid)
 int store_chunk_ref(struct store *st, int64_t rowid, struct chunk_ref *ref)
 {
 	struct chunk_loc c;
-	int err = index_chunk_get(st->ix, rowid, &c);
+	int err = catalog_chunk_get(st->ix, rowid, &c);
 	if (err)
 		return err == -ENOENT ? -EUCLEAN : err;
 	ref->rowid = rowid;
 	ref->e = c.e;
-	return index_pack_name(st->ix, c.pack, ref->pack);
+	return catalog_pack_name(st->ix, c.pack, ref->pack);
 }
 
 /* Read and open one chunk into a new buffer. */
@@ -835,7 +835,7 @@ int store_finish_orphans(struct store *st)
 {
 	int64_t *ids;
 	size_t n;
-	int err = index_pack_list(st->ix, PACK_OPEN, &ids, &n);
+	int err = catalog_pack_list(st->ix, PACK_OPEN, &ids, &n);
 	if (err)
 		return err;
 	int done = 0;
@@ -845,9 +845,9 @@ int store_finish_orphans(struct store *st)
 		uint8_t name[PACK_NAME_LEN];
 		struct chunk_loc *cs = NULL;
 		size_t nc = 0;
-		err = index_pack_name(st->ix, ids[i], name);
+		err = catalog_pack_name(st->ix, ids[i], name);
 		if (!err)
-			err = index_pack_chunks(st->ix, ids[i], &cs, &nc);
+			err = catalog_pack_chunks(st->ix, ids[i], &cs, &nc);
 		if (err)
 			break;
 		struct pack_entry *es = calloc(nc ? nc : 1, sizeof(*es));
@@ -868,7 +868,7 @@ int store_finish_orphans(struct store *st)
 			if (!err)
 				err = index_begin(st->ix);
 			if (!err)
-				err = index_pack_finished(st->ix, ids[i], sb.st_size);
+				err = catalog_pack_finished(st->ix, ids[i], sb.st_size);
 			if (!err)
 				done++;
 		} else {
@@ -903,7 +903,7 @@ int store_read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
 		refs = NULL;
 		if (lock)
 			pthread_mutex_lock(lock);
-		err = index_extents_in(st->ix, vol, view, ino, off, off + len,
+		err = ns_extents_in(st->ix, vol, view, ino, off, off + len,
 				       &xs, &nx);
 		if (!err && nx) {
 			refs = malloc(nx * sizeof(*refs));
@@ -963,7 +963,7 @@ int store_chunk_move(struct store *st, const struct sealed_chunk *sc,
 	struct pack_entry e = sc->e;
 	int err = pack_append(st->pw, &e, sc->buf);
 	if (!err)
-		err = index_chunk_move(st->ix, rowid, st->pw_rowid, e.off);
+		err = catalog_chunk_move(st->ix, rowid, st->pw_rowid, e.off);
 	return err;
 }
 

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include "../chunker/fastcdc.h"
 #include "../chunker/crypto.h"
-#include "index.h"
+#include "namespace.h"
 #include "../chunker/pack.h"
 
 #define STORE_FORMAT_VERSION 1

@@ -21,7 +21,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
-#include "index.h"
+#include "namespace.h"
 #include "opstats.h"
 #include "store.h"
 

@@ -333,7 +333,7 @@ void json_str(const char *s)
 void find_volume(struct index *ix, const char *dir, const char *name,
 		 struct volume_info *vi)
 {
-	int err = index_volume_find(ix, name, vi);
+	int err = ns_volume_find(ix, name, vi);
 	if (err == -ENOENT)
 		die(1, "store %s has no volume '%s' (see 'tresor volume list %s')",
 		    dir, name, dir);
@@ -350,7 +350,7 @@ void find_snapshot(struct index *ix, const char *dir,
 	if (!strcmp(name, "latest")) {
 		struct snapshot_info *all;
 		size_t n;
-		err = index_snapshot_list(ix, vi->id, &all, &n);
+		err = ns_snapshot_list(ix, vi->id, &all, &n);
 		if (!err && n) {
 			/* The newest by time: imports can be older than others. */
 			size_t best = 0;
@@ -363,7 +363,7 @@ void find_snapshot(struct index *ix, const char *dir,
 		}
 		free(all);
 	} else {
-		err = index_snapshot_find(ix, vi->id, name, si);
+		err = ns_snapshot_find(ix, vi->id, name, si);
 	}
 	if (err == -ENOENT)
 		die(1, "volume '%s' of store %s has no snapshot '%s' (see 'tresor snapshot list %s %s')",

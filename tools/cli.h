@@ -7,7 +7,7 @@
 
 #include <limits.h>
 #include <sqlite3.h>
-#include "../fs/index.h"
+#include "../fs/namespace.h"
 #include "../fs/retention.h"
 #include "../fs/store.h"
 #include "../chunker/util.h"

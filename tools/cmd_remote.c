@@ -450,7 +450,7 @@ int cmd_push(struct opts *o)
 	struct volume_info *vis;
 	size_t nv;
 	fz.t0 = mono_s();
-	if (!index_volume_list(st->ix, &vis, &nv)) {
+	if (!ns_volume_list(st->ix, &vis, &nv)) {
 		for (size_t i = 0; i < nv && fz.n < 64; i++) {
 			int fd;
 			if (!control_freeze(st->dir, vis[i].id, &fd))

@@ -86,7 +86,7 @@ int cmd_repair(struct opts *o)
 	struct remote *r = configured_remote(st, dir, o->from, &cfg);
 	int64_t *ids = NULL;
 	size_t n = 0;
-	int err = index_pack_list(st->ix, PACK_FINISHED, &ids, &n);
+	int err = catalog_pack_list(st->ix, PACK_FINISHED, &ids, &n);
 	if (err)
 		die(1, "cannot list the packs of store %s: %s", dir, strerror(-err));
 	struct progress p;
@@ -95,7 +95,7 @@ int cmd_repair(struct opts *o)
 	for (size_t i = 0; i < n; i++) {
 		uint8_t name[PACK_NAME_LEN];
 		char hex[PACK_NAME_LEN * 2 + 1];
-		if (index_pack_name(st->ix, ids[i], name))
+		if (catalog_pack_name(st->ix, ids[i], name))
 			continue;
 		hex_encode(name, PACK_NAME_LEN, hex);
 		char *path = store_pack_path(st, name);

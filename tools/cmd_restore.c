@@ -188,7 +188,7 @@ static int restore_dir(struct restore *r, const struct inode_attr *a, int pdfd,
 		return -errno;
 	}
 	struct dir_ctx d = { .r = r, .dfd = dfd, .path = path };
-	int err = index_dentry_list(r->st->ix, r->vi.id, r->view, a->ino, NULL,
+	int err = ns_dentry_list(r->st->ix, r->vi.id, r->view, a->ino, NULL,
 				    collect_child, &d);
 	for (size_t i = 0; i < d.n; i++) {
 		char *cp = NULL;
@@ -211,7 +211,7 @@ static int restore_node(struct restore *r, uint64_t ino, int dfd,
 			const char *name, const char *path)
 {
 	struct inode_attr a;
-	int err = index_inode_get(r->st->ix, r->vi.id, r->view, ino, &a);
+	int err = ns_inode_get(r->st->ix, r->vi.id, r->view, ino, &a);
 	if (err) {
 		warn(r, path, "read inode", -err);
 		return err;
@@ -291,7 +291,7 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
 		if (!strcmp(c, "."))
 			continue;
-		if (!name_ok(c) || index_dentry_lookup(r.st->ix, r.vi.id, r.view,
+		if (!name_ok(c) || ns_dentry_lookup(r.st->ix, r.vi.id, r.view,
 						       ino, c, &ino))
 			die(1, "snapshot %s of volume '%s' has no '%s'", si.name,
 			    r.vi.name, tree);
@@ -305,7 +305,7 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 	/* The whole volume's size is known; a subtree's is not summed first. */
 	uint64_t total = 0, nfiles = 0;
 	if (!*last)
-		index_view_size(r.st->ix, r.vi.id, r.view, &total, &nfiles);
+		ns_view_size(r.st->ix, r.vi.id, r.view, &total, &nfiles);
 	progress_start(&r.prog, "restore", total);
 	const char *name = *last ? last : ".";
 	char *path = NULL;
@@ -316,9 +316,9 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 	} else {
 		/* The whole volume: its entries go into DEST itself. */
 		struct inode_attr a;
-		index_inode_get(r.st->ix, r.vi.id, r.view, ROOT_INO, &a);
+		ns_inode_get(r.st->ix, r.vi.id, r.view, ROOT_INO, &a);
 		struct dir_ctx d = { .r = &r, .dfd = r.root_dfd, .path = dest };
-		index_dentry_list(r.st->ix, r.vi.id, r.view, ROOT_INO, NULL,
+		ns_dentry_list(r.st->ix, r.vi.id, r.view, ROOT_INO, NULL,
 				  collect_child, &d);
 		for (size_t i = 0; i < d.n; i++) {
 			char *cp = NULL;

@@ -136,7 +136,7 @@ static int snapshot_create(struct opts *o)
 	struct snapshot_info si;
 	err = index_begin(ix);
 	if (!err)
-		err = index_snapshot_create(ix, vi.id, base, t, &si);
+		err = ns_snapshot_create(ix, vi.id, base, t, &si);
 	if (!err)
 		err = index_commit(ix);
 	if (err)
@@ -159,7 +159,7 @@ static int snapshot_list(struct opts *o)
 	find_volume(ix, dir, o->pos[2], &vi);
 	struct snapshot_info *s;
 	size_t n;
-	int err = index_snapshot_list(ix, vi.id, &s, &n);
+	int err = ns_snapshot_list(ix, vi.id, &s, &n);
 	if (err)
 		die(1, "cannot list snapshots of volume '%s' in %s: %s", vi.name,
 		    dir, strerror(-err));
@@ -185,9 +185,9 @@ static int snapshot_list(struct opts *o)
 		uint64_t bytes = 0, files = 0, excl = 0;
 		int64_t prev = i ? s[i - 1].epoch : 0;
 		int64_t next = i + 1 < n ? s[i + 1].epoch : EPOCH_ALIVE - 1;
-		err = index_view_size(ix, vi.id, s[i].epoch, &bytes, &files);
+		err = ns_view_size(ix, vi.id, s[i].epoch, &bytes, &files);
 		if (!err)
-			err = index_exclusive_bytes(ix, vi.id, prev, s[i].epoch,
+			err = ns_exclusive_bytes(ix, vi.id, prev, s[i].epoch,
 						    next, &excl);
 		if (err)
 			die(1, "cannot size snapshot %s: %s", s[i].name, strerror(-err));
@@ -228,7 +228,7 @@ static int snapshot_pin(struct opts *o, int pin)
 	find_snapshot(ix, dir, &vi, o->pos[3], &si);
 	int err = index_begin(ix);
 	if (!err)
-		err = index_snapshot_pin(ix, si.id, pin);
+		err = ns_snapshot_pin(ix, si.id, pin);
 	if (!err)
 		err = index_commit(ix);
 	if (err)
@@ -248,7 +248,7 @@ static char *path_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino)
 	while (path && ino != ROOT_INO && depth++ < 4096) {
 		uint64_t parent;
 		char name[NAME_MAX + 1];
-		if (index_dentry_of(ix, vol, view, ino, &parent, name, sizeof(name))) {
+		if (ns_dentry_of(ix, vol, view, ino, &parent, name, sizeof(name))) {
 			free(path);
 			return NULL;
 		}
@@ -300,7 +300,7 @@ static void paths_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 	ps->view = view;
 	ps->p = NULL;
 	ps->n = 0;
-	index_dentry_names(ix, vol, view, ino, add_path, ps);
+	ns_dentry_names(ix, vol, view, ino, add_path, ps);
 }
 
 static int in_paths(const struct paths *ps, const char *p)
@@ -328,9 +328,9 @@ static int inode_differs(struct index *ix, int64_t vol, int64_t a, int64_t b,
 		return 1;
 	struct extent *ea, *eb;
 	size_t na, nb;
-	if (index_extents_in(ix, vol, a, ino, 0, INT64_MAX, &ea, &na))
+	if (ns_extents_in(ix, vol, a, ino, 0, INT64_MAX, &ea, &na))
 		return 1;
-	if (index_extents_in(ix, vol, b, ino, 0, INT64_MAX, &eb, &nb)) {
+	if (ns_extents_in(ix, vol, b, ino, 0, INT64_MAX, &eb, &nb)) {
 		free(ea);
 		return 1;
 	}
@@ -359,7 +359,7 @@ static int snapshot_diff(struct opts *o)
 	int64_t a = sa.epoch, b = sb.epoch;
 	uint64_t *inos;
 	size_t n;
-	int err = index_changed_inodes(ix, vi.id, a < b ? a : b, a < b ? b : a,
+	int err = ns_changed_inodes(ix, vi.id, a < b ? a : b, a < b ? b : a,
 				       &inos, &n);
 	if (err)
 		die(1, "cannot compare snapshots: %s", strerror(-err));
@@ -368,8 +368,8 @@ static int snapshot_diff(struct opts *o)
 	size_t cap = n ? 2 * n : 1;
 	for (size_t i = 0; i < n; i++) {
 		struct inode_attr x, y;
-		int ina = !index_inode_get(ix, vi.id, a, inos[i], &x);
-		int inb = !index_inode_get(ix, vi.id, b, inos[i], &y);
+		int ina = !ns_inode_get(ix, vi.id, a, inos[i], &x);
+		int inb = !ns_inode_get(ix, vi.id, b, inos[i], &y);
 		if (inos[i] == ROOT_INO)
 			continue;
 		struct paths pa = { 0 }, pb = { 0 };
@@ -455,7 +455,7 @@ int cmd_prune(struct opts *o)
 	find_volume(ix, dir, o->pos[1], &vi);
 	struct snapshot_info *s;
 	size_t n;
-	int err = index_snapshot_list(ix, vi.id, &s, &n);
+	int err = ns_snapshot_list(ix, vi.id, &s, &n);
 	if (err)
 		die(1, "cannot list snapshots of volume '%s' in %s: %s", vi.name,
 		    dir, strerror(-err));
@@ -504,7 +504,7 @@ int cmd_prune(struct opts *o)
 			int64_t rows = 0;
 			err = index_begin(st->ix);
 			if (!err)
-				err = index_snapshot_delete(st->ix, s[i].id, &rows);
+				err = ns_snapshot_delete(st->ix, s[i].id, &rows);
 			if (!err)
 				err = index_commit(st->ix);
 		}

@@ -1008,7 +1008,7 @@ static void preflight(struct daemon *d, int dry)
 	struct index *ix = open_index(c->store);
 	for (int i = 0; i < c->nvol; i++) {
 		struct volume_info vi;
-		if (index_volume_find(ix, c->vol[i].name, &vi))
+		if (ns_volume_find(ix, c->vol[i].name, &vi))
 			die(1, "%s:%d: store %s has no volume '%s' (create it with 'tresor volume create %s %s')",
 			    d->cfg_path, c->vol[i].line, c->store, c->vol[i].name, c->store,
 			    c->vol[i].name);

@@ -81,8 +81,8 @@ void daemon_remote_health(struct daemon *d, struct index *ix, const struct remot
 		struct volume_info vi;
 		struct snapshot_info *s = NULL;
 		size_t n = 0;
-		if (!index_volume_find(ix, d->cfg.vol[v].name, &vi) &&
-		    !index_snapshot_list(ix, vi.id, &s, &n))
+		if (!ns_volume_find(ix, d->cfg.vol[v].name, &vi) &&
+		    !ns_snapshot_list(ix, vi.id, &s, &n))
 			for (size_t k = 0; k < n; k++)
 				if (s[k].time / 1000000000 > lp)
 					h->behind = now - lp;
@@ -135,8 +135,8 @@ char *status_json(struct daemon *d, int *healthy)
 		struct volume_info vi;
 		struct snapshot_info *s = NULL;
 		size_t n = 0;
-		if (ix && !index_volume_find(ix, cv->name, &vi))
-			index_snapshot_list(ix, vi.id, &s, &n);
+		if (ix && !ns_volume_find(ix, cv->name, &vi))
+			ns_snapshot_list(ix, vi.id, &s, &n);
 		size_t best = 0;
 		for (size_t k = 1; k < n; k++)
 			if (s[k].time >= s[best].time)

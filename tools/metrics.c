@@ -52,9 +52,9 @@ static void refresh_store_stats(struct daemon *d, struct index *ix, time_t now)
 {
 	if (d->stats_time && now - d->stats_time < 60 && now >= d->stats_time)
 		return;
-	struct index_stats s;
+	struct ns_stats s;
 	uint64_t mapped = 0, unique = 0;
-	if (index_stats(ix, -1, &s) || index_live_dedup(ix, &mapped, &unique))
+	if (ns_stats(ix, -1, &s) || ns_live_dedup(ix, &mapped, &unique))
 		return;
 	d->stats[ST_LOGICAL] = s.logical;
 	d->stats[ST_FILES] = s.files;
@@ -66,9 +66,9 @@ static void refresh_store_stats(struct daemon *d, struct index *ix, time_t now)
 	d->stats[ST_COMP] = s.chunk_stored ? (double)s.chunk_raw / s.chunk_stored : 1.0;
 	for (int i = 0; i < d->cfg.nvol; i++) {
 		struct volume_info vi;
-		struct index_stats vs;
-		d->vol_logical[i] = index_volume_find(ix, d->cfg.vol[i].name, &vi) ||
-				    index_stats(ix, vi.id, &vs) ? 0 : (double)vs.logical;
+		struct ns_stats vs;
+		d->vol_logical[i] = ns_volume_find(ix, d->cfg.vol[i].name, &vi) ||
+				    ns_stats(ix, vi.id, &vs) ? 0 : (double)vs.logical;
 	}
 	d->stats_time = now;
 }
@@ -80,7 +80,7 @@ static void fuse_histograms(struct daemon *d, struct index *ix, FILE *f)
 	static const double bounds_us[] = { OPSTAT_BOUNDS_US };
 	for (int i = 0; i < d->cfg.nvol; i++) {
 		struct volume_info vi;
-		if (!d->mc[i].mounted || index_volume_find(ix, d->cfg.vol[i].name, &vi))
+		if (!d->mc[i].mounted || ns_volume_find(ix, d->cfg.vol[i].name, &vi))
 			continue;
 		char reply[8192];
 		struct opstats os;
@@ -208,8 +208,8 @@ char *metrics_render(struct daemon *d)
 			struct volume_info vi;
 			struct snapshot_info *s = NULL;
 			size_t n = 0;
-			if (index_volume_find(ix, d->cfg.vol[i].name, &vi) ||
-			    index_snapshot_list(ix, vi.id, &s, &n))
+			if (ns_volume_find(ix, d->cfg.vol[i].name, &vi) ||
+			    ns_snapshot_list(ix, vi.id, &s, &n))
 				continue;
 			int64_t newest = 0;
 			for (size_t k = 0; k < n; k++)

@@ -118,7 +118,7 @@ static int cmd_volume(struct opts *o)
 		struct volume_info vi;
 		int err = index_begin(ix);
 		if (!err)
-			err = index_volume_create(ix, name, getuid(), getgid(),
+			err = ns_volume_create(ix, name, getuid(), getgid(),
 						  vfs_now(), &vi);
 		if (!err)
 			err = index_commit(ix);
@@ -135,14 +135,14 @@ static int cmd_volume(struct opts *o)
 		struct index *ix = open_index(o->pos[1]);
 		struct volume_info *vis;
 		size_t n;
-		int err = index_volume_list(ix, &vis, &n);
+		int err = ns_volume_list(ix, &vis, &n);
 		if (err)
 			die(1, "cannot list volumes of %s: %s", o->pos[1], strerror(-err));
 		if (o->json)
 			printf("[");
 		for (size_t i = 0; i < n; i++) {
-			struct index_stats s;
-			index_stats(ix, vis[i].id, &s);
+			struct ns_stats s;
+			ns_stats(ix, vis[i].id, &s);
 			if (o->json) {
 				printf("%s{\"name\":", i ? "," : "");
 				json_str(vis[i].name);
@@ -190,7 +190,7 @@ static int cmd_mount(struct opts *o)
 		die(1, "cannot mount volume '%s' on %s: not a directory", vol, mnt);
 	struct store *st = open_store(o, dir);
 	struct volume_info vi;
-	if (index_volume_find(st->ix, vol, &vi))
+	if (ns_volume_find(st->ix, vol, &vi))
 		die(1, "store %s has no volume '%s' (see 'tresor volume list %s')",
 		    dir, vol, dir);
 	/* A lazy store reads what it lacks from its remote: one that cannot
@@ -229,12 +229,12 @@ static int cmd_stats(struct opts *o)
 	if (o->npos != 1)
 		die(EXIT_USAGE, "usage: tresor stats STORE [--json]");
 	struct index *ix = open_index(o->pos[0]);
-	struct index_stats s;
-	int err = index_stats(ix, -1, &s);
+	struct ns_stats s;
+	int err = ns_stats(ix, -1, &s);
 	struct volume_info *vis = NULL;
 	size_t n = 0;
 	if (!err)
-		err = index_volume_list(ix, &vis, &n);
+		err = ns_volume_list(ix, &vis, &n);
 	if (err)
 		die(1, "cannot read the index of store %s: %s", o->pos[0], strerror(-err));
 	/* What the packs take on disk: their padding is a hole. */
@@ -257,11 +257,11 @@ static int cmd_stats(struct opts *o)
 	s.pack_bytes = disk;
 	uint64_t live = 0, snap_only = 0, reclaim = 0;
 	if (!err)
-		err = index_space(ix, &live, &snap_only, &reclaim);
+		err = ns_space(ix, &live, &snap_only, &reclaim);
 	if (err)
 		die(1, "cannot read the index of store %s: %s", o->pos[0], strerror(-err));
 	uint64_t mapped = 0, unique = 0;
-	if (index_live_dedup(ix, &mapped, &unique))
+	if (ns_live_dedup(ix, &mapped, &unique))
 		die(1, "cannot read the index of store %s", o->pos[0]);
 	/* Of the live tree: snapshots would count their history twice. */
 	double dedup = ratio(mapped, unique);
@@ -296,8 +296,8 @@ static int cmd_stats(struct opts *o)
 		       (unsigned long long)reclaim);
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct index_stats vs;
-		index_stats(ix, vis[i].id, &vs);
+		struct ns_stats vs;
+		ns_stats(ix, vis[i].id, &vs);
 		if (o->json) {
 			printf("%s{\"name\":", i ? "," : "");
 			json_str(vis[i].name);

@@ -3,7 +3,8 @@
 # build-fuzz/ at the repo root, with clang and
 # -fsanitize=fuzzer,address,undefined (UBSan not recoverable: any report
 # is a crash).  The product sources they need (chunker/util.c chunker/crypto.c
-# chunker/pack.c fs/index.c fs/changelog.c remote/xml.c) are compiled directly, not through
+# chunker/pack.c chunker/index.c
+# chunker/catalog.c fs/namespace.c fs/changelog.c remote/xml.c) are compiled directly, not through
 # meson.  Also builds build-fuzz/seedgen (no sanitizers) for make_corpus.sh.
 #
 #   bash tests/fuzz/build.sh            CLANG=clang-14 bash tests/fuzz/build.sh
@@ -68,7 +69,7 @@ object() {
 echo "fuzz/build.sh: $CC ($("$CC" --version | head -1)) -> $OUT"
 declare -A SRC=(
 	[util]=chunker/util.c [crypto]=chunker/crypto.c [pack]=chunker/pack.c
-	[index]=fs/index.c [xml]=remote/xml.c [listing]=remote/listing.c [changelog]=fs/changelog.c
+	[index]=chunker/index.c [catalog]=chunker/catalog.c [namespace]=fs/namespace.c [xml]=remote/xml.c [listing]=remote/listing.c [changelog]=fs/changelog.c
 	[config]=tools/config.c [schedule]=tools/schedule.c [retention]=fs/retention.c
 )
 pids=()
@@ -90,9 +91,9 @@ declare -A DEPS=(
 	[fuzz_pack_footer]="util crypto pack"
 	[fuzz_keyfile]="util crypto"
 	[fuzz_xml]="xml"
-	[fuzz_index]="util crypto pack index"
+	[fuzz_index]="util crypto pack index catalog namespace"
 	[fuzz_config]="config schedule retention"
-	[fuzz_delta]="util crypto pack index changelog"
+	[fuzz_delta]="util crypto pack index catalog namespace changelog"
 	[fuzz_s3_list]="listing xml"
 	[fuzz_webdav_list]="listing xml"
 )

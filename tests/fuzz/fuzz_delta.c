@@ -13,7 +13,7 @@
  */
 #include "fuzz_common.h"
 #include "changelog.h"
-#include "index.h"
+#include "namespace.h"
 #include "util.h"
 
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * fuzz_index.c - libFuzzer target for fs/index.c reading a damaged
+ * fuzz_index.c - libFuzzer target for the index (chunker/index.c, catalog.c, fs/namespace.c) reading a damaged
  * index.db.  The input is written as the database file (no -wal/-shm),
  * opened with index_open(create = 0) and read the way mount, ls, restore,
  * snapshot list and stats read it: volumes, the root inode and its
@@ -11,10 +11,10 @@
  * callbacks are read to their end (as callers strdup them).
  *
  * SQLite itself is the system library, not instrumented: coverage
- * feedback comes from index.c and from the shape of the rows it gets.
+ * feedback comes from the index modules and from the shape of the rows it gets.
  */
 #include "fuzz_common.h"
-#include "index.h"
+#include "namespace.h"
 #include "util.h"
 
 #include <errno.h>
@@ -36,7 +36,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dbpath, sizeof(dbpath), "%s/index.db", d);
 	snprintf(walpath, sizeof(walpath), "%s-wal", dbpath);
 	snprintf(shmpath, sizeof(shmpath), "%s-shm", dbpath);
-	/* index.c logs SQL errors; a damaged file makes many. */
+	/* the index logs SQL errors; a damaged file makes many. */
 	log_set_level(LOG_ERR);
 	return 0;
 }
@@ -72,7 +72,7 @@ static int on_dentry(void *arg, const char *name, uint64_t ino,
 	struct dir *d = arg;
 
 	if (!name) {
-		fprintf(stderr, "index_dentry_list: NULL name\n");
+		fprintf(stderr, "ns_dentry_list: NULL name\n");
 		abort();	/* cmd_restore.c strdup()s it */
 	}
 	touch_str(name, SIZE_MAX);
@@ -102,9 +102,9 @@ static void read_inode(struct index *ix, int64_t vol, int64_t view,
 	char buf[512];
 	int ret;
 
-	ret = index_inode_get(ix, vol, view, ino, &a);
+	ret = ns_inode_get(ix, vol, view, ino, &a);
 	check_err("inode_get", ret);
-	ret = index_extents_in(ix, vol, view, ino, 0, UINT64_MAX / 2, &xs, &n);
+	ret = ns_extents_in(ix, vol, view, ino, 0, UINT64_MAX / 2, &xs, &n);
 	check_err("extents_in", ret);
 	if (!ret) {
 		if (n && !xs)
@@ -114,14 +114,14 @@ static void read_inode(struct index *ix, int64_t vol, int64_t view,
 
 			sink += (uint32_t)(xs[i].off + xs[i].len + xs[i].coff);
 			check_err("chunk_get",
-				  index_chunk_get(ix, xs[i].chunk, &c));
+				  catalog_chunk_get(ix, xs[i].chunk, &c));
 		}
 		free(xs);
 	}
-	sink += (uint32_t)index_extent_bytes(ix, vol, view, ino);
-	ret = index_xattr_list(ix, vol, view, ino, NULL, 0);
+	sink += (uint32_t)ns_extent_bytes(ix, vol, view, ino);
+	ret = ns_xattr_list(ix, vol, view, ino, NULL, 0);
 	if (ret > 0 && (size_t)ret <= sizeof(buf)) {
-		int got = index_xattr_list(ix, vol, view, ino, buf, sizeof(buf));
+		int got = ns_xattr_list(ix, vol, view, ino, buf, sizeof(buf));
 
 		if (got > (int)sizeof(buf))
 			abort();
@@ -130,7 +130,7 @@ static void read_inode(struct index *ix, int64_t vol, int64_t view,
 			char name[256];
 
 			snprintf(name, sizeof(name), "%.*s", got, buf);
-			ret = index_xattr_get(ix, vol, view, ino, name, buf,
+			ret = ns_xattr_get(ix, vol, view, ino, name, buf,
 					      sizeof(buf));
 			if (ret > (int)sizeof(buf))
 				abort();
@@ -148,7 +148,7 @@ static void read_tree(struct index *ix, int64_t vol, int64_t view)
 	if (!d)
 		abort();
 	read_inode(ix, vol, view, ROOT_INO);
-	ret = index_dentry_list(ix, vol, view, ROOT_INO, NULL, on_dentry, d);
+	ret = ns_dentry_list(ix, vol, view, ROOT_INO, NULL, on_dentry, d);
 	check_err("dentry_list", ret);
 	if (ret == 1 && d->n == MAX_ENTRIES) {
 		/* Resume after the last name, as readdir does. */
@@ -156,13 +156,13 @@ static void read_tree(struct index *ix, int64_t vol, int64_t view)
 
 		if (!d2)
 			abort();
-		check_err("dentry_list", index_dentry_list(ix, vol, view,
+		check_err("dentry_list", ns_dentry_list(ix, vol, view,
 				ROOT_INO, d->last, on_dentry, d2));
 		free(d2);
 	}
 	for (size_t i = 0; i < d->n; i++) {
 		read_inode(ix, vol, view, d->e[i].ino);
-		ret = index_dentry_of(ix, vol, view, d->e[i].ino, &parent,
+		ret = ns_dentry_of(ix, vol, view, d->e[i].ino, &parent,
 				      name, sizeof(name));
 		check_err("dentry_of", ret);
 		if (!ret)
@@ -172,10 +172,10 @@ static void read_tree(struct index *ix, int64_t vol, int64_t view)
 
 			if (!sub)
 				abort();
-			check_err("dentry_list", index_dentry_list(ix, vol,
+			check_err("dentry_list", ns_dentry_list(ix, vol,
 				view, d->e[i].ino, NULL, on_dentry, sub));
 			check_err("dir_empty",
-				  index_dir_empty(ix, vol, view, d->e[i].ino));
+				  ns_dir_empty(ix, vol, view, d->e[i].ino));
 			free(sub);
 		}
 	}
@@ -186,7 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct index *ix = NULL;
 	struct volume_info *vis = NULL;
-	struct index_stats stats;
+	struct ns_stats stats;
 	size_t nv = 0;
 	int64_t fmt, *packs = NULL;
 	size_t np = 0;
@@ -203,7 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	check_err("meta_get", index_meta_get(ix, "format_version", &fmt));
 
-	ret = index_volume_list(ix, &vis, &nv);
+	ret = ns_volume_list(ix, &vis, &nv);
 	check_err("volume_list", ret);
 	for (size_t i = 0; !ret && i < nv && i < MAX_VOLS; i++) {
 		struct snapshot_info *si = NULL;
@@ -211,39 +211,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct volume_info vi;
 
 		touch_str(vis[i].name, sizeof(vis[i].name));
-		check_err("volume_find", index_volume_find(ix, vis[i].name, &vi));
+		check_err("volume_find", ns_volume_find(ix, vis[i].name, &vi));
 		read_tree(ix, vis[i].id, VIEW_LIVE);
-		ret = index_snapshot_list(ix, vis[i].id, &si, &ns);
+		ret = ns_snapshot_list(ix, vis[i].id, &si, &ns);
 		check_err("snapshot_list", ret);
 		for (size_t j = 0; !ret && j < ns && j < MAX_SNAPS; j++) {
 			struct snapshot_info s2;
 
 			touch_str(si[j].name, sizeof(si[j].name));
-			check_err("snapshot_find", index_snapshot_find(ix,
+			check_err("snapshot_find", ns_snapshot_find(ix,
 					vis[i].id, si[j].name, &s2));
 			read_tree(ix, vis[i].id, si[j].epoch);
-			check_err("view_size", index_view_size(ix, vis[i].id,
+			check_err("view_size", ns_view_size(ix, vis[i].id,
 					si[j].epoch, &a, &b));
 		}
 		free(si);
 		ret = 0;
-		check_err("stats", index_stats(ix, vis[i].id, &stats));
+		check_err("stats", ns_stats(ix, vis[i].id, &stats));
 	}
 
-	ret = index_pack_list(ix, PACK_FINISHED, &packs, &np);
+	ret = catalog_pack_list(ix, PACK_FINISHED, &packs, &np);
 	check_err("pack_list", ret);
 	for (size_t i = 0; !ret && i < np && i < 4; i++) {
 		struct chunk_loc *cs = NULL;
 		uint8_t nm[PACK_NAME_LEN];
 		size_t nc = 0;
 
-		check_err("pack_name", index_pack_name(ix, packs[i], nm));
-		check_err("pack_chunks", index_pack_chunks(ix, packs[i], &cs,
+		check_err("pack_name", catalog_pack_name(ix, packs[i], nm));
+		check_err("pack_chunks", catalog_pack_chunks(ix, packs[i], &cs,
 							   &nc));
 		free(cs);	/* the list calls may leave it set on errors */
 	}
 	free(packs);
-	check_err("space", index_space(ix, &a, &b, &c));
+	check_err("space", ns_space(ix, &a, &b, &c));
 out:
 	free(vis);
 	index_close(ix);

@@ -12,7 +12,7 @@
 
 #include "changelog.h"
 #include "check.h"
-#include "index.h"
+#include "namespace.h"
 
 static const char *tables[] = { "meta", "volume", "snapshot", "inode", "dentry",
 				"extent", "xattr", "chunk", "pack", "orphan" };
@@ -91,25 +91,25 @@ int main(void)
 	struct volume_info vi;
 	CHECK_EQ(index_begin(a), 0);
 	CHECK_EQ(index_meta_set(a, "format_version", 1), 0);
-	CHECK_EQ(index_volume_create(a, "plans", 0, 0, 1000, &vi), 0);
+	CHECK_EQ(ns_volume_create(a, "plans", 0, 0, 1000, &vi), 0);
 	int64_t pack;
 	uint8_t name[PACK_NAME_LEN] = { 1, 2, 3 };
-	CHECK_EQ(index_pack_insert(a, name, &pack), 0);
+	CHECK_EQ(catalog_pack_insert(a, name, &pack), 0);
 	struct chunk_loc c1 = { .pack = pack, .e = { .id = { 7 }, .off = 16, .slen = 100, .rlen = 72 } };
 	struct chunk_loc c2 = { .pack = pack, .e = { .id = { 8 }, .off = 116, .slen = 50, .rlen = 22 } };
-	CHECK_EQ(index_chunk_insert(a, &c1), 0);
-	CHECK_EQ(index_chunk_insert(a, &c2), 0);
+	CHECK_EQ(catalog_chunk_insert(a, &c1), 0);
+	CHECK_EQ(catalog_chunk_insert(a, &c2), 0);
 	for (uint64_t ino = 2; ino < 6; ino++) {
 		struct inode_attr at = { .ino = ino, .mode = 0100644, .nlink = 1,
 					 .size = 72, .mtime = 5 };
-		CHECK_EQ(index_inode_put(a, vi.id, vi.epoch, &at), 0);
+		CHECK_EQ(ns_inode_put(a, vi.id, vi.epoch, &at), 0);
 		char nm[16];
 		snprintf(nm, sizeof(nm), "f%llu", (unsigned long long)ino);
-		CHECK_EQ(index_dentry_add(a, vi.id, vi.epoch, ROOT_INO, nm, ino), 0);
+		CHECK_EQ(ns_dentry_add(a, vi.id, vi.epoch, ROOT_INO, nm, ino), 0);
 		struct extent x = { .off = 0, .len = 72, .chunk = c1.rowid };
-		CHECK_EQ(index_extent_replace(a, vi.id, vi.epoch, ino, &x), 0);
+		CHECK_EQ(ns_extent_replace(a, vi.id, vi.epoch, ino, &x), 0);
 	}
-	CHECK_EQ(index_xattr_set(a, vi.id, vi.epoch, 2, "user.k", "\0bin\xff", 5), 0);
+	CHECK_EQ(ns_xattr_set(a, vi.id, vi.epoch, 2, "user.k", "\0bin\xff", 5), 0);
 	CHECK_EQ(index_commit(a), 0);
 
 	uint64_t seq = 0;
@@ -123,14 +123,14 @@ int main(void)
 	/* A snapshot, then changes after it: updates, deletions, a punch. */
 	struct snapshot_info si;
 	CHECK_EQ(index_begin(a), 0);
-	CHECK_EQ(index_snapshot_create(a, vi.id, "2026-11-01", 42, &si), 0);
+	CHECK_EQ(ns_snapshot_create(a, vi.id, "2026-11-01", 42, &si), 0);
 	int64_t epoch = si.epoch + 1;
-	CHECK_EQ(index_dentry_remove(a, vi.id, epoch, ROOT_INO, "f3"), 0);
-	CHECK_EQ(index_inode_kill(a, vi.id, epoch, 3), 0);
+	CHECK_EQ(ns_dentry_remove(a, vi.id, epoch, ROOT_INO, "f3"), 0);
+	CHECK_EQ(ns_inode_kill(a, vi.id, epoch, 3), 0);
 	struct extent x2 = { .off = 10, .len = 22, .chunk = c2.rowid };
-	CHECK_EQ(index_extent_replace(a, vi.id, epoch, 4, &x2), 0);
-	CHECK_EQ(index_xattr_remove(a, vi.id, epoch, 2, "user.k"), 0);
-	CHECK_EQ(index_orphan_add(a, vi.id, 5), 0);
+	CHECK_EQ(ns_extent_replace(a, vi.id, epoch, 4, &x2), 0);
+	CHECK_EQ(ns_xattr_remove(a, vi.id, epoch, 2, "user.k"), 0);
+	CHECK_EQ(ns_orphan_add(a, vi.id, 5), 0);
 	CHECK_EQ(index_commit(a), 0);
 	uint64_t before = seq;
 	replicate(a, b, &seq);
@@ -144,9 +144,9 @@ int main(void)
 	/* Deleting the snapshot drops rows: the deletions replicate. */
 	CHECK_EQ(index_begin(a), 0);
 	int64_t rows = 0;
-	CHECK_EQ(index_snapshot_delete(a, si.id, &rows), 0);
+	CHECK_EQ(ns_snapshot_delete(a, si.id, &rows), 0);
 	CHECK(rows > 0);
-	CHECK_EQ(index_orphan_remove(a, vi.id, 5), 0);
+	CHECK_EQ(ns_orphan_remove(a, vi.id, 5), 0);
 	CHECK_EQ(index_commit(a), 0);
 	replicate(a, b, &seq);
 	da = dump(a);
@@ -157,7 +157,7 @@ int main(void)
 	/* A damaged delta is refused whole; b stays as it was. */
 	CHECK_EQ(index_begin(a), 0);
 	struct inode_attr at = { .ino = 9, .mode = 040755, .nlink = 2 };
-	CHECK_EQ(index_inode_put(a, vi.id, epoch, &at), 0);
+	CHECK_EQ(ns_inode_put(a, vi.id, epoch, &at), 0);
 	CHECK_EQ(index_commit(a), 0);
 	uint64_t last;
 	CHECK_EQ(changelog_last(a, &last), 0);

@@ -1,6 +1,6 @@
 /*
- * test_index.c - unit tests for fs/index.c: volumes, the versioned-row
- * model (birth/death epochs, views, in-place vs copy-on-write updates),
+ * test_index.c - unit tests for the index (chunker/index.c, catalog.c,
+ * fs/namespace.c): volumes, the versioned-row model (birth/death epochs, views, in-place vs copy-on-write updates),
  * directory entries, extents (replace, punch, trimming, overlap queries),
  * chunk reference counts, xattrs, orphans, packs, stats and transactions.
  *
@@ -13,7 +13,7 @@
 #endif
 
 #include "check.h"
-#include "index.h"
+#include "namespace.h"
 #include "util.h"
 
 #include <errno.h>
@@ -80,7 +80,7 @@ static int64_t bump_epoch(struct index *ix, int64_t vol)
 	/* find it by id through the list */
 	struct volume_info *vis = NULL;
 	size_t n = 0;
-	CHECK_EQ(index_volume_list(ix, &vis, &n), 0);
+	CHECK_EQ(ns_volume_list(ix, &vis, &n), 0);
 	for (size_t i = 0; i < n; i++)
 		if (vis[i].id == vol)
 			vi = vis[i];
@@ -104,7 +104,7 @@ static int64_t refs_of(struct index *ix, int64_t chunk)
 
 	memset(&c, 0, sizeof(c));
 	c.refs = -1000;
-	CHECK_EQ(index_chunk_get(ix, chunk, &c), 0);
+	CHECK_EQ(catalog_chunk_get(ix, chunk, &c), 0);
 	return c.refs;
 }
 
@@ -142,10 +142,10 @@ static void expect_extents(int line, struct index *ix, int64_t vol,
 {
 	struct extent *xs = NULL;
 	size_t n = 12345;
-	int err = index_extents_in(ix, vol, view, ino, start, end, &xs, &n);
+	int err = ns_extents_in(ix, vol, view, ino, start, end, &xs, &n);
 
 	if (err) {
-		fprintf(stderr, "line %d: index_extents_in: %d\n", line, err);
+		fprintf(stderr, "line %d: ns_extents_in: %d\n", line, err);
 		check_failures++;
 		return;
 	}
@@ -185,7 +185,7 @@ static int64_t make_pack(struct index *ix, uint8_t tag)
 	int64_t rowid = -1;
 
 	memset(name, tag, sizeof(name));
-	CHECK_EQ(index_pack_insert(ix, name, &rowid), 0);
+	CHECK_EQ(catalog_pack_insert(ix, name, &rowid), 0);
 	CHECK(rowid > 0);
 	return rowid;
 }
@@ -205,7 +205,7 @@ static int64_t make_chunk(struct index *ix, int64_t pack, uint8_t tag,
 	c.e.flags = tag & 1;
 	c.refs = 99;
 	c.rowid = -1;
-	CHECK_EQ(index_chunk_insert(ix, &c), 0);
+	CHECK_EQ(catalog_chunk_insert(ix, &c), 0);
 	CHECK(c.rowid > 0);
 	CHECK_EQ(c.refs, 0);
 	return c.rowid;
@@ -218,7 +218,7 @@ static void test_volumes(struct index *ix, struct volume_info *vi)
 	struct volume_info v2, f;
 	struct inode_attr a;
 
-	CHECK_EQ(index_volume_create(ix, "main", 1000, 1001, 123456789, vi), 0);
+	CHECK_EQ(ns_volume_create(ix, "main", 1000, 1001, 123456789, vi), 0);
 	CHECK(vi->id > 0);
 	CHECK(!strcmp(vi->name, "main"));
 	CHECK_EQ(vi->epoch, 1);
@@ -226,7 +226,7 @@ static void test_volumes(struct index *ix, struct volume_info *vi)
 
 	/* the root directory */
 	memset(&a, 0xff, sizeof(a));
-	CHECK_EQ(index_inode_get(ix, vi->id, VIEW_LIVE, ROOT_INO, &a), 0);
+	CHECK_EQ(ns_inode_get(ix, vi->id, VIEW_LIVE, ROOT_INO, &a), 0);
 	CHECK_EQ(a.ino, ROOT_INO);
 	CHECK_EQ(a.mode, S_IFDIR | 0755);
 	CHECK_EQ(a.uid, 1000);
@@ -238,28 +238,28 @@ static void test_volumes(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(a.mtime, 123456789);
 	CHECK_EQ(a.ctime, 123456789);
 	CHECK_EQ(a.birth, 1);
-	CHECK_EQ(index_inode_get(ix, vi->id, 1, ROOT_INO, &a), 0);
+	CHECK_EQ(ns_inode_get(ix, vi->id, 1, ROOT_INO, &a), 0);
 	/* before the volume existed */
-	CHECK_EQ(index_inode_get(ix, vi->id, 0, ROOT_INO, &a), -ENOENT);
+	CHECK_EQ(ns_inode_get(ix, vi->id, 0, ROOT_INO, &a), -ENOENT);
 	CHECK_EQ(sqlf(ix, "SELECT death FROM inode WHERE vol = %lld AND ino = 1",
 		      (long long)vi->id), EPOCH_ALIVE);
-	CHECK_EQ(index_dir_empty(ix, vi->id, VIEW_LIVE, ROOT_INO), 1);
+	CHECK_EQ(ns_dir_empty(ix, vi->id, VIEW_LIVE, ROOT_INO), 1);
 
-	CHECK_EQ(index_volume_create(ix, "main", 0, 0, 1, &v2), -EEXIST);
-	CHECK_EQ(index_volume_create(ix, "aux", 5, 6, 7, &v2), 0);
+	CHECK_EQ(ns_volume_create(ix, "main", 0, 0, 1, &v2), -EEXIST);
+	CHECK_EQ(ns_volume_create(ix, "aux", 5, 6, 7, &v2), 0);
 	CHECK(v2.id != vi->id);
-	CHECK_EQ(index_inode_get(ix, v2.id, VIEW_LIVE, ROOT_INO, &a), 0);
+	CHECK_EQ(ns_inode_get(ix, v2.id, VIEW_LIVE, ROOT_INO, &a), 0);
 	CHECK_EQ(a.uid, 5);
 
 	memset(&f, 0, sizeof(f));
-	CHECK_EQ(index_volume_find(ix, "main", &f), 0);
+	CHECK_EQ(ns_volume_find(ix, "main", &f), 0);
 	CHECK_EQ(f.id, vi->id);
 	CHECK_EQ(f.epoch, 1);
-	CHECK_EQ(index_volume_find(ix, "nope", &f), -ENOENT);
+	CHECK_EQ(ns_volume_find(ix, "nope", &f), -ENOENT);
 
 	struct volume_info *vis = NULL;
 	size_t n = 0;
-	CHECK_EQ(index_volume_list(ix, &vis, &n), 0);
+	CHECK_EQ(ns_volume_list(ix, &vis, &n), 0);
 	CHECK_EQ(n, 2);
 	if (n == 2) {	/* by name */
 		CHECK(!strcmp(vis[0].name, "aux"));
@@ -267,10 +267,10 @@ static void test_volumes(struct index *ix, struct volume_info *vi)
 	}
 	free(vis);
 
-	CHECK_EQ(index_volume_set_next_ino(ix, vi->id, 5000), 0);
-	CHECK_EQ(index_volume_find(ix, "main", &f), 0);
+	CHECK_EQ(ns_volume_set_next_ino(ix, vi->id, 5000), 0);
+	CHECK_EQ(ns_volume_find(ix, "main", &f), 0);
 	CHECK_EQ(f.next_ino, 5000);
-	CHECK_EQ(index_volume_find(ix, "aux", &f), 0);
+	CHECK_EQ(ns_volume_find(ix, "aux", &f), 0);
 	CHECK_EQ(f.next_ino, 2);
 
 	/* meta */
@@ -304,10 +304,10 @@ static void test_inodes(struct index *ix, struct volume_info *vi)
 	a.rdev = 77;
 	a.nlink = 3;
 	a.birth = -5;
-	CHECK_EQ(index_inode_put(ix, vol, e1, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e1, &a), 0);
 	CHECK_EQ(a.birth, e1);
 	memset(&g, 0, sizeof(g));
-	CHECK_EQ(index_inode_get(ix, vol, VIEW_LIVE, 10, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, VIEW_LIVE, 10, &g), 0);
 	CHECK_EQ(g.ino, 10);
 	CHECK_EQ(g.mode, S_IFREG | 0644);
 	CHECK_EQ(g.uid, 1010);
@@ -319,16 +319,16 @@ static void test_inodes(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(g.mtime, 222);
 	CHECK_EQ(g.ctime, 333);
 	CHECK_EQ(g.birth, e1);
-	CHECK_EQ(index_inode_get(ix, vol, VIEW_LIVE, 11, &g), -ENOENT);
+	CHECK_EQ(ns_inode_get(ix, vol, VIEW_LIVE, 11, &g), -ENOENT);
 	/* other volume does not see it */
-	CHECK_EQ(index_inode_get(ix, vol + 1, VIEW_LIVE, 10, &g), -ENOENT);
+	CHECK_EQ(ns_inode_get(ix, vol + 1, VIEW_LIVE, 10, &g), -ENOENT);
 
 	/* same epoch: in place */
 	a.size = 20;
 	a.mtime = 444;
-	CHECK_EQ(index_inode_put(ix, vol, e1, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e1, &a), 0);
 	CHECK_EQ(inode_rows(ix, vol, 10), 1);
-	CHECK_EQ(index_inode_get(ix, vol, VIEW_LIVE, 10, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, VIEW_LIVE, 10, &g), 0);
 	CHECK_EQ(g.size, 20);
 	CHECK_EQ(g.mtime, 444);
 	CHECK_EQ(g.birth, e1);
@@ -338,7 +338,7 @@ static void test_inodes(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(e2, e1 + 1);
 	a.size = 30;
 	a.mode = S_IFREG | 0600;
-	CHECK_EQ(index_inode_put(ix, vol, e2, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e2, &a), 0);
 	CHECK_EQ(a.birth, e2);
 	CHECK_EQ(inode_rows(ix, vol, 10), 2);
 	CHECK_EQ(sqlf(ix, "SELECT death FROM inode WHERE vol = %lld AND ino = 10"
@@ -346,54 +346,54 @@ static void test_inodes(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(sqlf(ix, "SELECT death FROM inode WHERE vol = %lld AND ino = 10"
 		      " AND birth = %lld", (long long)vol, (long long)e2),
 		 EPOCH_ALIVE);
-	CHECK_EQ(index_inode_get(ix, vol, e1, 10, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, e1, 10, &g), 0);
 	CHECK_EQ(g.size, 20);
 	CHECK_EQ(g.mode, S_IFREG | 0644);
 	CHECK_EQ(g.birth, e1);
-	CHECK_EQ(index_inode_get(ix, vol, VIEW_LIVE, 10, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, VIEW_LIVE, 10, &g), 0);
 	CHECK_EQ(g.size, 30);
 	CHECK_EQ(g.mode, S_IFREG | 0600);
 	CHECK_EQ(g.birth, e2);
-	CHECK_EQ(index_inode_get(ix, vol, e2, 10, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, e2, 10, &g), 0);
 	CHECK_EQ(g.size, 30);
 
 	/* again in e2: in place, the old version untouched */
 	a.size = 40;
-	CHECK_EQ(index_inode_put(ix, vol, e2, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e2, &a), 0);
 	CHECK_EQ(inode_rows(ix, vol, 10), 2);
-	CHECK_EQ(index_inode_get(ix, vol, VIEW_LIVE, 10, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, VIEW_LIVE, 10, &g), 0);
 	CHECK_EQ(g.size, 40);
-	CHECK_EQ(index_inode_get(ix, vol, e1, 10, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, e1, 10, &g), 0);
 	CHECK_EQ(g.size, 20);
 
 	/* kill in e2: the e2 version goes, the e1 one stays for view e1 */
-	CHECK_EQ(index_inode_kill(ix, vol, e2, 10), 0);
-	CHECK_EQ(index_inode_get(ix, vol, VIEW_LIVE, 10, &g), -ENOENT);
-	CHECK_EQ(index_inode_get(ix, vol, e2, 10, &g), -ENOENT);
-	CHECK_EQ(index_inode_get(ix, vol, e1, 10, &g), 0);
+	CHECK_EQ(ns_inode_kill(ix, vol, e2, 10), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, VIEW_LIVE, 10, &g), -ENOENT);
+	CHECK_EQ(ns_inode_get(ix, vol, e2, 10, &g), -ENOENT);
+	CHECK_EQ(ns_inode_get(ix, vol, e1, 10, &g), 0);
 	CHECK_EQ(g.size, 20);
 	CHECK_EQ(inode_rows(ix, vol, 10), 1);
-	CHECK_EQ(index_inode_kill(ix, vol, e2, 10), -ENOENT);
+	CHECK_EQ(ns_inode_kill(ix, vol, e2, 10), -ENOENT);
 
 	/* kill a version born in an older epoch: ended, kept */
 	a = mk_attr(11, S_IFREG | 0644, 5);
-	CHECK_EQ(index_inode_put(ix, vol, e2, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e2, &a), 0);
 	int64_t e3 = bump_epoch(ix, vol);
-	CHECK_EQ(index_inode_kill(ix, vol, e3, 11), 0);
+	CHECK_EQ(ns_inode_kill(ix, vol, e3, 11), 0);
 	CHECK_EQ(inode_rows(ix, vol, 11), 1);
 	CHECK_EQ(sqlf(ix, "SELECT death FROM inode WHERE vol = %lld AND ino = 11",
 		      (long long)vol), e3);
-	CHECK_EQ(index_inode_get(ix, vol, VIEW_LIVE, 11, &g), -ENOENT);
-	CHECK_EQ(index_inode_get(ix, vol, e2, 11, &g), 0);
-	CHECK_EQ(index_inode_get(ix, vol, e1, 11, &g), -ENOENT);
+	CHECK_EQ(ns_inode_get(ix, vol, VIEW_LIVE, 11, &g), -ENOENT);
+	CHECK_EQ(ns_inode_get(ix, vol, e2, 11, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, e1, 11, &g), -ENOENT);
 
 	/* re-created after the kill in the same epoch: a fresh version */
 	a.size = 6;
-	CHECK_EQ(index_inode_put(ix, vol, e3, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e3, &a), 0);
 	CHECK_EQ(inode_rows(ix, vol, 11), 2);
-	CHECK_EQ(index_inode_get(ix, vol, VIEW_LIVE, 11, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, VIEW_LIVE, 11, &g), 0);
 	CHECK_EQ(g.size, 6);
-	CHECK_EQ(index_inode_get(ix, vol, e2, 11, &g), 0);
+	CHECK_EQ(ns_inode_get(ix, vol, e2, 11, &g), 0);
 	CHECK_EQ(g.size, 5);
 	vi->epoch = e3;
 }
@@ -438,37 +438,37 @@ static void test_dentries(struct index *ix, struct volume_info *vi)
 	uint64_t ino;
 
 	a = mk_attr(dir, S_IFDIR | 0755, 0);
-	CHECK_EQ(index_inode_put(ix, vol, e, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e, &a), 0);
 	a = mk_attr(101, S_IFREG | 0644, 0);
-	CHECK_EQ(index_inode_put(ix, vol, e, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e, &a), 0);
 	a = mk_attr(102, S_IFLNK | 0777, 3);
-	CHECK_EQ(index_inode_put(ix, vol, e, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e, &a), 0);
 	a = mk_attr(103, S_IFDIR | 0700, 0);
-	CHECK_EQ(index_inode_put(ix, vol, e, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e, &a), 0);
 
-	CHECK_EQ(index_dir_empty(ix, vol, VIEW_LIVE, dir), 1);
-	CHECK_EQ(index_dentry_add(ix, vol, e, dir, "b", 101), 0);
-	CHECK_EQ(index_dentry_add(ix, vol, e, dir, "a", 102), 0);
-	CHECK_EQ(index_dentry_add(ix, vol, e, dir, "c", 103), 0);
+	CHECK_EQ(ns_dir_empty(ix, vol, VIEW_LIVE, dir), 1);
+	CHECK_EQ(ns_dentry_add(ix, vol, e, dir, "b", 101), 0);
+	CHECK_EQ(ns_dentry_add(ix, vol, e, dir, "a", 102), 0);
+	CHECK_EQ(ns_dentry_add(ix, vol, e, dir, "c", 103), 0);
 	/* same name, same epoch: refused */
-	CHECK_EQ(index_dentry_add(ix, vol, e, dir, "c", 104), -EEXIST);
-	CHECK_EQ(index_dir_empty(ix, vol, VIEW_LIVE, dir), 0);
-	CHECK_EQ(index_dir_empty(ix, vol, VIEW_LIVE, 999), 1);
+	CHECK_EQ(ns_dentry_add(ix, vol, e, dir, "c", 104), -EEXIST);
+	CHECK_EQ(ns_dir_empty(ix, vol, VIEW_LIVE, dir), 0);
+	CHECK_EQ(ns_dir_empty(ix, vol, VIEW_LIVE, 999), 1);
 
 	ino = 0;
-	CHECK_EQ(index_dentry_lookup(ix, vol, VIEW_LIVE, dir, "a", &ino), 0);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, VIEW_LIVE, dir, "a", &ino), 0);
 	CHECK_EQ(ino, 102);
-	CHECK_EQ(index_dentry_lookup(ix, vol, VIEW_LIVE, dir, "b", &ino), 0);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, VIEW_LIVE, dir, "b", &ino), 0);
 	CHECK_EQ(ino, 101);
-	CHECK_EQ(index_dentry_lookup(ix, vol, VIEW_LIVE, dir, "c", &ino), 0);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, VIEW_LIVE, dir, "c", &ino), 0);
 	CHECK_EQ(ino, 103);
-	CHECK_EQ(index_dentry_lookup(ix, vol, VIEW_LIVE, dir, "d", &ino), -ENOENT);
-	CHECK_EQ(index_dentry_lookup(ix, vol, VIEW_LIVE, ROOT_INO, "a", &ino), -ENOENT);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, VIEW_LIVE, dir, "d", &ino), -ENOENT);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, VIEW_LIVE, ROOT_INO, "a", &ino), -ENOENT);
 	/* not visible before it was born */
-	CHECK_EQ(index_dentry_lookup(ix, vol, e - 1, dir, "a", &ino), -ENOENT);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, e - 1, dir, "a", &ino), -ENOENT);
 
 	memset(&s, 0, sizeof(s));
-	CHECK_EQ(index_dentry_list(ix, vol, VIEW_LIVE, dir, NULL, list_cb, &s), 0);
+	CHECK_EQ(ns_dentry_list(ix, vol, VIEW_LIVE, dir, NULL, list_cb, &s), 0);
 	CHECK_EQ(s.n, 3);
 	CHECK(!strcmp(s.names[0], "a") && !strcmp(s.names[1], "b") &&
 	      !strcmp(s.names[2], "c"));
@@ -480,74 +480,74 @@ static void test_dentries(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(s.modes[2], S_IFDIR | 0700);
 
 	memset(&s, 0, sizeof(s));
-	CHECK_EQ(index_dentry_list(ix, vol, VIEW_LIVE, dir, "a", list_cb, &s), 0);
+	CHECK_EQ(ns_dentry_list(ix, vol, VIEW_LIVE, dir, "a", list_cb, &s), 0);
 	CHECK_EQ(s.n, 2);
 	CHECK(!strcmp(s.names[0], "b") && !strcmp(s.names[1], "c"));
 	memset(&s, 0, sizeof(s));
-	CHECK_EQ(index_dentry_list(ix, vol, VIEW_LIVE, dir, "bb", list_cb, &s), 0);
+	CHECK_EQ(ns_dentry_list(ix, vol, VIEW_LIVE, dir, "bb", list_cb, &s), 0);
 	CHECK_EQ(s.n, 1);
 	CHECK(!strcmp(s.names[0], "c"));
 	memset(&s, 0, sizeof(s));
-	CHECK_EQ(index_dentry_list(ix, vol, VIEW_LIVE, dir, "c", list_cb, &s), 0);
+	CHECK_EQ(ns_dentry_list(ix, vol, VIEW_LIVE, dir, "c", list_cb, &s), 0);
 	CHECK_EQ(s.n, 0);
 	/* the callback stops the listing, its value is returned */
 	memset(&s, 0, sizeof(s));
 	s.stop_at = 2;
-	CHECK_EQ(index_dentry_list(ix, vol, VIEW_LIVE, dir, NULL, list_cb, &s), 7);
+	CHECK_EQ(ns_dentry_list(ix, vol, VIEW_LIVE, dir, NULL, list_cb, &s), 7);
 	CHECK_EQ(s.n, 2);
 
 	/* remove in the birth epoch: the row goes */
-	CHECK_EQ(index_dentry_remove(ix, vol, e, dir, "b"), 0);
+	CHECK_EQ(ns_dentry_remove(ix, vol, e, dir, "b"), 0);
 	CHECK_EQ(dentry_rows(ix, vol, dir, "b"), 0);
-	CHECK_EQ(index_dentry_lookup(ix, vol, VIEW_LIVE, dir, "b", &ino), -ENOENT);
-	CHECK_EQ(index_dentry_remove(ix, vol, e, dir, "b"), -ENOENT);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, VIEW_LIVE, dir, "b", &ino), -ENOENT);
+	CHECK_EQ(ns_dentry_remove(ix, vol, e, dir, "b"), -ENOENT);
 
 	/* new epoch: removal ends the row, the old view keeps it */
 	int64_t old = e;
 	e = bump_epoch(ix, vol);
-	CHECK_EQ(index_dentry_remove(ix, vol, e, dir, "a"), 0);
+	CHECK_EQ(ns_dentry_remove(ix, vol, e, dir, "a"), 0);
 	CHECK_EQ(dentry_rows(ix, vol, dir, "a"), 1);
 	CHECK_EQ(sqlf(ix, "SELECT death FROM dentry WHERE vol = %lld AND"
 		      " parent = %llu AND name = 'a'", (long long)vol,
 		      (unsigned long long)dir), e);
-	CHECK_EQ(index_dentry_lookup(ix, vol, VIEW_LIVE, dir, "a", &ino), -ENOENT);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, VIEW_LIVE, dir, "a", &ino), -ENOENT);
 	ino = 0;
-	CHECK_EQ(index_dentry_lookup(ix, vol, old, dir, "a", &ino), 0);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, old, dir, "a", &ino), 0);
 	CHECK_EQ(ino, 102);
 	memset(&s, 0, sizeof(s));
-	CHECK_EQ(index_dentry_list(ix, vol, old, dir, NULL, list_cb, &s), 0);
+	CHECK_EQ(ns_dentry_list(ix, vol, old, dir, NULL, list_cb, &s), 0);
 	CHECK_EQ(s.n, 2);
 	CHECK(!strcmp(s.names[0], "a") && !strcmp(s.names[1], "c"));
 	memset(&s, 0, sizeof(s));
-	CHECK_EQ(index_dentry_list(ix, vol, VIEW_LIVE, dir, NULL, list_cb, &s), 0);
+	CHECK_EQ(ns_dentry_list(ix, vol, VIEW_LIVE, dir, NULL, list_cb, &s), 0);
 	CHECK_EQ(s.n, 1);
 	CHECK(!strcmp(s.names[0], "c"));
 
 	/* re-add the name in the new epoch, pointing elsewhere */
-	CHECK_EQ(index_dentry_add(ix, vol, e, dir, "a", 101), 0);
+	CHECK_EQ(ns_dentry_add(ix, vol, e, dir, "a", 101), 0);
 	CHECK_EQ(dentry_rows(ix, vol, dir, "a"), 2);
-	CHECK_EQ(index_dentry_lookup(ix, vol, VIEW_LIVE, dir, "a", &ino), 0);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, VIEW_LIVE, dir, "a", &ino), 0);
 	CHECK_EQ(ino, 101);
-	CHECK_EQ(index_dentry_lookup(ix, vol, old, dir, "a", &ino), 0);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, old, dir, "a", &ino), 0);
 	CHECK_EQ(ino, 102);
 	memset(&s, 0, sizeof(s));
-	CHECK_EQ(index_dentry_list(ix, vol, VIEW_LIVE, dir, NULL, list_cb, &s), 0);
+	CHECK_EQ(ns_dentry_list(ix, vol, VIEW_LIVE, dir, NULL, list_cb, &s), 0);
 	CHECK_EQ(s.n, 2);
 	CHECK(!strcmp(s.names[0], "a") && !strcmp(s.names[1], "c"));
 	CHECK_EQ(s.inos[0], 101);
 	CHECK_EQ(s.modes[0], S_IFREG | 0644);
 	/* and remove it again in the same epoch: only the new row goes */
-	CHECK_EQ(index_dentry_remove(ix, vol, e, dir, "a"), 0);
+	CHECK_EQ(ns_dentry_remove(ix, vol, e, dir, "a"), 0);
 	CHECK_EQ(dentry_rows(ix, vol, dir, "a"), 1);
-	CHECK_EQ(index_dentry_lookup(ix, vol, old, dir, "a", &ino), 0);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, old, dir, "a", &ino), 0);
 	CHECK_EQ(ino, 102);
-	CHECK_EQ(index_dentry_lookup(ix, vol, VIEW_LIVE, dir, "a", &ino), -ENOENT);
+	CHECK_EQ(ns_dentry_lookup(ix, vol, VIEW_LIVE, dir, "a", &ino), -ENOENT);
 
 	/* removing the last live entry empties the directory in the live
 	 * view only */
-	CHECK_EQ(index_dentry_remove(ix, vol, e, dir, "c"), 0);
-	CHECK_EQ(index_dir_empty(ix, vol, VIEW_LIVE, dir), 1);
-	CHECK_EQ(index_dir_empty(ix, vol, old, dir), 0);
+	CHECK_EQ(ns_dentry_remove(ix, vol, e, dir, "c"), 0);
+	CHECK_EQ(ns_dir_empty(ix, vol, VIEW_LIVE, dir), 1);
+	CHECK_EQ(ns_dir_empty(ix, vol, old, dir), 0);
 	vi->epoch = e;
 }
 
@@ -566,7 +566,7 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 	struct inode_attr a;
 
 	a = mk_attr(ino, S_IFREG | 0644, 200);
-	CHECK_EQ(index_inode_put(ix, vol, e, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e, &a), 0);
 
 	int64_t pack = make_pack(ix, 0x11);
 	int64_t A = make_chunk(ix, pack, 0xa, 16, 128, 100);
@@ -578,7 +578,7 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 	/* chunk rows */
 	struct chunk_loc c, dup;
 	memset(&c, 0, sizeof(c));
-	CHECK_EQ(index_chunk_get(ix, C, &c), 0);
+	CHECK_EQ(catalog_chunk_get(ix, C, &c), 0);
 	CHECK_EQ(c.rowid, C);
 	CHECK_EQ(c.pack, pack);
 	CHECK_EQ(c.e.off, 272);
@@ -589,28 +589,28 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(c.e.id[1], 0xc);
 	struct chunk_loc f;
 	memset(&f, 0, sizeof(f));
-	CHECK_EQ(index_chunk_find(ix, c.e.id, &f), 0);
+	CHECK_EQ(catalog_chunk_find(ix, c.e.id, &f), 0);
 	CHECK_EQ(f.rowid, C);
 	CHECK_EQ(f.e.off, 272);
 	dup = c;
-	CHECK_EQ(index_chunk_insert(ix, &dup), -EEXIST);
+	CHECK_EQ(catalog_chunk_insert(ix, &dup), -EEXIST);
 	uint8_t unknown[CHUNK_ID_LEN];
 	memset(unknown, 0x5a, sizeof(unknown));
-	CHECK_EQ(index_chunk_find(ix, unknown, &f), -ENOENT);
-	CHECK_EQ(index_chunk_get(ix, 424242, &f), -ENOENT);
+	CHECK_EQ(catalog_chunk_find(ix, unknown, &f), -ENOENT);
+	CHECK_EQ(catalog_chunk_get(ix, 424242, &f), -ENOENT);
 
 	/* epoch e: every change is in place */
 	struct extent x = { .off = 0, .len = 100, .chunk = A, .coff = 0 };
-	CHECK_EQ(index_extent_replace(ix, vol, e, ino, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, vol, e, ino, &x), 0);
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000, { 0, 100, A, 0 });
 	CHECK_EQ(refs_of(ix, A), 1);
 	x = (struct extent){ .off = 100, .len = 100, .chunk = B, .coff = 0 };
-	CHECK_EQ(index_extent_replace(ix, vol, e, ino, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, vol, e, ino, &x), 0);
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000,
 		       { 0, 100, A, 0 }, { 100, 100, B, 0 });
 	/* straddles both: left of A and right of B remain */
 	x = (struct extent){ .off = 50, .len = 100, .chunk = C, .coff = 7 };
-	CHECK_EQ(index_extent_replace(ix, vol, e, ino, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, vol, e, ino, &x), 0);
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000,
 		       { 0, 50, A, 0 }, { 50, 100, C, 7 }, { 150, 50, B, 50 });
 	CHECK_EQ(extent_rows(ix, vol, ino), 3);
@@ -620,14 +620,14 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(bad_refs(ix), 0);
 
 	/* punch a hole inside A's piece: two pieces of A */
-	CHECK_EQ(index_extent_punch(ix, vol, e, ino, 20, 30), 0);
+	CHECK_EQ(ns_extent_punch(ix, vol, e, ino, 20, 30), 0);
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000,
 		       { 0, 20, A, 0 }, { 30, 20, A, 30 }, { 50, 100, C, 7 },
 		       { 150, 50, B, 50 });
 	CHECK_EQ(extent_rows(ix, vol, ino), 4);
 	CHECK_EQ(refs_of(ix, A), 2);
 	CHECK_EQ(bad_refs(ix), 0);
-	CHECK_EQ(index_extent_bytes(ix, vol, VIEW_LIVE, ino), 190);
+	CHECK_EQ(ns_extent_bytes(ix, vol, VIEW_LIVE, ino), 190);
 
 	/* overlap queries */
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 25, 60,
@@ -642,15 +642,15 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 	NO_EXTENTS(ix, vol, VIEW_LIVE, ino, 200, 300);
 	NO_EXTENTS(ix, vol, VIEW_LIVE, ino + 1, 0, 1000);
 	/* punching nothing changes nothing */
-	CHECK_EQ(index_extent_punch(ix, vol, e, ino, 20, 30), 0);
-	CHECK_EQ(index_extent_punch(ix, vol, e, ino, 500, 600), 0);
+	CHECK_EQ(ns_extent_punch(ix, vol, e, ino, 20, 30), 0);
+	CHECK_EQ(ns_extent_punch(ix, vol, e, ino, 500, 600), 0);
 	CHECK_EQ(extent_rows(ix, vol, ino), 4);
 	CHECK_EQ(bad_refs(ix), 0);
 
 	/* new epoch: rows of e are ended, not changed */
 	int64_t old = e;
 	e = bump_epoch(ix, vol);
-	CHECK_EQ(index_extent_punch(ix, vol, e, ino, 10, 60), 0);
+	CHECK_EQ(ns_extent_punch(ix, vol, e, ino, 10, 60), 0);
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000,
 		       { 0, 10, A, 0 }, { 60, 90, C, 17 }, { 150, 50, B, 50 });
 	EXPECT_EXTENTS(ix, vol, old, ino, 0, 1000,
@@ -666,16 +666,16 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(refs_of(ix, B), 1);
 	CHECK_EQ(refs_of(ix, C), 2);
 	CHECK_EQ(bad_refs(ix), 0);
-	CHECK_EQ(index_extent_bytes(ix, vol, VIEW_LIVE, ino), 150);
-	CHECK_EQ(index_extent_bytes(ix, vol, old, ino), 190);
+	CHECK_EQ(ns_extent_bytes(ix, vol, VIEW_LIVE, ino), 150);
+	CHECK_EQ(ns_extent_bytes(ix, vol, old, ino), 190);
 
 	/* in e, a row born in e is deleted (refs drop), its remainder born */
-	CHECK_EQ(index_extent_punch(ix, vol, e, ino, 0, 5), 0);
+	CHECK_EQ(ns_extent_punch(ix, vol, e, ino, 0, 5), 0);
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000,
 		       { 5, 5, A, 5 }, { 60, 90, C, 17 }, { 150, 50, B, 50 });
 	CHECK_EQ(refs_of(ix, A), 3);
 	CHECK_EQ(extent_rows(ix, vol, ino), 6);
-	CHECK_EQ(index_extent_punch(ix, vol, e, ino, 5, 10), 0);
+	CHECK_EQ(ns_extent_punch(ix, vol, e, ino, 5, 10), 0);
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000,
 		       { 60, 90, C, 17 }, { 150, 50, B, 50 });
 	CHECK_EQ(refs_of(ix, A), 2);
@@ -685,7 +685,7 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 	/* replace everything with D: B's old row ended (kept), C's e row
 	 * deleted */
 	x = (struct extent){ .off = 0, .len = 200, .chunk = D, .coff = 0 };
-	CHECK_EQ(index_extent_replace(ix, vol, e, ino, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, vol, e, ino, &x), 0);
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000, { 0, 200, D, 0 });
 	EXPECT_EXTENTS(ix, vol, old, ino, 0, 1000,
 		       { 0, 20, A, 0 }, { 30, 20, A, 30 }, { 50, 100, C, 7 },
@@ -699,7 +699,7 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 
 	/* the same range in the same epoch again: in place */
 	x = (struct extent){ .off = 0, .len = 200, .chunk = C, .coff = 0 };
-	CHECK_EQ(index_extent_replace(ix, vol, e, ino, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, vol, e, ino, &x), 0);
 	EXPECT_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000, { 0, 200, C, 0 });
 	CHECK_EQ(refs_of(ix, D), 0);
 	CHECK_EQ(refs_of(ix, C), 2);
@@ -707,7 +707,7 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(bad_refs(ix), 0);
 
 	/* killing the inode ends its extents too */
-	CHECK_EQ(index_inode_kill(ix, vol, e, ino), 0);
+	CHECK_EQ(ns_inode_kill(ix, vol, e, ino), 0);
 	NO_EXTENTS(ix, vol, VIEW_LIVE, ino, 0, 1000);
 	EXPECT_EXTENTS(ix, vol, old, ino, 0, 1000,
 		       { 0, 20, A, 0 }, { 30, 20, A, 30 }, { 50, 100, C, 7 },
@@ -715,17 +715,17 @@ static void test_extents(struct index *ix, struct volume_info *vi)
 	CHECK_EQ(refs_of(ix, C), 1);
 	CHECK_EQ(extent_rows(ix, vol, ino), 4);
 	CHECK_EQ(bad_refs(ix), 0);
-	CHECK_EQ(index_extent_bytes(ix, vol, VIEW_LIVE, ino), 0);
+	CHECK_EQ(ns_extent_bytes(ix, vol, VIEW_LIVE, ino), 0);
 
 	/* a later epoch again: a file written in e, punched in e + 1 */
 	const uint64_t ino2 = 31;
 	a = mk_attr(ino2, S_IFREG | 0644, 300);
-	CHECK_EQ(index_inode_put(ix, vol, e, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e, &a), 0);
 	x = (struct extent){ .off = 0, .len = 300, .chunk = D, .coff = 0 };
-	CHECK_EQ(index_extent_replace(ix, vol, e, ino2, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, vol, e, ino2, &x), 0);
 	CHECK_EQ(refs_of(ix, D), 1);
 	int64_t e3 = bump_epoch(ix, vol);
-	CHECK_EQ(index_extent_punch(ix, vol, e3, ino2, 0, 300), 0);
+	CHECK_EQ(ns_extent_punch(ix, vol, e3, ino2, 0, 300), 0);
 	NO_EXTENTS(ix, vol, VIEW_LIVE, ino2, 0, 300);
 	EXPECT_EXTENTS(ix, vol, e, ino2, 0, 300, { 0, 300, D, 0 });
 	CHECK_EQ(refs_of(ix, D), 1);	/* row ended, kept */
@@ -752,102 +752,102 @@ static void test_xattrs(struct index *ix, struct volume_info *vi)
 	struct inode_attr a;
 
 	a = mk_attr(ino, S_IFREG | 0644, 0);
-	CHECK_EQ(index_inode_put(ix, vol, e, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vol, e, &a), 0);
 
-	CHECK_EQ(index_xattr_list(ix, vol, VIEW_LIVE, ino, NULL, 0), 0);
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf,
+	CHECK_EQ(ns_xattr_list(ix, vol, VIEW_LIVE, ino, NULL, 0), 0);
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf,
 				 sizeof(buf)), -ENODATA);
-	CHECK_EQ(index_xattr_set(ix, vol, e, ino, "user.a", "hello", 5), 0);
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", NULL, 0), 5);
+	CHECK_EQ(ns_xattr_set(ix, vol, e, ino, "user.a", "hello", 5), 0);
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", NULL, 0), 5);
 	memset(buf, 0, sizeof(buf));
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf,
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf,
 				 sizeof(buf)), 5);
 	CHECK(!memcmp(buf, "hello", 5));
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf, 5), 5);
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf, 5), 5);
 	memset(buf, 'z', sizeof(buf));
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf, 4),
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf, 4),
 		 -ERANGE);
 	CHECK_EQ(buf[0], 'z');
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.none", buf,
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.none", buf,
 				 sizeof(buf)), -ENODATA);
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino + 1, "user.a", buf,
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino + 1, "user.a", buf,
 				 sizeof(buf)), -ENODATA);
 
 	/* an empty value, and binary bytes */
-	CHECK_EQ(index_xattr_set(ix, vol, e, ino, "user.empty", "", 0), 0);
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.empty", NULL, 0), 0);
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.empty", buf,
+	CHECK_EQ(ns_xattr_set(ix, vol, e, ino, "user.empty", "", 0), 0);
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.empty", NULL, 0), 0);
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.empty", buf,
 				 sizeof(buf)), 0);
 	static const uint8_t bin[4] = { 0, 0xff, 0, 7 };
-	CHECK_EQ(index_xattr_set(ix, vol, e, ino, "trusted.bin", bin, 4), 0);
+	CHECK_EQ(ns_xattr_set(ix, vol, e, ino, "trusted.bin", bin, 4), 0);
 	memset(buf, 1, sizeof(buf));
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "trusted.bin", buf,
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "trusted.bin", buf,
 				 sizeof(buf)), 4);
 	CHECK(!memcmp(buf, bin, 4));
 
 	/* list: NUL-separated, by name */
 	static const char want[] = "trusted.bin\0user.a\0user.empty";
 	const int wl = (int)sizeof(want);	/* incl. the final NUL: 30 */
-	CHECK_EQ(index_xattr_list(ix, vol, VIEW_LIVE, ino, NULL, 0), wl);
+	CHECK_EQ(ns_xattr_list(ix, vol, VIEW_LIVE, ino, NULL, 0), wl);
 	memset(buf, 'z', sizeof(buf));
-	CHECK_EQ(index_xattr_list(ix, vol, VIEW_LIVE, ino, buf, sizeof(buf)), wl);
+	CHECK_EQ(ns_xattr_list(ix, vol, VIEW_LIVE, ino, buf, sizeof(buf)), wl);
 	CHECK(!memcmp(buf, want, wl));
-	CHECK_EQ(index_xattr_list(ix, vol, VIEW_LIVE, ino, buf, wl), wl);
-	CHECK_EQ(index_xattr_list(ix, vol, VIEW_LIVE, ino, buf, wl - 1), -ERANGE);
-	CHECK_EQ(index_xattr_list(ix, vol, VIEW_LIVE, ino, buf, 3), -ERANGE);
-	CHECK_EQ(index_xattr_list(ix, vol, VIEW_LIVE, ino + 1, buf, sizeof(buf)), 0);
+	CHECK_EQ(ns_xattr_list(ix, vol, VIEW_LIVE, ino, buf, wl), wl);
+	CHECK_EQ(ns_xattr_list(ix, vol, VIEW_LIVE, ino, buf, wl - 1), -ERANGE);
+	CHECK_EQ(ns_xattr_list(ix, vol, VIEW_LIVE, ino, buf, 3), -ERANGE);
+	CHECK_EQ(ns_xattr_list(ix, vol, VIEW_LIVE, ino + 1, buf, sizeof(buf)), 0);
 
 	/* same epoch: replaced in place */
-	CHECK_EQ(index_xattr_set(ix, vol, e, ino, "user.a", "world!", 6), 0);
+	CHECK_EQ(ns_xattr_set(ix, vol, e, ino, "user.a", "world!", 6), 0);
 	CHECK_EQ(xattr_rows(ix, vol, ino, "user.a"), 1);
 	memset(buf, 0, sizeof(buf));
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf,
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf,
 				 sizeof(buf)), 6);
 	CHECK(!memcmp(buf, "world!", 6));
 
 	/* new epoch: a new version, the old one visible in the old view */
 	int64_t old = e;
 	e = bump_epoch(ix, vol);
-	CHECK_EQ(index_xattr_set(ix, vol, e, ino, "user.a", "v3", 2), 0);
+	CHECK_EQ(ns_xattr_set(ix, vol, e, ino, "user.a", "v3", 2), 0);
 	CHECK_EQ(xattr_rows(ix, vol, ino, "user.a"), 2);
 	memset(buf, 0, sizeof(buf));
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf,
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", buf,
 				 sizeof(buf)), 2);
 	CHECK(!memcmp(buf, "v3", 2));
 	memset(buf, 0, sizeof(buf));
-	CHECK_EQ(index_xattr_get(ix, vol, old, ino, "user.a", buf,
+	CHECK_EQ(ns_xattr_get(ix, vol, old, ino, "user.a", buf,
 				 sizeof(buf)), 6);
 	CHECK(!memcmp(buf, "world!", 6));
 
 	/* remove in the new epoch: ended, still in the old view */
-	CHECK_EQ(index_xattr_remove(ix, vol, e, ino, "user.empty"), 0);
+	CHECK_EQ(ns_xattr_remove(ix, vol, e, ino, "user.empty"), 0);
 	CHECK_EQ(xattr_rows(ix, vol, ino, "user.empty"), 1);
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.empty", NULL, 0),
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.empty", NULL, 0),
 		 -ENODATA);
-	CHECK_EQ(index_xattr_get(ix, vol, old, ino, "user.empty", NULL, 0), 0);
-	CHECK_EQ(index_xattr_remove(ix, vol, e, ino, "user.empty"), -ENODATA);
-	CHECK_EQ(index_xattr_remove(ix, vol, e, ino, "user.never"), -ENODATA);
+	CHECK_EQ(ns_xattr_get(ix, vol, old, ino, "user.empty", NULL, 0), 0);
+	CHECK_EQ(ns_xattr_remove(ix, vol, e, ino, "user.empty"), -ENODATA);
+	CHECK_EQ(ns_xattr_remove(ix, vol, e, ino, "user.never"), -ENODATA);
 	static const char want_live[] = "trusted.bin\0user.a";
 	memset(buf, 'z', sizeof(buf));
-	CHECK_EQ(index_xattr_list(ix, vol, VIEW_LIVE, ino, buf, sizeof(buf)),
+	CHECK_EQ(ns_xattr_list(ix, vol, VIEW_LIVE, ino, buf, sizeof(buf)),
 		 (int)sizeof(want_live));
 	CHECK(!memcmp(buf, want_live, sizeof(want_live)));
-	CHECK_EQ(index_xattr_list(ix, vol, old, ino, NULL, 0), wl);
+	CHECK_EQ(ns_xattr_list(ix, vol, old, ino, NULL, 0), wl);
 
 	/* remove in the epoch it was born in: deleted */
-	CHECK_EQ(index_xattr_remove(ix, vol, e, ino, "user.a"), 0);
+	CHECK_EQ(ns_xattr_remove(ix, vol, e, ino, "user.a"), 0);
 	CHECK_EQ(xattr_rows(ix, vol, ino, "user.a"), 1);
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", NULL, 0),
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "user.a", NULL, 0),
 		 -ENODATA);
-	CHECK_EQ(index_xattr_get(ix, vol, old, ino, "user.a", NULL, 0), 6);
+	CHECK_EQ(ns_xattr_get(ix, vol, old, ino, "user.a", NULL, 0), 6);
 
 	/* killing the inode ends its remaining xattrs */
-	CHECK_EQ(index_xattr_set(ix, vol, e, ino, "user.new", "n", 1), 0);
-	CHECK_EQ(index_inode_kill(ix, vol, e, ino), 0);
-	CHECK_EQ(index_xattr_list(ix, vol, VIEW_LIVE, ino, NULL, 0), 0);
-	CHECK_EQ(index_xattr_get(ix, vol, VIEW_LIVE, ino, "trusted.bin", NULL, 0),
+	CHECK_EQ(ns_xattr_set(ix, vol, e, ino, "user.new", "n", 1), 0);
+	CHECK_EQ(ns_inode_kill(ix, vol, e, ino), 0);
+	CHECK_EQ(ns_xattr_list(ix, vol, VIEW_LIVE, ino, NULL, 0), 0);
+	CHECK_EQ(ns_xattr_get(ix, vol, VIEW_LIVE, ino, "trusted.bin", NULL, 0),
 		 -ENODATA);
-	CHECK_EQ(index_xattr_get(ix, vol, old, ino, "trusted.bin", NULL, 0), 4);
+	CHECK_EQ(ns_xattr_get(ix, vol, old, ino, "trusted.bin", NULL, 0), 4);
 	CHECK_EQ(xattr_rows(ix, vol, ino, "user.new"), 0);
 	CHECK_EQ(xattr_rows(ix, vol, ino, "trusted.bin"), 1);
 	vi->epoch = e;
@@ -867,14 +867,14 @@ static void test_orphans(struct index *ix, struct volume_info *vi)
 	uint64_t *inos = NULL;
 	size_t n = 99;
 
-	CHECK_EQ(index_orphan_list(ix, vol, &inos, &n), 0);
+	CHECK_EQ(ns_orphan_list(ix, vol, &inos, &n), 0);
 	CHECK_EQ(n, 0);
 	free(inos);
-	CHECK_EQ(index_orphan_add(ix, vol, 52), 0);
-	CHECK_EQ(index_orphan_add(ix, vol, 50), 0);
-	CHECK_EQ(index_orphan_add(ix, vol, 52), 0);	/* again: no-op */
-	CHECK_EQ(index_orphan_add(ix, vol + 1, 60), 0);
-	CHECK_EQ(index_orphan_list(ix, vol, &inos, &n), 0);
+	CHECK_EQ(ns_orphan_add(ix, vol, 52), 0);
+	CHECK_EQ(ns_orphan_add(ix, vol, 50), 0);
+	CHECK_EQ(ns_orphan_add(ix, vol, 52), 0);	/* again: no-op */
+	CHECK_EQ(ns_orphan_add(ix, vol + 1, 60), 0);
+	CHECK_EQ(ns_orphan_list(ix, vol, &inos, &n), 0);
 	CHECK_EQ(n, 2);
 	if (n == 2) {
 		qsort(inos, n, sizeof(*inos), cmp_u64);
@@ -882,21 +882,21 @@ static void test_orphans(struct index *ix, struct volume_info *vi)
 		CHECK_EQ(inos[1], 52);
 	}
 	free(inos);
-	CHECK_EQ(index_orphan_remove(ix, vol, 52), 0);
-	CHECK_EQ(index_orphan_remove(ix, vol, 12345), 0);
-	CHECK_EQ(index_orphan_list(ix, vol, &inos, &n), 0);
+	CHECK_EQ(ns_orphan_remove(ix, vol, 52), 0);
+	CHECK_EQ(ns_orphan_remove(ix, vol, 12345), 0);
+	CHECK_EQ(ns_orphan_list(ix, vol, &inos, &n), 0);
 	CHECK_EQ(n, 1);
 	if (n == 1)
 		CHECK_EQ(inos[0], 50);
 	free(inos);
-	CHECK_EQ(index_orphan_list(ix, vol + 1, &inos, &n), 0);
+	CHECK_EQ(ns_orphan_list(ix, vol + 1, &inos, &n), 0);
 	CHECK_EQ(n, 1);
 	if (n == 1)
 		CHECK_EQ(inos[0], 60);
 	free(inos);
-	CHECK_EQ(index_orphan_remove(ix, vol, 50), 0);
-	CHECK_EQ(index_orphan_remove(ix, vol + 1, 60), 0);
-	CHECK_EQ(index_orphan_list(ix, vol, &inos, &n), 0);
+	CHECK_EQ(ns_orphan_remove(ix, vol, 50), 0);
+	CHECK_EQ(ns_orphan_remove(ix, vol + 1, 60), 0);
+	CHECK_EQ(ns_orphan_list(ix, vol, &inos, &n), 0);
 	CHECK_EQ(n, 0);
 	free(inos);
 }
@@ -912,15 +912,15 @@ static void test_packs(struct index *ix)
 	p1 = make_pack(ix, 0x21);
 	p2 = make_pack(ix, 0x22);
 	memset(name, 0x21, sizeof(name));
-	CHECK_EQ(index_pack_insert(ix, name, &(int64_t){ 0 }), -EEXIST);
+	CHECK_EQ(catalog_pack_insert(ix, name, &(int64_t){ 0 }), -EEXIST);
 	memset(got, 0, sizeof(got));
-	CHECK_EQ(index_pack_name(ix, p2, got), 0);
+	CHECK_EQ(catalog_pack_name(ix, p2, got), 0);
 	memset(name, 0x22, sizeof(name));
 	CHECK(!memcmp(got, name, PACK_NAME_LEN));
-	CHECK_EQ(index_pack_name(ix, 987654, got), -ENOENT);
+	CHECK_EQ(catalog_pack_name(ix, 987654, got), -ENOENT);
 
 	/* both open (as is the one test_extents made) */
-	CHECK_EQ(index_pack_list(ix, PACK_OPEN, &ids, &n), 0);
+	CHECK_EQ(catalog_pack_list(ix, PACK_OPEN, &ids, &n), 0);
 	int has1 = 0, has2 = 0;
 	for (size_t i = 0; i < n; i++) {
 		has1 |= ids[i] == p1;
@@ -930,13 +930,13 @@ static void test_packs(struct index *ix)
 	}
 	CHECK(has1 && has2);
 	free(ids);
-	CHECK_EQ(index_pack_finished(ix, p1, 4321), 0);
-	CHECK_EQ(index_pack_list(ix, PACK_FINISHED, &ids, &n), 0);
+	CHECK_EQ(catalog_pack_finished(ix, p1, 4321), 0);
+	CHECK_EQ(catalog_pack_list(ix, PACK_FINISHED, &ids, &n), 0);
 	CHECK_EQ(n, 1);
 	if (n == 1)
 		CHECK_EQ(ids[0], p1);
 	free(ids);
-	CHECK_EQ(index_pack_list(ix, PACK_OPEN, &ids, &n), 0);
+	CHECK_EQ(catalog_pack_list(ix, PACK_OPEN, &ids, &n), 0);
 	for (size_t i = 0; i < n; i++)
 		CHECK(ids[i] != p1);
 	free(ids);
@@ -950,7 +950,7 @@ static void test_packs(struct index *ix)
 	make_chunk(ix, p2, 0x32, 16, 200, 172);
 	make_chunk(ix, p2, 0x33, 216, 300, 272);
 	struct chunk_loc *cs = NULL;
-	CHECK_EQ(index_pack_chunks(ix, p2, &cs, &n), 0);
+	CHECK_EQ(catalog_pack_chunks(ix, p2, &cs, &n), 0);
 	CHECK_EQ(n, 3);
 	if (n == 3) {
 		CHECK_EQ(cs[0].e.off, 16);
@@ -962,7 +962,7 @@ static void test_packs(struct index *ix)
 		CHECK_EQ(cs[2].pack, p2);
 	}
 	free(cs);
-	CHECK_EQ(index_pack_chunks(ix, p1, &cs, &n), 0);
+	CHECK_EQ(catalog_pack_chunks(ix, p1, &cs, &n), 0);
 	CHECK_EQ(n, 0);
 	free(cs);
 }
@@ -975,16 +975,16 @@ static void test_stats(void)
 	struct index *ix = NULL;
 	struct volume_info v1, v2;
 	struct inode_attr a;
-	struct index_stats s;
+	struct ns_stats s;
 
 	CHECK_EQ(index_open(path, 1, &ix), 0);
 	if (!ix)
 		return;
-	CHECK_EQ(index_volume_create(ix, "one", 0, 0, 1, &v1), 0);
-	CHECK_EQ(index_volume_create(ix, "two", 0, 0, 1, &v2), 0);
+	CHECK_EQ(ns_volume_create(ix, "one", 0, 0, 1, &v1), 0);
+	CHECK_EQ(ns_volume_create(ix, "two", 0, 0, 1, &v2), 0);
 
 	memset(&s, 0xee, sizeof(s));
-	CHECK_EQ(index_stats(ix, -1, &s), 0);
+	CHECK_EQ(ns_stats(ix, -1, &s), 0);
 	CHECK_EQ(s.logical, 0);
 	CHECK_EQ(s.files, 0);
 	CHECK_EQ(s.chunks, 0);
@@ -992,48 +992,48 @@ static void test_stats(void)
 	CHECK_EQ(s.pack_bytes, 0);
 
 	a = mk_attr(2, S_IFREG | 0644, 1000);
-	CHECK_EQ(index_inode_put(ix, v1.id, v1.epoch, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, v1.id, v1.epoch, &a), 0);
 	a = mk_attr(3, S_IFREG | 0600, 500);
-	CHECK_EQ(index_inode_put(ix, v1.id, v1.epoch, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, v1.id, v1.epoch, &a), 0);
 	a = mk_attr(4, S_IFDIR | 0755, 4096);	/* not a file */
-	CHECK_EQ(index_inode_put(ix, v1.id, v1.epoch, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, v1.id, v1.epoch, &a), 0);
 	a = mk_attr(5, S_IFLNK | 0777, 7);	/* not a regular file */
-	CHECK_EQ(index_inode_put(ix, v1.id, v1.epoch, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, v1.id, v1.epoch, &a), 0);
 	a = mk_attr(6, S_IFREG | 0644, 99999);	/* dead: not counted */
-	CHECK_EQ(index_inode_put(ix, v1.id, v1.epoch, &a), 0);
-	CHECK_EQ(index_inode_kill(ix, v1.id, v1.epoch, 6), 0);
+	CHECK_EQ(ns_inode_put(ix, v1.id, v1.epoch, &a), 0);
+	CHECK_EQ(ns_inode_kill(ix, v1.id, v1.epoch, 6), 0);
 	/* a file with an old version: only the live size counts */
 	a = mk_attr(7, S_IFREG | 0644, 8888);
-	CHECK_EQ(index_inode_put(ix, v1.id, v1.epoch, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, v1.id, v1.epoch, &a), 0);
 	int64_t e2 = bump_epoch(ix, v1.id);
 	a.size = 1;
-	CHECK_EQ(index_inode_put(ix, v1.id, e2, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, v1.id, e2, &a), 0);
 	a = mk_attr(2, S_IFREG | 0644, 77);
-	CHECK_EQ(index_inode_put(ix, v2.id, v2.epoch, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, v2.id, v2.epoch, &a), 0);
 
 	int64_t p1 = make_pack(ix, 1), p2 = make_pack(ix, 2);
-	CHECK_EQ(index_pack_finished(ix, p1, 5000), 0);
+	CHECK_EQ(catalog_pack_finished(ix, p1, 5000), 0);
 	int64_t X = make_chunk(ix, p1, 0x41, 16, 128, 100);
 	int64_t Y = make_chunk(ix, p1, 0x42, 144, 228, 200);
 	make_chunk(ix, p2, 0x43, 16, 50, 40);		/* garbage */
 	int64_t W = make_chunk(ix, p2, 0x44, 66, 30, 2);
 	struct extent x = { .off = 0, .len = 100, .chunk = X, .coff = 0 };
-	CHECK_EQ(index_extent_replace(ix, v1.id, e2, 2, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, v1.id, e2, 2, &x), 0);
 	/* X twice: counted once */
 	x = (struct extent){ .off = 0, .len = 100, .chunk = X, .coff = 0 };
-	CHECK_EQ(index_extent_replace(ix, v1.id, e2, 3, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, v1.id, e2, 3, &x), 0);
 	x = (struct extent){ .off = 100, .len = 200, .chunk = Y, .coff = 0 };
-	CHECK_EQ(index_extent_replace(ix, v1.id, e2, 3, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, v1.id, e2, 3, &x), 0);
 	/* W referenced only by a row ended in a later epoch: still counted */
 	x = (struct extent){ .off = 0, .len = 2, .chunk = W, .coff = 0 };
-	CHECK_EQ(index_extent_replace(ix, v2.id, v2.epoch, 2, &x), 0);
+	CHECK_EQ(ns_extent_replace(ix, v2.id, v2.epoch, 2, &x), 0);
 	int64_t v2e2 = bump_epoch(ix, v2.id);
-	CHECK_EQ(index_extent_punch(ix, v2.id, v2e2, 2, 0, 2), 0);
+	CHECK_EQ(ns_extent_punch(ix, v2.id, v2e2, 2, 0, 2), 0);
 	CHECK_EQ(refs_of(ix, X), 2);
 	CHECK_EQ(refs_of(ix, W), 1);
 
 	memset(&s, 0xee, sizeof(s));
-	CHECK_EQ(index_stats(ix, v1.id, &s), 0);
+	CHECK_EQ(ns_stats(ix, v1.id, &s), 0);
 	CHECK_EQ(s.logical, 1000 + 500 + 1);
 	CHECK_EQ(s.files, 3);
 	CHECK_EQ(s.chunks, 3);
@@ -1044,11 +1044,11 @@ static void test_stats(void)
 	CHECK_EQ(s.packs, 2);
 	/* finished: its size; open: header + its records */
 	CHECK_EQ(s.pack_bytes, 5000 + 16 + 50 + 30);
-	CHECK_EQ(index_stats(ix, v2.id, &s), 0);
+	CHECK_EQ(ns_stats(ix, v2.id, &s), 0);
 	CHECK_EQ(s.logical, 77);
 	CHECK_EQ(s.files, 1);
 	CHECK_EQ(s.chunks, 3);
-	CHECK_EQ(index_stats(ix, -1, &s), 0);
+	CHECK_EQ(ns_stats(ix, -1, &s), 0);
 	CHECK_EQ(s.logical, 1000 + 500 + 1 + 77);
 	CHECK_EQ(s.files, 4);
 	CHECK_EQ(s.packs, 2);
@@ -1067,7 +1067,7 @@ static void test_transactions(const char *path)
 	CHECK_EQ(index_open(path, 0, &ix), 0);
 	if (!ix)
 		return;
-	CHECK_EQ(index_volume_find(ix, "main", &vi), 0);
+	CHECK_EQ(ns_volume_find(ix, "main", &vi), 0);
 	CHECK_EQ(index_in_tx(ix), 0);
 	CHECK_EQ(index_commit(ix), 0);		/* nothing open: no-op */
 	index_rollback(ix);			/* likewise */
@@ -1079,17 +1079,17 @@ static void test_transactions(const char *path)
 	CHECK_EQ(index_in_tx(ix), 1);
 	CHECK_EQ(index_meta_set(ix, "tx", 1), 0);
 	a = mk_attr(777, S_IFREG | 0644, 1);
-	CHECK_EQ(index_inode_put(ix, vi.id, vi.epoch, &a), 0);
-	CHECK_EQ(index_inode_get(ix, vi.id, VIEW_LIVE, 777, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vi.id, vi.epoch, &a), 0);
+	CHECK_EQ(ns_inode_get(ix, vi.id, VIEW_LIVE, 777, &a), 0);
 	index_rollback(ix);
 	CHECK_EQ(index_in_tx(ix), 0);
 	CHECK_EQ(index_meta_get(ix, "tx", &val), -ENOENT);
-	CHECK_EQ(index_inode_get(ix, vi.id, VIEW_LIVE, 777, &a), -ENOENT);
+	CHECK_EQ(ns_inode_get(ix, vi.id, VIEW_LIVE, 777, &a), -ENOENT);
 
 	CHECK_EQ(index_begin(ix), 0);
 	CHECK_EQ(index_meta_set(ix, "tx", 2), 0);
 	a = mk_attr(778, S_IFREG | 0644, 1);
-	CHECK_EQ(index_inode_put(ix, vi.id, vi.epoch, &a), 0);
+	CHECK_EQ(ns_inode_put(ix, vi.id, vi.epoch, &a), 0);
 	CHECK_EQ(index_commit(ix), 0);
 	CHECK_EQ(index_in_tx(ix), 0);
 	CHECK_EQ(index_meta_get(ix, "tx", &val), 0);
@@ -1124,8 +1124,8 @@ static void test_transactions(const char *path)
 		return;
 	CHECK_EQ(index_meta_get(ix, "tx", &val), 0);
 	CHECK_EQ(val, 3);
-	CHECK_EQ(index_inode_get(ix, vi.id, VIEW_LIVE, 778, &a), 0);
-	CHECK_EQ(index_inode_get(ix, vi.id, VIEW_LIVE, 777, &a), -ENOENT);
+	CHECK_EQ(ns_inode_get(ix, vi.id, VIEW_LIVE, 778, &a), 0);
+	CHECK_EQ(ns_inode_get(ix, vi.id, VIEW_LIVE, 777, &a), -ENOENT);
 	index_close(ix);
 }
 
@@ -1178,9 +1178,9 @@ int main(void)
 	if (ix) {
 		struct volume_info f;
 		struct inode_attr a;
-		CHECK_EQ(index_volume_find(ix, "main", &f), 0);
+		CHECK_EQ(ns_volume_find(ix, "main", &f), 0);
 		CHECK_EQ(f.epoch, vi.epoch);
-		CHECK_EQ(index_inode_get(ix, f.id, VIEW_LIVE, 11, &a), 0);
+		CHECK_EQ(ns_inode_get(ix, f.id, VIEW_LIVE, 11, &a), 0);
 		CHECK_EQ(a.size, 6);
 		CHECK_EQ(bad_refs(ix), 0);
 		index_close(ix);

@@ -521,7 +521,7 @@ static void test_rotation(void)
 		struct chunk_loc *cs = NULL;
 		struct pack_entry *es = NULL;
 		size_t nc = 0, ne = 0;
-		CHECK_EQ(index_pack_chunks(st->ix, id, &cs, &nc), 0);
+		CHECK_EQ(catalog_pack_chunks(st->ix, id, &cs, &nc), 0);
 		CHECK(nc >= 1);
 		CHECK_EQ(pack_read_footer(want, name, &st->keys, &es, &ne), 0);
 		CHECK_EQ(ne, nc);
@@ -763,17 +763,17 @@ static void test_orphan(void)
 		return;
 	int64_t *ids = NULL;
 	size_t n = 0;
-	CHECK_EQ(index_pack_list(st->ix, PACK_OPEN, &ids, &n), 0);
+	CHECK_EQ(catalog_pack_list(st->ix, PACK_OPEN, &ids, &n), 0);
 	CHECK_EQ(n, 1);
 	int64_t pack = n ? ids[0] : -1;
 	free(ids);
 	uint8_t name[PACK_NAME_LEN];
-	CHECK_EQ(index_pack_name(st->ix, pack, name), 0);
+	CHECK_EQ(catalog_pack_name(st->ix, pack, name), 0);
 	char *path = store_pack_path(st, name);
 	CHECK_EQ(pack_is_finished(path), 0);
 	struct chunk_loc *cs = NULL;
 	size_t nc = 0;
-	CHECK_EQ(index_pack_chunks(st->ix, pack, &cs, &nc), 0);
+	CHECK_EQ(catalog_pack_chunks(st->ix, pack, &cs, &nc), 0);
 	CHECK_EQ(nc, NORPH);
 	uint64_t end = PACK_HEADER_LEN;
 	for (size_t i = 0; i < nc; i++)
@@ -793,7 +793,7 @@ static void test_orphan(void)
 	CHECK_EQ(pack_is_finished(path), 1);
 	CHECK_EQ(file_size(path),
 		 (int64_t)padded(end + 4 + 49 * NORPH + SEAL_OVERHEAD + PACK_TRAILER_LEN));
-	CHECK_EQ(index_pack_list(st->ix, PACK_OPEN, &ids, &n), 0);
+	CHECK_EQ(catalog_pack_list(st->ix, PACK_OPEN, &ids, &n), 0);
 	CHECK_EQ(n, 0);
 	free(ids);
 	CHECK_EQ(sql_int(st, "SELECT state FROM pack"), PACK_FINISHED);

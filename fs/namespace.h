@@ -1,7 +1,8 @@
 /*
- * index.h - the SQLite index: the single source of truth for a store's
- * metadata (volumes, inodes, directory entries, file extents, xattrs,
- * snapshots, chunks and packs).
+ * namespace.h - the file trees of a store's volumes, as rows of the index
+ * (docs/FORMAT.md §9.3-9.6, §10): volumes, inodes, directory entries,
+ * extents, xattrs, orphans and snapshots.  The only module that runs SQL
+ * on those tables.
  *
  * Versioned rows.  Every row of inode, dentry, extent and xattr carries
  * [birth, death): the epochs in which it is visible.  A volume has a current
@@ -13,23 +14,22 @@
  * view VIEW_LIVE, in which exactly the rows with death = EPOCH_ALIVE show.
  *
  * Chunk references: chunk.refs counts extent rows (any version) naming the
- * chunk, so a chunk whose refs is 0 is garbage.
+ * chunk (FORMAT.md §11).  This module keeps it as it inserts and deletes
+ * extent rows, so a chunk whose refs is 0 is garbage (catalog.h).
  *
  * Not thread-safe: the caller serialises all calls on one struct index.
  */
-#ifndef TRESOR_INDEX_H
-#define TRESOR_INDEX_H
+#ifndef TRESOR_NAMESPACE_H
+#define TRESOR_NAMESPACE_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include "../chunker/crypto.h"
-#include "../chunker/pack.h"
+#include "../chunker/catalog.h"
+#include "../chunker/index.h"
 
 #define EPOCH_ALIVE INT64_MAX
 #define VIEW_LIVE (INT64_MAX - 1)
 #define ROOT_INO 1
-
-struct index;
 
 struct volume_info {
 	int64_t id;
@@ -54,81 +54,55 @@ struct extent {
 	uint64_t coff;		/* offset inside the chunk's raw bytes */
 };
 
-struct chunk_loc {
-	int64_t rowid;
-	int64_t pack;		/* pack rowid */
-	struct pack_entry e;	/* id, off, slen, rlen, flags */
-	int64_t refs;
-};
-
-enum pack_state { PACK_OPEN = 0, PACK_FINISHED = 1 };
-
-/* Open (create=1: create) the index database at path; WAL, FULL sync. */
-int index_open(const char *path, int create, struct index **out);
-void index_close(struct index *ix);
-
-/* Start a write transaction unless one is open.  Batching many changes into
- * one commit is what makes metadata fast: a commit costs fsyncs. */
-int index_begin(struct index *ix);
-/* Commit the open transaction, if any. */
-int index_commit(struct index *ix);
-/* Roll back the open transaction, if any. */
-void index_rollback(struct index *ix);
-int index_in_tx(const struct index *ix);
-
-/* Store-wide settings (format version, chunker sizes...). */
-int index_meta_get(struct index *ix, const char *key, int64_t *val);
-int index_meta_set(struct index *ix, const char *key, int64_t val);
-
 /* Volumes.  create makes the root directory (mode 0755, uid/gid given). */
-int index_volume_create(struct index *ix, const char *name, uint32_t uid,
+int ns_volume_create(struct index *ix, const char *name, uint32_t uid,
 			uint32_t gid, int64_t now, struct volume_info *vi);
-int index_volume_find(struct index *ix, const char *name,
+int ns_volume_find(struct index *ix, const char *name,
 		      struct volume_info *vi);
-int index_volume_list(struct index *ix, struct volume_info **vis, size_t *n);
-int index_volume_set_next_ino(struct index *ix, int64_t vol, uint64_t next);
+int ns_volume_list(struct index *ix, struct volume_info **vis, size_t *n);
+int ns_volume_set_next_ino(struct index *ix, int64_t vol, uint64_t next);
 
 /* Inodes.  get: -ENOENT if not visible in view. */
-int index_inode_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+int ns_inode_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    struct inode_attr *a);
 /* Write a's attributes as the live version in epoch cur (COW as above). */
-int index_inode_put(struct index *ix, int64_t vol, int64_t cur,
+int ns_inode_put(struct index *ix, int64_t vol, int64_t cur,
 		    struct inode_attr *a);
 /* End the inode and all its extents and xattrs in epoch cur. */
-int index_inode_kill(struct index *ix, int64_t vol, int64_t cur, uint64_t ino);
+int ns_inode_kill(struct index *ix, int64_t vol, int64_t cur, uint64_t ino);
 
 /* Directory entries. */
-int index_dentry_lookup(struct index *ix, int64_t vol, int64_t view,
+int ns_dentry_lookup(struct index *ix, int64_t vol, int64_t view,
 			uint64_t parent, const char *name, uint64_t *ino);
-int index_dentry_add(struct index *ix, int64_t vol, int64_t cur,
+int ns_dentry_add(struct index *ix, int64_t vol, int64_t cur,
 		     uint64_t parent, const char *name, uint64_t ino);
-int index_dentry_remove(struct index *ix, int64_t vol, int64_t cur,
+int ns_dentry_remove(struct index *ix, int64_t vol, int64_t cur,
 			uint64_t parent, const char *name);
 /* Call cb for each visible entry of parent with name > after (NULL: all),
  * in name order, until cb returns non-zero (which is returned). */
 typedef int (*dentry_cb)(void *arg, const char *name, uint64_t ino,
 			 uint32_t mode);
-int index_dentry_list(struct index *ix, int64_t vol, int64_t view,
+int ns_dentry_list(struct index *ix, int64_t vol, int64_t view,
 		      uint64_t parent, const char *after, dentry_cb cb,
 		      void *arg);
 /* 1 if parent has no visible entries, 0 if it has, or -errno. */
-int index_dir_empty(struct index *ix, int64_t vol, int64_t view,
+int ns_dir_empty(struct index *ix, int64_t vol, int64_t view,
 		    uint64_t parent);
 
 /* Extents.  punch removes [start, end) from the live map (trimming extents
  * that straddle an edge); replace punches then maps [off, off+len) to
  * chunk at coff. */
-int index_extent_punch(struct index *ix, int64_t vol, int64_t cur,
+int ns_extent_punch(struct index *ix, int64_t vol, int64_t cur,
 		       uint64_t ino, uint64_t start, uint64_t end);
-int index_extent_replace(struct index *ix, int64_t vol, int64_t cur,
+int ns_extent_replace(struct index *ix, int64_t vol, int64_t cur,
 			 uint64_t ino, const struct extent *x);
 /* Visible extents overlapping [start, end), sorted by offset; *xs malloc'd. */
-int index_extents_in(struct index *ix, int64_t vol, int64_t view,
+int ns_extents_in(struct index *ix, int64_t vol, int64_t view,
 		     uint64_t ino, uint64_t start, uint64_t end,
 		     struct extent **xs, size_t *n);
 
 /* Bytes mapped by visible extents (for st_blocks), or -errno. */
-int64_t index_extent_bytes(struct index *ix, int64_t vol, int64_t view,
+int64_t ns_extent_bytes(struct index *ix, int64_t vol, int64_t view,
 			   uint64_t ino);
 
 /* Extended attributes. get returns the value length or -ENODATA; with
@@ -136,44 +110,22 @@ int64_t index_extent_bytes(struct index *ix, int64_t vol, int64_t view,
 /* 1 if volume vol has (or had: dead rows count) any xattr, 0 if never:
  * the daemon then answers getxattr without a query, since the kernel
  * asks security.capability before every write. */
-int index_xattr_any(struct index *ix, int64_t vol);
-int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+int ns_xattr_any(struct index *ix, int64_t vol);
+int ns_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    const char *name, void *buf, size_t size);
-int index_xattr_set(struct index *ix, int64_t vol, int64_t cur, uint64_t ino,
+int ns_xattr_set(struct index *ix, int64_t vol, int64_t cur, uint64_t ino,
 		    const char *name, const void *val, size_t len);
-int index_xattr_remove(struct index *ix, int64_t vol, int64_t cur,
+int ns_xattr_remove(struct index *ix, int64_t vol, int64_t cur,
 		       uint64_t ino, const char *name);
 /* NUL-separated names into buf; returns the total length (size 0: only
  * the length) or -ERANGE. */
-int index_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+int ns_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		     char *buf, size_t size);
 
-/* Chunks. */
-int index_chunk_find(struct index *ix, const uint8_t id[CHUNK_ID_LEN],
-		     struct chunk_loc *c);
-int index_chunk_get(struct index *ix, int64_t rowid, struct chunk_loc *c);
-int index_chunk_insert(struct index *ix, struct chunk_loc *c);
-
-/* Point a chunk at a new location (the GC rewriting a pack). */
-int index_chunk_move(struct index *ix, int64_t rowid, int64_t pack,
-		     uint64_t off);
-
-/* Packs. */
-int index_pack_insert(struct index *ix, const uint8_t name[PACK_NAME_LEN],
-		      int64_t *rowid);
-int index_pack_finished(struct index *ix, int64_t rowid, uint64_t size);
-int index_pack_name(struct index *ix, int64_t rowid,
-		    uint8_t name[PACK_NAME_LEN]);
-/* Rowids of packs in the given state; *ids malloc'd. */
-int index_pack_list(struct index *ix, int state, int64_t **ids, size_t *n);
-/* All chunk records of a pack, by offset; *es malloc'd. */
-int index_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
-		      size_t *n);
-
 /* Inodes unlinked while still open. */
-int index_orphan_add(struct index *ix, int64_t vol, uint64_t ino);
-int index_orphan_remove(struct index *ix, int64_t vol, uint64_t ino);
-int index_orphan_list(struct index *ix, int64_t vol, uint64_t **inos,
+int ns_orphan_add(struct index *ix, int64_t vol, uint64_t ino);
+int ns_orphan_remove(struct index *ix, int64_t vol, uint64_t ino);
+int ns_orphan_list(struct index *ix, int64_t vol, uint64_t **inos,
 		      size_t *n);
 
 /* Snapshots: a name, a time and the epoch they see. */
@@ -188,55 +140,52 @@ struct snapshot_info {
 /* Record the volume's current epoch as a snapshot named base (or base.2,
  * base.3, ... if taken) and start a new epoch: two rows, whatever the
  * volume's size. */
-int index_snapshot_create(struct index *ix, int64_t vol, const char *base,
+int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
 			  int64_t time, struct snapshot_info *si);
 /* Oldest first; *out malloc'd. */
-int index_snapshot_list(struct index *ix, int64_t vol,
+int ns_snapshot_list(struct index *ix, int64_t vol,
 			struct snapshot_info **out, size_t *n);
-int index_snapshot_find(struct index *ix, int64_t vol, const char *name,
+int ns_snapshot_find(struct index *ix, int64_t vol, const char *name,
 			struct snapshot_info *si);
-int index_snapshot_get(struct index *ix, int64_t id, struct snapshot_info *si);
-int index_snapshot_pin(struct index *ix, int64_t id, int pinned);
+int ns_snapshot_get(struct index *ix, int64_t id, struct snapshot_info *si);
+int ns_snapshot_pin(struct index *ix, int64_t id, int pinned);
 /* Delete a snapshot and every row only it kept (chunk references drop;
  * chunks left with none are garbage for the pack GC).  *rows counts the
  * rows deleted. */
-int index_snapshot_delete(struct index *ix, int64_t id, int64_t *rows);
+int ns_snapshot_delete(struct index *ix, int64_t id, int64_t *rows);
 
 /* Bytes and count of regular files visible in view. */
-int index_view_size(struct index *ix, int64_t vol, int64_t view,
+int ns_view_size(struct index *ix, int64_t vol, int64_t view,
 		    uint64_t *bytes, uint64_t *files);
 /* Sealed bytes of chunks that only snapshot epoch e (between kept epochs
  * prev and next, next = EPOCH_ALIVE - 1 for the newest) holds. */
-int index_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
+int ns_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
 			  int64_t e, int64_t next, uint64_t *bytes);
 /* One directory entry naming ino in view (its first by parent, name). */
-int index_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+int ns_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    uint64_t *parent, char *name, size_t size);
 /* Every entry naming ino in view: cb(arg, name, parent, 0). */
-int index_dentry_names(struct index *ix, int64_t vol, int64_t view,
+int ns_dentry_names(struct index *ix, int64_t vol, int64_t view,
 		       uint64_t ino, dentry_cb cb, void *arg);
 /* Inodes with any row born or ended in epochs (from, to]. */
-int index_changed_inodes(struct index *ix, int64_t vol, int64_t from,
+int ns_changed_inodes(struct index *ix, int64_t vol, int64_t from,
 			 int64_t to, uint64_t **inos, size_t *n);
 /* Sealed bytes: referenced by the live tree, only by snapshots, by none. */
-int index_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
+int ns_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
 		uint64_t *reclaimable);
 
 /* Bytes the live tree maps through extents, and the raw bytes of the
  * distinct chunks behind them: their ratio is the live dedup ratio. */
-int index_live_dedup(struct index *ix, uint64_t *mapped, uint64_t *unique);
+int ns_live_dedup(struct index *ix, uint64_t *mapped, uint64_t *unique);
 
 /* Figures for `tresor stats`. */
-struct index_stats {
+struct ns_stats {
 	uint64_t logical;	/* bytes of live regular files, all volumes */
 	uint64_t files;
 	uint64_t chunks, chunk_raw, chunk_stored;	/* referenced chunks */
 	uint64_t garbage_chunks, garbage_stored;	/* refs == 0 */
 	uint64_t packs, pack_bytes;
 };
-int index_stats(struct index *ix, int64_t vol, struct index_stats *s);
-
-/* The raw handle, for check and tools that run ad-hoc queries. */
-struct sqlite3 *index_db(struct index *ix);
+int ns_stats(struct index *ix, int64_t vol, struct ns_stats *s);
 
 #endif

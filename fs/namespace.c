@@ -1,300 +1,17 @@
 /*
- * index.c - the SQLite index (see index.h for the versioned-row model).
- *
- * Owns the schema and every SQL statement.  Statements are prepared once
- * and cached by the address of their SQL text, so callers pay for parsing
- * only on first use.
+ * namespace.c - the rows of the file trees: volumes, inodes, directory
+ * entries, extents, xattrs, orphans and snapshots, versioned by epoch
+ * (namespace.h), and the chunk references their extents hold.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sqlite3.h>
 
-#include "index.h"
+#include "namespace.h"
+#include "../chunker/index_sql.h"
 #include "../chunker/util.h"
-
-#define STMT_CACHE 96
-
-struct index {
-	sqlite3 *db;
-	int in_tx;
-	struct {
-		const char *sql;
-		sqlite3_stmt *st;
-	} stmts[STMT_CACHE];
-	int nstmts;
-};
-
-static const char *schema_sql =
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS volume(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
-	"  epoch INTEGER NOT NULL, next_ino INTEGER NOT NULL, created INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS snapshot(id INTEGER PRIMARY KEY, vol INTEGER NOT NULL,"
-	"  name TEXT NOT NULL, epoch INTEGER NOT NULL, time INTEGER NOT NULL,"
-	"  pinned INTEGER NOT NULL DEFAULT 0, UNIQUE(vol, name));"
-	"CREATE TABLE IF NOT EXISTS inode(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
-	"  birth INTEGER NOT NULL, death INTEGER NOT NULL, mode INTEGER NOT NULL,"
-	"  uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,"
-	"  size INTEGER NOT NULL, rdev INTEGER NOT NULL, atime INTEGER NOT NULL,"
-	"  mtime INTEGER NOT NULL, ctime INTEGER NOT NULL,"
-	"  PRIMARY KEY(vol, ino, birth)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS dentry(vol INTEGER NOT NULL, parent INTEGER NOT NULL,"
-	"  name TEXT NOT NULL, birth INTEGER NOT NULL, death INTEGER NOT NULL,"
-	"  ino INTEGER NOT NULL, PRIMARY KEY(vol, parent, name, birth)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS extent(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
-	"  off INTEGER NOT NULL, birth INTEGER NOT NULL, death INTEGER NOT NULL,"
-	"  len INTEGER NOT NULL, chunk INTEGER NOT NULL, coff INTEGER NOT NULL,"
-	"  PRIMARY KEY(vol, ino, off, birth)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS xattr(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
-	"  name TEXT NOT NULL, birth INTEGER NOT NULL, death INTEGER NOT NULL,"
-	"  value BLOB NOT NULL, PRIMARY KEY(vol, ino, name, birth)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS chunk(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE,"
-	"  pack INTEGER NOT NULL, off INTEGER NOT NULL, slen INTEGER NOT NULL,"
-	"  rlen INTEGER NOT NULL, flags INTEGER NOT NULL, refs INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS chunk_pack ON chunk(pack, off);"
-	"CREATE INDEX IF NOT EXISTS chunk_garbage ON chunk(refs) WHERE refs = 0;"
-	"CREATE TABLE IF NOT EXISTS pack(id INTEGER PRIMARY KEY, name BLOB NOT NULL UNIQUE,"
-	"  state INTEGER NOT NULL, size INTEGER NOT NULL);"
-	/* Pruning finds rows ended in an epoch range without a full scan. */
-	"CREATE INDEX IF NOT EXISTS inode_death ON inode(vol, death);"
-	"CREATE INDEX IF NOT EXISTS dentry_death ON dentry(vol, death);"
-	"CREATE INDEX IF NOT EXISTS extent_death ON extent(vol, death);"
-	"CREATE INDEX IF NOT EXISTS xattr_death ON xattr(vol, death);"
-	"CREATE INDEX IF NOT EXISTS extent_chunk ON extent(chunk);"
-	/* Paths of an inode (diff, check's messages). */
-	"CREATE INDEX IF NOT EXISTS dentry_ino ON dentry(vol, ino);"
-	/* Inodes unlinked while open: ended at last close, or at next mount
-	 * after a crash. */
-	/* Packs deleted from the index whose files (local, then remote
-	 * after a grace period) are still to be removed. */
-	"CREATE TABLE IF NOT EXISTS pack_trash(name BLOB PRIMARY KEY, time INTEGER NOT NULL,"
-	"  local_done INTEGER NOT NULL DEFAULT 0);"
-	"CREATE TABLE IF NOT EXISTS orphan(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
-	"  PRIMARY KEY(vol, ino)) WITHOUT ROWID;";
-
-/* Text of column i, "" for NULL (a damaged row must not crash us). */
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-	const char *t = (const char *)sqlite3_column_text(st, i);
-	return t ? t : "";
-}
-
-/* Map an SQLite result code to a negative errno. */
-static int sqerr(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
-	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB:
-		return -EUCLEAN;
-	default:
-		return -EIO;
-	}
-}
-
-/* Return the cached, reset statement for sql (a string literal: the cache
- * is keyed by its address), preparing it on first use. */
-static sqlite3_stmt *q(struct index *ix, const char *sql)
-{
-	for (int i = 0; i < ix->nstmts; i++) {
-		if (ix->stmts[i].sql == sql) {
-			sqlite3_reset(ix->stmts[i].st);
-			sqlite3_clear_bindings(ix->stmts[i].st);
-			return ix->stmts[i].st;
-		}
-	}
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v3(ix->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
-			       NULL) != SQLITE_OK) {
-		tlog(LOG_ERR, "index: cannot prepare \"%s\": %s", sql,
-		     sqlite3_errmsg(ix->db));
-		return NULL;
-	}
-	if (ix->nstmts < STMT_CACHE) {
-		ix->stmts[ix->nstmts].sql = sql;
-		ix->stmts[ix->nstmts].st = st;
-		ix->nstmts++;
-	}
-	return st;
-}
-
-/* Bind int64 arguments 1..n. */
-static void bind_i64s(sqlite3_stmt *st, int n, const int64_t *v)
-{
-	for (int i = 0; i < n; i++)
-		sqlite3_bind_int64(st, i + 1, v[i]);
-}
-
-/* Run a statement that returns no rows; -errno. */
-/* Run an existence query ("SELECT 1 ... LIMIT 1"): 1 if it gave a row,
- * 0 if none, -errno. */
-static int step_exists(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
-}
-
-static int exec_st(struct index *ix, sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE) {
-		tlog(LOG_DEBUG, "index: %s", sqlite3_errmsg(ix->db));
-		return sqerr(rc);
-	}
-	return 0;
-}
-
-#define EXEC(ix, sql, ...)                                                   \
-	({                                                                   \
-		sqlite3_stmt *st_ = q(ix, sql);                              \
-		int64_t a_[] = { __VA_ARGS__ };                              \
-		st_ ? (bind_i64s(st_, sizeof(a_) / sizeof(a_[0]), a_),       \
-		       exec_st(ix, st_))                                     \
-		    : -EIO;                                                  \
-	})
-
-int index_open(const char *path, int create, struct index **out)
-{
-	struct index *ix = calloc(1, sizeof(*ix));
-	if (!ix)
-		return -ENOMEM;
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-		    (create ? SQLITE_OPEN_CREATE : 0);
-	int rc = sqlite3_open_v2(path, &ix->db, flags, NULL);
-	if (rc != SQLITE_OK) {
-		int err = sqerr(rc);
-		if (rc == SQLITE_CANTOPEN)
-			err = -ENOENT;
-		sqlite3_close(ix->db);
-		free(ix);
-		return err;
-	}
-	sqlite3_busy_timeout(ix->db, 30000);
-	char *msg = NULL;
-	rc = sqlite3_exec(ix->db,
-			  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-			  "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
-			  NULL, NULL, &msg);
-	if (rc == SQLITE_OK && create)
-		rc = sqlite3_exec(ix->db, schema_sql, NULL, NULL, &msg);
-	if (rc != SQLITE_OK) {
-		tlog(LOG_ERR, "index %s: %s", path, msg ? msg : "?");
-		sqlite3_free(msg);
-		int err = sqerr(rc);
-		sqlite3_close(ix->db);
-		free(ix);
-		return err;
-	}
-	if (create)
-		chmod(path, 0600);
-	*out = ix;
-	return 0;
-}
-
-void index_close(struct index *ix)
-{
-	if (!ix)
-		return;
-	index_rollback(ix);
-	for (int i = 0; i < ix->nstmts; i++)
-		sqlite3_finalize(ix->stmts[i].st);
-	sqlite3_close(ix->db);
-	free(ix);
-}
-
-int index_begin(struct index *ix)
-{
-	if (ix->in_tx)
-		return 0;
-	int rc = sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		return sqerr(rc);
-	ix->in_tx = 1;
-	return 0;
-}
-
-int index_commit(struct index *ix)
-{
-	if (!ix->in_tx)
-		return 0;
-	crash_point("index-commit");
-	int rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		/* SQLITE_FULL or an I/O error may have rolled the transaction
-		 * back: then it is over, and a retry must not COMMIT nothing
-		 * (nor run the next statements outside a transaction). */
-		if (sqlite3_get_autocommit(ix->db)) {
-			ix->in_tx = 0;
-			tlog(LOG_ERR, "index: commit failed and was rolled back: %s",
-			     sqlite3_errmsg(ix->db));
-		}
-		return sqerr(rc);
-	}
-	ix->in_tx = 0;
-	return 0;
-}
-
-void index_rollback(struct index *ix)
-{
-	if (!ix->in_tx)
-		return;
-	sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
-	ix->in_tx = 0;
-}
-
-int index_in_tx(const struct index *ix)
-{
-	return ix->in_tx;
-}
-
-struct sqlite3 *index_db(struct index *ix)
-{
-	return ix->db;
-}
-
-int index_meta_get(struct index *ix, const char *key, int64_t *val)
-{
-	sqlite3_stmt *st = q(ix, "SELECT value FROM meta WHERE key = ?1");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*val = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
-}
-
-int index_meta_set(struct index *ix, const char *key, int64_t val)
-{
-	sqlite3_stmt *st = q(ix, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, val);
-	return exec_st(ix, st);
-}
 
 /* ---- volumes ---- */
 
@@ -302,15 +19,15 @@ static void volume_row(sqlite3_stmt *st, struct volume_info *vi)
 {
 	vi->id = sqlite3_column_int64(st, 0);
 	snprintf(vi->name, sizeof(vi->name), "%s",
-		 col_text(st, 1));
+		 index_text(st, 1));
 	vi->epoch = sqlite3_column_int64(st, 2);
 	vi->next_ino = sqlite3_column_int64(st, 3);
 }
 
-int index_volume_find(struct index *ix, const char *name,
+int ns_volume_find(struct index *ix, const char *name,
 		      struct volume_info *vi)
 {
-	sqlite3_stmt *st = q(ix, "SELECT id, name, epoch, next_ino FROM volume WHERE name = ?1");
+	sqlite3_stmt *st = index_stmt(ix, "SELECT id, name, epoch, next_ino FROM volume WHERE name = ?1");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -320,12 +37,12 @@ int index_volume_find(struct index *ix, const char *name,
 	sqlite3_reset(st);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+	return rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 }
 
-int index_volume_list(struct index *ix, struct volume_info **vis, size_t *n)
+int ns_volume_list(struct index *ix, struct volume_info **vis, size_t *n)
 {
-	sqlite3_stmt *st = q(ix, "SELECT id, name, epoch, next_ino FROM volume ORDER BY name");
+	sqlite3_stmt *st = index_stmt(ix, "SELECT id, name, epoch, next_ino FROM volume ORDER BY name");
 	if (!st)
 		return -EIO;
 	*vis = NULL;
@@ -342,21 +59,21 @@ int index_volume_list(struct index *ix, struct volume_info **vis, size_t *n)
 		}
 		volume_row(st, &(*vis)[(*n)++]);
 	}
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+	return rc == SQLITE_DONE ? 0 : index_errno(rc);
 }
 
-int index_volume_create(struct index *ix, const char *name, uint32_t uid,
+int ns_volume_create(struct index *ix, const char *name, uint32_t uid,
 			uint32_t gid, int64_t now, struct volume_info *vi)
 {
-	sqlite3_stmt *st = q(ix, "INSERT INTO volume(name, epoch, next_ino, created) VALUES (?1, 1, 2, ?2)");
+	sqlite3_stmt *st = index_stmt(ix, "INSERT INTO volume(name, epoch, next_ino, created) VALUES (?1, 1, 2, ?2)");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
-	int err = exec_st(ix, st);
+	int err = index_exec(ix, st);
 	if (err)
 		return err;
-	err = index_volume_find(ix, name, vi);
+	err = ns_volume_find(ix, name, vi);
 	if (err)
 		return err;
 	struct inode_attr root = {
@@ -364,31 +81,31 @@ int index_volume_create(struct index *ix, const char *name, uint32_t uid,
 		.gid = gid, .nlink = 2, .atime = now, .mtime = now,
 		.ctime = now,
 	};
-	return index_inode_put(ix, vi->id, vi->epoch, &root);
+	return ns_inode_put(ix, vi->id, vi->epoch, &root);
 }
 
-int index_volume_set_next_ino(struct index *ix, int64_t vol, uint64_t next)
+int ns_volume_set_next_ino(struct index *ix, int64_t vol, uint64_t next)
 {
-	return EXEC(ix, "UPDATE volume SET next_ino = ?2 WHERE id = ?1", vol,
+	return INDEX_EXEC(ix, "UPDATE volume SET next_ino = ?2 WHERE id = ?1", vol,
 		    (int64_t)next);
 }
 
 /* ---- inodes ---- */
 
-int index_inode_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+int ns_inode_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    struct inode_attr *a)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, birth"
 		" FROM inode WHERE vol = ?1 AND ino = ?2 AND +birth <= ?3 AND +death > ?3"
 		" ORDER BY birth DESC LIMIT 1");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
-	bind_i64s(st, 3, args);
+	index_bind_i64s(st, 3, args);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+		return rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 	a->ino = ino;
 	a->mode = sqlite3_column_int64(st, 0);
 	a->uid = sqlite3_column_int64(st, 1);
@@ -414,22 +131,22 @@ static int end_row(struct index *ix, const char *del_sql, const char *upd_sql,
 {
 	int err;
 	if (birth == cur) {
-		err = EXEC(ix, del_sql, vol, key, birth);
+		err = INDEX_EXEC(ix, del_sql, vol, key, birth);
 		return err ? err : 1;
 	}
-	return EXEC(ix, upd_sql, vol, key, birth, cur);
+	return INDEX_EXEC(ix, upd_sql, vol, key, birth, cur);
 }
 
-int index_inode_put(struct index *ix, int64_t vol, int64_t cur,
+int ns_inode_put(struct index *ix, int64_t vol, int64_t cur,
 		    struct inode_attr *a)
 {
 	struct inode_attr old;
-	int err = index_inode_get(ix, vol, VIEW_LIVE, a->ino, &old);
+	int err = ns_inode_get(ix, vol, VIEW_LIVE, a->ino, &old);
 	if (err && err != -ENOENT)
 		return err;
 	if (!err && old.birth == cur) {
 		a->birth = cur;
-		return EXEC(ix,
+		return INDEX_EXEC(ix,
 			"UPDATE inode SET mode=?4, uid=?5, gid=?6, nlink=?7, size=?8,"
 			" rdev=?9, atime=?10, mtime=?11, ctime=?12"
 			" WHERE vol=?1 AND ino=?2 AND birth=?3",
@@ -438,13 +155,13 @@ int index_inode_put(struct index *ix, int64_t vol, int64_t cur,
 			a->mtime, a->ctime);
 	}
 	if (!err) {
-		err = EXEC(ix, "UPDATE inode SET death=?4 WHERE vol=?1 AND ino=?2 AND birth=?3",
+		err = INDEX_EXEC(ix, "UPDATE inode SET death=?4 WHERE vol=?1 AND ino=?2 AND birth=?3",
 			   vol, (int64_t)a->ino, old.birth, cur);
 		if (err)
 			return err;
 	}
 	a->birth = cur;
-	return EXEC(ix,
+	return INDEX_EXEC(ix,
 		"INSERT INTO inode(vol, ino, birth, death, mode, uid, gid, nlink, size,"
 		" rdev, atime, mtime, ctime) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
 		vol, (int64_t)a->ino, cur, EPOCH_ALIVE, a->mode, a->uid, a->gid,
@@ -455,28 +172,28 @@ int index_inode_put(struct index *ix, int64_t vol, int64_t cur,
 /* Drop one reference from a chunk (an extent row naming it was deleted). */
 static int chunk_unref(struct index *ix, int64_t chunk)
 {
-	return EXEC(ix, "UPDATE chunk SET refs = refs - 1 WHERE id = ?1", chunk);
+	return INDEX_EXEC(ix, "UPDATE chunk SET refs = refs - 1 WHERE id = ?1", chunk);
 }
 
 static int chunk_ref(struct index *ix, int64_t chunk)
 {
-	return EXEC(ix, "UPDATE chunk SET refs = refs + 1 WHERE id = ?1", chunk);
+	return INDEX_EXEC(ix, "UPDATE chunk SET refs = refs + 1 WHERE id = ?1", chunk);
 }
 
-int index_inode_kill(struct index *ix, int64_t vol, int64_t cur, uint64_t ino)
+int ns_inode_kill(struct index *ix, int64_t vol, int64_t cur, uint64_t ino)
 {
 	struct inode_attr old;
-	int err = index_inode_get(ix, vol, VIEW_LIVE, ino, &old);
+	int err = ns_inode_get(ix, vol, VIEW_LIVE, ino, &old);
 	if (err)
 		return err;
-	err = index_extent_punch(ix, vol, cur, ino, 0, UINT64_MAX >> 1);
+	err = ns_extent_punch(ix, vol, cur, ino, 0, UINT64_MAX >> 1);
 	if (err)
 		return err;
 	/* xattrs: delete those born now, end the others. */
-	err = EXEC(ix, "DELETE FROM xattr WHERE vol=?1 AND ino=?2 AND birth=?3 AND death=?4",
+	err = INDEX_EXEC(ix, "DELETE FROM xattr WHERE vol=?1 AND ino=?2 AND birth=?3 AND death=?4",
 		   vol, (int64_t)ino, cur, EPOCH_ALIVE);
 	if (!err)
-		err = EXEC(ix, "UPDATE xattr SET death=?3 WHERE vol=?1 AND ino=?2 AND death=?4",
+		err = INDEX_EXEC(ix, "UPDATE xattr SET death=?3 WHERE vol=?1 AND ino=?2 AND death=?4",
 			   vol, (int64_t)ino, cur, EPOCH_ALIVE);
 	if (err)
 		return err;
@@ -493,17 +210,17 @@ static int dentry_find(struct index *ix, int64_t vol, int64_t view,
 		       uint64_t parent, const char *name, uint64_t *ino,
 		       int64_t *birth)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT ino, birth FROM dentry WHERE vol=?1 AND parent=?2 AND name=?4"
 		" AND +birth <= ?3 AND +death > ?3 ORDER BY birth DESC LIMIT 1");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)parent, view };
-	bind_i64s(st, 3, args);
+	index_bind_i64s(st, 3, args);
 	sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+		return rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 	*ino = sqlite3_column_int64(st, 0);
 	if (birth)
 		*birth = sqlite3_column_int64(st, 1);
@@ -511,27 +228,27 @@ static int dentry_find(struct index *ix, int64_t vol, int64_t view,
 	return 0;
 }
 
-int index_dentry_lookup(struct index *ix, int64_t vol, int64_t view,
+int ns_dentry_lookup(struct index *ix, int64_t vol, int64_t view,
 			uint64_t parent, const char *name, uint64_t *ino)
 {
 	return dentry_find(ix, vol, view, parent, name, ino, NULL);
 }
 
-int index_dentry_add(struct index *ix, int64_t vol, int64_t cur,
+int ns_dentry_add(struct index *ix, int64_t vol, int64_t cur,
 		     uint64_t parent, const char *name, uint64_t ino)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"INSERT INTO dentry(vol, parent, name, birth, death, ino)"
 		" VALUES (?1, ?2, ?6, ?3, ?4, ?5)");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)parent, cur, EPOCH_ALIVE, (int64_t)ino };
-	bind_i64s(st, 5, args);
+	index_bind_i64s(st, 5, args);
 	sqlite3_bind_text(st, 6, name, -1, SQLITE_STATIC);
-	return exec_st(ix, st);
+	return index_exec(ix, st);
 }
 
-int index_dentry_remove(struct index *ix, int64_t vol, int64_t cur,
+int ns_dentry_remove(struct index *ix, int64_t vol, int64_t cur,
 			uint64_t parent, const char *name)
 {
 	uint64_t ino;
@@ -541,22 +258,22 @@ int index_dentry_remove(struct index *ix, int64_t vol, int64_t cur,
 		return err;
 	sqlite3_stmt *st;
 	if (birth == cur)
-		st = q(ix, "DELETE FROM dentry WHERE vol=?1 AND parent=?2 AND birth=?3 AND name=?5");
+		st = index_stmt(ix, "DELETE FROM dentry WHERE vol=?1 AND parent=?2 AND birth=?3 AND name=?5");
 	else
-		st = q(ix, "UPDATE dentry SET death=?4 WHERE vol=?1 AND parent=?2 AND birth=?3 AND name=?5");
+		st = index_stmt(ix, "UPDATE dentry SET death=?4 WHERE vol=?1 AND parent=?2 AND birth=?3 AND name=?5");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)parent, birth, cur };
-	bind_i64s(st, 4, args);
+	index_bind_i64s(st, 4, args);
 	sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
-	return exec_st(ix, st);
+	return index_exec(ix, st);
 }
 
-int index_dentry_list(struct index *ix, int64_t vol, int64_t view,
+int ns_dentry_list(struct index *ix, int64_t vol, int64_t view,
 		      uint64_t parent, const char *after, dentry_cb cb,
 		      void *arg)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT d.name, d.ino, (SELECT mode FROM inode i WHERE i.vol = d.vol"
 		" AND i.ino = d.ino AND +i.birth <= ?3 AND +i.death > ?3"
 		" ORDER BY i.birth DESC LIMIT 1)"
@@ -565,7 +282,7 @@ int index_dentry_list(struct index *ix, int64_t vol, int64_t view,
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)parent, view };
-	bind_i64s(st, 3, args);
+	index_bind_i64s(st, 3, args);
 	sqlite3_bind_text(st, 4, after ? after : "", -1, SQLITE_STATIC);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -581,20 +298,20 @@ int index_dentry_list(struct index *ix, int64_t vol, int64_t view,
 			return r;
 		}
 	}
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+	return rc == SQLITE_DONE ? 0 : index_errno(rc);
 }
 
-int index_dir_empty(struct index *ix, int64_t vol, int64_t view,
+int ns_dir_empty(struct index *ix, int64_t vol, int64_t view,
 		    uint64_t parent)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT 1 FROM dentry WHERE vol=?1 AND parent=?2"
 		" AND +birth <= ?3 AND +death > ?3 LIMIT 1");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)parent, view };
-	bind_i64s(st, 3, args);
-	int r = step_exists(st);
+	index_bind_i64s(st, 3, args);
+	int r = index_exists(st);
 	return r < 0 ? r : !r;
 }
 
@@ -612,7 +329,7 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 {
 	/* The one extent that may start before start and reach into the
 	 * range, then all that start inside it. */
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT off, len, chunk, coff, birth FROM extent WHERE vol=?1 AND ino=?2"
 		" AND off < ?3 AND +birth <= ?5 AND +death > ?5 ORDER BY off DESC LIMIT 1");
 	if (!st)
@@ -622,7 +339,7 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 	if (!v)
 		return -ENOMEM;
 	int64_t a1[] = { vol, (int64_t)ino, (int64_t)start, 0, view };
-	bind_i64s(st, 5, a1);
+	index_bind_i64s(st, 5, a1);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		uint64_t off = sqlite3_column_int64(st, 0);
@@ -638,9 +355,9 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 		sqlite3_reset(st);
 	} else if (rc != SQLITE_DONE) {
 		free(v);
-		return sqerr(rc);
+		return index_errno(rc);
 	}
-	st = q(ix,
+	st = index_stmt(ix,
 		"SELECT off, len, chunk, coff, birth FROM extent WHERE vol=?1 AND ino=?2"
 		" AND off >= ?3 AND off < ?4 AND +birth <= ?5 AND +death > ?5 ORDER BY off");
 	if (!st) {
@@ -648,7 +365,7 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 		return -EIO;
 	}
 	int64_t a2[] = { vol, (int64_t)ino, (int64_t)start, (int64_t)end, view };
-	bind_i64s(st, 5, a2);
+	index_bind_i64s(st, 5, a2);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (cnt == cap) {
 			cap *= 2;
@@ -668,7 +385,7 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 	}
 	if (rc != SQLITE_DONE) {
 		free(v);
-		return sqerr(rc);
+		return index_errno(rc);
 	}
 	*out = v;
 	*n = cnt;
@@ -682,10 +399,10 @@ static int extent_insert(struct index *ix, int64_t vol, int64_t cur,
 			 uint64_t ino, const struct extent *x)
 {
 	int err = chunk_ref(ix, x->chunk);
-	if (!err && sqlite3_changes(ix->db) != 1)
+	if (!err && sqlite3_changes(index_db(ix)) != 1)
 		err = -ESTALE;
 	if (!err)
-		err = EXEC(ix,
+		err = INDEX_EXEC(ix,
 			"INSERT INTO extent(vol, ino, off, birth, death, len, chunk, coff)"
 			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 			vol, (int64_t)ino, (int64_t)x->off, cur, EPOCH_ALIVE,
@@ -693,7 +410,7 @@ static int extent_insert(struct index *ix, int64_t vol, int64_t cur,
 	return err;
 }
 
-int index_extent_punch(struct index *ix, int64_t vol, int64_t cur,
+int ns_extent_punch(struct index *ix, int64_t vol, int64_t cur,
 		       uint64_t ino, uint64_t start, uint64_t end)
 {
 	struct live_extent *v;
@@ -705,12 +422,12 @@ int index_extent_punch(struct index *ix, int64_t vol, int64_t cur,
 		struct extent x = v[i].x;
 		/* Born now: no snapshot sees it, delete; else end it. */
 		if (v[i].birth == cur) {
-			err = EXEC(ix, "DELETE FROM extent WHERE vol=?1 AND ino=?2 AND off=?3 AND birth=?4",
+			err = INDEX_EXEC(ix, "DELETE FROM extent WHERE vol=?1 AND ino=?2 AND off=?3 AND birth=?4",
 				   vol, (int64_t)ino, (int64_t)x.off, cur);
 			if (!err)
 				err = chunk_unref(ix, x.chunk);
 		} else {
-			err = EXEC(ix, "UPDATE extent SET death=?5 WHERE vol=?1 AND ino=?2 AND off=?3 AND birth=?4",
+			err = INDEX_EXEC(ix, "UPDATE extent SET death=?5 WHERE vol=?1 AND ino=?2 AND off=?3 AND birth=?4",
 				   vol, (int64_t)ino, (int64_t)x.off, v[i].birth, cur);
 		}
 		if (err)
@@ -732,14 +449,14 @@ int index_extent_punch(struct index *ix, int64_t vol, int64_t cur,
 	return err;
 }
 
-int index_extent_replace(struct index *ix, int64_t vol, int64_t cur,
+int ns_extent_replace(struct index *ix, int64_t vol, int64_t cur,
 			 uint64_t ino, const struct extent *x)
 {
-	int err = index_extent_punch(ix, vol, cur, ino, x->off, x->off + x->len);
+	int err = ns_extent_punch(ix, vol, cur, ino, x->off, x->off + x->len);
 	return err ? err : extent_insert(ix, vol, cur, ino, x);
 }
 
-int index_extents_in(struct index *ix, int64_t vol, int64_t view,
+int ns_extents_in(struct index *ix, int64_t vol, int64_t view,
 		     uint64_t ino, uint64_t start, uint64_t end,
 		     struct extent **xs, size_t *n)
 {
@@ -761,17 +478,17 @@ static int xattr_find(struct index *ix, int64_t vol, int64_t view,
 		      uint64_t ino, const char *name, int64_t *birth,
 		      sqlite3_stmt **row)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT birth, value FROM xattr WHERE vol=?1 AND ino=?2 AND name=?4"
 		" AND +birth <= ?3 AND +death > ?3 ORDER BY birth DESC LIMIT 1");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
-	bind_i64s(st, 3, args);
+	index_bind_i64s(st, 3, args);
 	sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENODATA : sqerr(rc);
+		return rc == SQLITE_DONE ? -ENODATA : index_errno(rc);
 	*birth = sqlite3_column_int64(st, 0);
 	if (row)
 		*row = st;	/* the caller resets it */
@@ -780,16 +497,16 @@ static int xattr_find(struct index *ix, int64_t vol, int64_t view,
 	return 0;
 }
 
-int index_xattr_any(struct index *ix, int64_t vol)
+int ns_xattr_any(struct index *ix, int64_t vol)
 {
-	sqlite3_stmt *st = q(ix, "SELECT 1 FROM xattr WHERE vol=?1 LIMIT 1");
+	sqlite3_stmt *st = index_stmt(ix, "SELECT 1 FROM xattr WHERE vol=?1 LIMIT 1");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
-	return step_exists(st);
+	return index_exists(st);
 }
 
-int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+int ns_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    const char *name, void *buf, size_t size)
 {
 	int64_t birth;
@@ -806,7 +523,7 @@ int index_xattr_get(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 	return len;
 }
 
-int index_xattr_remove(struct index *ix, int64_t vol, int64_t cur,
+int ns_xattr_remove(struct index *ix, int64_t vol, int64_t cur,
 		       uint64_t ino, const char *name)
 {
 	int64_t birth;
@@ -814,44 +531,44 @@ int index_xattr_remove(struct index *ix, int64_t vol, int64_t cur,
 	if (err)
 		return err;
 	sqlite3_stmt *st = birth == cur
-		? q(ix, "DELETE FROM xattr WHERE vol=?1 AND ino=?2 AND birth=?3 AND name=?5")
-		: q(ix, "UPDATE xattr SET death=?4 WHERE vol=?1 AND ino=?2 AND birth=?3 AND name=?5");
+		? index_stmt(ix, "DELETE FROM xattr WHERE vol=?1 AND ino=?2 AND birth=?3 AND name=?5")
+		: index_stmt(ix, "UPDATE xattr SET death=?4 WHERE vol=?1 AND ino=?2 AND birth=?3 AND name=?5");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, birth, cur };
-	bind_i64s(st, 4, args);
+	index_bind_i64s(st, 4, args);
 	sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
-	return exec_st(ix, st);
+	return index_exec(ix, st);
 }
 
-int index_xattr_set(struct index *ix, int64_t vol, int64_t cur, uint64_t ino,
+int ns_xattr_set(struct index *ix, int64_t vol, int64_t cur, uint64_t ino,
 		    const char *name, const void *val, size_t len)
 {
-	int err = index_xattr_remove(ix, vol, cur, ino, name);
+	int err = ns_xattr_remove(ix, vol, cur, ino, name);
 	if (err && err != -ENODATA)
 		return err;
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"INSERT INTO xattr(vol, ino, name, birth, death, value)"
 		" VALUES (?1, ?2, ?5, ?3, ?4, ?6)");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, cur, EPOCH_ALIVE };
-	bind_i64s(st, 4, args);
+	index_bind_i64s(st, 4, args);
 	sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 6, len ? val : "", (int)len, SQLITE_STATIC);
-	return exec_st(ix, st);
+	return index_exec(ix, st);
 }
 
-int index_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+int ns_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		     char *buf, size_t size)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT name FROM xattr WHERE vol=?1 AND ino=?2"
 		" AND +birth <= ?3 AND +death > ?3 ORDER BY name");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
-	bind_i64s(st, 3, args);
+	index_bind_i64s(st, 3, args);
 	size_t total = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -870,186 +587,7 @@ int index_xattr_list(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		}
 		total += l;
 	}
-	return rc == SQLITE_DONE ? (int)total : sqerr(rc);
-}
-
-/* ---- chunks ---- */
-
-/* Fill c from a chunk row; -EUCLEAN if its ID is not 32 bytes (a damaged
- * index must give an error, never a crash). */
-static int chunk_row(sqlite3_stmt *st, struct chunk_loc *c)
-{
-	c->rowid = sqlite3_column_int64(st, 0);
-	if (sqlite3_column_bytes(st, 1) != CHUNK_ID_LEN)
-		return -EUCLEAN;
-	memcpy(c->e.id, sqlite3_column_blob(st, 1), CHUNK_ID_LEN);
-	c->pack = sqlite3_column_int64(st, 2);
-	c->e.off = sqlite3_column_int64(st, 3);
-	c->e.slen = sqlite3_column_int64(st, 4);
-	c->e.rlen = sqlite3_column_int64(st, 5);
-	c->e.flags = sqlite3_column_int64(st, 6);
-	c->refs = sqlite3_column_int64(st, 7);
-	return 0;
-}
-
-int index_chunk_find(struct index *ix, const uint8_t id[CHUNK_ID_LEN],
-		     struct chunk_loc *c)
-{
-	sqlite3_stmt *st = q(ix,
-		"SELECT id, hash, pack, off, slen, rlen, flags, refs FROM chunk WHERE hash = ?1");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_blob(st, 1, id, CHUNK_ID_LEN, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
-	int err = chunk_row(st, c);
-	sqlite3_reset(st);
-	return err;
-}
-
-int index_chunk_get(struct index *ix, int64_t rowid, struct chunk_loc *c)
-{
-	sqlite3_stmt *st = q(ix,
-		"SELECT id, hash, pack, off, slen, rlen, flags, refs FROM chunk WHERE id = ?1");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, rowid);
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
-	int err = chunk_row(st, c);
-	sqlite3_reset(st);
-	return err;
-}
-
-int index_chunk_insert(struct index *ix, struct chunk_loc *c)
-{
-	sqlite3_stmt *st = q(ix,
-		"INSERT INTO chunk(hash, pack, off, slen, rlen, flags, refs)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_blob(st, 1, c->e.id, CHUNK_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, c->pack);
-	sqlite3_bind_int64(st, 3, (int64_t)c->e.off);
-	sqlite3_bind_int64(st, 4, c->e.slen);
-	sqlite3_bind_int64(st, 5, c->e.rlen);
-	sqlite3_bind_int64(st, 6, c->e.flags);
-	int err = exec_st(ix, st);
-	if (!err) {
-		c->rowid = sqlite3_last_insert_rowid(ix->db);
-		c->refs = 0;
-	}
-	return err;
-}
-
-/* ---- packs ---- */
-
-int index_pack_insert(struct index *ix, const uint8_t name[PACK_NAME_LEN],
-		      int64_t *rowid)
-{
-	sqlite3_stmt *st = q(ix, "INSERT INTO pack(name, state, size) VALUES (?1, 0, 0)");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_blob(st, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
-	int err = exec_st(ix, st);
-	if (!err)
-		*rowid = sqlite3_last_insert_rowid(ix->db);
-	return err;
-}
-
-int index_pack_finished(struct index *ix, int64_t rowid, uint64_t size)
-{
-	return EXEC(ix, "UPDATE pack SET state = 1, size = ?2 WHERE id = ?1",
-		    rowid, (int64_t)size);
-}
-
-int index_pack_name(struct index *ix, int64_t rowid,
-		    uint8_t name[PACK_NAME_LEN])
-{
-	sqlite3_stmt *st = q(ix, "SELECT name FROM pack WHERE id = ?1");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, rowid);
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
-	int bad = sqlite3_column_bytes(st, 0) != PACK_NAME_LEN;
-	if (!bad)
-		memcpy(name, sqlite3_column_blob(st, 0), PACK_NAME_LEN);
-	sqlite3_reset(st);
-	return bad ? -EUCLEAN : 0;
-}
-
-/* Step st to the end, collecting its first column into a malloc'd array
- * (freed again on error).  The shape of every "list of ids" query. */
-static int collect_ints(sqlite3_stmt *st, int64_t **out, size_t *n)
-{
-	size_t cap = 0;
-	*out = NULL;
-	*n = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			void *p = realloc(*out, cap * sizeof(**out));
-			if (!p) {
-				sqlite3_reset(st);
-				free(*out);
-				*out = NULL;
-				*n = 0;
-				return -ENOMEM;
-			}
-			*out = p;
-		}
-		(*out)[(*n)++] = sqlite3_column_int64(st, 0);
-	}
-	if (rc != SQLITE_DONE) {
-		free(*out);
-		*out = NULL;
-		*n = 0;
-		return sqerr(rc);
-	}
-	return 0;
-}
-
-int index_pack_list(struct index *ix, int state, int64_t **ids, size_t *n)
-{
-	sqlite3_stmt *st = q(ix, "SELECT id FROM pack WHERE state = ?1 ORDER BY id");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int(st, 1, state);
-	return collect_ints(st, ids, n);
-}
-
-int index_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
-		      size_t *n)
-{
-	sqlite3_stmt *st = q(ix,
-		"SELECT id, hash, pack, off, slen, rlen, flags, refs FROM chunk"
-		" WHERE pack = ?1 ORDER BY off");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, pack);
-	size_t cap = 0;
-	*cs = NULL;
-	*n = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			void *p = realloc(*cs, cap * sizeof(**cs));
-			if (!p)
-				return -ENOMEM;
-			*cs = p;
-		}
-		if (chunk_row(st, &(*cs)[(*n)++])) {
-			sqlite3_reset(st);
-			return -EUCLEAN;
-		}
-	}
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+	return rc == SQLITE_DONE ? (int)total : index_errno(rc);
 }
 
 /* ---- stats ---- */
@@ -1058,14 +596,14 @@ int index_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 static int query_ints(struct index *ix, const char *sql, int64_t arg,
 		      uint64_t *a, uint64_t *b, uint64_t *c)
 {
-	sqlite3_stmt *st = q(ix, sql);
+	sqlite3_stmt *st = index_stmt(ix, sql);
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, arg);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
-		return rc == SQLITE_DONE ? -EIO : sqerr(rc);
+		return rc == SQLITE_DONE ? -EIO : index_errno(rc);
 	}
 	if (a)
 		*a = sqlite3_column_int64(st, 0);
@@ -1077,7 +615,7 @@ static int query_ints(struct index *ix, const char *sql, int64_t arg,
 	return 0;
 }
 
-int index_stats(struct index *ix, int64_t vol, struct index_stats *s)
+int ns_stats(struct index *ix, int64_t vol, struct ns_stats *s)
 {
 	memset(s, 0, sizeof(*s));
 	int err = query_ints(ix,
@@ -1105,40 +643,40 @@ int index_stats(struct index *ix, int64_t vol, struct index_stats *s)
 	return err;
 }
 
-int index_orphan_add(struct index *ix, int64_t vol, uint64_t ino)
+int ns_orphan_add(struct index *ix, int64_t vol, uint64_t ino)
 {
-	return EXEC(ix, "INSERT OR IGNORE INTO orphan(vol, ino) VALUES (?1, ?2)",
+	return INDEX_EXEC(ix, "INSERT OR IGNORE INTO orphan(vol, ino) VALUES (?1, ?2)",
 		    vol, (int64_t)ino);
 }
 
-int index_orphan_remove(struct index *ix, int64_t vol, uint64_t ino)
+int ns_orphan_remove(struct index *ix, int64_t vol, uint64_t ino)
 {
-	return EXEC(ix, "DELETE FROM orphan WHERE vol = ?1 AND ino = ?2", vol,
+	return INDEX_EXEC(ix, "DELETE FROM orphan WHERE vol = ?1 AND ino = ?2", vol,
 		    (int64_t)ino);
 }
 
-int index_orphan_list(struct index *ix, int64_t vol, uint64_t **inos,
+int ns_orphan_list(struct index *ix, int64_t vol, uint64_t **inos,
 		      size_t *n)
 {
-	sqlite3_stmt *st = q(ix, "SELECT ino FROM orphan WHERE vol = ?1");
+	sqlite3_stmt *st = index_stmt(ix, "SELECT ino FROM orphan WHERE vol = ?1");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
-	return collect_ints(st, (int64_t **)inos, n);
+	return index_collect_ints(st, (int64_t **)inos, n);
 }
 
-int64_t index_extent_bytes(struct index *ix, int64_t vol, int64_t view,
+int64_t ns_extent_bytes(struct index *ix, int64_t vol, int64_t view,
 			   uint64_t ino)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT COALESCE(SUM(len), 0) FROM extent WHERE vol=?1 AND ino=?2"
 		" AND +birth <= ?3 AND +death > ?3");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
-	bind_i64s(st, 3, args);
+	index_bind_i64s(st, 3, args);
 	int rc = sqlite3_step(st);
-	int64_t r = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : sqerr(rc);
+	int64_t r = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : index_errno(rc);
 	sqlite3_reset(st);
 	return r;
 }
@@ -1150,16 +688,16 @@ static void snapshot_row(sqlite3_stmt *st, struct snapshot_info *si)
 	si->id = sqlite3_column_int64(st, 0);
 	si->vol = sqlite3_column_int64(st, 1);
 	snprintf(si->name, sizeof(si->name), "%s",
-		 col_text(st, 2));
+		 index_text(st, 2));
 	si->epoch = sqlite3_column_int64(st, 3);
 	si->time = sqlite3_column_int64(st, 4);
 	si->pinned = sqlite3_column_int(st, 5);
 }
 
-int index_snapshot_list(struct index *ix, int64_t vol,
+int ns_snapshot_list(struct index *ix, int64_t vol,
 			struct snapshot_info **out, size_t *n)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT id, vol, name, epoch, time, pinned FROM snapshot"
 		" WHERE vol = ?1 ORDER BY epoch");
 	if (!st)
@@ -1181,7 +719,7 @@ int index_snapshot_list(struct index *ix, int64_t vol,
 		}
 		snapshot_row(st, &(*out)[(*n)++]);
 	}
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+	return rc == SQLITE_DONE ? 0 : index_errno(rc);
 }
 
 static int snapshot_one(struct index *ix, sqlite3_stmt *st,
@@ -1194,13 +732,13 @@ static int snapshot_one(struct index *ix, sqlite3_stmt *st,
 	if (rc == SQLITE_ROW)
 		return 0;
 	(void)ix;
-	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+	return rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 }
 
-int index_snapshot_find(struct index *ix, int64_t vol, const char *name,
+int ns_snapshot_find(struct index *ix, int64_t vol, const char *name,
 			struct snapshot_info *si)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT id, vol, name, epoch, time, pinned FROM snapshot"
 		" WHERE vol = ?1 AND name = ?2");
 	if (!st)
@@ -1210,9 +748,9 @@ int index_snapshot_find(struct index *ix, int64_t vol, const char *name,
 	return snapshot_one(ix, st, si);
 }
 
-int index_snapshot_get(struct index *ix, int64_t id, struct snapshot_info *si)
+int ns_snapshot_get(struct index *ix, int64_t id, struct snapshot_info *si)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT id, vol, name, epoch, time, pinned FROM snapshot WHERE id = ?1");
 	if (!st)
 		return -EIO;
@@ -1220,11 +758,11 @@ int index_snapshot_get(struct index *ix, int64_t id, struct snapshot_info *si)
 	return snapshot_one(ix, st, si);
 }
 
-int index_snapshot_create(struct index *ix, int64_t vol, const char *base,
+int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
 			  int64_t time, struct snapshot_info *si)
 {
 	struct volume_info vi;
-	sqlite3_stmt *st = q(ix, "SELECT id, name, epoch, next_ino FROM volume WHERE id = ?1");
+	sqlite3_stmt *st = index_stmt(ix, "SELECT id, name, epoch, next_ino FROM volume WHERE id = ?1");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
@@ -1233,7 +771,7 @@ int index_snapshot_create(struct index *ix, int64_t vol, const char *base,
 		volume_row(st, &vi);
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+		return rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 	/* The first free name of base, base.2, base.3, ... */
 	char name[sizeof(si->name)];
 	for (int i = 1;; i++) {
@@ -1241,7 +779,7 @@ int index_snapshot_create(struct index *ix, int64_t vol, const char *base,
 			snprintf(name, sizeof(name), "%s", base);
 		else
 			snprintf(name, sizeof(name), "%s.%d", base, i);
-		int err = index_snapshot_find(ix, vol, name, si);
+		int err = ns_snapshot_find(ix, vol, name, si);
 		if (err == -ENOENT)
 			break;
 		if (err)
@@ -1256,19 +794,19 @@ int index_snapshot_create(struct index *ix, int64_t vol, const char *base,
 	int err = index_meta_get(ix, "snapshot_id_max", &id);
 	if (err && err != -ENOENT)
 		return err;
-	st = q(ix, "SELECT COALESCE(MAX(id), 0) FROM snapshot");
+	st = index_stmt(ix, "SELECT COALESCE(MAX(id), 0) FROM snapshot");
 	if (!st)
 		return -EIO;
 	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		top = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW)
-		return sqerr(rc);
+		return index_errno(rc);
 	id = (top > id ? top : id) + 1;
 	err = index_meta_set(ix, "snapshot_id_max", id);
 	if (err)
 		return err;
-	st = q(ix, "INSERT INTO snapshot(id, vol, name, epoch, time, pinned) VALUES (?5, ?1, ?2, ?3, ?4, 0)");
+	st = index_stmt(ix, "INSERT INTO snapshot(id, vol, name, epoch, time, pinned) VALUES (?5, ?1, ?2, ?3, ?4, 0)");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
@@ -1276,17 +814,17 @@ int index_snapshot_create(struct index *ix, int64_t vol, const char *base,
 	sqlite3_bind_int64(st, 3, vi.epoch);
 	sqlite3_bind_int64(st, 4, time);
 	sqlite3_bind_int64(st, 5, id);
-	err = exec_st(ix, st);
+	err = index_exec(ix, st);
 	if (!err)
-		err = EXEC(ix, "UPDATE volume SET epoch = epoch + 1 WHERE id = ?1", vol);
+		err = INDEX_EXEC(ix, "UPDATE volume SET epoch = epoch + 1 WHERE id = ?1", vol);
 	if (!err)
-		err = index_snapshot_find(ix, vol, name, si);
+		err = ns_snapshot_find(ix, vol, name, si);
 	return err;
 }
 
-int index_snapshot_pin(struct index *ix, int64_t id, int pinned)
+int ns_snapshot_pin(struct index *ix, int64_t id, int pinned)
 {
-	return EXEC(ix, "UPDATE snapshot SET pinned = ?2 WHERE id = ?1", id,
+	return INDEX_EXEC(ix, "UPDATE snapshot SET pinned = ?2 WHERE id = ?1", id,
 		    (int64_t)pinned);
 }
 
@@ -1302,7 +840,7 @@ static int drop_rows(struct index *ix, const char *table, int64_t vol,
 	char sql[512];
 	int err = 0;
 	if (!strcmp(table, "extent")) {
-		err = EXEC(ix,
+		err = INDEX_EXEC(ix,
 			"UPDATE chunk SET refs = refs - (SELECT COUNT(*) FROM extent x"
 			" WHERE x.vol = ?1 AND x.death > ?3 AND x.death <= ?4"
 			" AND x.birth > ?2 AND x.birth <= ?3 AND x.chunk = chunk.id)"
@@ -1316,24 +854,24 @@ static int drop_rows(struct index *ix, const char *table, int64_t vol,
 		 "DELETE FROM %s WHERE vol = ?1 AND death > ?3 AND death <= ?4"
 		 " AND birth > ?2 AND birth <= ?3", table);
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(index_db(ix), sql, -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	int64_t args[] = { vol, p, e, n };
-	bind_i64s(st, 4, args);
-	err = exec_st(ix, st);
+	index_bind_i64s(st, 4, args);
+	err = index_exec(ix, st);
 	if (!err && dropped)
-		*dropped += sqlite3_changes(ix->db);
+		*dropped += sqlite3_changes(index_db(ix));
 	sqlite3_finalize(st);
 	return err;
 }
 
-int index_snapshot_delete(struct index *ix, int64_t id, int64_t *rows)
+int ns_snapshot_delete(struct index *ix, int64_t id, int64_t *rows)
 {
 	struct snapshot_info si, *all = NULL;
 	size_t n = 0;
-	int err = index_snapshot_get(ix, id, &si);
+	int err = ns_snapshot_get(ix, id, &si);
 	if (!err)
-		err = index_snapshot_list(ix, si.vol, &all, &n);
+		err = ns_snapshot_list(ix, si.vol, &all, &n);
 	if (err) {
 		free(all);
 		return err;
@@ -1350,24 +888,17 @@ int index_snapshot_delete(struct index *ix, int64_t id, int64_t *rows)
 	free(all);
 	if (rows)
 		*rows = 0;
-	err = EXEC(ix, "DELETE FROM snapshot WHERE id = ?1", id);
+	err = INDEX_EXEC(ix, "DELETE FROM snapshot WHERE id = ?1", id);
 	static const char *tables[] = { "extent", "xattr", "dentry", "inode" };
 	for (size_t i = 0; i < 4 && !err; i++)
 		err = drop_rows(ix, tables[i], si.vol, prev, si.epoch, next, rows);
 	return err;
 }
 
-int index_chunk_move(struct index *ix, int64_t rowid, int64_t pack,
-		     uint64_t off)
-{
-	return EXEC(ix, "UPDATE chunk SET pack = ?2, off = ?3 WHERE id = ?1",
-		    rowid, pack, (int64_t)off);
-}
-
-int index_view_size(struct index *ix, int64_t vol, int64_t view,
+int ns_view_size(struct index *ix, int64_t vol, int64_t view,
 		    uint64_t *bytes, uint64_t *files)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT COALESCE(SUM(size), 0), COUNT(*) FROM inode WHERE vol = ?1"
 		" AND +birth <= ?2 AND +death > ?2 AND (mode & 61440) = 32768");
 	if (!st)
@@ -1380,14 +911,14 @@ int index_view_size(struct index *ix, int64_t vol, int64_t view,
 		*files = sqlite3_column_int64(st, 1);
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? 0 : sqerr(rc);
+	return rc == SQLITE_ROW ? 0 : index_errno(rc);
 }
 
-int index_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
+int ns_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
 			  int64_t e, int64_t next, uint64_t *bytes)
 {
 	/* Chunks all of whose extent rows only snapshot e sees. */
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT COALESCE(SUM(c.slen), 0) FROM chunk c WHERE c.id IN"
 		" (SELECT chunk FROM extent x WHERE x.vol = ?1 AND x.death > ?3"
 		"  AND x.death <= ?4 AND x.birth > ?2 AND x.birth <= ?3)"
@@ -1397,40 +928,40 @@ int index_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, prev, e, next };
-	bind_i64s(st, 4, args);
+	index_bind_i64s(st, 4, args);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*bytes = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? 0 : sqerr(rc);
+	return rc == SQLITE_ROW ? 0 : index_errno(rc);
 }
 
-int index_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
+int ns_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    uint64_t *parent, char *name, size_t size)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT parent, name FROM dentry WHERE vol = ?1 AND ino = ?2"
 		" AND +birth <= ?3 AND +death > ?3 ORDER BY parent, name LIMIT 1");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
-	bind_i64s(st, 3, args);
+	index_bind_i64s(st, 3, args);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*parent = sqlite3_column_int64(st, 0);
-		snprintf(name, size, "%s", col_text(st, 1));
+		snprintf(name, size, "%s", index_text(st, 1));
 	}
 	sqlite3_reset(st);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? -ENOENT : sqerr(rc);
+	return rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 }
 
-int index_changed_inodes(struct index *ix, int64_t vol, int64_t from,
+int ns_changed_inodes(struct index *ix, int64_t vol, int64_t from,
 			 int64_t to, uint64_t **inos, size_t *n)
 {
 	/* Rows born or ended in (from, to]: what changed between views. */
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT ino FROM inode WHERE vol = ?1 AND ((birth > ?2 AND birth <= ?3)"
 		"  OR (death > ?2 AND death <= ?3))"
 		" UNION SELECT ino FROM extent WHERE vol = ?1 AND ((birth > ?2 AND birth <= ?3)"
@@ -1442,11 +973,11 @@ int index_changed_inodes(struct index *ix, int64_t vol, int64_t from,
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, from, to };
-	bind_i64s(st, 3, args);
-	return collect_ints(st, (int64_t **)inos, n);
+	index_bind_i64s(st, 3, args);
+	return index_collect_ints(st, (int64_t **)inos, n);
 }
 
-int index_live_dedup(struct index *ix, uint64_t *mapped, uint64_t *unique)
+int ns_live_dedup(struct index *ix, uint64_t *mapped, uint64_t *unique)
 {
 	int err = query_ints(ix,
 		"SELECT COALESCE(SUM(len), 0) FROM extent WHERE death = 9223372036854775807"
@@ -1459,7 +990,7 @@ int index_live_dedup(struct index *ix, uint64_t *mapped, uint64_t *unique)
 	return err;
 }
 
-int index_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
+int ns_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
 		uint64_t *reclaimable)
 {
 	int err = query_ints(ix,
@@ -1475,23 +1006,23 @@ int index_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
 	return err;
 }
 
-int index_dentry_names(struct index *ix, int64_t vol, int64_t view,
+int ns_dentry_names(struct index *ix, int64_t vol, int64_t view,
 		       uint64_t ino, dentry_cb cb, void *arg)
 {
-	sqlite3_stmt *st = q(ix,
+	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT name, parent FROM dentry WHERE vol = ?1 AND ino = ?2"
 		" AND +birth <= ?3 AND +death > ?3 ORDER BY parent, name");
 	if (!st)
 		return -EIO;
 	int64_t args[] = { vol, (int64_t)ino, view };
-	bind_i64s(st, 3, args);
+	index_bind_i64s(st, 3, args);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int r = cb(arg, col_text(st, 0), sqlite3_column_int64(st, 1), 0);
+		int r = cb(arg, index_text(st, 0), sqlite3_column_int64(st, 1), 0);
 		if (r) {
 			sqlite3_reset(st);
 			return r;
 		}
 	}
-	return rc == SQLITE_DONE ? 0 : sqerr(rc);
+	return rc == SQLITE_DONE ? 0 : index_errno(rc);
 }

@@ -1,0 +1,312 @@
+/*
+ * index.c - the store's SQLite database: the connection, transactions,
+ * store-wide settings (meta), the schema of every table, and the
+ * statement cache the modules that own the tables run their SQL through
+ * (index.h).
+ *
+ * Statements are prepared once and cached by the address of their SQL
+ * text, so callers pay for parsing only on first use.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sqlite3.h>
+
+#include "index_sql.h"
+#include "util.h"
+
+#define STMT_CACHE 96
+
+struct index {
+	sqlite3 *db;
+	int in_tx;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} stmts[STMT_CACHE];
+	int nstmts;
+};
+
+static const char *schema_sql =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS volume(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+	"  epoch INTEGER NOT NULL, next_ino INTEGER NOT NULL, created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS snapshot(id INTEGER PRIMARY KEY, vol INTEGER NOT NULL,"
+	"  name TEXT NOT NULL, epoch INTEGER NOT NULL, time INTEGER NOT NULL,"
+	"  pinned INTEGER NOT NULL DEFAULT 0, UNIQUE(vol, name));"
+	"CREATE TABLE IF NOT EXISTS inode(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	"  birth INTEGER NOT NULL, death INTEGER NOT NULL, mode INTEGER NOT NULL,"
+	"  uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,"
+	"  size INTEGER NOT NULL, rdev INTEGER NOT NULL, atime INTEGER NOT NULL,"
+	"  mtime INTEGER NOT NULL, ctime INTEGER NOT NULL,"
+	"  PRIMARY KEY(vol, ino, birth)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS dentry(vol INTEGER NOT NULL, parent INTEGER NOT NULL,"
+	"  name TEXT NOT NULL, birth INTEGER NOT NULL, death INTEGER NOT NULL,"
+	"  ino INTEGER NOT NULL, PRIMARY KEY(vol, parent, name, birth)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS extent(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	"  off INTEGER NOT NULL, birth INTEGER NOT NULL, death INTEGER NOT NULL,"
+	"  len INTEGER NOT NULL, chunk INTEGER NOT NULL, coff INTEGER NOT NULL,"
+	"  PRIMARY KEY(vol, ino, off, birth)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS xattr(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	"  name TEXT NOT NULL, birth INTEGER NOT NULL, death INTEGER NOT NULL,"
+	"  value BLOB NOT NULL, PRIMARY KEY(vol, ino, name, birth)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS chunk(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE,"
+	"  pack INTEGER NOT NULL, off INTEGER NOT NULL, slen INTEGER NOT NULL,"
+	"  rlen INTEGER NOT NULL, flags INTEGER NOT NULL, refs INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS chunk_pack ON chunk(pack, off);"
+	"CREATE INDEX IF NOT EXISTS chunk_garbage ON chunk(refs) WHERE refs = 0;"
+	"CREATE TABLE IF NOT EXISTS pack(id INTEGER PRIMARY KEY, name BLOB NOT NULL UNIQUE,"
+	"  state INTEGER NOT NULL, size INTEGER NOT NULL);"
+	/* Pruning finds rows ended in an epoch range without a full scan. */
+	"CREATE INDEX IF NOT EXISTS inode_death ON inode(vol, death);"
+	"CREATE INDEX IF NOT EXISTS dentry_death ON dentry(vol, death);"
+	"CREATE INDEX IF NOT EXISTS extent_death ON extent(vol, death);"
+	"CREATE INDEX IF NOT EXISTS xattr_death ON xattr(vol, death);"
+	"CREATE INDEX IF NOT EXISTS extent_chunk ON extent(chunk);"
+	/* Paths of an inode (diff, check's messages). */
+	"CREATE INDEX IF NOT EXISTS dentry_ino ON dentry(vol, ino);"
+	/* Inodes unlinked while open: ended at last close, or at next mount
+	 * after a crash. */
+	/* Packs deleted from the index whose files (local, then remote
+	 * after a grace period) are still to be removed. */
+	"CREATE TABLE IF NOT EXISTS pack_trash(name BLOB PRIMARY KEY, time INTEGER NOT NULL,"
+	"  local_done INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS orphan(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	"  PRIMARY KEY(vol, ino)) WITHOUT ROWID;";
+
+const char *index_text(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+	return t ? t : "";
+}
+
+int index_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return -EUCLEAN;
+	default:
+		return -EIO;
+	}
+}
+
+sqlite3_stmt *index_stmt(struct index *ix, const char *sql)
+{
+	for (int i = 0; i < ix->nstmts; i++) {
+		if (ix->stmts[i].sql == sql) {
+			sqlite3_reset(ix->stmts[i].st);
+			sqlite3_clear_bindings(ix->stmts[i].st);
+			return ix->stmts[i].st;
+		}
+	}
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v3(ix->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+			       NULL) != SQLITE_OK) {
+		tlog(LOG_ERR, "index: cannot prepare \"%s\": %s", sql,
+		     sqlite3_errmsg(ix->db));
+		return NULL;
+	}
+	if (ix->nstmts < STMT_CACHE) {
+		ix->stmts[ix->nstmts].sql = sql;
+		ix->stmts[ix->nstmts].st = st;
+		ix->nstmts++;
+	}
+	return st;
+}
+
+void index_bind_i64s(sqlite3_stmt *st, int n, const int64_t *v)
+{
+	for (int i = 0; i < n; i++)
+		sqlite3_bind_int64(st, i + 1, v[i]);
+}
+
+int index_exists(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : index_errno(rc);
+}
+
+int index_exec(struct index *ix, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		tlog(LOG_DEBUG, "index: %s", sqlite3_errmsg(ix->db));
+		return index_errno(rc);
+	}
+	return 0;
+}
+
+int index_open(const char *path, int create, struct index **out)
+{
+	struct index *ix = calloc(1, sizeof(*ix));
+	if (!ix)
+		return -ENOMEM;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+		    (create ? SQLITE_OPEN_CREATE : 0);
+	int rc = sqlite3_open_v2(path, &ix->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		int err = index_errno(rc);
+		if (rc == SQLITE_CANTOPEN)
+			err = -ENOENT;
+		sqlite3_close(ix->db);
+		free(ix);
+		return err;
+	}
+	sqlite3_busy_timeout(ix->db, 30000);
+	char *msg = NULL;
+	rc = sqlite3_exec(ix->db,
+			  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			  "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
+			  NULL, NULL, &msg);
+	if (rc == SQLITE_OK && create)
+		rc = sqlite3_exec(ix->db, schema_sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		tlog(LOG_ERR, "index %s: %s", path, msg ? msg : "?");
+		sqlite3_free(msg);
+		int err = index_errno(rc);
+		sqlite3_close(ix->db);
+		free(ix);
+		return err;
+	}
+	if (create)
+		chmod(path, 0600);
+	*out = ix;
+	return 0;
+}
+
+void index_close(struct index *ix)
+{
+	if (!ix)
+		return;
+	index_rollback(ix);
+	for (int i = 0; i < ix->nstmts; i++)
+		sqlite3_finalize(ix->stmts[i].st);
+	sqlite3_close(ix->db);
+	free(ix);
+}
+
+int index_begin(struct index *ix)
+{
+	if (ix->in_tx)
+		return 0;
+	int rc = sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return index_errno(rc);
+	ix->in_tx = 1;
+	return 0;
+}
+
+int index_commit(struct index *ix)
+{
+	if (!ix->in_tx)
+		return 0;
+	crash_point("index-commit");
+	int rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		/* SQLITE_FULL or an I/O error may have rolled the transaction
+		 * back: then it is over, and a retry must not COMMIT nothing
+		 * (nor run the next statements outside a transaction). */
+		if (sqlite3_get_autocommit(ix->db)) {
+			ix->in_tx = 0;
+			tlog(LOG_ERR, "index: commit failed and was rolled back: %s",
+			     sqlite3_errmsg(ix->db));
+		}
+		return index_errno(rc);
+	}
+	ix->in_tx = 0;
+	return 0;
+}
+
+void index_rollback(struct index *ix)
+{
+	if (!ix->in_tx)
+		return;
+	sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+	ix->in_tx = 0;
+}
+
+int index_in_tx(const struct index *ix)
+{
+	return ix->in_tx;
+}
+
+struct sqlite3 *index_db(struct index *ix)
+{
+	return ix->db;
+}
+
+int index_meta_get(struct index *ix, const char *key, int64_t *val)
+{
+	sqlite3_stmt *st = index_stmt(ix, "SELECT value FROM meta WHERE key = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*val = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
+}
+
+int index_meta_set(struct index *ix, const char *key, int64_t val)
+{
+	sqlite3_stmt *st = index_stmt(ix, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, val);
+	return index_exec(ix, st);
+}
+
+int index_collect_ints(sqlite3_stmt *st, int64_t **out, size_t *n)
+{
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			void *p = realloc(*out, cap * sizeof(**out));
+			if (!p) {
+				sqlite3_reset(st);
+				free(*out);
+				*out = NULL;
+				*n = 0;
+				return -ENOMEM;
+			}
+			*out = p;
+		}
+		(*out)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+		return index_errno(rc);
+	}
+	return 0;
+}

@@ -1,0 +1,43 @@
+/*
+ * index.h - the store's SQLite database ("the index"): the single source
+ * of truth for a store's metadata (docs/FORMAT.md §9).
+ *
+ * This module owns the connection, transactions, the store-wide settings
+ * (meta) and the schema of every table, defined once (index.c).  The rows
+ * of each table are owned by one module, which alone runs SQL on them:
+ * chunks and packs by catalog.h, the namespace (volumes, inodes, entries,
+ * extents, xattrs, snapshots) by fs/namespace.h, the change log by
+ * changelog.h, remotes by the replication layer.  They run it through
+ * index_sql.h.
+ *
+ * Not thread-safe: the caller serialises all calls on one struct index.
+ */
+#ifndef TRESOR_INDEX_H
+#define TRESOR_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct index;
+
+/* Open (create=1: create) the index database at path; WAL, FULL sync. */
+int index_open(const char *path, int create, struct index **out);
+void index_close(struct index *ix);
+
+/* Start a write transaction unless one is open.  Batching many changes into
+ * one commit is what makes metadata fast: a commit costs fsyncs. */
+int index_begin(struct index *ix);
+/* Commit the open transaction, if any. */
+int index_commit(struct index *ix);
+/* Roll back the open transaction, if any. */
+void index_rollback(struct index *ix);
+int index_in_tx(const struct index *ix);
+
+/* Store-wide settings (format version, chunker sizes...). */
+int index_meta_get(struct index *ix, const char *key, int64_t *val);
+int index_meta_set(struct index *ix, const char *key, int64_t val);
+
+/* The raw handle, for the modules that own tables (index_sql.h). */
+struct sqlite3 *index_db(struct index *ix);
+
+#endif
