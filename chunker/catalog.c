@@ -161,3 +161,15 @@ int catalog_chunk_move(struct index *ix, int64_t rowid, int64_t pack,
 	return INDEX_EXEC(ix, "UPDATE chunk SET pack = ?2, off = ?3 WHERE id = ?1",
 		    rowid, pack, (int64_t)off);
 }
+
+int catalog_trash_add(struct index *ix, const uint8_t name[PACK_NAME_LEN],
+		      int64_t time)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"INSERT OR REPLACE INTO pack_trash(name, time, local_done) VALUES (?1, ?2, 0)");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_blob(st, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, time);
+	return index_exec(ix, st);
+}

@@ -47,4 +47,9 @@ int catalog_pack_list(struct index *ix, int state, int64_t **ids, size_t *n);
 int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 			size_t *n);
 
+/* Queue a pack file for removal (pack_trash, FORMAT.md §9.9): time in
+ * ns, 0 for a pack a GC rewrite is about to create. */
+int catalog_trash_add(struct index *ix, const uint8_t name[PACK_NAME_LEN],
+		      int64_t time);
+
 #endif

@@ -8,7 +8,7 @@
 #ifndef TRESOR_CHECK_H
 #define TRESOR_CHECK_H
 
-#include "store.h"
+#include "../chunker/store.h"
 
 struct check_opts {
 	int read_data;		/* also read and authenticate chunks */

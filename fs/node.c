@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "fetch.h"
+#include "view.h"
 #include "../chunker/util.h"
 #include "vfs.h"
 
@@ -501,7 +502,7 @@ int node_write(struct vfs *v, struct node *n, const void *buf, size_t len,
 int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
 		     size_t len, uint64_t off)
 {
-	int err = store_read_extents(v->st, &v->lock, v->vol.id, view, ino,
+	int err = view_read(v->st, &v->lock, v->vol.id, view, ino,
 				     buf, len, off, v->vol.name);
 	if (!err && len >= (64u << 10))
 		pipeline_readahead(v, view, ino, off + len);

@@ -32,7 +32,7 @@
 #include <sqlite3.h>
 #include <zstd.h>
 
-#include "changelog.h"
+#include "../chunker/changelog.h"
 #include "push.h"
 #include "../chunker/util.h"
 

@@ -14,7 +14,7 @@
 #include <sqlite3.h>
 #include <zstd.h>
 
-#include "changelog.h"
+#include "../chunker/changelog.h"
 #include "damage.h"
 #include "fetch.h"
 #include "push.h"

@@ -15,7 +15,7 @@
 #include <zstd.h>
 #include <openssl/evp.h>
 
-#include "changelog.h"
+#include "../chunker/changelog.h"
 #include "repo.h"
 #include "../chunker/util.h"
 

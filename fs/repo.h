@@ -20,7 +20,7 @@
 #define TRESOR_REPO_H
 
 #include "../remote/remote.h"
-#include "store.h"
+#include "../chunker/store.h"
 
 #define REPO_VERSION 2
 #define REPO_WRITER_LEN 16

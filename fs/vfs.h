@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include "namespace.h"
 #include "opstats.h"
-#include "store.h"
+#include "../chunker/store.h"
 
 /* Dirty (written, not yet chunked) bytes of a file. */
 struct range {

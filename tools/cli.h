@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 #include "../fs/namespace.h"
 #include "../fs/retention.h"
-#include "../fs/store.h"
+#include "../chunker/store.h"
 #include "../chunker/util.h"
 
 #define EXIT_USAGE 2

@@ -25,6 +25,7 @@
 #include "../fs/acl.h"
 #include "../fs/fetch.h"
 #include "../fs/recover.h"
+#include "../fs/view.h"
 #include "cli.h"
 #include "progress.h"
 
@@ -123,7 +124,7 @@ static int restore_file(struct restore *r, const struct inode_attr *a,
 	int err = buf ? 0 : -ENOMEM;
 	for (uint64_t off = 0; off < a->size && !err; off += bufsize) {
 		size_t n = a->size - off < bufsize ? a->size - off : bufsize;
-		err = store_read_extents(r->st, NULL, r->vi.id, r->view, a->ino,
+		err = view_read(r->st, NULL, r->vi.id, r->view, a->ino,
 					 buf, n, off, r->vi.name);
 		if (!err)
 			err = pwrite_full(fd, buf, n, off);
@@ -239,7 +240,7 @@ static int restore_node(struct restore *r, uint64_t ino, int dfd,
 			warn(r, path, "symlink target", ENAMETOOLONG);
 			return -ENAMETOOLONG;
 		}
-		err = store_read_extents(r->st, NULL, r->vi.id, r->view, ino,
+		err = view_read(r->st, NULL, r->vi.id, r->view, ino,
 					 target, a.size, 0, r->vi.name);
 		target[a.size] = 0;
 		unlinkat(dfd, name, 0);

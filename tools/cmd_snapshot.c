@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "../fs/control.h"
-#include "../fs/gc.h"
+#include "../chunker/gc.h"
 #include "cli.h"
 #include "progress.h"
 

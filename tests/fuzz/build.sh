@@ -4,7 +4,7 @@
 # -fsanitize=fuzzer,address,undefined (UBSan not recoverable: any report
 # is a crash).  The product sources they need (chunker/util.c chunker/crypto.c
 # chunker/pack.c chunker/index.c
-# chunker/catalog.c fs/namespace.c fs/changelog.c remote/xml.c) are compiled directly, not through
+# chunker/catalog.c fs/namespace.c chunker/changelog.c remote/xml.c) are compiled directly, not through
 # meson.  Also builds build-fuzz/seedgen (no sanitizers) for make_corpus.sh.
 #
 #   bash tests/fuzz/build.sh            CLANG=clang-14 bash tests/fuzz/build.sh
@@ -69,7 +69,7 @@ object() {
 echo "fuzz/build.sh: $CC ($("$CC" --version | head -1)) -> $OUT"
 declare -A SRC=(
 	[util]=chunker/util.c [crypto]=chunker/crypto.c [pack]=chunker/pack.c
-	[index]=chunker/index.c [catalog]=chunker/catalog.c [namespace]=fs/namespace.c [xml]=remote/xml.c [listing]=remote/listing.c [changelog]=fs/changelog.c
+	[index]=chunker/index.c [catalog]=chunker/catalog.c [namespace]=fs/namespace.c [xml]=remote/xml.c [listing]=remote/listing.c [changelog]=chunker/changelog.c
 	[config]=tools/config.c [schedule]=tools/schedule.c [retention]=fs/retention.c
 )
 pids=()

@@ -1,5 +1,5 @@
 /*
- * fuzz_delta.c - libFuzzer target for fs/changelog.c applying a metadata
+ * fuzz_delta.c - libFuzzer target for chunker/changelog.c applying a metadata
  * delta, as `tresor recover` does with every meta/N object once it has
  * authenticated and decompressed it.  The input is the delta itself
  * (TRSDELT1 header, records of typed values), applied inside a write

@@ -9,7 +9,7 @@
   - snapshot create works on the full disk, and prune frees space there:
     deleting the big files and pruning the snapshots that held them gives
     the space back, and writes work again.
-The store keeps a reserve free for this (fs/store.c store_space_check):
+The store keeps a reserve free for this (chunker/store.c store_space_check):
 new data gets ENOSPC while less than max(2 %, a pack + 1 MiB) is free.
 """
 
@@ -23,7 +23,7 @@ import pytest
 from conftest import PASSPHRASE, init_store, mounted, tresor
 
 
-# 2 MiB packs: the space reserve is a pack plus 1 MiB (fs/store.c), so
+# 2 MiB packs: the space reserve is a pack plus 1 MiB (chunker/store.c), so
 # the reserve stays small on this small disk
 SMALL_PACKS = {"TRESOR_TEST_PACK_TARGET": str(2 << 20)}
 

@@ -312,6 +312,6 @@ def test_crash_torture(tmp, make_store, mounts):
 
 # The drill also recovers from the remote.  It found that a second full
 # image (the first push died after writing meta/1) was laid over the first
-# without deleting what it no longer held (fixed in fs/changelog.c).
+# without deleting what it no longer held (fixed in chunker/changelog.c).
 def test_recovery_after_crash_torture(tmp, make_store, mounts):
     run_torture(tmp, make_store, mounts, max(ROUNDS // 2, 8), SOAK, recover=True)

@@ -1,5 +1,5 @@
 /*
- * test_store.c - unit tests for fs/store.c: creating a store (and leaving
+ * test_store.c - unit tests for chunker/store.c: creating a store (and leaving
  * nothing behind when that fails), opening it (wrong passphrase, newer
  * format), the chunk path (deduplication, sealing, reading back whole and
  * in parts, across a reopen), pack rotation and the pack layout on disk,

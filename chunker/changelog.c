@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 
 #include "changelog.h"
-#include "../chunker/util.h"
+#include "util.h"
 
 #define MAX_COLS 16
 /* from_seq of a full image: no changelog range starts there. */

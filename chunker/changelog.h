@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "namespace.h"
+#include "index.h"
 
 /* Create the changelog table and its triggers (idempotent). */
 int changelog_enable(struct index *ix);

@@ -16,11 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
 
-#include "damage.h"
 #include "store.h"
-#include "../chunker/util.h"
+#include "util.h"
 
 /* ---- the chunk cache ---- */
 
@@ -487,18 +485,9 @@ int store_new_gc_pack(struct store *st, uint8_t name[PACK_NAME_LEN])
 		return err;
 	/* The intent first, committed: if we die before the rewrite
 	 * commits, the next GC removes the file through pack_trash. */
-	sqlite3 *db = index_db(st->ix);
-	sqlite3_stmt *ins;
 	err = index_begin(st->ix);
-	if (!err && sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO pack_trash(name, time,"
-				       " local_done) VALUES (?1, 0, 0)", -1, &ins, NULL) == SQLITE_OK) {
-		sqlite3_bind_blob(ins, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
-		if (sqlite3_step(ins) != SQLITE_DONE)
-			err = -EIO;
-		sqlite3_finalize(ins);
-	} else if (!err) {
-		err = -EIO;
-	}
+	if (!err)
+		err = catalog_trash_add(st->ix, name, 0);
 	if (!err)
 		err = index_commit(st->ix);
 	if (!err)
@@ -883,73 +872,6 @@ int store_finish_orphans(struct store *st)
 	if (!err)
 		err = index_commit(st->ix);
 	return err ? err : done;
-}
-
-int store_read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
-		       int64_t view, uint64_t ino, void *buf, size_t len,
-		       uint64_t off, const char *volname)
-{
-	struct extent *xs = NULL;
-	size_t nx = 0;
-	struct chunk_ref *refs = NULL;
-	int err = 0;
-	memset(buf, 0, len);
-	/* A pack may be rewritten by GC between resolving and reading: on
-	 * ENOENT resolve once more. */
-	for (int attempt = 0; attempt < 2; attempt++) {
-		free(xs);
-		free(refs);
-		xs = NULL;
-		refs = NULL;
-		if (lock)
-			pthread_mutex_lock(lock);
-		err = ns_extents_in(st->ix, vol, view, ino, off, off + len,
-				       &xs, &nx);
-		if (!err && nx) {
-			refs = malloc(nx * sizeof(*refs));
-			if (!refs)
-				err = -ENOMEM;
-			for (size_t i = 0; i < nx && !err; i++)
-				err = store_chunk_ref(st, xs[i].chunk, &refs[i]);
-		}
-		if (lock)
-			pthread_mutex_unlock(lock);
-		for (size_t i = 0; i < nx && !err; i++) {
-			uint64_t s = xs[i].off > off ? xs[i].off : off;
-			uint64_t e = xs[i].off + xs[i].len;
-			if (e > off + len)
-				e = off + len;
-			if (s >= e)
-				continue;
-			err = store_read_chunk(st, &refs[i], xs[i].coff + (s - xs[i].off),
-					       (uint8_t *)buf + (s - off), e - s);
-			/* ENOENT: maybe a GC rewrite; resolve again once, then
-			 * the pack is missing: EIO like any other damage. */
-			if (err && (err != -ENOENT || attempt == 1)) {
-				char hex[PACK_NAME_LEN * 2 + 1], path[1024];
-				hex_encode(refs[i].pack, PACK_NAME_LEN, hex);
-				/* Name the file, not only the inode. */
-				if (lock)
-					pthread_mutex_lock(lock);
-				damage_path(st->ix, vol, view, ino, path, sizeof(path));
-				if (lock)
-					pthread_mutex_unlock(lock);
-				tlog(LOG_ERR, "volume %s: %s (inode %llu) at offset %llu: chunk in pack %s: %s%s",
-				     volname, path, (unsigned long long)ino,
-				     (unsigned long long)s, hex,
-				     err == -EBADMSG ? "failed authentication"
-				     : err == -ENOENT ? "the pack file is missing" : strerror(-err),
-				     st->fetch ? " here and could not be fetched from the remote"
-					       : "; no remote to heal it from ('tresor repair')");
-				err = -EIO;
-			}
-		}
-		if (err != -ENOENT)
-			break;
-	}
-	free(xs);
-	free(refs);
-	return err;
 }
 
 int store_chunk_move(struct store *st, const struct sealed_chunk *sc,

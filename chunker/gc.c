@@ -13,7 +13,7 @@
 #include <sqlite3.h>
 
 #include "gc.h"
-#include "../chunker/util.h"
+#include "util.h"
 
 /* Run sql with int64 args; for statements that return no rows. */
 static int exec_i64(sqlite3 *db, const char *sql, int n, const int64_t *a)
@@ -85,19 +85,12 @@ static int trash_pack(struct store *st, int64_t pack)
 	int err = catalog_pack_name(st->ix, pack, name);
 	if (err)
 		return err;
-	sqlite3 *db = index_db(st->ix);
-	sqlite3_stmt *ins;
-	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO pack_trash(name, time, local_done)"
-			       " VALUES (?1, ?2, 0)", -1, &ins, NULL) != SQLITE_OK)
-		return -EIO;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	sqlite3_bind_blob(ins, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(ins, 2, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
-	int rc = sqlite3_step(ins);
-	sqlite3_finalize(ins);
-	if (rc != SQLITE_DONE)
-		return -EIO;
+	err = catalog_trash_add(st->ix, name, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+	if (err)
+		return err;
+	sqlite3 *db = index_db(st->ix);
 	int64_t a[] = { pack };
 	err = exec_i64(db, "DELETE FROM chunk WHERE pack = ?1 AND refs = 0", 1, a);
 	if (!err)

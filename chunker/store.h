@@ -17,10 +17,11 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "../chunker/fastcdc.h"
-#include "../chunker/crypto.h"
-#include "namespace.h"
-#include "../chunker/pack.h"
+#include "fastcdc.h"
+#include "crypto.h"
+#include "catalog.h"
+#include "index.h"
+#include "pack.h"
 
 #define STORE_FORMAT_VERSION 1
 #define STORE_KEY_FILE "tresor.key"
@@ -135,16 +136,6 @@ int store_chunk_ref(struct store *st, int64_t rowid, struct chunk_ref *ref);
  */
 int store_read_chunk(struct store *st, const struct chunk_ref *ref,
 		     uint64_t coff, void *dst, size_t len);
-
-/*
- * Fill buf with [off, off+len) of inode ino of volume vol as seen in view,
- * from its extents (holes read as zeros).  lock (may be NULL) is held
- * around index access only.  A chunk that fails authentication gives
- * -EIO and a log line naming the volume, inode and pack.
- */
-int store_read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
-		       int64_t view, uint64_t ino, void *buf, size_t len,
-		       uint64_t off, const char *volname);
 
 /* Append an existing chunk's sealed record to the open pack and point the
  * chunk's row there (the GC moving live chunks out of a pack). */
