@@ -50,11 +50,15 @@ struct store {
 	int64_t pw_rowid;
 	/* Decrypted chunks (own lock inside). */
 	struct chunk_cache *cache;
-	/* Where packs missing or bad here come from (fetch.h: a remote);
-	 * NULL: nowhere, a failed read is EIO.  Thread-safe itself. */
+	/* Where packs missing or bad here come from: the fetch hook, which
+	 * the replication layer installs (remote/fetch.h) and the store knows
+	 * only by these calls.  fetch NULL: nowhere, a failed read is EIO.
+	 * Thread-safe itself.  fetch_take_filled: 1 once, when a fill has
+	 * made every pack local (the lazy mark may go). */
 	struct pack_fetcher *fetch;
 	int (*fetch_load)(struct store *st, const struct chunk_ref *ref,
 			  int local_err, uint8_t **sealed);
+	int (*fetch_take_filled)(struct pack_fetcher *f);
 };
 
 /* Defaults: 256 KiB / 1 MiB / 4 MiB chunks, scrypt 2^17. */

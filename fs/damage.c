@@ -170,3 +170,17 @@ int damage_unsafe_name(struct index *ix, int64_t *vol, uint64_t *parent,
 	sqlite3_finalize(q);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
 }
+
+int damage_check_names(struct index *ix, char *why, size_t size)
+{
+	int64_t vol;
+	uint64_t parent;
+	char name[300];
+	int r = damage_unsafe_name(ix, &vol, &parent, name, sizeof(name));
+	if (r == 1) {
+		snprintf(why, size, "meta/ (an entry named '%.64s' in directory inode %llu of volume %lld)",
+			 name, (unsigned long long)parent, (long long)vol);
+		return -EUCLEAN;
+	}
+	return r;
+}

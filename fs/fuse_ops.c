@@ -21,7 +21,6 @@
 
 #include "acl.h"
 #include "control.h"
-#include "fetch.h"
 #include "fuse_int.h"
 #include "../chunker/util.h"
 
@@ -1177,7 +1176,8 @@ static const struct fuse_lowlevel_ops vfs_ops = {
 };
 
 int vfs_mount_main(struct store *st, const char *volume,
-		   const char *mountpoint, const char *opts, int foreground)
+		   const char *mountpoint, const char *opts, int foreground,
+		   const struct vfs_mount_hooks *hooks)
 {
 	int readonly = 0;
 	char fsname[512];
@@ -1258,6 +1258,8 @@ int vfs_mount_main(struct store *st, const char *volume,
 	v.nworkers_wanted = workers;
 	v.writeback = writeback;
 	v.noacl = noacl;
+	v.fill = fill;
+	snprintf(v.fetch_remote, sizeof(v.fetch_remote), "%s", fetch_remote);
 	v.mountpoint = realpath(mountpoint, NULL);
 	err = -EIO;
 	struct fuse_lowlevel_ops timed;
@@ -1292,21 +1294,8 @@ int vfs_mount_main(struct store *st, const char *volume,
 			goto out_unmount;
 		}
 	}
-	/* With a remote configured, packs not here (a lazy recovery) or bad
-	 * here are fetched from it on read: after the fork, since the remote
-	 * holds connections and the fetcher a thread. */
-	char label[300];
-	snprintf(label, sizeof(label), "volume %s", volume);
-	int ferr = fetcher_attach(st, *fetch_remote ? fetch_remote : NULL, label,
-				  FETCH_BACKGROUND, fill);
-	if (ferr && ferr != -ENOENT)
-		tlog(LOG_WARN, "store %s: remote %s unusable for fetching packs (%s); reads of missing or damaged packs will fail",
-		     st->dir, *fetch_remote ? fetch_remote : "origin", strerror(-ferr));
-	else if (!ferr)
-		tlog(LOG_INFO, "store %s: packs missing or damaged here are fetched from remote '%s'",
-		     st->dir, fetcher_remote_name(st->fetch));
-	if (!ferr)
-		fetcher_set_wanted(st->fetch, vfs_pack_wanted, &v);
+	if (hooks && hooks->started)
+		hooks->started(&v, hooks->arg);
 	err = vfs_start_committer(&v);
 	if (!err) {
 		/* Read-only mounts serve ping and opstats only; a second
@@ -1332,9 +1321,11 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out:;
-	fetcher_stop_thread(st->fetch);	/* it asks v (vfs_pack_wanted) */
+	if (hooks && hooks->stopping)
+		hooks->stopping(&v, hooks->arg);
 	int e2 = vfs_close(&v);
-	fetcher_detach(st);	/* after the workers that read have stopped */
+	if (hooks && hooks->closed)
+		hooks->closed(&v, hooks->arg);
 	free(v.mountpoint);
 	return err ? err : e2;
 }

@@ -21,7 +21,6 @@
 #include <unistd.h>
 #include <sqlite3.h>
 
-#include "fetch.h"
 #include "view.h"
 #include "../chunker/util.h"
 #include "vfs.h"
@@ -660,7 +659,7 @@ int vfs_commit(struct vfs *v)
 		return 0;
 	int err = hot_walk(v, persist_dirty, NULL);
 	/* A lazy store the daemon has completed (-o fill) is whole now. */
-	if (!err && v->st->fetch && fetcher_take_filled(v->st->fetch)) {
+	if (!err && v->st->fetch && v->st->fetch_take_filled(v->st->fetch)) {
 		err = index_begin(v->st->ix);
 		if (!err)
 			err = index_meta_set(v->st->ix, "lazy", 0);

@@ -11,10 +11,10 @@
  *                without it.
  * The chunk cache inside the store has its own lock, taken last.
  * The remote the daemon fetches missing or damaged packs from lives in the
- * store's fetcher (st->fetch, fetch.h), attached by vfs_mount_main after
- * the fork and detached after vfs_close: one connection for readers
- * behind its own lock, one owned by its background thread; readers call
- * it from store_read_chunk holding none of the locks above.
+ * store's fetch hook (st->fetch, installed by the composition root's
+ * vfs_mount_hooks after the fork, removed after vfs_close: one connection
+ * for readers behind its own lock, one owned by its background thread);
+ * readers call it from store_read_chunk holding none of the locks above.
  */
 #ifndef TRESOR_VFS_H
 #define TRESOR_VFS_H
@@ -86,6 +86,8 @@ struct vfs {
 	int xattrs_maybe;		/* the volume may have xattrs (lock) */
 	int acl;			/* POSIX ACLs applied (acl.h); set at init */
 	int noacl;			/* -o noacl: refuse them (EOPNOTSUPP) */
+	char fetch_remote[64];		/* -o remote=NAME ("": origin) */
+	int fill;			/* -o fill: fetch every pack not here */
 	pthread_mutex_t snap_lock;	/* one snapshot at a time */
 	struct control *control;
 	/* chunk pipeline (pipeline.c), under lock */
@@ -164,11 +166,24 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size);
 int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
 		     size_t len, uint64_t off);
 
+/* What the composition root runs around a mount's serve loop (any may be
+ * NULL): started after the fork and before serving (a remote's
+ * connections and threads belong to the serving process), stopping when
+ * the loop has ended (before vfs_close), closed after vfs_close. */
+struct vfs_mount_hooks {
+	void (*started)(struct vfs *v, void *arg);
+	void (*stopping)(struct vfs *v, void *arg);
+	void (*closed)(struct vfs *v, void *arg);
+	void *arg;
+};
+
 /* Serve the volume at mountpoint until unmounted.  opts: comma-separated
- * FUSE options (allow_other, ro, ...).  Without foreground it returns in
- * the parent once the mount is ready (the child serves). */
+ * FUSE options (allow_other, ro, ...) and tresor's own (README).  Without
+ * foreground it returns in the parent once the mount is ready (the child
+ * serves). */
 int vfs_mount_main(struct store *st, const char *volume,
-		   const char *mountpoint, const char *opts, int foreground);
+		   const char *mountpoint, const char *opts, int foreground,
+		   const struct vfs_mount_hooks *hooks);
 
 /* 1 if the index still names pack name (takes ctx->lock): the fetcher
  * asks before installing a pack fetched for a read (fetch.h). */

@@ -9,7 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../fs/recover.h"
+#include "../fs/damage.h"
+#include "../remote/recover.h"
 #include "cli.h"
 #include "progress.h"
 
@@ -68,7 +69,8 @@ int cmd_recover(struct opts *o)
 	struct recover_result res;
 	struct progress p;
 	progress_start(&p, "recover", 0);
-	struct recover_opts rop = { .lazy = o->lazy, .progress = progress_cb,
+	struct recover_opts rop = { .lazy = o->lazy, .check_index = damage_check_names,
+				    .progress = progress_cb,
 				    .progress_arg = &p, .takeover = o->takeover,
 				    .chain = o->chain };
 	if (o->chain && (!*o->chain || strspn(o->chain, "0123456789abcdefABCDEF") != strlen(o->chain)))

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "../fs/control.h"
-#include "../fs/push.h"
+#include "../remote/push.h"
 #include "cli.h"
 #include "config.h"
 #include "progress.h"

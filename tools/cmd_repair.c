@@ -11,9 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../fs/check_remote.h"
+#include "../remote/check_remote.h"
 #include "../fs/damage.h"
-#include "../fs/fetch.h"
+#include "../remote/fetch.h"
 #include "cli.h"
 #include "progress.h"
 
@@ -55,8 +55,11 @@ int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems)
 	struct remote_check_result res;
 	char prefix[600];
 	snprintf(prefix, sizeof(prefix), "problem: store %s: ", o->pos[0]);
-	int err = check_remote(st, r, &cfg, o->read_data, print_line, prefix,
-			       progress_cb, &p, &res);
+	struct remote_check_opts co = {
+		.read_data = o->read_data, .report = print_line, .arg = prefix,
+		.progress = progress_cb, .parg = &p, .affected = damage_affected,
+	};
+	int err = check_remote(st, r, &cfg, &co, &res);
 	progress_end(&p);
 	if (err) {
 		char msg[600];

@@ -23,8 +23,9 @@
 #include <openssl/sha.h>
 
 #include "../fs/acl.h"
-#include "../fs/fetch.h"
-#include "../fs/recover.h"
+#include "../remote/fetch.h"
+#include "../fs/damage.h"
+#include "../remote/recover.h"
 #include "../fs/view.h"
 #include "cli.h"
 #include "progress.h"
@@ -410,7 +411,7 @@ static int restore_remote(struct opts *o)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (access(cache, F_OK)) {
 		struct remote *r = open_remote(url, &ro);
-		struct recover_opts rop = { .lazy = 1 };
+		struct recover_opts rop = { .lazy = 1, .check_index = damage_check_names };
 		struct recover_result res;
 		int err = recover_run(r, url, &ro, cache, pass, strlen(pass), &rop, &res);
 		char msg[600];

@@ -14,7 +14,7 @@
 #include <strings.h>
 
 #include "config.h"
-#include "../fs/push.h"
+#include "../remote/push.h"
 
 struct parser {
 	const char *buf, *end, *pos;	/* the text, where the reader is */

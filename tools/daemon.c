@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../fs/repo.h"
+#include "../remote/repo.h"
 #include "../chunker/util.h"
 #include "cli.h"
 #include "daemon.h"

@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include "../fs/control.h"
-#include "../fs/fetch.h"
-#include "../fs/repo.h"
+#include "../remote/fetch.h"
+#include "../remote/repo.h"
 #include "../chunker/util.h"
 #include "cli.h"
 #include "daemon.h"

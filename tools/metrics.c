@@ -23,7 +23,7 @@
 
 #include "../fs/control.h"
 #include "../fs/opstats.h"
-#include "../fs/repo.h"
+#include "../remote/repo.h"
 #include "../chunker/util.h"
 #include "cli.h"
 #include "daemon.h"

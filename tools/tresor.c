@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "../fs/check.h"
-#include "../fs/fetch.h"
+#include "../remote/fetch.h"
 #include "../fs/vfs.h"
 #include "cli.h"
 #include "daemon.h"
@@ -180,6 +180,41 @@ static int mount_opt(const char *opts, const char *key, char *val, size_t size)
 	return 0;
 }
 
+/* A mount's fetch hook: with a remote configured, packs not here (a lazy
+ * recovery) or bad here are fetched from it on read.  Attached after the
+ * fork, since the remote holds connections and the fetcher a thread. */
+static void mount_attach_fetcher(struct vfs *v, void *arg)
+{
+	(void)arg;
+	struct store *st = v->st;
+	const char *name = *v->fetch_remote ? v->fetch_remote : NULL;
+	char label[300];
+	snprintf(label, sizeof(label), "volume %s", v->vol.name);
+	int err = fetcher_attach(st, name, label, FETCH_BACKGROUND, v->fill);
+	if (err && err != -ENOENT)
+		tlog(LOG_WARN, "store %s: remote %s unusable for fetching packs (%s); reads of missing or damaged packs will fail",
+		     st->dir, name ? name : "origin", strerror(-err));
+	else if (!err)
+		tlog(LOG_INFO, "store %s: packs missing or damaged here are fetched from remote '%s'",
+		     st->dir, fetcher_remote_name(st->fetch));
+	if (!err)
+		fetcher_set_wanted(st->fetch, vfs_pack_wanted, v);
+}
+
+/* Before vfs_close: the fetcher's thread asks v (vfs_pack_wanted). */
+static void mount_stop_fetcher(struct vfs *v, void *arg)
+{
+	(void)arg;
+	fetcher_stop_thread(v->st->fetch);
+}
+
+/* After vfs_close: the workers that read have stopped. */
+static void mount_detach_fetcher(struct vfs *v, void *arg)
+{
+	(void)arg;
+	fetcher_detach(v->st);
+}
+
 static int cmd_mount(struct opts *o)
 {
 	if (o->npos != 3)
@@ -204,7 +239,11 @@ static int cmd_mount(struct opts *o)
 		fprintf(stderr, "tresor: WARNING: store %s is lazy and its remote '%s' cannot be used (%s): reads of files not fetched yet fail with EIO until it is fixed (mounted anyway: -o allow_unfetchable)\n",
 			dir, rname, why);
 	}
-	int err = vfs_mount_main(st, vol, mnt, o->mount_opts, o->foreground);
+	const struct vfs_mount_hooks hooks = {
+		.started = mount_attach_fetcher, .stopping = mount_stop_fetcher,
+		.closed = mount_detach_fetcher,
+	};
+	int err = vfs_mount_main(st, vol, mnt, o->mount_opts, o->foreground, &hooks);
 	int e2 = store_close(st);
 	if (err == -EBUSY)
 		die(1, "volume '%s' of store %s is already mounted by another process",

@@ -6,12 +6,11 @@
  * meta/N-1 must be complete and end where the store's last push ended
  * (a shorter chain is a rollback or a deletion, a longer one another
  * writer); with data, every delta must authenticate under its number.
- * Reads only.  Problems go through check_report_fn like store_check.
+ * Reads only.  Problems go one line each to o->report, as store_check's.
  */
 #ifndef TRESOR_CHECK_REMOTE_H
 #define TRESOR_CHECK_REMOTE_H
 
-#include "check.h"
 #include "repo.h"
 
 struct remote_check_result {
@@ -20,9 +19,20 @@ struct remote_check_result {
 	uint64_t bytes_read;
 };
 
+struct remote_check_opts {
+	int read_data;		/* download and verify every pack and delta */
+	void (*report)(void *arg, const char *line);	/* one problem */
+	void *arg;
+	void (*progress)(void *parg, uint64_t done, uint64_t total);	/* may be NULL */
+	void *parg;
+	/* Lines naming the files a missing or damaged pack takes with it (the
+	 * namespace's damage_affected, fs/damage.h); NULL: none. */
+	int (*affected)(struct index *ix, int64_t pack_id, int64_t chunk_id,
+			size_t max, void (*cb)(void *arg, const char *line),
+			void *arg, size_t *files);
+};
+
 int check_remote(struct store *st, struct remote *r, const struct remote_cfg *cfg,
-		 int read_data, check_report_fn report, void *arg,
-		 void (*progress)(void *arg, uint64_t done, uint64_t total),
-		 void *parg, struct remote_check_result *res);
+		 const struct remote_check_opts *o, struct remote_check_result *res);
 
 #endif

@@ -541,6 +541,7 @@ int fetcher_attach(struct store *st, const char *remote_name,
 	}
 	st->fetch = f;
 	st->fetch_load = load_for_store;
+	st->fetch_take_filled = fetcher_take_filled;
 	return 0;
 }
 
@@ -565,6 +566,7 @@ void fetcher_detach(struct store *st)
 	fetcher_stop_thread(f);
 	st->fetch = NULL;
 	st->fetch_load = NULL;
+	st->fetch_take_filled = NULL;
 	fetcher_free(f);
 }
 

@@ -35,6 +35,12 @@ struct recover_opts {
 	/* Bytes of packs fetched so far / to fetch (may be NULL). */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);
 	void *progress_arg;
+	/* Checks the rebuilt index before anything is fetched or put in
+	 * place (the namespace's: no entry named "..", "." or with a '/',
+	 * fs/damage.h damage_check_names): 0, or -EUCLEAN with the offending
+	 * object or entry in why.  Every caller that recovers a store must
+	 * set it; NULL is refused (-EINVAL). */
+	int (*check_index)(struct index *ix, char *why, size_t size);
 };
 
 struct recover_result {

@@ -15,7 +15,6 @@
 #include <zstd.h>
 
 #include "../chunker/changelog.h"
-#include "damage.h"
 #include "fetch.h"
 #include "push.h"
 #include "recover.h"
@@ -304,20 +303,9 @@ int recover_run(struct remote *r, const char *url,
 	res->tip = tip;
 	/* Names are used as path components by mounts and restores: a
 	 * damaged or hostile history must not name "..", "." or "a/b". */
-	if (!err) {
-		int64_t vol;
-		uint64_t parent;
-		char name[300];
-		int r2 = damage_unsafe_name(ix, &vol, &parent, name, sizeof(name));
-		if (r2 == 1) {
-			snprintf(res->failed, sizeof(res->failed),
-				 "meta/ (an entry named '%.64s' in directory inode %llu of volume %lld)",
-				 name, (unsigned long long)parent, (long long)vol);
-			err = -EUCLEAN;
-		} else if (r2 < 0) {
-			err = r2;
-		}
-	}
+	if (!err)
+		err = ro->check_index ? ro->check_index(ix, res->failed, sizeof(res->failed))
+				      : -EINVAL;
 	/* The packs the index names, verified (lazy: later, on demand). */
 	if (!err && !ro->lazy)
 		err = fetch_missing(r, &keys, tmp, ix, 0, ro, res);

@@ -9,7 +9,6 @@
 #include <sqlite3.h>
 
 #include "check_remote.h"
-#include "damage.h"
 #include "fetch.h"
 #include "../chunker/util.h"
 
@@ -20,8 +19,7 @@ struct obj {
 
 struct rctx {
 	const struct remote_cfg *cfg;
-	check_report_fn report;
-	void *arg;
+	const struct remote_check_opts *o;
 	struct remote_check_result *res;
 	struct obj *objs;
 	size_t n, cap;
@@ -39,7 +37,7 @@ static void rproblem(struct rctx *c, const char *fmt, ...)
 	vsnprintf(line + k, sizeof(line) - k, fmt, ap);
 	va_end(ap);
 	c->res->problems++;
-	c->report(c->arg, line);
+	c->o->report(c->o->arg, line);
 }
 
 static void affects_line(void *arg, const char *line)
@@ -47,7 +45,7 @@ static void affects_line(void *arg, const char *line)
 	struct rctx *c = arg;
 	char buf[8200];
 	snprintf(buf, sizeof(buf), "  affects %s", line);
-	c->report(c->arg, buf);
+	c->o->report(c->o->arg, buf);
 }
 
 static int collect(void *arg, const char *key, uint64_t size)
@@ -131,7 +129,8 @@ static int check_packs(struct store *st, struct remote *r, struct rctx *c,
 		} else {
 			continue;
 		}
-		damage_affected(st->ix, id, 0, 20, affects_line, c, NULL);
+		if (c->o->affected)
+			c->o->affected(st->ix, id, 0, 20, affects_line, c, NULL);
 	}
 	sqlite3_finalize(q);
 	if (!err && sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM pack p WHERE p.state = 1 AND NOT EXISTS"
@@ -197,17 +196,16 @@ static int check_meta(struct store *st, struct remote *r, struct rctx *c,
 }
 
 int check_remote(struct store *st, struct remote *r, const struct remote_cfg *cfg,
-		 int read_data, check_report_fn report, void *arg,
-		 void (*progress)(void *arg, uint64_t done, uint64_t total),
-		 void *parg, struct remote_check_result *res)
+		 const struct remote_check_opts *o, struct remote_check_result *res)
 {
 	memset(res, 0, sizeof(*res));
-	struct rctx c = { .cfg = cfg, .report = report, .arg = arg, .res = res };
+	struct rctx c = { .cfg = cfg, .o = o, .res = res };
+	int read_data = o->read_data;
 	int err = remote_list(r, "", collect, &c);
 	if (!err && c.n)
 		qsort(c.objs, c.n, sizeof(*c.objs), obj_cmp);
 	if (!err)
-		err = check_packs(st, r, &c, read_data, progress, parg);
+		err = check_packs(st, r, &c, read_data, o->progress, o->parg);
 	if (!err)
 		err = check_meta(st, r, &c, read_data);
 	for (size_t i = 0; i < c.n; i++)

@@ -19,7 +19,7 @@
 #ifndef TRESOR_REPO_H
 #define TRESOR_REPO_H
 
-#include "../remote/remote.h"
+#include "remote.h"
 #include "../chunker/store.h"
 
 #define REPO_VERSION 2
