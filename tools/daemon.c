@@ -735,7 +735,8 @@ static void push_noted(struct daemon *d, const struct push_req *req, int rc, con
 }
 
 /* The remotes to push to: those a `tresor push` asked for, else those of
- * the config, else every one in the store (`remote list --json`). */
+ * the config, else every one configured in the store.  Each push runs in
+ * a child process of its own: a crash or hang of one is isolated. */
 static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 {
 	(void)now;
@@ -747,22 +748,19 @@ static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 	for (int i = 0; i < d->cfg.nrem && !d->npush_only; i++)
 		snprintf(reqs[n++].name, sizeof(reqs[0].name), "%s", d->cfg.rem[i].name);
 	if (!n) {
-		struct args a;
-		args_init(d, &a);
-		arg(&a, "remote");
-		arg(&a, "list");
-		arg(&a, d->cfg.store);
-		arg(&a, "--json");
-		char out[16384], e[400];
-		if (run_child(d, "push", a.v, out, sizeof(out), e, sizeof(e))) {
-			snprintf(err, errsize, "cannot list the remotes of %s: %s", d->cfg.store, e);
+		struct index *ix = daemon_index(d);
+		struct remote_cfg *cs = NULL;
+		size_t nc = 0;
+		int lerr = ix ? remote_cfg_list(ix, &cs, &nc) : -EIO;
+		index_close(ix);
+		if (lerr) {
+			snprintf(err, errsize, "cannot list the remotes of %s: %s", d->cfg.store,
+				 strerror(-lerr));
 			return -1;
 		}
-		for (char *p = out; (p = strstr(p, "{\"name\":\"")) && n < CONFIG_MAX_REMOTES * 2;) {
-			p += 9;
-			size_t len = strcspn(p, "\"");
-			snprintf(reqs[n++].name, sizeof(reqs[0].name), "%.*s", (int)len, p);
-		}
+		for (size_t i = 0; i < nc && n < CONFIG_MAX_REMOTES * 2; i++)
+			snprintf(reqs[n++].name, sizeof(reqs[0].name), "%s", cs[i].name);
+		free(cs);
 	}
 	int failed = 0;
 	char json[1024] = "";
