@@ -173,3 +173,16 @@ int catalog_trash_add(struct index *ix, const uint8_t name[PACK_NAME_LEN],
 	sqlite3_bind_int64(st, 2, time);
 	return index_exec(ix, st);
 }
+
+int catalog_pack_size(struct index *ix, int64_t rowid, uint64_t *size)
+{
+	sqlite3_stmt *st = index_stmt(ix, "SELECT size FROM pack WHERE id = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, rowid);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*size = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
+}

@@ -41,6 +41,8 @@ int catalog_pack_insert(struct index *ix, const uint8_t name[PACK_NAME_LEN],
 int catalog_pack_finished(struct index *ix, int64_t rowid, uint64_t size);
 int catalog_pack_name(struct index *ix, int64_t rowid,
 		      uint8_t name[PACK_NAME_LEN]);
+/* The size a finished pack has (0 while open). */
+int catalog_pack_size(struct index *ix, int64_t rowid, uint64_t *size);
 /* Rowids of packs in the given state; *ids malloc'd. */
 int catalog_pack_list(struct index *ix, int state, int64_t **ids, size_t *n);
 /* All chunk records of a pack, by offset; *cs malloc'd. */

@@ -148,15 +148,42 @@ static char *path_join(const char *a, const char *b)
 	return p;
 }
 
-char *store_pack_path(const struct store *st, const uint8_t name[PACK_NAME_LEN])
+char *store_pack_path_in(const char *dir, const uint8_t name[PACK_NAME_LEN])
 {
 	char hex[PACK_NAME_LEN * 2 + 1];
 	hex_encode(name, PACK_NAME_LEN, hex);
-	size_t n = strlen(st->dir) + sizeof(STORE_PACK_DIR) + 4 + sizeof(hex);
+	size_t n = strlen(dir) + sizeof(STORE_PACK_DIR) + 4 + sizeof(hex);
 	char *p = malloc(n);
 	if (p)
-		snprintf(p, n, "%s/%s/%.2s/%s", st->dir, STORE_PACK_DIR, hex, hex);
+		snprintf(p, n, "%s/%s/%.2s/%s", dir, STORE_PACK_DIR, hex, hex);
 	return p;
+}
+
+char *store_pack_path(const struct store *st, const uint8_t name[PACK_NAME_LEN])
+{
+	return store_pack_path_in(st->dir, name);
+}
+
+uint64_t store_packs_disk_bytes(const char *dir, struct index *ix)
+{
+	uint64_t disk = 0;
+	int64_t *ids = NULL;
+	size_t n = 0;
+	for (int state = PACK_OPEN; state <= PACK_FINISHED; state++) {
+		if (catalog_pack_list(ix, state, &ids, &n))
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			uint8_t name[PACK_NAME_LEN];
+			struct stat sb;
+			char *path = catalog_pack_name(ix, ids[i], name) ? NULL
+				     : store_pack_path_in(dir, name);
+			if (path && !stat(path, &sb))
+				disk += (uint64_t)sb.st_blocks * 512;
+			free(path);
+		}
+		free(ids);
+	}
+	return disk;
 }
 
 /* 1 if dir is an empty directory, 0 if it does not exist, -errno else

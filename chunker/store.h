@@ -93,9 +93,15 @@ int store_close(struct store *st);
  * the index that names it. */
 int store_commit(struct store *st);
 
-/* Path of a pack file: DIR/packs/ab/abcdef... (malloc'd). */
+/* Path of a pack file: DIR/packs/ab/abcdef... (malloc'd): the one place
+ * that builds it.  _in: of the store at dir, not opened. */
 char *store_pack_path(const struct store *st,
 		      const uint8_t name[PACK_NAME_LEN]);
+char *store_pack_path_in(const char *dir, const uint8_t name[PACK_NAME_LEN]);
+
+/* What the pack files of the store at dir take on disk (their padding is
+ * a hole), for stats; needs only the index. */
+uint64_t store_packs_disk_bytes(const char *dir, struct index *ix);
 
 /* A chunk ready to be stored: its ID and sealed bytes. */
 struct sealed_chunk {

@@ -533,3 +533,29 @@ int repo_open_delta(const struct store_keys *keys, uint64_t n,
 	aad_n("tresor meta v1", n, NULL, aad, &alen);
 	return open_body(keys->meta, aad, alen, in, len, out, outlen);
 }
+
+size_t remote_cfg_gone(struct index *ix, const struct remote_cfg *c,
+		       struct remote_gone_pack **out)
+{
+	sqlite3_stmt *q;
+	size_t n = 0;
+	*out = NULL;
+	if (sqlite3_prepare_v2(index_db(ix), "SELECT name, freed, lock_until FROM remote_gone"
+			       " WHERE remote = ?1 ORDER BY freed", -1, &q, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(q, 1, c->id);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(q, 0) != PACK_NAME_LEN)
+			continue;
+		struct remote_gone_pack *g = realloc(*out, (n + 1) * sizeof(**out));
+		if (!g)
+			break;
+		*out = g;
+		repo_pack_key(sqlite3_column_blob(q, 0), g[n].key, sizeof(g[n].key));
+		int64_t due = sqlite3_column_int64(q, 1) + c->grace_ns;
+		int64_t lock = sqlite3_column_int64(q, 2) * 1000000000LL;
+		g[n++].due = lock > due ? lock : due;
+	}
+	sqlite3_finalize(q);
+	return n;
+}

@@ -75,6 +75,15 @@ int remote_cfg_pending(struct index *ix, int64_t remote, uint64_t *packs, uint64
  * rest stay).  -ENOENT: no such remote. */
 int remote_cfg_set_opts(struct index *ix, const char *name, const struct remote_options *o);
 
+/* Freed packs a remote still holds, with when each may be deleted (the
+ * later of the grace and the Object Lock retention); *out malloc'd. */
+struct remote_gone_pack {
+	char key[80];
+	int64_t due;		/* ns */
+};
+size_t remote_cfg_gone(struct index *ix, const struct remote_cfg *c,
+		       struct remote_gone_pack **out);
+
 /* Wall-clock time in ns that remote schedules (grace, Object Lock dates)
  * use: CLOCK_REALTIME plus TRESOR_TEST_CLOCK_OFFSET seconds if set (a test
  * hook standing for days going by; never set it in production). */

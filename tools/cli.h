@@ -6,7 +6,6 @@
 #define TRESOR_CLI_H
 
 #include <limits.h>
-#include <sqlite3.h>
 #include "../fs/namespace.h"
 #include "../fs/retention.h"
 #include "../chunker/store.h"

@@ -229,37 +229,6 @@ static int cmd_remote_set(struct opts *o)
 	return 0;
 }
 
-/* Freed packs a remote still holds, with when each may be deleted. */
-struct gone {
-	char key[80];
-	int64_t due;		/* ns */
-};
-
-static size_t list_gone(struct index *ix, const struct remote_cfg *c, struct gone **out)
-{
-	sqlite3_stmt *q;
-	size_t n = 0;
-	*out = NULL;
-	if (sqlite3_prepare_v2(index_db(ix), "SELECT name, freed, lock_until FROM remote_gone"
-			       " WHERE remote = ?1 ORDER BY freed", -1, &q, NULL) != SQLITE_OK)
-		return 0;
-	sqlite3_bind_int64(q, 1, c->id);
-	while (sqlite3_step(q) == SQLITE_ROW) {
-		if (sqlite3_column_bytes(q, 0) != PACK_NAME_LEN)
-			continue;
-		struct gone *g = realloc(*out, (n + 1) * sizeof(**out));
-		if (!g)
-			break;
-		*out = g;
-		repo_pack_key(sqlite3_column_blob(q, 0), g[n].key, sizeof(g[n].key));
-		int64_t due = sqlite3_column_int64(q, 1) + c->grace_ns;
-		int64_t lock = sqlite3_column_int64(q, 2) * 1000000000LL;
-		g[n++].due = lock > due ? lock : due;
-	}
-	sqlite3_finalize(q);
-	return n;
-}
-
 static int cmd_remote_list(struct opts *o)
 {
 	if (o->npos != 2)
@@ -277,8 +246,8 @@ static int cmd_remote_list(struct opts *o)
 		char when[64] = "never";
 		if (cs[i].last_push)
 			iso_time(cs[i].last_push, when, sizeof(when));
-		struct gone *g;
-		size_t ng = list_gone(ix, &cs[i], &g);
+		struct remote_gone_pack *g;
+		size_t ng = remote_cfg_gone(ix, &cs[i], &g);
 		const char *mode = cs[i].lock_mode == REMOTE_LOCK_COMPLIANCE ? "compliance"
 								     : "governance";
 		if (o->json) {

@@ -108,15 +108,8 @@ int cmd_repair(struct opts *o)
 		progress_set(&p, i + 1, 0);
 		if (!bad)
 			continue;
-		sqlite3_stmt *q;
 		uint64_t size = 0;
-		if (sqlite3_prepare_v2(index_db(st->ix), "SELECT size FROM pack WHERE id = ?1",
-				       -1, &q, NULL) == SQLITE_OK) {
-			sqlite3_bind_int64(q, 1, ids[i]);
-			if (sqlite3_step(q) == SQLITE_ROW)
-				size = sqlite3_column_int64(q, 0);
-			sqlite3_finalize(q);
-		}
+		catalog_pack_size(st->ix, ids[i], &size);
 		uint64_t bytes = 0;
 		int e = pack_fetch_install(r, &st->keys, st->dir, name, size, &bytes);
 		const char *why = bad == -ENOENT ? "missing" : "damaged";

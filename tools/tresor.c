@@ -276,24 +276,7 @@ static int cmd_stats(struct opts *o)
 		err = ns_volume_list(ix, &vis, &n);
 	if (err)
 		die(1, "cannot read the index of store %s: %s", o->pos[0], strerror(-err));
-	/* What the packs take on disk: their padding is a hole. */
-	uint64_t disk = 0;
-	sqlite3_stmt *pq;
-	if (sqlite3_prepare_v2(index_db(ix), "SELECT name FROM pack", -1, &pq, NULL) == SQLITE_OK) {
-		while (sqlite3_step(pq) == SQLITE_ROW) {
-			char hex[PACK_NAME_LEN * 2 + 1], path[PATH_MAX + 64];
-			struct stat sb;
-			if (sqlite3_column_bytes(pq, 0) != PACK_NAME_LEN)
-				continue;
-			hex_encode(sqlite3_column_blob(pq, 0), PACK_NAME_LEN, hex);
-			snprintf(path, sizeof(path), "%s/%s/%.2s/%s", o->pos[0],
-				 STORE_PACK_DIR, hex, hex);
-			if (!stat(path, &sb))
-				disk += (uint64_t)sb.st_blocks * 512;
-		}
-		sqlite3_finalize(pq);
-	}
-	s.pack_bytes = disk;
+	s.pack_bytes = store_packs_disk_bytes(o->pos[0], ix);
 	uint64_t live = 0, snap_only = 0, reclaim = 0;
 	if (!err)
 		err = ns_space(ix, &live, &snap_only, &reclaim);
