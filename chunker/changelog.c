@@ -65,9 +65,7 @@ static int execf(sqlite3 *db, const char *fmt, ...)
 int changelog_enable(struct index *ix)
 {
 	sqlite3 *db = index_db(ix);
-	int err = execf(db,
-		"CREATE TABLE IF NOT EXISTS changelog(seq INTEGER PRIMARY KEY"
-		" AUTOINCREMENT, tbl INTEGER NOT NULL, pk TEXT NOT NULL)");
+	int err = index_ensure_changelog_table(ix);
 	for (size_t i = 0; i < NTABLES && !err; i++) {
 		const struct table *t = &tables[i];
 		char newk[256] = "", oldk[256] = "";

@@ -76,6 +76,51 @@ static const char *schema_sql =
 	"CREATE TABLE IF NOT EXISTS orphan(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
 	"  PRIMARY KEY(vol, ino)) WITHOUT ROWID;";
 
+/* The replication tables (FORMAT.md §9.11): made on first use, so a
+ * store without remotes has none. */
+static const char *remote_schema =
+	"CREATE TABLE IF NOT EXISTS remote(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+	"  url TEXT NOT NULL, endpoint TEXT, region TEXT, path_style INTEGER NOT NULL DEFAULT 0,"
+	"  ca_file TEXT, credentials_file TEXT, ssh_key TEXT, known_hosts TEXT, netrc_file TEXT,"
+	"  last_seq INTEGER NOT NULL DEFAULT 0, next_meta INTEGER NOT NULL DEFAULT 1,"
+	"  last_push INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS remote_pack(remote INTEGER NOT NULL, name BLOB NOT NULL,"
+	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS remote_gone(remote INTEGER NOT NULL, name BLOB NOT NULL,"
+	"  freed INTEGER NOT NULL, lock_until INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;";
+
+/* Columns added after the first release of the replication tables: a store
+ * made before them gets them (with their defaults) on first use. */
+static const struct {
+	const char *table, *column, *def;
+} added_cols[] = {
+	{ "remote", "grace_ns", "INTEGER NOT NULL DEFAULT 604800000000000" },
+	{ "remote", "lock_mode", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "lock_days", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "meta_lock_until", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote_pack", "lock_until", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "writer", "BLOB" },
+	{ "remote", "tip", "BLOB" },
+	{ "remote", "full_next", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "pending", "BLOB" },
+};
+
+static int has_column(sqlite3 *db, const char *table, const char *column)
+{
+	char sql[128];
+	sqlite3_stmt *st;
+	int found = 0;
+	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		if (!strcmp((const char *)sqlite3_column_text(st, 1), column))
+			found = 1;
+	sqlite3_finalize(st);
+	return found;
+}
+
 const char *index_text(sqlite3_stmt *st, int i)
 {
 	const char *t = (const char *)sqlite3_column_text(st, i);
@@ -309,4 +354,30 @@ int index_collect_ints(sqlite3_stmt *st, int64_t **out, size_t *n)
 		return index_errno(rc);
 	}
 	return 0;
+}
+
+int index_ensure_remote_tables(struct index *ix)
+{
+	if (sqlite3_exec(ix->db, remote_schema, NULL, NULL, NULL) != SQLITE_OK)
+		return -EIO;
+	for (size_t i = 0; i < sizeof(added_cols) / sizeof(added_cols[0]); i++) {
+		int h = has_column(ix->db, added_cols[i].table, added_cols[i].column);
+		if (h < 0)
+			return h;
+		if (h)
+			continue;
+		char sql[256];
+		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s",
+			 added_cols[i].table, added_cols[i].column, added_cols[i].def);
+		if (sqlite3_exec(ix->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			return -EIO;
+	}
+	return 0;
+}
+
+int index_ensure_changelog_table(struct index *ix)
+{
+	return sqlite3_exec(ix->db, "CREATE TABLE IF NOT EXISTS changelog(seq INTEGER PRIMARY KEY"
+			    " AUTOINCREMENT, tbl INTEGER NOT NULL, pk TEXT NOT NULL)",
+			    NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }

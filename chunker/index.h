@@ -37,6 +37,12 @@ int index_in_tx(const struct index *ix);
 int index_meta_get(struct index *ix, const char *key, int64_t *val);
 int index_meta_set(struct index *ix, const char *key, int64_t val);
 
+/* Tables made on first use, not by index_open(create), with the columns
+ * added since their first release (FORMAT.md §9.11): the replication
+ * tables, and the change log (whose triggers changelog.c makes). */
+int index_ensure_remote_tables(struct index *ix);
+int index_ensure_changelog_table(struct index *ix);
+
 /* The raw handle, for the modules that own tables (index_sql.h). */
 struct sqlite3 *index_db(struct index *ix);
 

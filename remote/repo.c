@@ -19,71 +19,16 @@
 #include "repo.h"
 #include "../chunker/util.h"
 
-static const char *remote_schema =
-	"CREATE TABLE IF NOT EXISTS remote(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
-	"  url TEXT NOT NULL, endpoint TEXT, region TEXT, path_style INTEGER NOT NULL DEFAULT 0,"
-	"  ca_file TEXT, credentials_file TEXT, ssh_key TEXT, known_hosts TEXT, netrc_file TEXT,"
-	"  last_seq INTEGER NOT NULL DEFAULT 0, next_meta INTEGER NOT NULL DEFAULT 1,"
-	"  last_push INTEGER NOT NULL DEFAULT 0);"
-	"CREATE TABLE IF NOT EXISTS remote_pack(remote INTEGER NOT NULL, name BLOB NOT NULL,"
-	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS remote_gone(remote INTEGER NOT NULL, name BLOB NOT NULL,"
-	"  freed INTEGER NOT NULL, lock_until INTEGER NOT NULL DEFAULT 0,"
-	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;";
-
-/* Columns added after the first release of the replication tables: a store
- * made before them gets them (with their defaults) on first use. */
-static const struct {
-	const char *table, *column, *def;
-} added_cols[] = {
-	{ "remote", "grace_ns", "INTEGER NOT NULL DEFAULT 604800000000000" },
-	{ "remote", "lock_mode", "INTEGER NOT NULL DEFAULT 0" },
-	{ "remote", "lock_days", "INTEGER NOT NULL DEFAULT 0" },
-	{ "remote", "meta_lock_until", "INTEGER NOT NULL DEFAULT 0" },
-	{ "remote_pack", "lock_until", "INTEGER NOT NULL DEFAULT 0" },
-	{ "remote", "writer", "BLOB" },
-	{ "remote", "tip", "BLOB" },
-	{ "remote", "full_next", "INTEGER NOT NULL DEFAULT 0" },
-	{ "remote", "pending", "BLOB" },
-};
-
-static int has_column(sqlite3 *db, const char *table, const char *column)
-{
-	char sql[128];
-	sqlite3_stmt *st;
-	int found = 0;
-	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
-	while (sqlite3_step(st) == SQLITE_ROW)
-		if (!strcmp((const char *)sqlite3_column_text(st, 1), column))
-			found = 1;
-	sqlite3_finalize(st);
-	return found;
-}
-
+/* The replication tables (chunker/index.c defines them), and a writer id
+ * for rows from before writer ids. */
 static int ensure_schema(struct index *ix)
 {
-	sqlite3 *db = index_db(ix);
-	if (sqlite3_exec(db, remote_schema, NULL, NULL, NULL) != SQLITE_OK)
-		return -EIO;
-	for (size_t i = 0; i < sizeof(added_cols) / sizeof(added_cols[0]); i++) {
-		int h = has_column(db, added_cols[i].table, added_cols[i].column);
-		if (h < 0)
-			return h;
-		if (h)
-			continue;
-		char sql[256];
-		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s",
-			 added_cols[i].table, added_cols[i].column, added_cols[i].def);
-		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-			return -EIO;
-	}
-	/* Rows from before writer ids get theirs. */
-	if (sqlite3_exec(db, "UPDATE remote SET writer = randomblob(16) WHERE writer IS NULL"
-			 " OR length(writer) != 16", NULL, NULL, NULL) != SQLITE_OK)
-		return -EIO;
-	return 0;
+	int err = index_ensure_remote_tables(ix);
+	if (!err && sqlite3_exec(index_db(ix), "UPDATE remote SET writer = randomblob(16)"
+				 " WHERE writer IS NULL OR length(writer) != 16",
+				 NULL, NULL, NULL) != SQLITE_OK)
+		err = -EIO;
+	return err;
 }
 
 int64_t repo_now_ns(void)
