@@ -1,8 +1,9 @@
 /*
  * crypto.c - the key file, sub-key derivation, keyed IDs and AEAD.
  *
- * Owns every use of OpenSSL in tresor.  Byte layouts are in
- * docs/FORMAT.md ("Key file").  Secrets (passphrase-derived key, master
+ * Owns the store's cryptography (other OpenSSL uses are plain digests:
+ * socket names, S3 request hashes, restore's cache names).  Byte layouts
+ * are in docs/FORMAT.md ("Key file").  Secrets (passphrase-derived key, master
  * key) only live in local buffers that are wiped before returning.
  */
 #ifndef _GNU_SOURCE

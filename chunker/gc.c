@@ -28,7 +28,8 @@ static int exec_i64(sqlite3 *db, const char *sql, int n, const int64_t *a)
 	return rc == SQLITE_DONE ? 0 : (rc == SQLITE_BUSY ? -EBUSY : -EIO);
 }
 
-/* Unlink the files of packs in pack_trash not yet removed locally. */
+/* Unlink the files of packs in pack_trash not yet removed locally: the
+ * index forgot them in a committed transaction (I3, docs/DESIGN.md). */
 static int empty_trash(struct store *st)
 {
 	sqlite3 *db = index_db(st->ix);

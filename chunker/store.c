@@ -445,6 +445,7 @@ int store_close(struct store *st)
 	return err;
 }
 
+/* Data before the index that names it (I1, docs/DESIGN.md). */
 int store_commit(struct store *st)
 {
 	if (!index_in_tx(st->ix))

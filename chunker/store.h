@@ -2,9 +2,10 @@
  * store.h - a tresor store: one directory holding the key file, the SQLite
  * index and the pack files.
  *
- * Owns the store's layout on disk, its settings, opening and creating it,
- * and the chunk path: deduplicate, seal, append to the open pack, record
- * in the index; and back: locate, read, authenticate, decompress, cache.
+ * Owns the store directory (creating and opening it, the one place that
+ * builds pack paths), its settings, and the chunk path: deduplicate, seal,
+ * append to the open pack, record in the catalog; and back: locate, read,
+ * authenticate, decompress, cache, or ask the fetch hook.
  *
  * Locking: functions that touch st->ix or the open pack need the caller to
  * serialise them (the FUSE daemon holds its big lock).  store_read_chunk

@@ -4,7 +4,8 @@
  * gives a new inode.
  *
  * The kernel enforces ACLs (FUSE_POSIX_ACL with default_permissions) but
- * leaves their link to the mode to the filesystem, as ext4 does itself:
+ * leaves their link to the mode to the filesystem, as ext4 does itself
+ * (rule 1 is I10 in docs/DESIGN.md):
  *   1. The mode is the truth for the three entries a mode can say: the
  *      owner, the group class (the mask if there is one, else the owning
  *      group) and other.  A stored access ACL is always read through the

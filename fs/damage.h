@@ -40,7 +40,8 @@ int damage_unsafe_name(struct index *ix, int64_t *vol, uint64_t *parent,
 		       char *name, size_t size);
 
 /* recover's check of a rebuilt index (recover_opts.check_index): 0 if no
- * entry has an unsafe name, else -EUCLEAN and the first one in why. */
+ * entry has an unsafe name, else -EUCLEAN and the first one in why (I7,
+ * docs/DESIGN.md). */
 int damage_check_names(struct index *ix, char *why, size_t size);
 
 #endif

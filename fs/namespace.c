@@ -169,7 +169,8 @@ int ns_inode_put(struct index *ix, int64_t vol, int64_t cur,
 		a->ctime);
 }
 
-/* Drop one reference from a chunk (an extent row naming it was deleted). */
+/* Drop one reference from a chunk (an extent row naming it was deleted):
+ * refs counts extent rows (I2, docs/DESIGN.md). */
 static int chunk_unref(struct index *ix, int64_t chunk)
 {
 	return INDEX_EXEC(ix, "UPDATE chunk SET refs = refs - 1 WHERE id = ?1", chunk);
@@ -789,7 +790,7 @@ int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
 	}
 	/* Ids are never reused, also after the newest snapshot is deleted:
 	 * a mount's kernel caches a snapshot's files under inode numbers
-	 * made from its id, so a reused id would show the old files. */
+	 * made from its id, so a reused id would show the old files (I9). */
 	int64_t id = 0, top = 0;
 	int err = index_meta_get(ix, "snapshot_id_max", &id);
 	if (err && err != -ENOENT)

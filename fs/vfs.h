@@ -1,7 +1,7 @@
 /*
  * vfs.h - the FUSE daemon's state: one mounted volume of a store.
  *
- * Locking (two levels, always taken in this order):
+ * Locking (two levels, always taken in this order; I8 in docs/DESIGN.md):
  *   node->dlock  serialises the data path of one file (its dirty ranges,
  *                cutting them into chunks, reads that merge them);
  *   ctx->lock    the big lock: the index and its open transaction, the open

@@ -110,6 +110,7 @@ int pack_verify_file(const struct store_keys *keys, const char *path,
 	return err;
 }
 
+/* Installed only whole and verified (I4, docs/DESIGN.md). */
 int pack_fetch_install(struct remote *r, const struct store_keys *keys,
 		       const char *dir, const uint8_t name[PACK_NAME_LEN],
 		       uint64_t size, uint64_t *bytes)

@@ -418,7 +418,8 @@ static int chain_fail(struct remote *r, int err, uint64_t n, const char *cname,
  * store wrote (or recovered from) last.  A delta on top of another store's
  * would mix two histories, so a chain another store continued is refused.
  * The one delta after it that a push of this store noted as pending and
- * died before noting as published is its own, and is continued.
+ * died before noting as published is its own, and is continued (I5,
+ * docs/DESIGN.md).
  */
 static int chain_check(struct store *st, const struct remote_cfg *c, struct remote *r,
 		       struct chain *ch, struct push_result *res)
@@ -799,7 +800,8 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
  * Delete the freed packs whose grace (from when the delta not naming them
  * was published) and retention have both passed; count the rest.  A
  * local pack_trash row is dropped once no remote holds or awaits the pack.
- * As above, no index transaction is open during the remote calls.
+ * As above, no index transaction is open during the remote calls.  The
+ * remote restores at every moment meanwhile (I6, docs/DESIGN.md).
  */
 static int delete_due(struct store *st, struct remote_cfg *c, struct remote *r,
 		      int64_t grace, struct push_result *res)

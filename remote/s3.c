@@ -4,7 +4,7 @@
  * (CURLOPT_AWS_SIGV4 "aws:amz:REGION:s3").
  *
  * libcurl 7.88 signs exactly what it is given, so this file supplies
- * what it leaves out (../shared/TESTBED.md): an x-amz-content-sha256
+ * what it leaves out: an x-amz-content-sha256
  * header on every request, query strings already sorted and RFC 3986
  * encoded (a bare parameter written "uploads="), and object keys
  * percent-encoded except A-Za-z0-9-._~/.

@@ -1,6 +1,8 @@
 /*
- * cli.h - helpers shared by the `tresor` commands (tools/ only: the
- * library never prints or exits).
+ * cli.h - the parsed command line (struct opts) and the helpers the
+ * `tresor` commands share: opening a store or an index with a clear
+ * error, passphrases, dying with an exit code (tools/ only: the
+ * libraries never print or exit).
  */
 #ifndef TRESOR_CLI_H
 #define TRESOR_CLI_H

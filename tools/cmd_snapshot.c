@@ -1,6 +1,6 @@
 /*
- * cmd_snapshot.c - `tresor snapshot create|list|pin|unpin|diff`, `tresor
- * prune` and `tresor restore`.
+ * cmd_snapshot.c - `tresor snapshot create|list|pin|unpin|diff` and
+ * `tresor prune` (restore is cmd_restore.c).
  *
  * Snapshot creation goes through the volume's daemon when one serves it
  * (so the snapshot is one instant of what programs see); otherwise it
