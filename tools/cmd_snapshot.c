@@ -20,6 +20,8 @@
 
 #include "../fs/control.h"
 #include "../chunker/gc.h"
+#include "../fs/diff.h"
+#include "../fs/prune.h"
 #include "cli.h"
 #include "progress.h"
 
@@ -239,112 +241,6 @@ static int snapshot_pin(struct opts *o, int pin)
 	return 0;
 }
 
-/* The path of directory or file ino in view through its first link, or
- * NULL if not visible. */
-static char *path_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino)
-{
-	char *path = strdup("");
-	int depth = 0;
-	while (path && ino != ROOT_INO && depth++ < 4096) {
-		uint64_t parent;
-		char name[NAME_MAX + 1];
-		if (ns_dentry_of(ix, vol, view, ino, &parent, name, sizeof(name))) {
-			free(path);
-			return NULL;
-		}
-		char *np = malloc(strlen(name) + strlen(path) + 2);
-		if (!np)
-			break;
-		sprintf(np, "%s%s%s", name, *path ? "/" : "", path);
-		free(path);
-		path = np;
-		ino = parent;
-	}
-	return path;
-}
-
-/* Every path of ino in a view: one per hard link. */
-struct paths {
-	struct index *ix;
-	int64_t vol, view;
-	char **p;
-	size_t n;
-};
-
-static int add_path(void *arg, const char *name, uint64_t parent, uint32_t mode)
-{
-	(void)mode;
-	struct paths *ps = arg;
-	char *dir = path_of(ps->ix, ps->vol, ps->view, parent);
-	if (!dir)
-		return 0;
-	char *full = NULL;
-	if (asprintf(&full, "%s%s%s", dir, *dir ? "/" : "", name) > 0) {
-		char **np = realloc(ps->p, (ps->n + 1) * sizeof(*np));
-		if (np) {
-			ps->p = np;
-			ps->p[ps->n++] = full;
-		} else {
-			free(full);
-		}
-	}
-	free(dir);
-	return 0;
-}
-
-static void paths_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
-		     struct paths *ps)
-{
-	ps->ix = ix;
-	ps->vol = vol;
-	ps->view = view;
-	ps->p = NULL;
-	ps->n = 0;
-	ns_dentry_names(ix, vol, view, ino, add_path, ps);
-}
-
-static int in_paths(const struct paths *ps, const char *p)
-{
-	for (size_t i = 0; i < ps->n; i++)
-		if (!strcmp(ps->p[i], p))
-			return 1;
-	return 0;
-}
-
-static void paths_free(struct paths *ps)
-{
-	for (size_t i = 0; i < ps->n; i++)
-		free(ps->p[i]);
-	free(ps->p);
-}
-
-/* 1 if ino's content or metadata differ between views a and b. */
-static int inode_differs(struct index *ix, int64_t vol, int64_t a, int64_t b,
-			 uint64_t ino, const struct inode_attr *x,
-			 const struct inode_attr *y)
-{
-	if (x->mode != y->mode || x->uid != y->uid || x->gid != y->gid ||
-	    x->size != y->size || x->mtime != y->mtime)
-		return 1;
-	struct extent *ea, *eb;
-	size_t na, nb;
-	if (ns_extents_in(ix, vol, a, ino, 0, INT64_MAX, &ea, &na))
-		return 1;
-	if (ns_extents_in(ix, vol, b, ino, 0, INT64_MAX, &eb, &nb)) {
-		free(ea);
-		return 1;
-	}
-	int d = na != nb || (na && memcmp(ea, eb, na * sizeof(*ea)));
-	free(ea);
-	free(eb);
-	return d;
-}
-
-static int path_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a + 2, *(char *const *)b + 2);
-}
-
 static int snapshot_diff(struct opts *o)
 {
 	if (o->npos != 5)
@@ -356,57 +252,12 @@ static int snapshot_diff(struct opts *o)
 	find_volume(ix, dir, o->pos[2], &vi);
 	find_snapshot(ix, dir, &vi, o->pos[3], &sa);
 	find_snapshot(ix, dir, &vi, o->pos[4], &sb);
-	int64_t a = sa.epoch, b = sb.epoch;
-	uint64_t *inos;
-	size_t n;
-	int err = ns_changed_inodes(ix, vi.id, a < b ? a : b, a < b ? b : a,
-				       &inos, &n);
+	char **lines;
+	size_t nl;
+	int err = diff_views(ix, vi.id, sa.epoch, sb.epoch, &lines, &nl);
 	if (err)
-		die(1, "cannot compare snapshots: %s", strerror(-err));
-	char **lines = calloc(n ? 2 * n : 1, sizeof(*lines));
-	size_t nl = 0;
-	size_t cap = n ? 2 * n : 1;
-	for (size_t i = 0; i < n; i++) {
-		struct inode_attr x, y;
-		int ina = !ns_inode_get(ix, vi.id, a, inos[i], &x);
-		int inb = !ns_inode_get(ix, vi.id, b, inos[i], &y);
-		if (inos[i] == ROOT_INO)
-			continue;
-		struct paths pa = { 0 }, pb = { 0 };
-		if (ina)
-			paths_of(ix, vi.id, a, inos[i], &pa);
-		if (inb)
-			paths_of(ix, vi.id, b, inos[i], &pb);
-		int changed = ina && inb && !S_ISDIR(x.mode) &&
-			      inode_differs(ix, vi.id, a, b, inos[i], &x, &y);
-		/* Every name: gone ones, new ones, and changed content under
-		 * the names it kept (a hard link has several). */
-		for (size_t k = 0; k < pa.n + pb.n; k++) {
-			const char *p = k < pa.n ? pa.p[k] : pb.p[k - pa.n];
-			char kind = 0;
-			if (k < pa.n && !in_paths(&pb, p))
-				kind = '-';
-			else if (k >= pa.n && !in_paths(&pa, p))
-				kind = '+';
-			else if (k >= pa.n && changed)
-				kind = 'M';
-			if (!kind)
-				continue;
-			if (nl == cap) {
-				cap *= 2;
-				char **nlines = realloc(lines, cap * sizeof(*lines));
-				if (!nlines)
-					break;
-				lines = nlines;
-			}
-			char *l = NULL;
-			if (asprintf(&l, "%c %s", kind, p) > 0)
-				lines[nl++] = l;
-		}
-		paths_free(&pa);
-		paths_free(&pb);
-	}
-	qsort(lines, nl, sizeof(*lines), path_cmp);
+		die(1, "cannot compare snapshots %s and %s of volume '%s' in %s: %s",
+		    sa.name, sb.name, vi.name, dir, strerror(-err));
 	if (o->json)
 		printf("[");
 	for (size_t i = 0; i < nl; i++) {
@@ -424,7 +275,6 @@ static int snapshot_diff(struct opts *o)
 	if (o->json)
 		printf("]\n");
 	free(lines);
-	free(inos);
 	index_close(ix);
 	return 0;
 }
@@ -453,26 +303,15 @@ int cmd_prune(struct opts *o)
 	struct index *ix = open_index(dir);
 	struct volume_info vi;
 	find_volume(ix, dir, o->pos[1], &vi);
-	struct snapshot_info *s;
-	size_t n;
-	int err = ns_snapshot_list(ix, vi.id, &s, &n);
-	if (err)
-		die(1, "cannot list snapshots of volume '%s' in %s: %s", vi.name,
-		    dir, strerror(-err));
-	struct retention_snap *rs = calloc(n ? n : 1, sizeof(*rs));
-	for (size_t i = 0; i < n; i++) {
-		rs[i].name = s[i].name;
-		rs[i].time_ns = s[i].time;
-		rs[i].pinned = s[i].pinned;
-	}
-	err = retention_apply(&o->keep, rs, n);
+	struct prune_plan plan;
+	int err = prune_plan(ix, vi.id, &o->keep, &plan);
 	if (err == -EINVAL)
 		die(EXIT_USAGE, "prune needs a policy that keeps something, e.g. --keep-daily 30 --keep-monthly 12");
 	if (err)
-		die(1, "retention failed: %s", strerror(-err));
-	size_t removed = 0;
-	for (size_t i = 0; i < n; i++)
-		removed += !rs[i].keep;
+		die(1, "cannot apply the policy to the snapshots of volume '%s' in %s: %s",
+		    vi.name, dir, strerror(-err));
+	const struct retention_snap *rs = plan.rs;
+	size_t n = plan.n, removed = plan.removed;
 	if (o->json)
 		printf("{\"dry_run\":%s,\"snapshots\":[", o->dry_run ? "true" : "false");
 	for (size_t i = 0; i < n; i++) {
@@ -496,25 +335,11 @@ int cmd_prune(struct opts *o)
 		struct progress prog;
 		progress_start(&prog, "prune: removing snapshots", removed);
 		prog.unit = "snapshots";
-		size_t gone = 0;
-		for (size_t i = 0; i < n && !err; i++) {
-			if (rs[i].keep)
-				continue;
-			progress_set(&prog, gone++, 0);
-			int64_t rows = 0;
-			err = index_begin(st->ix);
-			if (!err)
-				err = ns_snapshot_delete(st->ix, s[i].id, &rows);
-			if (!err)
-				err = index_commit(st->ix);
-		}
+		err = prune_delete(st->ix, &plan, progress_cb, &prog);
 		progress_end(&prog);
 		/* Not needed past here; freed now so that no exit below leaves
 		 * them to LeakSanitizer. */
-		free(rs);
-		free(s);
-		rs = NULL;
-		s = NULL;
+		prune_plan_free(&plan);
 		if (err)
 			die(1, "prune of volume '%s' in %s stopped: %s; rerun it to finish",
 			    vi.name, dir, strerror(-err));
@@ -552,8 +377,7 @@ int cmd_prune(struct opts *o)
 		printf("kept %llu pack(s) holding %llu dead bytes: this lazy store does not hold them yet; 'tresor recover URL %s --full', then prune, reclaims them\n",
 		       (unsigned long long)gr.packs_not_local,
 		       (unsigned long long)gr.bytes_not_local, dir);
-	free(rs);
-	free(s);
+	prune_plan_free(&plan);
 	if (ix)
 		index_close(ix);
 	return 0;
