@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "catalog.h"
 #include "index_sql.h"
 
@@ -141,13 +142,10 @@ int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 	*n = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			void *p = realloc(*cs, cap * sizeof(**cs));
-			if (!p)
-				return -ENOMEM;
-			*cs = p;
-		}
+		struct chunk_loc *p = buf_grow(*cs, &cap, *n + 1, sizeof(**cs));
+		if (!p)
+			return -ENOMEM;
+		*cs = p;
 		if (chunk_row(st, &(*cs)[(*n)++])) {
 			sqlite3_reset(st);
 			return -EUCLEAN;

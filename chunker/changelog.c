@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sqlite3.h>
 
+#include "buf.h"
 #include "changelog.h"
 #include "util.h"
 
@@ -115,18 +116,12 @@ static void put(struct out *o, const void *p, size_t n)
 {
 	if (o->err || n == 0)
 		return;
-	if (o->len + n > o->cap) {
-		size_t cap = o->cap ? o->cap * 2 : 4096;
-		while (cap < o->len + n)
-			cap *= 2;
-		uint8_t *nb = realloc(o->b, cap);
-		if (!nb) {
-			o->err = -ENOMEM;
-			return;
-		}
-		o->b = nb;
-		o->cap = cap;
+	uint8_t *nb = buf_grow(o->b, &o->cap, o->len + n, 1);
+	if (!nb) {
+		o->err = -ENOMEM;
+		return;
 	}
+	o->b = nb;
 	memcpy(o->b + o->len, p, n);
 	o->len += n;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <sqlite3.h>
 
+#include "buf.h"
 #include "gc.h"
 #include "util.h"
 
@@ -42,13 +43,10 @@ static int empty_trash(struct store *st)
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		if (sqlite3_column_bytes(q, 0) != PACK_NAME_LEN)
 			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			void *p = realloc(names, cap * PACK_NAME_LEN);
-			if (!p)
-				break;
-			names = p;
-		}
+		void *p = buf_grow(names, &cap, n + 1, PACK_NAME_LEN);
+		if (!p)
+			break;
+		names = p;
 		memcpy(names[n++], sqlite3_column_blob(q, 0), PACK_NAME_LEN);
 	}
 	sqlite3_finalize(q);

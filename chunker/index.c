@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sqlite3.h>
 
+#include "buf.h"
 #include "index_sql.h"
 #include "util.h"
 
@@ -333,18 +334,15 @@ int index_collect_ints(sqlite3_stmt *st, int64_t **out, size_t *n)
 	*n = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			void *p = realloc(*out, cap * sizeof(**out));
-			if (!p) {
-				sqlite3_reset(st);
-				free(*out);
-				*out = NULL;
-				*n = 0;
-				return -ENOMEM;
-			}
-			*out = p;
+		int64_t *p = buf_grow(*out, &cap, *n + 1, sizeof(**out));
+		if (!p) {
+			sqlite3_reset(st);
+			free(*out);
+			*out = NULL;
+			*n = 0;
+			return -ENOMEM;
 		}
+		*out = p;
 		(*out)[(*n)++] = sqlite3_column_int64(st, 0);
 	}
 	if (rc != SQLITE_DONE) {

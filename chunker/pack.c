@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include "buf.h"
 #include "pack.h"
 #include "util.h"
 
@@ -381,16 +382,10 @@ int pack_append(struct pack_writer *pw, struct pack_entry *e,
 		return -EINVAL;
 	if (pw->n >= PACK_MAX_ENTRIES || pw->size > UINT64_MAX / 2)
 		return -EFBIG;
-	if (pw->n == pw->cap) {
-		size_t ncap = pw->cap ? pw->cap * 2 : 64;
-		struct pack_entry *ne;
-
-		ne = realloc(pw->ents, ncap * sizeof(*ne));
-		if (!ne)
-			return -ENOMEM;
-		pw->ents = ne;
-		pw->cap = ncap;
-	}
+	struct pack_entry *ne = buf_grow(pw->ents, &pw->cap, pw->n + 1, sizeof(*ne));
+	if (!ne)
+		return -ENOMEM;
+	pw->ents = ne;
 	ret = pwrite_full(pw->fd, sealed, e->slen, (off_t)pw->size);
 	if (ret)
 		return ret;

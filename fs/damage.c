@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sqlite3.h>
 
+#include "../chunker/buf.h"
 #include "damage.h"
 
 void damage_path(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
@@ -113,15 +114,12 @@ int damage_affected(struct index *ix, int64_t pack_id, int64_t chunk_id,
 	size_t n = 0, cap = 0;
 	int rc, err = 0;
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			void *p = realloc(hs, cap * sizeof(*hs));
-			if (!p) {
-				err = -ENOMEM;
-				break;
-			}
-			hs = p;
+		struct hit *p = buf_grow(hs, &cap, n + 1, sizeof(*hs));
+		if (!p) {
+			err = -ENOMEM;
+			break;
 		}
+		hs = p;
 		hs[n].vol = sqlite3_column_int64(q, 0);
 		hs[n].ino = sqlite3_column_int64(q, 1);
 		hs[n].birth = sqlite3_column_int64(q, 2);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../chunker/buf.h"
 #include "diff.h"
 
 /* The path of directory or file ino in view through its first link, or
@@ -160,15 +161,12 @@ int diff_views(struct index *ix, int64_t vol, int64_t a, int64_t b,
 				kind = 'M';
 			if (!kind)
 				continue;
-			if (nl == cap) {
-				char **nlines = realloc(lines, 2 * cap * sizeof(*lines));
-				if (!nlines) {
-					err = -ENOMEM;
-					break;
-				}
-				cap *= 2;
-				lines = nlines;
+			char **nlines = buf_grow(lines, &cap, nl + 1, sizeof(*lines));
+			if (!nlines) {
+				err = -ENOMEM;
+				break;
 			}
+			lines = nlines;
 			char *l = NULL;
 			if (asprintf(&l, "%c %s", kind, p) > 0)
 				lines[nl++] = l;

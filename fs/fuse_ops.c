@@ -19,6 +19,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "../chunker/buf.h"
 #include "acl.h"
 #include "control.h"
 #include "fuse_int.h"
@@ -850,14 +851,10 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 int dirlist_add(void *arg, const char *name, uint64_t ino, uint32_t mode)
 {
 	struct dirlist *d = arg;
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 32;
-		void *p = realloc(d->e, cap * sizeof(*d->e));
-		if (!p)
-			return -ENOMEM;
-		d->e = p;
-		d->cap = cap;
-	}
+	void *p = buf_grow(d->e, &d->cap, d->n + 1, sizeof(*d->e));
+	if (!p)
+		return -ENOMEM;
+	d->e = p;
 	d->e[d->n].name = strdup(name);
 	if (!d->e[d->n].name)
 		return -ENOMEM;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../chunker/buf.h"
 #include "namespace.h"
 #include "../chunker/index_sql.h"
 #include "../chunker/util.h"
@@ -50,13 +51,10 @@ int ns_volume_list(struct index *ix, struct volume_info **vis, size_t *n)
 	size_t cap = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 8;
-			void *p = realloc(*vis, cap * sizeof(**vis));
-			if (!p)
-				return -ENOMEM;
-			*vis = p;
-		}
+		struct volume_info *p = buf_grow(*vis, &cap, *n + 1, sizeof(**vis));
+		if (!p)
+			return -ENOMEM;
+		*vis = p;
 		volume_row(st, &(*vis)[(*n)++]);
 	}
 	return rc == SQLITE_DONE ? 0 : index_errno(rc);
@@ -335,8 +333,8 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 		" AND off < ?3 AND +birth <= ?5 AND +death > ?5 ORDER BY off DESC LIMIT 1");
 	if (!st)
 		return -EIO;
-	size_t cap = 16, cnt = 0;
-	struct live_extent *v = malloc(cap * sizeof(*v));
+	size_t cap = 0, cnt = 0;
+	struct live_extent *v = buf_grow(NULL, &cap, 16, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	int64_t a1[] = { vol, (int64_t)ino, (int64_t)start, 0, view };
@@ -368,15 +366,12 @@ static int live_extents(struct index *ix, int64_t vol, uint64_t ino,
 	int64_t a2[] = { vol, (int64_t)ino, (int64_t)start, (int64_t)end, view };
 	index_bind_i64s(st, 5, a2);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap *= 2;
-			void *p = realloc(v, cap * sizeof(*v));
-			if (!p) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = p;
+		void *p = buf_grow(v, &cap, cnt + 1, sizeof(*v));
+		if (!p) {
+			free(v);
+			return -ENOMEM;
 		}
+		v = p;
 		v[cnt].x.off = sqlite3_column_int64(st, 0);
 		v[cnt].x.len = sqlite3_column_int64(st, 1);
 		v[cnt].x.chunk = sqlite3_column_int64(st, 2);
@@ -709,15 +704,12 @@ int ns_snapshot_list(struct index *ix, int64_t vol,
 	*n = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 32;
-			void *p = realloc(*out, cap * sizeof(**out));
-			if (!p) {
-				sqlite3_reset(st);
-				return -ENOMEM;
-			}
-			*out = p;
+		struct snapshot_info *p = buf_grow(*out, &cap, *n + 1, sizeof(**out));
+		if (!p) {
+			sqlite3_reset(st);
+			return -ENOMEM;
 		}
+		*out = p;
 		snapshot_row(st, &(*out)[(*n)++]);
 	}
 	return rc == SQLITE_DONE ? 0 : index_errno(rc);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <sqlite3.h>
 
+#include "../chunker/buf.h"
 #include "view.h"
 #include "../chunker/util.h"
 #include "vfs.h"
@@ -311,16 +312,11 @@ int node_persist(struct vfs *v, struct node *n)
 
 static int range_reserve(struct range *r, size_t need)
 {
-	if (need <= r->cap)
-		return 0;
-	size_t cap = r->cap ? r->cap : 64 << 10;
-	while (cap < need)
-		cap *= 2;
-	uint8_t *b = realloc(r->buf, cap);
+	/* A range starts at 64 KiB: small writes come in runs. */
+	uint8_t *b = buf_grow(r->buf, &r->cap, need < (64 << 10) ? 64 << 10 : need, 1);
 	if (!b)
 		return -ENOMEM;
 	r->buf = b;
-	r->cap = cap;
 	return 0;
 }
 

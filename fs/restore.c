@@ -17,6 +17,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "../chunker/buf.h"
 #include "acl.h"
 #include "restore.h"
 #include "view.h"
@@ -173,13 +174,10 @@ static int collect_child(void *arg, const char *name, uint64_t ino, uint32_t mod
 {
 	(void)mode;
 	struct dir_ctx *d = arg;
-	if (d->n == d->cap) {
-		d->cap = d->cap ? d->cap * 2 : 64;
-		void *p = realloc(d->c, d->cap * sizeof(*d->c));
-		if (!p)
-			return -ENOMEM;
-		d->c = p;
-	}
+	void *p = buf_grow(d->c, &d->cap, d->n + 1, sizeof(*d->c));
+	if (!p)
+		return -ENOMEM;
+	d->c = p;
 	d->c[d->n].name = strdup(name);
 	d->c[d->n++].ino = ino;
 	return 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sqlite3.h>
 
+#include "../chunker/buf.h"
 #include "check_remote.h"
 #include "fetch.h"
 #include "../chunker/util.h"
@@ -51,14 +52,10 @@ static void affects_line(void *arg, const char *line)
 static int collect(void *arg, const char *key, uint64_t size)
 {
 	struct rctx *c = arg;
-	if (c->n == c->cap) {
-		size_t nc = c->cap ? c->cap * 2 : 256;
-		void *p = realloc(c->objs, nc * sizeof(*c->objs));
-		if (!p)
-			return -ENOMEM;
-		c->objs = p;
-		c->cap = nc;
-	}
+	struct obj *p = buf_grow(c->objs, &c->cap, c->n + 1, sizeof(*c->objs));
+	if (!p)
+		return -ENOMEM;
+	c->objs = p;
 	c->objs[c->n].key = strdup(key);
 	c->objs[c->n++].size = size;
 	return c->objs[c->n - 1].key ? 0 : -ENOMEM;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <sqlite3.h>
 
+#include "../chunker/buf.h"
 #include "fetch.h"
 #include "../chunker/util.h"
 
@@ -212,19 +213,6 @@ static uint64_t pack_size_of(const struct pack_fetcher *f,
 	return p ? p->size : 0;	/* a pack newer than the fetcher: unchecked */
 }
 
-static int grow(void **p, size_t *cap, size_t n, size_t elem)
-{
-	if (n < *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : 16;
-	void *np = realloc(*p, nc * elem);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = nc;
-	return 0;
-}
-
 /* 1 if name is in seen (lock held). */
 static int seen_has(struct pack_fetcher *f, const uint8_t name[PACK_NAME_LEN])
 {
@@ -236,8 +224,11 @@ static int seen_has(struct pack_fetcher *f, const uint8_t name[PACK_NAME_LEN])
 
 static void seen_add(struct pack_fetcher *f, const uint8_t name[PACK_NAME_LEN])
 {
-	if (!grow((void **)&f->seen, &f->capseen, f->nseen, sizeof(*f->seen)))
+	void *p = buf_grow(f->seen, &f->capseen, f->nseen + 1, sizeof(*f->seen));
+	if (p) {
+		f->seen = p;
 		memcpy(f->seen[f->nseen++].name, name, PACK_NAME_LEN);
+	}
 }
 
 /* Fetch one pack whole with r and log what happened. */
@@ -336,8 +327,10 @@ static int enqueue(struct pack_fetcher *f, const uint8_t name[PACK_NAME_LEN],
 {
 	int queued = 0;
 	pthread_mutex_lock(&f->lock);
-	if (!seen_has(f, name) &&
-	    !grow((void **)&f->q, &f->capq, f->nq, sizeof(*f->q))) {
+	void *nq = seen_has(f, name) ? NULL
+		   : buf_grow(f->q, &f->capq, f->nq + 1, sizeof(*f->q));
+	if (nq) {
+		f->q = nq;
 		memcpy(f->q[f->nq].name, name, PACK_NAME_LEN);
 		f->q[f->nq++].bad = bad;
 		seen_add(f, name);
@@ -415,9 +408,12 @@ static int load_sizes(struct pack_fetcher *f, int fill)
 	size_t cap = 0;
 	int err = 0;
 	while (!err && sqlite3_step(q) == SQLITE_ROW) {
-		err = grow((void **)&f->sizes, &cap, f->nsizes, sizeof(*f->sizes));
-		if (err)
+		void *ns = buf_grow(f->sizes, &cap, f->nsizes + 1, sizeof(*f->sizes));
+		if (!ns) {
+			err = -ENOMEM;
 			break;
+		}
+		f->sizes = ns;
 		struct pack_size *p = &f->sizes[f->nsizes++];
 		memcpy(p->name, sqlite3_column_blob(q, 0), PACK_NAME_LEN);
 		p->size = sqlite3_column_int64(q, 1);

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include "../chunker/buf.h"
 #include "listing.h"
 #include "xml.h"
 
@@ -136,17 +137,12 @@ int listing_is_temp_name(const char *name)
 
 int dav_dirstack_push(struct dav_dirstack *d, char *dir)
 {
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 16;
-		char **nv = realloc(d->v, cap * sizeof(*nv));
-
-		if (!nv) {
-			free(dir);
-			return -ENOMEM;
-		}
-		d->v = nv;
-		d->cap = cap;
+	char **nv = buf_grow(d->v, &d->cap, d->n + 1, sizeof(*nv));
+	if (!nv) {
+		free(dir);
+		return -ENOMEM;
 	}
+	d->v = nv;
 	d->v[d->n++] = dir;
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 #include <zstd.h>
 
+#include "../chunker/buf.h"
 #include "../chunker/changelog.h"
 #include "fetch.h"
 #include "push.h"
@@ -157,15 +158,12 @@ static int fetch_missing(struct remote *r, const struct store_keys *keys,
 		struct stat sb;
 		if (!stat(path, &sb) && (uint64_t)sb.st_size == size)
 			continue;	/* fetched by an earlier run */
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			void *p = realloc(ws, cap * sizeof(*ws));
-			if (!p) {
-				err = -ENOMEM;
-				break;
-			}
-			ws = p;
+		void *p = buf_grow(ws, &cap, n + 1, sizeof(*ws));
+		if (!p) {
+			err = -ENOMEM;
+			break;
 		}
+		ws = p;
 		memcpy(ws[n].name, name, PACK_NAME_LEN);
 		ws[n++].size = size;
 		total += size;

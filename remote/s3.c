@@ -32,6 +32,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "../chunker/buf.h"
 #include "backend.h"
 #include "http.h"
 #include "listing.h"
@@ -71,18 +72,10 @@ static struct s3 *S(struct remote *r)
 /* Append s to a growing string; -ENOMEM leaves *dst as it was. */
 static int sb_add(char **dst, size_t *len, size_t *cap, const char *s, size_t n)
 {
-	if (*len + n + 1 > *cap) {
-		size_t c = *cap ? *cap : 256;
-		char *p;
-
-		while (c < *len + n + 1)
-			c *= 2;
-		p = realloc(*dst, c);
-		if (!p)
-			return -ENOMEM;
-		*dst = p;
-		*cap = c;
-	}
+	char *p = buf_grow(*dst, cap, *len + n + 1, 1);
+	if (!p)
+		return -ENOMEM;
+	*dst = p;
 	memcpy(*dst + *len, s, n);
 	*len += n;
 	(*dst)[*len] = 0;

@@ -26,6 +26,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include "../chunker/buf.h"
 #include "backend.h"
 #include "listing.h"
 
@@ -660,15 +661,10 @@ static int dirstack_push(struct dirstack *d, const char *dir, size_t dlen,
 {
 	char *e;
 
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 16;
-		char **nv = realloc(d->v, cap * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		d->v = nv;
-		d->cap = cap;
-	}
+	char **nv = buf_grow(d->v, &d->cap, d->n + 1, sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	d->v = nv;
 	if (asprintf(&e, "%.*s%s%s", (int)dlen, dir, name, *name ? "/" : "") < 0)
 		return -ENOMEM;
 	d->v[d->n++] = e;

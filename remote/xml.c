@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include "../chunker/buf.h"
 #include "xml.h"
 
 #include <errno.h>
@@ -46,18 +47,10 @@ struct xml_walker {
 /* Append n bytes to b, keeping it NUL-terminated. */
 static int xbuf_add(struct xbuf *b, const char *s, size_t n)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *np;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		np = realloc(b->p, cap);
-		if (!np)
-			return -ENOMEM;
-		b->p = np;
-		b->cap = cap;
-	}
+	char *np = buf_grow(b->p, &b->cap, b->len + n + 1, 1);
+	if (!np)
+		return -ENOMEM;
+	b->p = np;
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
 	b->p[b->len] = 0;

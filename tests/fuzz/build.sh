@@ -2,7 +2,7 @@
 # tests/fuzz/build.sh - build the libFuzzer targets of tests/fuzz/ into
 # build-fuzz/ at the repo root, with clang and
 # -fsanitize=fuzzer,address,undefined (UBSan not recoverable: any report
-# is a crash).  The product sources they need (chunker/util.c chunker/crypto.c
+# is a crash).  The product sources they need (chunker/util.c chunker/buf.c chunker/crypto.c
 # chunker/pack.c chunker/index.c
 # chunker/catalog.c fs/namespace.c chunker/changelog.c remote/xml.c) are compiled directly, not through
 # meson.  Also builds build-fuzz/seedgen (no sanitizers) for make_corpus.sh.
@@ -68,7 +68,7 @@ object() {
 
 echo "fuzz/build.sh: $CC ($("$CC" --version | head -1)) -> $OUT"
 declare -A SRC=(
-	[util]=chunker/util.c [crypto]=chunker/crypto.c [pack]=chunker/pack.c
+	[util]=chunker/util.c [buf]=chunker/buf.c [crypto]=chunker/crypto.c [pack]=chunker/pack.c
 	[index]=chunker/index.c [catalog]=chunker/catalog.c [namespace]=fs/namespace.c [xml]=remote/xml.c [listing]=remote/listing.c [changelog]=chunker/changelog.c
 	[config]=tools/config.c [schedule]=tools/schedule.c [retention]=fs/retention.c
 )
@@ -88,14 +88,14 @@ done
 ((rc == 0)) || { echo "fuzz/build.sh: compile failed" >&2; exit 1; }
 
 declare -A DEPS=(
-	[fuzz_pack_footer]="util crypto pack"
+	[fuzz_pack_footer]="util buf crypto pack"
 	[fuzz_keyfile]="util crypto"
-	[fuzz_xml]="xml"
-	[fuzz_index]="util crypto pack index catalog namespace"
+	[fuzz_xml]="buf xml"
+	[fuzz_index]="util buf crypto pack index catalog namespace"
 	[fuzz_config]="config schedule retention"
-	[fuzz_delta]="util crypto pack index catalog namespace changelog"
-	[fuzz_s3_list]="listing xml"
-	[fuzz_webdav_list]="listing xml"
+	[fuzz_delta]="util buf crypto pack index catalog namespace changelog"
+	[fuzz_s3_list]="buf listing xml"
+	[fuzz_webdav_list]="buf listing xml"
 )
 # Libraries of one target only (inih: the config parser's INI reader).
 declare -A LIBS_OF=([fuzz_config]="-linih")
@@ -110,6 +110,6 @@ done
 
 # The seed generator: plain, no fuzzer main.
 "$CC" "${COMMON[@]}" "${PC_CFLAGS[@]}" "$FUZZ/seedgen.c" "$REPO/chunker/util.c" \
-	"$REPO/chunker/crypto.c" "$REPO/chunker/pack.c" "${PC_LIBS[@]}" -o "$OUT/seedgen"
+	"$REPO/chunker/buf.c" "$REPO/chunker/crypto.c" "$REPO/chunker/pack.c" "${PC_LIBS[@]}" -o "$OUT/seedgen"
 
 echo "fuzz/build.sh: built ${TARGETS[*]} seedgen"
