@@ -20,14 +20,13 @@
 #include <openssl/evp.h>
 
 #include "control.h"
+#include "../chunker/listener.h"
 #include "../chunker/util.h"
 #include "vfs.h"
 
 struct control {
 	struct vfs *v;
-	int fd;
-	int wake[2];		/* a byte here stops the thread */
-	pthread_t thread;
+	struct listener l;
 };
 
 void control_addr(const char *store_dir, int64_t vol, void *sa, unsigned int *len)
@@ -119,30 +118,11 @@ static void serve(struct control *c, int fd)
 	dprintf(fd, "%s\n", reply);
 }
 
-static void *control_main(void *arg)
+/* The listener's callback: one connection, closed after the answer. */
+static void serve_conn(void *arg, int fd)
 {
-	struct control *c = arg;
-	struct pollfd p[2] = {
-		{ .fd = c->fd, .events = POLLIN },
-		{ .fd = c->wake[0], .events = POLLIN },
-	};
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents)
-			break;
-		if (p[0].revents & POLLIN) {
-			int fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
-			if (fd >= 0) {
-				serve(c, fd);
-				close(fd);
-			}
-		}
-	}
-	return NULL;
+	serve(arg, fd);
+	close(fd);
 }
 
 int control_start(struct vfs *v, struct control **out)
@@ -154,19 +134,8 @@ int control_start(struct vfs *v, struct control **out)
 	struct sockaddr_un un;
 	unsigned int len;
 	control_addr(v->st->dir, v->vol.id, &un, &len);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int err = c->fd < 0 ? -errno : 0;
-	if (!err && bind(c->fd, (struct sockaddr *)&un, len))
-		err = -errno;
-	if (!err && listen(c->fd, 8))
-		err = -errno;
-	if (!err && pipe2(c->wake, O_CLOEXEC))
-		err = -errno;
-	if (!err)
-		err = -pthread_create(&c->thread, NULL, control_main, c);
+	int err = listener_open(&c->l, (struct sockaddr *)&un, len, serve_conn, c);
 	if (err) {
-		if (c->fd >= 0)
-			close(c->fd);
 		free(c);
 		return err;
 	}
@@ -178,12 +147,7 @@ void control_stop(struct control *c)
 {
 	if (!c)
 		return;
-	if (write(c->wake[1], "x", 1) < 0)
-		tlog(LOG_WARN, "control: cannot wake the control thread");
-	pthread_join(c->thread, NULL);
-	close(c->fd);
-	close(c->wake[0]);
-	close(c->wake[1]);
+	listener_stop(&c->l);
 	free(c);
 }
 

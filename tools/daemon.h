@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "config.h"
-#include "listener.h"
+#include "../chunker/listener.h"
 
 enum job_kind { JOB_SNAPSHOT, JOB_PRUNE, JOB_PUSH, JOB_CHECK, JOB_COUNT };
 

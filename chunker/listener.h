@@ -1,7 +1,9 @@
 /*
- * listener.h - a thread that accepts connections on a listening socket
- * and hands each to a callback, until stopped.  Shared by the daemon's
- * control socket (daemon_ctl.c) and its metrics endpoint (metrics.c).
+ * listener.h - the control-socket primitive: a thread that accepts
+ * connections on a listening socket and hands each to a callback, until
+ * stopped.  Serves a mounted volume's control socket (fs/control.c), the
+ * scheduling daemon's (tools/daemon_ctl.c) and its metrics endpoint
+ * (tools/metrics.c).
  */
 #ifndef TRESOR_LISTENER_H
 #define TRESOR_LISTENER_H

@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../chunker/util.h"
+#include "util.h"
 #include "listener.h"
 
 static void *listener_main(void *arg)
