@@ -19,6 +19,16 @@ static inline struct vfs *V(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* Extended attributes and ACLs of the live tree (fuse_xattr.c). */
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		 const char *value, size_t size, int flags);
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* The operations of a mounted volume (fuse_ops.c). */
+const struct fuse_lowlevel_ops *vfs_fuse_ops(void);
+
 /* ops with timing wrappers (fuse_timed.c), built in out; sets
  * v->inner_ops to ops. */
 const struct fuse_lowlevel_ops *fuse_timed_ops(const struct fuse_lowlevel_ops *ops,
