@@ -20,6 +20,12 @@ static inline struct vfs *V(fuse_req_t req)
 }
 
 /* Extended attributes and ACLs of the live tree (fuse_xattr.c). */
+/* name's value (name NULL: the list) of ino in view, ACLs read through
+ * mode (acl.h rule 1); ctx->lock held.  Length or -errno. */
+int xattr_read(struct vfs *v, int64_t view, uint64_t ino, mode_t mode,
+	       const char *name, char *buf, size_t size);
+/* Reply to a getxattr/listxattr with xattr_read's result. */
+void xattr_reply(fuse_req_t req, int r, const char *buf, size_t size);
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		 const char *value, size_t size, int flags);
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);

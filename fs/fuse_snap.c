@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "acl.h"
 #include "fuse_int.h"
 #include "../chunker/util.h"
 
@@ -230,20 +229,12 @@ static void snap_reply_xattrs(fuse_req_t req, fuse_ino_t ino,
 	if (!r && ino != SNAPDIR_INO) {
 		pthread_mutex_lock(&v->lock);
 		r = ns_inode_get(v->st->ix, v->vol.id, view, INO_BASE(ino), &a);
-		if (!r && list)
-			r = acl_xattr_list(v->st->ix, v->vol.id, view,
-					   INO_BASE(ino), a.mode, buf, size);
-		else if (!r)
-			r = acl_xattr_get(v->st->ix, v->vol.id, view,
-					  INO_BASE(ino), a.mode, name, buf, size);
+		if (!r)
+			r = xattr_read(v, view, INO_BASE(ino), a.mode,
+				       list ? NULL : name, buf, size);
 		pthread_mutex_unlock(&v->lock);
 	}
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else if (!size)
-		fuse_reply_xattr(req, r);
-	else
-		fuse_reply_buf(req, buf, r);
+	xattr_reply(req, r, buf, size);
 	free(buf);
 }
 

@@ -103,6 +103,24 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	fuse_reply_err(req, -err);
 }
 
+int xattr_read(struct vfs *v, int64_t view, uint64_t ino, mode_t mode,
+	       const char *name, char *buf, size_t size)
+{
+	if (!name)
+		return acl_xattr_list(v->st->ix, v->vol.id, view, ino, mode, buf, size);
+	return acl_xattr_get(v->st->ix, v->vol.id, view, ino, mode, name, buf, size);
+}
+
+void xattr_reply(fuse_req_t req, int r, const char *buf, size_t size)
+{
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (!size)
+		fuse_reply_xattr(req, r);
+	else
+		fuse_reply_buf(req, buf, r);
+}
+
 /* Answer a getxattr (list 0) or listxattr (list 1) of the live tree.  An
  * access ACL is read through the node's current mode (acl.h rule 1). */
 static void reply_xattrs(fuse_req_t req, fuse_ino_t ino, const char *name,
@@ -117,19 +135,11 @@ static void reply_xattrs(fuse_req_t req, fuse_ino_t ino, const char *name,
 	int r = list ? 0 : -ENODATA;
 	pthread_mutex_lock(&v->lock);
 	struct node *n = v->xattrs_maybe ? node_get(v, ino, &r) : NULL;
-	if (n && list)
-		r = acl_xattr_list(v->st->ix, v->vol.id, VIEW_LIVE, ino,
-				   n->attr.mode, buf, size);
-	else if (n)
-		r = acl_xattr_get(v->st->ix, v->vol.id, VIEW_LIVE, ino,
-				  n->attr.mode, name, buf, size);
+	if (n)
+		r = xattr_read(v, VIEW_LIVE, ino, n->attr.mode, list ? NULL : name,
+			       buf, size);
 	pthread_mutex_unlock(&v->lock);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else if (!size)
-		fuse_reply_xattr(req, r);
-	else
-		fuse_reply_buf(req, buf, r);
+	xattr_reply(req, r, buf, size);
 	free(buf);
 }
 
