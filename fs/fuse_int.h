@@ -1,6 +1,6 @@
 /*
  * fuse_int.h - what the FUSE operation files share: reply helpers,
- * directory listings, and the snapshot views (fuse_snap.c).
+ * directory listings, and the views an inode number names (fuse_view.c).
  */
 #ifndef TRESOR_FUSE_INT_H
 #define TRESOR_FUSE_INT_H
@@ -61,17 +61,33 @@ int dirlist_add(void *arg, const char *name, uint64_t ino, uint32_t mode);
 int dirlist_load(struct vfs *v, struct dirlist *d);
 void dirlist_free(struct dirlist *d);
 
-/* Snapshot views (fuse_snap.c). */
-/* The epoch of snapshot slot in this volume, or -ENOENT. */
-int snap_view(struct vfs *v, uint64_t slot, int64_t *view);
+/* Views (fuse_view.c).  The kernel's inode number kino names an inode in
+ * one view: the live tree (slot 0), .snapshots (SLOT_SNAPDIR) or a
+ * snapshot (slot = its id).  Operations resolve it once and take it. */
+struct vino {
+	fuse_ino_t kino;	/* as the kernel knows it */
+	uint64_t slot;		/* INO_SLOT(kino) */
+	int64_t view;		/* VIEW_LIVE or the snapshot's epoch */
+	uint64_t ino;		/* the inode within the view */
+};
+/* Resolve kino; -ENOENT if its snapshot is gone.  ctx->lock held. */
+int vino_resolve(struct vfs *v, fuse_ino_t kino, struct vino *vi);
+/* name in directory dir (.snapshots in the live root, a snapshot in
+ * .snapshots, an entry elsewhere).  ctx->lock held. */
+int vino_child(struct vfs *v, const struct vino *dir, const char *name,
+	       struct vino *child);
+/* Attributes of vi (from its node in the live view).  ctx->lock held. */
+int vino_attr(struct vfs *v, const struct vino *vi, struct inode_attr *a);
+/* Resolve kino and stat it, st_ino being kino.  Takes ctx->lock. */
+int vino_stat(struct vfs *v, fuse_ino_t kino, struct vino *vi,
+	      struct stat *sb);
+/* The live node behind an open handle, NULL if not open (it is held by
+ * nopen, so no lock is needed to keep it alive). */
+struct node *vino_open_node(struct vfs *v, fuse_ino_t kino);
+/* Read [off, off+size) of kino into buf; *got the bytes read. */
+int vino_read(struct vfs *v, fuse_ino_t kino, char *buf, size_t size,
+	      off_t off, size_t *got);
+/* Fill d with the snapshots' names (d->ino is SNAPDIR_INO). */
 int snapdir_load(struct vfs *v, struct dirlist *d);
-void snap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
-void snap_getattr(fuse_req_t req, fuse_ino_t ino);
-void snap_readlink(fuse_req_t req, fuse_ino_t ino);
-void snap_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-void snap_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
-void snap_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-		   size_t size);
-void snap_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 
 #endif

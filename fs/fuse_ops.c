@@ -98,29 +98,42 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= acl_caps;
 }
 
+/* A name is looked up in the view its directory is in.  A name in
+ * .snapshots is looked up again at every use (entry timeout 0): prune
+ * deletes snapshots behind the daemon's back, and a name taken again
+ * names a new snapshot with a new id.  Below it, (id, inode) never changes
+ * meaning, so the kernel may keep those entries. */
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs *v = V(req);
-	if (INO_SLOT(parent) ||
-	    (parent == ROOT_INO && !strcmp(name, SNAPDIR_NAME))) {
-		snap_lookup(req, parent, name);
-		return;
-	}
-	uint64_t ino;
+	struct vino dir = { 0 }, child;
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
 	int err = check_name(name);
 	pthread_mutex_lock(&v->lock);
 	if (!err)
-		err = ns_dentry_lookup(v->st->ix, v->vol.id, VIEW_LIVE,
-					  parent, name, &ino);
-	struct node *n = err ? NULL : node_get(v, ino, &err);
-	if (n)
-		reply_entry(req, v, n);
-	else if (err == -ENOENT) {
-		struct fuse_entry_param e;
-		memset(&e, 0, sizeof(e));
+		err = vino_resolve(v, parent, &dir);
+	if (!err)
+		err = vino_child(v, &dir, name, &child);
+	if (!err && !child.slot) {
+		struct node *n = node_get(v, child.ino, &err);
+		if (n)
+			reply_entry(req, v, n);
+	} else if (!err) {
+		struct inode_attr a;
+		err = vino_attr(v, &child, &a);
+		if (!err) {
+			attr_to_stat(v, child.view, &a, &e.attr);
+			e.ino = e.attr.st_ino = child.kino;
+			e.attr_timeout = SNAP_TIMEOUT;
+			e.entry_timeout = dir.slot == SLOT_SNAPDIR ? 0 : SNAP_TIMEOUT;
+			fuse_reply_entry(req, &e);
+		}
+	}
+	if (err == -ENOENT && !dir.slot) {
 		e.entry_timeout = TIMEOUT;	/* negative entry */
 		fuse_reply_entry(req, &e);
-	} else
+	} else if (err)
 		fuse_reply_err(req, -err);
 	pthread_mutex_unlock(&v->lock);
 }
@@ -154,22 +167,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	(void)fi;
-	struct vfs *v = V(req);
-	if (INO_SLOT(ino)) {
-		snap_getattr(req, ino);
-		return;
-	}
-	int err = 0;
+	struct vino vi;
 	struct stat sb;
-	pthread_mutex_lock(&v->lock);
-	struct node *n = node_get(v, ino, &err);
-	if (n)
-		attr_to_stat(v, VIEW_LIVE, &n->attr, &sb);
-	pthread_mutex_unlock(&v->lock);
-	if (n)
-		fuse_reply_attr(req, &sb, TIMEOUT);
-	else
+	int err = vino_stat(V(req), ino, &vi, &sb);
+	if (err)
 		fuse_reply_err(req, -err);
+	else
+		fuse_reply_attr(req, &sb, vi.slot ? SNAP_TIMEOUT : TIMEOUT);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
@@ -435,28 +439,22 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct vfs *v = V(req);
-	if (INO_SLOT(ino)) {
-		snap_readlink(req, ino);
-		return;
-	}
-	int err = 0;
-	pthread_mutex_lock(&v->lock);
-	struct node *n = node_get(v, ino, &err);
-	uint64_t size = n ? n->attr.size : 0;
-	if (n && !S_ISLNK(n->attr.mode))
-		err = -EINVAL;
-	pthread_mutex_unlock(&v->lock);
-	if (!n || err || size > PATH_MAX) {
-		fuse_reply_err(req, n && !err ? EIO : -err);
-		return;
-	}
+	struct vino vi;
+	struct stat sb;
 	char buf[PATH_MAX + 1];
-	err = vfs_read_extents(v, VIEW_LIVE, ino, buf, size, 0);
-	buf[size] = 0;
-	if (err)
+	int err = vino_stat(v, ino, &vi, &sb);
+	if (!err && !S_ISLNK(sb.st_mode))
+		err = -EINVAL;
+	if (!err && sb.st_size > PATH_MAX)
+		err = -EIO;
+	if (!err)
+		err = vfs_read_extents(v, vi.view, vi.ino, buf, sb.st_size, 0);
+	if (err) {
 		fuse_reply_err(req, -err);
-	else
-		fuse_reply_readlink(req, buf);
+		return;
+	}
+	buf[sb.st_size] = 0;
+	fuse_reply_readlink(req, buf);
 }
 
 /* Remove parent/name, which must be a directory iff want_dir.  Drops a
@@ -513,7 +511,7 @@ static int remove_entry(struct vfs *v, fuse_ino_t parent, const char *name,
 
 /* Writes to a snapshot, or to .snapshots itself, are refused: EROFS also
  * for root. */
-static int snap_protected(struct vfs *v, fuse_ino_t parent, const char *name)
+static int entry_read_only(struct vfs *v, fuse_ino_t parent, const char *name)
 {
 	return v->readonly || INO_SLOT(parent) ||
 	       (parent == ROOT_INO && !strcmp(name, SNAPDIR_NAME));
@@ -522,7 +520,7 @@ static int snap_protected(struct vfs *v, fuse_ino_t parent, const char *name)
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs *v = V(req);
-	if (snap_protected(v, parent, name)) {
+	if (entry_read_only(v, parent, name)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -535,7 +533,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs *v = V(req);
-	if (snap_protected(v, parent, name)) {
+	if (entry_read_only(v, parent, name)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -613,8 +611,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      unsigned int flags)
 {
 	struct vfs *v = V(req);
-	if (snap_protected(v, parent, name) ||
-	    snap_protected(v, newparent, newname)) {
+	if (entry_read_only(v, parent, name) ||
+	    entry_read_only(v, newparent, newname)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -628,7 +626,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		    const char *newname)
 {
 	struct vfs *v = V(req);
-	if (INO_SLOT(ino) || snap_protected(v, newparent, newname)) {
+	if (INO_SLOT(ino) || entry_read_only(v, newparent, newname)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -671,12 +669,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = V(req);
 	int err = 0;
-	if (INO_SLOT(ino)) {
-		snap_open(req, ino, fi);
+	if ((v->readonly || INO_SLOT(ino)) &&
+	    ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))) {
+		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (v->readonly && (fi->flags & O_ACCMODE) != O_RDONLY) {
-		fuse_reply_err(req, EROFS);
+	if (INO_SLOT(ino)) {
+		fi->keep_cache = 1;	/* a snapshot never changes */
+		fuse_reply_open(req, fi);
 		return;
 	}
 	pthread_mutex_lock(&v->lock);
@@ -708,43 +708,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
-/* The node behind an open handle: held by nopen, so no lock is needed to
- * keep it alive. */
-static struct node *open_node(struct vfs *v, fuse_ino_t ino)
-{
-	if (INO_SLOT(ino))
-		return NULL;
-	pthread_mutex_lock(&v->lock);
-	struct node *n = node_find(v, ino);
-	if (n && !n->d)
-		n = NULL;	/* not open: a stale request */
-	pthread_mutex_unlock(&v->lock);
-	return n;
-}
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	(void)fi;
-	struct vfs *v = V(req);
-	if (INO_SLOT(ino)) {
-		snap_read(req, ino, size, off);
-		return;
-	}
-	struct node *n = open_node(v, ino);
-	if (!n) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
 	char *buf = malloc(size ? size : 1);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	size_t got = 0;
-	pthread_mutex_lock(&n->d->dlock);
-	int err = node_read(v, n, buf, size, off, &got);
-	pthread_mutex_unlock(&n->d->dlock);
+	int err = buf ? vino_read(V(req), ino, buf, size, off, &got) : -ENOMEM;
 	if (err)
 		fuse_reply_err(req, -err);
 	else
@@ -757,7 +728,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 {
 	(void)fi;
 	struct vfs *v = V(req);
-	struct node *n = open_node(v, ino);
+	struct node *n = vino_open_node(v, ino);
 	if (!n) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -779,7 +750,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
 	struct vfs *v = V(req);
-	struct node *n = open_node(v, ino);
+	struct node *n = vino_open_node(v, ino);
 	int err = 0;
 	if (n && !v->readonly) {
 		pthread_mutex_lock(&n->d->dlock);
@@ -794,7 +765,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 {
 	(void)fi;
 	struct vfs *v = V(req);
-	struct node *n = open_node(v, ino);
+	struct node *n = vino_open_node(v, ino);
 	/* nranges is only read under dlock: another handle's fsync may be
 	 * cutting ranges right now (-o mt; found by ThreadSanitizer). */
 	if (n && !v->readonly) {
@@ -816,7 +787,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)datasync;
 	(void)fi;
 	struct vfs *v = V(req);
-	struct node *n = open_node(v, ino);
+	struct node *n = vino_open_node(v, ino);
 	int err = 0;
 	if (v->readonly) {
 		fuse_reply_err(req, 0);
@@ -902,12 +873,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	struct dirlist *d = calloc(1, sizeof(*d));
 	int err = d ? 0 : -ENOMEM;
 	if (d) {
+		struct vino vi;
+		pthread_mutex_lock(&v->lock);
+		err = vino_resolve(v, ino, &vi);
+		pthread_mutex_unlock(&v->lock);
 		d->ino = ino;
-		d->view = VIEW_LIVE;
-		if (INO_SLOT(ino) && ino != SNAPDIR_INO) {
-			d->slot = INO_SLOT(ino);
-			err = snap_view(v, d->slot, &d->view);
-		}
+		d->view = vi.view;
+		d->slot = vi.slot == SLOT_SNAPDIR ? 0 : vi.slot;
 	}
 	if (!err)
 		err = dirlist_load(v, d);

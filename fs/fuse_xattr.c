@@ -1,7 +1,6 @@
 /*
- * fuse_xattr.c - the extended-attribute operations of the live tree, with
- * POSIX ACLs linked to the mode (acl.h); .snapshots answers through
- * fuse_snap.c.
+ * fuse_xattr.c - the extended-attribute operations, with POSIX ACLs
+ * linked to the mode (acl.h); snapshots answer reads and refuse writes.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -121,8 +120,8 @@ void xattr_reply(fuse_req_t req, int r, const char *buf, size_t size)
 		fuse_reply_buf(req, buf, r);
 }
 
-/* Answer a getxattr (list 0) or listxattr (list 1) of the live tree.  An
- * access ACL is read through the node's current mode (acl.h rule 1). */
+/* Answer a getxattr (list 0) or listxattr (list 1) in any view.  An
+ * access ACL is read through the inode's current mode (acl.h rule 1). */
 static void reply_xattrs(fuse_req_t req, fuse_ino_t ino, const char *name,
 			 size_t size, int list)
 {
@@ -132,11 +131,15 @@ static void reply_xattrs(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	struct vino vi;
+	struct inode_attr a;
 	int r = list ? 0 : -ENODATA;
 	pthread_mutex_lock(&v->lock);
-	struct node *n = v->xattrs_maybe ? node_get(v, ino, &r) : NULL;
-	if (n)
-		r = xattr_read(v, VIEW_LIVE, ino, n->attr.mode, list ? NULL : name,
+	/* A live tree without xattrs (the common case) answers without a
+	 * query; .snapshots itself has none. */
+	int any = (INO_SLOT(ino) || v->xattrs_maybe) && ino != SNAPDIR_INO;
+	if (any && !(r = vino_resolve(v, ino, &vi)) && !(r = vino_attr(v, &vi, &a)))
+		r = xattr_read(v, vi.view, vi.ino, a.mode, list ? NULL : name,
 			       buf, size);
 	pthread_mutex_unlock(&v->lock);
 	xattr_reply(req, r, buf, size);
@@ -146,18 +149,12 @@ static void reply_xattrs(fuse_req_t req, fuse_ino_t ino, const char *name,
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	if (INO_SLOT(ino))
-		snap_getxattr(req, ino, name, size);
-	else
-		reply_xattrs(req, ino, name, size, 0);
+	reply_xattrs(req, ino, name, size, 0);
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	if (INO_SLOT(ino))
-		snap_listxattr(req, ino, size);
-	else
-		reply_xattrs(req, ino, NULL, size, 1);
+	reply_xattrs(req, ino, NULL, size, 1);
 }
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

@@ -1,0 +1,156 @@
+/*
+ * fuse_view.c - which view an inode number names, and its attributes
+ * there: the live tree, the .snapshots directory, or a snapshot.
+ *
+ * A snapshot view is the index seen at the snapshot's epoch.  The kernel
+ * knows its inodes as SNAP_INO(snapshot id, inode): the same inode in two
+ * views gets two numbers, a hard link within one view keeps one.  Owners
+ * and modes are the original ones, so the kernel's permission checks apply
+ * as they did to the live files.  The operations in fuse_ops.c and
+ * fuse_xattr.c take the resolved vino; only the live view has nodes (and
+ * unsealed bytes), every other view is read-only and read from the index.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuse_int.h"
+#include "../chunker/util.h"
+
+int vino_resolve(struct vfs *v, fuse_ino_t kino, struct vino *vi)
+{
+	vi->kino = kino;
+	vi->slot = INO_SLOT(kino);
+	vi->ino = INO_BASE(kino);
+	vi->view = VIEW_LIVE;
+	if (!vi->slot || vi->slot == SLOT_SNAPDIR)
+		return 0;
+	struct snapshot_info si;
+	int err = ns_snapshot_get(v->st->ix, (int64_t)vi->slot, &si);
+	if (!err && si.vol != v->vol.id)
+		err = -ENOENT;
+	if (!err)
+		vi->view = si.epoch;
+	return err;
+}
+
+int vino_child(struct vfs *v, const struct vino *dir, const char *name,
+	       struct vino *child)
+{
+	if (!dir->slot && dir->ino == ROOT_INO && !strcmp(name, SNAPDIR_NAME))
+		return vino_resolve(v, SNAPDIR_INO, child);
+	if (dir->slot == SLOT_SNAPDIR) {
+		struct snapshot_info si;
+		int err = ns_snapshot_find(v->st->ix, v->vol.id, name, &si);
+		if (err)
+			return err;
+		if (si.id >= (int64_t)SLOT_SNAPDIR)
+			return -EOVERFLOW;
+		return vino_resolve(v, SNAP_INO(si.id, ROOT_INO), child);
+	}
+	uint64_t ino = 0;
+	int err = ns_dentry_lookup(v->st->ix, v->vol.id, dir->view, dir->ino,
+				   name, &ino);
+	if (!err) {
+		*child = *dir;
+		child->ino = ino;
+		child->kino = SNAP_INO(dir->slot, ino);
+	}
+	return err;
+}
+
+int vino_attr(struct vfs *v, const struct vino *vi, struct inode_attr *a)
+{
+	if (vi->slot == SLOT_SNAPDIR) {
+		/* .snapshots itself: a directory everyone may enter */
+		memset(a, 0, sizeof(*a));
+		a->ino = vi->ino;
+		a->mode = S_IFDIR | 0555;
+		a->nlink = 2;
+		return 0;
+	}
+	if (vi->slot)
+		return ns_inode_get(v->st->ix, v->vol.id, vi->view, vi->ino, a);
+	int err = 0;
+	struct node *n = node_get(v, vi->ino, &err);
+	if (n)
+		*a = n->attr;
+	return err;
+}
+
+int vino_stat(struct vfs *v, fuse_ino_t kino, struct vino *vi,
+	      struct stat *sb)
+{
+	struct inode_attr a;
+	pthread_mutex_lock(&v->lock);
+	int err = vino_resolve(v, kino, vi);
+	if (!err)
+		err = vino_attr(v, vi, &a);
+	if (!err)
+		attr_to_stat(v, vi->view, &a, sb);
+	pthread_mutex_unlock(&v->lock);
+	sb->st_ino = kino;
+	return err;
+}
+
+struct node *vino_open_node(struct vfs *v, fuse_ino_t kino)
+{
+	if (INO_SLOT(kino))
+		return NULL;
+	pthread_mutex_lock(&v->lock);
+	struct node *n = node_find(v, kino);
+	if (n && !n->d)
+		n = NULL;	/* not open: a stale request */
+	pthread_mutex_unlock(&v->lock);
+	return n;
+}
+
+int vino_read(struct vfs *v, fuse_ino_t kino, char *buf, size_t size,
+	      off_t off, size_t *got)
+{
+	*got = 0;
+	if (!INO_SLOT(kino)) {
+		/* the live view: a node's unsealed bytes are not in the index */
+		struct node *n = vino_open_node(v, kino);
+		if (!n)
+			return -EBADF;
+		pthread_mutex_lock(&n->d->dlock);
+		int err = node_read(v, n, buf, size, off, got);
+		pthread_mutex_unlock(&n->d->dlock);
+		return err;
+	}
+	struct vino vi;
+	struct stat sb;
+	int err = vino_stat(v, kino, &vi, &sb);
+	if (err || off >= sb.st_size)
+		return err;
+	if ((off_t)(off + size) > sb.st_size)
+		size = sb.st_size - off;
+	err = vfs_read_extents(v, vi.view, vi.ino, buf, size, off);
+	if (!err)
+		*got = size;
+	return err;
+}
+
+int snapdir_load(struct vfs *v, struct dirlist *d)
+{
+	struct snapshot_info *s = NULL;
+	size_t n = 0;
+	int err = dirlist_add(d, ".", 0, S_IFDIR);
+	if (!err)
+		err = dirlist_add(d, "..", ROOT_INO, S_IFDIR);
+	if (!err) {
+		d->e[0].ino = SNAPDIR_INO;
+		pthread_mutex_lock(&v->lock);
+		err = ns_snapshot_list(v->st->ix, v->vol.id, &s, &n);
+		pthread_mutex_unlock(&v->lock);
+	}
+	for (size_t i = 0; i < n && !err; i++) {
+		err = dirlist_add(d, s[i].name, 0, S_IFDIR);
+		if (!err)
+			d->e[d->n - 1].ino = SNAP_INO(s[i].id, ROOT_INO);
+	}
+	free(s);
+	return err;
+}
