@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +14,73 @@
 #include "fuse_int.h"
 #include "../chunker/util.h"
 
+/* tresor's own mount options; the rest go to FUSE. */
+struct mount_opts {
+	int readonly, list_snapshots, mt, workers, writeback, fill, noacl;
+	char fetch_remote[64];
+};
+
+/* Take our options out of opts (comma-separated), add the rest to args. */
+static int mount_opts_parse(const char *opts, struct mount_opts *mo,
+			    struct fuse_args *args)
+{
+	memset(mo, 0, sizeof(*mo));
+	mo->workers = 2;
+	if (!opts || !*opts)
+		return 0;
+	static const struct { const char *name; size_t off; } flags[] = {
+		{ "list_snapshots", offsetof(struct mount_opts, list_snapshots) },
+		{ "mt", offsetof(struct mount_opts, mt) },
+		{ "writeback", offsetof(struct mount_opts, writeback) },
+		{ "noacl", offsetof(struct mount_opts, noacl) },	/* ACL xattrs refused */
+		{ "fill", offsetof(struct mount_opts, fill) },	/* fetch every pack not here yet */
+	};
+	char *copy = strdup(opts), *save = NULL;
+	char *rest = calloc(1, strlen(opts) + 1);
+	if (!copy || !rest) {
+		free(copy);
+		free(rest);
+		return -ENOMEM;
+	}
+	for (char *o = strtok_r(copy, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+		size_t f = 0;
+		while (f < sizeof(flags) / sizeof(flags[0]) && strcmp(o, flags[f].name))
+			f++;
+		if (f < sizeof(flags) / sizeof(flags[0])) {
+			*(int *)((char *)mo + flags[f].off) = 1;
+			continue;
+		}
+		if (!strcmp(o, "allow_unfetchable"))
+			continue;	/* tools/ checked the remote */
+		if (!strncmp(o, "remote=", 7)) {
+			snprintf(mo->fetch_remote, sizeof(mo->fetch_remote), "%s", o + 7);
+			continue;
+		}
+		if (!strncmp(o, "workers=", 8)) {
+			mo->workers = atoi(o + 8);
+			if (mo->workers < 0 || mo->workers > PIPE_MAX_WORKERS)
+				mo->workers = 2;
+			continue;
+		}
+		if (!strcmp(o, "ro"))
+			mo->readonly = 1;	/* and FUSE's too */
+		if (*rest)
+			strcat(rest, ",");
+		strcat(rest, o);
+	}
+	if (*rest) {
+		fuse_opt_add_arg(args, "-o");
+		fuse_opt_add_arg(args, rest);
+	}
+	free(copy);
+	free(rest);
+	return 0;
+}
+
 int vfs_mount_main(struct store *st, const char *volume,
 		   const char *mountpoint, const char *opts, int foreground,
 		   const struct vfs_mount_hooks *hooks)
 {
-	int readonly = 0;
 	char fsname[512];
 	/* Chunk-sized buffers come and go at every write and read: served
 	 * from the heap they are reused, served by mmap each one costs page
@@ -33,71 +96,22 @@ int vfs_mount_main(struct store *st, const char *volume,
 	fuse_opt_add_arg(&args, "default_permissions");
 	fuse_opt_add_arg(&args, "-o");
 	fuse_opt_add_arg(&args, fsname);
-	int list_snapshots = 0, mt = 0, workers = 2, writeback = 0, fill = 0, noacl = 0;
-	char fetch_remote[64] = "";
-	if (opts && *opts) {
-		/* Our own options stay here; the rest go to FUSE. */
-		char *copy = strdup(opts), *save = NULL;
-		char *rest = calloc(1, strlen(opts) + 1);
-		for (char *o = strtok_r(copy, ",", &save); o;
-		     o = strtok_r(NULL, ",", &save)) {
-			if (!strcmp(o, "list_snapshots")) {
-				list_snapshots = 1;
-				continue;
-			}
-			if (!strcmp(o, "mt")) {
-				mt = 1;
-				continue;
-			}
-			if (!strcmp(o, "writeback")) {
-				writeback = 1;
-				continue;
-			}
-			if (!strcmp(o, "noacl")) {
-				noacl = 1;	/* ACL xattrs refused */
-				continue;
-			}
-			if (!strcmp(o, "fill")) {
-				fill = 1;	/* fetch every pack not here yet */
-				continue;
-			}
-			if (!strcmp(o, "allow_unfetchable"))
-				continue;	/* tools/ checked the remote */
-			if (!strncmp(o, "remote=", 7)) {
-				snprintf(fetch_remote, sizeof(fetch_remote), "%s", o + 7);
-				continue;
-			}
-			if (!strncmp(o, "workers=", 8)) {
-				workers = atoi(o + 8);
-				if (workers < 0 || workers > PIPE_MAX_WORKERS)
-					workers = 2;
-				continue;
-			}
-			if (!strcmp(o, "ro"))
-				readonly = 1;
-			if (*rest)
-				strcat(rest, ",");
-			strcat(rest, o);
-		}
-		if (*rest) {
-			fuse_opt_add_arg(&args, "-o");
-			fuse_opt_add_arg(&args, rest);
-		}
-		free(copy);
-		free(rest);
-	}
+	struct mount_opts mo;
+	int err = mount_opts_parse(opts, &mo, &args);
+	int readonly = mo.readonly;
 	struct vfs v;
-	int err = vfs_open(&v, st, volume, readonly);
+	if (!err)
+		err = vfs_open(&v, st, volume, readonly);
 	if (err) {
 		fuse_opt_free_args(&args);
 		return err;
 	}
-	v.list_snapshots = list_snapshots;
-	v.nworkers_wanted = workers;
-	v.writeback = writeback;
-	v.noacl = noacl;
-	v.fill = fill;
-	snprintf(v.fetch_remote, sizeof(v.fetch_remote), "%s", fetch_remote);
+	v.list_snapshots = mo.list_snapshots;
+	v.nworkers_wanted = mo.workers;
+	v.writeback = mo.writeback;
+	v.noacl = mo.noacl;
+	v.fill = mo.fill;
+	snprintf(v.fetch_remote, sizeof(v.fetch_remote), "%s", mo.fetch_remote);
 	v.mountpoint = realpath(mountpoint, NULL);
 	err = -EIO;
 	struct fuse_lowlevel_ops timed;
@@ -148,7 +162,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 	/* One thread reads FUSE requests: on two cores it beat a pool of
 	 * them 3x on small files and 1.6x on streaming writes, since the CPU
 	 * work runs in the pipeline's workers anyway.  -o mt for a pool. */
-	err = mt ? fuse_session_loop_mt(se, &cfg) : fuse_session_loop(se);
+	err = mo.mt ? fuse_session_loop_mt(se, &cfg) : fuse_session_loop(se);
 	err = err < 0 ? err : 0;
 out_unmount:
 	control_stop(v.control);
