@@ -42,7 +42,7 @@ struct paths {
 	struct index *ix;
 	int64_t vol, view;
 	char **p;
-	size_t n;
+	size_t n, cap;
 };
 
 static int add_path(void *arg, const char *name, uint64_t parent, uint32_t mode)
@@ -54,7 +54,7 @@ static int add_path(void *arg, const char *name, uint64_t parent, uint32_t mode)
 		return 0;
 	char *full = NULL;
 	if (asprintf(&full, "%s%s%s", dir, *dir ? "/" : "", name) > 0) {
-		char **np = realloc(ps->p, (ps->n + 1) * sizeof(*np));
+		char **np = buf_grow(ps->p, &ps->cap, ps->n + 1, sizeof(*np));
 		if (np) {
 			ps->p = np;
 			ps->p[ps->n++] = full;

@@ -155,17 +155,13 @@ void node_mark_hot(struct vfs *v, struct node *n)
 {
 	if (n->hot)
 		return;
-	if (v->nhot == v->hotcap) {
-		size_t cap = v->hotcap ? 2 * v->hotcap : 256;
-		struct node **h = realloc(v->hot, cap * sizeof(*h));
-		if (!h) {
-			/* The walkers fall back to the whole table. */
-			v->hot_overflow = 1;
-			return;
-		}
-		v->hot = h;
-		v->hotcap = cap;
+	struct node **h = buf_grow(v->hot, &v->hotcap, v->nhot + 1, sizeof(*h));
+	if (!h) {
+		/* The walkers fall back to the whole table. */
+		v->hot_overflow = 1;
+		return;
 	}
+	v->hot = h;
 	v->hot[v->nhot++] = n;
 	n->hot = (uint32_t)v->nhot;
 }
@@ -346,7 +342,8 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 	}
 	if (j == i) {
 		/* No neighbour: a new range at position i. */
-		void *p = realloc(d->ranges, (d->nranges + 1) * sizeof(*d->ranges));
+		void *p = buf_grow(d->ranges, &d->rangecap, d->nranges + 1,
+				   sizeof(*d->ranges));
 		if (!p)
 			return -ENOMEM;
 		d->ranges = p;
@@ -603,14 +600,10 @@ static int pin_one(struct vfs *v, struct node *n, void *arg)
 	struct pinned *pl = arg;
 	if (!pl->want(n))
 		return 0;
-	if (pl->count == pl->cap) {
-		size_t cap = pl->cap ? 2 * pl->cap : 64;
-		void *p = realloc(pl->ns, cap * sizeof(*pl->ns));
-		if (!p)
-			return -ENOMEM;
-		pl->ns = p;
-		pl->cap = cap;
-	}
+	void *p = buf_grow(pl->ns, &pl->cap, pl->count + 1, sizeof(*pl->ns));
+	if (!p)
+		return -ENOMEM;
+	pl->ns = p;
 	int err = node_pin(v, n);
 	if (!err)
 		pl->ns[pl->count++] = n;

@@ -263,13 +263,10 @@ static int restore_node(struct restore *r, uint64_t ino, int dfd,
 	if (err)
 		return err;
 	if (!S_ISDIR(a.mode) && a.nlink > 1 && r->nlinks < 1000000) {
-		if (r->nlinks == r->caplinks) {
-			r->caplinks = r->caplinks ? r->caplinks * 2 : 64;
-			void *p = realloc(r->links, r->caplinks * sizeof(*r->links));
-			if (p)
-				r->links = p;
-		}
-		if (r->nlinks < r->caplinks) {
+		void *p = buf_grow(r->links, &r->caplinks, r->nlinks + 1,
+				   sizeof(*r->links));
+		if (p) {
+			r->links = p;
 			/* linkat() wants it relative to DEST. */
 			r->links[r->nlinks].ino = ino;
 			r->links[r->nlinks++].path = strdup(path + strlen(r->dest) + 1);

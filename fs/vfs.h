@@ -42,7 +42,7 @@ struct range {
 struct node_data {
 	pthread_mutex_t dlock;
 	struct range *ranges;		/* sorted, disjoint (dlock) */
-	size_t nranges;
+	size_t nranges, rangecap;
 	size_t dirty_bytes;		/* sum of range lengths (dlock + lock) */
 	uint64_t stream_end;		/* where the last cut ended (dlock) */
 	struct pending *phead, *ptail;	/* chunks queued, not applied (lock) */
