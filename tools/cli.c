@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -328,6 +329,13 @@ void json_str(const char *s)
 			putchar(*s);
 	}
 	putchar('"');
+}
+
+void cli_iso_time(time_t t, char *buf, size_t size)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%S%z", &tm);
 }
 
 void find_volume(struct index *ix, const char *dir, const char *name,

@@ -8,6 +8,7 @@
 #define TRESOR_CLI_H
 
 #include <limits.h>
+#include <time.h>
 #include "../fs/namespace.h"
 #include "../fs/retention.h"
 #include "../chunker/store.h"
@@ -68,6 +69,8 @@ void find_snapshot(struct index *ix, const char *dir,
 		   struct snapshot_info *si);
 /* Print s as a JSON string. */
 void json_str(const char *s);
+/* Local time t as ISO 8601 with its offset ("2026-01-02T03:04:05+0100"). */
+void cli_iso_time(time_t t, char *buf, size_t size);
 
 /* Commands in cmd_snapshot.c. */
 int cmd_snapshot(struct opts *o);

@@ -76,14 +76,6 @@ static int parse_time(const char *s, int64_t *ns)
 	return 0;
 }
 
-static void format_time(int64_t ns, char *buf, size_t size)
-{
-	time_t t = ns / 1000000000;
-	struct tm tm;
-	localtime_r(&t, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%S%z", &tm);
-}
-
 static int snapshot_create(struct opts *o)
 {
 	if (o->npos != 3)
@@ -194,7 +186,7 @@ static int snapshot_list(struct opts *o)
 		if (err)
 			die(1, "cannot size snapshot %s: %s", s[i].name, strerror(-err));
 		char when[64];
-		format_time(s[i].time, when, sizeof(when));
+		cli_iso_time(s[i].time / 1000000000, when, sizeof(when));
 		if (o->json) {
 			printf("%s{\"name\":", oi ? "," : "");
 			json_str(s[i].name);
