@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "../chunker/listener.h"
+#include "../fs/namespace.h"
 
 enum job_kind { JOB_SNAPSHOT, JOB_PRUNE, JOB_PUSH, JOB_CHECK, JOB_COUNT };
 
@@ -172,7 +173,16 @@ int metrics_start(struct daemon *d);
 void metrics_stop(struct daemon *d);
 int metrics_write_textfile(struct daemon *d);
 
-/* A remote's health as status and the metrics show it (lock held). */
+/* What status and the metrics both report, gathered by one piece of code
+ * (daemon_ctl.c).  A volume's snapshots: 0, or an error when the store
+ * has no such volume or its snapshots cannot be read. */
+struct volume_snaps {
+	size_t count;
+	struct snapshot_info newest;	/* count > 0: the newest by time */
+};
+int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *vs);
+
+/* A remote's health (lock held). */
 struct remote_cfg;
 struct remote_health {
 	const struct remote_state *st;	/* NULL: no push since the state began */

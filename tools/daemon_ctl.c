@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,27 @@ static const struct remote_state *remote_state_find(const struct daemon *d, cons
 	return NULL;
 }
 
+int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *vs)
+{
+	memset(vs, 0, sizeof(*vs));
+	struct volume_info vi;
+	struct snapshot_info *s = NULL;
+	size_t n = 0;
+	int err = ns_volume_find(ix, vol, &vi);
+	if (!err)
+		err = ns_snapshot_list(ix, vi.id, &s, &n);
+	if (!err && n) {
+		size_t best = 0;
+		for (size_t k = 1; k < n; k++)
+			if (s[k].time >= s[best].time)
+				best = k;
+		vs->count = n;
+		vs->newest = s[best];
+	}
+	free(s);
+	return err;
+}
+
 void daemon_remote_health(struct daemon *d, struct index *ix, const struct remote_cfg *rc,
 			  time_t now, struct remote_health *h)
 {
@@ -78,15 +100,10 @@ void daemon_remote_health(struct daemon *d, struct index *ix, const struct remot
 	if (h->packs_pending || !lp)
 		h->behind = lp ? now - lp : now - d->started;
 	for (int v = 0; v < d->cfg.nvol && !h->behind; v++) {
-		struct volume_info vi;
-		struct snapshot_info *s = NULL;
-		size_t n = 0;
-		if (!ns_volume_find(ix, d->cfg.vol[v].name, &vi) &&
-		    !ns_snapshot_list(ix, vi.id, &s, &n))
-			for (size_t k = 0; k < n; k++)
-				if (s[k].time / 1000000000 > lp)
-					h->behind = now - lp;
-		free(s);
+		struct volume_snaps vs;
+		if (!daemon_volume_snaps(ix, d->cfg.vol[v].name, &vs) && vs.count &&
+		    vs.newest.time / 1000000000 > lp)
+			h->behind = now - lp;
 	}
 	h->stale = d->cfg.push.kind != SCHED_NEVER &&
 		   ((lp && now - lp > d->cfg.stale_push_s) ||
@@ -94,31 +111,27 @@ void daemon_remote_health(struct daemon *d, struct index *ix, const struct remot
 	h->healthy = !(h->st && h->st->last_failed) && !h->stale;
 }
 
-char *status_json(struct daemon *d, int *healthy)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f)
-		return NULL;
-	time_t now = daemon_now();
-	struct index *ix = daemon_index(d);
-	/* problems are collected first, printed at the end */
-	char *pbuf = NULL;
-	size_t plen = 0;
-	FILE *pf = open_memstream(&pbuf, &plen);
-	int np = 0;
-#define PROBLEM(...) do { char m_[8192]; snprintf(m_, sizeof(m_), __VA_ARGS__); \
-	fputs(np++ ? "," : "", pf); jstr(pf, m_); } while (0)
+/* The status' problems, collected as its parts are written and printed
+ * at its end. */
+struct problems {
+	FILE *f;
+	int n;
+};
 
-	pthread_mutex_lock(&d->lock);
-	fprintf(f, "{\"daemon\":{\"pid\":%d,\"config\":", (int)getpid());
-	jstr(f, d->cfg_path);
-	fputs(",\"store\":", f);
-	jstr(f, d->cfg.store);
-	fprintf(f, ",\"started\":%lld,\"now\":%lld,\"stale_push_seconds\":%lld},",
-		(long long)d->started, (long long)now, (long long)d->cfg.stale_push_s);
-	fputs("\"volumes\":[", f);
+static void __attribute__((format(printf, 2, 3))) problem(struct problems *p, const char *fmt, ...)
+{
+	char m[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m, sizeof(m), fmt, ap);
+	va_end(ap);
+	fputs(p->n++ ? "," : "", p->f);
+	jstr(p->f, m);
+}
+
+static void status_volumes(struct daemon *d, struct index *ix, time_t now, FILE *f,
+			   struct problems *pr)
+{
 	for (int i = 0; i < d->cfg.nvol; i++) {
 		const struct config_volume *cv = &d->cfg.vol[i];
 		const struct mount_child *m = &d->mc[i];
@@ -131,28 +144,63 @@ char *status_json(struct daemon *d, int *healthy)
 		jstr(f, m->last_error);
 		fprintf(f, ",\"healthy\":%s", m->mounted ? "true" : "false");
 		if (!m->mounted)
-			PROBLEM("volume %s is not mounted on %s", cv->name, cv->mountpoint);
-		struct volume_info vi;
-		struct snapshot_info *s = NULL;
-		size_t n = 0;
-		if (ix && !ns_volume_find(ix, cv->name, &vi))
-			ns_snapshot_list(ix, vi.id, &s, &n);
-		size_t best = 0;
-		for (size_t k = 1; k < n; k++)
-			if (s[k].time >= s[best].time)
-				best = k;
-		fprintf(f, ",\"snapshots\":%zu,\"last_snapshot\":", n);
-		if (n) {
-			jstr(f, s[best].name);
-			time_t t = s[best].time / 1000000000;
+			problem(pr, "volume %s is not mounted on %s", cv->name, cv->mountpoint);
+		struct volume_snaps vs = { 0 };
+		if (ix)
+			daemon_volume_snaps(ix, cv->name, &vs);
+		fprintf(f, ",\"snapshots\":%zu,\"last_snapshot\":", vs.count);
+		if (vs.count) {
+			jstr(f, vs.newest.name);
+			time_t t = vs.newest.time / 1000000000;
 			fprintf(f, ",\"last_snapshot_time\":%lld,\"last_snapshot_age_seconds\":%lld}",
 				(long long)t, (long long)(now - t));
 		} else {
 			fputs("null,\"last_snapshot_time\":null,\"last_snapshot_age_seconds\":null}", f);
 		}
-		free(s);
 	}
-	fputs("],\"remotes\":[", f);
+}
+
+static void status_remote(struct daemon *d, const struct remote_cfg *rc,
+			  const struct remote_health *h, time_t now, FILE *f, struct problems *pr)
+{
+	const struct remote_state *st = h->st;
+	int failed = st && st->last_failed;
+	fputs("{\"name\":", f);
+	jstr(f, rc->name);
+	fputs(",\"url\":", f);
+	jstr(f, rc->url);
+	fputs(",\"last_push\":", f);
+	jtime(f, h->last_push);
+	fputs(",\"last_push_age_seconds\":", f);
+	if (h->last_push)
+		fprintf(f, "%lld", (long long)(now - h->last_push));
+	else
+		fputs("null", f);
+	fprintf(f, ",\"behind_seconds\":%lld,\"packs_pending\":%lld,\"bytes_pending\":%lld",
+		h->behind, h->packs_pending, h->bytes_pending);
+	fputs(",\"last_attempt\":", f);
+	jtime(f, st ? st->last_run : 0);
+	fprintf(f, ",\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
+		st ? (unsigned long long)st->failures : 0ULL, failed ? "true" : "false");
+	jstr(f, failed ? st->last_error : "");
+	fprintf(f, ",\"attempts\":%d,\"next_retry\":", st ? st->attempts : 0);
+	jtime(f, st && st->attempts ? st->next_retry : 0);
+	fprintf(f, ",\"healthy\":%s}", h->healthy ? "true" : "false");
+	if (failed && st->attempts)
+		problem(pr, "remote %s: the last push failed (%s); the daemon retries it in %lld s",
+			rc->name, st->last_error, (long long)(st->next_retry - now));
+	else if (failed)
+		problem(pr, "remote %s: the last push failed (%s); retries are used up: fix it and run 'tresor push %s %s'",
+			rc->name, st->last_error, d->cfg.store, rc->name);
+	if (h->stale)
+		problem(pr, "remote %s: last successful push %s (%lld s behind, %lld bytes pending)",
+			rc->name, h->last_push ? "is older than stale-push" : "never happened",
+			h->behind, h->bytes_pending);
+}
+
+static void status_remotes(struct daemon *d, struct index *ix, time_t now, FILE *f,
+			   struct problems *pr)
+{
 	struct remote_cfg *rs = NULL;
 	size_t nr = 0;
 	if (ix)
@@ -160,48 +208,20 @@ char *status_json(struct daemon *d, int *healthy)
 	for (size_t i = 0; i < nr; i++) {
 		struct remote_health h;
 		daemon_remote_health(d, ix, &rs[i], now, &h);
-		const struct remote_state *st = h.st;
-		int failed = st && st->last_failed;
-		fprintf(f, "%s{\"name\":", i ? "," : "");
-		jstr(f, rs[i].name);
-		fputs(",\"url\":", f);
-		jstr(f, rs[i].url);
-		fputs(",\"last_push\":", f);
-		jtime(f, h.last_push);
-		fputs(",\"last_push_age_seconds\":", f);
-		if (h.last_push)
-			fprintf(f, "%lld", (long long)(now - h.last_push));
-		else
-			fputs("null", f);
-		fprintf(f, ",\"behind_seconds\":%lld,\"packs_pending\":%lld,\"bytes_pending\":%lld",
-			h.behind, h.packs_pending, h.bytes_pending);
-		fputs(",\"last_attempt\":", f);
-		jtime(f, st ? st->last_run : 0);
-		fprintf(f, ",\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
-			st ? (unsigned long long)st->failures : 0ULL, failed ? "true" : "false");
-		jstr(f, failed ? st->last_error : "");
-		fprintf(f, ",\"attempts\":%d,\"next_retry\":", st ? st->attempts : 0);
-		jtime(f, st && st->attempts ? st->next_retry : 0);
-		fprintf(f, ",\"healthy\":%s}", h.healthy ? "true" : "false");
-		if (failed && st->attempts)
-			PROBLEM("remote %s: the last push failed (%s); the daemon retries it in %lld s",
-				rs[i].name, st->last_error, (long long)(st->next_retry - now));
-		else if (failed)
-			PROBLEM("remote %s: the last push failed (%s); retries are used up: fix it and run 'tresor push %s %s'",
-				rs[i].name, st->last_error, d->cfg.store, rs[i].name);
-		if (h.stale)
-			PROBLEM("remote %s: last successful push %s (%lld s behind, %lld bytes pending)",
-				rs[i].name, h.last_push ? "is older than stale-push" : "never happened",
-				h.behind, h.bytes_pending);
+		fputs(i ? "," : "", f);
+		status_remote(d, &rs[i], &h, now, f, pr);
 	}
 	free(rs);
 	/* Reads of files a lazy store has not fetched fail while its remote
 	 * cannot be used (files only: no request under the lock). */
 	char lname[64], lwhy[700];
 	if (ix && fetch_lazy_check(ix, NULL, 0, lname, sizeof(lname), lwhy, sizeof(lwhy)))
-		PROBLEM("store %.250s is lazy and its remote '%s' cannot be used (%.300s): reads of files not fetched yet fail; fix the remote with 'tresor remote set %.250s %s [remote options]' or run 'tresor recover URL %.250s --full'",
+		problem(pr, "store %.250s is lazy and its remote '%s' cannot be used (%.300s): reads of files not fetched yet fail; fix the remote with 'tresor remote set %.250s %s [remote options]' or run 'tresor recover URL %.250s --full'",
 			d->cfg.store, lname, lwhy, d->cfg.store, lname, d->cfg.store);
-	fputs("],\"jobs\":[", f);
+}
+
+static void status_jobs(struct daemon *d, time_t now, FILE *f, struct problems *pr)
+{
 	const struct schedule *sched[JOB_COUNT] = { &d->cfg.snapshot, &d->cfg.snapshot,
 						    &d->cfg.push, &d->cfg.check };
 	for (int j = 0; j < JOB_COUNT; j++) {
@@ -227,9 +247,12 @@ char *status_json(struct daemon *d, int *healthy)
 		jtime(f, next);
 		fputc('}', f);
 		if (s->last_failed)
-			PROBLEM("%s failed: %s", job_names[j], s->last_error);
+			problem(pr, "%s failed: %s", job_names[j], s->last_error);
 	}
-	fputs("],\"history\":[", f);
+}
+
+static void status_history(struct daemon *d, FILE *f)
+{
 	int first = d->nhist > HISTORY_MAX ? d->nhist - HISTORY_MAX : 0;
 	for (int k = first; k < d->nhist; k++) {
 		const struct history *h = &d->hist[k % HISTORY_MAX];
@@ -237,15 +260,41 @@ char *status_json(struct daemon *d, int *healthy)
 			k > first ? "," : "", job_names[h->job], (long long)h->slot,
 			(long long)h->start, (long long)h->end, h->ok ? "true" : "false");
 	}
+}
+
+char *status_json(struct daemon *d, int *healthy)
+{
+	char *buf = NULL, *pbuf = NULL;
+	size_t len = 0, plen = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	struct problems pr = { open_memstream(&pbuf, &plen), 0 };
+	time_t now = daemon_now();
+	struct index *ix = daemon_index(d);
+	pthread_mutex_lock(&d->lock);
+	fprintf(f, "{\"daemon\":{\"pid\":%d,\"config\":", (int)getpid());
+	jstr(f, d->cfg_path);
+	fputs(",\"store\":", f);
+	jstr(f, d->cfg.store);
+	fprintf(f, ",\"started\":%lld,\"now\":%lld,\"stale_push_seconds\":%lld},",
+		(long long)d->started, (long long)now, (long long)d->cfg.stale_push_s);
+	fputs("\"volumes\":[", f);
+	status_volumes(d, ix, now, f, &pr);
+	fputs("],\"remotes\":[", f);
+	status_remotes(d, ix, now, f, &pr);
+	fputs("],\"jobs\":[", f);
+	status_jobs(d, now, f, &pr);
+	fputs("],\"history\":[", f);
+	status_history(d, f);
 	pthread_mutex_unlock(&d->lock);
-#undef PROBLEM
 	if (ix)
 		index_close(ix);
-	fclose(pf);
-	fprintf(f, "],\"healthy\":%s,\"problems\":[%s]}", np ? "false" : "true",
+	fclose(pr.f);
+	fprintf(f, "],\"healthy\":%s,\"problems\":[%s]}", pr.n ? "false" : "true",
 		pbuf ? pbuf : "");
 	free(pbuf);
-	*healthy = !np;
+	*healthy = !pr.n;
 	if (fclose(f)) {
 		free(buf);
 		return NULL;
