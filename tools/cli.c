@@ -1,6 +1,7 @@
 /*
  * cli.c - what every `tresor` command shares: option parsing, the
- * passphrase, opening a store, printing errors and JSON strings.
+ * passphrase, opening a store or its index, finding a volume or a
+ * snapshot, dying with a message, printing JSON strings and local times.
  */
 #include <errno.h>
 #include <getopt.h>

@@ -1,8 +1,10 @@
 /*
- * cli.h - the parsed command line (struct opts) and the helpers the
- * `tresor` commands share: opening a store or an index with a clear
- * error, passphrases, dying with an exit code (tools/ only: the
- * libraries never print or exit).
+ * cli.h - the parsed command line (struct opts), the helpers the
+ * `tresor` commands share (cli.c: opening a store or an index with a
+ * clear error, passphrases, dying with an exit code; tools/ only: the
+ * libraries never print or exit), and the entry points of the commands
+ * (cmd_*.c, which have no header of their own; the daemon's are in
+ * daemon.h).
  */
 #ifndef TRESOR_CLI_H
 #define TRESOR_CLI_H
@@ -72,7 +74,9 @@ void json_str(const char *s);
 /* Local time t as ISO 8601 with its offset ("2026-01-02T03:04:05+0100"). */
 void cli_iso_time(time_t t, char *buf, size_t size);
 
-/* Commands in cmd_snapshot.c. */
+/* The commands: snapshot and prune (cmd_snapshot.c), restore
+ * (cmd_restore.c), remote and push (cmd_remote.c), recover
+ * (cmd_recover.c), repair (cmd_repair.c). */
 int cmd_snapshot(struct opts *o);
 int cmd_prune(struct opts *o);
 int cmd_restore(struct opts *o);

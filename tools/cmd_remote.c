@@ -1,6 +1,6 @@
 /*
- * cmd_remote.c - `tresor remote add|list|status`, `tresor push` and
- * the helpers that turn remote options into a connection.
+ * cmd_remote.c - `tresor remote add|set|list|status|takeover`, `tresor
+ * push` and the helpers that turn remote options into a connection.
  *
  * Remote options (endpoint, region, credential and trust files) are given
  * once at `remote add` and kept in the store; secrets never are: they come

@@ -4,7 +4,7 @@
  *
  * Snapshot creation goes through the volume's daemon when one serves it
  * (so the snapshot is one instant of what programs see); otherwise it
- * takes the volume's lock and writes the index itself.
+ * takes the volume's lock and records it with ns_snapshot_create.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -443,7 +443,10 @@ static void preflight(struct daemon *d, int dry)
 	 * refused above reads as any command's error. */
 	if (!dry)
 		setenv("TRESOR_LOG_TIME", "1", 1);
-	/* Remotes named with a URL and not yet in the store: add them. */
+	/* Remotes named with a URL and not yet in the store: add them, with
+	 * `tresor remote add` as a user would (it checks the URL and the
+	 * repository and writes the row); read are its exit code and last
+	 * stderr line.  What the store holds is read with remote_cfg_*. */
 	for (int i = 0; i < c->nrem; i++) {
 		struct config_remote *r = &c->rem[i];
 		ix = open_index(c->store);

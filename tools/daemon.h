@@ -5,13 +5,14 @@
  *                  the job thread's loop, shutdown
  *   daemon_jobs.c  the jobs as child `tresor` processes, their retries,
  *                  each remote's push state (jobs_*)
- *   daemon_ctl.c   the control socket, the status, `tresor status` and
- *                  push forwarding (ctl_*, status_json, daemon_*)
+ *   daemon_ctl.c   the status and what the metrics share of it, the
+ *                  control socket, `tresor status`, push forwarding
+ *                  (ctl_*, status_json, daemon_volume_snaps, ...)
  *   metrics.c      the Prometheus figures and their endpoints (metrics_*)
  *
  * One thread runs the jobs (snapshot + prune, push, check) one after the
- * other, each as a child `tresor` process, so two never fight over the
- * store and a crash or hang of one cannot take the mounts down; the
+ * other, so two never fight over the store, each as a child `tresor`
+ * process, so a crash or hang of one cannot take the mounts down; the
  * control and metrics threads only read the state, under d->lock.
  * Volumes are served by child `tresor mount -f` processes that the job
  * thread supervises (a FUSE daemon that dies is restarted; it cannot take
@@ -181,6 +182,8 @@ struct volume_snaps {
 	struct snapshot_info newest;	/* count > 0: the newest by time */
 };
 int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *vs);
+/* The snapshots of the store's volume vol, oldest first (*s malloc'd). */
+int daemon_snapshots(struct index *ix, const char *vol, struct snapshot_info **s, size_t *n);
 
 /* A remote's health (lock held). */
 struct remote_cfg;

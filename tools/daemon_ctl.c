@@ -1,11 +1,14 @@
 /*
- * daemon_ctl.c - the scheduling daemon's control socket, `tresor status`
- * and the forwarding of `tresor push` to a running daemon.
+ * daemon_ctl.c - the scheduling daemon's status (and what it shares with
+ * the metrics: a volume's snapshots, a remote's health), its control
+ * socket, `tresor status` and the forwarding of `tresor push` to a
+ * running daemon.
  *
  * The socket is abstract, named like a volume daemon's (control.h) with
  * volume id -1, so any command that knows the store finds it.  Only root
  * and the daemon's own user may talk to it (SO_PEERCRED).  Requests (one
- * line): "ping", "status json", "push REMOTE".  The reply is
+ * line): "ping", "status json", "push REMOTE [jobs=N] [limit-upload=R]
+ * [grace=D]".  The reply is
  * "ok" or "unhealthy" or "error MESSAGE" on the first line, then a body,
  * then the daemon closes the connection.
  */
@@ -63,15 +66,21 @@ static const struct remote_state *remote_state_find(const struct daemon *d, cons
 	return NULL;
 }
 
+int daemon_snapshots(struct index *ix, const char *vol, struct snapshot_info **s, size_t *n)
+{
+	struct volume_info vi;
+	*s = NULL;
+	*n = 0;
+	int err = ns_volume_find(ix, vol, &vi);
+	return err ? err : ns_snapshot_list(ix, vi.id, s, n);
+}
+
 int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *vs)
 {
 	memset(vs, 0, sizeof(*vs));
-	struct volume_info vi;
 	struct snapshot_info *s = NULL;
 	size_t n = 0;
-	int err = ns_volume_find(ix, vol, &vi);
-	if (!err)
-		err = ns_snapshot_list(ix, vi.id, &s, &n);
+	int err = daemon_snapshots(ix, vol, &s, &n);
 	if (!err && n) {
 		size_t best = 0;
 		for (size_t k = 1; k < n; k++)

@@ -182,7 +182,15 @@ void jobs_args_pass(struct daemon *d, struct jobs_args *a)
 	}
 }
 
-/* ---- jobs ---------------------------------------------------------- */
+/* ---- jobs ----------------------------------------------------------
+ *
+ * A job's child is read only through what its command documents for
+ * scripts: the exit code; the last stderr line, which becomes the job's
+ * error; and stdout where it is the result: `snapshot create` prints the
+ * snapshot's name, `push --json` its report (handed as it is to the
+ * `tresor push` that asked), `check --json` exits 1 with its report when
+ * it found problems.  Which snapshots prune removed, the store says.
+ */
 
 /* Each job: 0 or a one-line error in err. */
 static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
@@ -214,31 +222,38 @@ static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
 	return failed ? -1 : 0;
 }
 
-/* Room for prune's JSON: a few hundred snapshots' verdicts. */
-#define PRUNE_OUT (256 * 1024)
-
-/* Log the snapshots prune's JSON says were removed, by name: the log is
- * where one looks for where a snapshot went. */
-static void prune_log(const char *vol, const char *js)
+/* Log the snapshots prune removed, by name: the log is where one looks
+ * for where a snapshot went.  The store says which (those listed before
+ * that are gone now), not prune's output. */
+static void prune_log(struct daemon *d, const char *vol, int before_err,
+		      const struct snapshot_info *before, size_t nb)
 {
+	struct index *ix = daemon_index(d);
+	struct snapshot_info *after = NULL;
+	size_t na = 0;
+	int err = before_err ? before_err : !ix ? -EIO : daemon_snapshots(ix, vol, &after, &na);
+	if (ix)
+		index_close(ix);
+	if (err) {
+		tlog(LOG_WARN, "daemon: volume %s: prune done; its snapshots cannot be listed: %s",
+		     vol, strerror(-err));
+		return;
+	}
 	char names[900] = "";
 	size_t len = 0;
 	int n = 0;
-	for (const char *p = js; (p = strstr(p, "{\"name\":\"")); ) {
-		p += 9;
-		const char *q = p;
-		while (*q && *q != '"')
-			q += q[0] == '\\' && q[1] ? 2 : 1;
-		if (strncmp(q, "\",\"keep\":false", 14)) {
-			p = q;
+	for (size_t i = 0; i < nb; i++) {
+		size_t k = 0;
+		while (k < na && after[k].id != before[i].id)
+			k++;
+		if (k < na)
 			continue;
-		}
 		if (len < sizeof(names) - 1)
-			len += snprintf(names + len, sizeof(names) - len, "%s%.*s", n ? ", " : "",
-					(int)(q - p), p);
+			len += snprintf(names + len, sizeof(names) - len, "%s%s", n ? ", " : "",
+					before[i].name);
 		n++;
-		p = q;
 	}
+	free(after);
 	if (len >= sizeof(names) - 1)
 		snprintf(names + sizeof(names) - 5, 5, "...");
 	if (n)
@@ -256,12 +271,13 @@ static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 				 "--keep-weekly", "--keep-monthly", "--keep-yearly" };
 	const int vals[6] = { k->last, k->hourly, k->daily, k->weekly, k->monthly, k->yearly };
 	int failed = 0;
-	char *out = malloc(PRUNE_OUT);
-	if (!out) {
-		snprintf(err, errsize, "prune of %s: out of memory", d->cfg.store);
-		return -1;
-	}
 	for (int i = 0; i < d->cfg.nvol; i++) {
+		struct snapshot_info *before = NULL;
+		size_t nb = 0;
+		struct index *ix = daemon_index(d);
+		int berr = !ix ? -EIO : daemon_snapshots(ix, d->cfg.vol[i].name, &before, &nb);
+		if (ix)
+			index_close(ix);
 		struct jobs_args a;
 		jobs_args_init(d, &a);
 		jobs_arg(&a, "prune");
@@ -281,20 +297,19 @@ static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 			jobs_arg(&a, "--keep-within");
 			jobs_arg(&a, within);
 		}
-		jobs_arg(&a, "--json");
 		jobs_args_pass(d, &a);
-		char e[400];
-		int rc = jobs_run_child(d, "prune", a.v, out, PRUNE_OUT, e, sizeof(e));
+		char out[256], e[400];
+		int rc = jobs_run_child(d, "prune", a.v, out, sizeof(out), e, sizeof(e));
 		if (rc) {
 			if (!failed)
 				snprintf(err, errsize, "prune of volume %s: %s",
 					 d->cfg.vol[i].name, *e ? e : "failed");
 			failed = 1;
 		} else {
-			prune_log(d->cfg.vol[i].name, out);
+			prune_log(d, d->cfg.vol[i].name, berr, before, nb);
 		}
+		free(before);
 	}
-	free(out);
 	return failed ? -1 : 0;
 }
 
