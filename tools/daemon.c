@@ -501,6 +501,54 @@ static void preflight(struct daemon *d, int dry)
 	}
 }
 
+/* --dry-run: the config and the store are fine; say what would run. */
+static void dry_run_report(struct daemon *d)
+{
+	time_t now = daemon_now();
+	const struct schedule *sc[] = { &d->cfg.snapshot, &d->cfg.push, &d->cfg.check };
+	const char *names[] = { "snapshot", "push", "check" };
+	printf("%s: ok: store %s, %d volume(s), %d remote(s) named\n", d->cfg_path,
+	       d->cfg.store, d->cfg.nvol, d->cfg.nrem);
+	for (int i = 0; i < d->cfg.nvol; i++)
+		printf("volume %s on %s%s%s\n", d->cfg.vol[i].name, d->cfg.vol[i].mountpoint,
+		       d->cfg.vol[i].options[0] ? " -o " : "", d->cfg.vol[i].options);
+	for (int i = 0; i < 3; i++) {
+		char when[64] = "never", what[64];
+		time_t next = schedule_next(sc[i], now);
+		if (next)
+			cli_iso_time(next, when, sizeof(when));
+		schedule_format(sc[i], what, sizeof(what));
+		printf("%s: %s, next %s\n", names[i], what, when);
+	}
+}
+
+/* One daemon per state file: lock it (the fd returned holds the lock),
+ * then load it, or start one with no history to catch up on. */
+static int state_claim(struct daemon *d)
+{
+	char lockpath[CONFIG_PATH + 8];
+	if (snprintf(lockpath, sizeof(lockpath), "%s.lock", d->cfg.state_file) >=
+	    (int)sizeof(lockpath))
+		die(1, "%s: state-file path too long", d->cfg_path);
+	int lfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0)
+		die(1, "%s: cannot open %s: %s", d->cfg_path, lockpath, strerror(errno));
+	if (flock(lfd, LOCK_EX | LOCK_NB))
+		die(1, "%s: another tresor daemon runs with state file %s",
+		    d->cfg_path, d->cfg.state_file);
+	int found;
+	state_load(d, &found);
+	d->started = daemon_now();
+	if (!found) {
+		d->job[JOB_SNAPSHOT].last_slot = schedule_latest(&d->cfg.snapshot, d->started);
+		d->job[JOB_PRUNE].last_slot = d->job[JOB_SNAPSHOT].last_slot;
+		d->job[JOB_PUSH].last_slot = schedule_latest(&d->cfg.push, d->started);
+		d->job[JOB_CHECK].last_slot = schedule_latest(&d->cfg.check, d->started);
+		daemon_state_save(d);
+	}
+	return lfd;
+}
+
 int cmd_daemon(struct opts *o)
 {
 	if (o->npos != 1)
@@ -534,48 +582,10 @@ int cmd_daemon(struct opts *o)
 		die(1, "signalfd: %s", strerror(errno));
 	preflight(d, o->dry_run);
 	if (o->dry_run) {
-		/* --dry-run: the config and the store are fine; say what would run. */
-		time_t now = daemon_now();
-		const struct schedule *sc[] = { &d->cfg.snapshot, &d->cfg.push, &d->cfg.check };
-		const char *names[] = { "snapshot", "push", "check" };
-		printf("%s: ok: store %s, %d volume(s), %d remote(s) named\n", d->cfg_path,
-		       d->cfg.store, d->cfg.nvol, d->cfg.nrem);
-		for (int i = 0; i < d->cfg.nvol; i++)
-			printf("volume %s on %s%s%s\n", d->cfg.vol[i].name, d->cfg.vol[i].mountpoint,
-			       d->cfg.vol[i].options[0] ? " -o " : "", d->cfg.vol[i].options);
-		for (int i = 0; i < 3; i++) {
-			char when[64] = "never", what[64];
-			time_t next = schedule_next(sc[i], now);
-			if (next)
-				cli_iso_time(next, when, sizeof(when));
-			schedule_format(sc[i], what, sizeof(what));
-			printf("%s: %s, next %s\n", names[i], what, when);
-		}
+		dry_run_report(d);
 		return 0;
 	}
-
-	/* One daemon per state file. */
-	char lockpath[CONFIG_PATH + 8];
-	if (snprintf(lockpath, sizeof(lockpath), "%s.lock", d->cfg.state_file) >=
-	    (int)sizeof(lockpath))
-		die(1, "%s: state-file path too long", d->cfg_path);
-	int lfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lfd < 0)
-		die(1, "%s: cannot open %s: %s", d->cfg_path, lockpath, strerror(errno));
-	if (flock(lfd, LOCK_EX | LOCK_NB))
-		die(1, "%s: another tresor daemon runs with state file %s",
-		    d->cfg_path, d->cfg.state_file);
-	int found;
-	state_load(d, &found);
-	d->started = daemon_now();
-	if (!found) {
-		/* First start: no history to catch up on. */
-		d->job[JOB_SNAPSHOT].last_slot = schedule_latest(&d->cfg.snapshot, d->started);
-		d->job[JOB_PRUNE].last_slot = d->job[JOB_SNAPSHOT].last_slot;
-		d->job[JOB_PUSH].last_slot = schedule_latest(&d->cfg.push, d->started);
-		d->job[JOB_CHECK].last_slot = schedule_latest(&d->cfg.check, d->started);
-		daemon_state_save(d);
-	}
+	int lfd = state_claim(d);
 	int cerr = ctl_start(d);
 	if (cerr == -EADDRINUSE)
 		die(1, "%s: another tresor daemon serves store %s", d->cfg_path, d->cfg.store);

@@ -118,13 +118,15 @@ int jobs_run_child(struct daemon *d, const char *what, char *const argv[],
 				continue;
 			}
 			if (i == 0) {
+				/* stdout: what fits kept, the rest drained */
 				size_t n = (size_t)r;
-				if (outsize && olen + n > outsize - 1)
+				if (!outsize)
+					continue;
+				if (olen + n > outsize - 1)
 					n = outsize - 1 - olen;
 				memcpy(out + olen, buf, n);
 				olen += n;
-				if (outsize)
-					out[olen] = 0;
+				out[olen] = 0;
 				continue;
 			}
 			/* stderr: whole lines to our log, the last one kept */
