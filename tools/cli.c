@@ -318,18 +318,23 @@ struct index *open_index(const char *dir)
 	return ix;
 }
 
-void json_str(const char *s)
+void json_fstr(FILE *f, const char *s)
 {
-	putchar('"');
+	fputc('"', f);
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
+			fprintf(f, "\\%c", *s);
 		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
+			fprintf(f, "\\u%04x", *s);
 		else
-			putchar(*s);
+			fputc(*s, f);
 	}
-	putchar('"');
+	fputc('"', f);
+}
+
+void json_str(const char *s)
+{
+	json_fstr(stdout, s);
 }
 
 void cli_iso_time(time_t t, char *buf, size_t size)

@@ -10,6 +10,7 @@
 #define TRESOR_CLI_H
 
 #include <limits.h>
+#include <stdio.h>
 #include <time.h>
 #include "../fs/namespace.h"
 #include "../fs/retention.h"
@@ -69,8 +70,9 @@ void find_volume(struct index *ix, const char *dir, const char *name,
 void find_snapshot(struct index *ix, const char *dir,
 		   const struct volume_info *vi, const char *name,
 		   struct snapshot_info *si);
-/* Print s as a JSON string. */
+/* Print s as a JSON string (on stdout; json_fstr: on f). */
 void json_str(const char *s);
+void json_fstr(FILE *f, const char *s);
 /* Local time t as ISO 8601 with its offset ("2026-01-02T03:04:05+0100"). */
 void cli_iso_time(time_t t, char *buf, size_t size);
 

@@ -36,20 +36,6 @@
 
 /* ---- status ---------------------------------------------------------- */
 
-static void jstr(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", *s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 static void jtime(FILE *f, time_t t)
 {
 	if (t)
@@ -135,7 +121,7 @@ static void __attribute__((format(printf, 2, 3))) problem(struct problems *p, co
 	vsnprintf(m, sizeof(m), fmt, ap);
 	va_end(ap);
 	fputs(p->n++ ? "," : "", p->f);
-	jstr(p->f, m);
+	json_fstr(p->f, m);
 }
 
 static void status_volumes(struct daemon *d, struct index *ix, time_t now, FILE *f,
@@ -145,12 +131,12 @@ static void status_volumes(struct daemon *d, struct index *ix, time_t now, FILE 
 		const struct config_volume *cv = &d->cfg.vol[i];
 		const struct mount_child *m = &d->mc[i];
 		fprintf(f, "%s{\"name\":", i ? "," : "");
-		jstr(f, cv->name);
+		json_fstr(f, cv->name);
 		fputs(",\"mountpoint\":", f);
-		jstr(f, cv->mountpoint);
+		json_fstr(f, cv->mountpoint);
 		fprintf(f, ",\"mounted\":%s,\"pid\":%d,\"restarts\":%d,\"last_error\":",
 			m->mounted ? "true" : "false", (int)m->pid, m->restarts);
-		jstr(f, m->last_error);
+		json_fstr(f, m->last_error);
 		fprintf(f, ",\"healthy\":%s", m->mounted ? "true" : "false");
 		if (!m->mounted)
 			problem(pr, "volume %s is not mounted on %s", cv->name, cv->mountpoint);
@@ -159,7 +145,7 @@ static void status_volumes(struct daemon *d, struct index *ix, time_t now, FILE 
 			daemon_volume_snaps(ix, cv->name, &vs);
 		fprintf(f, ",\"snapshots\":%zu,\"last_snapshot\":", vs.count);
 		if (vs.count) {
-			jstr(f, vs.newest.name);
+			json_fstr(f, vs.newest.name);
 			time_t t = vs.newest.time / 1000000000;
 			fprintf(f, ",\"last_snapshot_time\":%lld,\"last_snapshot_age_seconds\":%lld}",
 				(long long)t, (long long)(now - t));
@@ -175,9 +161,9 @@ static void status_remote(struct daemon *d, const struct remote_cfg *rc,
 	const struct remote_state *st = h->st;
 	int failed = st && st->last_failed;
 	fputs("{\"name\":", f);
-	jstr(f, rc->name);
+	json_fstr(f, rc->name);
 	fputs(",\"url\":", f);
-	jstr(f, rc->url);
+	json_fstr(f, rc->url);
 	fputs(",\"last_push\":", f);
 	jtime(f, h->last_push);
 	fputs(",\"last_push_age_seconds\":", f);
@@ -191,7 +177,7 @@ static void status_remote(struct daemon *d, const struct remote_cfg *rc,
 	jtime(f, st ? st->last_run : 0);
 	fprintf(f, ",\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
 		st ? (unsigned long long)st->failures : 0ULL, failed ? "true" : "false");
-	jstr(f, failed ? st->last_error : "");
+	json_fstr(f, failed ? st->last_error : "");
 	fprintf(f, ",\"attempts\":%d,\"next_retry\":", st ? st->attempts : 0);
 	jtime(f, st && st->attempts ? st->next_retry : 0);
 	fprintf(f, ",\"healthy\":%s}", h->healthy ? "true" : "false");
@@ -241,13 +227,13 @@ static void status_jobs(struct daemon *d, time_t now, FILE *f, struct problems *
 		else
 			schedule_format(sched[j], sc, sizeof(sc));
 		fprintf(f, "%s{\"name\":\"%s\",\"schedule\":", j ? "," : "", job_names[j]);
-		jstr(f, sc);
+		json_fstr(f, sc);
 		fprintf(f, ",\"running\":%s,\"last_run\":", s->running ? "true" : "false");
 		jtime(f, s->last_run);
 		fputs(",\"last_success\":", f);
 		jtime(f, s->last_ok);
 		fprintf(f, ",\"last_failed\":%s,\"last_error\":", s->last_failed ? "true" : "false");
-		jstr(f, s->last_failed ? s->last_error : "");
+		json_fstr(f, s->last_failed ? s->last_error : "");
 		fprintf(f, ",\"runs\":%llu,\"failures\":%llu,\"attempts\":%d,\"next_run\":",
 			(unsigned long long)s->runs, (unsigned long long)s->failures, s->attempts);
 		time_t next = s->attempts ? s->next_retry : schedule_next(sched[j], now);
@@ -283,9 +269,9 @@ char *status_json(struct daemon *d, int *healthy)
 	struct index *ix = daemon_index(d);
 	pthread_mutex_lock(&d->lock);
 	fprintf(f, "{\"daemon\":{\"pid\":%d,\"config\":", (int)getpid());
-	jstr(f, d->cfg_path);
+	json_fstr(f, d->cfg_path);
 	fputs(",\"store\":", f);
-	jstr(f, d->cfg.store);
+	json_fstr(f, d->cfg.store);
 	fprintf(f, ",\"started\":%lld,\"now\":%lld,\"stale_push_seconds\":%lld},",
 		(long long)d->started, (long long)now, (long long)d->cfg.stale_push_s);
 	fputs("\"volumes\":[", f);
