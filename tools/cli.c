@@ -1,6 +1,7 @@
 /*
  * cli.c - what every `tresor` command shares: option parsing, the
- * passphrase, opening a store, printing errors and JSON strings.
+ * passphrase, opening a store or its index, finding a volume or a
+ * snapshot, dying with a message, printing JSON strings and local times.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -316,18 +318,30 @@ struct index *open_index(const char *dir)
 	return ix;
 }
 
-void json_str(const char *s)
+void json_fstr(FILE *f, const char *s)
 {
-	putchar('"');
+	fputc('"', f);
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
+			fprintf(f, "\\%c", *s);
 		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
+			fprintf(f, "\\u%04x", *s);
 		else
-			putchar(*s);
+			fputc(*s, f);
 	}
-	putchar('"');
+	fputc('"', f);
+}
+
+void json_str(const char *s)
+{
+	json_fstr(stdout, s);
+}
+
+void cli_iso_time(time_t t, char *buf, size_t size)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%S%z", &tm);
 }
 
 void find_volume(struct index *ix, const char *dir, const char *name,

@@ -1,13 +1,17 @@
 /*
- * cli.h - the parsed command line (struct opts) and the helpers the
- * `tresor` commands share: opening a store or an index with a clear
- * error, passphrases, dying with an exit code (tools/ only: the
- * libraries never print or exit).
+ * cli.h - the parsed command line (struct opts), the helpers the
+ * `tresor` commands share (cli.c: opening a store or an index with a
+ * clear error, passphrases, dying with an exit code; tools/ only: the
+ * libraries never print or exit), and the entry points of the commands
+ * (cmd_*.c, which have no header of their own; the daemon's are in
+ * daemon.h).
  */
 #ifndef TRESOR_CLI_H
 #define TRESOR_CLI_H
 
 #include <limits.h>
+#include <stdio.h>
+#include <time.h>
 #include "../fs/namespace.h"
 #include "../fs/retention.h"
 #include "../chunker/store.h"
@@ -66,10 +70,15 @@ void find_volume(struct index *ix, const char *dir, const char *name,
 void find_snapshot(struct index *ix, const char *dir,
 		   const struct volume_info *vi, const char *name,
 		   struct snapshot_info *si);
-/* Print s as a JSON string. */
+/* Print s as a JSON string (on stdout; json_fstr: on f). */
 void json_str(const char *s);
+void json_fstr(FILE *f, const char *s);
+/* Local time t as ISO 8601 with its offset ("2026-01-02T03:04:05+0100"). */
+void cli_iso_time(time_t t, char *buf, size_t size);
 
-/* Commands in cmd_snapshot.c. */
+/* The commands: snapshot and prune (cmd_snapshot.c), restore
+ * (cmd_restore.c), remote and push (cmd_remote.c), recover
+ * (cmd_recover.c), repair (cmd_repair.c). */
 int cmd_snapshot(struct opts *o);
 int cmd_prune(struct opts *o);
 int cmd_restore(struct opts *o);

@@ -1,6 +1,6 @@
 /*
- * cmd_remote.c - `tresor remote add|list|status`, `tresor push` and
- * the helpers that turn remote options into a connection.
+ * cmd_remote.c - `tresor remote add|set|list|status|takeover`, `tresor
+ * push` and the helpers that turn remote options into a connection.
  *
  * Remote options (endpoint, region, credential and trust files) are given
  * once at `remote add` and kept in the store; secrets never are: they come
@@ -49,15 +49,6 @@ static uint64_t parse_rate(const char *s, const char *what)
 	if (config_parse_rate(s, &v))
 		die(EXIT_USAGE, "%s: not a rate like 10M (bytes per second): %s", what, s);
 	return v;
-}
-
-/* Local time as ISO 8601 of t ns. */
-static void iso_time(int64_t t, char *out, size_t size)
-{
-	time_t tt = t / 1000000000;
-	struct tm tm;
-	localtime_r(&tt, &tm);
-	strftime(out, size, "%Y-%m-%dT%H:%M:%S%z", &tm);
 }
 
 /* Remote options from argv: --endpoint E --region R --path-style
@@ -245,7 +236,7 @@ static int cmd_remote_list(struct opts *o)
 		long long pending = (long long)up, pbytes = (long long)ub;
 		char when[64] = "never";
 		if (cs[i].last_push)
-			iso_time(cs[i].last_push, when, sizeof(when));
+			cli_iso_time(cs[i].last_push / 1000000000, when, sizeof(when));
 		struct remote_gone_pack *g;
 		size_t ng = remote_cfg_gone(ix, &cs[i], &g);
 		const char *mode = cs[i].lock_mode == REMOTE_LOCK_COMPLIANCE ? "compliance"
@@ -276,7 +267,7 @@ static int cmd_remote_list(struct opts *o)
 			       cs[i].lock_days ? mode : "none");
 			for (size_t k = 0; k < ng; k++) {
 				char due[64];
-				iso_time(g[k].due, due, sizeof(due));
+				cli_iso_time(g[k].due / 1000000000, due, sizeof(due));
 				printf("%s{\"key\":\"%s\",\"due\":\"%s\",\"due_ns\":%lld}",
 				       k ? "," : "", g[k].key, due, (long long)g[k].due);
 			}
@@ -296,12 +287,12 @@ static int cmd_remote_list(struct opts *o)
 				printf(" and their Object Lock (%s, %d days)", mode, cs[i].lock_days);
 			if (ng) {
 				char first[64], last[64];
-				iso_time(g[0].due, first, sizeof(first));
+				cli_iso_time(g[0].due / 1000000000, first, sizeof(first));
 				int64_t maxdue = g[0].due;
 				for (size_t k = 1; k < ng; k++)
 					if (g[k].due > maxdue)
 						maxdue = g[k].due;
-				iso_time(maxdue, last, sizeof(last));
+				cli_iso_time(maxdue / 1000000000, last, sizeof(last));
 				printf("; %zu pack(s) awaiting deletion, due %s%s%s\n", ng, first,
 				       ng > 1 ? " to " : "", ng > 1 ? last : "");
 			} else {

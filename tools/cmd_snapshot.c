@@ -4,7 +4,7 @@
  *
  * Snapshot creation goes through the volume's daemon when one serves it
  * (so the snapshot is one instant of what programs see); otherwise it
- * takes the volume's lock and writes the index itself.
+ * takes the volume's lock and records it with ns_snapshot_create.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,14 +74,6 @@ static int parse_time(const char *s, int64_t *ns)
 		return -EINVAL;
 	*ns = (int64_t)t * 1000000000;
 	return 0;
-}
-
-static void format_time(int64_t ns, char *buf, size_t size)
-{
-	time_t t = ns / 1000000000;
-	struct tm tm;
-	localtime_r(&t, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%S%z", &tm);
 }
 
 static int snapshot_create(struct opts *o)
@@ -194,7 +186,7 @@ static int snapshot_list(struct opts *o)
 		if (err)
 			die(1, "cannot size snapshot %s: %s", s[i].name, strerror(-err));
 		char when[64];
-		format_time(s[i].time, when, sizeof(when));
+		cli_iso_time(s[i].time / 1000000000, when, sizeof(when));
 		if (o->json) {
 			printf("%s{\"name\":", oi ? "," : "");
 			json_str(s[i].name);

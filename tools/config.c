@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "../chunker/buf.h"
 #include "../remote/push.h"
 
 struct parser {
@@ -529,14 +530,13 @@ int config_load(const char *path, struct config *c, char *err, size_t errsize)
 	size_t len = 0, cap = 0;
 	for (;;) {
 		if (len == cap) {
-			cap = cap ? cap * 2 : 4096;
-			if (cap > (1u << 24)) {
+			if (len >= (1u << 24)) {
 				free(buf);
 				fclose(f);
 				snprintf(err, errsize, "%s: larger than 16 MiB", path);
 				return -EFBIG;
 			}
-			char *nb = realloc(buf, cap);
+			char *nb = buf_grow(buf, &cap, len + 4096, 1);
 			if (!nb) {
 				free(buf);
 				fclose(f);

@@ -1,6 +1,7 @@
 /*
- * daemon.c - `tresor daemon CONFIG`: mount the volumes, run the schedule
- * (see daemon.h for the threads and why jobs are child processes).
+ * daemon.c - `tresor daemon CONFIG`: check the config and the store, mount
+ * the volumes and keep them mounted, run the job thread's loop (the jobs
+ * themselves are daemon_jobs.c), stop cleanly.
  *
  * A slot of a schedule is handled once: done, or given up after
  * cfg.retries retries with doubling backoff.  The last slot handled per
@@ -15,7 +16,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,18 +59,6 @@ struct index *daemon_index(struct daemon *d)
 	return index_open(path, 0, &ix) ? NULL : ix;
 }
 
-struct remote_state *daemon_remote_state(struct daemon *d, const char *name)
-{
-	for (int i = 0; i < d->nrem; i++)
-		if (!strcmp(d->rem[i].name, name))
-			return &d->rem[i];
-	if (d->nrem == DAEMON_MAX_REMOTES || strlen(name) >= sizeof(d->rem[0].name))
-		return NULL;
-	struct remote_state *r = &d->rem[d->nrem++];
-	memset(r, 0, sizeof(*r));
-	snprintf(r->name, sizeof(r->name), "%s", name);
-	return r;
-}
 
 /* systemd's notify protocol: one datagram to $NOTIFY_SOCKET. */
 static void sd_notify_msg(const char *msg)
@@ -94,7 +82,7 @@ static void sd_notify_msg(const char *msg)
 
 /* SIGTERM and SIGINT are blocked in every thread and read from a
  * signalfd here, between jobs: a job that runs is never interrupted. */
-static int stop_requested(struct daemon *d)
+int daemon_stop_requested(struct daemon *d)
 {
 	struct signalfd_siginfo si;
 	while (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
@@ -104,20 +92,12 @@ static int stop_requested(struct daemon *d)
 	return d->stopping;
 }
 
-/* In a child before exec: the signals the daemon blocked, unblocked. */
-static void child_signals(void)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
 /* ---- state file ---------------------------------------------------- */
 
 static void state_load_remote(struct daemon *d, const char *name, const char *key,
 			      const char *val)
 {
-	struct remote_state *r = daemon_remote_state(d, name);
+	struct remote_state *r = jobs_remote_state(d, name);
 	long long v = atoll(val);
 	if (!r)
 		return;
@@ -178,7 +158,7 @@ static void state_load(struct daemon *d, int *found)
 }
 
 /* Write the state (lock held): a temporary file, fsync'ed, renamed. */
-static void state_save(struct daemon *d)
+void daemon_state_save(struct daemon *d)
 {
 	char tmp[CONFIG_PATH + 8];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", d->cfg.state_file);
@@ -214,153 +194,6 @@ static void state_save(struct daemon *d)
 	if (err || rename(tmp, d->cfg.state_file))
 		tlog(LOG_ERR, "daemon: cannot write state file %s: %s", d->cfg.state_file,
 		     strerror(errno));
-}
-
-/* ---- child processes --------------------------------------------- */
-
-/* Copy src into dst, cut to fit. */
-static void copy_str(char *dst, size_t size, const char *src)
-{
-	if (!size)
-		return;
-	size_t n = strnlen(src, size - 1);
-	memcpy(dst, src, n);
-	dst[n] = 0;
-}
-
-/* Run `tresor ARGS...` (this binary), wait for it, collect its stdout in
- * out and its last stderr line in err (its stderr also goes to ours,
- * prefixed with what).  Returns the exit code, or 128 + signal. */
-static int run_child(struct daemon *d, const char *what, char *const argv[],
-		     char *out, size_t outsize, char *err, size_t errsize)
-{
-	int po[2], pe[2];
-	if (pipe2(po, O_CLOEXEC))
-		return -errno;
-	if (pipe2(pe, O_CLOEXEC)) {
-		close(po[0]);
-		close(po[1]);
-		return -errno;
-	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(po[0]); close(po[1]); close(pe[0]); close(pe[1]);
-		return -e;
-	}
-	if (pid == 0) {
-		dup2(po[1], STDOUT_FILENO);
-		dup2(pe[1], STDERR_FILENO);
-		int nul = open("/dev/null", O_RDONLY);
-		if (nul >= 0)
-			dup2(nul, STDIN_FILENO);
-		/* Own process group: a Ctrl-C on the daemon's terminal stops
-		 * the daemon, which lets the job finish. */
-		setpgid(0, 0);
-		child_signals();
-		setenv("TRESOR_DAEMON_CHILD", "1", 1);
-		setenv("TRESOR_PROGRESS", "0", 1);
-		setenv("TRESOR_LOG_TIME", "0", 1);	/* our relay stamps its lines */
-		execv(d->self, argv);
-		_exit(127);
-	}
-	close(po[1]);
-	close(pe[1]);
-	size_t olen = 0;
-	char ebuf[4096];
-	size_t elen = 0;
-	if (outsize)
-		out[0] = 0;
-	if (errsize)
-		err[0] = 0;
-	struct pollfd p[2] = { { .fd = po[0], .events = POLLIN }, { .fd = pe[0], .events = POLLIN } };
-	int open_fds = 2;
-	while (open_fds) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		for (int i = 0; i < 2; i++) {
-			if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			char buf[4096];
-			ssize_t r = read(p[i].fd, buf, sizeof(buf));
-			if (r <= 0) {
-				close(p[i].fd);
-				p[i].fd = -1;
-				open_fds--;
-				continue;
-			}
-			if (i == 0) {
-				size_t n = (size_t)r;
-				if (outsize && olen + n > outsize - 1)
-					n = outsize - 1 - olen;
-				memcpy(out + olen, buf, n);
-				olen += n;
-				if (outsize)
-					out[olen] = 0;
-				continue;
-			}
-			/* stderr: whole lines to our log, the last one kept */
-			for (ssize_t k = 0; k < r; k++) {
-				if (elen < sizeof(ebuf) - 1)
-					ebuf[elen++] = buf[k];
-				if (buf[k] != '\n')
-					continue;
-				ebuf[elen - 1] = 0;
-				const char *l = ebuf;
-				if (!strncmp(l, "tresor: ", 8))
-					l += 8;	/* the child's own prefix */
-				if (*l) {
-					char stamp[40];
-					log_stamp(stamp, sizeof(stamp));
-					fprintf(stderr, "%stresor: %s: %s\n", stamp, what, l);
-					if (errsize)
-						copy_str(err, errsize, l);
-				}
-				elen = 0;
-			}
-		}
-	}
-	int st;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	if (elen && errsize) {
-		ebuf[elen] = 0;
-		copy_str(err, errsize, ebuf);
-	}
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st);
-	return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-}
-
-/* argv builder: fixed slots, then the passphrase file if any. */
-struct args {
-	char *v[40];
-	int n;
-};
-
-static void arg(struct args *a, const char *s)
-{
-	if (a->n < 38)
-		a->v[a->n++] = (char *)s;
-	a->v[a->n] = NULL;
-}
-
-static void args_init(struct daemon *d, struct args *a)
-{
-	a->n = 0;
-	arg(a, "tresor");
-	(void)d;
-}
-
-static void args_pass(struct daemon *d, struct args *a)
-{
-	if (d->cfg.passphrase_file[0]) {
-		arg(a, "--passphrase-file");
-		arg(a, d->cfg.passphrase_file);
-	}
 }
 
 /* ---- mounts ------------------------------------------------------- */
@@ -409,7 +242,7 @@ static void clear_stale_mount(const char *path)
 	tlog(LOG_WARN, "daemon: %s is a dead mount; unmounting it", path);
 	pid_t pid = fork();
 	if (pid == 0) {
-		child_signals();
+		jobs_child_signals();
 		execlp("fusermount3", "fusermount3", "-u", "-z", path, (char *)NULL);
 		_exit(127);
 	}
@@ -422,18 +255,18 @@ static void mount_start(struct daemon *d, int i)
 	struct config_volume *cv = &d->cfg.vol[i];
 	struct mount_child *m = &d->mc[i];
 	clear_stale_mount(cv->mountpoint);
-	struct args a;
-	args_init(d, &a);
-	arg(&a, "mount");
-	arg(&a, d->cfg.store);
-	arg(&a, cv->name);
-	arg(&a, cv->mountpoint);
-	arg(&a, "-f");
+	struct jobs_args a;
+	jobs_args_init(d, &a);
+	jobs_arg(&a, "mount");
+	jobs_arg(&a, d->cfg.store);
+	jobs_arg(&a, cv->name);
+	jobs_arg(&a, cv->mountpoint);
+	jobs_arg(&a, "-f");
 	if (cv->options[0]) {
-		arg(&a, "-o");
-		arg(&a, cv->options);
+		jobs_arg(&a, "-o");
+		jobs_arg(&a, cv->options);
 	}
-	args_pass(d, &a);
+	jobs_args_pass(d, &a);
 	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -446,7 +279,7 @@ static void mount_start(struct daemon *d, int i)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != parent)
 			_exit(1);
-		child_signals();
+		jobs_child_signals();
 		setenv("TRESOR_DAEMON_CHILD", "1", 1);
 		execv(d->self, a.v);
 		_exit(127);
@@ -504,7 +337,7 @@ static void mounts_supervise(struct daemon *d, time_t now)
 /* Wait (up to 60 s) until every volume is mounted or its child ended. */
 static int mounts_wait(struct daemon *d)
 {
-	for (int t = 0; t < 600 && !stop_requested(d); t++) {
+	for (int t = 0; t < 600 && !daemon_stop_requested(d); t++) {
 		int all = 1;
 		pthread_mutex_lock(&d->lock);
 		for (int i = 0; i < d->cfg.nvol; i++) {
@@ -562,437 +395,6 @@ static void mounts_stop(struct daemon *d)
 	}
 }
 
-/* ---- jobs ---------------------------------------------------------- */
-
-static void iso_time(time_t t, char *buf, size_t size)
-{
-	struct tm tm;
-	localtime_r(&t, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%S%z", &tm);
-}
-
-/* Each job: 0 or a one-line error in err. */
-static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
-{
-	char when[64];
-	iso_time(now, when, sizeof(when));
-	int failed = 0;
-	for (int i = 0; i < d->cfg.nvol; i++) {
-		struct args a;
-		args_init(d, &a);
-		arg(&a, "snapshot");
-		arg(&a, "create");
-		arg(&a, d->cfg.store);
-		arg(&a, d->cfg.vol[i].name);
-		arg(&a, "--time");
-		arg(&a, when);
-		char out[256], e[400];
-		int rc = run_child(d, "snapshot", a.v, out, sizeof(out), e, sizeof(e));
-		if (rc) {
-			if (!failed)
-				snprintf(err, errsize, "snapshot of volume %s: %s",
-					 d->cfg.vol[i].name, *e ? e : "failed");
-			failed = 1;
-		} else {
-			out[strcspn(out, "\n")] = 0;
-			tlog(LOG_INFO, "daemon: volume %s: snapshot %s", d->cfg.vol[i].name, out);
-		}
-	}
-	return failed ? -1 : 0;
-}
-
-/* Room for prune's JSON: a few hundred snapshots' verdicts. */
-#define PRUNE_OUT (256 * 1024)
-
-/* Log the snapshots prune's JSON says were removed, by name: the log is
- * where one looks for where a snapshot went. */
-static void prune_log(const char *vol, const char *js)
-{
-	char names[900] = "";
-	size_t len = 0;
-	int n = 0;
-	for (const char *p = js; (p = strstr(p, "{\"name\":\"")); ) {
-		p += 9;
-		const char *q = p;
-		while (*q && *q != '"')
-			q += q[0] == '\\' && q[1] ? 2 : 1;
-		if (strncmp(q, "\",\"keep\":false", 14)) {
-			p = q;
-			continue;
-		}
-		if (len < sizeof(names) - 1)
-			len += snprintf(names + len, sizeof(names) - len, "%s%.*s", n ? ", " : "",
-					(int)(q - p), p);
-		n++;
-		p = q;
-	}
-	if (len >= sizeof(names) - 1)
-		snprintf(names + sizeof(names) - 5, 5, "...");
-	if (n)
-		tlog(LOG_INFO, "daemon: volume %s: prune removed %d snapshot(s): %s", vol, n, names);
-	else
-		tlog(LOG_INFO, "daemon: volume %s: prune removed no snapshot", vol);
-}
-
-static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
-{
-	(void)now;
-	const struct retention_policy *k = &d->cfg.keep;
-	char nums[6][16], within[32];
-	const char *flags[6] = { "--keep-last", "--keep-hourly", "--keep-daily",
-				 "--keep-weekly", "--keep-monthly", "--keep-yearly" };
-	const int vals[6] = { k->last, k->hourly, k->daily, k->weekly, k->monthly, k->yearly };
-	int failed = 0;
-	char *out = malloc(PRUNE_OUT);
-	if (!out) {
-		snprintf(err, errsize, "prune of %s: out of memory", d->cfg.store);
-		return -1;
-	}
-	for (int i = 0; i < d->cfg.nvol; i++) {
-		struct args a;
-		args_init(d, &a);
-		arg(&a, "prune");
-		arg(&a, d->cfg.store);
-		arg(&a, d->cfg.vol[i].name);
-		for (int j = 0; j < 6; j++) {
-			if (!vals[j])
-				continue;
-			snprintf(nums[j], sizeof(nums[j]), "%d", vals[j]);
-			arg(&a, flags[j]);
-			arg(&a, nums[j]);
-		}
-		if (k->within_ns) {
-			/* whole hours: what retention_parse_duration reads back */
-			snprintf(within, sizeof(within), "%lldh",
-				 (long long)(k->within_ns / 3600000000000LL));
-			arg(&a, "--keep-within");
-			arg(&a, within);
-		}
-		arg(&a, "--json");
-		args_pass(d, &a);
-		char e[400];
-		int rc = run_child(d, "prune", a.v, out, PRUNE_OUT, e, sizeof(e));
-		if (rc) {
-			if (!failed)
-				snprintf(err, errsize, "prune of volume %s: %s",
-					 d->cfg.vol[i].name, *e ? e : "failed");
-			failed = 1;
-		} else {
-			prune_log(d->cfg.vol[i].name, out);
-		}
-	}
-	free(out);
-	return failed ? -1 : 0;
-}
-
-/* Note the push of req in its remote's state, and schedule its retry
- * (doubling backoff) as the log line says. */
-static void push_noted(struct daemon *d, const struct push_req *req, int rc, const char *e)
-{
-	time_t now = daemon_now();
-	/* A name the store has no remote for (a mistyped `tresor push`)
-	 * has no health to keep and nothing to retry. */
-	struct index *ix = daemon_index(d);
-	struct remote_cfg known;
-	int unknown = ix && remote_cfg_find(ix, req->name, &known) == -ENOENT;
-	if (ix)
-		index_close(ix);
-	if (unknown)
-		return;
-	pthread_mutex_lock(&d->lock);
-	struct remote_state *r = daemon_remote_state(d, req->name);
-	if (!r) {
-		pthread_mutex_unlock(&d->lock);
-		tlog(LOG_WARN, "daemon: push to %s: more than %d remotes; its health is not kept",
-		     req->name, DAEMON_MAX_REMOTES);
-		return;
-	}
-	r->last_run = now;
-	if (!rc) {
-		r->last_ok = now;
-		r->last_failed = 0;
-		r->attempts = 0;
-		r->last_error[0] = 0;
-		pthread_mutex_unlock(&d->lock);
-		return;
-	}
-	r->failures++;
-	r->last_failed = 1;
-	snprintf(r->last_error, sizeof(r->last_error), "%s", e);
-	r->attempts++;
-	if (r->attempts > d->cfg.retries) {
-		tlog(LOG_ERR, "daemon: push to %s failed %d time(s), giving up until the next push: %s",
-		     r->name, r->attempts, e);
-		r->attempts = 0;
-	} else {
-		int64_t delay = d->cfg.retry_delay_s << (r->attempts - 1 < 20 ? r->attempts - 1 : 20);
-		r->next_retry = now + delay;
-		r->retry = *req;
-		tlog(LOG_WARN, "daemon: push to %s failed (attempt %d of %d), retrying in %llds: %s",
-		     r->name, r->attempts, d->cfg.retries + 1, (long long)delay, e);
-	}
-	pthread_mutex_unlock(&d->lock);
-}
-
-/* The remotes to push to: those a `tresor push` asked for, else those of
- * the config, else every one configured in the store.  Each push runs in
- * a child process of its own: a crash or hang of one is isolated. */
-static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
-{
-	(void)now;
-	struct push_req reqs[CONFIG_MAX_REMOTES * 2];
-	memset(reqs, 0, sizeof(reqs));
-	int n = 0;
-	for (int i = 0; i < d->npush_only; i++)
-		reqs[n++] = d->push_only[i];
-	for (int i = 0; i < d->cfg.nrem && !d->npush_only; i++)
-		snprintf(reqs[n++].name, sizeof(reqs[0].name), "%s", d->cfg.rem[i].name);
-	if (!n) {
-		struct index *ix = daemon_index(d);
-		struct remote_cfg *cs = NULL;
-		size_t nc = 0;
-		int lerr = ix ? remote_cfg_list(ix, &cs, &nc) : -EIO;
-		index_close(ix);
-		if (lerr) {
-			snprintf(err, errsize, "cannot list the remotes of %s: %s", d->cfg.store,
-				 strerror(-lerr));
-			return -1;
-		}
-		for (size_t i = 0; i < nc && n < CONFIG_MAX_REMOTES * 2; i++)
-			snprintf(reqs[n++].name, sizeof(reqs[0].name), "%s", cs[i].name);
-		free(cs);
-	}
-	int failed = 0;
-	char json[1024] = "";
-	for (int i = 0; i < n; i++) {
-		struct args a;
-		args_init(d, &a);
-		arg(&a, "push");
-		arg(&a, d->cfg.store);
-		arg(&a, reqs[i].name);
-		arg(&a, "--json");
-		/* What the request asked for, else the config's. */
-		char jobs[16];
-		snprintf(jobs, sizeof(jobs), "%d", d->cfg.push_jobs);
-		const char *j = reqs[i].jobs[0] ? reqs[i].jobs : d->cfg.push_jobs ? jobs : NULL;
-		const char *lim = reqs[i].limit_upload[0] ? reqs[i].limit_upload :
-				  d->cfg.push_limit_upload[0] ? d->cfg.push_limit_upload : NULL;
-		if (j) {
-			arg(&a, "--jobs");
-			arg(&a, j);
-		}
-		if (lim) {
-			arg(&a, "--limit-upload");
-			arg(&a, lim);
-		}
-		if (reqs[i].grace[0]) {
-			arg(&a, "--grace");
-			arg(&a, reqs[i].grace);
-		}
-		args_pass(d, &a);
-		tlog(LOG_INFO, "daemon: push to %s%s%s%s%s", reqs[i].name,
-		     j ? " --jobs " : "", j ? j : "", lim ? " --limit-upload " : "",
-		     lim ? lim : "");
-		char out[1024], e[400];
-		int rc = run_child(d, "push", a.v, out, sizeof(out), e, sizeof(e));
-		if (rc) {
-			if (!failed)
-				snprintf(err, errsize, "push to %s: %s", reqs[i].name,
-					 *e ? e : "failed");
-			failed = 1;
-		} else {
-			out[strcspn(out, "\n")] = 0;
-			snprintf(json, sizeof(json), "%s", out);
-		}
-		push_noted(d, &reqs[i], rc, *e ? e : "failed");
-	}
-	pthread_mutex_lock(&d->lock);
-	snprintf(d->push_json, sizeof(d->push_json), "%s", json);
-	pthread_mutex_unlock(&d->lock);
-	return failed ? -1 : 0;
-}
-
-static int job_check(struct daemon *d, time_t now, char *err, size_t errsize)
-{
-	(void)now;
-	struct args a;
-	args_init(d, &a);
-	arg(&a, "check");
-	arg(&a, d->cfg.store);
-	char rd[32];
-	if (d->cfg.check_read_data == 100) {
-		arg(&a, "--read-data");
-	} else if (d->cfg.check_read_data) {
-		snprintf(rd, sizeof(rd), "--read-data=%d%%", d->cfg.check_read_data);
-		arg(&a, rd);
-	}
-	arg(&a, "--json");
-	args_pass(d, &a);
-	char out[1024], e[400];
-	int rc = run_child(d, "check", a.v, out, sizeof(out), e, sizeof(e));
-	if (!rc)
-		return 0;
-	if (rc == 1 && strstr(out, "\"problems\":"))
-		snprintf(err, errsize, "check of %s found problems: %s", d->cfg.store,
-			 *e ? e : out);
-	else
-		snprintf(err, errsize, "check of %s: %s", d->cfg.store, *e ? e : "failed");
-	return -1;
-}
-
-typedef int (*job_fn)(struct daemon *, time_t, char *, size_t);
-static const job_fn job_fns[JOB_COUNT] = { job_snapshot, job_prune, job_push, job_check };
-
-/* The push job's attempts and next retry, for status: the longest
- * retry series of its remotes and the soonest retry (lock held). */
-static void push_retry_summary(struct daemon *d)
-{
-	struct job_state *s = &d->job[JOB_PUSH];
-	s->attempts = 0;
-	for (int i = 0; i < d->nrem; i++) {
-		const struct remote_state *r = &d->rem[i];
-		if (!r->attempts)
-			continue;
-		if (!s->attempts || r->next_retry < s->next_retry)
-			s->next_retry = r->next_retry;
-		if (r->attempts > s->attempts)
-			s->attempts = r->attempts;
-	}
-}
-
-/* Run job j for slot; note the result (and its retry) in the state. */
-static int run_job(struct daemon *d, enum job_kind j, time_t slot)
-{
-	struct job_state *s = &d->job[j];
-	time_t start = daemon_now();
-	pthread_mutex_lock(&d->lock);
-	s->running = 1;
-	pthread_mutex_unlock(&d->lock);
-	tlog(LOG_INFO, "daemon: %s: starting", job_names[j]);
-	char err[400] = "";
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int rc = job_fns[j](d, start, err, sizeof(err));
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	time_t end = daemon_now();
-	pthread_mutex_lock(&d->lock);
-	s->running = 0;
-	s->last_duration = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-	s->runs++;
-	s->last_run = end;
-	struct history *h = &d->hist[d->nhist % HISTORY_MAX];
-	*h = (struct history){ .job = j, .slot = slot, .start = start, .end = end, .ok = !rc };
-	d->nhist++;
-	if (!rc) {
-		s->last_ok = end;
-		s->last_failed = 0;
-		s->attempts = 0;
-		s->last_slot = slot;
-		tlog(LOG_INFO, "daemon: %s: done", job_names[j]);
-	} else if (j == JOB_PUSH) {
-		/* The slot is handled: each failed remote is retried by
-		 * itself (push_noted said when). */
-		s->failures++;
-		s->last_failed = 1;
-		snprintf(s->last_error, sizeof(s->last_error), "%s", err);
-		s->last_slot = slot;
-		tlog(LOG_WARN, "daemon: push: failed: %s", err);
-	} else {
-		s->failures++;
-		s->last_failed = 1;
-		snprintf(s->last_error, sizeof(s->last_error), "%s", err);
-		s->attempts++;
-		if (s->attempts > d->cfg.retries) {
-			tlog(LOG_ERR, "daemon: %s failed %d time(s), giving up until its next run: %s",
-			     job_names[j], s->attempts, err);
-			s->attempts = 0;
-			s->last_slot = slot;
-		} else {
-			int64_t delay = d->cfg.retry_delay_s << (s->attempts - 1 < 20 ? s->attempts - 1 : 20);
-			s->next_retry = end + delay;
-			tlog(LOG_WARN, "daemon: %s failed (attempt %d of %d), retrying in %llds: %s",
-			     job_names[j], s->attempts, d->cfg.retries + 1, (long long)delay, err);
-		}
-	}
-	if (j == JOB_PUSH)
-		push_retry_summary(d);
-	state_save(d);
-	pthread_mutex_unlock(&d->lock);
-	if (d->cfg.metrics_textfile[0])
-		metrics_write_textfile(d);
-	return rc;
-}
-
-/* The slot of j due now, or 0. */
-static time_t due(struct daemon *d, enum job_kind j, const struct schedule *sc, time_t now)
-{
-	time_t slot = schedule_latest(sc, now);
-	struct job_state *s = &d->job[j];
-	if (!slot || slot <= s->last_slot)
-		return 0;
-	/* (push retries go remote by remote: push_retries) */
-	if (j != JOB_PUSH && s->attempts && now < s->next_retry)
-		return 0;
-	return slot;
-}
-
-/* Pushes that failed and are due for their retry, each remote with the
- * request that failed (a scheduled push or one `tresor push` asked for). */
-static void push_retries(struct daemon *d)
-{
-	time_t now = daemon_now();
-	int n = 0;
-	pthread_mutex_lock(&d->lock);
-	for (int i = 0; i < d->nrem; i++)
-		if (d->rem[i].attempts && now >= d->rem[i].next_retry)
-			d->push_only[n++] = d->rem[i].retry;
-	pthread_mutex_unlock(&d->lock);
-	if (!n)
-		return;
-	d->npush_only = n;
-	run_job(d, JOB_PUSH, d->job[JOB_PUSH].last_slot);
-	d->npush_only = 0;
-}
-
-/* One pass: every due job, in order snapshot, prune, push, check. */
-static void run_due(struct daemon *d)
-{
-	time_t now = daemon_now();
-	time_t slot = due(d, JOB_SNAPSHOT, &d->cfg.snapshot, now);
-	if (slot && !stop_requested(d)) {
-		int rc = run_job(d, JOB_SNAPSHOT, slot);
-		/* Prune follows each snapshot run that worked. */
-		if (!rc && !stop_requested(d))
-			run_job(d, JOB_PRUNE, slot);
-	} else if (!slot && d->job[JOB_PRUNE].attempts && !stop_requested(d) &&
-		   now >= d->job[JOB_PRUNE].next_retry) {
-		run_job(d, JOB_PRUNE, d->job[JOB_PRUNE].last_slot);
-	}
-	slot = due(d, JOB_PUSH, &d->cfg.push, daemon_now());
-	if (slot && !stop_requested(d))
-		run_job(d, JOB_PUSH, slot);
-	/* Pushes asked for by `tresor push`: counted as runs of the job,
-	 * but not as a schedule slot. */
-	pthread_mutex_lock(&d->lock);
-	d->npush_only = d->npush_want;
-	memcpy(d->push_only, d->push_want, sizeof(d->push_want));
-	d->npush_want = 0;
-	pthread_mutex_unlock(&d->lock);
-	if (d->npush_only && !stop_requested(d)) {
-		int rc = run_job(d, JOB_PUSH, d->job[JOB_PUSH].last_slot);
-		d->npush_only = 0;
-		pthread_mutex_lock(&d->lock);
-		d->push_result = rc;
-		d->push_generation++;
-		pthread_cond_broadcast(&d->cond);
-		pthread_mutex_unlock(&d->lock);
-	}
-	if (!stop_requested(d))
-		push_retries(d);
-	slot = due(d, JOB_CHECK, &d->cfg.check, daemon_now());
-	if (slot && !stop_requested(d))
-		run_job(d, JOB_CHECK, slot);
-}
 
 /* ---- start-up -------------------------------------------------------- */
 
@@ -1041,7 +443,10 @@ static void preflight(struct daemon *d, int dry)
 	 * refused above reads as any command's error. */
 	if (!dry)
 		setenv("TRESOR_LOG_TIME", "1", 1);
-	/* Remotes named with a URL and not yet in the store: add them. */
+	/* Remotes named with a URL and not yet in the store: add them, with
+	 * `tresor remote add` as a user would (it checks the URL and the
+	 * repository and writes the row); read are its exit code and last
+	 * stderr line.  What the store holds is read with remote_cfg_*. */
 	for (int i = 0; i < c->nrem; i++) {
 		struct config_remote *r = &c->rem[i];
 		ix = open_index(c->store);
@@ -1071,29 +476,77 @@ static void preflight(struct daemon *d, int dry)
 			printf("would add remote %s (%s) to %s\n", r->name, r->url, c->store);
 			continue;
 		}
-		struct args a;
-		args_init(d, &a);
-		arg(&a, "remote");
-		arg(&a, "add");
-		arg(&a, c->store);
-		arg(&a, r->name);
-		arg(&a, r->url);
+		struct jobs_args a;
+		jobs_args_init(d, &a);
+		jobs_arg(&a, "remote");
+		jobs_arg(&a, "add");
+		jobs_arg(&a, c->store);
+		jobs_arg(&a, r->name);
+		jobs_arg(&a, r->url);
 		const char *fl[] = { "--endpoint", "--region", "--ca-file", "--credentials-file",
 				     "--ssh-key", "--known-hosts", "--netrc" };
 		const char *vals[] = { r->endpoint, r->region, r->ca_file, r->credentials_file,
 				       r->ssh_key, r->known_hosts, r->netrc };
 		for (int k = 0; k < 7; k++)
 			if (vals[k][0]) {
-				arg(&a, fl[k]);
-				arg(&a, vals[k]);
+				jobs_arg(&a, fl[k]);
+				jobs_arg(&a, vals[k]);
 			}
 		if (r->path_style)
-			arg(&a, r->path_style > 0 ? "--path-style" : "--virtual-hosted");
+			jobs_arg(&a, r->path_style > 0 ? "--path-style" : "--virtual-hosted");
 		char out[512], e[400];
-		if (run_child(d, "remote add", a.v, out, sizeof(out), e, sizeof(e)))
+		if (jobs_run_child(d, "remote add", a.v, out, sizeof(out), e, sizeof(e)))
 			die(1, "%s:%d: [remote %s]: %s", d->cfg_path, r->line, r->name, e);
 		tlog(LOG_INFO, "daemon: added remote %s (%s) to %s", r->name, r->url, c->store);
 	}
+}
+
+/* --dry-run: the config and the store are fine; say what would run. */
+static void dry_run_report(struct daemon *d)
+{
+	time_t now = daemon_now();
+	const struct schedule *sc[] = { &d->cfg.snapshot, &d->cfg.push, &d->cfg.check };
+	const char *names[] = { "snapshot", "push", "check" };
+	printf("%s: ok: store %s, %d volume(s), %d remote(s) named\n", d->cfg_path,
+	       d->cfg.store, d->cfg.nvol, d->cfg.nrem);
+	for (int i = 0; i < d->cfg.nvol; i++)
+		printf("volume %s on %s%s%s\n", d->cfg.vol[i].name, d->cfg.vol[i].mountpoint,
+		       d->cfg.vol[i].options[0] ? " -o " : "", d->cfg.vol[i].options);
+	for (int i = 0; i < 3; i++) {
+		char when[64] = "never", what[64];
+		time_t next = schedule_next(sc[i], now);
+		if (next)
+			cli_iso_time(next, when, sizeof(when));
+		schedule_format(sc[i], what, sizeof(what));
+		printf("%s: %s, next %s\n", names[i], what, when);
+	}
+}
+
+/* One daemon per state file: lock it (the fd returned holds the lock),
+ * then load it, or start one with no history to catch up on. */
+static int state_claim(struct daemon *d)
+{
+	char lockpath[CONFIG_PATH + 8];
+	if (snprintf(lockpath, sizeof(lockpath), "%s.lock", d->cfg.state_file) >=
+	    (int)sizeof(lockpath))
+		die(1, "%s: state-file path too long", d->cfg_path);
+	int lfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0)
+		die(1, "%s: cannot open %s: %s", d->cfg_path, lockpath, strerror(errno));
+	if (flock(lfd, LOCK_EX | LOCK_NB))
+		die(1, "%s: another tresor daemon runs with state file %s",
+		    d->cfg_path, d->cfg.state_file);
+	int found;
+	state_load(d, &found);
+	d->started = daemon_now();
+	if (!found) {
+		d->job[JOB_SNAPSHOT].last_slot = schedule_latest(&d->cfg.snapshot, d->started);
+		d->job[JOB_PRUNE].last_slot = d->job[JOB_SNAPSHOT].last_slot;
+		d->job[JOB_PUSH].last_slot = schedule_latest(&d->cfg.push, d->started);
+		d->job[JOB_CHECK].last_slot = schedule_latest(&d->cfg.check, d->started);
+		daemon_state_save(d);
+	}
+	return lfd;
 }
 
 int cmd_daemon(struct opts *o)
@@ -1129,48 +582,10 @@ int cmd_daemon(struct opts *o)
 		die(1, "signalfd: %s", strerror(errno));
 	preflight(d, o->dry_run);
 	if (o->dry_run) {
-		/* --dry-run: the config and the store are fine; say what would run. */
-		time_t now = daemon_now();
-		const struct schedule *sc[] = { &d->cfg.snapshot, &d->cfg.push, &d->cfg.check };
-		const char *names[] = { "snapshot", "push", "check" };
-		printf("%s: ok: store %s, %d volume(s), %d remote(s) named\n", d->cfg_path,
-		       d->cfg.store, d->cfg.nvol, d->cfg.nrem);
-		for (int i = 0; i < d->cfg.nvol; i++)
-			printf("volume %s on %s%s%s\n", d->cfg.vol[i].name, d->cfg.vol[i].mountpoint,
-			       d->cfg.vol[i].options[0] ? " -o " : "", d->cfg.vol[i].options);
-		for (int i = 0; i < 3; i++) {
-			char when[64] = "never", what[64];
-			time_t next = schedule_next(sc[i], now);
-			if (next)
-				iso_time(next, when, sizeof(when));
-			schedule_format(sc[i], what, sizeof(what));
-			printf("%s: %s, next %s\n", names[i], what, when);
-		}
+		dry_run_report(d);
 		return 0;
 	}
-
-	/* One daemon per state file. */
-	char lockpath[CONFIG_PATH + 8];
-	if (snprintf(lockpath, sizeof(lockpath), "%s.lock", d->cfg.state_file) >=
-	    (int)sizeof(lockpath))
-		die(1, "%s: state-file path too long", d->cfg_path);
-	int lfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lfd < 0)
-		die(1, "%s: cannot open %s: %s", d->cfg_path, lockpath, strerror(errno));
-	if (flock(lfd, LOCK_EX | LOCK_NB))
-		die(1, "%s: another tresor daemon runs with state file %s",
-		    d->cfg_path, d->cfg.state_file);
-	int found;
-	state_load(d, &found);
-	d->started = daemon_now();
-	if (!found) {
-		/* First start: no history to catch up on. */
-		d->job[JOB_SNAPSHOT].last_slot = schedule_latest(&d->cfg.snapshot, d->started);
-		d->job[JOB_PRUNE].last_slot = d->job[JOB_SNAPSHOT].last_slot;
-		d->job[JOB_PUSH].last_slot = schedule_latest(&d->cfg.push, d->started);
-		d->job[JOB_CHECK].last_slot = schedule_latest(&d->cfg.check, d->started);
-		state_save(d);
-	}
+	int lfd = state_claim(d);
 	int cerr = ctl_start(d);
 	if (cerr == -EADDRINUSE)
 		die(1, "%s: another tresor daemon serves store %s", d->cfg_path, d->cfg.store);
@@ -1208,7 +623,7 @@ int cmd_daemon(struct opts *o)
 	int tick_ms = getenv("TRESOR_TEST_CLOCK") ? 200 : 1000;
 	time_t last_textfile = 0;
 	while (!d->stopping) {
-		run_due(d);
+		jobs_run_due(d);
 		pthread_mutex_lock(&d->lock);
 		mounts_supervise(d, mono_now());
 		pthread_mutex_unlock(&d->lock);
@@ -1223,7 +638,7 @@ int cmd_daemon(struct opts *o)
 			while (read(d->wake[0], b, sizeof(b)) > 0)
 				;
 		}
-		stop_requested(d);
+		daemon_stop_requested(d);
 	}
 	sd_notify_msg("STOPPING=1");
 	tlog(LOG_INFO, "daemon: stopping: unmounting %d volume(s)", d->cfg.nvol);
@@ -1237,7 +652,7 @@ int cmd_daemon(struct opts *o)
 	mounts_stop(d);
 	ctl_stop(d);
 	pthread_mutex_lock(&d->lock);
-	state_save(d);
+	daemon_state_save(d);
 	pthread_mutex_unlock(&d->lock);
 	tlog(LOG_INFO, "daemon: stopped");
 	close(lfd);

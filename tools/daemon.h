@@ -1,13 +1,22 @@
 /*
- * daemon.h - `tresor daemon CONFIG`: the state the scheduler, its
- * control socket (daemon_ctl.c) and its metrics (metrics.c) share.
+ * daemon.h - `tresor daemon CONFIG`: the state the daemon's files share,
+ * and which file owns what:
+ *   daemon.c       start-up, the state file, the volumes' mount children,
+ *                  the job thread's loop, shutdown
+ *   daemon_jobs.c  the jobs as child `tresor` processes, their retries,
+ *                  each remote's push state (jobs_*)
+ *   daemon_ctl.c   the status and what the metrics share of it, the
+ *                  control socket, `tresor status`, push forwarding
+ *                  (ctl_*, status_json, daemon_volume_snaps, ...)
+ *   metrics.c      the Prometheus figures and their endpoints (metrics_*)
  *
  * One thread runs the jobs (snapshot + prune, push, check) one after the
- * other, each as a child `tresor` process, so two never fight over the
- * store; the control and metrics threads only read the state, under
- * d->lock.  Volumes are served by child `tresor mount -f` processes that
- * the job thread supervises (a FUSE daemon that dies is restarted; it
- * cannot take the scheduler down with it).
+ * other, so two never fight over the store, each as a child `tresor`
+ * process, so a crash or hang of one cannot take the mounts down; the
+ * control and metrics threads only read the state, under d->lock.
+ * Volumes are served by child `tresor mount -f` processes that the job
+ * thread supervises (a FUSE daemon that dies is restarted; it cannot take
+ * the scheduler down with it).
  */
 #ifndef TRESOR_DAEMON_H
 #define TRESOR_DAEMON_H
@@ -20,6 +29,7 @@
 
 #include "config.h"
 #include "../chunker/listener.h"
+#include "../fs/namespace.h"
 
 enum job_kind { JOB_SNAPSHOT, JOB_PRUNE, JOB_PUSH, JOB_CHECK, JOB_COUNT };
 
@@ -111,6 +121,8 @@ struct daemon {
 
 extern const char *const job_names[JOB_COUNT];
 
+/* ---- daemon.c ---------------------------------------------------------- */
+
 /* The daemon's clock: time(NULL), or the time in $TRESOR_TEST_CLOCK's
  * file (seconds since the epoch) when that is set (tests). */
 time_t daemon_now(void);
@@ -118,6 +130,38 @@ time_t daemon_now(void);
 /* A fresh read connection to the store's index, or NULL (the reports
  * then leave out what needs it). */
 struct index *daemon_index(struct daemon *d);
+
+/* The job thread's: SIGTERM or SIGINT came (then d->stopping is set). */
+int daemon_stop_requested(struct daemon *d);
+/* Write the state file (lock held). */
+void daemon_state_save(struct daemon *d);
+
+/* ---- daemon_jobs.c ---------------------------------------------------- */
+
+/* Every job due now, in order snapshot (then prune), push, pushes `tresor
+ * push` asked for, push retries, check (job thread). */
+void jobs_run_due(struct daemon *d);
+/* The state of remote name, added if new (lock held); NULL when full. */
+struct remote_state *jobs_remote_state(struct daemon *d, const char *name);
+
+/* The argv of a child `tresor` command: jobs_args_init, then jobs_arg
+ * per word (fixed slots), then jobs_args_pass (the passphrase file). */
+struct jobs_args {
+	char *v[40];
+	int n;
+};
+void jobs_args_init(struct daemon *d, struct jobs_args *a);
+void jobs_arg(struct jobs_args *a, const char *s);
+void jobs_args_pass(struct daemon *d, struct jobs_args *a);
+/* Run `tresor ARGS...` (this binary), wait for it, collect its stdout in
+ * out and its last stderr line in err (its stderr also goes to ours,
+ * prefixed with what).  Returns the exit code, or 128 + signal. */
+int jobs_run_child(struct daemon *d, const char *what, char *const argv[], char *out,
+		   size_t outsize, char *err, size_t errsize);
+/* In a child before exec: the signals the daemon blocked, unblocked. */
+void jobs_child_signals(void);
+
+/* ---- daemon_ctl.c, metrics.c ------------------------------------------ */
 
 /* Control socket (daemon_ctl.c): status and push requests. */
 int ctl_start(struct daemon *d);
@@ -130,7 +174,18 @@ int metrics_start(struct daemon *d);
 void metrics_stop(struct daemon *d);
 int metrics_write_textfile(struct daemon *d);
 
-/* A remote's health as status and the metrics show it (lock held). */
+/* What status and the metrics both report, gathered by one piece of code
+ * (daemon_ctl.c).  A volume's snapshots: 0, or an error when the store
+ * has no such volume or its snapshots cannot be read. */
+struct volume_snaps {
+	size_t count;
+	struct snapshot_info newest;	/* count > 0: the newest by time */
+};
+int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *vs);
+/* The snapshots of the store's volume vol, oldest first (*s malloc'd). */
+int daemon_snapshots(struct index *ix, const char *vol, struct snapshot_info **s, size_t *n);
+
+/* A remote's health (lock held). */
 struct remote_cfg;
 struct remote_health {
 	const struct remote_state *st;	/* NULL: no push since the state began */
@@ -142,13 +197,12 @@ struct remote_health {
 };
 void daemon_remote_health(struct daemon *d, struct index *ix, const struct remote_cfg *rc,
 			  time_t now, struct remote_health *h);
-/* The state of remote name, added if new (lock held); NULL when full. */
-struct remote_state *daemon_remote_state(struct daemon *d, const char *name);
 
 /* Status: JSON of the daemon's state (malloc'd); *healthy set. */
 char *status_json(struct daemon *d, int *healthy);
 
-/* CLI side: `tresor status` and the push forwarding of `tresor push`. */
+/* The commands: `tresor daemon` (daemon.c), `tresor status` and the push
+ * forwarding of `tresor push` (daemon_ctl.c). */
 struct opts;
 int cmd_daemon(struct opts *o);
 int cmd_status(struct opts *o);

@@ -1,11 +1,14 @@
 /*
- * daemon_ctl.c - the scheduling daemon's control socket, `tresor status`
- * and the forwarding of `tresor push` to a running daemon.
+ * daemon_ctl.c - the scheduling daemon's status (and what it shares with
+ * the metrics: a volume's snapshots, a remote's health), its control
+ * socket, `tresor status` and the forwarding of `tresor push` to a
+ * running daemon.
  *
  * The socket is abstract, named like a volume daemon's (control.h) with
  * volume id -1, so any command that knows the store finds it.  Only root
  * and the daemon's own user may talk to it (SO_PEERCRED).  Requests (one
- * line): "ping", "status json", "push REMOTE".  The reply is
+ * line): "ping", "status json", "push REMOTE [jobs=N] [limit-upload=R]
+ * [grace=D]".  The reply is
  * "ok" or "unhealthy" or "error MESSAGE" on the first line, then a body,
  * then the daemon closes the connection.
  */
@@ -13,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,20 +36,6 @@
 
 /* ---- status ---------------------------------------------------------- */
 
-static void jstr(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", *s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 static void jtime(FILE *f, time_t t)
 {
 	if (t)
@@ -60,6 +50,33 @@ static const struct remote_state *remote_state_find(const struct daemon *d, cons
 		if (!strcmp(d->rem[i].name, name))
 			return &d->rem[i];
 	return NULL;
+}
+
+int daemon_snapshots(struct index *ix, const char *vol, struct snapshot_info **s, size_t *n)
+{
+	struct volume_info vi;
+	*s = NULL;
+	*n = 0;
+	int err = ns_volume_find(ix, vol, &vi);
+	return err ? err : ns_snapshot_list(ix, vi.id, s, n);
+}
+
+int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *vs)
+{
+	memset(vs, 0, sizeof(*vs));
+	struct snapshot_info *s = NULL;
+	size_t n = 0;
+	int err = daemon_snapshots(ix, vol, &s, &n);
+	if (!err && n) {
+		size_t best = 0;
+		for (size_t k = 1; k < n; k++)
+			if (s[k].time >= s[best].time)
+				best = k;
+		vs->count = n;
+		vs->newest = s[best];
+	}
+	free(s);
+	return err;
 }
 
 void daemon_remote_health(struct daemon *d, struct index *ix, const struct remote_cfg *rc,
@@ -78,15 +95,10 @@ void daemon_remote_health(struct daemon *d, struct index *ix, const struct remot
 	if (h->packs_pending || !lp)
 		h->behind = lp ? now - lp : now - d->started;
 	for (int v = 0; v < d->cfg.nvol && !h->behind; v++) {
-		struct volume_info vi;
-		struct snapshot_info *s = NULL;
-		size_t n = 0;
-		if (!ns_volume_find(ix, d->cfg.vol[v].name, &vi) &&
-		    !ns_snapshot_list(ix, vi.id, &s, &n))
-			for (size_t k = 0; k < n; k++)
-				if (s[k].time / 1000000000 > lp)
-					h->behind = now - lp;
-		free(s);
+		struct volume_snaps vs;
+		if (!daemon_volume_snaps(ix, d->cfg.vol[v].name, &vs) && vs.count &&
+		    vs.newest.time / 1000000000 > lp)
+			h->behind = now - lp;
 	}
 	h->stale = d->cfg.push.kind != SCHED_NEVER &&
 		   ((lp && now - lp > d->cfg.stale_push_s) ||
@@ -94,65 +106,96 @@ void daemon_remote_health(struct daemon *d, struct index *ix, const struct remot
 	h->healthy = !(h->st && h->st->last_failed) && !h->stale;
 }
 
-char *status_json(struct daemon *d, int *healthy)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f)
-		return NULL;
-	time_t now = daemon_now();
-	struct index *ix = daemon_index(d);
-	/* problems are collected first, printed at the end */
-	char *pbuf = NULL;
-	size_t plen = 0;
-	FILE *pf = open_memstream(&pbuf, &plen);
-	int np = 0;
-#define PROBLEM(...) do { char m_[8192]; snprintf(m_, sizeof(m_), __VA_ARGS__); \
-	fputs(np++ ? "," : "", pf); jstr(pf, m_); } while (0)
+/* The status' problems, collected as its parts are written and printed
+ * at its end. */
+struct problems {
+	FILE *f;
+	int n;
+};
 
-	pthread_mutex_lock(&d->lock);
-	fprintf(f, "{\"daemon\":{\"pid\":%d,\"config\":", (int)getpid());
-	jstr(f, d->cfg_path);
-	fputs(",\"store\":", f);
-	jstr(f, d->cfg.store);
-	fprintf(f, ",\"started\":%lld,\"now\":%lld,\"stale_push_seconds\":%lld},",
-		(long long)d->started, (long long)now, (long long)d->cfg.stale_push_s);
-	fputs("\"volumes\":[", f);
+static void __attribute__((format(printf, 2, 3))) problem(struct problems *p, const char *fmt, ...)
+{
+	char m[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m, sizeof(m), fmt, ap);
+	va_end(ap);
+	fputs(p->n++ ? "," : "", p->f);
+	json_fstr(p->f, m);
+}
+
+static void status_volumes(struct daemon *d, struct index *ix, time_t now, FILE *f,
+			   struct problems *pr)
+{
 	for (int i = 0; i < d->cfg.nvol; i++) {
 		const struct config_volume *cv = &d->cfg.vol[i];
 		const struct mount_child *m = &d->mc[i];
 		fprintf(f, "%s{\"name\":", i ? "," : "");
-		jstr(f, cv->name);
+		json_fstr(f, cv->name);
 		fputs(",\"mountpoint\":", f);
-		jstr(f, cv->mountpoint);
+		json_fstr(f, cv->mountpoint);
 		fprintf(f, ",\"mounted\":%s,\"pid\":%d,\"restarts\":%d,\"last_error\":",
 			m->mounted ? "true" : "false", (int)m->pid, m->restarts);
-		jstr(f, m->last_error);
+		json_fstr(f, m->last_error);
 		fprintf(f, ",\"healthy\":%s", m->mounted ? "true" : "false");
 		if (!m->mounted)
-			PROBLEM("volume %s is not mounted on %s", cv->name, cv->mountpoint);
-		struct volume_info vi;
-		struct snapshot_info *s = NULL;
-		size_t n = 0;
-		if (ix && !ns_volume_find(ix, cv->name, &vi))
-			ns_snapshot_list(ix, vi.id, &s, &n);
-		size_t best = 0;
-		for (size_t k = 1; k < n; k++)
-			if (s[k].time >= s[best].time)
-				best = k;
-		fprintf(f, ",\"snapshots\":%zu,\"last_snapshot\":", n);
-		if (n) {
-			jstr(f, s[best].name);
-			time_t t = s[best].time / 1000000000;
+			problem(pr, "volume %s is not mounted on %s", cv->name, cv->mountpoint);
+		struct volume_snaps vs = { 0 };
+		if (ix)
+			daemon_volume_snaps(ix, cv->name, &vs);
+		fprintf(f, ",\"snapshots\":%zu,\"last_snapshot\":", vs.count);
+		if (vs.count) {
+			json_fstr(f, vs.newest.name);
+			time_t t = vs.newest.time / 1000000000;
 			fprintf(f, ",\"last_snapshot_time\":%lld,\"last_snapshot_age_seconds\":%lld}",
 				(long long)t, (long long)(now - t));
 		} else {
 			fputs("null,\"last_snapshot_time\":null,\"last_snapshot_age_seconds\":null}", f);
 		}
-		free(s);
 	}
-	fputs("],\"remotes\":[", f);
+}
+
+static void status_remote(struct daemon *d, const struct remote_cfg *rc,
+			  const struct remote_health *h, time_t now, FILE *f, struct problems *pr)
+{
+	const struct remote_state *st = h->st;
+	int failed = st && st->last_failed;
+	fputs("{\"name\":", f);
+	json_fstr(f, rc->name);
+	fputs(",\"url\":", f);
+	json_fstr(f, rc->url);
+	fputs(",\"last_push\":", f);
+	jtime(f, h->last_push);
+	fputs(",\"last_push_age_seconds\":", f);
+	if (h->last_push)
+		fprintf(f, "%lld", (long long)(now - h->last_push));
+	else
+		fputs("null", f);
+	fprintf(f, ",\"behind_seconds\":%lld,\"packs_pending\":%lld,\"bytes_pending\":%lld",
+		h->behind, h->packs_pending, h->bytes_pending);
+	fputs(",\"last_attempt\":", f);
+	jtime(f, st ? st->last_run : 0);
+	fprintf(f, ",\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
+		st ? (unsigned long long)st->failures : 0ULL, failed ? "true" : "false");
+	json_fstr(f, failed ? st->last_error : "");
+	fprintf(f, ",\"attempts\":%d,\"next_retry\":", st ? st->attempts : 0);
+	jtime(f, st && st->attempts ? st->next_retry : 0);
+	fprintf(f, ",\"healthy\":%s}", h->healthy ? "true" : "false");
+	if (failed && st->attempts)
+		problem(pr, "remote %s: the last push failed (%s); the daemon retries it in %lld s",
+			rc->name, st->last_error, (long long)(st->next_retry - now));
+	else if (failed)
+		problem(pr, "remote %s: the last push failed (%s); retries are used up: fix it and run 'tresor push %s %s'",
+			rc->name, st->last_error, d->cfg.store, rc->name);
+	if (h->stale)
+		problem(pr, "remote %s: last successful push %s (%lld s behind, %lld bytes pending)",
+			rc->name, h->last_push ? "is older than stale-push" : "never happened",
+			h->behind, h->bytes_pending);
+}
+
+static void status_remotes(struct daemon *d, struct index *ix, time_t now, FILE *f,
+			   struct problems *pr)
+{
 	struct remote_cfg *rs = NULL;
 	size_t nr = 0;
 	if (ix)
@@ -160,48 +203,20 @@ char *status_json(struct daemon *d, int *healthy)
 	for (size_t i = 0; i < nr; i++) {
 		struct remote_health h;
 		daemon_remote_health(d, ix, &rs[i], now, &h);
-		const struct remote_state *st = h.st;
-		int failed = st && st->last_failed;
-		fprintf(f, "%s{\"name\":", i ? "," : "");
-		jstr(f, rs[i].name);
-		fputs(",\"url\":", f);
-		jstr(f, rs[i].url);
-		fputs(",\"last_push\":", f);
-		jtime(f, h.last_push);
-		fputs(",\"last_push_age_seconds\":", f);
-		if (h.last_push)
-			fprintf(f, "%lld", (long long)(now - h.last_push));
-		else
-			fputs("null", f);
-		fprintf(f, ",\"behind_seconds\":%lld,\"packs_pending\":%lld,\"bytes_pending\":%lld",
-			h.behind, h.packs_pending, h.bytes_pending);
-		fputs(",\"last_attempt\":", f);
-		jtime(f, st ? st->last_run : 0);
-		fprintf(f, ",\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
-			st ? (unsigned long long)st->failures : 0ULL, failed ? "true" : "false");
-		jstr(f, failed ? st->last_error : "");
-		fprintf(f, ",\"attempts\":%d,\"next_retry\":", st ? st->attempts : 0);
-		jtime(f, st && st->attempts ? st->next_retry : 0);
-		fprintf(f, ",\"healthy\":%s}", h.healthy ? "true" : "false");
-		if (failed && st->attempts)
-			PROBLEM("remote %s: the last push failed (%s); the daemon retries it in %lld s",
-				rs[i].name, st->last_error, (long long)(st->next_retry - now));
-		else if (failed)
-			PROBLEM("remote %s: the last push failed (%s); retries are used up: fix it and run 'tresor push %s %s'",
-				rs[i].name, st->last_error, d->cfg.store, rs[i].name);
-		if (h.stale)
-			PROBLEM("remote %s: last successful push %s (%lld s behind, %lld bytes pending)",
-				rs[i].name, h.last_push ? "is older than stale-push" : "never happened",
-				h.behind, h.bytes_pending);
+		fputs(i ? "," : "", f);
+		status_remote(d, &rs[i], &h, now, f, pr);
 	}
 	free(rs);
 	/* Reads of files a lazy store has not fetched fail while its remote
 	 * cannot be used (files only: no request under the lock). */
 	char lname[64], lwhy[700];
 	if (ix && fetch_lazy_check(ix, NULL, 0, lname, sizeof(lname), lwhy, sizeof(lwhy)))
-		PROBLEM("store %.250s is lazy and its remote '%s' cannot be used (%.300s): reads of files not fetched yet fail; fix the remote with 'tresor remote set %.250s %s [remote options]' or run 'tresor recover URL %.250s --full'",
+		problem(pr, "store %.250s is lazy and its remote '%s' cannot be used (%.300s): reads of files not fetched yet fail; fix the remote with 'tresor remote set %.250s %s [remote options]' or run 'tresor recover URL %.250s --full'",
 			d->cfg.store, lname, lwhy, d->cfg.store, lname, d->cfg.store);
-	fputs("],\"jobs\":[", f);
+}
+
+static void status_jobs(struct daemon *d, time_t now, FILE *f, struct problems *pr)
+{
 	const struct schedule *sched[JOB_COUNT] = { &d->cfg.snapshot, &d->cfg.snapshot,
 						    &d->cfg.push, &d->cfg.check };
 	for (int j = 0; j < JOB_COUNT; j++) {
@@ -212,13 +227,13 @@ char *status_json(struct daemon *d, int *healthy)
 		else
 			schedule_format(sched[j], sc, sizeof(sc));
 		fprintf(f, "%s{\"name\":\"%s\",\"schedule\":", j ? "," : "", job_names[j]);
-		jstr(f, sc);
+		json_fstr(f, sc);
 		fprintf(f, ",\"running\":%s,\"last_run\":", s->running ? "true" : "false");
 		jtime(f, s->last_run);
 		fputs(",\"last_success\":", f);
 		jtime(f, s->last_ok);
 		fprintf(f, ",\"last_failed\":%s,\"last_error\":", s->last_failed ? "true" : "false");
-		jstr(f, s->last_failed ? s->last_error : "");
+		json_fstr(f, s->last_failed ? s->last_error : "");
 		fprintf(f, ",\"runs\":%llu,\"failures\":%llu,\"attempts\":%d,\"next_run\":",
 			(unsigned long long)s->runs, (unsigned long long)s->failures, s->attempts);
 		time_t next = s->attempts ? s->next_retry : schedule_next(sched[j], now);
@@ -227,9 +242,12 @@ char *status_json(struct daemon *d, int *healthy)
 		jtime(f, next);
 		fputc('}', f);
 		if (s->last_failed)
-			PROBLEM("%s failed: %s", job_names[j], s->last_error);
+			problem(pr, "%s failed: %s", job_names[j], s->last_error);
 	}
-	fputs("],\"history\":[", f);
+}
+
+static void status_history(struct daemon *d, FILE *f)
+{
 	int first = d->nhist > HISTORY_MAX ? d->nhist - HISTORY_MAX : 0;
 	for (int k = first; k < d->nhist; k++) {
 		const struct history *h = &d->hist[k % HISTORY_MAX];
@@ -237,15 +255,41 @@ char *status_json(struct daemon *d, int *healthy)
 			k > first ? "," : "", job_names[h->job], (long long)h->slot,
 			(long long)h->start, (long long)h->end, h->ok ? "true" : "false");
 	}
+}
+
+char *status_json(struct daemon *d, int *healthy)
+{
+	char *buf = NULL, *pbuf = NULL;
+	size_t len = 0, plen = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	struct problems pr = { open_memstream(&pbuf, &plen), 0 };
+	time_t now = daemon_now();
+	struct index *ix = daemon_index(d);
+	pthread_mutex_lock(&d->lock);
+	fprintf(f, "{\"daemon\":{\"pid\":%d,\"config\":", (int)getpid());
+	json_fstr(f, d->cfg_path);
+	fputs(",\"store\":", f);
+	json_fstr(f, d->cfg.store);
+	fprintf(f, ",\"started\":%lld,\"now\":%lld,\"stale_push_seconds\":%lld},",
+		(long long)d->started, (long long)now, (long long)d->cfg.stale_push_s);
+	fputs("\"volumes\":[", f);
+	status_volumes(d, ix, now, f, &pr);
+	fputs("],\"remotes\":[", f);
+	status_remotes(d, ix, now, f, &pr);
+	fputs("],\"jobs\":[", f);
+	status_jobs(d, now, f, &pr);
+	fputs("],\"history\":[", f);
+	status_history(d, f);
 	pthread_mutex_unlock(&d->lock);
-#undef PROBLEM
 	if (ix)
 		index_close(ix);
-	fclose(pf);
-	fprintf(f, "],\"healthy\":%s,\"problems\":[%s]}", np ? "false" : "true",
+	fclose(pr.f);
+	fprintf(f, "],\"healthy\":%s,\"problems\":[%s]}", pr.n ? "false" : "true",
 		pbuf ? pbuf : "");
 	free(pbuf);
-	*healthy = !np;
+	*healthy = !pr.n;
 	if (fclose(f)) {
 		free(buf);
 		return NULL;

@@ -111,11 +111,84 @@ static void fuse_histograms(struct daemon *d, struct index *ix, FILE *f)
 	}
 }
 
-/* Per remote: what status says of its health (lock held). */
-static void remote_gauges(struct daemon *d, struct index *ix, const struct remote_cfg *rs,
-			  size_t nr, time_t now, FILE *f)
+/* Families of series with one label: each family's HELP and TYPE, then
+ * a line per row that has a value for it (has NULL: every row has). */
+struct family {
+	const char *name, *type, *help;
+};
+#define FAMILY_MAX 8
+
+static void families(FILE *f, const struct family *fam, int nfam, const char *label,
+		     const char *const *keys, size_t nrow, double (*v)[FAMILY_MAX],
+		     unsigned char (*has)[FAMILY_MAX])
 {
-	static const char *const g[][3] = {
+	for (int k = 0; k < nfam; k++) {
+		head(f, fam[k].name, fam[k].type, fam[k].help);
+		for (size_t r = 0; r < nrow; r++) {
+			if (has && !has[r][k])
+				continue;
+			fprintf(f, "%s{%s=\"", fam[k].name, label);
+			lv(f, keys[r]);
+			fprintf(f, "\"} %.17g\n", v[r][k]);
+		}
+	}
+}
+
+/* The store-wide figures (cached: they cost a scan). */
+static void store_gauges(const double *stats, FILE *f)
+{
+	static const struct { int i; const char *name, *help; } g[] = {
+		{ ST_LOGICAL, "tresor_logical_bytes", "Bytes of live files, all volumes." },
+		{ ST_FILES, "tresor_files", "Live files, all volumes." },
+		{ ST_UNIQUE, "tresor_unique_bytes", "Bytes of distinct chunks before compression." },
+		{ ST_STORED, "tresor_stored_bytes", "Bytes of the packs that hold the chunks." },
+		{ ST_CHUNKS, "tresor_chunks", "Distinct chunks referenced." },
+		{ ST_PACKS, "tresor_packs", "Pack files." },
+		{ ST_DEDUP, "tresor_dedup_ratio", "Bytes mapped by live files / their distinct chunk bytes." },
+		{ ST_COMP, "tresor_compression_ratio", "Chunk bytes before / after compression." },
+	};
+	for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
+		head(f, g[k].name, "gauge", g[k].help);
+		fprintf(f, "%s %.17g\n", g[k].name, stats[g[k].i]);
+	}
+}
+
+/* Per volume: its mount, and with the index its bytes and snapshots (what
+ * status says of them; lock held). */
+static void volume_gauges(struct daemon *d, struct index *ix, const double *vol_logical,
+			  time_t now, FILE *f)
+{
+	static const struct family fam[] = {
+		{ "tresor_volume_mounted", "gauge", "1 if the volume is mounted." },
+		{ "tresor_volume_mount_restarts_total", "counter", "Times a volume's FUSE daemon was restarted." },
+		{ "tresor_volume_logical_bytes", "gauge", "Bytes of the volume's live files." },
+		{ "tresor_snapshots", "gauge", "Snapshots of the volume." },
+		{ "tresor_snapshot_last_timestamp_seconds", "gauge", "Time of the volume's newest snapshot." },
+		{ "tresor_snapshot_age_seconds", "gauge", "Seconds since the volume's newest snapshot." },
+	};
+	double v[CONFIG_MAX_VOLUMES][FAMILY_MAX];
+	unsigned char has[CONFIG_MAX_VOLUMES][FAMILY_MAX];
+	const char *keys[CONFIG_MAX_VOLUMES];
+	for (int i = 0; i < d->cfg.nvol; i++) {
+		struct volume_snaps vs;
+		int listed = ix && !daemon_volume_snaps(ix, d->cfg.vol[i].name, &vs);
+		time_t t = listed ? vs.newest.time / 1000000000 : 0;
+		keys[i] = d->cfg.vol[i].name;
+		memcpy(v[i], (double[FAMILY_MAX]){ d->mc[i].mounted, d->mc[i].restarts,
+						   vol_logical[i], listed ? vs.count : 0, t,
+						   now - t }, sizeof(v[i]));
+		memcpy(has[i], (unsigned char[FAMILY_MAX]){ 1, 1, 1, listed, listed && vs.count,
+							    listed && vs.count }, sizeof(has[i]));
+	}
+	families(f, fam, ix ? 6 : 2, "volume", keys, d->cfg.nvol, v, has);
+}
+
+/* Per remote: what status says of its health (lock held). */
+static void remote_gauges(struct daemon *d, struct index *ix, time_t now, FILE *f)
+{
+	static const struct family fam[] = {
+		{ "tresor_remote_last_push_timestamp_seconds", "gauge", "When the last successful push to the remote ended (0: never)." },
+		{ "tresor_push_lag_seconds", "gauge", "Seconds since the last successful push to the remote (since the daemon started if never)." },
 		{ "tresor_remote_packs_pending", "gauge", "Finished packs the remote does not hold yet." },
 		{ "tresor_remote_bytes_pending", "gauge", "Bytes of the packs the remote does not hold yet." },
 		{ "tresor_remote_behind_seconds", "gauge", "Age of the newest state the remote holds, when newer exists (0: up to date)." },
@@ -123,25 +196,46 @@ static void remote_gauges(struct daemon *d, struct index *ix, const struct remot
 		{ "tresor_remote_last_push_failed", "gauge", "1 if the last push to the remote failed." },
 		{ "tresor_remote_healthy", "gauge", "1 if the remote's last push worked and it is not stale." },
 	};
-	struct remote_health *h = calloc(nr ? nr : 1, sizeof(*h));
-	if (!h)
-		return;
-	for (size_t i = 0; i < nr; i++)
-		daemon_remote_health(d, ix, &rs[i], now, &h[i]);
-	for (int k = 0; k < 6; k++) {
-		head(f, g[k][0], g[k][1], g[k][2]);
-		for (size_t i = 0; i < nr; i++) {
-			int failed = h[i].st && h[i].st->last_failed;
-			long long v = k == 0 ? h[i].packs_pending : k == 1 ? h[i].bytes_pending :
-				      k == 2 ? h[i].behind :
-				      k == 3 ? (h[i].st ? (long long)h[i].st->failures : 0) :
-				      k == 4 ? failed : h[i].healthy;
-			fprintf(f, "%s{remote=\"", g[k][0]);
-			lv(f, rs[i].name);
-			fprintf(f, "\"} %lld\n", v);
-		}
+	struct remote_cfg *rs = NULL;
+	size_t nr = 0;
+	remote_cfg_list(ix, &rs, &nr);
+	double (*v)[FAMILY_MAX] = calloc(nr ? nr : 1, sizeof(*v));
+	const char **keys = calloc(nr ? nr : 1, sizeof(*keys));
+	for (size_t i = 0; v && keys && i < nr; i++) {
+		struct remote_health h;
+		daemon_remote_health(d, ix, &rs[i], now, &h);
+		keys[i] = rs[i].name;
+		memcpy(v[i], (double[FAMILY_MAX]){ h.last_push,
+						   now - (h.last_push ? h.last_push : d->started),
+						   h.packs_pending, h.bytes_pending, h.behind,
+						   h.st ? h.st->failures : 0,
+						   h.st && h.st->last_failed, h.healthy }, sizeof(v[i]));
 	}
-	free(h);
+	if (v && keys)
+		families(f, fam, 8, "remote", keys, nr, v, NULL);
+	free(v);
+	free(keys);
+	free(rs);
+}
+
+/* Per job: its runs and how the last one went (lock held). */
+static void job_gauges(struct daemon *d, FILE *f)
+{
+	static const struct family fam[] = {
+		{ "tresor_job_runs_total", "counter", "Runs of the scheduled job (each attempt)." },
+		{ "tresor_job_failures_total", "counter", "Failed attempts of the scheduled job." },
+		{ "tresor_job_last_success_timestamp_seconds", "gauge", "When the job last succeeded (0: never)." },
+		{ "tresor_job_last_run_failed", "gauge", "1 if the job's last attempt failed." },
+		{ "tresor_job_running", "gauge", "1 while the job runs." },
+		{ "tresor_job_last_duration_seconds", "gauge", "How long the job's last attempt took." },
+	};
+	double v[JOB_COUNT][FAMILY_MAX];
+	for (int j = 0; j < JOB_COUNT; j++) {
+		const struct job_state *s = &d->job[j];
+		memcpy(v[j], (double[FAMILY_MAX]){ s->runs, s->failures, s->last_ok, s->last_failed,
+						   s->running, s->last_duration }, sizeof(v[j]));
+	}
+	families(f, fam, 6, "job", job_names, JOB_COUNT, v, NULL);
 }
 
 char *metrics_render(struct daemon *d)
@@ -171,123 +265,12 @@ char *metrics_render(struct daemon *d)
 	fputs("\"} 1\n", f);
 	head(f, "tresor_daemon_start_time_seconds", "gauge", "When the daemon started.");
 	fprintf(f, "tresor_daemon_start_time_seconds %lld\n", (long long)d->started);
-	if (ix) {
-		static const struct { int i; const char *name, *help; } g[] = {
-			{ ST_LOGICAL, "tresor_logical_bytes", "Bytes of live files, all volumes." },
-			{ ST_FILES, "tresor_files", "Live files, all volumes." },
-			{ ST_UNIQUE, "tresor_unique_bytes", "Bytes of distinct chunks before compression." },
-			{ ST_STORED, "tresor_stored_bytes", "Bytes of the packs that hold the chunks." },
-			{ ST_CHUNKS, "tresor_chunks", "Distinct chunks referenced." },
-			{ ST_PACKS, "tresor_packs", "Pack files." },
-			{ ST_DEDUP, "tresor_dedup_ratio", "Bytes mapped by live files / their distinct chunk bytes." },
-			{ ST_COMP, "tresor_compression_ratio", "Chunk bytes before / after compression." },
-		};
-		for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
-			head(f, g[k].name, "gauge", g[k].help);
-			fprintf(f, "%s %.17g\n", g[k].name, stats[g[k].i]);
-		}
-	}
-	head(f, "tresor_volume_mounted", "gauge", "1 if the volume is mounted.");
-	for (int i = 0; i < d->cfg.nvol; i++) {
-		fputs("tresor_volume_mounted{volume=\"", f);
-		lv(f, d->cfg.vol[i].name);
-		fprintf(f, "\"} %d\n", d->mc[i].mounted);
-	}
-	head(f, "tresor_volume_mount_restarts_total", "counter", "Times a volume's FUSE daemon was restarted.");
-	for (int i = 0; i < d->cfg.nvol; i++) {
-		fputs("tresor_volume_mount_restarts_total{volume=\"", f);
-		lv(f, d->cfg.vol[i].name);
-		fprintf(f, "\"} %d\n", d->mc[i].restarts);
-	}
-	if (ix) {
-		char *sc = NULL, *st = NULL, *sa = NULL;
-		size_t scl = 0, stl = 0, sal = 0;
-		FILE *fc = open_memstream(&sc, &scl), *ft = open_memstream(&st, &stl);
-		FILE *fa = open_memstream(&sa, &sal);
-		for (int i = 0; fc && ft && fa && i < d->cfg.nvol; i++) {
-			struct volume_info vi;
-			struct snapshot_info *s = NULL;
-			size_t n = 0;
-			if (ns_volume_find(ix, d->cfg.vol[i].name, &vi) ||
-			    ns_snapshot_list(ix, vi.id, &s, &n))
-				continue;
-			int64_t newest = 0;
-			for (size_t k = 0; k < n; k++)
-				if (s[k].time > newest)
-					newest = s[k].time;
-			free(s);
-			fputs("tresor_snapshots{volume=\"", fc);
-			lv(fc, vi.name);
-			fprintf(fc, "\"} %zu\n", n);
-			if (n) {
-				fputs("tresor_snapshot_last_timestamp_seconds{volume=\"", ft);
-				lv(ft, vi.name);
-				fprintf(ft, "\"} %lld\n", (long long)(newest / 1000000000));
-				fputs("tresor_snapshot_age_seconds{volume=\"", fa);
-				lv(fa, vi.name);
-				fprintf(fa, "\"} %lld\n", (long long)(now - newest / 1000000000));
-			}
-		}
-		if (fc)
-			fclose(fc);
-		if (ft)
-			fclose(ft);
-		if (fa)
-			fclose(fa);
-		head(f, "tresor_volume_logical_bytes", "gauge", "Bytes of the volume's live files.");
-		for (int i = 0; i < d->cfg.nvol; i++) {
-			fputs("tresor_volume_logical_bytes{volume=\"", f);
-			lv(f, d->cfg.vol[i].name);
-			fprintf(f, "\"} %.17g\n", vol_logical[i]);
-		}
-		head(f, "tresor_snapshots", "gauge", "Snapshots of the volume.");
-		fputs(sc ? sc : "", f);
-		head(f, "tresor_snapshot_last_timestamp_seconds", "gauge", "Time of the volume's newest snapshot.");
-		fputs(st ? st : "", f);
-		head(f, "tresor_snapshot_age_seconds", "gauge", "Seconds since the volume's newest snapshot.");
-		fputs(sa ? sa : "", f);
-		free(sc);
-		free(st);
-		free(sa);
-		struct remote_cfg *rs = NULL;
-		size_t nr = 0;
-		remote_cfg_list(ix, &rs, &nr);
-		head(f, "tresor_remote_last_push_timestamp_seconds", "gauge",
-		     "When the last successful push to the remote ended (0: never).");
-		for (size_t i = 0; i < nr; i++) {
-			fputs("tresor_remote_last_push_timestamp_seconds{remote=\"", f);
-			lv(f, rs[i].name);
-			fprintf(f, "\"} %lld\n", (long long)(rs[i].last_push / 1000000000));
-		}
-		head(f, "tresor_push_lag_seconds", "gauge",
-		     "Seconds since the last successful push to the remote (since the daemon started if never).");
-		for (size_t i = 0; i < nr; i++) {
-			time_t lp = rs[i].last_push / 1000000000;
-			fputs("tresor_push_lag_seconds{remote=\"", f);
-			lv(f, rs[i].name);
-			fprintf(f, "\"} %lld\n", (long long)(now - (lp ? lp : d->started)));
-		}
-		remote_gauges(d, ix, rs, nr, now, f);
-		free(rs);
-	}
-	static const char *const jh[][2] = {
-		{ "tresor_job_runs_total", "Runs of the scheduled job (each attempt)." },
-		{ "tresor_job_failures_total", "Failed attempts of the scheduled job." },
-		{ "tresor_job_last_success_timestamp_seconds", "When the job last succeeded (0: never)." },
-		{ "tresor_job_last_run_failed", "1 if the job's last attempt failed." },
-		{ "tresor_job_running", "1 while the job runs." },
-		{ "tresor_job_last_duration_seconds", "How long the job's last attempt took." },
-	};
-	for (int k = 0; k < 6; k++) {
-		head(f, jh[k][0], k < 2 ? "counter" : "gauge", jh[k][1]);
-		for (int j = 0; j < JOB_COUNT; j++) {
-			const struct job_state *s = &d->job[j];
-			double v = k == 0 ? (double)s->runs : k == 1 ? (double)s->failures :
-				   k == 2 ? (double)s->last_ok : k == 3 ? s->last_failed :
-				   k == 4 ? s->running : s->last_duration;
-			fprintf(f, "%s{job=\"%s\"} %.17g\n", jh[k][0], job_names[j], v);
-		}
-	}
+	if (ix)
+		store_gauges(stats, f);
+	volume_gauges(d, ix, vol_logical, now, f);
+	if (ix)
+		remote_gauges(d, ix, now, f);
+	job_gauges(d, f);
 	pthread_mutex_unlock(&d->lock);
 	/* Outside the lock: each mount daemon answers in its own time. */
 	if (ix) {

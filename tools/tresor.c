@@ -1,7 +1,8 @@
 /*
- * tresor.c - the `tresor` command: argument parsing, passphrase input,
- * human and JSON output.  The only place that prints errors and exits;
- * every error names the store, volume or file it concerns.
+ * tresor.c - main: the dispatch of `tresor COMMAND`, and the commands
+ * that are a few library calls each: init, volume, mount (with the fetch
+ * hook of a lazy store), stats, check.  Every error names the store,
+ * volume or file it concerns.
  */
 #include <errno.h>
 #include <getopt.h>
