@@ -1,7 +1,7 @@
 /*
- * control.h - the daemon's control socket: how `tresor snapshot create`
- * (and later `status`, `push`) reach a running daemon instead of writing
- * the store behind its back.
+ * control.h - a mounted volume's control socket: how `tresor snapshot
+ * create` reaches the volume's running daemon instead of writing the store
+ * behind its back, and how the scheduling daemon reads its op latencies.
  *
  * An abstract Unix socket named after the store's real path and the
  * volume id; one request line, one reply line.  Only root and the

@@ -1,6 +1,7 @@
 /*
- * fuse_int.h - what the FUSE operation files share: reply helpers,
- * directory listings, and the views an inode number names (fuse_view.c).
+ * fuse_int.h - what the FUSE operation files share (fs/ internal): the
+ * request's volume, attributes as a stat, directory listings, xattr
+ * replies, and the views an inode number names (fuse_view.c).
  */
 #ifndef TRESOR_FUSE_INT_H
 #define TRESOR_FUSE_INT_H

@@ -1,6 +1,7 @@
 /*
- * fuse_ops.c - the FUSE low-level operations of a mounted volume (the
- * mount and its serve loop are mount.c).
+ * fuse_ops.c - the FUSE low-level operations of a mounted volume, but for
+ * xattrs (fuse_xattr.c); each resolves the view its inode number names
+ * (fuse_view.c).  The mount and its serve loop are mount.c.
  *
  * The kernel does permission checks (default_permissions), so these
  * operations check only what it cannot: names, emptiness, types.  New
