@@ -184,3 +184,14 @@ int catalog_pack_size(struct index *ix, int64_t rowid, uint64_t *size)
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 }
+
+/* --- for fs/ --- */
+
+int catalog_pack_exists(struct index *ix, const uint8_t name[PACK_NAME_LEN])
+{
+	sqlite3_stmt *st = index_stmt(ix, "SELECT 1 FROM pack WHERE name = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_blob(st, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
+	return index_exists(st);
+}

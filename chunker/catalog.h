@@ -54,4 +54,9 @@ int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 int catalog_trash_add(struct index *ix, const uint8_t name[PACK_NAME_LEN],
 		      int64_t time);
 
+/* --- for fs/ --- */
+
+/* 1 if the index has a pack row named name, 0 if not, -errno. */
+int catalog_pack_exists(struct index *ix, const uint8_t name[PACK_NAME_LEN]);
+
 #endif
