@@ -1,7 +1,7 @@
 /*
  * ns_check.h - the namespace's whole-index scans for `tresor check` and
  * for damage reports: which extent rows a chunk or pack holds up, entry
- * names no file system may hold.  Part of the namespace, the one owner of
+ * names no file system may hold, rows that break the trees' rules.  Part of the namespace, the one owner of
  * its tables' SQL (namespace.h); it reads chunk rows too, never writes.
  */
 #ifndef TRESOR_NS_CHECK_H
@@ -29,5 +29,15 @@ int ns_extent_uses(struct index *ix, int64_t pack_id, int64_t chunk_id,
 typedef int (*ns_name_cb)(void *arg, int64_t vol, uint64_t parent,
 			  int64_t birth, const char *name);
 int ns_unsafe_names(struct index *ix, ns_name_cb cb, void *arg);
+
+/* `tresor check`'s questions to the trees: chunk.refs against the extent
+ * rows naming each chunk (I2), extents inside their chunks, live entries
+ * naming live inodes, live link counts against the entries.  cb gets one
+ * line per problem; returns 0 or -errno. */
+typedef void (*ns_line_cb)(void *arg, const char *line);
+int ns_check_rows(struct index *ix, ns_line_cb cb, void *arg);
+/* Rows checked: chunks, extents (any version), live inodes. */
+int ns_check_counts(struct index *ix, uint64_t *chunks, uint64_t *extents,
+		    uint64_t *inodes);
 
 #endif
