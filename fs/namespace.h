@@ -3,7 +3,8 @@
  * (docs/FORMAT.md §9.3-9.6, §10): volumes, inodes, directory entries,
  * extents, xattrs, orphans and snapshots.  The only module that runs SQL
  * on those tables: namespace.c holds the rows of the trees, ns_epoch.c
- * what spans epochs (taking and deleting snapshots, diffs).
+ * what spans epochs (taking and deleting snapshots, diffs), ns_check.c
+ * the whole-index scans of check and damage reports.
  *
  * Versioned rows.  Every row of inode, dentry, extent and xattr carries
  * [birth, death): the epochs in which it is visible.  A volume has a current

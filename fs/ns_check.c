@@ -1,7 +1,8 @@
 /*
- * ns_check.c - the namespace's whole-index scans (ns_check.h).  They join
- * extent rows with chunk rows, read-only: which rows a damaged chunk
- * holds up is the namespace's question, asked of the catalog's rows.
+ * ns_check.c - the namespace's whole-index scans (ns_check.h).  Several
+ * read the catalog's chunk rows too (joins, a count), never writing them:
+ * which files a chunk holds up and whether chunk.refs matches the extents
+ * are the namespace's questions, so their SQL stays with its owner.
  */
 #include <errno.h>
 #include <stdio.h>
