@@ -184,3 +184,31 @@ int catalog_pack_size(struct index *ix, int64_t rowid, uint64_t *size)
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 }
+
+/* --- for fs/ --- */
+
+int catalog_pack_exists(struct index *ix, const uint8_t name[PACK_NAME_LEN])
+{
+	sqlite3_stmt *st = index_stmt(ix, "SELECT 1 FROM pack WHERE name = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_blob(st, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
+	return index_exists(st);
+}
+
+int catalog_chunks_packless(struct index *ix,
+			    void (*cb)(void *arg, int64_t chunk, int64_t pack,
+				       uint64_t off),
+			    void *arg)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT c.id, c.pack, c.off FROM chunk c LEFT JOIN pack p ON p.id = c.pack"
+		" WHERE p.id IS NULL");
+	if (!st)
+		return -EIO;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+		   sqlite3_column_int64(st, 2));
+	return rc == SQLITE_DONE ? 0 : index_errno(rc);
+}

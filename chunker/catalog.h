@@ -54,4 +54,15 @@ int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 int catalog_trash_add(struct index *ix, const uint8_t name[PACK_NAME_LEN],
 		      int64_t time);
 
+/* --- for fs/ --- */
+
+/* 1 if the index has a pack row named name, 0 if not, -errno. */
+int catalog_pack_exists(struct index *ix, const uint8_t name[PACK_NAME_LEN]);
+/* cb(arg, rowid, pack, offset) for each chunk whose pack has no row (a
+ * damaged index); 0 or -errno. */
+int catalog_chunks_packless(struct index *ix,
+			    void (*cb)(void *arg, int64_t chunk, int64_t pack,
+				       uint64_t off),
+			    void *arg);
+
 #endif

@@ -18,6 +18,7 @@
 
 #include "check.h"
 #include "damage.h"
+#include "ns_check.h"
 #include "../chunker/util.h"
 
 struct ctx {
@@ -170,24 +171,6 @@ out:
 	return err;
 }
 
-/* Run a query whose every row is a problem described by its columns. */
-static int each_row(struct ctx *c, const char *sql, const char *what)
-{
-	sqlite3_stmt *st;
-	sqlite3 *db = index_db(c->st->ix);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		tlog(LOG_ERR, "check: %s", sqlite3_errmsg(db));
-		return -EIO;
-	}
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		problem(c, what, (long long)sqlite3_column_int64(st, 0),
-			(long long)sqlite3_column_int64(st, 1),
-			(long long)sqlite3_column_int64(st, 2));
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
 static int count(struct ctx *c, const char *sql, uint64_t *out)
 {
 	sqlite3_stmt *st;
@@ -200,48 +183,39 @@ static int count(struct ctx *c, const char *sql, uint64_t *out)
 	return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
-#define ALIVE "9223372036854775807"
+static void row_problem(void *arg, const char *line)
+{
+	problem(arg, "%s", line);
+}
 
+static void pack_problem(void *arg, int64_t chunk, int64_t pack, uint64_t off)
+{
+	problem(arg, "chunk %lld: names pack %lld (offset %lld), which the index does not have",
+		(long long)chunk, (long long)pack, (long long)off);
+}
+
+static int name_problem(void *arg, int64_t vol, uint64_t parent,
+			int64_t birth, const char *name)
+{
+	(void)name;
+	problem(arg, "volume %lld directory %lld: an entry (born in epoch %lld) has an unsafe name ('', '.', '..', '/' or NUL in it)",
+		(long long)vol, (long long)parent, (long long)birth);
+	return 0;
+}
+
+/* The rows' own rules: the trees' (ns_check.h), then chunks naming no
+ * pack, then unsafe names. */
 static int check_rows(struct ctx *c)
 {
-	int err = each_row(c,
-		"SELECT c.id, c.refs, (SELECT COUNT(*) FROM extent e WHERE e.chunk = c.id)"
-		" FROM chunk c WHERE c.refs != (SELECT COUNT(*) FROM extent e WHERE e.chunk = c.id)",
-		"chunk %lld: reference count %lld but %lld extents name it");
+	struct index *ix = c->st->ix;
+	int err = ns_check_rows(ix, row_problem, c);
 	if (!err)
-		err = each_row(c,
-			"SELECT e.vol, e.ino, e.off FROM extent e LEFT JOIN chunk c ON c.id = e.chunk"
-			" WHERE c.id IS NULL OR e.coff + e.len > c.rlen OR e.len <= 0",
-			"volume %lld inode %lld: extent at %lld names a missing chunk or lies outside it");
+		err = catalog_chunks_packless(ix, pack_problem, c);
 	if (!err)
-		err = each_row(c,
-			"SELECT d.vol, d.parent, d.ino FROM dentry d WHERE d.death = " ALIVE
-			" AND NOT EXISTS (SELECT 1 FROM inode i WHERE i.vol = d.vol AND i.ino = d.ino"
-			" AND i.death = " ALIVE ")",
-			"volume %lld directory %lld: entry names inode %lld, which does not exist");
+		err = ns_unsafe_names(ix, name_problem, c);
 	if (!err)
-		err = each_row(c,
-			"SELECT i.vol, i.ino, i.nlink FROM inode i WHERE i.death = " ALIVE
-			" AND (i.mode & 61440) != 16384 AND i.nlink != (SELECT COUNT(*) FROM dentry d"
-			" WHERE d.vol = i.vol AND d.ino = i.ino AND d.death = " ALIVE ")"
-			" AND NOT EXISTS (SELECT 1 FROM orphan o WHERE o.vol = i.vol AND o.ino = i.ino)",
-			"volume %lld inode %lld: link count %lld does not match its directory entries");
-	if (!err)
-		err = each_row(c,
-			"SELECT c.id, c.pack, c.off FROM chunk c LEFT JOIN pack p ON p.id = c.pack"
-			" WHERE p.id IS NULL",
-			"chunk %lld: names pack %lld (offset %lld), which the index does not have");
-	if (!err)
-		err = each_row(c,
-			"SELECT vol, parent, birth FROM dentry WHERE " DAMAGE_UNSAFE_NAME,
-			"volume %lld directory %lld: an entry (born in epoch %lld) has an unsafe name ('', '.', '..', '/' or NUL in it)");
-	if (!err)
-		err = count(c, "SELECT COUNT(*) FROM chunk", &c->res->chunks);
-	if (!err)
-		err = count(c, "SELECT COUNT(*) FROM extent", &c->res->extents);
-	if (!err)
-		err = count(c, "SELECT COUNT(*) FROM inode WHERE death = " ALIVE,
-			    &c->res->inodes);
+		err = ns_check_counts(ix, &c->res->chunks, &c->res->extents,
+				      &c->res->inodes);
 	return err;
 }
 

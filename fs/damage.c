@@ -1,14 +1,14 @@
 /*
- * damage.c - files and views a damaged pack or chunk affects (damage.h).
+ * damage.c - files and views a damaged pack or chunk affects (damage.h):
+ * the rows come from the namespace (ns_check.c), the lines are made here.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sqlite3.h>
 
-#include "../chunker/buf.h"
 #include "damage.h"
+#include "ns_check.h"
 
 void damage_path(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		 char *buf, size_t size)
@@ -36,15 +36,9 @@ void damage_path(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 	snprintf(buf, size, "%s", path[pos] ? path + pos : "/");
 }
 
-struct hit {
-	int64_t vol;
-	uint64_t ino;
-	int64_t birth, death;
-};
-
 static int hit_cmp(const void *a, const void *b)
 {
-	const struct hit *x = a, *y = b;
+	const struct ns_extent_use *x = a, *y = b;
 	if (x->vol != y->vol)
 		return x->vol < y->vol ? -1 : 1;
 	if (x->ino != y->ino)
@@ -53,7 +47,7 @@ static int hit_cmp(const void *a, const void *b)
 }
 
 /* One file: its rows hs[0..n) (same vol, ino) -> one line. */
-static void report_file(struct index *ix, const struct hit *hs, size_t n,
+static void report_file(struct index *ix, const struct ns_extent_use *hs, size_t n,
 			damage_cb cb, void *arg)
 {
 	char line[8192], path[4096], vname[256] = "?";
@@ -101,37 +95,13 @@ static void report_file(struct index *ix, const struct hit *hs, size_t n,
 int damage_affected(struct index *ix, int64_t pack_id, int64_t chunk_id,
 		    size_t max, damage_cb cb, void *arg, size_t *files)
 {
-	sqlite3_stmt *q;
-	const char *sql = chunk_id
-		? "SELECT vol, ino, birth, death FROM extent WHERE chunk = ?2"
-		: "SELECT e.vol, e.ino, e.birth, e.death FROM extent e"
-		  " JOIN chunk c ON c.id = e.chunk WHERE c.pack = ?1";
-	if (sqlite3_prepare_v2(index_db(ix), sql, -1, &q, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_int64(q, 1, pack_id);
-	sqlite3_bind_int64(q, 2, chunk_id);
-	struct hit *hs = NULL;
-	size_t n = 0, cap = 0;
-	int rc, err = 0;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct hit *p = buf_grow(hs, &cap, n + 1, sizeof(*hs));
-		if (!p) {
-			err = -ENOMEM;
-			break;
-		}
-		hs = p;
-		hs[n].vol = sqlite3_column_int64(q, 0);
-		hs[n].ino = sqlite3_column_int64(q, 1);
-		hs[n].birth = sqlite3_column_int64(q, 2);
-		hs[n++].death = sqlite3_column_int64(q, 3);
-	}
-	sqlite3_finalize(q);
-	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
-		err = -EIO;
+	struct ns_extent_use *hs;
+	size_t n;
+	int err = ns_extent_uses(ix, pack_id, chunk_id, &hs, &n);
 	if (n)
 		qsort(hs, n, sizeof(*hs), hit_cmp);
 	size_t nfiles = 0;
-	for (size_t i = 0; i < n && !err;) {
+	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		while (j < n && hs[j].vol == hs[i].vol && hs[j].ino == hs[i].ino)
 			j++;
@@ -151,22 +121,30 @@ int damage_affected(struct index *ix, int64_t pack_id, int64_t chunk_id,
 	return err;
 }
 
+/* Keep the first unsafe entry and stop. */
+struct first_name {
+	int64_t *vol;
+	uint64_t *parent;
+	char *name;
+	size_t size;
+};
+
+static int keep_first(void *arg, int64_t vol, uint64_t parent, int64_t birth,
+		      const char *name)
+{
+	struct first_name *f = arg;
+	(void)birth;
+	*f->vol = vol;
+	*f->parent = parent;
+	snprintf(f->name, f->size, "%s", name);
+	return 1;
+}
+
 int damage_unsafe_name(struct index *ix, int64_t *vol, uint64_t *parent,
 		       char *name, size_t size)
 {
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(index_db(ix), "SELECT vol, parent, name FROM dentry WHERE "
-			       DAMAGE_UNSAFE_NAME " LIMIT 1", -1, &q, NULL) != SQLITE_OK)
-		return -EIO;
-	int rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW) {
-		*vol = sqlite3_column_int64(q, 0);
-		*parent = sqlite3_column_int64(q, 1);
-		const unsigned char *t = sqlite3_column_text(q, 2);
-		snprintf(name, size, "%s", t ? (const char *)t : "");
-	}
-	sqlite3_finalize(q);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+	struct first_name f = { vol, parent, name, size };
+	return ns_unsafe_names(ix, keep_first, &f);
 }
 
 int damage_check_names(struct index *ix, char *why, size_t size)

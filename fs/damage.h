@@ -28,14 +28,8 @@ typedef void (*damage_cb)(void *arg, const char *line);
 int damage_affected(struct index *ix, int64_t pack_id, int64_t chunk_id,
 		    size_t max, damage_cb cb, void *arg, size_t *files);
 
-/* SQL condition true for a dentry name no file system may hold: empty,
- * ".", "..", or with '/' or NUL in it.  A damaged or hostile index must
- * not lead a restore or a mount outside its tree. */
-#define DAMAGE_UNSAFE_NAME "(name = '' OR name = '.' OR name = '..' OR" \
-	" instr(name, '/') > 0 OR instr(CAST(name AS BLOB), x'00') > 0 OR length(CAST(name AS BLOB)) > 255)"
-
-/* The first unsafe entry name in the index (any view): 1 and its volume,
- * directory and name, 0 if none, -errno. */
+/* The first unsafe entry name in the index (any view; ns_unsafe_names):
+ * 1 and its volume, directory and name, 0 if none, -errno. */
 int damage_unsafe_name(struct index *ix, int64_t *vol, uint64_t *parent,
 		       char *name, size_t size);
 

@@ -2,7 +2,9 @@
  * namespace.h - the file trees of a store's volumes, as rows of the index
  * (docs/FORMAT.md §9.3-9.6, §10): volumes, inodes, directory entries,
  * extents, xattrs, orphans and snapshots.  The only module that runs SQL
- * on those tables.
+ * on those tables: namespace.c holds the rows of the trees, ns_epoch.c
+ * what spans epochs (taking and deleting snapshots, diffs), ns_check.c
+ * the whole-index scans of check and damage reports.
  *
  * Versioned rows.  Every row of inode, dentry, extent and xattr carries
  * [birth, death): the epochs in which it is visible.  A volume has a current
@@ -137,39 +139,22 @@ struct snapshot_info {
 	int64_t time;		/* ns since the Unix epoch */
 	int pinned;
 };
-/* Record the volume's current epoch as a snapshot named base (or base.2,
- * base.3, ... if taken) and start a new epoch: two rows, whatever the
- * volume's size. */
-int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
-			  int64_t time, struct snapshot_info *si);
 /* Oldest first; *out malloc'd. */
 int ns_snapshot_list(struct index *ix, int64_t vol,
 			struct snapshot_info **out, size_t *n);
 int ns_snapshot_find(struct index *ix, int64_t vol, const char *name,
 			struct snapshot_info *si);
 int ns_snapshot_get(struct index *ix, int64_t id, struct snapshot_info *si);
-int ns_snapshot_pin(struct index *ix, int64_t id, int pinned);
-/* Delete a snapshot and every row only it kept (chunk references drop;
- * chunks left with none are garbage for the pack GC).  *rows counts the
- * rows deleted. */
-int ns_snapshot_delete(struct index *ix, int64_t id, int64_t *rows);
 
 /* Bytes and count of regular files visible in view. */
 int ns_view_size(struct index *ix, int64_t vol, int64_t view,
 		    uint64_t *bytes, uint64_t *files);
-/* Sealed bytes of chunks that only snapshot epoch e (between kept epochs
- * prev and next, next = EPOCH_ALIVE - 1 for the newest) holds. */
-int ns_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
-			  int64_t e, int64_t next, uint64_t *bytes);
 /* One directory entry naming ino in view (its first by parent, name). */
 int ns_dentry_of(struct index *ix, int64_t vol, int64_t view, uint64_t ino,
 		    uint64_t *parent, char *name, size_t size);
 /* Every entry naming ino in view: cb(arg, name, parent, 0). */
 int ns_dentry_names(struct index *ix, int64_t vol, int64_t view,
 		       uint64_t ino, dentry_cb cb, void *arg);
-/* Inodes with any row born or ended in epochs (from, to]. */
-int ns_changed_inodes(struct index *ix, int64_t vol, int64_t from,
-			 int64_t to, uint64_t **inos, size_t *n);
 /* Sealed bytes: referenced by the live tree, only by snapshots, by none. */
 int ns_space(struct index *ix, uint64_t *live, uint64_t *snap_only,
 		uint64_t *reclaimable);
@@ -187,5 +172,8 @@ struct ns_stats {
 	uint64_t packs, pack_bytes;
 };
 int ns_stats(struct index *ix, int64_t vol, struct ns_stats *s);
+
+/* The rest of the namespace's calls: its callers include one header. */
+#include "ns_epoch.h"
 
 #endif

@@ -19,7 +19,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <sqlite3.h>
 
 #include "../chunker/buf.h"
 #include "view.h"
@@ -669,17 +668,10 @@ int vfs_commit(struct vfs *v)
 int vfs_pack_wanted(void *arg, const uint8_t name[PACK_NAME_LEN])
 {
 	struct vfs *v = arg;
-	sqlite3_stmt *q;
-	int found = 1;	/* in doubt, fetch: a stray pack costs only space */
 	pthread_mutex_lock(&v->lock);
-	if (sqlite3_prepare_v2(index_db(v->st->ix), "SELECT 1 FROM pack WHERE name = ?1",
-			       -1, &q, NULL) == SQLITE_OK) {
-		sqlite3_bind_blob(q, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
-		found = sqlite3_step(q) != SQLITE_DONE;
-		sqlite3_finalize(q);
-	}
+	int r = catalog_pack_exists(v->st->ix, name);
 	pthread_mutex_unlock(&v->lock);
-	return found;
+	return r != 0;	/* in doubt, fetch: a stray pack costs only space */
 }
 
 static void *committer_main(void *arg)

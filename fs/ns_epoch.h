@@ -1,0 +1,31 @@
+/*
+ * ns_epoch.h - the namespace across epochs: taking, pinning and deleting
+ * snapshots, and what lies between two epochs.  Split from namespace.c,
+ * whose rows and rules (namespace.h) it shares; namespace.h includes this
+ * header, so callers include that one.
+ */
+#ifndef TRESOR_NS_EPOCH_H
+#define TRESOR_NS_EPOCH_H
+
+#include "namespace.h"
+
+/* Record the volume's current epoch as a snapshot named base (or base.2,
+ * base.3, ... if taken) and start a new epoch: two rows, whatever the
+ * volume's size. */
+int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
+			  int64_t time, struct snapshot_info *si);
+int ns_snapshot_pin(struct index *ix, int64_t id, int pinned);
+/* Delete a snapshot and every row only it kept (chunk references drop;
+ * chunks left with none are garbage for the pack GC).  *rows counts the
+ * rows deleted. */
+int ns_snapshot_delete(struct index *ix, int64_t id, int64_t *rows);
+
+/* Sealed bytes of chunks that only snapshot epoch e (between kept epochs
+ * prev and next, next = EPOCH_ALIVE - 1 for the newest) holds. */
+int ns_exclusive_bytes(struct index *ix, int64_t vol, int64_t prev,
+			  int64_t e, int64_t next, uint64_t *bytes);
+/* Inodes with any row born or ended in epochs (from, to]. */
+int ns_changed_inodes(struct index *ix, int64_t vol, int64_t from,
+			 int64_t to, uint64_t **inos, size_t *n);
+
+#endif
