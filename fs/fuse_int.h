@@ -42,11 +42,12 @@ const struct fuse_lowlevel_ops *fuse_timed_ops(const struct fuse_lowlevel_ops *o
 					       struct fuse_lowlevel_ops *out,
 					       struct vfs *v);
 
+/* An inode's attributes as a stat (fuse_view.c). */
 void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,
 		  struct stat *sb);
 
 /* A directory listing taken at opendir (and again at a rewind), so that
- * offsets stay stable while entries are removed. */
+ * offsets stay stable while entries are removed (fuse_view.c). */
 struct dirlist {
 	uint64_t ino;		/* the directory, as the kernel knows it */
 	int64_t view;

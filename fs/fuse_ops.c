@@ -19,41 +19,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "../chunker/buf.h"
 #include "acl.h"
 #include "control.h"
 #include "fuse_int.h"
 #include "../chunker/util.h"
 
-
-void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,
-		  struct stat *sb)
-{
-	memset(sb, 0, sizeof(*sb));
-	sb->st_ino = a->ino;
-	sb->st_mode = a->mode;
-	sb->st_nlink = a->nlink;
-	sb->st_uid = a->uid;
-	sb->st_gid = a->gid;
-	sb->st_size = a->size;
-	sb->st_rdev = a->rdev;
-	sb->st_blksize = 128 << 10;
-	sb->st_blocks = (a->size + 511) / 512;
-	/* Holes only matter in big files; a query per stat of every small
-	 * file would cost more than it tells. */
-	if (S_ISREG(a->mode) && a->size > (4u << 20)) {
-		int64_t b = ns_extent_bytes(v->st->ix, v->vol.id, view,
-					       a->ino);
-		if (b >= 0 && (uint64_t)b < a->size)
-			sb->st_blocks = (b + 511) / 512;
-	}
-	sb->st_atim.tv_sec = a->atime / 1000000000;
-	sb->st_atim.tv_nsec = a->atime % 1000000000;
-	sb->st_mtim.tv_sec = a->mtime / 1000000000;
-	sb->st_mtim.tv_nsec = a->mtime % 1000000000;
-	sb->st_ctim.tv_sec = a->ctime / 1000000000;
-	sb->st_ctim.tv_nsec = a->ctime % 1000000000;
-}
 
 /* Reply with an entry for n and count the kernel's new reference. */
 static void reply_entry(fuse_req_t req, struct vfs *v, struct node *n)
@@ -817,54 +787,6 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int err = vfs_commit(v);
 	pthread_mutex_unlock(&v->lock);
 	fuse_reply_err(req, -err);
-}
-
-int dirlist_add(void *arg, const char *name, uint64_t ino, uint32_t mode)
-{
-	struct dirlist *d = arg;
-	void *p = buf_grow(d->e, &d->cap, d->n + 1, sizeof(*d->e));
-	if (!p)
-		return -ENOMEM;
-	d->e = p;
-	d->e[d->n].name = strdup(name);
-	if (!d->e[d->n].name)
-		return -ENOMEM;
-	d->e[d->n].ino = SNAP_INO(d->slot, ino);
-	d->e[d->n].mode = mode;
-	d->n++;
-	return 0;
-}
-
-void dirlist_free(struct dirlist *d)
-{
-	for (size_t i = 0; i < d->n; i++)
-		free(d->e[i].name);
-	free(d->e);
-	free(d);
-}
-
-int dirlist_load(struct vfs *v, struct dirlist *d)
-{
-	for (size_t i = 0; i < d->n; i++)
-		free(d->e[i].name);
-	d->n = 0;
-	if (d->ino == SNAPDIR_INO)
-		return snapdir_load(v, d);
-	int err = dirlist_add(d, ".", INO_BASE(d->ino), S_IFDIR);
-	if (!err)
-		err = dirlist_add(d, "..", INO_BASE(d->ino), S_IFDIR);
-	if (!err && d->ino == ROOT_INO && v->list_snapshots) {
-		err = dirlist_add(d, SNAPDIR_NAME, 0, S_IFDIR);
-		if (!err)
-			d->e[d->n - 1].ino = SNAPDIR_INO;
-	}
-	if (!err) {
-		pthread_mutex_lock(&v->lock);
-		err = ns_dentry_list(v->st->ix, v->vol.id, d->view,
-					INO_BASE(d->ino), NULL, dirlist_add, d);
-		pthread_mutex_unlock(&v->lock);
-	}
-	return err;
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,

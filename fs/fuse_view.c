@@ -1,6 +1,7 @@
 /*
- * fuse_view.c - which view an inode number names, and its attributes
- * there: the live tree, the .snapshots directory, or a snapshot.
+ * fuse_view.c - which view an inode number names (the live tree, the
+ * .snapshots directory, or a snapshot), and an inode's attributes, bytes
+ * and directory listing there.
  *
  * A snapshot view is the index seen at the snapshot's epoch.  The kernel
  * knows its inodes as SNAP_INO(snapshot id, inode): the same inode in two
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "fuse_int.h"
+#include "../chunker/buf.h"
 #include "../chunker/util.h"
 
 int vino_resolve(struct vfs *v, fuse_ino_t kino, struct vino *vi)
@@ -130,6 +132,83 @@ int vino_read(struct vfs *v, fuse_ino_t kino, char *buf, size_t size,
 	err = vfs_read_extents(v, vi.view, vi.ino, buf, size, off);
 	if (!err)
 		*got = size;
+	return err;
+}
+
+void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,
+		  struct stat *sb)
+{
+	memset(sb, 0, sizeof(*sb));
+	sb->st_ino = a->ino;
+	sb->st_mode = a->mode;
+	sb->st_nlink = a->nlink;
+	sb->st_uid = a->uid;
+	sb->st_gid = a->gid;
+	sb->st_size = a->size;
+	sb->st_rdev = a->rdev;
+	sb->st_blksize = 128 << 10;
+	sb->st_blocks = (a->size + 511) / 512;
+	/* Holes only matter in big files; a query per stat of every small
+	 * file would cost more than it tells. */
+	if (S_ISREG(a->mode) && a->size > (4u << 20)) {
+		int64_t b = ns_extent_bytes(v->st->ix, v->vol.id, view,
+					       a->ino);
+		if (b >= 0 && (uint64_t)b < a->size)
+			sb->st_blocks = (b + 511) / 512;
+	}
+	sb->st_atim.tv_sec = a->atime / 1000000000;
+	sb->st_atim.tv_nsec = a->atime % 1000000000;
+	sb->st_mtim.tv_sec = a->mtime / 1000000000;
+	sb->st_mtim.tv_nsec = a->mtime % 1000000000;
+	sb->st_ctim.tv_sec = a->ctime / 1000000000;
+	sb->st_ctim.tv_nsec = a->ctime % 1000000000;
+}
+
+int dirlist_add(void *arg, const char *name, uint64_t ino, uint32_t mode)
+{
+	struct dirlist *d = arg;
+	void *p = buf_grow(d->e, &d->cap, d->n + 1, sizeof(*d->e));
+	if (!p)
+		return -ENOMEM;
+	d->e = p;
+	d->e[d->n].name = strdup(name);
+	if (!d->e[d->n].name)
+		return -ENOMEM;
+	d->e[d->n].ino = SNAP_INO(d->slot, ino);
+	d->e[d->n].mode = mode;
+	d->n++;
+	return 0;
+}
+
+void dirlist_free(struct dirlist *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->e[i].name);
+	free(d->e);
+	free(d);
+}
+
+int dirlist_load(struct vfs *v, struct dirlist *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->e[i].name);
+	d->n = 0;
+	if (d->ino == SNAPDIR_INO)
+		return snapdir_load(v, d);
+	int err = dirlist_add(d, ".", INO_BASE(d->ino), S_IFDIR);
+	if (!err)
+		err = dirlist_add(d, "..", INO_BASE(d->ino), S_IFDIR);
+	if (!err && d->ino == ROOT_INO && v->list_snapshots) {
+		err = dirlist_add(d, SNAPDIR_NAME, 0, S_IFDIR);
+		if (!err)
+			d->e[d->n - 1].ino = SNAPDIR_INO;
+	}
+	if (!err) {
+		pthread_mutex_lock(&v->lock);
+		err = ns_dentry_list(v->st->ix, v->vol.id, d->view,
+					INO_BASE(d->ino), NULL, dirlist_add, d);
+		pthread_mutex_unlock(&v->lock);
+	}
 	return err;
 }
 
