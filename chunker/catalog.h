@@ -49,6 +49,28 @@ int catalog_pack_list(struct index *ix, int state, int64_t **ids, size_t *n);
 int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 			size_t *n);
 
+/* What the GC asks; gc.c decides what to do with it. */
+struct catalog_garbage {
+	int64_t pack;
+	int64_t dead;		/* sealed bytes of its chunks with refs 0 */
+	int64_t chunks;		/* how many those are */
+	int64_t size;		/* the pack's size */
+};
+/* Finished packs holding garbage; *gs malloc'd. */
+int catalog_garbage_packs(struct index *ix, struct catalog_garbage **gs,
+			  size_t *n);
+/* How many chunks of pack something still names (refs > 0). */
+int catalog_pack_live(struct index *ix, int64_t pack, int64_t *live);
+/* Forget a pack: its row and its garbage chunk rows. */
+int catalog_pack_delete(struct index *ix, int64_t pack);
+/* pack_trash rows whose file is not yet removed here; *names malloc'd. */
+int catalog_trash_pending(struct index *ix, uint8_t (**names)[PACK_NAME_LEN],
+			  size_t *n);
+/* The file of a trashed pack is gone here. */
+int catalog_trash_local_done(struct index *ix, const uint8_t name[PACK_NAME_LEN]);
+/* Drop a pack_trash row: a GC rewrite's new pack is in the index now. */
+int catalog_trash_remove(struct index *ix, const uint8_t name[PACK_NAME_LEN]);
+
 /* Queue a pack file for removal (pack_trash, FORMAT.md §9.9): time in
  * ns, 0 for a pack a GC rewrite is about to create. */
 int catalog_trash_add(struct index *ix, const uint8_t name[PACK_NAME_LEN],
