@@ -1,5 +1,6 @@
 /*
- * catalog.c - the rows of chunks and packs (catalog.h).
+ * catalog.c - the rows of chunks, packs and pack_trash (catalog.h), and
+ * the questions the GC and verify ask of them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -78,6 +79,40 @@ int catalog_chunk_insert(struct index *ix, struct chunk_loc *c)
 		c->refs = 0;
 	}
 	return err;
+}
+
+int catalog_chunk_totals(struct index *ix, uint64_t *count, uint64_t *rlen)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT COUNT(*), COALESCE(SUM(rlen), 0) FROM chunk");
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*count = sqlite3_column_int64(st, 0);
+		*rlen = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -EIO : index_errno(rc);
+}
+
+int catalog_chunk_each(struct index *ix, int64_t after, int64_t upto,
+		       catalog_chunk_fn fn, void *arg)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT id, rlen, pack FROM chunk WHERE id > ?1 AND id <= ?2 ORDER BY id");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, after);
+	sqlite3_bind_int64(st, 2, upto);
+	int rc = SQLITE_DONE, ret = 0;
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		ret = fn(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+			 sqlite3_column_int64(st, 2));
+	if (!ret && rc != SQLITE_DONE)
+		ret = index_errno(rc);
+	sqlite3_reset(st);
+	return ret;
 }
 
 /* ---- packs ---- */

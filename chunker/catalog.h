@@ -1,7 +1,9 @@
 /*
  * catalog.h - the rows of chunks and packs in the index: where each
  * chunk's sealed record lives (pack, offset, lengths) and which packs
- * exist and are finished (docs/FORMAT.md §9.7, §9.8).
+ * exist and are finished (docs/FORMAT.md §9.7, §9.8); and pack_trash,
+ * the packs the index forgot whose files are still to be removed (§9.9).
+ * The only SQL about these tables.
  *
  * chunk.refs counts the extent rows that name a chunk; the namespace,
  * which owns the extents, keeps it (fs/namespace.h), and a chunk whose
@@ -34,6 +36,16 @@ int catalog_chunk_insert(struct index *ix, struct chunk_loc *c);
 /* Point a chunk at a new location (the GC rewriting a pack). */
 int catalog_chunk_move(struct index *ix, int64_t rowid, int64_t pack,
 		       uint64_t off);
+
+/* How many chunk rows there are, and the sum of their plain lengths. */
+int catalog_chunk_totals(struct index *ix, uint64_t *count, uint64_t *rlen);
+/* Call fn for each chunk row with after < id <= upto, by id, until it
+ * returns nonzero; returns that, or 0, or -errno.  fn may use the index
+ * but not change the chunk table. */
+typedef int (*catalog_chunk_fn)(void *arg, int64_t id, uint64_t rlen,
+				int64_t pack);
+int catalog_chunk_each(struct index *ix, int64_t after, int64_t upto,
+		       catalog_chunk_fn fn, void *arg);
 
 /* Packs. */
 int catalog_pack_insert(struct index *ix, const uint8_t name[PACK_NAME_LEN],
