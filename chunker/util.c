@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include "buf.h"
 #include "util.h"
 
 #include <errno.h>
@@ -325,6 +326,7 @@ int read_file(const char *path, uint8_t **buf, size_t *len)
 		ret = -EFBIG;
 		goto out;
 	}
+	/* Exactly the size seen, not rounded up: push reads 32 MiB packs. */
 	cap = (size_t)st.st_size + 1;
 	b = malloc(cap);
 	if (!b) {
@@ -353,13 +355,12 @@ int read_file(const char *path, uint8_t **buf, size_t *len)
 				ret = -EFBIG;
 				goto out;
 			}
-			nb = realloc(b, cap * 2);
+			nb = buf_grow(b, &cap, n + 1, 1);
 			if (!nb) {
 				ret = -ENOMEM;
 				goto out;
 			}
 			b = nb;
-			cap *= 2;
 		}
 	}
 	b[n] = '\0';
