@@ -1,8 +1,9 @@
 /*
- * util.c - logging, hex, careful I/O and secret wiping for every module.
+ * util.c - logging, hex, careful I/O, secret wiping and the torture
+ * test's crash points, for every module.
  *
- * Owns the one piece of process-wide mutable state in tresor: the log
- * threshold.  Everything else here is stateless.
+ * Owns process-wide mutable state: the log threshold and the armed crash
+ * point (TRESOR_CRASH_AT, read once).  Everything else here is stateless.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
