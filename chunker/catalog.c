@@ -1,5 +1,6 @@
 /*
- * catalog.c - the rows of chunks and packs (catalog.h).
+ * catalog.c - the rows of chunks, packs and pack_trash (catalog.h), and
+ * the questions the GC and verify ask of them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -80,6 +81,40 @@ int catalog_chunk_insert(struct index *ix, struct chunk_loc *c)
 	return err;
 }
 
+int catalog_chunk_totals(struct index *ix, uint64_t *count, uint64_t *rlen)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT COUNT(*), COALESCE(SUM(rlen), 0) FROM chunk");
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*count = sqlite3_column_int64(st, 0);
+		*rlen = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -EIO : index_errno(rc);
+}
+
+int catalog_chunk_each(struct index *ix, int64_t after, int64_t upto,
+		       catalog_chunk_fn fn, void *arg)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT id, rlen, pack FROM chunk WHERE id > ?1 AND id <= ?2 ORDER BY id");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, after);
+	sqlite3_bind_int64(st, 2, upto);
+	int rc = SQLITE_DONE, ret = 0;
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		ret = fn(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+			 sqlite3_column_int64(st, 2));
+	if (!ret && rc != SQLITE_DONE)
+		ret = index_errno(rc);
+	sqlite3_reset(st);
+	return ret;
+}
+
 /* ---- packs ---- */
 
 int catalog_pack_insert(struct index *ix, const uint8_t name[PACK_NAME_LEN],
@@ -153,6 +188,114 @@ int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 	}
 	return rc == SQLITE_DONE ? 0 : index_errno(rc);
 }
+
+/* ---- what the GC asks (gc.c keeps the policy) ---- */
+
+int catalog_garbage_packs(struct index *ix, struct catalog_garbage **gs,
+			  size_t *n)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT g.pack, g.dead, g.cnt, p.size FROM (SELECT pack, SUM(slen) AS dead,"
+		" COUNT(*) AS cnt FROM chunk WHERE refs = 0 GROUP BY pack) g"
+		" JOIN pack p ON p.id = g.pack WHERE p.state = 1");
+	if (!st)
+		return -EIO;
+	size_t cap = 0;
+	*gs = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct catalog_garbage *p = buf_grow(*gs, &cap, *n + 1, sizeof(**gs));
+		if (!p) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		*gs = p;
+		p[*n].pack = sqlite3_column_int64(st, 0);
+		p[*n].dead = sqlite3_column_int64(st, 1);
+		p[*n].chunks = sqlite3_column_int64(st, 2);
+		p[(*n)++].size = sqlite3_column_int64(st, 3);
+	}
+	/* Reset: a read left open would pin the snapshot a writer waits on. */
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	free(*gs);
+	*gs = NULL;
+	*n = 0;
+	return index_errno(rc);
+}
+
+int catalog_pack_live(struct index *ix, int64_t pack, int64_t *live)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT COUNT(*) FROM chunk WHERE pack = ?1 AND refs > 0");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, pack);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*live = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -EIO : index_errno(rc);
+}
+
+int catalog_pack_delete(struct index *ix, int64_t pack)
+{
+	int err = INDEX_EXEC(ix, "DELETE FROM chunk WHERE pack = ?1 AND refs = 0", pack);
+	if (!err)
+		err = INDEX_EXEC(ix, "DELETE FROM pack WHERE id = ?1", pack);
+	return err;
+}
+
+int catalog_trash_pending(struct index *ix, uint8_t (**names)[PACK_NAME_LEN],
+			  size_t *n)
+{
+	sqlite3_stmt *st = index_stmt(ix, "SELECT name FROM pack_trash WHERE local_done = 0");
+	if (!st)
+		return -EIO;
+	size_t cap = 0;
+	*names = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(st, 0) != PACK_NAME_LEN)
+			continue;	/* not a name a file can have */
+		uint8_t (*p)[PACK_NAME_LEN] = buf_grow(*names, &cap, *n + 1, PACK_NAME_LEN);
+		if (!p) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		*names = p;
+		memcpy(p[(*n)++], sqlite3_column_blob(st, 0), PACK_NAME_LEN);
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	free(*names);
+	*names = NULL;
+	*n = 0;
+	return index_errno(rc);
+}
+
+int catalog_trash_local_done(struct index *ix, const uint8_t name[PACK_NAME_LEN])
+{
+	sqlite3_stmt *st = index_stmt(ix, "UPDATE pack_trash SET local_done = 1 WHERE name = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_blob(st, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
+	return index_exec(ix, st);
+}
+
+int catalog_trash_remove(struct index *ix, const uint8_t name[PACK_NAME_LEN])
+{
+	sqlite3_stmt *st = index_stmt(ix, "DELETE FROM pack_trash WHERE name = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_blob(st, 1, name, PACK_NAME_LEN, SQLITE_STATIC);
+	return index_exec(ix, st);
+}
+
 int catalog_chunk_move(struct index *ix, int64_t rowid, int64_t pack,
 		     uint64_t off)
 {

@@ -1,7 +1,9 @@
 /*
  * catalog.h - the rows of chunks and packs in the index: where each
  * chunk's sealed record lives (pack, offset, lengths) and which packs
- * exist and are finished (docs/FORMAT.md §9.7, §9.8).
+ * exist and are finished (docs/FORMAT.md §9.7, §9.8); and pack_trash,
+ * the packs the index forgot whose files are still to be removed (§9.9).
+ * The only SQL about these tables.
  *
  * chunk.refs counts the extent rows that name a chunk; the namespace,
  * which owns the extents, keeps it (fs/namespace.h), and a chunk whose
@@ -35,6 +37,16 @@ int catalog_chunk_insert(struct index *ix, struct chunk_loc *c);
 int catalog_chunk_move(struct index *ix, int64_t rowid, int64_t pack,
 		       uint64_t off);
 
+/* How many chunk rows there are, and the sum of their plain lengths. */
+int catalog_chunk_totals(struct index *ix, uint64_t *count, uint64_t *rlen);
+/* Call fn for each chunk row with after < id <= upto, by id, until it
+ * returns nonzero; returns that, or 0, or -errno.  fn may use the index
+ * but not change the chunk table. */
+typedef int (*catalog_chunk_fn)(void *arg, int64_t id, uint64_t rlen,
+				int64_t pack);
+int catalog_chunk_each(struct index *ix, int64_t after, int64_t upto,
+		       catalog_chunk_fn fn, void *arg);
+
 /* Packs. */
 int catalog_pack_insert(struct index *ix, const uint8_t name[PACK_NAME_LEN],
 			int64_t *rowid);
@@ -48,6 +60,28 @@ int catalog_pack_list(struct index *ix, int state, int64_t **ids, size_t *n);
 /* All chunk records of a pack, by offset; *cs malloc'd. */
 int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 			size_t *n);
+
+/* What the GC asks; gc.c decides what to do with it. */
+struct catalog_garbage {
+	int64_t pack;
+	int64_t dead;		/* sealed bytes of its chunks with refs 0 */
+	int64_t chunks;		/* how many those are */
+	int64_t size;		/* the pack's size */
+};
+/* Finished packs holding garbage; *gs malloc'd. */
+int catalog_garbage_packs(struct index *ix, struct catalog_garbage **gs,
+			  size_t *n);
+/* How many chunks of pack something still names (refs > 0). */
+int catalog_pack_live(struct index *ix, int64_t pack, int64_t *live);
+/* Forget a pack: its row and its garbage chunk rows. */
+int catalog_pack_delete(struct index *ix, int64_t pack);
+/* pack_trash rows whose file is not yet removed here; *names malloc'd. */
+int catalog_trash_pending(struct index *ix, uint8_t (**names)[PACK_NAME_LEN],
+			  size_t *n);
+/* The file of a trashed pack is gone here. */
+int catalog_trash_local_done(struct index *ix, const uint8_t name[PACK_NAME_LEN]);
+/* Drop a pack_trash row: a GC rewrite's new pack is in the index now. */
+int catalog_trash_remove(struct index *ix, const uint8_t name[PACK_NAME_LEN]);
 
 /* Queue a pack file for removal (pack_trash, FORMAT.md §9.9): time in
  * ns, 0 for a pack a GC rewrite is about to create. */

@@ -2,9 +2,10 @@
  * crypto.c - the key file, sub-key derivation, keyed IDs and AEAD.
  *
  * Owns the store's cryptography (other OpenSSL uses are plain digests:
- * socket names, S3 request hashes, restore's cache names).  Byte layouts
- * are in docs/FORMAT.md ("Key file").  Secrets (passphrase-derived key, master
- * key) only live in local buffers that are wiped before returning.
+ * socket names, S3 request hashes, restore's cache names, the metadata
+ * chain's hash links).  Byte layouts are in docs/FORMAT.md ("Key file").
+ * Secrets (passphrase-derived key, master key) only live in local buffers
+ * that are wiped before returning.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

@@ -2,9 +2,9 @@
  * pack.h - pack files: the only place chunk bytes live.
  *
  * A pack is a header, then sealed chunk records back to back, then (once
- * finished) an encrypted footer that lists every record, so the index can
- * be rebuilt from packs alone.  Packs are write-once after they are
- * finished and are uploaded offsite byte for byte.  The layout is in
+ * finished) an encrypted footer that lists every record, so the chunk
+ * table can be rebuilt from packs alone.  Packs are write-once after they
+ * are finished and are uploaded offsite byte for byte.  The layout is in
  * docs/FORMAT.md.  An open (unfinished) pack is held under an exclusive
  * flock by its writer, so another process can tell an orphan (left by a
  * crash) from a pack in use.

@@ -2,7 +2,8 @@
  * store.c - a store directory and its chunk path (see store.h).
  *
  * Layout: DIR/tresor.key, DIR/index.db (+ WAL), DIR/packs/XX/NAME where
- * NAME is the pack's 32-hex-digit random name and XX its first two digits.
+ * NAME is the pack's 32-hex-digit random name and XX its first two digits,
+ * and DIR/locks/ (the flock files of the GC, volumes and pushes).
  */
 #include <dirent.h>
 #include <errno.h>

@@ -1,13 +1,15 @@
 /*
- * util.c - logging, hex, careful I/O and secret wiping for every module.
+ * util.c - logging, hex, careful I/O, secret wiping and the torture
+ * test's crash points, for every module.
  *
- * Owns the one piece of process-wide mutable state in tresor: the log
- * threshold.  Everything else here is stateless.
+ * Owns process-wide mutable state: the log threshold and the armed crash
+ * point (TRESOR_CRASH_AT, read once).  Everything else here is stateless.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 
+#include "buf.h"
 #include "util.h"
 
 #include <errno.h>
@@ -325,6 +327,7 @@ int read_file(const char *path, uint8_t **buf, size_t *len)
 		ret = -EFBIG;
 		goto out;
 	}
+	/* Exactly the size seen, not rounded up: push reads 32 MiB packs. */
 	cap = (size_t)st.st_size + 1;
 	b = malloc(cap);
 	if (!b) {
@@ -353,13 +356,12 @@ int read_file(const char *path, uint8_t **buf, size_t *len)
 				ret = -EFBIG;
 				goto out;
 			}
-			nb = realloc(b, cap * 2);
+			nb = buf_grow(b, &cap, n + 1, 1);
 			if (!nb) {
 				ret = -ENOMEM;
 				goto out;
 			}
 			b = nb;
-			cap *= 2;
 		}
 	}
 	b[n] = '\0';

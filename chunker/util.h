@@ -1,8 +1,9 @@
 /*
  * util.h - small helpers every module uses: logging, hex, careful I/O,
- * secret wiping.  Logging goes to stderr; its level threshold is the one
- * piece of process-wide mutable state in tresor (set by log_set_level, or
- * from TRESOR_LOG=debug|info|warn|error on first use).
+ * secret wiping, crash points for the torture test.  Logging goes to
+ * stderr; its level threshold (set by log_set_level, or from
+ * TRESOR_LOG=debug|info|warn|error on first use) and the armed crash point
+ * are the process-wide mutable state here.
  */
 #ifndef TRESOR_UTIL_H
 #define TRESOR_UTIL_H
