@@ -18,16 +18,16 @@
 #include "index_sql.h"
 #include "util.h"
 
-#define STMT_CACHE 96
-
 struct index {
 	sqlite3 *db;
 	int in_tx;
+	/* One prepared statement per SQL literal, for the connection's life:
+	 * the call sites are finite, so the cache grows to hold them all. */
 	struct {
 		const char *sql;
 		sqlite3_stmt *st;
-	} stmts[STMT_CACHE];
-	int nstmts;
+	} *stmts;
+	size_t nstmts, capstmts;
 };
 
 static const char *schema_sql =
@@ -156,7 +156,7 @@ int index_errno(int rc)
 
 sqlite3_stmt *index_stmt(struct index *ix, const char *sql)
 {
-	for (int i = 0; i < ix->nstmts; i++) {
+	for (size_t i = 0; i < ix->nstmts; i++) {
 		if (ix->stmts[i].sql == sql) {
 			sqlite3_reset(ix->stmts[i].st);
 			sqlite3_clear_bindings(ix->stmts[i].st);
@@ -170,11 +170,16 @@ sqlite3_stmt *index_stmt(struct index *ix, const char *sql)
 		     sqlite3_errmsg(ix->db));
 		return NULL;
 	}
-	if (ix->nstmts < STMT_CACHE) {
-		ix->stmts[ix->nstmts].sql = sql;
-		ix->stmts[ix->nstmts].st = st;
-		ix->nstmts++;
+	void *p = buf_grow(ix->stmts, &ix->capstmts, ix->nstmts + 1,
+			   sizeof(*ix->stmts));
+	if (!p) {
+		sqlite3_finalize(st);
+		return NULL;
 	}
+	ix->stmts = p;
+	ix->stmts[ix->nstmts].sql = sql;
+	ix->stmts[ix->nstmts].st = st;
+	ix->nstmts++;
 	return st;
 }
 
@@ -246,8 +251,9 @@ void index_close(struct index *ix)
 	if (!ix)
 		return;
 	index_rollback(ix);
-	for (int i = 0; i < ix->nstmts; i++)
+	for (size_t i = 0; i < ix->nstmts; i++)
 		sqlite3_finalize(ix->stmts[i].st);
+	free(ix->stmts);
 	sqlite3_close(ix->db);
 	free(ix);
 }

@@ -11,7 +11,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sqlite3.h>
 
 #include "check.h"
 #include "damage.h"
@@ -64,18 +63,6 @@ static void problem(struct ctx *c, const char *fmt, ...)
 	data_problem(c, line, 0, 0);
 }
 
-static int count(struct ctx *c, const char *sql, uint64_t *out)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(index_db(c->st->ix), sql, -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : -EIO;
-}
-
 static void row_problem(void *arg, const char *line)
 {
 	problem(arg, "%s", line);
@@ -106,9 +93,11 @@ static int check_rows(struct ctx *c)
 		err = catalog_chunks_packless(ix, pack_problem, c);
 	if (!err)
 		err = ns_unsafe_names(ix, name_problem, c);
+	uint64_t rlen;
 	if (!err)
-		err = ns_check_counts(ix, &c->res->chunks, &c->res->extents,
-				      &c->res->inodes);
+		err = catalog_chunk_totals(ix, &c->res->chunks, &rlen);
+	if (!err)
+		err = ns_check_counts(ix, &c->res->extents, &c->res->inodes);
 	return err;
 }
 

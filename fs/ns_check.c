@@ -136,12 +136,9 @@ static int count(struct index *ix, const char *sql, uint64_t *out)
 	return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
-int ns_check_counts(struct index *ix, uint64_t *chunks, uint64_t *extents,
-		    uint64_t *inodes)
+int ns_check_counts(struct index *ix, uint64_t *extents, uint64_t *inodes)
 {
-	int err = count(ix, "SELECT COUNT(*) FROM chunk", chunks);
-	if (!err)
-		err = count(ix, "SELECT COUNT(*) FROM extent", extents);
+	int err = count(ix, "SELECT COUNT(*) FROM extent", extents);
 	if (!err)
 		err = count(ix, "SELECT COUNT(*) FROM inode WHERE death = " ALIVE, inodes);
 	return err;

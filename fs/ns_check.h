@@ -36,8 +36,7 @@ int ns_unsafe_names(struct index *ix, ns_name_cb cb, void *arg);
  * line per problem; returns 0 or -errno. */
 typedef void (*ns_line_cb)(void *arg, const char *line);
 int ns_check_rows(struct index *ix, ns_line_cb cb, void *arg);
-/* Rows checked: chunks, extents (any version), live inodes. */
-int ns_check_counts(struct index *ix, uint64_t *chunks, uint64_t *extents,
-		    uint64_t *inodes);
+/* Rows checked: extents (any version), live inodes. */
+int ns_check_counts(struct index *ix, uint64_t *extents, uint64_t *inodes);
 
 #endif
