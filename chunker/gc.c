@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -137,18 +136,8 @@ static int rewrite_pack(struct store *st, int64_t pack, uint64_t *newbytes)
  * holds it. */
 static int gc_lock(struct store *st)
 {
-	char lock[4096];
-	snprintf(lock, sizeof(lock), "%s/locks", st->dir);
-	mkdir(lock, 0700);
-	snprintf(lock, sizeof(lock), "%s/locks/gc", st->dir);
-	int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lfd < 0)
-		return -errno;
-	if (flock(lfd, LOCK_EX | LOCK_NB)) {
-		close(lfd);
-		return -EBUSY;
-	}
-	return lfd;
+	int fd = store_lock(st->dir, "gc", 0);
+	return fd == -EWOULDBLOCK ? -EBUSY : fd;
 }
 
 /* Finished packs holding enough garbage to be worth a rewrite (the rest

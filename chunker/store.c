@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -158,6 +159,26 @@ char *store_pack_path_in(const char *dir, const uint8_t name[PACK_NAME_LEN])
 	if (p)
 		snprintf(p, n, "%s/%s/%.2s/%s", dir, STORE_PACK_DIR, hex, hex);
 	return p;
+}
+
+int store_lock(const char *dir, const char *name, int shared)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/locks", dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	if (mkdir(path, 0700) && errno != EEXIST)
+		return -errno;
+	if (snprintf(path, sizeof(path), "%s/locks/%s", dir, name) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+		int err = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
 }
 
 char *store_pack_path(const struct store *st, const uint8_t name[PACK_NAME_LEN])

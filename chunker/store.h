@@ -100,6 +100,13 @@ char *store_pack_path(const struct store *st,
 		      const uint8_t name[PACK_NAME_LEN]);
 char *store_pack_path_in(const char *dir, const uint8_t name[PACK_NAME_LEN]);
 
+/* Take lock name of the store at dir: an flock on DIR/locks/NAME (the
+ * folder made on first use), shared or exclusive, never waiting.  Returns
+ * the descriptor, which holds the lock until it is closed or the process
+ * ends; -EWOULDBLOCK while another holds it.  The one place that builds
+ * lock paths (FORMAT.md §1). */
+int store_lock(const char *dir, const char *name, int shared);
+
 /* What the pack files of the store at dir take on disk (their padding is
  * a hole), for stats; needs only the index. */
 uint64_t store_packs_disk_bytes(const char *dir, struct index *ix);

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -701,22 +700,18 @@ int vfs_start_committer(struct vfs *v)
 /* Take the volume's lock file, so one volume has one daemon at a time. */
 static int volume_lock(struct vfs *v)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/locks", v->st->dir);
-	if (mkdir(path, 0700) && errno != EEXIST)
-		return -errno;
-	snprintf(path, sizeof(path), "%s/locks/volume-%lld", v->st->dir,
-		 (long long)v->vol.id);
-	v->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (v->lockfd < 0)
-		return -errno;
-	if (flock(v->lockfd, (v->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
-		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		close(v->lockfd);
-		v->lockfd = -1;
-		return err;
-	}
+	int fd = vfs_volume_lock(v->st->dir, v->vol.id, v->readonly);
+	if (fd < 0)
+		return fd == -EWOULDBLOCK ? -EBUSY : fd;
+	v->lockfd = fd;
 	return 0;
+}
+
+int vfs_volume_lock(const char *dir, int64_t vol, int shared)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "volume-%lld", (long long)vol);
+	return store_lock(dir, name, shared);
 }
 
 /* End inodes that were unlinked while open when the daemon died. */

@@ -108,6 +108,10 @@ struct vfs {
 	const void *inner_ops;		/* the untimed table (fuse_timed.c) */
 };
 
+/* Take volume vol's lock in the store at dir (store_lock): exclusive for
+ * its one writing daemon, shared for read-only mounts.  The descriptor,
+ * or -EWOULDBLOCK while another holds it. */
+int vfs_volume_lock(const char *dir, int64_t vol, int shared);
 /* Open the volume: lock it, clean inodes left unlinked by a crash. */
 int vfs_open(struct vfs *v, struct store *st, const char *volume,
 	     int readonly);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -22,6 +21,7 @@
 #include "../chunker/gc.h"
 #include "../fs/diff.h"
 #include "../fs/prune.h"
+#include "../fs/vfs.h"
 #include "cli.h"
 #include "progress.h"
 
@@ -121,10 +121,8 @@ static int snapshot_create(struct opts *o)
 		die(1, "the daemon of volume '%s' of store %s ended during the snapshot; see 'tresor snapshot list' and retry",
 		    vi.name, dir);
 	/* No daemon answers: hold the volume's lock so none starts now. */
-	char lock[PATH_MAX];
-	snprintf(lock, sizeof(lock), "%s/locks/volume-%lld", dir, (long long)vi.id);
-	int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB))
+	int lfd = vfs_volume_lock(dir, vi.id, 0);
+	if (lfd == -EWOULDBLOCK)
 		die(1, "volume '%s' of store %s is mounted, but its daemon does not answer; retry or remount",
 		    vi.name, dir);
 	struct snapshot_info si;
