@@ -184,3 +184,12 @@ int catalog_pack_size(struct index *ix, int64_t rowid, uint64_t *size)
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 }
+
+/* --- for remote/ --- */
+
+int catalog_pack_open_used(struct index *ix)
+{
+	sqlite3_stmt *st = index_stmt(ix, "SELECT 1 FROM chunk c JOIN pack p"
+				      " ON p.id = c.pack WHERE p.state = 0 LIMIT 1");
+	return st ? index_exists(st) : -EIO;
+}

@@ -54,4 +54,10 @@ int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 int catalog_trash_add(struct index *ix, const uint8_t name[PACK_NAME_LEN],
 		      int64_t time);
 
+/* --- for remote/ --- */
+
+/* 1 if a pack the index says is open holds chunks (a writer is running
+ * that was not frozen), 0 if none, -errno. */
+int catalog_pack_open_used(struct index *ix);
+
 #endif
