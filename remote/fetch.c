@@ -31,15 +31,12 @@ static int verify_records(const struct store_keys *keys,
 			err = -EBADMSG;
 			break;
 		}
-		if (es[k].rlen + 1 > cap) {
-			cap = es[k].rlen + 1;
-			uint8_t *p = realloc(raw, cap);
-			if (!p) {
-				err = -ENOMEM;
-				break;
-			}
-			raw = p;
+		uint8_t *p = buf_grow(raw, &cap, es[k].rlen + 1, 1);
+		if (!p) {
+			err = -ENOMEM;
+			break;
 		}
+		raw = p;
 		err = chunk_open(keys, es[k].id, buf + es[k].off, es[k].slen,
 				 es[k].flags, raw, es[k].rlen);
 	}

@@ -38,18 +38,14 @@ static int s3_listing_cb(void *arg, const char *path, const char *text)
 	} else if (!strcmp(path, "ListBucketResult/Contents")) {
 		if (!p->cur_key)
 			return 0;
-		if (p->n == p->cap) {
-			size_t cap = p->cap ? 2 * p->cap : 256;
-			struct s3_listing_ent *e = realloc(p->ents,
-							   cap * sizeof(*e));
+		struct s3_listing_ent *e = buf_grow(p->ents, &p->cap, p->n + 1,
+						    sizeof(*e));
 
-			if (!e) {
-				p->nomem = 1;
-				return -ENOMEM;
-			}
-			p->ents = e;
-			p->cap = cap;
+		if (!e) {
+			p->nomem = 1;
+			return -ENOMEM;
 		}
+		p->ents = e;
 		p->ents[p->n].key = p->cur_key;
 		p->ents[p->n].size = p->cur_size;
 		p->n++;

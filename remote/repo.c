@@ -152,22 +152,22 @@ int remote_cfg_list(struct index *ix, struct remote_cfg **cs, size_t *n)
 {
 	int err = ensure_schema(ix);
 	sqlite3_stmt *st;
+	size_t cap = 0;
 	*cs = NULL;
 	*n = 0;
 	if (err || sqlite3_prepare_v2(index_db(ix), "SELECT " CFG_COLS
 			       " FROM remote ORDER BY name", -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		void *p = realloc(*cs, (*n + 1) * sizeof(**cs));
+		void *p = buf_grow(*cs, &cap, *n + 1, sizeof(**cs));
 		if (!p)
 			break;
 		*cs = p;
 		cfg_row(st, &(*cs)[(*n)++]);
-		/* strs moved with the struct: re-point opt into the copy. */
 	}
 	sqlite3_finalize(st);
-	/* cfg_row pointed opt's strings into the element, which realloc may
-	 * have moved: redo them from the final array. */
+	/* cfg_row pointed opt's strings into the element, which growing the
+	 * array may have moved: redo them from the final array. */
 	for (size_t i = 0; i < *n; i++)
 		remote_cfg_find(ix, (*cs)[i].name, &(*cs)[i]);
 	return 0;

@@ -213,19 +213,18 @@ static size_t sink_write(char *data, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 
 	if (k->len + len + 1 > k->cap) {
-		/* a known length (a range read) is allocated at once */
-		size_t cap = k->cap ? k->cap :
-			     k->max < (256u << 20) ? (size_t)k->max + 1 : 16384;
 		uint8_t *np;
 
-		while (cap < k->len + len + 1)
-			cap *= 2;
-		if (k->len + len > k->max || !(np = realloc(k->p, cap))) {
+		/* a known length (a range read) is allocated at once, exactly:
+		 * buf_grow's first allocation is the capacity it is given */
+		if (!k->p && k->max < (256u << 20))
+			k->cap = (size_t)k->max + 1;
+		if (k->len + len > k->max ||
+		    !(np = buf_grow(k->p, &k->cap, k->len + len + 1, 1))) {
 			k->nomem = 1;
 			return 0;
 		}
 		k->p = np;
-		k->cap = cap;
 	}
 	memcpy(k->p + k->len, data, len);
 	k->len += len;
