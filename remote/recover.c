@@ -1,6 +1,7 @@
 /*
  * recover.c - rebuild a store from a remote and the passphrase alone
- * (recover.h): key file, every metadata delta in order, every pack.
+ * (recover.h): key file, every metadata delta in order, every pack
+ * (lazy: none until read or filled).
  */
 #include <errno.h>
 #include <fcntl.h>
