@@ -328,8 +328,6 @@ int catalog_pack_size(struct index *ix, int64_t rowid, uint64_t *size)
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
 }
 
-/* --- for fs/ --- */
-
 int catalog_pack_exists(struct index *ix, const uint8_t name[PACK_NAME_LEN])
 {
 	sqlite3_stmt *st = index_stmt(ix, "SELECT 1 FROM pack WHERE name = ?1");
@@ -354,4 +352,11 @@ int catalog_chunks_packless(struct index *ix,
 		cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
 		   sqlite3_column_int64(st, 2));
 	return rc == SQLITE_DONE ? 0 : index_errno(rc);
+}
+
+int catalog_pack_open_used(struct index *ix)
+{
+	sqlite3_stmt *st = index_stmt(ix, "SELECT 1 FROM chunk c JOIN pack p"
+				      " ON p.id = c.pack WHERE p.state = 0 LIMIT 1");
+	return st ? index_exists(st) : -EIO;
 }

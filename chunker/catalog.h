@@ -88,8 +88,6 @@ int catalog_trash_remove(struct index *ix, const uint8_t name[PACK_NAME_LEN]);
 int catalog_trash_add(struct index *ix, const uint8_t name[PACK_NAME_LEN],
 		      int64_t time);
 
-/* --- for fs/ --- */
-
 /* 1 if the index has a pack row named name, 0 if not, -errno. */
 int catalog_pack_exists(struct index *ix, const uint8_t name[PACK_NAME_LEN]);
 /* cb(arg, rowid, pack, offset) for each chunk whose pack has no row (a
@@ -98,5 +96,9 @@ int catalog_chunks_packless(struct index *ix,
 			    void (*cb)(void *arg, int64_t chunk, int64_t pack,
 				       uint64_t off),
 			    void *arg);
+
+/* 1 if a pack the index says is open holds chunks (a writer is running
+ * that was not frozen), 0 if none, -errno. */
+int catalog_pack_open_used(struct index *ix);
 
 #endif

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sqlite3.h>
 
 #include "../chunker/buf.h"
 #include "check_remote.h"
@@ -24,6 +23,13 @@ struct rctx {
 	struct remote_check_result *res;
 	struct obj *objs;
 	size_t n, cap;
+	/* check_packs' arguments, for check_pack */
+	struct store *st;
+	struct remote *r;
+	int read_data;
+	void (*progress)(void *, uint64_t, uint64_t);
+	void *parg;
+	uint64_t total, done;
 };
 
 static void rproblem(struct rctx *c, const char *fmt, ...)
@@ -72,72 +78,66 @@ static const struct obj *find(struct rctx *c, const char *key)
 	return bsearch(&k, c->objs, c->n, sizeof(*c->objs), obj_cmp);
 }
 
+/* One pack the remote should hold: there, of its size, and (read_data)
+ * verifying. */
+static int check_pack(void *arg, const struct remote_cfg_pack *p)
+{
+	struct rctx *c = arg;
+	uint64_t size = p->val;
+	char key[128];
+	repo_pack_key(p->name, key, sizeof(key));
+	c->res->packs++;
+	const struct obj *o = find(c, key);
+	if (!o) {
+		rproblem(c, "pack %s is missing", key);
+	} else if (o->size != size) {
+		rproblem(c, "pack %s is %llu bytes, the index says %llu (truncated or another object)",
+			 key, (unsigned long long)o->size, (unsigned long long)size);
+	} else if (c->read_data) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		int r2 = remote_get(c->r, key, 0, 0, &buf, &len);
+		if (!r2)
+			r2 = pack_verify_bytes(&c->st->keys, c->st->dir, p->name, buf, len);
+		free(buf);
+		c->res->bytes_read += len;
+		c->done += size;
+		if (c->progress)
+			c->progress(c->parg, c->done, c->total);
+		if (r2 == -EBADMSG)
+			rproblem(c, "pack %s fails verification (damaged or tampered with)", key);
+		else if (r2 == -ENOENT)
+			rproblem(c, "pack %s is missing", key);
+		else if (r2)
+			return r2;	/* the remote failed, not the pack */
+		if (!r2)
+			return 0;
+	} else {
+		return 0;
+	}
+	if (c->o->affected)
+		c->o->affected(c->st->ix, p->id, 0, 20, affects_line, c, NULL);
+	return 0;
+}
+
 /* The packs this remote should hold: pushed, and still named by the index. */
 static int check_packs(struct store *st, struct remote *r, struct rctx *c,
 		       int read_data, void (*progress)(void *, uint64_t, uint64_t),
 		       void *parg)
 {
-	sqlite3 *db = index_db(st->ix);
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(db, "SELECT p.id, p.name, p.size FROM pack p JOIN remote_pack rp"
-			       " ON rp.name = p.name WHERE rp.remote = ?1 AND p.state = 1"
-			       " AND length(p.name) = 16", -1, &q, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_int64(q, 1, c->cfg->id);
-	uint64_t total = 0, done = 0;
+	c->st = st;
+	c->r = r;
+	c->read_data = read_data;
+	c->progress = progress;
+	c->parg = parg;
 	if (read_data)
 		for (size_t i = 0; i < c->n; i++)
 			if (!strncmp(c->objs[i].key, "data/", 5))
-				total += c->objs[i].size;
-	int err = 0;
-	while (!err && sqlite3_step(q) == SQLITE_ROW) {
-		int64_t id = sqlite3_column_int64(q, 0);
-		uint8_t name[PACK_NAME_LEN];
-		memcpy(name, sqlite3_column_blob(q, 1), PACK_NAME_LEN);
-		uint64_t size = sqlite3_column_int64(q, 2);
-		char key[128];
-		repo_pack_key(name, key, sizeof(key));
-		c->res->packs++;
-		const struct obj *o = find(c, key);
-		if (!o) {
-			rproblem(c, "pack %s is missing", key);
-		} else if (o->size != size) {
-			rproblem(c, "pack %s is %llu bytes, the index says %llu (truncated or another object)",
-				 key, (unsigned long long)o->size, (unsigned long long)size);
-		} else if (read_data) {
-			uint8_t *buf = NULL;
-			size_t len = 0;
-			int r2 = remote_get(r, key, 0, 0, &buf, &len);
-			if (!r2)
-				r2 = pack_verify_bytes(&st->keys, st->dir, name, buf, len);
-			free(buf);
-			c->res->bytes_read += len;
-			done += size;
-			if (progress)
-				progress(parg, done, total);
-			if (r2 == -EBADMSG)
-				rproblem(c, "pack %s fails verification (damaged or tampered with)", key);
-			else if (r2 == -ENOENT)
-				rproblem(c, "pack %s is missing", key);
-			else if (r2)
-				err = r2;	/* the remote failed, not the pack */
-			if (!r2 || err)
-				continue;
-		} else {
-			continue;
-		}
-		if (c->o->affected)
-			c->o->affected(st->ix, id, 0, 20, affects_line, c, NULL);
-	}
-	sqlite3_finalize(q);
-	if (!err && sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM pack p WHERE p.state = 1 AND NOT EXISTS"
-				       " (SELECT 1 FROM remote_pack rp WHERE rp.remote = ?1"
-				       " AND rp.name = p.name)", -1, &q, NULL) == SQLITE_OK) {
-		sqlite3_bind_int64(q, 1, c->cfg->id);
-		if (sqlite3_step(q) == SQLITE_ROW)
-			c->res->not_pushed = sqlite3_column_int64(q, 0);
-		sqlite3_finalize(q);
-	}
+				c->total += c->objs[i].size;
+	int err = remote_cfg_packs(st->ix, REMOTE_PACKS_HELD, c->cfg->id, 0, check_pack, c);
+	uint64_t bytes;
+	if (!err)
+		remote_cfg_pending(st->ix, c->cfg->id, &c->res->not_pushed, &bytes);
 	return err;
 }
 

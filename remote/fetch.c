@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <sqlite3.h>
 
 #include "../chunker/buf.h"
 #include "fetch.h"
@@ -32,15 +31,12 @@ static int verify_records(const struct store_keys *keys,
 			err = -EBADMSG;
 			break;
 		}
-		if (es[k].rlen + 1 > cap) {
-			cap = es[k].rlen + 1;
-			uint8_t *p = realloc(raw, cap);
-			if (!p) {
-				err = -ENOMEM;
-				break;
-			}
-			raw = p;
+		uint8_t *p = buf_grow(raw, &cap, es[k].rlen + 1, 1);
+		if (!p) {
+			err = -ENOMEM;
+			break;
 		}
+		raw = p;
 		err = chunk_open(keys, es[k].id, buf + es[k].off, es[k].slen,
 				 es[k].flags, raw, es[k].rlen);
 	}
@@ -186,7 +182,7 @@ struct pack_fetcher {
 	struct want *seen;		/* queued or fetched (or failed): not again */
 	size_t nseen, capseen;
 	struct pack_size *sizes;	/* finished packs at attach, by name */
-	size_t nsizes;
+	size_t nsizes, sizes_cap;
 	size_t *fill;			/* indices into sizes not local at attach */
 	size_t nfill, fill_pos;
 	int filling;			/* -o fill: fetch every pack not here */
@@ -398,27 +394,22 @@ int fetcher_load(struct pack_fetcher *f, const struct chunk_ref *ref,
 	return 0;
 }
 
+static int size_add(void *arg, const struct remote_cfg_pack *p)
+{
+	struct pack_fetcher *f = arg;
+	void *ns = buf_grow(f->sizes, &f->sizes_cap, f->nsizes + 1, sizeof(*f->sizes));
+	if (!ns)
+		return -ENOMEM;
+	f->sizes = ns;
+	memcpy(f->sizes[f->nsizes].name, p->name, PACK_NAME_LEN);
+	f->sizes[f->nsizes++].size = p->val;
+	return 0;
+}
+
+/* The finished packs' sizes, by name; fill: and which of them are not here. */
 static int load_sizes(struct pack_fetcher *f, int fill)
 {
-	sqlite3_stmt *q;
-	sqlite3 *db = index_db(f->st->ix);
-	if (sqlite3_prepare_v2(db, "SELECT name, size FROM pack WHERE state = 1"
-			       " AND length(name) = 16 ORDER BY name", -1, &q, NULL) != SQLITE_OK)
-		return -EIO;
-	size_t cap = 0;
-	int err = 0;
-	while (!err && sqlite3_step(q) == SQLITE_ROW) {
-		void *ns = buf_grow(f->sizes, &cap, f->nsizes + 1, sizeof(*f->sizes));
-		if (!ns) {
-			err = -ENOMEM;
-			break;
-		}
-		f->sizes = ns;
-		struct pack_size *p = &f->sizes[f->nsizes++];
-		memcpy(p->name, sqlite3_column_blob(q, 0), PACK_NAME_LEN);
-		p->size = sqlite3_column_int64(q, 1);
-	}
-	sqlite3_finalize(q);
+	int err = remote_cfg_packs(f->st->ix, REMOTE_PACKS_ALL, 0, 0, size_add, f);
 	if (err || !fill)
 		return err;
 	f->fill = malloc((f->nsizes ? f->nsizes : 1) * sizeof(*f->fill));

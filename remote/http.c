@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include "../chunker/buf.h"
 #include "http.h"
 
 #include <errno.h>
@@ -80,20 +81,12 @@ CURL *http_easy(struct remote *r, CURL **slot)
 /* Grow the body buffer to hold at least need bytes plus the NUL. */
 static int sink_reserve(struct http_sink *s, size_t need)
 {
-	size_t cap = s->cap ? s->cap : 4096;
-	uint8_t *nb;
-
-	if (need + 1 <= s->cap)
-		return 0;
 	if (need >= HTTP_BODY_MAX)
 		return -ENOMEM;
-	while (cap < need + 1)
-		cap *= 2;
-	nb = realloc(s->resp->body, cap);
+	uint8_t *nb = buf_grow(s->resp->body, &s->cap, need + 1, 1);
 	if (!nb)
 		return -ENOMEM;
 	s->resp->body = nb;
-	s->cap = cap;
 	return 0;
 }
 

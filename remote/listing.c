@@ -1,5 +1,6 @@
 /*
- * listing.c - S3 and WebDAV listing replies to keys (listing.h).
+ * listing.c - S3 and WebDAV listing replies to keys, and the folder walk
+ * of SFTP and WebDAV (listing.h).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -37,18 +38,14 @@ static int s3_listing_cb(void *arg, const char *path, const char *text)
 	} else if (!strcmp(path, "ListBucketResult/Contents")) {
 		if (!p->cur_key)
 			return 0;
-		if (p->n == p->cap) {
-			size_t cap = p->cap ? 2 * p->cap : 256;
-			struct s3_listing_ent *e = realloc(p->ents,
-							   cap * sizeof(*e));
+		struct s3_listing_ent *e = buf_grow(p->ents, &p->cap, p->n + 1,
+						    sizeof(*e));
 
-			if (!e) {
-				p->nomem = 1;
-				return -ENOMEM;
-			}
-			p->ents = e;
-			p->cap = cap;
+		if (!e) {
+			p->nomem = 1;
+			return -ENOMEM;
 		}
+		p->ents = e;
 		p->ents[p->n].key = p->cur_key;
 		p->ents[p->n].size = p->cur_size;
 		p->n++;
@@ -135,7 +132,9 @@ int listing_is_temp_name(const char *name)
 	return 1;
 }
 
-int dav_dirstack_push(struct dav_dirstack *d, char *dir)
+/* ---- folder walks ---- */
+
+int listing_dirs_push(struct listing_dirs *d, char *dir)
 {
 	char **nv = buf_grow(d->v, &d->cap, d->n + 1, sizeof(*nv));
 	if (!nv) {
@@ -146,6 +145,38 @@ int dav_dirstack_push(struct dav_dirstack *d, char *dir)
 	d->v[d->n++] = dir;
 	return 0;
 }
+
+int listing_dir_may_match(const char *dir, const char *prefix)
+{
+	size_t a = strlen(dir), b = strlen(prefix);
+
+	return !strncmp(dir, prefix, a < b ? a : b);
+}
+
+int listing_walk(struct remote *r, const char *prefix, listing_dir_fn list_dir,
+		 remote_list_cb cb, void *arg)
+{
+	struct listing_dirs todo = { 0 };
+	const char *slash = strrchr(prefix, '/');
+	char *first = strndup(prefix, slash ? (size_t)(slash - prefix + 1) : 0);
+	int rc;
+
+	if (!first)
+		return -ENOMEM;
+	rc = listing_dirs_push(&todo, first);
+	while (!rc && todo.n) {
+		char *dir = todo.v[--todo.n];
+
+		rc = list_dir(r, dir, prefix, &todo, cb, arg);
+		free(dir);
+	}
+	while (todo.n)
+		free(todo.v[--todo.n]);
+	free(todo.v);
+	return rc;
+}
+
+/* ---- WebDAV ---- */
 
 /* Can the n bytes at rel name something below collection dir?  Strictly
  * below it, with no empty, "." or ".." component, and not longer than a
@@ -168,14 +199,6 @@ static int below_dir(const char *rel, size_t n, const char *dir)
 		start = i + 1;
 	}
 	return 1;
-}
-
-/* Does any key below collection dir start with prefix (or the reverse)? */
-static int dir_may_match(const char *dir, const char *prefix)
-{
-	size_t a = strlen(dir), b = strlen(prefix);
-
-	return !strncmp(dir, prefix, a < b ? a : b);
 }
 
 /* One <response> is complete: report a file or queue a collection. */
@@ -215,8 +238,8 @@ static int dav_listing_entry(struct dav_listing *l)
 	if (l->collection) {
 		if (asprintf(&key, "%.*s/", (int)n, rel) < 0)
 			return -ENOMEM;
-		if (dir_may_match(key, l->prefix))
-			return dav_dirstack_push(l->todo, key);
+		if (listing_dir_may_match(key, l->prefix))
+			return listing_dirs_push(l->todo, key);
 		free(key);
 		return 0;
 	}

@@ -1,12 +1,13 @@
 /*
- * listing.h - the listing replies of object stores, from bytes to keys:
- * S3 ListObjectsV2 pages and WebDAV PROPFIND multistatus documents.
+ * listing.h - the listing replies of object stores, from bytes to keys
+ * (S3 ListObjectsV2 pages, WebDAV PROPFIND multistatus documents), and
+ * the folder walk that SFTP and WebDAV list a prefix with.
  *
- * These parse what a server (or whoever sits between) sends, so they take
- * no struct remote and open no connection: the backends (s3.c, webdav.c)
- * and the fuzz targets (tests/fuzz/fuzz_s3_list.c, fuzz_webdav_list.c)
- * run the same code.  Keys handed on here still pass remote.c's key
- * check before a caller sees them.
+ * The parsers read what a server (or whoever sits between) sends, so
+ * they take no struct remote and open no connection: the backends (s3.c,
+ * webdav.c) and the fuzz targets (tests/fuzz/fuzz_s3_list.c,
+ * fuzz_webdav_list.c) run the same code.  Keys handed on here still pass
+ * remote.c's key check before a caller sees them.
  */
 #ifndef TRESOR_LISTING_H
 #define TRESOR_LISTING_H
@@ -49,23 +50,39 @@ int s3_listing_deliver(const struct s3_listing *p, const char *full,
 
 void s3_listing_free(struct s3_listing *p);
 
-/* ---- WebDAV ---- */
+/* ---- folder walks (SFTP, WebDAV) ---- */
 
-/* Collections still to list, relative to the base ("" or "x/y/"). */
-struct dav_dirstack {
+/* Folders still to list, relative to the base ("" or "x/y/"). */
+struct listing_dirs {
 	char **v;
 	size_t n, cap;
 };
 
 /* Push dir (malloc'd; freed on failure); -ENOMEM. */
-int dav_dirstack_push(struct dav_dirstack *d, char *dir);
+int listing_dirs_push(struct listing_dirs *d, char *dir);
+
+/* Does any key below folder dir start with prefix (or the reverse)? */
+int listing_dir_may_match(const char *dir, const char *prefix);
+
+/* List one folder dir of r: hand cb the files whose key starts with
+ * prefix, push onto todo the folders below that may hold such keys. */
+typedef int (*listing_dir_fn)(struct remote *r, const char *dir, const char *prefix,
+			      struct listing_dirs *todo, remote_list_cb cb, void *arg);
+
+/* Walk the folders below prefix depth-first, one list_dir each, starting
+ * at its folder part ("data/a" starts at "data/").  Stops at the first
+ * non-zero return, which it returns. */
+int listing_walk(struct remote *r, const char *prefix, listing_dir_fn list_dir,
+		 remote_list_cb cb, void *arg);
+
+/* ---- WebDAV ---- */
 
 /* The state of one PROPFIND reply's walk. */
 struct dav_listing {
 	const char *base_path;	/* the remote's path, decoded, ending in '/' */
 	const char *dir;	/* the collection listed, relative */
 	const char *prefix;	/* the keys wanted */
-	struct dav_dirstack *todo;	/* collections below get pushed here */
+	struct listing_dirs *todo;	/* collections below get pushed here */
 	remote_list_cb cb;
 	void *arg;
 	char problem[160];	/* why -EIO, for the caller's message */

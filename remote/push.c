@@ -25,13 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <sqlite3.h>
 #include <zstd.h>
 
+#include "../chunker/buf.h"
+#include "../chunker/catalog.h"
 #include "../chunker/changelog.h"
 #include "push.h"
 #include "../chunker/util.h"
@@ -101,12 +101,12 @@ struct pack_ref {
 
 struct pack_list {
 	struct pack_ref *v;
-	size_t n;
+	size_t n, cap;
 };
 
 static int list_add(struct pack_list *l, const void *name, int64_t size)
 {
-	void *p = realloc(l->v, (l->n + 1) * sizeof(*l->v));
+	void *p = buf_grow(l->v, &l->cap, l->n + 1, sizeof(*l->v));
 	if (!p)
 		return -ENOMEM;
 	l->v = p;
@@ -116,27 +116,9 @@ static int list_add(struct pack_list *l, const void *name, int64_t size)
 	return 0;
 }
 
-/* Rows of sql (bound to remote id, and to a second int64 if given) whose
- * columns are a pack name and an int64, into l. */
-static int query_packs(sqlite3 *db, const char *sql, int64_t id, int64_t arg2,
-		       struct pack_list *l)
+static int list_row(void *arg, const struct remote_cfg_pack *p)
 {
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_int64(q, 1, id);
-	if (sqlite3_bind_parameter_count(q) > 1)
-		sqlite3_bind_int64(q, 2, arg2);
-	int err = 0, rc;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW && !err) {
-		if (sqlite3_column_bytes(q, 0) != PACK_NAME_LEN)
-			continue;	/* a damaged row is no pack of ours */
-		err = list_add(l, sqlite3_column_blob(q, 0), sqlite3_column_int64(q, 1));
-	}
-	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
-		err = -EIO;
-	sqlite3_finalize(q);
-	return err;
+	return list_add(arg, p->name, p->val);
 }
 
 /* ---- the read view ---- */
@@ -163,36 +145,27 @@ static void view_free(struct view *v)
 static int take_view(struct store *st, struct remote_cfg *c, const struct push_opts *po,
 		     int64_t renew_before, struct view *v)
 {
-	sqlite3 *db = index_db(st->ix);
 	int err = index_commit(st->ix);
+	if (!err)
+		err = remote_cfg_read_begin(st->ix);
 	if (err)
 		return err;
-	if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return -EIO;
 	err = changelog_last(st->ix, &v->to);	/* also starts the snapshot */
 	if (po->after_snapshot)
 		po->after_snapshot(po->snapshot_arg);
 	if (!err)
-		err = query_packs(db, "SELECT name, size FROM pack p WHERE state = 1 AND NOT EXISTS"
-			" (SELECT 1 FROM remote_pack r WHERE r.remote = ?1 AND r.name = p.name)",
-			c->id, 0, &v->todo);
+		err = remote_cfg_packs(st->ix, REMOTE_PACKS_LACKING, c->id, 0, list_row,
+				       &v->todo);
 	if (!err)
-		err = query_packs(db, "SELECT name, lock_until FROM remote_pack r WHERE remote = ?1"
-			" AND NOT EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)",
-			c->id, 0, &v->freed);
+		err = remote_cfg_packs(st->ix, REMOTE_PACKS_FREED, c->id, 0, list_row,
+				       &v->freed);
 	if (!err && c->lock_days)
-		err = query_packs(db, "SELECT name, lock_until FROM remote_pack r WHERE remote = ?1"
-			" AND lock_until < ?2 AND EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)",
-			c->id, renew_before, &v->renew);
+		err = remote_cfg_packs(st->ix, REMOTE_PACKS_EXPIRING, c->id, renew_before,
+				       list_row, &v->renew);
 	/* Packs whose index row says open cannot be sent yet: a daemon was
 	 * not frozen.  Refuse rather than send a delta naming them. */
-	sqlite3_stmt *q;
-	if (!err && sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM chunk c JOIN pack p"
-		" ON p.id = c.pack WHERE p.state = 0", -1, &q, NULL) == SQLITE_OK) {
-		if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int64(q, 0) > 0)
-			err = -EBUSY;
-		sqlite3_finalize(q);
-	}
+	if (!err && catalog_pack_open_used(st->ix) > 0)
+		err = -EBUSY;
 	/* The delta: everything since the last push (all rows the first time,
 	 * and after a takeover). */
 	uint64_t n = c->next_meta ? c->next_meta : 1;
@@ -201,7 +174,7 @@ static int take_view(struct store *st, struct remote_cfg *c, const struct push_o
 	if (!err && v->send)
 		err = full ? changelog_export_full(st->ix, v->to, &v->delta, &v->dlen)
 			     : changelog_export(st->ix, c->last_seq, v->to, &v->delta, &v->dlen);
-	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);	/* ends the read */
+	remote_cfg_read_end(st->ix);
 	return err;
 }
 
@@ -597,13 +570,9 @@ static int takeover_locked(struct store *st, struct remote_cfg *c, struct remote
 	 * had scheduled for deletion stay (the other store's deltas may name
 	 * them). */
 	c->full_next = max > 0;
-	char sql[200];
-	snprintf(sql, sizeof(sql), "DELETE FROM remote_pack WHERE remote = %lld;"
-		 " DELETE FROM remote_gone WHERE remote = %lld", (long long)c->id,
-		 (long long)c->id);
 	err = index_begin(st->ix);
-	if (!err && sqlite3_exec(index_db(st->ix), sql, NULL, NULL, NULL) != SQLITE_OK)
-		err = -EIO;
+	if (!err)
+		err = remote_cfg_forget_packs(st->ix, c->id);
 	if (!err)
 		err = remote_cfg_set_chain(st->ix, c);
 	if (!err)
@@ -639,34 +608,16 @@ int push_takeover(struct store *st, struct remote_cfg *c, struct remote *r,
 
 /* ---- noting what the remote holds ---- */
 
-static int exec_blob(sqlite3 *db, const char *sql, int64_t a, const uint8_t *name,
-		     int64_t b, int64_t c)
-{
-	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
-		return -EIO;
-	/* binding a parameter the statement lacks is a harmless SQLITE_RANGE */
-	sqlite3_bind_int64(q, 1, a);
-	sqlite3_bind_blob(q, 2, name, PACK_NAME_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 3, b);
-	sqlite3_bind_int64(q, 4, c);
-	int rc = sqlite3_step(q);
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
 /* Packs that made it count even if the push failed later: a rerun need
  * not even ask for them. */
 static int note_packs(struct store *st, struct remote_cfg *c, const struct pack_list *todo,
 		      int64_t lock_until)
 {
-	sqlite3 *db = index_db(st->ix);
 	int err = index_begin(st->ix);
 	for (size_t i = 0; i < todo->n && !err; i++)
 		if (todo->v[i].done)
-			err = exec_blob(db, "INSERT OR REPLACE INTO remote_pack(remote, name,"
-					" lock_until) VALUES (?1, ?2, ?3)", c->id,
-					todo->v[i].name, todo->v[i].done == 1 ? lock_until : 0, 0);
+			err = remote_cfg_note_held(st->ix, c->id, todo->v[i].name,
+						   todo->v[i].done == 1 ? lock_until : 0);
 	if (!err)
 		err = index_commit(st->ix);
 	else
@@ -680,36 +631,18 @@ static int note_delta(struct store *st, struct remote_cfg *c, const struct view 
 		      uint64_t next_meta, const uint8_t tip[REPO_HASH_LEN],
 		      int64_t meta_lock_until)
 {
-	sqlite3 *db = index_db(st->ix);
 	int64_t now = repo_now_ns();
 	int err = index_begin(st->ix);
-	for (size_t i = 0; i < v->freed.n && !err; i++) {
-		err = exec_blob(db, "INSERT OR IGNORE INTO remote_gone(remote, name, freed,"
-				" lock_until) VALUES (?1, ?2, ?3, ?4)", c->id,
-				v->freed.v[i].name, now, v->freed.v[i].size);
-		if (!err)
-			err = exec_blob(db, "DELETE FROM remote_pack WHERE remote = ?1 AND"
-					" name = ?2", c->id, v->freed.v[i].name, 0, 0);
-	}
-	if (!err) {
-		char sql[320];
-		snprintf(sql, sizeof(sql), "UPDATE remote SET last_seq = %llu, next_meta = %llu,"
-			 " last_push = %lld, meta_lock_until = %lld WHERE id = %lld",
-			 (unsigned long long)v->to, (unsigned long long)next_meta,
-			 (long long)now, (long long)meta_lock_until, (long long)c->id);
-		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-			err = -EIO;
-	}
+	for (size_t i = 0; i < v->freed.n && !err; i++)
+		err = remote_cfg_note_freed(st->ix, c->id, v->freed.v[i].name, now,
+					    v->freed.v[i].size);
+	if (!err)
+		err = remote_cfg_set_pushed(st->ix, c->id, v->to, next_meta, now,
+					    meta_lock_until);
 	/* Notes every remote has are no longer needed. */
-	sqlite3_stmt *q;
-	if (!err && sqlite3_prepare_v2(db, "SELECT MIN(last_seq) FROM remote", -1, &q,
-				       NULL) == SQLITE_OK) {
-		uint64_t min = 0;
-		if (sqlite3_step(q) == SQLITE_ROW)
-			min = sqlite3_column_int64(q, 0);
-		sqlite3_finalize(q);
+	uint64_t min = 0;
+	if (!err && !remote_cfg_min_seq(st->ix, &min))
 		err = changelog_trim(st->ix, min);
-	}
 	if (!err && tip) {
 		c->next_meta = next_meta;
 		memcpy(c->tip, tip, REPO_HASH_LEN);
@@ -730,15 +663,16 @@ static int note_delta(struct store *st, struct remote_cfg *c, const struct view 
 
 /* ---- Object Lock: keep what is in use locked ---- */
 
-/* Run a batch of row updates (one statement per pack in l marked done)
- * in one short transaction. */
-static int note_batch(struct store *st, const char *sql, int64_t id,
-		      const struct pack_list *l, int64_t val)
+/* Note each pack in l marked done (note(ix, id, name, val)) in one short
+ * transaction. */
+static int note_batch(struct store *st, int (*note)(struct index *, int64_t,
+						     const uint8_t *, int64_t),
+		      int64_t id, const struct pack_list *l, int64_t val)
 {
 	int err = index_begin(st->ix);
 	for (size_t i = 0; i < l->n && !err; i++)
 		if (l->v[i].done)
-			err = exec_blob(index_db(st->ix), sql, id, l->v[i].name, val, 0);
+			err = note(st->ix, id, l->v[i].name, val);
 	if (!err)
 		err = index_commit(st->ix);
 	else
@@ -768,8 +702,7 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 			res->retained++;
 		}
 	}
-	int e = note_batch(st, "UPDATE remote_pack SET lock_until = ?3 WHERE"
-			   " remote = ?1 AND name = ?2", c->id, &v->renew, until);
+	int e = note_batch(st, remote_cfg_note_locked, c->id, &v->renew, until);
 	if (err || (err = e) || c->meta_lock_until >= renew_before)
 		return err;
 	err = remote_retain(r, "tresor-repo", c->lock_mode, until);
@@ -784,11 +717,7 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 	}
 	if (!err) {
 		res->retained += c->next_meta + 1;
-		char sql[160];
-		snprintf(sql, sizeof(sql), "UPDATE remote SET meta_lock_until = %lld WHERE id = %lld",
-			 (long long)until, (long long)c->id);
-		if (sqlite3_exec(index_db(st->ix), sql, NULL, NULL, NULL) != SQLITE_OK)
-			err = -EIO;
+		err = remote_cfg_set_meta_lock(st->ix, c->id, until);
 		c->meta_lock_until = until;
 	}
 	return err;
@@ -803,29 +732,30 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
  * As above, no index transaction is open during the remote calls.  The
  * remote restores at every moment meanwhile (I6, docs/DESIGN.md).
  */
+static int note_deleted(struct index *ix, int64_t id, const uint8_t *name, int64_t unused)
+{
+	(void)unused;
+	return remote_cfg_note_deleted(ix, id, name);
+}
+
 static int delete_due(struct store *st, struct remote_cfg *c, struct remote *r,
 		      int64_t grace, struct push_result *res)
 {
-	sqlite3 *db = index_db(st->ix);
 	int64_t now = repo_now_ns();
 	struct pack_list due = { 0 };
-	sqlite3_stmt *q;
+	struct remote_gone_pack *gone;
+	/* remote_cfg_gone dates by the remote's grace; a push may be given another. */
+	struct remote_cfg g = *c;
+	g.grace_ns = grace;
+	size_t ng = remote_cfg_gone(st->ix, &g, &gone);
 	int err = 0;
-	if (sqlite3_prepare_v2(db, "SELECT name, freed, lock_until FROM remote_gone"
-			       " WHERE remote = ?1", -1, &q, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_int64(q, 1, c->id);
-	while (sqlite3_step(q) == SQLITE_ROW && !err) {
-		if (sqlite3_column_bytes(q, 0) != PACK_NAME_LEN)
-			continue;
-		int64_t freed = sqlite3_column_int64(q, 1);
-		int64_t lock = sqlite3_column_int64(q, 2);
-		if (freed + grace <= now && lock * NS <= now)
-			err = list_add(&due, sqlite3_column_blob(q, 0), 0);
+	for (size_t i = 0; i < ng && !err; i++) {
+		if (gone[i].due <= now)
+			err = list_add(&due, gone[i].name, 0);
 		else
 			res->awaiting_deletion++;
 	}
-	sqlite3_finalize(q);
+	free(gone);
 	for (size_t i = 0; i < due.n && !err; i++) {
 		char key[128];
 		repo_pack_key(due.v[i].name, key, sizeof(key));
@@ -837,13 +767,7 @@ static int delete_due(struct store *st, struct remote_cfg *c, struct remote *r,
 		due.v[i].done = 1;
 		res->deleted++;
 	}
-	int e = note_batch(st, "DELETE FROM remote_gone WHERE remote = ?1 AND name = ?2",
-			   c->id, &due, 0);
-	if (!e)
-		e = note_batch(st, "DELETE FROM pack_trash WHERE local_done = 1 AND name = ?2"
-			       " AND NOT EXISTS (SELECT 1 FROM remote_gone g"
-			       " WHERE g.name = ?2) AND NOT EXISTS (SELECT 1 FROM remote_pack p"
-			       " WHERE p.name = ?2)", c->id, &due, 0);
+	int e = note_batch(st, note_deleted, c->id, &due, 0);
 	free(due.v);
 	return err ? err : e;
 }
@@ -854,20 +778,14 @@ static int delete_due(struct store *st, struct remote_cfg *c, struct remote *r,
  */
 static int push_lock(struct store *st, const struct remote_cfg *c, int *fd)
 {
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/locks", st->dir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/locks/push-%lld", st->dir, (long long)c->id);
-	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (*fd < 0)
-		return -errno;
-	if (flock(*fd, LOCK_EX | LOCK_NB)) {
-		int e = errno == EWOULDBLOCK ? -EALREADY : -errno;
-		close(*fd);
-		*fd = -1;
-		return e;
-	}
-	return 0;
+	char name[32];
+	snprintf(name, sizeof(name), "push-%lld", (long long)c->id);
+	*fd = store_lock(st->dir, name, 0);
+	if (*fd >= 0)
+		return 0;
+	int e = *fd == -EWOULDBLOCK ? -EALREADY : *fd;
+	*fd = -1;
+	return e;
 }
 
 int push_run(struct store *st, struct remote_cfg *c, struct remote *r,

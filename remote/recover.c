@@ -1,6 +1,7 @@
 /*
  * recover.c - rebuild a store from a remote and the passphrase alone
- * (recover.h): key file, every metadata delta in order, every pack.
+ * (recover.h): key file, every metadata delta in order, every pack
+ * (lazy: none until read or filled).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +12,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <sqlite3.h>
 #include <zstd.h>
 
 #include "../chunker/buf.h"
@@ -126,6 +126,38 @@ static int get_whole(struct remote *r, const char *key, uint8_t **buf,
 	return remote_get(r, key, 0, 0, buf, len);
 }
 
+struct want {
+	uint8_t name[PACK_NAME_LEN];
+	uint64_t size;
+};
+
+struct wants {
+	const char *dir;
+	struct want *v;
+	size_t n, cap;
+	uint64_t total;
+};
+
+/* Note pack p unless dir holds it (fetched by an earlier run). */
+static int want_add(void *arg, const struct remote_cfg_pack *p)
+{
+	struct wants *w = arg;
+	char hex[PACK_NAME_LEN * 2 + 1], path[PATH_MAX + 256];
+	hex_encode(p->name, PACK_NAME_LEN, hex);
+	snprintf(path, sizeof(path), "%s/%s/%.2s/%s", w->dir, STORE_PACK_DIR, hex, hex);
+	struct stat sb;
+	if (!stat(path, &sb) && sb.st_size == p->val)
+		return 0;
+	struct want *v = buf_grow(w->v, &w->cap, w->n + 1, sizeof(*w->v));
+	if (!v)
+		return -ENOMEM;
+	w->v = v;
+	memcpy(v[w->n].name, p->name, PACK_NAME_LEN);
+	v[w->n++].size = p->val;
+	w->total += p->val;
+	return 0;
+}
+
 /* Fetch every finished pack the index names that dir does not hold yet
  * (verified, installed atomically): the body of a full recovery and of
  * the fill of a lazy one.  Resumable: packs already here are kept. */
@@ -133,42 +165,13 @@ static int fetch_missing(struct remote *r, const struct store_keys *keys,
 			 const char *dir, struct index *ix, int64_t lacking,
 			 const struct recover_opts *ro, struct recover_result *res)
 {
-	sqlite3_stmt *q = NULL;
 	/* lacking > 0: only packs remote id lacking is not known to hold. */
-	if (sqlite3_prepare_v2(index_db(ix), lacking > 0 ?
-			       "SELECT name, size FROM pack p WHERE state = 1 AND length(name) = 16"
-			       " AND NOT EXISTS (SELECT 1 FROM remote_pack r WHERE r.remote = ?1"
-			       " AND r.name = p.name)" :
-			       "SELECT name, size FROM pack"
-			       " WHERE state = 1 AND length(name) = 16", -1, &q, NULL) != SQLITE_OK)
-		return -EIO;
-	if (lacking > 0)
-		sqlite3_bind_int64(q, 1, lacking);
-	struct want { uint8_t name[PACK_NAME_LEN]; uint64_t size; } *ws = NULL;
-	size_t n = 0, cap = 0;
-	uint64_t total = 0, done = 0;
-	int err = 0;
-	char path[PATH_MAX + 256];
-	while (!err && sqlite3_step(q) == SQLITE_ROW) {
-		char hex[PACK_NAME_LEN * 2 + 1];
-		const void *name = sqlite3_column_blob(q, 0);
-		uint64_t size = sqlite3_column_int64(q, 1);
-		hex_encode(name, PACK_NAME_LEN, hex);
-		snprintf(path, sizeof(path), "%s/%s/%.2s/%s", dir, STORE_PACK_DIR, hex, hex);
-		struct stat sb;
-		if (!stat(path, &sb) && (uint64_t)sb.st_size == size)
-			continue;	/* fetched by an earlier run */
-		void *p = buf_grow(ws, &cap, n + 1, sizeof(*ws));
-		if (!p) {
-			err = -ENOMEM;
-			break;
-		}
-		ws = p;
-		memcpy(ws[n].name, name, PACK_NAME_LEN);
-		ws[n++].size = size;
-		total += size;
-	}
-	sqlite3_finalize(q);
+	struct wants w = { .dir = dir };
+	int err = remote_cfg_packs(ix, lacking > 0 ? REMOTE_PACKS_LACKING : REMOTE_PACKS_ALL,
+				   lacking, 0, want_add, &w);
+	struct want *ws = w.v;
+	size_t n = w.n;
+	uint64_t total = w.total, done = 0;
 	if (!r) {	/* count only */
 		free(ws);
 		res->packs = n;
@@ -336,11 +339,8 @@ int recover_run(struct remote *r, const char *url,
 			err = remote_cfg_set_chain(ix, &c);
 		}
 		/* origin holds every pack we just fetched. */
-		if (!err && sqlite3_exec(index_db(ix),
-			"INSERT OR IGNORE INTO remote_pack(remote, name) SELECT r.id, p.name"
-			" FROM remote r, pack p WHERE r.name = 'origin' AND p.state = 1",
-			NULL, NULL, NULL) != SQLITE_OK)
-			err = -EIO;
+		if (!err)
+			err = remote_cfg_note_all_held(ix, c.id);
 		if (!err)
 			err = index_commit(ix);
 		/* Before the store is in place: a rerun writes another

@@ -5,7 +5,7 @@
  * Storage Box on port 23), WebDAV over HTTPS.
  *
  * Objects are named by relative keys made of [A-Za-z0-9._-] and '/', for
- * example "data/ab/ab12...ef" or "meta/00000042".  Objects are written
+ * example "data/ab/ab12...ef" or "meta/0000000000000042".  Objects are written
  * once and never overwritten, so no backend needs an atomic replace; a
  * put is atomic (the object exists whole or not at all) and verified
  * (size, and a checksum where the protocol has one) before it returns 0.

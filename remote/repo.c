@@ -1,6 +1,7 @@
 /*
  * repo.c - the remote repository's layout shared by push and recovery
- * (repo.h): remotes configured in the index, object keys, sealed deltas.
+ * (repo.h): object keys and sealed deltas; and the replication tables
+ * (remote, remote_pack, remote_gone), whose SQL is all here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,11 +12,12 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <sqlite3.h>
 #include <zstd.h>
 #include <openssl/evp.h>
 
+#include "../chunker/buf.h"
 #include "../chunker/changelog.h"
+#include "../chunker/index_sql.h"
 #include "repo.h"
 #include "../chunker/util.h"
 
@@ -150,22 +152,22 @@ int remote_cfg_list(struct index *ix, struct remote_cfg **cs, size_t *n)
 {
 	int err = ensure_schema(ix);
 	sqlite3_stmt *st;
+	size_t cap = 0;
 	*cs = NULL;
 	*n = 0;
 	if (err || sqlite3_prepare_v2(index_db(ix), "SELECT " CFG_COLS
 			       " FROM remote ORDER BY name", -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		void *p = realloc(*cs, (*n + 1) * sizeof(**cs));
+		void *p = buf_grow(*cs, &cap, *n + 1, sizeof(**cs));
 		if (!p)
 			break;
 		*cs = p;
 		cfg_row(st, &(*cs)[(*n)++]);
-		/* strs moved with the struct: re-point opt into the copy. */
 	}
 	sqlite3_finalize(st);
-	/* cfg_row pointed opt's strings into the element, which realloc may
-	 * have moved: redo them from the final array. */
+	/* cfg_row pointed opt's strings into the element, which growing the
+	 * array may have moved: redo them from the final array. */
 	for (size_t i = 0; i < *n; i++)
 		remote_cfg_find(ix, (*cs)[i].name, &(*cs)[i]);
 	return 0;
@@ -199,22 +201,163 @@ int remote_cfg_set_opts(struct index *ix, const char *name, const struct remote_
 	return 0;
 }
 
-int remote_cfg_pending(struct index *ix, int64_t remote, uint64_t *packs, uint64_t *bytes)
+/* Column 0 a pack rowid (or 0), 1 a pack name, 2 a number; ?1 the remote,
+ * ?2 before. */
+static const char *const packs_sql[] = {
+	[REMOTE_PACKS_ALL] = "SELECT id, name, size FROM pack WHERE state = 1 ORDER BY name",
+	[REMOTE_PACKS_LACKING] = "SELECT id, name, size FROM pack p WHERE state = 1"
+		" AND NOT EXISTS (SELECT 1 FROM remote_pack r WHERE r.remote = ?1"
+		" AND r.name = p.name)",
+	[REMOTE_PACKS_HELD] = "SELECT p.id, p.name, p.size FROM pack p JOIN remote_pack rp"
+		" ON rp.name = p.name WHERE rp.remote = ?1 AND p.state = 1",
+	[REMOTE_PACKS_FREED] = "SELECT 0, name, lock_until FROM remote_pack r WHERE remote = ?1"
+		" AND NOT EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)",
+	[REMOTE_PACKS_EXPIRING] = "SELECT 0, name, lock_until FROM remote_pack r"
+		" WHERE remote = ?1 AND lock_until < ?2"
+		" AND EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)",
+};
+
+/* Prepared, not cached: fn may run queries of its own meanwhile. */
+int remote_cfg_packs(struct index *ix, enum remote_cfg_packs_of which, int64_t remote,
+		     int64_t before, int (*fn)(void *arg, const struct remote_cfg_pack *p),
+		     void *arg)
 {
 	sqlite3_stmt *q;
-	*packs = *bytes = 0;
-	if (sqlite3_prepare_v2(index_db(ix), "SELECT COUNT(*), COALESCE(SUM(size), 0)"
-		" FROM pack p WHERE state = 1 AND NOT EXISTS (SELECT 1 FROM remote_pack r"
-		" WHERE r.remote = ?1 AND r.name = p.name)", -1, &q, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(index_db(ix), packs_sql[which], -1, &q, NULL) != SQLITE_OK)
 		return -EIO;
+	/* binding a parameter the statement lacks is a harmless SQLITE_RANGE */
 	sqlite3_bind_int64(q, 1, remote);
-	int rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW) {
-		*packs = sqlite3_column_int64(q, 0);
-		*bytes = sqlite3_column_int64(q, 1);
+	sqlite3_bind_int64(q, 2, before);
+	int err = 0, rc = SQLITE_DONE;
+	while (!err && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(q, 1) != PACK_NAME_LEN)
+			continue;	/* a damaged row is no pack of ours */
+		struct remote_cfg_pack p = { .id = sqlite3_column_int64(q, 0),
+					     .val = sqlite3_column_int64(q, 2) };
+		memcpy(p.name, sqlite3_column_blob(q, 1), PACK_NAME_LEN);
+		err = fn(arg, &p);
 	}
+	if (!err && rc != SQLITE_DONE)
+		err = -EIO;
 	sqlite3_finalize(q);
-	return rc == SQLITE_ROW ? 0 : -EIO;
+	return err;
+}
+
+struct pending_sum {
+	uint64_t packs, bytes;
+};
+
+static int pending_add(void *arg, const struct remote_cfg_pack *p)
+{
+	struct pending_sum *s = arg;
+	s->packs++;
+	s->bytes += (uint64_t)p->val;
+	return 0;
+}
+
+int remote_cfg_pending(struct index *ix, int64_t remote, uint64_t *packs, uint64_t *bytes)
+{
+	struct pending_sum s = { 0 };
+	int err = remote_cfg_packs(ix, REMOTE_PACKS_LACKING, remote, 0, pending_add, &s);
+	*packs = err ? 0 : s.packs;
+	*bytes = err ? 0 : s.bytes;
+	return err;
+}
+
+/* One statement on a pack's rows: ?1 remote, ?2 name, ?3 and ?4 numbers. */
+static int exec_pack(struct index *ix, const char *sql, int64_t remote, const uint8_t *name,
+		     int64_t a, int64_t b)
+{
+	sqlite3_stmt *q = index_stmt(ix, sql);
+	if (!q)
+		return -EIO;
+	int64_t v[] = { remote, 0, a, b };
+	index_bind_i64s(q, 4, v);
+	sqlite3_bind_blob(q, 2, name, PACK_NAME_LEN, SQLITE_STATIC);
+	return index_exec(ix, q);
+}
+
+int remote_cfg_note_held(struct index *ix, int64_t remote, const uint8_t *name,
+			 int64_t lock_until)
+{
+	return exec_pack(ix, "INSERT OR REPLACE INTO remote_pack(remote, name, lock_until)"
+			 " VALUES (?1, ?2, ?3)", remote, name, lock_until, 0);
+}
+
+int remote_cfg_note_freed(struct index *ix, int64_t remote, const uint8_t *name,
+			  int64_t freed, int64_t lock_until)
+{
+	int err = exec_pack(ix, "INSERT OR IGNORE INTO remote_gone(remote, name, freed,"
+			    " lock_until) VALUES (?1, ?2, ?3, ?4)", remote, name, freed,
+			    lock_until);
+	return err ? err : exec_pack(ix, "DELETE FROM remote_pack WHERE remote = ?1 AND"
+				     " name = ?2", remote, name, 0, 0);
+}
+
+int remote_cfg_note_locked(struct index *ix, int64_t remote, const uint8_t *name,
+			   int64_t until)
+{
+	return exec_pack(ix, "UPDATE remote_pack SET lock_until = ?3 WHERE remote = ?1"
+			 " AND name = ?2", remote, name, until, 0);
+}
+
+int remote_cfg_note_deleted(struct index *ix, int64_t remote, const uint8_t *name)
+{
+	int err = exec_pack(ix, "DELETE FROM remote_gone WHERE remote = ?1 AND name = ?2",
+			    remote, name, 0, 0);
+	return err ? err : exec_pack(ix, "DELETE FROM pack_trash WHERE local_done = 1"
+		" AND name = ?2 AND NOT EXISTS (SELECT 1 FROM remote_gone g WHERE g.name = ?2)"
+		" AND NOT EXISTS (SELECT 1 FROM remote_pack p WHERE p.name = ?2)",
+		remote, name, 0, 0);
+}
+
+int remote_cfg_note_all_held(struct index *ix, int64_t remote)
+{
+	return INDEX_EXEC(ix, "INSERT OR IGNORE INTO remote_pack(remote, name)"
+			  " SELECT ?1, name FROM pack WHERE state = 1", remote);
+}
+
+int remote_cfg_forget_packs(struct index *ix, int64_t remote)
+{
+	int err = INDEX_EXEC(ix, "DELETE FROM remote_pack WHERE remote = ?1", remote);
+	return err ? err : INDEX_EXEC(ix, "DELETE FROM remote_gone WHERE remote = ?1", remote);
+}
+
+int remote_cfg_set_pushed(struct index *ix, int64_t remote, uint64_t last_seq,
+			  uint64_t next_meta, int64_t last_push, int64_t meta_lock_until)
+{
+	return INDEX_EXEC(ix, "UPDATE remote SET last_seq = ?2, next_meta = ?3, last_push = ?4,"
+			  " meta_lock_until = ?5 WHERE id = ?1", remote, (int64_t)last_seq,
+			  (int64_t)next_meta, last_push, meta_lock_until);
+}
+
+int remote_cfg_set_meta_lock(struct index *ix, int64_t remote, int64_t until)
+{
+	return INDEX_EXEC(ix, "UPDATE remote SET meta_lock_until = ?2 WHERE id = ?1",
+			  remote, until);
+}
+
+int remote_cfg_min_seq(struct index *ix, uint64_t *min)
+{
+	sqlite3_stmt *q = index_stmt(ix, "SELECT MIN(last_seq) FROM remote");
+	if (!q)
+		return -EIO;
+	int rc = sqlite3_step(q);
+	*min = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(q, 0) : 0;
+	sqlite3_reset(q);
+	return rc == SQLITE_ROW ? 0 : index_errno(rc);
+}
+
+/* Not index_begin: that one takes the write lock, and a push's view must
+ * not keep the daemons from writing. */
+int remote_cfg_read_begin(struct index *ix)
+{
+	return sqlite3_exec(index_db(ix), "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+void remote_cfg_read_end(struct index *ix)
+{
+	sqlite3_exec(index_db(ix), "COMMIT", NULL, NULL, NULL);
 }
 
 int remote_cfg_set_chain(struct index *ix, const struct remote_cfg *c)
@@ -483,7 +626,7 @@ size_t remote_cfg_gone(struct index *ix, const struct remote_cfg *c,
 		       struct remote_gone_pack **out)
 {
 	sqlite3_stmt *q;
-	size_t n = 0;
+	size_t n = 0, cap = 0;
 	*out = NULL;
 	if (sqlite3_prepare_v2(index_db(ix), "SELECT name, freed, lock_until FROM remote_gone"
 			       " WHERE remote = ?1 ORDER BY freed", -1, &q, NULL) != SQLITE_OK)
@@ -492,11 +635,12 @@ size_t remote_cfg_gone(struct index *ix, const struct remote_cfg *c,
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		if (sqlite3_column_bytes(q, 0) != PACK_NAME_LEN)
 			continue;
-		struct remote_gone_pack *g = realloc(*out, (n + 1) * sizeof(**out));
+		struct remote_gone_pack *g = buf_grow(*out, &cap, n + 1, sizeof(**out));
 		if (!g)
 			break;
 		*out = g;
-		repo_pack_key(sqlite3_column_blob(q, 0), g[n].key, sizeof(g[n].key));
+		memcpy(g[n].name, sqlite3_column_blob(q, 0), PACK_NAME_LEN);
+		repo_pack_key(g[n].name, g[n].key, sizeof(g[n].key));
 		int64_t due = sqlite3_column_int64(q, 1) + c->grace_ns;
 		int64_t lock = sqlite3_column_int64(q, 2) * 1000000000LL;
 		g[n++].due = lock > due ? lock : due;

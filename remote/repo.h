@@ -1,6 +1,8 @@
 /*
  * repo.h - the remote repository shared by push and recovery: remotes
  * configured in the index, object keys and sealed metadata deltas.
+ * repo.c alone runs SQL on the replication tables (remote, remote_pack,
+ * remote_gone): every remote_cfg_* call below.
  *
  * Remote layout (version 2, see docs/FORMAT.md §15):
  *   tresor-repo          "TRESORRP", u32 version, u32 0 (plaintext marker)
@@ -71,6 +73,55 @@ int remote_cfg_find(struct index *ix, const char *name, struct remote_cfg *c);
 int remote_cfg_list(struct index *ix, struct remote_cfg **cs, size_t *n);
 /* Finished packs the remote does not hold yet: how many, how many bytes. */
 int remote_cfg_pending(struct index *ix, int64_t remote, uint64_t *packs, uint64_t *bytes);
+
+/* A pack row as remote_cfg_packs gives it: the pack's rowid (0 for
+ * FREED and EXPIRING), its name, and val (size; lock_until in s for
+ * FREED and EXPIRING). */
+struct remote_cfg_pack {
+	int64_t id;
+	uint8_t name[PACK_NAME_LEN];
+	int64_t val;
+};
+enum remote_cfg_packs_of {
+	REMOTE_PACKS_ALL,	/* finished packs, by name */
+	REMOTE_PACKS_LACKING,	/* finished packs remote is not known to hold */
+	REMOTE_PACKS_HELD,	/* finished packs remote holds */
+	REMOTE_PACKS_FREED,	/* packs remote holds that the index no longer names */
+	REMOTE_PACKS_EXPIRING,	/* packs remote holds, still named, lock_until < before */
+};
+/* Call fn for each pack of the kind asked (rows whose name is not a pack
+ * name are skipped); stops at fn's first nonzero return and returns it. */
+int remote_cfg_packs(struct index *ix, enum remote_cfg_packs_of which, int64_t remote,
+		     int64_t before, int (*fn)(void *arg, const struct remote_cfg_pack *p),
+		     void *arg);
+
+/* What a push learnt, noted in the index (the caller's transaction):
+ * remote holds pack name, locked until lock_until (s; 0: not locked). */
+int remote_cfg_note_held(struct index *ix, int64_t remote, const uint8_t *name,
+			 int64_t lock_until);
+/* The published delta no longer names pack name: its grace starts at
+ * freed (ns). */
+int remote_cfg_note_freed(struct index *ix, int64_t remote, const uint8_t *name,
+			  int64_t freed, int64_t lock_until);
+/* Its retention was extended to until (s). */
+int remote_cfg_note_locked(struct index *ix, int64_t remote, const uint8_t *name,
+			   int64_t until);
+/* It was deleted from remote; its pack_trash row goes once no remote
+ * holds or awaits it. */
+int remote_cfg_note_deleted(struct index *ix, int64_t remote, const uint8_t *name);
+/* Remote holds every finished pack (a recovery fetched them from it). */
+int remote_cfg_note_all_held(struct index *ix, int64_t remote);
+/* Forget what remote holds and awaits deletion (a takeover). */
+int remote_cfg_forget_packs(struct index *ix, int64_t remote);
+/* A push published through changelog sequence last_seq. */
+int remote_cfg_set_pushed(struct index *ix, int64_t remote, uint64_t last_seq,
+			  uint64_t next_meta, int64_t last_push, int64_t meta_lock_until);
+int remote_cfg_set_meta_lock(struct index *ix, int64_t remote, int64_t until);
+/* The lowest sequence pushed to every remote (0: none). */
+int remote_cfg_min_seq(struct index *ix, uint64_t *min);
+/* A read transaction: one consistent state of the index until ended. */
+int remote_cfg_read_begin(struct index *ix);
+void remote_cfg_read_end(struct index *ix);
 /* Replace the options of remote name that o sets (non-NULL strings; the
  * rest stay).  -ENOENT: no such remote. */
 int remote_cfg_set_opts(struct index *ix, const char *name, const struct remote_options *o);
@@ -78,6 +129,7 @@ int remote_cfg_set_opts(struct index *ix, const char *name, const struct remote_
 /* Freed packs a remote still holds, with when each may be deleted (the
  * later of the grace and the Object Lock retention); *out malloc'd. */
 struct remote_gone_pack {
+	uint8_t name[PACK_NAME_LEN];
 	char key[80];
 	int64_t due;		/* ns */
 };

@@ -1,13 +1,9 @@
 /*
  * s3.c - the S3 backend (AWS, Cloudflare R2, MinIO, any S3-compatible
- * store) over libcurl, signed with libcurl's own SigV4
- * (CURLOPT_AWS_SIGV4 "aws:amz:REGION:s3").
- *
- * libcurl 7.88 signs exactly what it is given, so this file supplies
- * what it leaves out: an x-amz-content-sha256
- * header on every request, query strings already sorted and RFC 3986
- * encoded (a bare parameter written "uploads="), and object keys
- * percent-encoded except A-Za-z0-9-._~/.
+ * store) over libcurl: requests, their replies and errors.  Signing
+ * (libcurl's SigV4 and what it leaves out: payload hash, key and query
+ * encoding, credentials) is s3_sign.c's; the query strings built here
+ * are sorted by name, a bare parameter written "uploads=".
  *
  * Integrity: a PUT carries Content-MD5 (the server refuses a corrupted
  * body) and its ETag must equal the MD5 we computed.  Bodies over 40 MiB
@@ -15,11 +11,6 @@
  * then the whole object's size is checked with HEAD; a failed multipart
  * upload is aborted.  GETs check the length received.  Listing uses
  * ListObjectsV2 with continuation tokens and never assumes an order.
- *
- * Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
- * AWS_SESSION_TOKEN) from the environment, else the shared credentials
- * file, which must be private to its owner.  They go to libcurl as user
- * name and password for signing and never appear in a message.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,13 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
 #include "../chunker/buf.h"
 #include "backend.h"
 #include "http.h"
 #include "listing.h"
+#include "s3_sign.h"
 #include "xml.h"
 
 /* Packs (~32 MiB plus one chunk) go in one PUT: S3 takes up to 5 GB that
@@ -47,18 +36,13 @@
 #define S3_PART_RETRIES		2		/* extra tries of one part */
 #define S3_PAGE_RETRIES		5		/* extra tries of a list page */
 #define S3_KEY_MAX		1024
-#define EMPTY_SHA256 \
-	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct s3 {
 	char *bucket;
 	char *prefix;			/* "" or "some/prefix/" */
 	char *origin;			/* scheme://host[:port] requests go to */
 	char *base;			/* "/bucket" (path-style) or "" */
-	char sigv4[96];			/* aws:amz:REGION:s3 */
-	char *access_key;
-	char *secret_key;
-	char *session_token;		/* or NULL */
+	struct s3_sign sign;
 	CURL *curl;
 };
 
@@ -66,8 +50,6 @@ static struct s3 *S(struct remote *r)
 {
 	return r->priv;
 }
-
-/* ---- encodings and digests ---- */
 
 /* Append s to a growing string; -ENOMEM leaves *dst as it was. */
 static int sb_add(char **dst, size_t *len, size_t *cap, const char *s, size_t n)
@@ -79,82 +61,6 @@ static int sb_add(char **dst, size_t *len, size_t *cap, const char *s, size_t n)
 	memcpy(*dst + *len, s, n);
 	*len += n;
 	(*dst)[*len] = 0;
-	return 0;
-}
-
-/*
- * Percent-encode s (RFC 3986: only A-Za-z0-9-._~ stay, plus '/' when
- * keep_slash, as object paths need).  Returns a malloc'd string.
- */
-static char *uri_encode(const char *s, int keep_slash)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(s);
-	char *out = malloc(3 * n + 1), *o = out;
-
-	if (!out)
-		return NULL;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-		    c == '~' || (keep_slash && c == '/')) {
-			*o++ = (char)c;
-		} else {
-			*o++ = '%';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
-		}
-	}
-	*o = 0;
-	return out;
-}
-
-static void to_hex(const unsigned char *in, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex[in[i] >> 4];
-		out[2 * i + 1] = hex[in[i] & 15];
-	}
-	out[2 * n] = 0;
-}
-
-/* One-shot digest with OpenSSL's EVP; md_len receives the length. */
-static int digest(const EVP_MD *md, const void *buf, size_t len,
-		  unsigned char *out, unsigned *md_len)
-{
-	return EVP_Digest(buf, len, out, md_len, md, NULL) == 1 ? 0 : -EIO;
-}
-
-/* SHA-256 hex (64+1 bytes) of buf: the x-amz-content-sha256 value. */
-static int sha256_hex(const void *buf, size_t len, char out[65])
-{
-	unsigned char d[32];
-	unsigned n;
-
-	if (!len) {
-		strcpy(out, EMPTY_SHA256);
-		return 0;
-	}
-	if (digest(EVP_sha256(), buf, len, d, &n))
-		return -EIO;
-	to_hex(d, 32, out);
-	return 0;
-}
-
-/* MD5 of buf as raw bytes, lower-case hex and base64 (Content-MD5). */
-static int md5_all(const void *buf, size_t len, unsigned char raw[16],
-		   char hex[33], char b64[25])
-{
-	unsigned n;
-
-	if (digest(EVP_md5(), buf, len, raw, &n))
-		return -EIO;
-	to_hex(raw, 16, hex);
-	EVP_EncodeBlock((unsigned char *)b64, raw, 16);
 	return 0;
 }
 
@@ -231,7 +137,7 @@ static char *s3_url(struct s3 *s, const char *key, const char *query)
 	if (key) {
 		if (asprintf(&full, "%s%s", s->prefix, key) < 0)
 			return NULL;
-		enc = uri_encode(full, 1);
+		enc = s3_sign_uri_encode(full, 1);
 		free(full);
 		if (!enc)
 			return NULL;
@@ -254,14 +160,12 @@ static int s3_do(struct remote *r, const struct s3_req *q, struct http_resp *res
 	struct s3 *s = S(r);
 	struct curl_slist *h = NULL, *nh;
 	struct s3_src src = { q->body, q->body, q->len };
-	char sha[65], line[4096];
+	char line[4096];
 	char *url;
 	CURL *c;
 	int rc;
 
 	memset(resp, 0, sizeof(*resp));
-	if (sha256_hex(q->body, q->len, sha))
-		return remote_fail(r, -EIO, "%s: SHA-256 failed", r->name);
 	url = s3_url(s, q->key, q->query);
 	if (!url)
 		return remote_fail(r, -ENOMEM, "%s: out of memory", r->name);
@@ -280,9 +184,12 @@ static int s3_do(struct remote *r, const struct s3_req *q, struct http_resp *res
 		h = nh; \
 	} while (0)
 
-	ADDH("x-amz-content-sha256: %s", sha);
-	if (s->session_token)
-		ADDH("x-amz-security-token: %s", s->session_token);
+	rc = s3_sign_request(r, &s->sign, c, q->body, q->len, &h);
+	if (rc) {
+		curl_slist_free_all(h);
+		free(url);
+		return rc;
+	}
 	if (q->content_md5)
 		ADDH("Content-MD5: %s", q->content_md5);
 	if (q->range)
@@ -299,9 +206,6 @@ static int s3_do(struct remote *r, const struct s3_req *q, struct http_resp *res
 #undef ADDH
 
 	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
-	curl_easy_setopt(c, CURLOPT_USERNAME, s->access_key);
-	curl_easy_setopt(c, CURLOPT_PASSWORD, s->secret_key);
 	if (!strcmp(q->method, "HEAD")) {
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	} else if (!strcmp(q->method, "DELETE")) {
@@ -330,17 +234,14 @@ static int s3_do(struct remote *r, const struct s3_req *q, struct http_resp *res
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	rc = http_perform(r, c, resp);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-	OPENSSL_cleanse(line, sizeof(line));
 	curl_slist_free_all(h);
 	free(url);
 	return rc;
 nomem:
-	OPENSSL_cleanse(line, sizeof(line));
 	curl_slist_free_all(h);
 	free(url);
 	return remote_fail(r, -ENOMEM, "%s: out of memory", r->name);
 toolong:
-	OPENSSL_cleanse(line, sizeof(line));
 	curl_slist_free_all(h);
 	free(url);
 	return remote_fail(r, -EINVAL, "%s: a request header is too long "
@@ -487,7 +388,7 @@ static int s3_put_single(struct remote *r, const char *key, const void *buf,
 	int rc;
 
 	snprintf(what, sizeof(what), "put %s", key);
-	if (md5_all(buf, len, raw, hex, b64))
+	if (s3_sign_md5(buf, len, raw, hex, b64))
 		return remote_fail(r, -EIO, "%s: MD5 failed", r->name);
 	q.content_md5 = b64;
 	rc = s3_do(r, &q, &resp);
@@ -543,7 +444,7 @@ static int s3_put_part(struct remote *r, const char *key, const char *qid,
 	char b64[25], query[1200], what[S3_KEY_MAX + 32];
 	int rc;
 
-	if (md5_all(p, n, raw, etag_out, b64))
+	if (s3_sign_md5(p, n, raw, etag_out, b64))
 		return remote_fail(r, -EIO, "%s: MD5 failed", r->name);
 	/* sorted: partNumber < uploadId */
 	snprintf(query, sizeof(query), "partNumber=%d&uploadId=%s", pn, qid);
@@ -637,7 +538,7 @@ static int s3_put_multipart(struct remote *r, const char *key,
 	if (!m.upload_id[0])
 		return remote_fail(r, -EIO, "%s: %s: no UploadId in the reply",
 				   r->name, what);
-	qid = uri_encode(m.upload_id, 0);
+	qid = s3_sign_uri_encode(m.upload_id, 0);
 	etags = calloc(nparts, sizeof(*etags));
 	md5s = malloc(nparts * 16);
 	if (!qid || !etags || !md5s) {
@@ -675,13 +576,11 @@ static int s3_put_multipart(struct remote *r, const char *key,
 	if (m.etag[0]) {
 		unsigned char raw[16];
 		char hex[33], b64[25], want[48];
-		unsigned dl;
 
-		digest(EVP_md5(), md5s, nparts * 16, raw, &dl);
-		to_hex(raw, 16, hex);
+		s3_sign_md5(md5s, nparts * 16, raw, hex, b64);
 		snprintf(want, sizeof(want), "%s-%zu", hex, nparts);
 		if (!etag_is(m.etag, want)) {
-			md5_all(buf, len, raw, hex, b64);
+			s3_sign_md5(buf, len, raw, hex, b64);
 			if (!etag_is(m.etag, hex)) {
 				rc = remote_fail(r, -EBADMSG, "%s: %s: multipart ETag '%s' "
 						 "matches neither %s nor the MD5 %s",
@@ -845,7 +744,7 @@ static int s3_retain(struct remote *r, const char *key, int mode, int64_t until)
 		     "</RetainUntilDate></Retention>", lock_mode_name(mode), date);
 	q.body = xml;
 	q.len = (size_t)n;
-	if (md5_all(xml, q.len, raw, hex, b64))
+	if (s3_sign_md5(xml, q.len, raw, hex, b64))
 		return remote_fail(r, -EIO, "%s: MD5 failed", r->name);
 	q.content_md5 = b64;
 	snprintf(what, sizeof(what), "retain %s", key);
@@ -905,7 +804,7 @@ static int s3_list(struct remote *r, const char *prefix, remote_list_cb cb,
 	memset(&p, 0, sizeof(p));
 	if (asprintf(&full, "%s%s", s->prefix, prefix) < 0)
 		return remote_fail(r, -ENOMEM, "%s: out of memory", r->name);
-	eprefix = uri_encode(full, 0);
+	eprefix = s3_sign_uri_encode(full, 0);
 	if (!eprefix) {
 		rc = remote_fail(r, -ENOMEM, "%s: out of memory", r->name);
 		goto out;
@@ -939,7 +838,7 @@ static int s3_list(struct remote *r, const char *prefix, remote_list_cb cb,
 			break;
 		}
 		free(etoken);
-		etoken = uri_encode(p.token, 0);
+		etoken = s3_sign_uri_encode(p.token, 0);
 		if (!etoken) {
 			rc = remote_fail(r, -ENOMEM, "%s: out of memory", r->name);
 			break;
@@ -953,145 +852,6 @@ out:
 	free(eprefix);
 	free(full);
 	return rc;
-}
-
-/* ---- credentials ---- */
-
-/* Wipe and free a secret string. */
-static void free_secret(char *s)
-{
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
-/* Trim spaces at both ends in place. */
-static char *trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
-			 e[-1] == '\n'))
-		*--e = 0;
-	return s;
-}
-
-/*
- * Read the [profile] section of an AWS shared credentials file (INI:
- * aws_access_key_id, aws_secret_access_key, aws_session_token).  The
- * file has passed remote_check_secret_file.
- */
-static int read_credentials_file(struct remote *r, const char *path,
-				 const char *profile)
-{
-	struct s3 *s = S(r);
-	char line[4096], *t;
-	int in = 0, rc = 0;
-	FILE *f = fopen(path, "re");
-
-	if (!f)
-		return remote_fail(r, -errno, "%s: credentials file %s: %s", r->name,
-				   path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		char *eq, *k, *v, **dst = NULL;
-
-		t = trim(line);
-		if (!*t || *t == '#' || *t == ';')
-			continue;
-		if (*t == '[') {
-			char *e = strchr(t, ']');
-
-			if (!e)
-				continue;
-			*e = 0;
-			t = trim(t + 1);
-			if (!strncmp(t, "profile ", 8))
-				t = trim(t + 8);
-			in = !strcmp(t, profile);
-			continue;
-		}
-		if (!in || !(eq = strchr(t, '=')))
-			continue;
-		*eq = 0;
-		k = trim(t);
-		v = trim(eq + 1);
-		if (!strcasecmp(k, "aws_access_key_id"))
-			dst = &s->access_key;
-		else if (!strcasecmp(k, "aws_secret_access_key"))
-			dst = &s->secret_key;
-		else if (!strcasecmp(k, "aws_session_token") ||
-			 !strcasecmp(k, "aws_security_token"))
-			dst = &s->session_token;
-		if (dst && *v) {
-			free_secret(*dst);
-			*dst = strdup(v);
-			if (!*dst)
-				rc = -ENOMEM;
-		}
-	}
-	OPENSSL_cleanse(line, sizeof(line));
-	fclose(f);
-	if (rc)
-		return remote_fail(r, rc, "%s: out of memory", r->name);
-	if (!s->access_key || !s->secret_key)
-		return remote_fail(r, -EACCES, "%s: credentials file %s has no "
-				   "aws_access_key_id and aws_secret_access_key "
-				   "for profile [%s]", r->name, path, profile);
-	return 0;
-}
-
-/* Environment first, then the credentials file (which must be private). */
-static int load_credentials(struct remote *r)
-{
-	struct s3 *s = S(r);
-	const char *id = getenv("AWS_ACCESS_KEY_ID");
-	const char *secret = getenv("AWS_SECRET_ACCESS_KEY");
-	const char *token = getenv("AWS_SESSION_TOKEN");
-	const char *profile, *home, *path;
-	char def[4096];
-	int optional = 0, rc;
-
-	if ((id && *id) || (secret && *secret)) {
-		if (!id || !*id || !secret || !*secret)
-			return remote_fail(r, -EINVAL, "%s: set both AWS_ACCESS_KEY_ID "
-					   "and AWS_SECRET_ACCESS_KEY", r->name);
-		s->access_key = strdup(id);
-		s->secret_key = strdup(secret);
-		if (token && *token)
-			s->session_token = strdup(token);
-		if (!s->access_key || !s->secret_key ||
-		    (token && *token && !s->session_token))
-			return remote_fail(r, -ENOMEM, "%s: out of memory", r->name);
-		return 0;
-	}
-	path = r->opt.credentials_file;
-	if (!path || !*path)
-		path = getenv("AWS_SHARED_CREDENTIALS_FILE");
-	if (!path || !*path) {
-		home = getenv("HOME");
-		if (!home || !*home)
-			home = "/";
-		snprintf(def, sizeof(def), "%s/.aws/credentials", home);
-		path = def;
-		optional = 1;
-	}
-	rc = remote_check_secret_file(r, path, optional);
-	if (rc)
-		return rc;
-	profile = r->opt.profile;
-	if (!profile || !*profile)
-		profile = getenv("AWS_PROFILE");
-	if (!profile || !*profile)
-		profile = "default";
-	if (optional && access(path, F_OK) < 0)
-		return remote_fail(r, -EACCES, "%s: no credentials: set "
-				   "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or "
-				   "write %s", r->name, path);
-	return read_credentials_file(r, path, profile);
 }
 
 /* ---- open / close ---- */
@@ -1108,9 +868,7 @@ static void s3_close(struct remote *r)
 	free(s->prefix);
 	free(s->origin);
 	free(s->base);
-	free_secret(s->access_key);
-	free_secret(s->secret_key);
-	free_secret(s->session_token);
+	s3_sign_free(&s->sign);
 	free(s);
 	r->priv = NULL;
 }
@@ -1211,9 +969,8 @@ int remote_s3_open(struct remote *r, const char *bucket, const char *prefix)
 		s->prefix = NULL;
 	if (!s->bucket || !s->prefix)
 		return remote_fail(r, -ENOMEM, "%s: out of memory", r->name);
-	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", region);
 	rc = s3_locate(r, s);
 	if (rc)
 		return rc;
-	return load_credentials(r);
+	return s3_sign_load(r, &s->sign, region);
 }

@@ -213,19 +213,18 @@ static size_t sink_write(char *data, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 
 	if (k->len + len + 1 > k->cap) {
-		/* a known length (a range read) is allocated at once */
-		size_t cap = k->cap ? k->cap :
-			     k->max < (256u << 20) ? (size_t)k->max + 1 : 16384;
 		uint8_t *np;
 
-		while (cap < k->len + len + 1)
-			cap *= 2;
-		if (k->len + len > k->max || !(np = realloc(k->p, cap))) {
+		/* a known length (a range read) is allocated at once, exactly:
+		 * buf_grow's first allocation is the capacity it is given */
+		if (!k->p && k->max < (256u << 20))
+			k->cap = (size_t)k->max + 1;
+		if (k->len + len > k->max ||
+		    !(np = buf_grow(k->p, &k->cap, k->len + len + 1, 1))) {
 			k->nomem = 1;
 			return 0;
 		}
 		k->p = np;
-		k->cap = cap;
 	}
 	memcpy(k->p + k->len, data, len);
 	k->len += len;
@@ -650,35 +649,6 @@ static int sftp_del(struct remote *r, const char *key)
 	return rc;
 }
 
-/* A stack of folders (relative to the base, "" or ending in '/'). */
-struct dirstack {
-	char **v;
-	size_t n, cap;
-};
-
-static int dirstack_push(struct dirstack *d, const char *dir, size_t dlen,
-			 const char *name)
-{
-	char *e;
-
-	char **nv = buf_grow(d->v, &d->cap, d->n + 1, sizeof(*nv));
-	if (!nv)
-		return -ENOMEM;
-	d->v = nv;
-	if (asprintf(&e, "%.*s%s%s", (int)dlen, dir, name, *name ? "/" : "") < 0)
-		return -ENOMEM;
-	d->v[d->n++] = e;
-	return 0;
-}
-
-/* Does any key below folder dir start with prefix (or the reverse)? */
-static int dir_may_match(const char *dir, const char *prefix)
-{
-	size_t a = strlen(dir), b = strlen(prefix);
-
-	return !strncmp(dir, prefix, a < b ? a : b);
-}
-
 /*
  * One line of a long listing, "perms links owner group size mon day
  * time name": its type ('d', '-', 'l', ...), size and name.
@@ -778,10 +748,9 @@ out:
 
 /* List one folder (with retries), reporting files and pushing folders. */
 static int list_dir(struct remote *r, const char *dir, const char *prefix,
-		    struct dirstack *todo, remote_list_cb cb, void *arg)
+		    struct listing_dirs *todo, remote_list_cb cb, void *arg)
 {
 	struct sink sink = { .max = SFTP_GET_MAX };
-	size_t dlen = strlen(dir);
 	char *line, *next;
 	int rc;
 
@@ -818,9 +787,10 @@ static int list_dir(struct remote *r, const char *dir, const char *prefix,
 				rc = -ENOMEM;
 				break;
 			}
-			if (dir_may_match(sub, prefix))
-				rc = dirstack_push(todo, dir, dlen, name);
-			free(sub);
+			if (listing_dir_may_match(sub, prefix))
+				rc = listing_dirs_push(todo, sub);
+			else
+				free(sub);
 		} else if (type == '-' && !listing_is_temp_name(name)) {
 			char *k;
 
@@ -839,28 +809,11 @@ out:
 	return rc;
 }
 
-/*
- * Walk the folders below prefix depth-first with long listings.  The
- * walk starts at the folder part of prefix ("data/a" starts at "data/").
- */
+/* With long listings, one folder at a time. */
 static int sftp_list(struct remote *r, const char *prefix, remote_list_cb cb,
 		     void *arg)
 {
-	struct dirstack todo = { 0 };
-	const char *slash = strrchr(prefix, '/');
-	int rc;
-
-	rc = dirstack_push(&todo, prefix, slash ? (size_t)(slash - prefix + 1) : 0, "");
-	while (!rc && todo.n) {
-		char *dir = todo.v[--todo.n];
-
-		rc = list_dir(r, dir, prefix, &todo, cb, arg);
-		free(dir);
-	}
-	while (todo.n)
-		free(todo.v[--todo.n]);
-	free(todo.v);
-	return rc;
+	return listing_walk(r, prefix, list_dir, cb, arg);
 }
 
 static void sftp_close(struct remote *r)

@@ -548,7 +548,7 @@ static int dav_del(struct remote *r, const char *key)
 
 /* PROPFIND Depth: 1 on one collection (with retries), walk the reply. */
 static int list_dir(struct remote *r, const char *dir, const char *prefix,
-		    struct dav_dirstack *todo, remote_list_cb cb, void *arg)
+		    struct listing_dirs *todo, remote_list_cb cb, void *arg)
 {
 	struct webdav *w = r->priv;
 	struct dav_listing l = { .base_path = w->base_path, .dir = dir,
@@ -590,28 +590,10 @@ out:
 	return rc;
 }
 
-/* Walk the collections below prefix; start at its collection part. */
 static int dav_list(struct remote *r, const char *prefix, remote_list_cb cb,
 		    void *arg)
 {
-	struct dav_dirstack todo = { 0 };
-	const char *slash = strrchr(prefix, '/');
-	char *first = strndup(prefix, slash ? (size_t)(slash - prefix + 1) : 0);
-	int rc;
-
-	if (!first)
-		return -ENOMEM;
-	rc = dav_dirstack_push(&todo, first);
-	while (!rc && todo.n) {
-		char *dir = todo.v[--todo.n];
-
-		rc = list_dir(r, dir, prefix, &todo, cb, arg);
-		free(dir);
-	}
-	while (todo.n)
-		free(todo.v[--todo.n]);
-	free(todo.v);
-	return rc;
+	return listing_walk(r, prefix, list_dir, cb, arg);
 }
 
 static void dav_close(struct remote *r)

@@ -89,10 +89,10 @@ done
 
 declare -A DEPS=(
 	[fuzz_pack_footer]="util buf crypto pack"
-	[fuzz_keyfile]="util crypto"
+	[fuzz_keyfile]="util buf crypto"
 	[fuzz_xml]="buf xml"
 	[fuzz_index]="util buf crypto pack index catalog namespace"
-	[fuzz_config]="config schedule retention"
+	[fuzz_config]="buf config schedule retention"
 	[fuzz_delta]="util buf crypto pack index catalog namespace changelog"
 	[fuzz_s3_list]="buf listing xml"
 	[fuzz_webdav_list]="buf listing xml"

@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	struct dav_dirstack todo = { 0 };
+	struct listing_dirs todo = { 0 };
 	struct ctx c = { .dir = dirs[(data[0] >> 2) % 4],
 			 .prefix = prefixes[(data[0] >> 4) % 4] };
 	struct dav_listing l = { .base_path = bases[data[0] % 3], .dir = c.dir,
