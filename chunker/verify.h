@@ -45,8 +45,8 @@ struct verify {
 int verify_packs(struct verify *v);
 
 /* Read and authenticate every chunk (pct 0 or 100), or pct percent of them
- * from the cursor on, wrapping round, then move the cursor: 100/pct runs
- * read everything. */
+ * from the cursor on, wrapping round, then move the cursor: ceil(100/pct)
+ * runs read everything (the one that wraps may read a few chunks twice). */
 int verify_data(struct verify *v, int pct);
 
 /* Free what v holds. */
