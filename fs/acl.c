@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "acl.h"
+#include "../chunker/util.h"
 
 #define ACL_VERSION 2
 #define TAG_USER_OBJ 0x01
@@ -17,12 +18,6 @@
 #define TAG_MASK 0x10
 #define TAG_OTHER 0x20
 #define ENTRY_SIZE 8
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
 
 static unsigned entry_tag(const uint8_t *e)
 {
