@@ -233,8 +233,6 @@ static int dav_listing_entry(struct dav_listing *l)
 		return 0;	/* the listed collection itself */
 	if (!below_dir(rel, n, l->dir))
 		return 0;	/* nothing a Depth: 1 reply should hold */
-	name = memrchr(rel, '/', n);
-	name = name ? name + 1 : rel;
 	if (l->collection) {
 		if (asprintf(&key, "%.*s/", (int)n, rel) < 0)
 			return -ENOMEM;
@@ -243,11 +241,14 @@ static int dav_listing_entry(struct dav_listing *l)
 		free(key);
 		return 0;
 	}
-	if (!l->has_size || listing_is_temp_name(name))
+	if (!l->has_size)
 		return 0;
+	/* the name is judged as the key ends, without the '/'s cut off */
 	if (asprintf(&key, "%.*s", (int)n, rel) < 0)
 		return -ENOMEM;
-	if (!strncmp(key, l->prefix, strlen(l->prefix)))
+	name = strrchr(key, '/');
+	name = name ? name + 1 : key;
+	if (!listing_is_temp_name(name) && !strncmp(key, l->prefix, strlen(l->prefix)))
 		rc = l->cb(l->arg, key, l->size);
 	free(key);
 	return rc;

@@ -7,8 +7,10 @@
  * "KEY.tmp-RANDOM" (creating missing parent collections with MKCOL when
  * the server answers 409), checks the temporary's size, then MOVEs it
  * to KEY with "Overwrite: F": tresor never overwrites, so a 412 means
- * an earlier attempt already published KEY and only its size decides.
- * The published object's size is checked again.  Listing walks the
+ * an earlier attempt (or, for a create-only put, another writer) already
+ * published KEY and only its size decides.  The published object's size
+ * is checked again: mod_dav_fs tests the condition before it renames, so
+ * a racing writer's MOVE can replace ours.  Listing walks the
  * collections below the prefix with PROPFIND Depth: 1 (Depth: infinity
  * is disabled on most servers), parsing the multistatus with expat.
  * Temporary names are never listed.
@@ -462,7 +464,12 @@ static int dav_write(struct remote *r, const char *key, const void *buf, size_t 
 			goto cleanup;
 	}
 	rc = dav_size(r, key, key, &size);
-	if (!rc && size != len)
+	/* mod_dav_fs checks "Overwrite: F" before it renames: two MOVEs at
+	 * one moment may both succeed, the later replacing the earlier */
+	if (!rc && size != len && excl)
+		rc = remote_fail(r, -EEXIST, "%s: %s was published by another "
+				 "writer at the same moment", r->name, key);
+	else if (!rc && size != len)
 		rc = remote_fail(r, -EBADMSG, "%s: %s exists with %llu bytes, "
 				 "not %zu", r->name, key,
 				 (unsigned long long)size, len);
