@@ -540,9 +540,7 @@ int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t
 	uint8_t *b = NULL;
 	size_t got = 0;
 	repo_meta_key(n, key, sizeof(key));
-	/* One GET for prefix and header: two would mix two objects when a
-	 * server lets a racing publish replace the key between them. */
-	int err = remote_get(r, key, 0, META_PREFIX + HDR_MAX, &b, &got);
+	int err = remote_get(r, key, 0, META_PREFIX, &b, &got);
 	if (err)
 		return err;
 	if (got < META_PREFIX || memcmp(b, META_MAGIC, 8)) {
@@ -552,10 +550,14 @@ int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t
 		return 0;
 	}
 	uint32_t hl = get_le32(b + 8);
-	if (hl > HDR_MAX || got < META_PREFIX + (size_t)hl)
+	free(b);
+	if (hl > HDR_MAX)
+		return -EBADMSG;
+	err = remote_get(r, key, META_PREFIX, hl, &b, &got);
+	if (!err && got != hl)
 		err = -EBADMSG;
-	else
-		err = open_hdr(keys, n, b + META_PREFIX, hl, h);
+	if (!err)
+		err = open_hdr(keys, n, b, hl, h);
 	free(b);
 	return err;
 }
