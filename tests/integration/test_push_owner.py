@@ -15,8 +15,10 @@ WebDAV via a private apache, started as test_push_recover starts them):
     `remote takeover`, then A's is;
   - two stores that both believe they own the chain (a cloned store
     directory) push at the same moment: one publishes, the other refuses
-    cleanly (or, on a server that ignores If-None-Match, is refused by its
-    next push), and a recovery holds one store's bytes, never a mix;
+    cleanly (or, where Apache's MOVE lets both succeed, is refused by its
+    next push), and a recovery holds one store's bytes, never a mix (S3
+    goes through tests/servers/faultproxy.py with create_only: s3rver
+    ignores If-None-Match and can interleave two PUTs of one key);
   - a forked chain (a delta continuing an object that is not there):
     recover refuses and lists the branches; --chain ID recovers one;
   - a version 1 remote (written by a tresor built from before, or TRESOR_V1_BIN) is continued
@@ -36,6 +38,7 @@ from conftest import Store
 from test_push_recover import (BACKENDS, make_remote, one_line, push, recover,  # noqa: F401
                                remote_add, run)
 from test_push_recover import s3server, sshserver, davserver  # noqa: F401
+from remote_proxy import FaultProxy, s3_remote
 
 MiB = 1 << 20
 
@@ -165,11 +168,24 @@ def test_old_store_pushed_first_then_explicit_takeover(kind, tmp, make_store, mo
     assert recovered_clean(tmp, rem, passfile, mounts, "c") == {"f.bin": b"B2" * 7000}
 
 
+@pytest.fixture(scope="module")
+def s3_create_only(s3server):
+    """s3rver behind a proxy that gives If-None-Match: * S3's semantics."""
+    px = FaultProxy(s3server.port, create_only=True).start()
+    yield px
+    px.stop()
+
+
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_concurrent_pushes_one_wins(kind, tmp, make_store, mounts, make_remote, passfile):
+def test_concurrent_pushes_one_wins(kind, tmp, make_store, mounts, make_remote, passfile,
+                                    request):
     a = make_store("a")
     write(a, mounts, "f.bin", b"A1" * 5000)
-    rem = make_remote(kind)
+    if kind == "s3":
+        rem = s3_remote(tmp, request.getfixturevalue("s3_create_only"),
+                        "race-" + tmp.name)
+    else:
+        rem = make_remote(kind)
     remote_add(a, "box", rem)
     push(a, "box", rem)
     # a clone of the store (a restored VM image): it believes it owns the chain too
@@ -184,11 +200,10 @@ def test_concurrent_pushes_one_wins(kind, tmp, make_store, mounts, make_remote, 
         if p.returncode != 0:
             line = one_line(p.stderr)
             assert "not by this one" in line or "not the object it wrote" in line, line
-    if kind in ("s3", "webdav") and len(ok) == 2:
-        # s3rver ignores If-None-Match, and Apache's mod_dav_fs checks
-        # "Overwrite: F" before it renames, so two MOVEs at one moment can
-        # both succeed: the store whose object was replaced learns it at
-        # its next push
+    if kind == "webdav" and len(ok) == 2:
+        # Apache's mod_dav_fs checks "Overwrite: F" before it renames, so
+        # two MOVEs at one moment can both succeed: the store whose object
+        # was replaced learns it at its next push
         for st in (a, b):
             write(st, mounts, "h.bin", b"later", mnt=tmp / ("mnt-late-" + Path(st.path).name))
         again = {n: push(s, "box", rem, check=False) for n, s in (("a", a), ("b", b))}

@@ -22,6 +22,12 @@ Host header is kept (SigV4 signs it), Expect and hop-by-hop headers are
 dropped.  Used as a library (FaultProxy(...).start() runs it in a thread)
 from tests/integration.
 
+S3 create-only puts: s3rver ignores `If-None-Match: *` and writes an
+object in place, so two PUTs of one key at the same moment can interleave
+into one damaged object, which S3 never does.  With create_only the proxy
+gives such PUTs S3's semantics for the keys it saw created: one at a time,
+and 412 PreconditionFailed once the key was created through it.
+
 S3 Object Lock: the s3rver fork implements no Object Lock.  It checks the
 signature of PutObjectRetention (`PUT ?retention=`) and then answers 405
 MethodNotAllowed; with emulate_retention the proxy records that answer and
@@ -30,6 +36,7 @@ way is that the request is well formed and correctly signed, not that a
 server enforces the lock.
 """
 
+import contextlib
 import http.client
 import http.server
 import re
@@ -44,6 +51,7 @@ HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
 KEEP_BODY = 64 * 1024
 
 S3_ERRORS = {
+    412: ("PreconditionFailed", "At least one of the pre-conditions you specified did not hold."),
     500: ("InternalError", "We encountered an internal error. Please try again."),
     503: ("SlowDown", "Please reduce your request rate."),
 }
@@ -96,13 +104,16 @@ class Record:
 
 class FaultProxy:
     def __init__(self, upstream_port, upstream_host="127.0.0.1", tls=None,
-                 upstream_ca=None, emulate_retention=False):
+                 upstream_ca=None, emulate_retention=False, create_only=False):
         """tls: (certfile, keyfile) to serve HTTPS; upstream_ca: the CA of
         an HTTPS upstream (None: plain HTTP upstream)."""
         self.upstream = (upstream_host, upstream_port)
         self.tls = tls
         self.upstream_ca = upstream_ca
         self.emulate_retention = emulate_retention
+        self.create_only = create_only
+        self.created = set()
+        self.create_lock = threading.Lock()
         self.faults = []
         self.records = []
         self.lock = threading.Lock()
@@ -220,6 +231,14 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.wfile.flush()
 
+    def _send_error(self, rec, code):
+        """An S3-style XML error answered by the proxy itself."""
+        ecode, msg = S3_ERRORS.get(code, ("InternalError", "error"))
+        xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
+               '<Message>%s</Message></Error>' % (ecode, msg)).encode()
+        rec.status = code
+        self._send(code, None, [("Content-Type", "application/xml")], xml, head=False)
+
     def handle_one(self):
         p = self.proxy
         method = self.command
@@ -246,13 +265,7 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             rec.fault = fault.action
         p.record(rec)   # now: a stalled request shows in the log at once
         if fault and fault.action == "status":
-            code = fault.params.get("status", 503)
-            ecode, msg = S3_ERRORS.get(code, ("InternalError", "error"))
-            xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
-                   '<Message>%s</Message></Error>' % (ecode, msg)).encode()
-            rec.status = code
-            self._send(code, None, [("Content-Type", "application/xml")], xml,
-                       head=False)
+            self._send_error(rec, fault.params.get("status", 503))
             return
         if fault and fault.action == "stall":
             time.sleep(fault.params.get("seconds", 3))
@@ -260,17 +273,26 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         for k, v in self.headers.items():
             if k.lower() not in HOP:
                 fwd[k] = v
-        conn = p.connect_upstream()
-        try:
-            conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-            for k, v in fwd.items():
-                conn.putheader(k, v)
-            conn.endheaders(body if body or n else None)
-            resp = conn.getresponse()
-            rbody = resp.read()
-            status, reason, rheaders = resp.status, resp.reason, resp.getheaders()
-        finally:
-            conn.close()
+        cond = (p.create_only and method == "PUT" and
+                hdrs.get("if-none-match", "").strip() == "*")
+        key = target.split("?", 1)[0]
+        with p.create_lock if cond else contextlib.nullcontext():
+            if cond and key in p.created:
+                self._send_error(rec, 412)
+                return
+            conn = p.connect_upstream()
+            try:
+                conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+                for k, v in fwd.items():
+                    conn.putheader(k, v)
+                conn.endheaders(body if body or n else None)
+                resp = conn.getresponse()
+                rbody = resp.read()
+                status, reason, rheaders = resp.status, resp.reason, resp.getheaders()
+            finally:
+                conn.close()
+            if cond and 200 <= status < 300:
+                p.created.add(key)
         rec.upstream_status = status
         head = method == "HEAD"
         if (p.emulate_retention and method == "PUT" and
