@@ -32,6 +32,9 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+/* 1 if the caller of req is in group gid (primary or supplementary);
+ * reads /proc, so no lock held. */
+int caller_in_group(fuse_req_t req, gid_t gid);
 
 /* The operations of a mounted volume (fuse_ops.c). */
 const struct fuse_lowlevel_ops *vfs_fuse_ops(void);

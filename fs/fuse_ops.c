@@ -694,10 +694,37 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/*
+ * A write by a caller without CAP_FSETID (taken as: not root) drops
+ * set-user-ID, and set-group-ID where the group may execute or the caller
+ * is outside the file's group, as the kernel's file_remove_privs does on
+ * a local filesystem.  Through the page cache the kernel sends that as a
+ * SETATTR before the write (then there is nothing left to drop here); on
+ * a direct handle (appends, open_flags) it leaves it to us.
+ */
+static void write_kill_suid(fuse_req_t req, struct vfs *v, struct node *n)
+{
+	pthread_mutex_lock(&v->lock);
+	mode_t m = n->attr.mode;
+	gid_t gid = n->attr.gid;
+	pthread_mutex_unlock(&v->lock);
+	if (!(m & (S_ISUID | S_ISGID)))
+		return;
+	int drop_gid = (m & S_IXGRP) || !caller_in_group(req, gid);
+	pthread_mutex_lock(&v->lock);
+	m = n->attr.mode;
+	mode_t kill = (m & S_ISUID) | (drop_gid ? (m & S_ISGID) : 0);
+	if (kill) {
+		n->attr.mode = m & ~kill;
+		n->attr.ctime = vfs_now();
+		node_touch(v, n);	/* persisted at the next commit */
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi)
 {
-	(void)fi;
 	struct vfs *v = V(req);
 	struct node *n = vino_open_node(v, ino);
 	if (!n) {
@@ -708,6 +735,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
+	(void)fi;
+	if (fuse_req_ctx(req)->uid != 0)
+		write_kill_suid(req, v, n);
 	pthread_mutex_lock(&n->d->dlock);
 	int err = node_write(v, n, buf, size, off);
 	pthread_mutex_unlock(&n->d->dlock);

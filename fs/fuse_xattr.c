@@ -10,8 +10,7 @@
 #include "acl.h"
 #include "fuse_int.h"
 
-/* 1 if the caller of req is in group gid (primary or supplementary). */
-static int caller_in_group(fuse_req_t req, gid_t gid)
+int caller_in_group(fuse_req_t req, gid_t gid)
 {
 	if (fuse_req_ctx(req)->gid == gid)
 		return 1;

@@ -7,8 +7,11 @@ started with setgroups/setgid/setuid.
 import json
 import os
 import stat
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 U1, G1 = 101, 101       # the "container user"
 U2, G2 = 102, 102       # a stranger
@@ -205,3 +208,48 @@ def test_without_allow_other_others_are_refused(store, mounts):
     (m / "f").write_bytes(b"x")
     os.chmod(m / "f", 0o644)
     assert as_user(U1, G1, [], ("read", m / "f")) == "EACCES"
+
+
+def test_write_by_another_user_drops_setuid_as_ext4(store, mounts):
+    """A write by a non-root caller drops set-user-ID, and set-group-ID
+    where the group may execute or the caller is outside the file's group,
+    as on a local filesystem; root's write keeps them.
+    Appends go through a direct handle, where the kernel leaves this to
+    the filesystem; plain writes go through the page cache."""
+    m = mounts.mount(store, "vol", opts=["allow_other"])
+    local = Path(tempfile.mkdtemp(prefix="tresor-suid-", dir="/tmp"))   # others may enter /tmp
+    got = {}
+    try:
+        compare(m.path, local, got)
+    finally:
+        shutil.rmtree(local)
+    assert got["False"] == got["True"], got
+    # set-group-ID without group execute goes only for a caller outside
+    # the file's group (the kernel's rule since 6.2)
+    assert got["False"] == ["0o777", "0o777", "0o767", "0o2767", "0o777", "0o777",
+                            "0o4777"], got
+    m.unmount()
+    m = mounts.mount(store, "vol", opts=["allow_other"])
+    assert oct(os.stat(m.path / "f0").st_mode & 0o7777) == "0o777", "not persisted"
+
+
+def compare(mnt, local, got):
+    for top in (mnt, local):
+        os.chmod(top, 0o755)
+        res = []
+        for i, (mode, op, who, gid) in enumerate([
+                (0o4777, "append", U1, 0), (0o6777, "append", U1, 0),
+                (0o2767, "append", U1, 0), (0o2767, "append", U1, G1),
+                (0o4777, "write", U1, 0), (0o6777, "write", U1, 0),
+                (0o4777, "append", 0, 0)]):
+            f = top / ("f%d" % i)
+            f.write_bytes(b"x")
+            os.chown(f, 0, gid)
+            os.chmod(f, mode)
+            if who:
+                assert as_user(who, who, [], (op, f, "more")) == "OK"
+            else:
+                with open(f, "ab") as fh:
+                    fh.write(b"more")
+            res.append(oct(os.stat(f).st_mode & 0o7777))
+        got[str(top == local)] = res
