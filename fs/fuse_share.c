@@ -7,12 +7,13 @@
  * A copy shares every source extent that lies whole in the copied range:
  * the destination gets an extent row naming the same chunk, and
  * ns_extent_replace counts the reference (chunk.refs, I2).  The pieces
- * of extents the range cuts (its head and tail) are copied as bytes
- * through the write path, so a small copy out of a large chunk does not
- * keep the whole chunk alive.  Holes stay holes.  Everything goes into
- * the index's open transaction like a write, committed by the committer
- * or fsync: after a crash each range shows its old or its new mapping,
- * and the size grows only after the data under it is mapped.
+ * of extents the range cuts (its head and tail, at most two) are stored
+ * as new chunks of their bytes, so a small copy out of a large chunk
+ * does not keep the whole chunk alive.  Holes stay holes.  The whole
+ * copy, with the size, goes into the index's open transaction in one
+ * section under ctx->lock (the sealing done before, without it), and is
+ * committed by the committer or fsync like a write: after a crash the
+ * destination shows all of the copy or none of it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,6 @@
 #include "../chunker/util.h"
 
 #define FILE_MAX (1ull << 60)	/* as op_write */
-#define COPY_STEP (1u << 20)	/* bytes of a head or tail per write */
 
 /* A piece of the source range: a hole, an extent shared whole, or bytes. */
 enum seg_kind { SEG_HOLE, SEG_SHARE, SEG_BYTES };
@@ -35,6 +35,7 @@ struct seg {
 	uint64_t off, len;	/* in the source */
 	enum seg_kind kind;
 	struct extent x;	/* SEG_SHARE: the source's extent */
+	struct sealed_chunk sc;	/* SEG_BYTES: the piece as a new chunk */
 };
 
 struct plan {
@@ -51,7 +52,10 @@ static int plan_add(struct plan *p, enum seg_kind kind, uint64_t off,
 	if (!s)
 		return -ENOMEM;
 	p->s = s;
-	s[p->n] = (struct seg){ .off = off, .len = len, .kind = kind };
+	memset(&s[p->n], 0, sizeof(*s));
+	s[p->n].off = off;
+	s[p->n].len = len;
+	s[p->n].kind = kind;
 	if (x)
 		s[p->n].x = *x;
 	p->n++;
@@ -79,50 +83,86 @@ static int plan_make(const struct extent *xs, size_t n, uint64_t a,
 	return err ? err : plan_add(p, SEG_HOLE, pos, b - pos, NULL);
 }
 
-/* Map the holes and shared extents of p into dst at delta from the
- * source (ctx->lock held, in the open transaction). */
-static int plan_map(struct vfs *v, const struct plan *p, uint64_t dst,
+static void plan_free(struct plan *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->s[i].sc.buf);
+	free(p->s);
+}
+
+/* Read and seal the byte pieces of p from the source (view, ino), with
+ * no lock held: each lies in one source extent, so it is one chunk. */
+static int plan_seal(struct vfs *v, struct plan *p, int64_t view,
+		     uint64_t ino)
+{
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	int err = 0;
+	for (size_t i = 0; i < p->n && !err; i++) {
+		struct seg *s = &p->s[i];
+		if (s->kind != SEG_BYTES)
+			continue;
+		uint8_t *b = buf_grow(buf, &cap, s->len, 1);
+		if (!b) {
+			err = -ENOMEM;
+			break;
+		}
+		buf = b;
+		err = vfs_read_extents(v, view, ino, buf, s->len, s->off);
+		uint8_t id[CHUNK_ID_LEN];
+		if (!err) {
+			store_chunk_id(v->st, buf, s->len, id);
+			err = store_seal_chunk(v->st, id, buf, s->len, &s->sc);
+		}
+	}
+	free(buf);
+	return err;
+}
+
+/* Map p into dst at delta from the source: holes punched, extents
+ * shared, byte pieces stored as chunks (ctx->lock held, in the open
+ * transaction).  The chunks go first: what fails for want of space or
+ * I/O fails before a row of the file changes. */
+static int plan_map(struct vfs *v, struct plan *p, uint64_t dst,
 		    int64_t delta)
 {
 	int err = index_begin(v->st->ix);
+	for (size_t i = 0; i < p->n && !err; i++)
+		if (p->s[i].kind == SEG_BYTES)
+			err = store_chunk_add(v->st, &p->s[i].sc, &p->s[i].x.chunk);
 	for (size_t i = 0; i < p->n && !err; i++) {
 		const struct seg *s = &p->s[i];
-		uint64_t o = s->off + delta;
+		struct extent x = s->x;
+		x.off = s->off + delta;
 		if (s->kind == SEG_HOLE) {
 			err = ns_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
-					      dst, o, o + s->len);
-		} else if (s->kind == SEG_SHARE) {
-			struct extent x = s->x;
-			x.off = o;
-			err = ns_extent_replace(v->st->ix, v->vol.id,
-						v->vol.epoch, dst, &x);
+					      dst, x.off, x.off + s->len);
+			continue;
 		}
+		if (s->kind == SEG_BYTES) {
+			x.coff = 0;
+			x.len = s->len;
+		}
+		err = ns_extent_replace(v->st->ix, v->vol.id, v->vol.epoch,
+					dst, &x);
 	}
 	return err;
 }
 
-/* Copy the byte pieces of p from the source (view, ino) into dn through
- * the write path (dn's dlock held). */
-static int plan_bytes(struct vfs *v, const struct plan *p, int64_t view,
-		      uint64_t ino, struct node *dn, int64_t delta)
+/* Are the source's extents in [a, b) still xs (ctx->lock held)?  A
+ * snapshot may have been deleted, and its chunks collected, since. */
+static int src_same(struct vfs *v, const struct vino *vi, uint64_t a,
+		    uint64_t b, const struct extent *xs, size_t n)
 {
-	uint8_t *buf = NULL;
-	int err = 0;
-	for (size_t i = 0; i < p->n && !err; i++) {
-		const struct seg *s = &p->s[i];
-		if (s->kind != SEG_BYTES)
-			continue;
-		if (!buf && !(buf = malloc(COPY_STEP)))
-			return -ENOMEM;
-		for (uint64_t done = 0; done < s->len && !err;) {
-			size_t l = s->len - done < COPY_STEP ? s->len - done : COPY_STEP;
-			err = vfs_read_extents(v, view, ino, buf, l, s->off + done);
-			if (!err)
-				err = node_write(v, dn, buf, l, s->off + done + delta);
-			done += l;
-		}
-	}
-	free(buf);
+	struct extent *now = NULL;
+	size_t m = 0;
+	int err = vino_resolve(v, vi->kino, &(struct vino){ 0 });
+	if (!err)
+		err = ns_extents_in(v->st->ix, v->vol.id, vi->view, vi->ino, a,
+				    b, &now, &m);
+	if (!err && (m != n || (n && memcmp(now, xs, n * sizeof(*xs)))))
+		err = -ENOENT;
+	free(now);
 	return err;
 }
 
@@ -216,32 +256,34 @@ static int share_copy(struct vfs *v, struct copy_src *cs, uint64_t off_in,
 	struct extent *xs = NULL;
 	size_t nx = 0;
 	struct plan p = { 0 };
-	int64_t delta = (int64_t)(off_out - off_in);
-	err = index_begin(v->st->ix);
-	if (!err)
-		err = ns_extents_in(v->st->ix, v->vol.id, cs->vi.view,
-				    cs->vi.ino, off_in, off_in + len, &xs, &nx);
+	err = ns_extents_in(v->st->ix, v->vol.id, cs->vi.view, cs->vi.ino,
+			    off_in, off_in + len, &xs, &nx);
+	pthread_mutex_unlock(&v->lock);
 	if (!err)
 		err = plan_make(xs, nx, off_in, off_in + len, &p);
+	/* Neither file changes meanwhile (both data locks are held), but
+	 * a snapshot may go. */
+	if (!err)
+		err = plan_seal(v, &p, cs->vi.view, cs->vi.ino);
+	/* One transaction: a crash leaves the old or the new mapping. */
+	pthread_mutex_lock(&v->lock);
+	if (!err && !cs->n)
+		err = src_same(v, &cs->vi, off_in, off_in + len, xs, nx);
 	free(xs);
 	if (!err)
-		err = plan_map(v, &p, dn->attr.ino, delta);
+		err = plan_map(v, &p, dn->attr.ino, (int64_t)(off_out - off_in));
+	if (!err) {
+		if (off_out + len >= dn->attr.size) {
+			dn->attr.size = off_out + len;
+			dn->d->stream_end = off_out + len; /* appends go on here */
+		}
+		dn->attr.mtime = dn->attr.ctime = vfs_now();
+		node_touch(v, dn);
+		err = node_persist(v, dn);
+	}
+	crash_point("copy");	/* mapped in the open transaction only */
 	pthread_mutex_unlock(&v->lock);
-	if (!err)
-		err = plan_bytes(v, &p, cs->vi.view, cs->vi.ino, dn, delta);
-	free(p.s);
-	/* The heads and tails are mapped before the size covers them. */
-	if (!err)
-		err = node_flush(v, dn);
-	if (err)
-		return err;
-	pthread_mutex_lock(&v->lock);
-	if (off_out + len > dn->attr.size)
-		dn->attr.size = off_out + len;
-	dn->attr.mtime = dn->attr.ctime = vfs_now();
-	node_touch(v, dn);
-	err = node_persist(v, dn);
-	pthread_mutex_unlock(&v->lock);
+	plan_free(&p);
 	if (!err)
 		*done = len;
 	return err;

@@ -13,12 +13,14 @@ import errno
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import subprocess
+import threading
 
 import pytest
 
-from conftest import tresor
+from conftest import fusermount_u, mounted, tresor, wait_for
 from test_snapshots import mount, snap, snap_list, tenv
 
 CHUNKS = (8192, 16384, 65536)
@@ -406,3 +408,99 @@ def test_rename_exchange_and_noreplace(st, mounts):
     assert sorted(os.listdir(m / "d2")) == ["b"]
     assert (m / "d1/sub").read_bytes() == b"A" and (m / "d2/b").is_dir()
     assert os.stat(m / "d1").st_nlink == 2 and os.stat(m / "d2").st_nlink == 3
+
+
+# --------------------------------------------------------------------------
+# crashes
+# --------------------------------------------------------------------------
+def dead(m):
+    """The daemon died by itself (a crash point): detach its mount."""
+    assert wait_for(lambda: m.proc.poll() is not None, 20), "the daemon did not die"
+    fusermount_u(m.path, lazy=True)
+    assert wait_for(lambda: not mounted(m.path), 10)
+    m.active = False
+
+
+def blocks_from(got, versions, bs=4096):
+    """Block numbers of got that equal the block of none of versions."""
+    bad = []
+    for i in range(0, max(len(v) for v in versions), bs):
+        if not any(got[i:i + bs] == v[i:i + bs] for v in versions):
+            bad.append(i // bs)
+    return bad
+
+
+def test_copy_crash(st, mounts):
+    """A crash leaves the destination with all of a copy or none of it,
+    and the store clean: before the commit (crash point inside the copy),
+    after an fsync (kill -9), and at a random moment of a run of copies."""
+    m = mount(mounts, st)
+    old = rnd(2 << 20, SEED + 50)
+    s1 = rnd(2 << 20, SEED + 51)
+    s2 = patched(m / "s2", rnd(2 << 20, SEED + 52), SEED + 53)
+    (m / "d").write_bytes(old)
+    (m / "s1").write_bytes(s1)
+    commit(m / "d")
+    m.close()
+    off_s, off_d, n = 5000, 70001, (1 << 20) + 333
+
+    def copied(src):
+        d = bytearray(old)
+        d[off_d:off_d + n] = src[off_s:off_s + n]
+        return bytes(d)
+
+    # crash point: mapped in the open transaction, not committed
+    m = mounts.mount(st, "vol", extra_env={"TZ": "Europe/Berlin", "TRESOR_CRASH_AT": "copy"})
+    s, d = os.open(m / "s1", os.O_RDONLY), os.open(m / "d", os.O_RDWR)
+    with pytest.raises(OSError) as ei:
+        copy_range(s, d, n, off_s, off_d)
+    assert ei.value.errno in (errno.ENOTCONN, errno.ECONNABORTED)  # the daemon died
+    for fd in (s, d):
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # the mount is dead
+    dead(m)
+    check_clean(st)
+    m = mount(mounts, st)
+    assert (m / "d").read_bytes() == old, "an uncommitted copy survived the crash"
+    # fsynced: the copy survives kill -9
+    with open(m / "s1", "rb") as s, open(m / "d", "r+b") as d:
+        assert copy_range(s.fileno(), d.fileno(), n, off_s, off_d) == n
+        os.fsync(d.fileno())
+    m.kill9()
+    check_clean(st)
+    m = mount(mounts, st)
+    assert (m / "d").read_bytes() == copied(s1)
+    # kill -9 in a run of copies from two sources
+    rng = random.Random(SEED)
+    timer = threading.Timer(rng.uniform(0.3, 1.5), lambda: os.kill(m.pid, signal.SIGKILL))
+    timer.start()
+    fds = [os.open(m / "s1", os.O_RDONLY), os.open(m / "s2", os.O_RDONLY),
+           os.open(m / "d", os.O_RDWR)]
+    copies = 0
+    try:
+        while copies < 100000:
+            copy_range(fds[copies % 2], fds[2], n, off_s, off_d)
+            copies += 1
+    except OSError:
+        pass
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    timer.cancel()
+    if m.proc.poll() is None:
+        m.kill9()
+    else:
+        dead(m)
+    check_clean(st)
+    m = mount(mounts, st)
+    got = (m / "d").read_bytes()
+    assert len(got) == len(old)
+    assert copies > 2, "only %d copies before the kill" % copies
+    # one copy is one transaction: the file is one of the two copies whole
+    bad = blocks_from(got, [copied(s1), copied(s2)])
+    assert not bad, "blocks %s of the destination hold neither copy" % bad[:10]
+    assert got in (copied(s1), copied(s2)), "a copy was torn by the crash"
