@@ -92,6 +92,29 @@ def patched(path, data, seed):
     return data[:mid] + patch + data[mid + 100:]
 
 
+def snapshot_and_lose(store, m, patched_file):
+    """Commit, note patched_file's extents, snapshot, delete site/: the
+    admin's mistake.  (extents, snapshot name, stored bytes before)."""
+    commit(m / patched_file)
+    xs = live_extents(store, os.stat(m / patched_file).st_ino)
+    name = snap(store)
+    shutil.rmtree(m / "site")
+    commit(m)
+    return xs, name, stored(store)
+
+
+def assert_restored(store, root, files, xs, before, how):
+    """root holds files byte for byte, site/patched maps the extents xs,
+    and the store's stored bytes are (about) what they were."""
+    for k, v in files.items():
+        assert (root / k).read_bytes() == v, k
+    commit(root / "site/patched")
+    assert live_extents(store, os.stat(root / "site/patched").st_ino) == xs, \
+        "%s did not share the extents" % how
+    grew = stored(store)[0] - before[0]
+    assert grew < 4096, "%s stored %d bytes" % (how, grew)
+
+
 def check_clean(store):
     p = store.check()
     assert p.returncode == 0, "tresor check after the copies:\n%s\n%s" % (p.stdout, p.stderr)
@@ -248,12 +271,7 @@ def test_restore_from_snapshot_with_cp(st, mounts):
         files["site/f%d" % i] = d
         (m / "site" / ("f%d" % i)).write_bytes(d)
     files["site/patched"] = patched(m / "site/patched", rnd(700000, SEED + 40), SEED + 41)
-    commit(m / "site/f0")
-    xs = live_extents(st, os.stat(m / "site/patched").st_ino)
-    name = snap(st)
-    shutil.rmtree(m / "site")
-    commit(m)
-    before = stored(st)
+    xs, name, before = snapshot_and_lose(st, m, "site/patched")
     strace = shutil.which("strace")
     cmd = ["cp", "-a", str(m / ".snapshots" / name / "site"), str(m / "site")]
     if strace:
@@ -262,14 +280,7 @@ def test_restore_from_snapshot_with_cp(st, mounts):
     if strace:
         log = (m.path.parent / "st").read_text()
         assert "copy_file_range(" in log and "= -1" not in log, log[-2000:]
-    for k, v in files.items():
-        assert (m / k).read_bytes() == v, k
-    commit(m / "site/f0")
-    assert live_extents(st, os.stat(m / "site/patched").st_ino) == xs, \
-        "cp from the snapshot did not share the extents"
-    after = stored(st)
-    assert after[0] - before[0] < 4096, "cp from a snapshot stored %d bytes" % (
-        after[0] - before[0])
+    assert_restored(st, m.path, files, xs, before, "cp from the snapshot")
     later = snap(st)
     m.close()
     check_clean(st)
@@ -510,3 +521,34 @@ def test_copy_crash(st, mounts):
     bad = blocks_from(got, [copied(s1), copied(s2)])
     assert not bad, "blocks %s of the destination hold neither copy" % bad[:10]
     assert got in (copied(s1), copied(s2)), "a copy was torn by the crash"
+
+
+# --------------------------------------------------------------------------
+# tresor restore into the mounted volume
+# --------------------------------------------------------------------------
+def test_restore_into_mount_shares(st, mounts, tmp):
+    """`tresor restore` into the volume's own mount copies by sharing
+    extents (the patched file's extents are the original's, no stored
+    bytes grow); into another directory it copies bytes as before."""
+    m = mount(mounts, st)
+    (m / "site" / "plans").mkdir(parents=True)
+    files = {"site/plans/p%d" % i: rnd(200000 * (i + 1), SEED + 60 + i) for i in range(4)}
+    files["site/empty"] = b""
+    for k, v in files.items():
+        (m / k).write_bytes(v)
+    files["site/patched"] = patched(m / "site/patched", rnd(900000, SEED + 70), SEED + 71)
+    os.symlink("plans/p0", m / "site/link")
+    xs, name, before = snapshot_and_lose(st, m, "site/patched")
+    p = tresor("restore", st.path, "vol", name, "site", m / "back", "--passphrase-file",
+               st.passfile, env=tenv(), timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_restored(st, m / "back", files, xs, before, "restore into the mount")
+    assert os.readlink(m / "back/site/link") == "plans/p0"
+    # the whole volume, and elsewhere: bytes
+    p = tresor("restore", st.path, "vol", name, "/", tmp / "outside", "--passphrase-file",
+               st.passfile, env=tenv(), timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for k, v in files.items():
+        assert (tmp / "outside" / k).read_bytes() == v, k
+    m.close()
+    check_clean(st)
