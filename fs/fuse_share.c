@@ -487,6 +487,13 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, ENXIO);
 		return;
 	}
+	/* With the kernel's write-back cache, data may sit in its pages
+	 * that we have not seen: ENOSYS has it answer by itself from now
+	 * on, all data and no holes (as without this operation). */
+	if (v->writeback) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	/* A live file's unsealed bytes are data the index does not know
 	 * yet: they are stored first, as at a close. */
 	struct node *n = INO_SLOT(ino) ? NULL : vino_open_node(v, ino);

@@ -584,3 +584,25 @@ def test_restore_into_mount_shares(st, mounts, tmp):
         assert (tmp / "outside" / k).read_bytes() == v, k
     m.close()
     check_clean(st)
+
+
+def test_writeback_mount(st, mounts):
+    """-o writeback: the kernel's dirty pages reach the daemon before a
+    copy (the kernel flushes the ranges), and seeks are answered by the
+    kernel as all data (it may hold data the daemon has not seen)."""
+    m = mount(mounts, st, opts=["writeback"])
+    data = rnd(1 << 20, SEED + 80)
+    fd = os.open(m / "w", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data, 4 << 20)     # a hole before it, pages dirty
+        with open(m / "c", "wb") as d:
+            assert copy_range(fd, d.fileno(), 5 << 20, 0, 0) == 5 << 20
+        assert (m / "c").read_bytes() == bytes(4 << 20) + data
+        assert seek(fd, 0, os.SEEK_DATA) == 0
+        assert seek(fd, 0, os.SEEK_HOLE) == 5 << 20
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 << 20, 4096)
+        assert os.pread(fd, 8192, 4 << 20) == bytes(4096) + data[4096:8192]
+    finally:
+        os.close(fd)
+    m.close()
+    check_clean(st)
