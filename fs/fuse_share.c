@@ -166,12 +166,11 @@ static int src_same(struct vfs *v, const struct vino *vi, uint64_t a,
 	return err;
 }
 
-/* The source of a copy: its view, inode and size; the live node if it is
- * in the live tree (held by its open handle).  Takes ctx->lock. */
+/* The source of a copy: its view and inode; the live node if it is in
+ * the live tree (held by its open handle).  Takes ctx->lock. */
 struct copy_src {
 	struct vino vi;
 	struct node *n;
-	uint32_t mode;
 };
 
 static int src_resolve(struct vfs *v, fuse_ino_t kino, struct copy_src *cs)
@@ -190,7 +189,6 @@ static int src_resolve(struct vfs *v, fuse_ino_t kino, struct copy_src *cs)
 	pthread_mutex_unlock(&v->lock);
 	if (err)
 		return err;
-	cs->mode = a.mode;
 	if (S_ISDIR(a.mode))
 		return -EISDIR;
 	return S_ISREG(a.mode) ? 0 : -EINVAL;
