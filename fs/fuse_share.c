@@ -13,7 +13,9 @@
  * copy, with the size, goes into the index's open transaction in one
  * section under ctx->lock (the sealing done before, without it), and is
  * committed by the committer or fsync like a write: after a crash the
- * destination shows all of the copy or none of it.
+ * destination shows all of the copy or none of it.  Within the
+ * transaction the mapping is a savepoint: a copy that fails midway
+ * leaves the destination as it was.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -119,17 +121,25 @@ static int plan_seal(struct vfs *v, struct plan *p, int64_t view,
 	return err;
 }
 
-/* Map p into dst at delta from the source: holes punched, extents
- * shared, byte pieces stored as chunks (ctx->lock held, in the open
- * transaction).  The chunks go first: what fails for want of space or
- * I/O fails before a row of the file changes. */
-static int plan_map(struct vfs *v, struct plan *p, uint64_t dst,
-		    int64_t delta)
+/* Store the byte pieces of p as chunks (ctx->lock held, in the open
+ * transaction).  First, so that what fails for want of space fails
+ * before a row of the file changes; a chunk left unmapped is garbage. */
+static int plan_chunks(struct vfs *v, struct plan *p)
 {
 	int err = index_begin(v->st->ix);
 	for (size_t i = 0; i < p->n && !err; i++)
 		if (p->s[i].kind == SEG_BYTES)
 			err = store_chunk_add(v->st, &p->s[i].sc, &p->s[i].x.chunk);
+	return err;
+}
+
+/* Map p into dst at delta from the source: holes punched, extents shared,
+ * the byte pieces' chunks mapped (ctx->lock held, in the open
+ * transaction, after plan_chunks). */
+static int plan_map(struct vfs *v, const struct plan *p, uint64_t dst,
+		    int64_t delta)
+{
+	int err = 0;
 	for (size_t i = 0; i < p->n && !err; i++) {
 		const struct seg *s = &p->s[i];
 		struct extent x = s->x;
@@ -263,21 +273,31 @@ static int share_copy(struct vfs *v, struct copy_src *cs, uint64_t off_in,
 	 * a snapshot may go. */
 	if (!err)
 		err = plan_seal(v, &p, cs->vi.view, cs->vi.ino);
-	/* One transaction: a crash leaves the old or the new mapping. */
+	/* One transaction: a crash leaves the old or the new mapping; a
+	 * savepoint: an error leaves the old one. */
 	pthread_mutex_lock(&v->lock);
 	if (!err && !cs->n)
 		err = src_same(v, &cs->vi, off_in, off_in + len, xs, nx);
 	free(xs);
 	if (!err)
-		err = plan_map(v, &p, dn->attr.ino, (int64_t)(off_out - off_in));
+		err = plan_chunks(v, &p);
+	if (!err)
+		err = index_savepoint(v->st->ix);
 	if (!err) {
-		if (off_out + len >= dn->attr.size) {
-			dn->attr.size = off_out + len;
-			dn->d->stream_end = off_out + len; /* appends go on here */
+		struct inode_attr old = dn->attr;
+		err = plan_map(v, &p, dn->attr.ino, (int64_t)(off_out - off_in));
+		if (!err) {
+			if (off_out + len > dn->attr.size)
+				dn->attr.size = off_out + len;
+			dn->attr.mtime = dn->attr.ctime = vfs_now();
+			node_touch(v, dn);
+			err = node_persist(v, dn);
 		}
-		dn->attr.mtime = dn->attr.ctime = vfs_now();
-		node_touch(v, dn);
-		err = node_persist(v, dn);
+		if (err)
+			dn->attr = old;		/* as the index has it again */
+		else if (off_out + len >= dn->attr.size)
+			dn->d->stream_end = off_out + len; /* appends go on here */
+		index_savepoint_end(v->st->ix, err != 0);
 	}
 	crash_point("copy");	/* mapped in the open transaction only */
 	pthread_mutex_unlock(&v->lock);
