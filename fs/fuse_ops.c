@@ -537,15 +537,17 @@ static int rename_exchange(struct vfs *v, fuse_ino_t parent,
 	if (!np)
 		return err;
 	int64_t cur = v->vol.epoch;
-	err = index_begin(ix);
-	if (!err)
-		err = ns_dentry_remove(ix, v->vol.id, cur, parent, name);
+	err = index_savepoint(ix);	/* both names or neither */
+	if (err)
+		return err;
+	err = ns_dentry_remove(ix, v->vol.id, cur, parent, name);
 	if (!err)
 		err = ns_dentry_remove(ix, v->vol.id, cur, newparent, newname);
 	if (!err)
 		err = ns_dentry_add(ix, v->vol.id, cur, parent, name, b);
 	if (!err)
 		err = ns_dentry_add(ix, v->vol.id, cur, newparent, newname, a);
+	index_savepoint_end(ix, err != 0);
 	if (err)
 		return err;
 	if (parent != newparent) {

@@ -395,23 +395,29 @@ static int falloc_node(struct vfs *v, struct node *n, int mode, uint64_t off,
 		return err;
 	pthread_mutex_lock(&v->lock);
 	int64_t now = vfs_now();
-	if (drop) {
-		err = index_begin(v->st->ix);
-		if (!err)
-			err = ns_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
-					      n->attr.ino, off, end);
-		if (!err)
-			n->attr.mtime = now;
+	struct inode_attr old = n->attr;
+	/* Whole or not at all, as a copy. */
+	err = index_savepoint(v->st->ix);
+	if (err) {
+		pthread_mutex_unlock(&v->lock);
+		return err;
 	}
-	if (!err && !(mode & FALLOC_FL_KEEP_SIZE) && end > n->attr.size) {
+	if (drop) {
+		err = ns_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
+				      n->attr.ino, off, end);
+		n->attr.mtime = now;
+	}
+	if (!(mode & FALLOC_FL_KEEP_SIZE) && end > n->attr.size) {
 		n->attr.size = end;
 		n->attr.mtime = now;
 	}
-	if (!err) {
-		n->attr.ctime = now;
-		node_touch(v, n);
+	n->attr.ctime = now;
+	node_touch(v, n);
+	if (!err)
 		err = node_persist(v, n);
-	}
+	if (err)
+		n->attr = old;		/* as the index has it again */
+	index_savepoint_end(v->st->ix, err != 0);
 	pthread_mutex_unlock(&v->lock);
 	return err;
 }
