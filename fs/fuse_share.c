@@ -257,9 +257,13 @@ static int share_copy(struct vfs *v, struct copy_src *cs, uint64_t off_in,
 		pthread_mutex_unlock(&v->lock);
 		return err;
 	}
-	if (cs->n == dn && off_out < off_in + len && off_in < off_out + len) {
+	if (cs->n == dn && off_out < off_in + len && off_in < off_out + len)
+		err = -EINVAL;
+	else if (off_out > FILE_MAX || len > FILE_MAX - off_out)
+		err = -EFBIG;
+	if (err) {
 		pthread_mutex_unlock(&v->lock);
-		return -EINVAL;
+		return err;
 	}
 	struct extent *xs = NULL;
 	size_t nx = 0;
@@ -322,8 +326,6 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	int err = flags ? -EINVAL : 0;
 	if (!err && (off_in < 0 || off_out < 0))
 		err = -EINVAL;
-	if (!err && (uint64_t)off_out + len > FILE_MAX)
-		err = -EFBIG;
 	struct copy_src cs;
 	if (!err)
 		err = src_resolve(v, ino_in, &cs);

@@ -242,6 +242,9 @@ def test_copy_errors(st, mounts):
         assert os.copy_file_range(fd, fd, 100, 200000, 300000) == 0
         assert os.copy_file_range(fd, fd, 100, 10 ** 9, 300000) == 0
         assert os.fstat(fd).st_size == 200000
+        with pytest.raises(OSError) as ei:
+            os.copy_file_range(fd, fd, 100, 0, 1 << 60)
+        assert ei.value.errno == errno.EFBIG, "a copy past the largest file"
         # short copy at the end
         with open(m / "g", "wb") as g:
             assert os.copy_file_range(fd, g.fileno(), 1000, 199500, 0) == 500
