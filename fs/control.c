@@ -73,7 +73,7 @@ static void serve(struct control *c, int fd)
 		snprintf(reply, sizeof(reply), "ok");
 	} else if (!strcmp(line, "mountpoint")) {
 		/* Longer than the usual reply: written directly. */
-		if (c->v->mountpoint)
+		if (c->v->mountpoint && !strchr(c->v->mountpoint, '\n'))
 			dprintf(fd, "ok %s\n", c->v->mountpoint);
 		else
 			dprintf(fd, "error %d not known\n", ENOENT);
