@@ -298,6 +298,28 @@ void index_rollback(struct index *ix)
 	ix->in_tx = 0;
 }
 
+int index_savepoint(struct index *ix)
+{
+	int err = index_begin(ix);
+	if (err)
+		return err;
+	int rc = sqlite3_exec(ix->db, "SAVEPOINT tresor_sp", NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : index_errno(rc);
+}
+
+void index_savepoint_end(struct index *ix, int undo)
+{
+	if (!ix->in_tx)
+		return;
+	if (undo)
+		sqlite3_exec(ix->db, "ROLLBACK TO tresor_sp", NULL, NULL, NULL);
+	sqlite3_exec(ix->db, "RELEASE tresor_sp", NULL, NULL, NULL);
+	/* SQLITE_FULL or an I/O error may have ended the whole transaction
+	 * (as at index_commit). */
+	if (sqlite3_get_autocommit(ix->db))
+		ix->in_tx = 0;
+}
+
 int index_in_tx(const struct index *ix)
 {
 	return ix->in_tx;

@@ -32,6 +32,12 @@ int index_commit(struct index *ix);
 /* Roll back the open transaction, if any. */
 void index_rollback(struct index *ix);
 int index_in_tx(const struct index *ix);
+/* A savepoint in the open transaction (begun if none is), for a change
+ * that must happen whole or not at all: index_savepoint_end(ix, 0) keeps
+ * what was done since, (ix, 1) undoes it and leaves the rest of the
+ * transaction as it was.  Not nested. */
+int index_savepoint(struct index *ix);
+void index_savepoint_end(struct index *ix, int undo);
 
 /* Store-wide settings (format version, chunker sizes...). */
 int index_meta_get(struct index *ix, const char *key, int64_t *val);

@@ -71,6 +71,13 @@ static void serve(struct control *c, int fd)
 	long long t;
 	if (!strcmp(line, "ping")) {
 		snprintf(reply, sizeof(reply), "ok");
+	} else if (!strcmp(line, "mountpoint")) {
+		/* Longer than the usual reply: written directly. */
+		if (c->v->mountpoint && !strchr(c->v->mountpoint, '\n'))
+			dprintf(fd, "ok %s\n", c->v->mountpoint);
+		else
+			dprintf(fd, "error %d not known\n", ENOENT);
+		return;
 	} else if (c->v->readonly && strcmp(line, "opstats")) {
 		/* A read-only mount writes nothing: no snapshot, no freeze. */
 		snprintf(reply, sizeof(reply), "error %d the volume is mounted read-only", EROFS);

@@ -1,7 +1,8 @@
 /*
  * fuse_int.h - what the FUSE operation files share (fs/ internal): the
  * request's volume, attributes as a stat, directory listings, xattr
- * replies, and the views an inode number names (fuse_view.c).
+ * replies, the views an inode number names (fuse_view.c), and the
+ * operations on extents (fuse_share.c).
  */
 #ifndef TRESOR_FUSE_INT_H
 #define TRESOR_FUSE_INT_H
@@ -35,6 +36,17 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 /* 1 if the caller of req is in group gid (primary or supplementary);
  * reads /proc, so no lock held. */
 int caller_in_group(fuse_req_t req, gid_t gid);
+
+/* Operations on a file's extents (fuse_share.c): copies that share
+ * chunks, fallocate, SEEK_DATA/SEEK_HOLE. */
+void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+			off_t off_out, struct fuse_file_info *fi_out,
+			size_t len, int flags);
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+		  off_t len, struct fuse_file_info *fi);
+void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+	      struct fuse_file_info *fi);
 
 /* The operations of a mounted volume (fuse_ops.c). */
 const struct fuse_lowlevel_ops *vfs_fuse_ops(void);

@@ -1,7 +1,7 @@
 /*
  * fuse_ops.c - the FUSE low-level operations of a mounted volume, but for
- * xattrs (fuse_xattr.c); each resolves the view its inode number names
- * (fuse_view.c).  The mount and its serve loop are mount.c.
+ * xattrs (fuse_xattr.c) and those on extents (fuse_share.c); each
+ * resolves the view its inode number names (fuse_view.c).  The mount and its serve loop are mount.c.
  *
  * The kernel does permission checks (default_permissions), so these
  * operations check only what it cannot: names, emptiness, types.  New
@@ -514,10 +514,64 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -err);
 }
 
+/* RENAME_EXCHANGE: parent/name and newparent/newname, which must both
+ * exist, swap inodes; a directory changing parents moves a link of
+ * theirs (the kernel refuses a swap that would make a loop).  ctx->lock
+ * held. */
+static int rename_exchange(struct vfs *v, fuse_ino_t parent,
+			   const char *name, fuse_ino_t newparent,
+			   const char *newname)
+{
+	uint64_t a, b;
+	struct index *ix = v->st->ix;
+	int err = ns_dentry_lookup(ix, v->vol.id, VIEW_LIVE, parent, name, &a);
+	if (!err)
+		err = ns_dentry_lookup(ix, v->vol.id, VIEW_LIVE, newparent,
+				       newname, &b);
+	if (err || a == b)
+		return err;
+	struct node *na = node_get(v, a, &err);
+	struct node *nb = na ? node_get(v, b, &err) : NULL;
+	struct node *op = nb ? node_get(v, parent, &err) : NULL;
+	struct node *np = op ? node_get(v, newparent, &err) : NULL;
+	if (!np)
+		return err;
+	int64_t cur = v->vol.epoch;
+	err = index_savepoint(ix);	/* both names or neither */
+	if (err)
+		return err;
+	err = ns_dentry_remove(ix, v->vol.id, cur, parent, name);
+	if (!err)
+		err = ns_dentry_remove(ix, v->vol.id, cur, newparent, newname);
+	if (!err)
+		err = ns_dentry_add(ix, v->vol.id, cur, parent, name, b);
+	if (!err)
+		err = ns_dentry_add(ix, v->vol.id, cur, newparent, newname, a);
+	index_savepoint_end(ix, err != 0);
+	if (err)
+		return err;
+	if (parent != newparent) {
+		int da = S_ISDIR(na->attr.mode), db = S_ISDIR(nb->attr.mode);
+		op->attr.nlink += db - da;
+		np->attr.nlink += da - db;
+	}
+	int64_t now = vfs_now();
+	na->attr.ctime = nb->attr.ctime = now;
+	op->attr.mtime = op->attr.ctime = np->attr.mtime = np->attr.ctime = now;
+	node_touch(v, na);
+	node_touch(v, nb);
+	node_touch(v, op);
+	node_touch(v, np);
+	return 0;
+}
+
 static int do_rename(struct vfs *v, fuse_ino_t parent, const char *name,
 		     fuse_ino_t newparent, const char *newname,
 		     unsigned int flags)
 {
+	if (flags == RENAME_EXCHANGE)
+		return check_name(newname) ? -ENAMETOOLONG :
+		       rename_exchange(v, parent, name, newparent, newname);
 	if (flags & ~RENAME_NOREPLACE)
 		return -EINVAL;
 	int err = check_name(newname);
@@ -934,6 +988,9 @@ static const struct fuse_lowlevel_ops vfs_ops = {
 	.listxattr = op_listxattr,
 	.removexattr = op_removexattr,
 	.create = op_create,
+	.fallocate = op_fallocate,
+	.copy_file_range = op_copy_file_range,
+	.lseek = op_lseek,
 };
 
 const struct fuse_lowlevel_ops *vfs_fuse_ops(void)

@@ -850,7 +850,8 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 	pthread_mutex_unlock(&v->lock);
 	struct node **ns = pl.ns;
 	size_t n = pl.count;
-	/* Address order: the only place that holds more than one dlock. */
+	/* Address order, as copy_file_range's two (fuse_share.c): the
+	 * only places that hold more than one dlock. */
 	if (n)	/* ns is NULL when nothing is hot */
 		qsort(ns, n, sizeof(*ns), node_ptr_cmp);
 	for (size_t i = 0; i < n; i++)

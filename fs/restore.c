@@ -6,6 +6,9 @@
  * "." or "..", never followed through a symlink (O_NOFOLLOW, *at calls
  * relative to the directory being filled).  A file already restored with
  * the right size and mtime is skipped, so an interrupted restore resumes.
+ * Into the volume's own mount, files are copied from the mount's view of
+ * the snapshot with copy_file_range: the mount maps the copies to the
+ * same chunks (fs/fuse_share.c), so nothing is read, sealed or stored.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +24,7 @@
 #include "acl.h"
 #include "restore.h"
 #include "view.h"
+#include "vfs.h"
 #include "../chunker/util.h"
 
 struct restore {
@@ -40,6 +44,7 @@ struct restore {
 	const char *dest;
 	const struct restore_opts *o;
 	uint64_t total;			/* bytes to restore, 0 if not known */
+	int share_dfd;			/* o->share_from's dir of DEST, or -1 */
 };
 
 static int name_ok(const char *name)
@@ -103,6 +108,42 @@ static void restore_meta(struct restore *r, const struct inode_attr *a,
 		warn(r, path, "set times", errno);
 }
 
+/*
+ * Copy file a (at path under DEST) into fd from the mount's view of the
+ * snapshot, by copy_file_range: 0 when done, -1 to copy the bytes
+ * instead.  The file found there must be a's inode (the mount's inode
+ * numbers keep it in their low bits).  EXDEV and its kin turn sharing off
+ * for the rest of the restore.
+ */
+static int share_file(struct restore *r, int fd, const struct inode_attr *a,
+		      const char *path)
+{
+	const char *rel = path + strlen(r->dest) + 1;
+	int sfd = openat(r->share_dfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat sb;
+	if (sfd < 0)
+		return -1;
+	if (fstat(sfd, &sb) || !S_ISREG(sb.st_mode) ||
+	    INO_BASE(sb.st_ino) != a->ino || (uint64_t)sb.st_size != a->size) {
+		close(sfd);
+		return -1;
+	}
+	loff_t off = 0, out = 0;
+	ssize_t k = 1;
+	while ((uint64_t)off < a->size &&
+	       (k = copy_file_range(sfd, &off, fd, &out, a->size - off, 0)) > 0)
+		progress(r, r->done + off);
+	int e = errno;
+	close(sfd);
+	if ((uint64_t)off == a->size)
+		return 0;
+	if (k < 0 && (e == EXDEV || e == EOPNOTSUPP || e == ENOSYS)) {
+		close(r->share_dfd);
+		r->share_dfd = -1;
+	}
+	return -1;
+}
+
 static int restore_file(struct restore *r, const struct inode_attr *a,
 			int dfd, const char *name, const char *path)
 {
@@ -122,9 +163,10 @@ static int restore_file(struct restore *r, const struct inode_attr *a,
 		return -errno;
 	}
 	size_t bufsize = 4 << 20;
-	char *buf = malloc(bufsize);
-	int err = buf ? 0 : -ENOMEM;
-	for (uint64_t off = 0; off < a->size && !err; off += bufsize) {
+	int shared = r->share_dfd >= 0 && !share_file(r, fd, a, path);
+	char *buf = shared ? NULL : malloc(bufsize);
+	int err = buf || shared ? 0 : -ENOMEM;
+	for (uint64_t off = 0; off < a->size && !err && !shared; off += bufsize) {
 		size_t n = a->size - off < bufsize ? a->size - off : bufsize;
 		err = view_read(r->st, NULL, r->vi.id, r->view, a->ino,
 					 buf, n, off, r->vi.name);
@@ -281,13 +323,22 @@ int restore_view(struct store *st, const struct volume_info *vi, int64_t view,
 		 const char *tree, const char *dest, const struct restore_opts *o,
 		 struct restore_result *res)
 {
-	struct restore r = { .dest = dest, .st = st, .vi = *vi, .view = view, .o = o };
+	struct restore r = { .dest = dest, .st = st, .vi = *vi, .view = view, .o = o,
+			     .share_dfd = -1 };
 	memset(res, 0, sizeof(*res));
-	/* Walk PATH down from the root, component by component. */
+	/* Walk PATH down from the root, component by component; the
+	 * directory above the last one is, in the mount's view, the one
+	 * DEST stands for. */
 	uint64_t ino = ROOT_INO;
 	char *copy = strdup(tree), *save = NULL;
-	if (!copy)
+	char *above = o->share_from ? calloc(1, strlen(o->share_from) + strlen(tree) + 2) : NULL;
+	if (!copy || (o->share_from && !above)) {
+		free(copy);
+		free(above);
 		return -ENOMEM;
+	}
+	if (above)
+		strcpy(above, o->share_from);
 	const char *last = "";
 	int err = 0;
 	for (char *c = strtok_r(copy, "/", &save); c && !err; c = strtok_r(NULL, "/", &save)) {
@@ -295,13 +346,20 @@ int restore_view(struct store *st, const struct volume_info *vi, int64_t view,
 			continue;
 		if (!name_ok(c) || ns_dentry_lookup(st->ix, vi->id, view, ino, c, &ino))
 			err = -ENOENT;
+		if (above && *last)
+			strcat(strcat(above, "/"), last);
 		last = c;
 	}
+	if (above && !err)
+		r.share_dfd = open(above, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(above);
 	if (!err && mkdir(dest, 0700) && errno != EEXIST)
 		err = -errno;
 	if (!err && (r.root_dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		err = -errno;
 	if (err) {
+		if (r.share_dfd >= 0)
+			close(r.share_dfd);
 		free(copy);
 		return err;
 	}
@@ -337,6 +395,8 @@ int restore_view(struct store *st, const struct volume_info *vi, int64_t view,
 		free(r.links[i].path);
 	free(r.links);
 	close(r.root_dfd);
+	if (r.share_dfd >= 0)
+		close(r.share_dfd);
 	res->files = r.files;
 	res->bytes = r.bytes;
 	res->skipped = r.skipped;

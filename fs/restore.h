@@ -1,7 +1,8 @@
 /*
  * restore.h - copy a tree out of a view of a volume (a snapshot) into a
  * directory, with modes, owners, times, symlinks, hard links, xattrs and
- * ACLs; resumable.  A library call: problems with single items go to a
+ * ACLs; resumable; by sharing extents when the destination is the
+ * volume's own mount.  A library call: problems with single items go to a
  * callback, and the caller decides what to print.
  */
 #ifndef TRESOR_RESTORE_H
@@ -20,6 +21,13 @@ struct restore_opts {
 	 * 0); the restore goes on.  May be NULL. */
 	void (*report)(void *arg, const char *path, const char *what, int err);
 	void *arg;
+	/* The view as the volume's running mount shows it
+	 * (MOUNT/.snapshots/NAME), when the destination is in that mount;
+	 * or NULL.  Files are then copied from there with copy_file_range,
+	 * which shares their chunks (fs/fuse_share.c) instead of storing
+	 * their bytes again; where that fails (EXDEV: another file system)
+	 * the bytes are copied from the index as without it. */
+	const char *share_from;
 };
 
 struct restore_result {

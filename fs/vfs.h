@@ -3,7 +3,9 @@
  *
  * Locking (two levels, always taken in this order; I8 in docs/DESIGN.md):
  *   node->dlock  serialises the data path of one file (its dirty ranges,
- *                cutting them into chunks, reads that merge them);
+ *                cutting them into chunks, reads that merge them); who
+ *                holds several (a snapshot, a copy between two files)
+ *                takes them in address order;
  *   ctx->lock    the big lock: the index and its open transaction, the open
  *                pack, the node table and every node's attributes and
  *                counters.  Held only for short sections; the CPU work on

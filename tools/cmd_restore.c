@@ -2,7 +2,8 @@
  * cmd_restore.c - `tresor restore STORE VOLUME SNAPSHOT PATH DEST` and
  * `tresor restore --remote URL ...`: the front end of fs/restore.c, with
  * the packs a store lacks fetched from its remote (or, with --remote,
- * from a repository into a cache).
+ * from a repository into a cache).  Into the volume's own running mount,
+ * files are copied there by sharing extents: seconds, no stored bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +20,9 @@
 #include <openssl/sha.h>
 
 #include "../remote/fetch.h"
+#include "../fs/control.h"
 #include "../fs/damage.h"
+#include "../fs/vfs.h"
 #include "../remote/recover.h"
 #include "../fs/restore.h"
 #include "cli.h"
@@ -34,6 +37,39 @@ static void report_item(void *arg, const char *path, const char *what, int err)
 		fprintf(stderr, "tresor: restore: %s: %s\n", path, what);
 }
 
+/* If a daemon serves volume vi of the store at store_dir and dest lies in
+ * its mount, where that mount shows snapshot si (MOUNT/.snapshots/NAME):
+ * restore_view then copies by sharing extents.  Else NULL. */
+static const char *share_source(const char *store_dir,
+				const struct volume_info *vi,
+				const struct snapshot_info *si, const char *dest,
+				char *out, size_t size)
+{
+	char reply[PATH_MAX + 32];
+	if (control_request(store_dir, vi->id, "mountpoint", reply, sizeof(reply)) ||
+	    strncmp(reply, "ok /", 4))
+		return NULL;
+	const char *mnt = reply + 3;
+	/* DEST may not exist yet: then its parent, which must. */
+	char *real = realpath(dest, NULL);
+	if (!real) {
+		char parent[PATH_MAX];
+		snprintf(parent, sizeof(parent), "%s", dest);
+		char *slash = strrchr(parent, '/');
+		if (slash)
+			*slash = 0;
+		real = realpath(slash ? (*parent ? parent : "/") : ".", NULL);
+	}
+	size_t ml = strlen(mnt);
+	int inside = real && !strncmp(real, mnt, ml) &&
+		     (real[ml] == '/' || real[ml] == 0);
+	free(real);
+	if (!inside || (size_t)snprintf(out, size, "%s/%s/%s", mnt, SNAPDIR_NAME,
+					si->name) >= size)
+		return NULL;
+	return out;
+}
+
 /* Restore PATH of snapshot snap of volume vol of the open store st (named
  * dir in messages) into dest; closes st.  Exit code. */
 static int restore_tree(struct store *st, const char *dir, const char *vol,
@@ -46,6 +82,8 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 	struct progress p;
 	progress_start(&p, "restore", 0);
 	struct restore_opts ro = { .progress = progress_cb, .parg = &p, .report = report_item };
+	char share[PATH_MAX];
+	ro.share_from = share_source(st->dir, &vi, &si, dest, share, sizeof(share));
 	struct restore_result res;
 	int err = restore_view(st, &vi, si.epoch, tree, dest, &ro, &res);
 	progress_end(&p);

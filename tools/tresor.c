@@ -286,8 +286,11 @@ static int cmd_stats(struct opts *o)
 	uint64_t mapped = 0, unique = 0;
 	if (ns_live_dedup(ix, &mapped, &unique))
 		die(1, "cannot read the index of store %s", o->pos[0]);
-	/* Of the live tree: snapshots would count their history twice. */
+	/* Of the live tree: snapshots would count their history twice.
+	 * Bytes mapped more than once (deduplicated writes and copies that
+	 * share extents alike) are stored once: shared. */
 	double dedup = ratio(mapped, unique);
+	uint64_t shared = mapped > unique ? mapped - unique : 0;
 	double comp = ratio(s.chunk_raw, s.chunk_stored);
 	if (o->json) {
 		printf("{\"logical_bytes\":%llu,\"files\":%llu,\"stored_bytes\":%llu,"
@@ -295,7 +298,7 @@ static int cmd_stats(struct opts *o)
 		       "\"garbage_chunks\":%llu,\"garbage_bytes\":%llu,\"packs\":%llu,"
 		       "\"dedup_ratio\":%.4f,\"compression_ratio\":%.4f,"
 		       "\"live_bytes\":%llu,\"snapshot_only_bytes\":%llu,\"reclaimable_bytes\":%llu,"
-		       "\"volumes\":[",
+		       "\"shared_bytes\":%llu,\"volumes\":[",
 		       (unsigned long long)s.logical, (unsigned long long)s.files,
 		       (unsigned long long)s.pack_bytes, (unsigned long long)s.chunk_raw,
 		       (unsigned long long)s.chunks, (unsigned long long)s.chunk_stored,
@@ -303,7 +306,7 @@ static int cmd_stats(struct opts *o)
 		       (unsigned long long)s.garbage_stored,
 		       (unsigned long long)s.packs, dedup, comp,
 		       (unsigned long long)live, (unsigned long long)snap_only,
-		       (unsigned long long)reclaim);
+		       (unsigned long long)reclaim, (unsigned long long)shared);
 	} else {
 		printf("store %s\n", o->pos[0]);
 		printf("  logical bytes   %llu in %llu files\n",
@@ -314,6 +317,8 @@ static int cmd_stats(struct opts *o)
 		       (unsigned long long)s.pack_bytes, (unsigned long long)s.packs,
 		       (unsigned long long)s.garbage_stored);
 		printf("  dedup ratio     %.2f\n  compression     %.2f\n", dedup, comp);
+		printf("  shared bytes    %llu (live bytes stored once for several"
+		       " places: dedup and shared copies)\n", (unsigned long long)shared);
 		printf("  stored for the live tree %llu, for snapshots only %llu, reclaimable %llu\n",
 		       (unsigned long long)live, (unsigned long long)snap_only,
 		       (unsigned long long)reclaim);

@@ -1,16 +1,23 @@
 """A seeded random sequence of file operations, applied identically to a
 tresor mount and to a reference directory on the local disk; the trees must
-stay identical, also across unmount/remount.
+stay identical, also across unmount/remount.  Besides reads, writes and
+names: copy_file_range (tresor shares extents), fallocate in its modes,
+rename's RENAME_EXCHANGE and RENAME_NOREPLACE, and SEEK_DATA/SEEK_HOLE
+(checked against the reference's bytes: holes must read as zeros).
 
 TRESOR_SEED=N reproduces a run; TRESOR_RANDOM_OPS=N changes its length.
 """
 
+import errno
 import hashlib
 import os
 import random
 import stat
 
 from conftest import mounted
+from test_share_extents import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
+                                FALLOC_FL_ZERO_RANGE, RENAME_EXCHANGE, RENAME_NOREPLACE,
+                                fallocate, renameat2)
 
 SEED = int(os.environ.get("TRESOR_SEED", "20240917"))
 NOPS = int(os.environ.get("TRESOR_RANDOM_OPS", "3000"))
@@ -220,13 +227,124 @@ class Workload:
         self.both(f)
         return "rewrite %s %d" % (rel, len(data))
 
+    def op_copy_range(self):
+        src = self.rng.choice(self.files)
+        dst = self.rng.choice(self.files)
+        size = self.size_of(src)
+        off_in = self.rng.randint(0, size + 1000)
+        n = self.rng.choice([self.rng.randint(0, 70000), size])
+        off_out = self.rng.randint(0, min(self.size_of(dst) + 50000, MAX_FILE))
+        if self.same_inode(src, dst) and off_out < off_in + n and off_in < off_out + n:
+            off_out = off_in + n  # overlapping ranges in one file: EINVAL (test_share_extents)
+        got = []
+
+        def f(r):
+            a = os.open(os.path.join(r, src), os.O_RDONLY)
+            b = os.open(os.path.join(r, dst), os.O_WRONLY)
+            try:
+                total = 0
+                while total < n:
+                    k = os.copy_file_range(a, b, n - total, off_in + total, off_out + total)
+                    if not k:
+                        break
+                    total += k
+                got.append(total)
+            finally:
+                os.close(a)
+                os.close(b)
+        self.both(f)
+        assert got[0] == got[1], "copy_file_range copied %d on the reference, %d on tresor" % (
+            got[0], got[1])
+        return "copy %s@%d -> %s@%d len=%d (%d)" % (src, off_in, dst, off_out, n, got[0])
+
+    def op_fallocate(self):
+        rel = self.rng.choice(self.files)
+        mode = self.rng.choice([0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                FALLOC_FL_ZERO_RANGE, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE])
+        size = self.size_of(rel)
+        off = self.rng.randint(0, min(size + 20000, MAX_FILE))
+        n = self.rng.randint(1, 200000)
+
+        def f(r):
+            fd = os.open(os.path.join(r, rel), os.O_WRONLY)
+            try:
+                fallocate(fd, mode, off, n)
+            finally:
+                os.close(fd)
+        self.both(f)
+        return "fallocate %s mode=%d off=%d len=%d" % (rel, mode, off, n)
+
+    def op_rename_exchange(self):
+        a, b = self.rng.choice(self.files), self.rng.choice(self.files)
+        self.both(lambda r: renameat2(os.path.join(r, a), os.path.join(r, b), RENAME_EXCHANGE))
+        return "exchange %s %s" % (a, b)
+
+    def op_rename_noreplace(self):
+        src = self.rng.choice(self.files)
+        if self.rng.random() < 0.3:
+            dst = self.rng.choice(self.files)
+            errs = []
+
+            def f(r):
+                try:
+                    renameat2(os.path.join(r, src), os.path.join(r, dst), RENAME_NOREPLACE)
+                    errs.append(0)
+                except OSError as e:
+                    errs.append(e.errno)
+            self.both(f)
+            assert errs == [errno.EEXIST, errno.EEXIST], "RENAME_NOREPLACE onto %s: %r" % (
+                dst, errs)
+            return "rename-noreplace %s -> existing %s: EEXIST" % (src, dst)
+        dst = self.new_name("n")
+        self.both(lambda r: renameat2(os.path.join(r, src), os.path.join(r, dst),
+                                      RENAME_NOREPLACE))
+        self.files.remove(src)
+        self.files.append(dst)
+        return "rename-noreplace %s -> %s" % (src, dst)
+
+    def op_seek(self):
+        """SEEK_DATA/SEEK_HOLE on tresor tile the file, its holes read as
+        zeros in the reference, and past the end both say ENXIO."""
+        rel = self.rng.choice(self.files)
+        with open(os.path.join(self.roots[0], rel), "rb") as fh:
+            ref = fh.read()
+        fd = os.open(os.path.join(self.roots[1], rel), os.O_RDONLY)
+        try:
+            pos = 0
+            while pos < len(ref):
+                try:
+                    data = os.lseek(fd, pos, os.SEEK_DATA)
+                except OSError as e:
+                    assert e.errno == errno.ENXIO, e
+                    data = len(ref)
+                assert pos <= data <= len(ref), (rel, pos, data)
+                assert ref[pos:data] == bytes(data - pos), \
+                    "%s: SEEK_DATA from %d says %d, but the bytes between are not zeros" % (
+                        rel, pos, data)
+                if data == len(ref):
+                    break
+                hole = os.lseek(fd, data, os.SEEK_HOLE)
+                assert data < hole <= len(ref), (rel, data, hole)
+                pos = hole
+            for whence in (os.SEEK_DATA, os.SEEK_HOLE):
+                try:
+                    r = os.lseek(fd, len(ref), whence)
+                    raise AssertionError("%s: lseek at the end gave %d" % (rel, r))
+                except OSError as e:
+                    assert e.errno == errno.ENXIO, e
+        finally:
+            os.close(fd)
+        return "seek %s" % rel
+
     def step(self):
         if len(self.files) < 5:
             return self.op_create()
         ops = [(self.op_write, 30), (self.op_append, 10), (self.op_truncate, 10),
                (self.op_rename, 8), (self.op_unlink, 5), (self.op_create, 10),
                (self.op_mkdir, 3), (self.op_rename_dir, 2), (self.op_rmdir, 2),
-               (self.op_link, 4), (self.op_chmod, 3), (self.op_overwrite_whole, 5)]
+               (self.op_link, 4), (self.op_chmod, 3), (self.op_overwrite_whole, 5),
+               (self.op_copy_range, 8), (self.op_fallocate, 5), (self.op_rename_exchange, 3),
+               (self.op_rename_noreplace, 2), (self.op_seek, 3)]
         if len(self.files) > MAX_FILES:
             ops = [(self.op_unlink, 1)]
         fn = self.rng.choices([o for o, _ in ops], weights=[w for _, w in ops])[0]

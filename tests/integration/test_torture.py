@@ -2,12 +2,14 @@
 again, and an oracle of what must survive (torture_model.py).
 
 Each round mounts the volume, runs block writes, truncates, fsyncs,
-renames, atomic replaces, hard links, unlinks and directory fsyncs, with
+renames, atomic replaces, hard links, unlinks, directory fsyncs, copies
+(copy_file_range, by shared extents), fallocate punch/zero/extend and
+RENAME_EXCHANGE, with
 snapshots, prunes and pushes to a local-directory remote in between, and
 ends in a crash of one of these kinds:
   - kill -9 of the daemon at a random moment (a timer thread);
   - a crash point inside the daemon (TRESOR_CRASH_AT: pack-append,
-    pack-seal, index-commit, snapshot) at a random pass;
+    pack-seal, index-commit, snapshot, copy) at a random pass;
   - a crash point inside a prune (gc-rewrite, gc-trash, index-commit) or a
     push (push-pack, push-meta, index-commit) run beside the daemon; the
     daemon must carry on (not stay frozen), then it is killed too.
@@ -45,7 +47,8 @@ OP_WATCHDOG = 120       # seconds one operation may take before we dump and abor
 PACK_TARGET = "196608"  # small packs: many seals per round
 KEEP = 3                # prune --keep-last
 
-DAEMON_POINTS = (("pack-append", 200), ("pack-seal", 12), ("index-commit", 40), ("snapshot", 2))
+DAEMON_POINTS = (("pack-append", 200), ("pack-seal", 12), ("index-commit", 40), ("snapshot", 2),
+                 ("copy", 20))
 CLI_POINTS = (("prune", "gc-rewrite"), ("prune", "gc-trash"), ("prune", "index-commit"),
               ("push", "push-pack"), ("push", "push-meta"), ("push", "index-commit"))
 
@@ -81,7 +84,7 @@ class Torture:
         self.day = 0
         self.figures = {"rounds": 0, "kills": {}, "ops": 0, "acked_fsync": 0,
                         "acked_fsyncdir": 0, "snapshots": 0, "prunes": 0, "pushes": 0,
-                        "checks": 0, "max_bytes": 0}
+                        "checks": 0, "max_bytes": 0, "by_op": {}}
         self.remote = tmp / "remote"
         self.remote.mkdir()
         tresor("remote", "add", store.path, "origin", self.remote, check=True)
@@ -216,6 +219,8 @@ class Torture:
         kill9(m)
         assert not mounted(m.path)
         self.figures["ops"] += sum(w.ops.values())
+        for op, c in w.ops.items():
+            self.figures["by_op"][op] = self.figures["by_op"].get(op, 0) + c
         self.figures["acked_fsync"] += w.acked["fsync"]
         self.figures["acked_fsyncdir"] += w.acked["fsyncdir"]
         self.figures["rounds"] += 1
@@ -302,6 +307,8 @@ def run_torture(tmp, make_store, mounts, rounds, soak, recover):
         with open(os.environ["TRESOR_TORTURE_REPORT"], "w") as fh:
             json.dump(f, fh, indent=1, sort_keys=True)
     assert f["acked_fsync"] > 0, "the workload acknowledged nothing: %r" % f
+    assert all(f["by_op"].get(op) for op in ("copy", "punch", "exchange")), \
+        "the operations on extents did not run: %r" % f["by_op"]
     return f
 
 

@@ -2,14 +2,17 @@
 
 A seeded workload (Workload) runs file operations on a mount -- block
 writes, truncates, fsync, renames, atomic replaces, hard links, unlinks,
-directory fsyncs -- and keeps, for every name and every file, the set of
+directory fsyncs, copies between files (copy_file_range, which tresor
+does by sharing extents), fallocate (punch, zero, extend) and
+RENAME_EXCHANGE -- and keeps, for every name and every file, the set of
 states a crash may leave (POSIX: data is durable once fsync on the file
 returned, a name once fsync on its directory returned; tresor promises
 no less):
 
   - every file content is tracked per 4 KiB block as the set of block
-    generations written since the file's last fsync (generation 0 is
-    zeros), plus the set of sizes it had since then (an unsynced
+    versions it held since the file's last fsync (a version is a key:
+    0 for zeros, or (file, block, generation) for the bytes a write made,
+    wherever a copy took them since), plus the set of sizes it had since then (an unsynced
     extending write may be torn: the size may end inside it);
   - every name maps to the set of files (or "absent") it held since its
     directory's last fsync.
@@ -21,6 +24,7 @@ saw, so the next round starts from the recovered state.  Used by
 test_torture.py (kill -9 and crash points) and test_powerloss.py.
 """
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -31,24 +35,31 @@ DIRS = ("d0", "d1", "d2")
 NAMES = ("f0", "f1", "f2", "f3", "f4", ".tmp")
 MAX_BLOCKS = 40
 DEAD_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED, errno.EIO, errno.ENODEV)
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+LIBC.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 1, 2, 16
+RENAME_EXCHANGE = 2
 
 
-def block_bytes(obj, b, gen):
-    """The 4 KiB that generation gen of block b of file obj holds."""
-    if gen == 0:
+def block_bytes(key):
+    """The 4 KiB a block version holds: key 0 is zeros, (obj, b, gen) the
+    bytes generation gen of block b of file obj was written with."""
+    if key == 0:
         return bytes(BLK)
     # incompressible, so packs fill and seal as with real data
-    return hashlib.shake_256(b"%d:%d:%d" % (obj, b, gen)).digest(BLK)
+    return hashlib.shake_256(b"%d:%d:%d" % key).digest(BLK)
 
 
 class FileModel:
-    """The content of one file: current block generations and, per block,
-    every generation a crash may leave."""
+    """The content of one file: its current block versions and, per block,
+    every version a crash may leave."""
 
-    def __init__(self, oid, gens=()):
-        self.oid = oid                   # names the block bytes
-        self.cur = list(gens)            # generation of each block now
-        self.cand = [{g} for g in gens]  # per block: possible after a crash
+    def __init__(self, oid, keys=()):
+        self.oid = oid                   # names the blocks it writes
+        self.cur = list(keys)            # version of each block now
+        self.cand = [{k} for k in keys]  # per block: possible after a crash
         self.sizes = {len(self.cur)}     # possible sizes, in blocks
 
     def _grow(self, n):
@@ -57,10 +68,14 @@ class FileModel:
             self.cand.append({0})
 
     def write(self, b0, nb, gen):
-        self._grow(b0 + nb)
-        for b in range(b0, b0 + nb):
-            self.cur[b] = gen
-            self.cand[b].add(gen)
+        self.put(b0, [(self.oid, b, gen) for b in range(b0, b0 + nb)])
+
+    def put(self, b0, keys):
+        """Blocks b0.. now hold keys (a write, a copy, zeros)."""
+        self._grow(b0 + len(keys))
+        for b, k in enumerate(keys, b0):
+            self.cur[b] = k
+            self.cand[b].add(k)
         self.sizes.add(len(self.cur))
 
     def truncate(self, nb):
@@ -78,10 +93,10 @@ class FileModel:
         self.sizes = {len(self.cur)}
 
     def content(self):
-        return b"".join(block_bytes(self.oid, b, g) for b, g in enumerate(self.cur))
+        return b"".join(block_bytes(k) for k in self.cur)
 
     def match(self, data):
-        """The block generations data consists of, or None if data is no
+        """The block versions data consists of, or None if data is no
         state this file may be in after a crash.  An extending write that
         was not fsynced may be torn: the size may then end inside it (the
         daemon persists a size only as far as data is mapped), so any
@@ -97,7 +112,7 @@ class FileModel:
             # a block past the current end was truncated away: zeros allowed
             if b >= len(self.cur):
                 cands = cands | {0}
-            g = next((g for g in cands if block_bytes(self.oid, b, g)[:len(blk)] == blk), None)
+            g = next((k for k in cands if block_bytes(k)[:len(blk)] == blk), None)
             if g is None:
                 return None
             gens.append(g)
@@ -268,7 +283,8 @@ def verify(model, root):
             finally:
                 os.close(fd)
             stats["torn"] = stats.get("torn", 0) + 1
-        # a new id, but the block bytes are still those of the file seen
+        # a new id, but the blocks keep the versions seen; new writes
+        # make blocks of the file's own old id, never used elsewhere
         f = FileModel(model.files[src].oid, gens)
         files[oid] = f
         for p in paths:
@@ -279,12 +295,23 @@ def verify(model, root):
     return problems, stats
 
 
+def _fallocate(path, mode, b0, nb):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if LIBC.fallocate(fd, mode, b0 * BLK, nb * BLK):
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+    finally:
+        os.close(fd)
+
+
 class Workload:
     """Seeded operations on a mount, applied to a Model.  step() does one
     operation; it raises OSError when the mount is gone."""
 
     OPS = (("write", 30), ("create", 8), ("fsync", 14), ("truncate", 6), ("rename", 8),
-           ("replace", 5), ("link", 4), ("unlink", 4), ("fsyncdir", 8))
+           ("replace", 5), ("link", 4), ("unlink", 4), ("fsyncdir", 8), ("copy", 8),
+           ("punch", 3), ("zero", 2), ("falloc", 2), ("exchange", 3))
 
     def __init__(self, model, root, rng):
         self.m = model
@@ -325,7 +352,7 @@ class Workload:
         gen = self.m.gen()
         f = self.m.files[oid]
         f.write(b0, nb, gen)          # possible from now on
-        data = b"".join(block_bytes(f.oid, b, gen) for b in range(b0, b0 + nb))
+        data = b"".join(block_bytes(k) for k in f.cur[b0:b0 + nb])
         fd = os.open(self.p(path), os.O_WRONLY)
         try:
             os.pwrite(fd, data, b0 * BLK)
@@ -439,6 +466,90 @@ class Workload:
         self.m.set_name(path, None)
         os.unlink(self.p(path))
 
+    # ---- the operations on extents (fs/fuse_share.c) ----
+    def op_copy(self):
+        """copy_file_range of whole blocks from one file into another (or
+        elsewhere in the same one): the destination's blocks become the
+        source's versions."""
+        used = self.used()
+        if not used:
+            return
+        src, dst = self.rng.choice(used), self.rng.choice(used)
+        fs, fd_ = self.m.files[self.m.ns[src]], self.m.files[self.m.ns[dst]]
+        if not fs.cur:
+            return
+        bs = self.rng.randint(0, len(fs.cur) - 1)
+        nb = self.rng.randint(1, min(16, len(fs.cur) - bs))
+        bd = self.rng.randint(0, min(len(fd_.cur), MAX_BLOCKS - nb))
+        if fs is fd_ and bd < bs + nb and bs < bd + nb:
+            return  # overlapping ranges in one file: EINVAL
+        fd_.put(bd, fs.cur[bs:bs + nb])
+        a = os.open(self.p(src), os.O_RDONLY)
+        try:
+            b = os.open(self.p(dst), os.O_WRONLY)
+            try:
+                done = 0
+                while done < nb * BLK:
+                    k = os.copy_file_range(a, b, nb * BLK - done, bs * BLK + done,
+                                           bd * BLK + done)
+                    assert k > 0, "copy_file_range copied nothing"
+                    done += k
+            finally:
+                os.close(b)
+        finally:
+            os.close(a)
+
+    def _fallocate(self, mode, blocks):
+        """fallocate(mode) on a file in use, over the blocks that
+        blocks(its model) picks ((b0, nb) or None), zeros there."""
+        used = self.used()
+        if not used:
+            return
+        path = self.rng.choice(used)
+        f = self.m.files[self.m.ns[path]]
+        r = blocks(f)
+        if r is None:
+            return
+        b0, nb = r
+        if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+            f.put(b0, [0] * nb)
+        elif b0 + nb > len(f.cur):
+            f.truncate(b0 + nb)
+        _fallocate(self.p(path), mode, b0, nb)
+
+    def op_punch(self):
+        def inside(f):
+            if not f.cur:
+                return None
+            b0 = self.rng.randint(0, len(f.cur) - 1)
+            return b0, self.rng.randint(1, len(f.cur) - b0)
+        self._fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, inside)
+
+    def op_zero(self):
+        """ZERO_RANGE, which may also make the file longer."""
+        def anywhere(f):
+            b0 = self.rng.randint(0, min(len(f.cur), MAX_BLOCKS - 1))
+            return b0, self.rng.randint(1, MAX_BLOCKS - b0)
+        self._fallocate(FALLOC_FL_ZERO_RANGE, anywhere)
+
+    def op_falloc(self):
+        """Mode 0 from the start: zeros past the end, nothing else."""
+        self._fallocate(0, lambda f: (0, self.rng.randint(1, MAX_BLOCKS)))
+
+    def op_exchange(self):
+        used = self.used()
+        if len(used) < 2:
+            return
+        a, b = self.rng.sample(used, 2)
+        oa, ob = self.m.ns[a], self.m.ns[b]
+        if oa == ob:
+            return  # two links of one file
+        self.m.set_name(a, ob)
+        self.m.set_name(b, oa)
+        if LIBC.renameat2(-100, os.fsencode(self.p(a)), -100, os.fsencode(self.p(b)),
+                          RENAME_EXCHANGE):
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
 
 def mount_dead(exc):
     return isinstance(exc, OSError) and exc.errno in DEAD_ERRNOS

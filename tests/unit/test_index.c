@@ -1095,6 +1095,22 @@ static void test_transactions(const char *path)
 	CHECK_EQ(index_meta_get(ix, "tx", &val), 0);
 	CHECK_EQ(val, 2);
 
+	/* a savepoint undoes its part only, or keeps it */
+	CHECK_EQ(index_begin(ix), 0);
+	CHECK_EQ(index_meta_set(ix, "tx", 5), 0);
+	CHECK_EQ(index_savepoint(ix), 0);
+	CHECK_EQ(index_meta_set(ix, "sp", 1), 0);
+	index_savepoint_end(ix, 1);
+	CHECK_EQ(index_in_tx(ix), 1);
+	CHECK_EQ(index_meta_get(ix, "sp", &val), -ENOENT);
+	CHECK_EQ(index_savepoint(ix), 0);
+	CHECK_EQ(index_meta_set(ix, "sp", 2), 0);
+	index_savepoint_end(ix, 0);
+	CHECK_EQ(index_meta_set(ix, "tx", 2), 0);
+	CHECK_EQ(index_commit(ix), 0);
+	CHECK_EQ(index_meta_get(ix, "sp", &val), 0);
+	CHECK_EQ(val, 2);
+
 	/* a second connection sees only committed data */
 	struct index *ix2 = NULL;
 	CHECK_EQ(index_begin(ix), 0);
