@@ -34,6 +34,31 @@ static const struct table {
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
+/* The first n column names of table, comma-separated, into out.  -EINVAL
+ * if it has fewer. */
+static int column_names(sqlite3 *db, const char *table, int n, char *out,
+			size_t size)
+{
+	char sql[128];
+	sqlite3_stmt *st;
+	snprintf(sql, sizeof(sql), "SELECT * FROM %s LIMIT 0", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	int err = sqlite3_column_count(st) < n ? -EINVAL : 0;
+	size_t l = 0;
+	out[0] = 0;
+	for (int i = 0; i < n && !err; i++) {
+		int w = snprintf(out + l, size - l, "%s%s", i ? "," : "",
+				 sqlite3_column_name(st, i));
+		if (w < 0 || (size_t)w >= size - l)
+			err = -ENAMETOOLONG;
+		else
+			l += w;
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
 static int nkeys(const struct table *t)
 {
 	int n = 0;
@@ -367,7 +392,14 @@ static int walk(struct index *ix, const uint8_t *buf, size_t len, int apply,
 			char sql[512];
 			int l;
 			if (op == 1) {
-				l = snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO %s VALUES (", tb->name);
+				/* By name: a row of an older format (FORMAT.md §2)
+				 * lacks the columns added since, which take their
+				 * defaults. */
+				char cols[256];
+				if (column_names(db, tb->name, nv, cols, sizeof(cols)))
+					return -EBADMSG;	/* more columns than ours */
+				l = snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO %s(%s) VALUES (",
+					     tb->name, cols);
 				for (int i = 0; i < nv; i++)
 					l += snprintf(sql + l, sizeof(sql) - l, "%s?", i ? "," : "");
 				snprintf(sql + l, sizeof(sql) - l, ")");

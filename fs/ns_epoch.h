@@ -14,6 +14,22 @@
  * volume's size. */
 int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
 			  int64_t time, struct snapshot_info *si);
+/* Snapshot set: the current epochs of the n volumes, all under one name
+ * (the first of base, base.2, ... free in every one) and one time, noted
+ * as members of set; sis[i] for vols[i].  The caller holds the
+ * transaction (one for the whole set) and keeps the volumes from writing
+ * meanwhile. */
+int ns_snapshot_create_set(struct index *ix, const char *set,
+			   const int64_t *vols, size_t n, const char *base,
+			   int64_t time, struct snapshot_info *sis);
+/* The members of snapshot name of set, by volume id (*out malloc'd);
+ * -ENOENT if none. */
+int ns_set_members(struct index *ix, const char *set, const char *name,
+		   struct snapshot_info **out, size_t *n);
+/* The snapshot names of set, oldest first, with their time (both
+ * malloc'd). */
+int ns_set_names(struct index *ix, const char *set, char (**names)[128],
+		 int64_t **times, size_t *n);
 int ns_snapshot_pin(struct index *ix, int64_t id, int pinned);
 /* Delete a snapshot and every row only it kept (chunk references drop;
  * chunks left with none are garbage for the pack GC).  *rows counts the

@@ -11,6 +11,8 @@
  *                                 -yearly, keep-within (default daily 30,
  *                                 monthly 12)
  *   [volume NAME]                 mountpoint, options
+ *   [snapshot-set NAME]           volumes (each a [volume], in one set only),
+ *                                 keep-* (else [retention]'s policy)
  *   [remote NAME]                 url (else it must exist in the store),
  *                                 endpoint, region, path-style, ca-file,
  *                                 credentials-file, ssh-key, known-hosts,
@@ -32,6 +34,7 @@
 
 #define CONFIG_MAX_VOLUMES 32
 #define CONFIG_MAX_REMOTES 8
+#define CONFIG_MAX_SETS 8
 #define CONFIG_PATH 1024
 
 struct config_volume {
@@ -39,6 +42,17 @@ struct config_volume {
 	char mountpoint[CONFIG_PATH];
 	char options[512];		/* FUSE -o options */
 	int line;			/* of its [volume NAME] header */
+};
+
+/* A snapshot set: its volumes snapshotted at one instant, as one unit. */
+struct config_set {
+	char name[64];
+	int vol[CONFIG_MAX_VOLUMES];	/* indexes into config.vol */
+	int nvol;
+	struct retention_policy keep;	/* [retention]'s unless keep_set */
+	int keep_set;
+	int line;			/* of its [snapshot-set NAME] header */
+	int vol_line;			/* of its volumes = line */
 };
 
 struct config_remote {
@@ -69,7 +83,12 @@ struct config {
 	int nvol;
 	struct config_remote rem[CONFIG_MAX_REMOTES];
 	int nrem;
+	struct config_set set[CONFIG_MAX_SETS];
+	int nset;
 };
+
+/* The set volume vi (an index into c->vol) belongs to, or -1. */
+int config_set_of(const struct config *c, int vi);
 
 /*
  * Parse the text buf (len bytes, need not be NUL-terminated) named file in

@@ -512,6 +512,12 @@ static void dry_run_report(struct daemon *d)
 	for (int i = 0; i < d->cfg.nvol; i++)
 		printf("volume %s on %s%s%s\n", d->cfg.vol[i].name, d->cfg.vol[i].mountpoint,
 		       d->cfg.vol[i].options[0] ? " -o " : "", d->cfg.vol[i].options);
+	for (int i = 0; i < d->cfg.nset; i++) {
+		printf("snapshot-set %s:", d->cfg.set[i].name);
+		for (int j = 0; j < d->cfg.set[i].nvol; j++)
+			printf(" %s", d->cfg.vol[d->cfg.set[i].vol[j]].name);
+		printf("\n");
+	}
 	for (int i = 0; i < 3; i++) {
 		char when[64] = "never", what[64];
 		time_t next = schedule_next(sc[i], now);

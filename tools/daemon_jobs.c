@@ -200,25 +200,39 @@ static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
 	char when[64];
 	cli_iso_time(now, when, sizeof(when));
 	int failed = 0;
-	for (int i = 0; i < d->cfg.nvol; i++) {
+	/* Each set at one instant, then each volume in no set by itself. */
+	for (int i = 0; i < d->cfg.nset + d->cfg.nvol; i++) {
+		const struct config_set *set = i < d->cfg.nset ? &d->cfg.set[i] : NULL;
+		int vi = i - d->cfg.nset;
+		if (!set && config_set_of(&d->cfg, vi) >= 0)
+			continue;
 		struct jobs_args a;
 		jobs_args_init(d, &a);
 		jobs_arg(&a, "snapshot");
 		jobs_arg(&a, "create");
 		jobs_arg(&a, d->cfg.store);
-		jobs_arg(&a, d->cfg.vol[i].name);
+		if (set) {
+			jobs_arg(&a, "--set");
+			jobs_arg(&a, set->name);
+			for (int j = 0; j < set->nvol; j++)
+				jobs_arg(&a, d->cfg.vol[set->vol[j]].name);
+		} else {
+			jobs_arg(&a, d->cfg.vol[vi].name);
+		}
 		jobs_arg(&a, "--time");
 		jobs_arg(&a, when);
-		char out[256], e[400];
+		char out[256], e[400], what[128];
+		snprintf(what, sizeof(what), "%s %s", set ? "set" : "volume",
+			 set ? set->name : d->cfg.vol[vi].name);
 		int rc = jobs_run_child(d, "snapshot", a.v, out, sizeof(out), e, sizeof(e));
 		if (rc) {
 			if (!failed)
-				snprintf(err, errsize, "snapshot of volume %s: %s",
-					 d->cfg.vol[i].name, *e ? e : "failed");
+				snprintf(err, errsize, "snapshot of %s: %s", what,
+					 *e ? e : "failed");
 			failed = 1;
 		} else {
 			out[strcspn(out, "\n")] = 0;
-			tlog(LOG_INFO, "daemon: volume %s: snapshot %s", d->cfg.vol[i].name, out);
+			tlog(LOG_INFO, "daemon: %s: snapshot %s", what, out);
 		}
 	}
 	return failed ? -1 : 0;
@@ -264,51 +278,82 @@ static void prune_log(struct daemon *d, const char *vol, int before_err,
 		tlog(LOG_INFO, "daemon: volume %s: prune removed no snapshot", vol);
 }
 
-static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
+/* Append prune's --keep-* options for policy k to a (bufs: their text). */
+static void keep_args(struct jobs_args *a, const struct retention_policy *k,
+		      char nums[7][32])
 {
-	(void)now;
-	const struct retention_policy *k = &d->cfg.keep;
-	char nums[6][16], within[32];
 	const char *flags[6] = { "--keep-last", "--keep-hourly", "--keep-daily",
 				 "--keep-weekly", "--keep-monthly", "--keep-yearly" };
 	const int vals[6] = { k->last, k->hourly, k->daily, k->weekly, k->monthly, k->yearly };
+	for (int j = 0; j < 6; j++) {
+		if (!vals[j])
+			continue;
+		snprintf(nums[j], 32, "%d", vals[j]);
+		jobs_arg(a, flags[j]);
+		jobs_arg(a, nums[j]);
+	}
+	if (k->within_ns) {
+		/* whole hours: what retention_parse_duration reads back */
+		snprintf(nums[6], 32, "%lldh", (long long)(k->within_ns / 3600000000000LL));
+		jobs_arg(a, "--keep-within");
+		jobs_arg(a, nums[6]);
+	}
+}
+
+/* Prune each volume (its snapshots outside any set), then each set as
+ * one. */
+static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
+{
+	(void)now;
 	int failed = 0;
-	for (int i = 0; i < d->cfg.nvol; i++) {
+	for (int i = 0; i < d->cfg.nvol + d->cfg.nset; i++) {
+		const struct config_set *set = i >= d->cfg.nvol ? &d->cfg.set[i - d->cfg.nvol] : NULL;
+		const char *name = set ? set->name : d->cfg.vol[i].name;
 		struct snapshot_info *before = NULL;
 		size_t nb = 0;
-		struct index *ix = daemon_index(d);
-		int berr = !ix ? -EIO : daemon_snapshots(ix, d->cfg.vol[i].name, &before, &nb);
-		if (ix)
-			index_close(ix);
+		int berr = 0;
+		if (!set) {
+			struct index *ix = daemon_index(d);
+			berr = !ix ? -EIO : daemon_snapshots(ix, name, &before, &nb);
+			if (ix)
+				index_close(ix);
+		}
 		struct jobs_args a;
+		char nums[7][32];
 		jobs_args_init(d, &a);
 		jobs_arg(&a, "prune");
 		jobs_arg(&a, d->cfg.store);
-		jobs_arg(&a, d->cfg.vol[i].name);
-		for (int j = 0; j < 6; j++) {
-			if (!vals[j])
-				continue;
-			snprintf(nums[j], sizeof(nums[j]), "%d", vals[j]);
-			jobs_arg(&a, flags[j]);
-			jobs_arg(&a, nums[j]);
-		}
-		if (k->within_ns) {
-			/* whole hours: what retention_parse_duration reads back */
-			snprintf(within, sizeof(within), "%lldh",
-				 (long long)(k->within_ns / 3600000000000LL));
-			jobs_arg(&a, "--keep-within");
-			jobs_arg(&a, within);
-		}
+		if (set)
+			jobs_arg(&a, "--set");
+		jobs_arg(&a, name);
+		keep_args(&a, set ? &set->keep : &d->cfg.keep, nums);
 		jobs_args_pass(d, &a);
-		char out[256], e[400];
+		char out[4096], e[400];
 		int rc = jobs_run_child(d, "prune", a.v, out, sizeof(out), e, sizeof(e));
 		if (rc) {
 			if (!failed)
-				snprintf(err, errsize, "prune of volume %s: %s",
-					 d->cfg.vol[i].name, *e ? e : "failed");
+				snprintf(err, errsize, "prune of %s %s: %s", set ? "set" : "volume",
+					 name, *e ? e : "failed");
 			failed = 1;
+		} else if (set) {
+			/* prune's "remove NAME ..." line per set snapshot removed:
+			 * the members are gone with it. */
+			char names[900] = "";
+			size_t len = 0;
+			int n = 0;
+			for (char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+				if (strncmp(l, "remove ", 7))
+					continue;
+				size_t w = strcspn(l + 7, " \n");
+				if (len + w + 3 < sizeof(names))
+					len += snprintf(names + len, sizeof(names) - len, "%s%.*s",
+							n ? ", " : "", (int)w, l + 7);
+				n++;
+			}
+			tlog(LOG_INFO, "daemon: set %s: prune removed %d snapshot(s) of every member%s%s",
+			     name, n, n ? ": " : "", names);
 		} else {
-			prune_log(d, d->cfg.vol[i].name, berr, before, nb);
+			prune_log(d, name, berr, before, nb);
 		}
 		free(before);
 	}

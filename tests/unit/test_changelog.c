@@ -180,6 +180,37 @@ int main(void)
 	CHECK_EQ(len, 8 + 8 + 8 + 4);
 	free(buf);
 
+	/* Format 1's snapshot rows (no set_name) apply to a format 2 index,
+	 * the new column NULL; format 2's do not fit a format 1 table. */
+	char pc[256], pd[256];
+	snprintf(pc, sizeof(pc), "%s/c.db", dir);
+	snprintf(pd, sizeof(pd), "%s/d.db", dir);
+	struct index *c = fresh(pc), *d = fresh(pd);
+	CHECK_EQ(sqlite3_exec(index_db(c), "ALTER TABLE snapshot DROP COLUMN set_name",
+			      NULL, NULL, NULL), SQLITE_OK);
+	CHECK_EQ(changelog_enable(c), 0);
+	CHECK_EQ(sqlite3_exec(index_db(c), "INSERT INTO snapshot VALUES (7, 1, 'old', 3, 5, 1)",
+			      NULL, NULL, NULL), SQLITE_OK);
+	uint64_t cs = 0;
+	replicate(c, d, &cs);
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(index_db(d), "SELECT name, pinned, set_name IS NULL FROM snapshot WHERE id = 7",
+				 -1, &st, NULL) == SQLITE_OK);
+	CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+	CHECK(!strcmp((const char *)sqlite3_column_text(st, 0), "old"));
+	CHECK_EQ(sqlite3_column_int(st, 1), 1);
+	CHECK_EQ(sqlite3_column_int(st, 2), 1);
+	sqlite3_finalize(st);
+	CHECK_EQ(changelog_enable(d), 0);
+	CHECK_EQ(sqlite3_exec(index_db(d), "INSERT INTO snapshot VALUES (8, 1, 'new', 4, 6, 0, 'odoo')",
+			      NULL, NULL, NULL), SQLITE_OK);
+	CHECK_EQ(changelog_last(d, &last), 0);
+	CHECK_EQ(changelog_export(d, 0, last, &buf, &len), 0);
+	CHECK_EQ(changelog_apply(c, buf, len, NULL, NULL), -EBADMSG);
+	free(buf);
+	index_close(c);
+	index_close(d);
+
 	index_close(a);
 	index_close(b);
 	char cmd[300];
