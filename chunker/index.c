@@ -36,7 +36,7 @@ static const char *schema_sql =
 	"  epoch INTEGER NOT NULL, next_ino INTEGER NOT NULL, created INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS snapshot(id INTEGER PRIMARY KEY, vol INTEGER NOT NULL,"
 	"  name TEXT NOT NULL, epoch INTEGER NOT NULL, time INTEGER NOT NULL,"
-	"  pinned INTEGER NOT NULL DEFAULT 0, set_name TEXT, UNIQUE(vol, name));"
+	"  pinned INTEGER NOT NULL DEFAULT 0, set_name TEXT, note TEXT, UNIQUE(vol, name));"
 	"CREATE TABLE IF NOT EXISTS inode(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
 	"  birth INTEGER NOT NULL, death INTEGER NOT NULL, mode INTEGER NOT NULL,"
 	"  uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,"
@@ -114,6 +114,7 @@ static const struct {
 	const char *table, *column, *def;
 } upgrades[] = {
 	{ 2, "snapshot", "set_name", "TEXT" },
+	{ 2, "snapshot", "note", "TEXT" },
 };
 
 static int has_column(sqlite3 *db, const char *table, const char *column)

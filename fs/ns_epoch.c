@@ -54,7 +54,7 @@ static int free_name(struct index *ix, const int64_t *vols, size_t n,
 /* Record vol's current epoch as snapshot name (free) of set (NULL: none)
  * and start a new epoch. */
 static int snapshot_insert(struct index *ix, int64_t vol, const char *name,
-			   int64_t time, const char *set,
+			   int64_t time, const char *set, const char *note,
 			   struct snapshot_info *si)
 {
 	int64_t epoch;
@@ -81,8 +81,8 @@ static int snapshot_insert(struct index *ix, int64_t vol, const char *name,
 	err = index_meta_set(ix, "snapshot_id_max", id);
 	if (err)
 		return err;
-	st = index_stmt(ix, "INSERT INTO snapshot(id, vol, name, epoch, time, pinned, set_name)"
-			    " VALUES (?5, ?1, ?2, ?3, ?4, 0, ?6)");
+	st = index_stmt(ix, "INSERT INTO snapshot(id, vol, name, epoch, time, pinned, set_name, note)"
+			    " VALUES (?5, ?1, ?2, ?3, ?4, 0, ?6, ?7)");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
@@ -92,6 +92,8 @@ static int snapshot_insert(struct index *ix, int64_t vol, const char *name,
 	sqlite3_bind_int64(st, 5, id);
 	if (set)
 		sqlite3_bind_text(st, 6, set, -1, SQLITE_STATIC);
+	if (note && *note)
+		sqlite3_bind_text(st, 7, note, -1, SQLITE_STATIC);
 	err = index_exec(ix, st);
 	if (!err)
 		err = INDEX_EXEC(ix, "UPDATE volume SET epoch = epoch + 1 WHERE id = ?1", vol);
@@ -105,19 +107,30 @@ int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
 {
 	char name[sizeof(si->name)];
 	int err = free_name(ix, &vol, 1, base, name, sizeof(name));
-	return err ? err : snapshot_insert(ix, vol, name, time, NULL, si);
+	return err ? err : snapshot_insert(ix, vol, name, time, NULL, NULL, si);
+}
+
+int ns_snapshot_note(struct index *ix, int64_t id, const char *note)
+{
+	sqlite3_stmt *st = index_stmt(ix, "UPDATE snapshot SET note = ?2 WHERE id = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	if (note && *note)
+		sqlite3_bind_text(st, 2, note, -1, SQLITE_STATIC);
+	return index_exec(ix, st);
 }
 
 int ns_snapshot_create_set(struct index *ix, const char *set,
 			   const int64_t *vols, size_t n, const char *base,
-			   int64_t time, struct snapshot_info *sis)
+			   int64_t time, const char *note, struct snapshot_info *sis)
 {
 	char name[sizeof(sis->name)];
 	if (!n || !*set || strlen(set) >= sizeof(sis->set_name))
 		return -EINVAL;
 	int err = free_name(ix, vols, n, base, name, sizeof(name));
 	for (size_t i = 0; i < n && !err; i++)
-		err = snapshot_insert(ix, vols[i], name, time, set, &sis[i]);
+		err = snapshot_insert(ix, vols[i], name, time, set, note, &sis[i]);
 	return err;
 }
 

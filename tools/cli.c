@@ -109,6 +109,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "takeover", no_argument, 0, 54 },
 		{ "chain", required_argument, 0, 55 },
 		{ "set", required_argument, 0, 56 },
+		{ "note", required_argument, 0, 57 },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -158,6 +159,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 54: o->takeover = 1; break;
 		case 55: o->chain = optarg; break;
 		case 56: o->set = optarg; break;
+		case 57: o->note = optarg; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))
 				die(EXIT_USAGE, "--keep-within: not a duration like 30d or 1y6m: %s",

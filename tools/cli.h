@@ -29,6 +29,7 @@ struct opts {
 	int read_data;
 	const char *mount_opts;
 	const char *time;		/* snapshot create --time */
+	const char *note;		/* snapshot create --note (a mark) */
 	int dry_run;
 	struct retention_policy keep;	/* prune --keep-* */
 	/* remote options */

@@ -118,8 +118,8 @@ static void hold_member(const char *dir, const char *real, const char *set,
 
 /* Record every member's snapshot in one transaction. */
 static int record_set(struct index *ix, const char *set, struct member *m,
-		      size_t n, const char *base, int64_t t, int64_t since,
-		      struct snapshot_info *sis)
+		      size_t n, const char *base, int64_t t, const char *note,
+		      int64_t since, struct snapshot_info *sis)
 {
 	int64_t *vols = calloc(n, sizeof(*vols));
 	if (!vols)
@@ -134,7 +134,7 @@ static int record_set(struct index *ix, const char *set, struct member *m,
 			err = -ESTALE;
 	}
 	if (!err)
-		err = ns_snapshot_create_set(ix, set, vols, n, base, t, sis);
+		err = ns_snapshot_create_set(ix, set, vols, n, base, t, note, sis);
 	/* The daemons release by themselves after CONTROL_HOLD_MS: commit
 	 * only well before that. */
 	if (!err && mono_ms() - since > CONTROL_HOLD_MS / 2)
@@ -161,7 +161,7 @@ int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t)
 	struct snapshot_info *sis = calloc(n, sizeof(*sis));
 	if (!sis)
 		die(1, "out of memory");
-	int err = record_set(ix, o->set, m, n, base, t, since, sis);
+	int err = record_set(ix, o->set, m, n, base, t, o->note, since, sis);
 	int rerr = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (m[i].fd >= 0) {
@@ -244,8 +244,10 @@ int snapset_list(struct opts *o, const char *dir)
 		if (o->json) {
 			printf("%s{\"name\":", i ? "," : "");
 			json_str(names[i]);
-			printf(",\"time\":\"%s\",\"time_ns\":%lld,\"pinned\":%s,\"volumes\":[",
+			printf(",\"time\":\"%s\",\"time_ns\":%lld,\"pinned\":%s,\"note\":",
 			       when, (long long)times[i], pinned ? "true" : "false");
+			json_str(ss[0].note);
+			printf(",\"volumes\":[");
 			for (size_t j = 0; j < n; j++) {
 				printf("%s", j ? "," : "");
 				json_str(vol_name(vis, nv, ss[j].vol));

@@ -110,10 +110,25 @@ static int snapshot_create(struct opts *o)
 		       : -errno;
 	free(real);
 	if (!err) {
-		index_close(ix);
 		if (strncmp(reply, "ok ", 3))
 			die(1, "the daemon of volume '%s' refused the snapshot: %s",
 			    vi.name, reply);
+		/* The mark after the snapshot, in a transaction of its own:
+		 * the mount process knows nothing of it. */
+		struct snapshot_info si;
+		if (o->note && *o->note) {
+			err = ns_snapshot_find(ix, vi.id, reply + 3, &si);
+			if (!err)
+				err = index_begin(ix);
+			if (!err)
+				err = ns_snapshot_note(ix, si.id, o->note);
+			if (!err)
+				err = index_commit(ix);
+			if (err)
+				die(1, "snapshot %s of volume '%s' taken, but cannot be marked: %s",
+				    reply + 3, vi.name, strerror(-err));
+		}
+		index_close(ix);
 		printf("%s\n", reply + 3);
 		return 0;
 	}
@@ -132,6 +147,8 @@ static int snapshot_create(struct opts *o)
 	err = index_begin(ix);
 	if (!err)
 		err = ns_snapshot_create(ix, vi.id, base, t, &si);
+	if (!err && o->note && *o->note)
+		err = ns_snapshot_note(ix, si.id, o->note);
 	if (!err)
 		err = index_commit(ix);
 	if (err)
@@ -195,10 +212,17 @@ static int snapshot_list(struct opts *o)
 			printf("%s{\"name\":", oi ? "," : "");
 			json_str(s[i].name);
 			printf(",\"time\":\"%s\",\"time_ns\":%lld,\"pinned\":%s,"
-			       "\"logical_bytes\":%llu,\"files\":%llu,\"exclusive_bytes\":%llu}",
+			       "\"logical_bytes\":%llu,\"files\":%llu,\"exclusive_bytes\":%llu,\"set\":",
 			       when, (long long)s[i].time, s[i].pinned ? "true" : "false",
 			       (unsigned long long)bytes, (unsigned long long)files,
 			       (unsigned long long)excl);
+			if (s[i].set_name[0])
+				json_str(s[i].set_name);
+			else
+				printf("null");
+			printf(",\"note\":");
+			json_str(s[i].note);
+			printf("}");
 		} else {
 			printf("%-16s %-25s %6s %16llu %8llu %16llu\n", s[i].name,
 			       when, s[i].pinned ? "yes" : "", (unsigned long long)bytes,

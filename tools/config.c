@@ -402,6 +402,38 @@ int config_parse_rate(const char *s, uint64_t *out)
 	return 0;
 }
 
+#define HOOK_TIMEOUT_DEFAULT 600
+
+/* A hook key into h: 0, -1 on a bad value, 1 if k is not one. */
+static int hook_key(struct parser *p, struct config_hooks *h, const char *k,
+		    const char *v)
+{
+	int is_cmd = !strcmp(k, "before-snapshot") || !strcmp(k, "after-snapshot");
+	if (is_cmd || !strcmp(k, "hook-timeout") || !strcmp(k, "snapshot-on-hook-failure")) {
+		if (!h->line)
+			h->line = p->line;
+	}
+	if (is_cmd) {
+		if (v[0] != '/')
+			return fail(p, p->line, "%s: the command must be an absolute path (arguments after spaces), not '%s'",
+				    k, v) - 1;
+		return set_str(p, k, v, k[0] == 'b' ? h->before : h->after, CONFIG_PATH);
+	}
+	if (!strcmp(k, "hook-timeout")) {
+		int64_t t;
+		if (parse_duration(v, &t) || t < 1 || t > 86400)
+			return fail(p, p->line, "hook-timeout: a duration from 1s to 1d like 90s or 10m, not '%s'", v) - 1;
+		h->timeout_s = (int)t;
+		return 0;
+	}
+	if (!strcmp(k, "snapshot-on-hook-failure")) {
+		if (parse_bool(v, &h->take_anyway))
+			return fail(p, p->line, "snapshot-on-hook-failure: yes or no, not '%s'", v) - 1;
+		return 0;
+	}
+	return 1;
+}
+
 /* A keep-* key into r; *given says whether one was (the first replaces
  * the default policy).  1 if k is not a keep-* key, -1 on a bad value. */
 static int keep_key(struct parser *p, struct retention_policy *r, int *given,
@@ -451,9 +483,11 @@ static int key_set(struct parser *p, const char *k, const char *v)
 		return set_str(p, k, v, p->set_vols[p->idx], sizeof(p->set_vols[0]));
 	}
 	int r = keep_key(p, &s->keep, &s->keep_set, k, v);
+	if (r > 0)
+		r = hook_key(p, &s->hooks, k, v);
 	if (r <= 0)
 		return r;
-	return fail(p, p->line, "unknown key '%s' in [snapshot-set %s] (known: volumes, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within)",
+	return fail(p, p->line, "unknown key '%s' in [snapshot-set %s] (known: volumes, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within, before-snapshot, after-snapshot, hook-timeout, snapshot-on-hook-failure)",
 		    k, s->name) - 1;
 }
 
@@ -474,6 +508,11 @@ static void check_sets(struct parser *p)
 			if (v == c->nvol) {
 				fail(p, s->vol_line, "[snapshot-set %s]: unknown volume '%s' (each must have its [volume %s] section)",
 				     s->name, w, w);
+				break;
+			}
+			if (c->vol[v].hooks.line) {
+				fail(p, c->vol[v].hooks.line, "[volume %s] is in [snapshot-set %s]: give its hooks in the set's section",
+				     w, s->name);
 				break;
 			}
 			int other = config_set_of(c, v);
@@ -516,7 +555,10 @@ static int key_volume(struct parser *p, const char *k, const char *v)
 				return fail(p, p->line, "options: comma-separated, no spaces: '%s'", v) - 1;
 		return set_str(p, k, v, vol->options, sizeof(vol->options));
 	}
-	return fail(p, p->line, "unknown key '%s' in [volume %s] (known: mountpoint, options)",
+	int r = hook_key(p, &vol->hooks, k, v);
+	if (r <= 0)
+		return r;
+	return fail(p, p->line, "unknown key '%s' in [volume %s] (known: mountpoint, options, before-snapshot, after-snapshot, hook-timeout, snapshot-on-hook-failure)",
 		    k, vol->name) - 1;
 }
 
@@ -619,6 +661,12 @@ int config_parse_buffer(const char *buf, size_t len, const char *file,
 				     c->vol[j].name, c->vol[i].name, c->vol[i].mountpoint);
 	}
 	check_sets(&p);
+	for (int i = 0; i < c->nvol; i++)
+		if (!c->vol[i].hooks.timeout_s)
+			c->vol[i].hooks.timeout_s = HOOK_TIMEOUT_DEFAULT;
+	for (int i = 0; i < c->nset; i++)
+		if (!c->set[i].hooks.timeout_s)
+			c->set[i].hooks.timeout_s = HOOK_TIMEOUT_DEFAULT;
 	struct retention_policy *k = &c->keep;
 	if (!k->last && !k->hourly && !k->daily && !k->weekly && !k->monthly &&
 	    !k->yearly && !k->within_ns)

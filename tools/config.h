@@ -10,9 +10,13 @@
  *   [retention]                   keep-last/-hourly/-daily/-weekly/-monthly/
  *                                 -yearly, keep-within (default daily 30,
  *                                 monthly 12)
- *   [volume NAME]                 mountpoint, options
+ *   [volume NAME]                 mountpoint, options, hooks (below; for a
+ *                                 volume in no set)
  *   [snapshot-set NAME]           volumes (each a [volume], in one set only),
- *                                 keep-* (else [retention]'s policy)
+ *                                 keep-* (else [retention]'s policy), hooks:
+ *                                 before-snapshot, after-snapshot (absolute
+ *                                 command), hook-timeout (10m),
+ *                                 snapshot-on-hook-failure (no)
  *   [remote NAME]                 url (else it must exist in the store),
  *                                 endpoint, region, path-style, ca-file,
  *                                 credentials-file, ssh-key, known-hosts,
@@ -37,11 +41,21 @@
 #define CONFIG_MAX_SETS 8
 #define CONFIG_PATH 1024
 
+/* Commands the daemon runs around a snapshot (hook.h). */
+struct config_hooks {
+	char before[CONFIG_PATH];	/* before-snapshot; "" none */
+	char after[CONFIG_PATH];	/* after-snapshot; "" none */
+	int timeout_s;			/* hook-timeout; default 10 min */
+	int take_anyway;		/* snapshot-on-hook-failure = yes */
+	int line;			/* of the first hook key */
+};
+
 struct config_volume {
 	char name[65];
 	char mountpoint[CONFIG_PATH];
 	char options[512];		/* FUSE -o options */
 	int line;			/* of its [volume NAME] header */
+	struct config_hooks hooks;	/* when it is in no set */
 };
 
 /* A snapshot set: its volumes snapshotted at one instant, as one unit. */
@@ -53,6 +67,7 @@ struct config_set {
 	int keep_set;
 	int line;			/* of its [snapshot-set NAME] header */
 	int vol_line;			/* of its volumes = line */
+	struct config_hooks hooks;
 };
 
 struct config_remote {

@@ -76,6 +76,16 @@ struct mount_child {
 	char last_error[400];
 };
 
+/* The snapshot hooks of one set or volume (hook.h): how their last run
+ * went, for status and the metrics.  Since the daemon started. */
+#define DAEMON_MAX_HOOKED (CONFIG_MAX_SETS + CONFIG_MAX_VOLUMES)
+struct hook_state {
+	char target[80];	/* "set odoo", "volume plans"; "" never ran */
+	uint64_t runs, failures;
+	int last_failed;	/* a hook of the last snapshot failed */
+	char last_error[400];
+};
+
 /* Recent job runs, for `status` (oldest first, ring). */
 #define HISTORY_MAX 32
 struct history {
@@ -99,6 +109,7 @@ struct daemon {
 	int nhist;
 	struct remote_state rem[DAEMON_MAX_REMOTES];
 	int nrem;
+	struct hook_state hook[DAEMON_MAX_HOOKED];	/* sets, then volumes */
 	struct push_req push_want[CONFIG_MAX_REMOTES];	/* what `tresor push` asked for */
 	int npush_want;
 	struct push_req push_only[DAEMON_MAX_REMOTES];	/* job thread only: requested pushes or retries */

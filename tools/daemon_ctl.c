@@ -246,6 +246,26 @@ static void status_jobs(struct daemon *d, time_t now, FILE *f, struct problems *
 	}
 }
 
+/* The snapshot hooks that ran, per set or volume (lock held). */
+static void status_hooks(struct daemon *d, FILE *f, struct problems *pr)
+{
+	int n = 0;
+	for (int i = 0; i < DAEMON_MAX_HOOKED; i++) {
+		const struct hook_state *h = &d->hook[i];
+		if (!h->target[0])
+			continue;
+		fprintf(f, "%s{\"target\":", n++ ? "," : "");
+		json_fstr(f, h->target);
+		fprintf(f, ",\"runs\":%llu,\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
+			(unsigned long long)h->runs, (unsigned long long)h->failures,
+			h->last_failed ? "true" : "false");
+		json_fstr(f, h->last_failed ? h->last_error : "");
+		fputc('}', f);
+		if (h->last_failed)
+			problem(pr, "%s: %s", h->target, h->last_error);
+	}
+}
+
 static void status_history(struct daemon *d, FILE *f)
 {
 	int first = d->nhist > HISTORY_MAX ? d->nhist - HISTORY_MAX : 0;
@@ -280,6 +300,8 @@ char *status_json(struct daemon *d, int *healthy)
 	status_remotes(d, ix, now, f, &pr);
 	fputs("],\"jobs\":[", f);
 	status_jobs(d, now, f, &pr);
+	fputs("],\"hooks\":[", f);
+	status_hooks(d, f, &pr);
 	fputs("],\"history\":[", f);
 	status_history(d, f);
 	pthread_mutex_unlock(&d->lock);

@@ -21,6 +21,7 @@
 #include "../chunker/util.h"
 #include "cli.h"
 #include "daemon.h"
+#include "hook.h"
 
 /* ---- per-remote push state ------------------------------------------ */
 
@@ -195,44 +196,155 @@ void jobs_args_pass(struct daemon *d, struct jobs_args *a)
  */
 
 /* Each job: 0 or a one-line error in err. */
+/* One set or volume the snapshot job takes. */
+struct target {
+	const struct config_set *set;	/* NULL: the volume vi alone */
+	int vi;
+	const struct config_hooks *hooks;
+	struct hook_state *hs;
+	char what[80];			/* "set odoo", "volume plans" */
+};
+
+/* Run one hook of t (kind "before-snapshot"/"after-snapshot") with the
+ * snapshot's environment; 0 or -1 with why. */
+static int run_hook(struct daemon *d, const struct target *t, const char *kind,
+		    const char *cmd, const char *snap, const char *when,
+		    const char *status, char *why, size_t whysize)
+{
+	char vols[2048] = "", mnts[CONFIG_PATH * 4] = "";
+	size_t lv = 0, lm = 0;
+	int n = t->set ? t->set->nvol : 1;
+	for (int j = 0; j < n; j++) {
+		const struct config_volume *v = &d->cfg.vol[t->set ? t->set->vol[j] : t->vi];
+		if (lv < sizeof(vols))
+			lv += snprintf(vols + lv, sizeof(vols) - lv, "%s%s", j ? " " : "", v->name);
+		if (lm < sizeof(mnts))
+			lm += snprintf(mnts + lm, sizeof(mnts) - lm, "%s%s", j ? " " : "",
+				       v->mountpoint);
+	}
+	char e[8][CONFIG_PATH * 4 + 32];
+	snprintf(e[0], sizeof(e[0]), "TRESOR_HOOK=%s", kind);
+	snprintf(e[1], sizeof(e[1]), "TRESOR_STORE=%s", d->cfg.store);
+	snprintf(e[2], sizeof(e[2]), "TRESOR_SET=%s", t->set ? t->set->name : "");
+	snprintf(e[3], sizeof(e[3]), "TRESOR_VOLUMES=%s", vols);
+	snprintf(e[4], sizeof(e[4]), "TRESOR_MOUNTPOINTS=%s", mnts);
+	snprintf(e[5], sizeof(e[5]), "TRESOR_SNAPSHOT=%s", snap);
+	snprintf(e[6], sizeof(e[6]), "TRESOR_SNAPSHOT_TIME=%s", when);
+	snprintf(e[7], sizeof(e[7]), "TRESOR_SNAPSHOT_STATUS=%s", status);
+	char *env[] = { e[0], e[1], e[2], e[3], e[4], e[5], e[6], status ? e[7] : NULL, NULL };
+	char label[160];
+	snprintf(label, sizeof(label), "%s: %s hook", t->what, kind);
+	struct hook_result r;
+	tlog(LOG_INFO, "daemon: %s: running %s hook %s", t->what, kind, cmd);
+	int err = hook_run(cmd, env, t->hooks->timeout_s, label, &r, why, whysize);
+	if (err)
+		tlog(LOG_ERR, "daemon: %s: %s hook %s", t->what, kind, why);
+	return err;
+}
+
+/* Note how t's hooks went in its status (error: "" they worked). */
+static void hook_noted(struct daemon *d, const struct target *t, const char *error)
+{
+	pthread_mutex_lock(&d->lock);
+	snprintf(t->hs->target, sizeof(t->hs->target), "%s", t->what);
+	t->hs->runs++;
+	t->hs->last_failed = !!*error;
+	if (*error) {
+		t->hs->failures++;
+		copy_str(t->hs->last_error, sizeof(t->hs->last_error), error);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Take t's snapshot as a child `snapshot create` (note: its mark); its
+ * name into name.  0 or -1 with the child's error. */
+static int take_snapshot(struct daemon *d, const struct target *t, const char *when,
+			 const char *note, char *name, size_t namesize, char *e,
+			 size_t esize)
+{
+	struct jobs_args a;
+	jobs_args_init(d, &a);
+	jobs_arg(&a, "snapshot");
+	jobs_arg(&a, "create");
+	jobs_arg(&a, d->cfg.store);
+	if (t->set) {
+		jobs_arg(&a, "--set");
+		jobs_arg(&a, t->set->name);
+		for (int j = 0; j < t->set->nvol; j++)
+			jobs_arg(&a, d->cfg.vol[t->set->vol[j]].name);
+	} else {
+		jobs_arg(&a, d->cfg.vol[t->vi].name);
+	}
+	jobs_arg(&a, "--time");
+	jobs_arg(&a, when);
+	if (*note) {
+		jobs_arg(&a, "--note");
+		jobs_arg(&a, note);
+	}
+	int rc = jobs_run_child(d, "snapshot", a.v, name, namesize, e, esize);
+	name[strcspn(name, "\n")] = 0;
+	return rc ? -1 : 0;
+}
+
+/* One target: before hook, snapshot (skipped when the hook failed,
+ * unless snapshot-on-hook-failure), after hook.  0, or -1 with err. */
+static int snapshot_target(struct daemon *d, const struct target *t, time_t now,
+			   char *err, size_t errsize)
+{
+	char when[64], base[32], why[512] = "", hookerr[600] = "", note[600] = "";
+	cli_iso_time(now, when, sizeof(when));
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%d", &tm);
+	const struct config_hooks *h = t->hooks;
+	int failed = 0, skipped = 0;
+	if (h->before[0] && run_hook(d, t, "before-snapshot", h->before, base, when, NULL,
+				     why, sizeof(why))) {
+		snprintf(hookerr, sizeof(hookerr), "before-snapshot hook %s", why);
+		if (h->take_anyway) {
+			snprintf(note, sizeof(note), "before-snapshot hook %s", why);
+			tlog(LOG_WARN, "daemon: %s: taking the snapshot anyway (snapshot-on-hook-failure), marked",
+			     t->what);
+		} else {
+			skipped = failed = 1;
+			snprintf(err, errsize, "%s: before-snapshot hook %s; snapshot skipped",
+				 t->what, why);
+		}
+	}
+	char name[256] = "", e[400] = "";
+	if (!skipped && take_snapshot(d, t, when, note, name, sizeof(name), e, sizeof(e))) {
+		failed = 1;
+		snprintf(err, errsize, "snapshot of %s: %s", t->what, *e ? e : "failed");
+	} else if (!skipped) {
+		tlog(LOG_INFO, "daemon: %s: snapshot %s%s", t->what, name,
+		     *note ? " (marked: before-snapshot hook failed)" : "");
+	}
+	if (h->after[0] && run_hook(d, t, "after-snapshot", h->after, *name ? name : base,
+				    when, skipped ? "skipped" : failed ? "failed" : "ok",
+				    why, sizeof(why)) && !*hookerr)
+		snprintf(hookerr, sizeof(hookerr), "after-snapshot hook %s", why);
+	if (h->before[0] || h->after[0])
+		hook_noted(d, t, hookerr);
+	return failed ? -1 : 0;
+}
+
 static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
 {
-	char when[64];
-	cli_iso_time(now, when, sizeof(when));
 	int failed = 0;
 	/* Each set at one instant, then each volume in no set by itself. */
 	for (int i = 0; i < d->cfg.nset + d->cfg.nvol; i++) {
-		const struct config_set *set = i < d->cfg.nset ? &d->cfg.set[i] : NULL;
-		int vi = i - d->cfg.nset;
-		if (!set && config_set_of(&d->cfg, vi) >= 0)
+		struct target t = { .set = i < d->cfg.nset ? &d->cfg.set[i] : NULL,
+				    .vi = i - d->cfg.nset, .hs = &d->hook[i] };
+		if (!t.set && config_set_of(&d->cfg, t.vi) >= 0)
 			continue;
-		struct jobs_args a;
-		jobs_args_init(d, &a);
-		jobs_arg(&a, "snapshot");
-		jobs_arg(&a, "create");
-		jobs_arg(&a, d->cfg.store);
-		if (set) {
-			jobs_arg(&a, "--set");
-			jobs_arg(&a, set->name);
-			for (int j = 0; j < set->nvol; j++)
-				jobs_arg(&a, d->cfg.vol[set->vol[j]].name);
-		} else {
-			jobs_arg(&a, d->cfg.vol[vi].name);
-		}
-		jobs_arg(&a, "--time");
-		jobs_arg(&a, when);
-		char out[256], e[400], what[128];
-		snprintf(what, sizeof(what), "%s %s", set ? "set" : "volume",
-			 set ? set->name : d->cfg.vol[vi].name);
-		int rc = jobs_run_child(d, "snapshot", a.v, out, sizeof(out), e, sizeof(e));
-		if (rc) {
+		t.hooks = t.set ? &t.set->hooks : &d->cfg.vol[t.vi].hooks;
+		snprintf(t.what, sizeof(t.what), "%s %s", t.set ? "set" : "volume",
+			 t.set ? t.set->name : d->cfg.vol[t.vi].name);
+		char e[600];
+		if (snapshot_target(d, &t, now, e, sizeof(e))) {
 			if (!failed)
-				snprintf(err, errsize, "snapshot of %s: %s", what,
-					 *e ? e : "failed");
+				copy_str(err, errsize, e);
 			failed = 1;
-		} else {
-			out[strcspn(out, "\n")] = 0;
-			tlog(LOG_INFO, "daemon: %s: snapshot %s", what, out);
 		}
 	}
 	return failed ? -1 : 0;

@@ -238,6 +238,29 @@ static void job_gauges(struct daemon *d, FILE *f)
 	families(f, fam, 6, "job", job_names, JOB_COUNT, v, NULL);
 }
 
+/* Per set or volume with snapshot hooks that ran (lock held). */
+static void hook_gauges(struct daemon *d, FILE *f)
+{
+	static const struct family fam[] = {
+		{ "tresor_hook_runs_total", "counter", "Snapshots of the set or volume that ran its hooks." },
+		{ "tresor_hook_failures_total", "counter", "Of those, how many had a hook fail or time out." },
+		{ "tresor_hook_last_failed", "gauge", "1 if a hook of its last snapshot failed." },
+	};
+	double v[DAEMON_MAX_HOOKED][FAMILY_MAX];
+	const char *keys[DAEMON_MAX_HOOKED];
+	size_t n = 0;
+	for (int i = 0; i < DAEMON_MAX_HOOKED; i++) {
+		const struct hook_state *h = &d->hook[i];
+		if (!h->target[0])
+			continue;
+		keys[n] = h->target;
+		memcpy(v[n++], (double[FAMILY_MAX]){ h->runs, h->failures, h->last_failed },
+		       sizeof(v[0]));
+	}
+	if (n)
+		families(f, fam, 3, "target", keys, n, v, NULL);
+}
+
 char *metrics_render(struct daemon *d)
 {
 	char *buf = NULL;
@@ -271,6 +294,7 @@ char *metrics_render(struct daemon *d)
 	if (ix)
 		remote_gauges(d, ix, now, f);
 	job_gauges(d, f);
+	hook_gauges(d, f);
 	pthread_mutex_unlock(&d->lock);
 	/* Outside the lock: each mount daemon answers in its own time. */
 	if (ix) {
