@@ -257,7 +257,7 @@ int snapset_list(struct opts *o, const char *dir)
 			printf("%-16s %-25s %6s ", names[i], when, pinned ? "yes" : "");
 			for (size_t j = 0; j < n; j++)
 				printf("%s%s", j ? "," : "", vol_name(vis, nv, ss[j].vol));
-			printf("\n");
+			printf("%s%s\n", ss[0].note[0] ? "  marked: " : "", ss[0].note);
 		}
 		free(ss);
 	}

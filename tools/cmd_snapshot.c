@@ -224,9 +224,11 @@ static int snapshot_list(struct opts *o)
 			json_str(s[i].note);
 			printf("}");
 		} else {
-			printf("%-16s %-25s %6s %16llu %8llu %16llu\n", s[i].name,
+			printf("%-16s %-25s %6s %16llu %8llu %16llu%s%s%s%s\n", s[i].name,
 			       when, s[i].pinned ? "yes" : "", (unsigned long long)bytes,
-			       (unsigned long long)files, (unsigned long long)excl);
+			       (unsigned long long)files, (unsigned long long)excl,
+			       s[i].set_name[0] ? "  set " : "", s[i].set_name,
+			       s[i].note[0] ? "  marked: " : "", s[i].note);
 		}
 	}
 	if (o->json)
