@@ -10,6 +10,7 @@ The cluster lives in a temporary directory owned by the unprivileged
 when PostgreSQL (Debian's `postgresql`, tools/install-deps.sh) is absent.
 """
 
+import gzip
 import hashlib
 import os
 import pwd
@@ -136,3 +137,42 @@ def test_dump_and_filestore_restore_as_one(make_store, tmp, cluster):
         assert hashlib.sha1(path.read_bytes()).hexdigest() == r.split("/")[1]
     # The filestore of the same instant: nothing from after it.
     assert not (dest / "filestore" / "filestore" / "odoo" / late[:2] / late).exists()
+
+
+def test_daily_plain_dump_costs_about_what_changed(make_store, mounts, cluster, capsys):
+    """What a second day's plain-format dump costs in stored bytes: new rows
+    appended (the common case: messages, journal lines) cost about their
+    own size; the same rows gzip'd would cost the whole dump again."""
+    pg = cluster
+    pg.psql("postgres", "CREATE DATABASE odoo")
+    pg.psql("odoo", "CREATE TABLE mail_message(id serial PRIMARY KEY, body text, author int)")
+    pg.psql("odoo", "INSERT INTO mail_message(body, author) SELECT repeat(md5(g::text), 3),"
+                    " g % 97 FROM generate_series(1, 250000) g")
+    st = make_store(volumes=("db-dumps",))
+    m = mounts.mount(st, "db-dumps")
+
+    def dump_and_snapshot(day):
+        with open(m / "odoo.sql.tmp", "wb") as f:
+            p = subprocess.run(["pg_dump", "-h", pg.dir, "-p", str(pg.port), "-U", "postgres",
+                                "--format=plain", "odoo"], stdout=f, stderr=subprocess.PIPE,
+                               timeout=300)
+        assert p.returncode == 0, p.stderr
+        os.replace(m / "odoo.sql.tmp", m / "odoo.sql")
+        tresor("snapshot", "create", st.path, "db-dumps", "--time", "2026-03-%02dT02:00" % day,
+               check=True)
+        return os.path.getsize(m / "odoo.sql"), st.stats()["stored_bytes"]
+
+    size1, stored1 = dump_and_snapshot(10)
+    # Day 2: 1 % new rows.
+    pg.psql("odoo", "INSERT INTO mail_message(body, author) SELECT repeat(md5(g::text), 3),"
+                    " 1 FROM generate_series(250001, 252500) g")
+    size2, stored2 = dump_and_snapshot(11)
+    cost = stored2 - stored1
+    gz = len(gzip.compress((m / "odoo.sql").read_bytes(), 6))
+    with capsys.disabled():
+        print("\npg_dump plain: day 1 %d bytes (stored %d), day 2 %d bytes, stored +%d"
+              " (%.1f %% of the dump; gzip'd it is %d bytes, each day)"
+              % (size1, stored1, size2, cost, 100.0 * cost / size2, gz))
+    assert cost < gz / 3
+    assert size1 > 20 * 1024 * 1024
+    assert cost < size2 * 0.25, "day 2 cost %d of a %d-byte dump" % (cost, size2)
