@@ -284,6 +284,17 @@ void control_thaw(int fd)
 	close(fd);
 }
 
+int control_ping(const char *store_dir, int64_t vol, int timeout_ms)
+{
+	char reply[64];
+	int fd;
+	int err = ask(store_dir, vol, "ping", timeout_ms, reply, sizeof(reply), &fd);
+	if (err)
+		return err;
+	close(fd);
+	return strcmp(reply, "ok") ? -EIO : 0;
+}
+
 int control_hold(const char *store_dir, int64_t vol, int timeout_ms,
 		 int *out, int64_t *epoch)
 {

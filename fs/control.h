@@ -46,6 +46,10 @@ int control_request(const char *store_dir, int64_t vol, const char *line,
 int control_freeze(const char *store_dir, int64_t vol, int *fd);
 void control_thaw(int fd);
 
+/* Does the daemon serving (store_dir, vol) answer within timeout_ms?
+ * 0, -ETIMEDOUT, or -ECONNREFUSED / -ENOENT when none serves it. */
+int control_ping(const char *store_dir, int64_t vol, int timeout_ms);
+
 /* How long a daemon holds a snapshot set's member at most (ms).  The
  * holder must commit well before: cmd_snapshot gives up at half. */
 #define CONTROL_HOLD_MS 60000

@@ -22,6 +22,10 @@
 
 /* How long a member's daemon may take to flush before the set gives up. */
 #define SET_FLUSH_MS 120000
+/* How long a member's daemon may take to answer a ping, before any member
+ * is held: a daemon that hangs must not keep the others' writes held for
+ * SET_FLUSH_MS. */
+#define SET_PING_MS 5000
 
 /* One member while the set is taken. */
 struct member {
@@ -155,6 +159,13 @@ int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t)
 	char *real = realpath(dir, NULL);
 	if (!real)
 		die(1, "store %s: %s", dir, strerror(errno));
+	for (size_t i = 0; i < n; i++) {
+		int err = control_ping(real, m[i].vi.id, SET_PING_MS);
+		if (err == -ETIMEDOUT || err == -EIO)
+			die(1, "the daemon of volume '%s' of store %s does not answer (%s); set '%s' not taken: retry, or restart that mount",
+			    m[i].vi.name, dir, err == -EIO ? "it closed the connection" : "5 s",
+			    o->set);
+	}
 	int64_t since = mono_ms();
 	for (size_t i = 0; i < n; i++)
 		hold_member(dir, real, o->set, &m[i]);

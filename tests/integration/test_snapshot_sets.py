@@ -10,6 +10,7 @@ import json
 import pytest
 import os
 import re
+import signal
 import sqlite3
 import threading
 import time
@@ -163,6 +164,30 @@ def test_member_daemon_killed(make_store, mounts):
     m2 = mount(mounts, st, "files")
     assert (m2 / ".snapshots" / out["name"] / "f").read_text() == "committed"
     assert mdb
+
+
+def test_member_daemon_hung(make_store, mounts):
+    """A member whose daemon does not answer (stopped): the set is refused
+    within seconds, before any member's writes are held."""
+    st = make_store(volumes=("db", "files"))
+    mdb = mount(mounts, st, "db")
+    mf = mount(mounts, st, "files")
+    os.kill(mf.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        p = set_create(st, "odoo", "db", "files", check=False)
+        took = time.monotonic() - t0
+        assert p.returncode == 1 and "volume 'files'" in p.stderr and \
+            "does not answer" in p.stderr, p.stderr
+        assert took < 30, took
+        assert rows(st) == []
+        # db was never held: it takes writes at once.
+        t0 = time.monotonic()
+        (mdb / "after").write_text("x")
+        assert time.monotonic() - t0 < 5
+    finally:
+        os.kill(mf.pid, signal.SIGCONT)
+    assert set_create(st, "odoo", "db", "files")["volumes"] == ["db", "files"]
 
 
 def test_old_store_upgraded(make_store, mounts):
