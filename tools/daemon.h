@@ -193,6 +193,13 @@ struct volume_snaps {
 	struct snapshot_info newest;	/* count > 0: the newest by time */
 };
 int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *vs);
+/* A snapshot set's snapshots: how many, the newest's name and time. */
+struct set_snaps {
+	size_t count;
+	char newest[128];
+	int64_t newest_time;	/* ns */
+};
+int daemon_set_snaps(struct index *ix, const char *set, struct set_snaps *ss);
 /* The snapshots of the store's volume vol, oldest first (*s malloc'd). */
 int daemon_snapshots(struct index *ix, const char *vol, struct snapshot_info **s, size_t *n);
 

@@ -79,6 +79,26 @@ int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *
 	return err;
 }
 
+int daemon_set_snaps(struct index *ix, const char *set, struct set_snaps *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	char (*names)[128];
+	int64_t *times;
+	size_t n;
+	int err = ns_set_names(ix, set, &names, &times, &n);
+	if (err)
+		return err;
+	/* Oldest first: the last is the newest. */
+	ss->count = n;
+	if (n) {
+		snprintf(ss->newest, sizeof(ss->newest), "%s", names[n - 1]);
+		ss->newest_time = times[n - 1];
+	}
+	free(names);
+	free(times);
+	return 0;
+}
+
 void daemon_remote_health(struct daemon *d, struct index *ix, const struct remote_cfg *rc,
 			  time_t now, struct remote_health *h)
 {
@@ -266,6 +286,32 @@ static void status_hooks(struct daemon *d, FILE *f, struct problems *pr)
 	}
 }
 
+/* Each configured snapshot set: its volumes and snapshots (lock held). */
+static void status_sets(struct daemon *d, struct index *ix, time_t now, FILE *f)
+{
+	for (int i = 0; i < d->cfg.nset; i++) {
+		const struct config_set *cs = &d->cfg.set[i];
+		fprintf(f, "%s{\"name\":", i ? "," : "");
+		json_fstr(f, cs->name);
+		fputs(",\"volumes\":[", f);
+		for (int j = 0; j < cs->nvol; j++) {
+			fputs(j ? "," : "", f);
+			json_fstr(f, d->cfg.vol[cs->vol[j]].name);
+		}
+		struct set_snaps ss;
+		int listed = ix && !daemon_set_snaps(ix, cs->name, &ss);
+		fprintf(f, "],\"snapshots\":%zu,\"last_snapshot\":", listed ? ss.count : 0);
+		if (listed && ss.count) {
+			time_t t = ss.newest_time / 1000000000;
+			json_fstr(f, ss.newest);
+			fprintf(f, ",\"last_snapshot_time\":%lld,\"last_snapshot_age_seconds\":%lld}",
+				(long long)t, (long long)(now - t));
+		} else {
+			fputs("null,\"last_snapshot_time\":null,\"last_snapshot_age_seconds\":null}", f);
+		}
+	}
+}
+
 static void status_history(struct daemon *d, FILE *f)
 {
 	int first = d->nhist > HISTORY_MAX ? d->nhist - HISTORY_MAX : 0;
@@ -300,6 +346,8 @@ char *status_json(struct daemon *d, int *healthy)
 	status_remotes(d, ix, now, f, &pr);
 	fputs("],\"jobs\":[", f);
 	status_jobs(d, now, f, &pr);
+	fputs("],\"sets\":[", f);
+	status_sets(d, ix, now, f);
 	fputs("],\"hooks\":[", f);
 	status_hooks(d, f, &pr);
 	fputs("],\"history\":[", f);
@@ -700,6 +748,12 @@ static void print_text(const char *js)
 		json_get_str(o, e, "last_snapshot", s2, sizeof(s2));
 		printf("  volume %-16s %-30s %s, last snapshot %s\n", name, s1,
 		       json_get_true(o, e, "mounted") ? "mounted" : "NOT MOUNTED", *s2 ? s2 : "none");
+	}
+	for (o = NULL; json_next(js, "sets", &o, &e); ) {
+		json_get_str(o, e, "name", name, sizeof(name));
+		json_get_str(o, e, "last_snapshot", s2, sizeof(s2));
+		printf("  set    %-16s %lld snapshot(s), last %s\n", name,
+		       json_get_num(o, e, "snapshots", 0), *s2 ? s2 : "none");
 	}
 	for (o = NULL; json_next(js, "remotes", &o, &e); ) {
 		json_get_str(o, e, "name", name, sizeof(name));

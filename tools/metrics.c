@@ -238,6 +238,30 @@ static void job_gauges(struct daemon *d, FILE *f)
 	families(f, fam, 6, "job", job_names, JOB_COUNT, v, NULL);
 }
 
+/* Per snapshot set: its snapshots (lock held). */
+static void set_gauges(struct daemon *d, struct index *ix, time_t now, FILE *f)
+{
+	static const struct family fam[] = {
+		{ "tresor_set_snapshots", "gauge", "Snapshots of the snapshot set." },
+		{ "tresor_set_snapshot_last_timestamp_seconds", "gauge", "Time of the set's newest snapshot." },
+		{ "tresor_set_snapshot_age_seconds", "gauge", "Seconds since the set's newest snapshot." },
+	};
+	double v[CONFIG_MAX_SETS][FAMILY_MAX];
+	unsigned char has[CONFIG_MAX_SETS][FAMILY_MAX];
+	const char *keys[CONFIG_MAX_SETS];
+	for (int i = 0; i < d->cfg.nset; i++) {
+		struct set_snaps ss;
+		int listed = !daemon_set_snaps(ix, d->cfg.set[i].name, &ss);
+		time_t t = listed ? ss.newest_time / 1000000000 : 0;
+		keys[i] = d->cfg.set[i].name;
+		memcpy(v[i], (double[FAMILY_MAX]){ listed ? ss.count : 0, t, now - t }, sizeof(v[i]));
+		memcpy(has[i], (unsigned char[FAMILY_MAX]){ listed, listed && ss.count,
+							    listed && ss.count }, sizeof(has[i]));
+	}
+	if (d->cfg.nset)
+		families(f, fam, 3, "set", keys, d->cfg.nset, v, has);
+}
+
 /* Per set or volume with snapshot hooks that ran (lock held). */
 static void hook_gauges(struct daemon *d, FILE *f)
 {
@@ -291,8 +315,10 @@ char *metrics_render(struct daemon *d)
 	if (ix)
 		store_gauges(stats, f);
 	volume_gauges(d, ix, vol_logical, now, f);
-	if (ix)
+	if (ix) {
 		remote_gauges(d, ix, now, f);
+		set_gauges(d, ix, now, f);
+	}
 	job_gauges(d, f);
 	hook_gauges(d, f);
 	pthread_mutex_unlock(&d->lock);

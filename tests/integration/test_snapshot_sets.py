@@ -316,6 +316,15 @@ def test_daemon_takes_and_prunes_the_set(make_store, tmp):
         assert [s["name"] for s in snap_list(st, "plans")] == \
             ["2026-03-10", "2026-03-11", "2026-03-12"]
         assert (d.mnt["db"] / ".snapshots" / "2026-03-12" / "prod.sql").read_text() == "day 1\n"
+        sets = d.status()["sets"]
+        assert len(sets) == 1 and sets[0]["name"] == "odoo"
+        assert sets[0]["volumes"] == ["db", "files"] and sets[0]["snapshots"] == 2
+        assert sets[0]["last_snapshot"] == "2026-03-12"
+        assert sets[0]["last_snapshot_time"] == local_ts(2026, 3, 12, 2, 0, 5)
+        m, _ = d.metrics()
+        assert 'tresor_set_snapshots{set="odoo"} 2' in m
+        p = tresor("status", d.cfg, env=d.env())
+        assert "set    odoo" in p.stdout and "2 snapshot(s), last 2026-03-12" in p.stdout
         log = d.log_text()
         assert "set odoo: snapshot 2026-03-10" in log
         assert "set odoo: prune removed 1 snapshot(s) of every member: 2026-03-10" in log
