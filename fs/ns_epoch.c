@@ -170,8 +170,7 @@ int ns_set_members(struct index *ix, const char *set, const char *name,
 	return 0;
 }
 
-int ns_set_names(struct index *ix, const char *set, char (**names)[128],
-		 int64_t **times, size_t *n)
+int ns_set_list(struct index *ix, const char *set, struct set_snap **out, size_t *n)
 {
 	sqlite3_stmt *st = index_stmt(ix,
 		"SELECT name, MIN(time) FROM snapshot WHERE set_name = ?1"
@@ -179,23 +178,19 @@ int ns_set_names(struct index *ix, const char *set, char (**names)[128],
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, set, -1, SQLITE_STATIC);
-	size_t cap = 0, tcap = 0;
-	*names = NULL;
-	*times = NULL;
+	size_t cap = 0;
+	*out = NULL;
 	*n = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		void *p = buf_grow(*names, &cap, *n + 1, sizeof(**names));
-		if (p)
-			*names = p;
-		void *q = p ? buf_grow(*times, &tcap, *n + 1, sizeof(**times)) : NULL;
-		if (!q) {
+		struct set_snap *p = buf_grow(*out, &cap, *n + 1, sizeof(**out));
+		if (!p) {
 			sqlite3_reset(st);
 			return -ENOMEM;
 		}
-		*times = q;
-		snprintf((*names)[*n], sizeof(**names), "%s", index_text(st, 0));
-		(*times)[(*n)++] = sqlite3_column_int64(st, 1);
+		*out = p;
+		snprintf(p[*n].name, sizeof(p[*n].name), "%s", index_text(st, 0));
+		p[(*n)++].time = sqlite3_column_int64(st, 1);
 	}
 	return rc == SQLITE_DONE ? 0 : index_errno(rc);
 }

@@ -29,10 +29,13 @@ int ns_snapshot_note(struct index *ix, int64_t id, const char *note);
  * -ENOENT if none. */
 int ns_set_members(struct index *ix, const char *set, const char *name,
 		   struct snapshot_info **out, size_t *n);
-/* The snapshot names of set, oldest first, with their time (both
- * malloc'd). */
-int ns_set_names(struct index *ix, const char *set, char (**names)[128],
-		 int64_t **times, size_t *n);
+/* One snapshot of a set: its name and time. */
+struct set_snap {
+	char name[128];
+	int64_t time;	/* ns */
+};
+/* The snapshots of set, oldest first (*out malloc'd). */
+int ns_set_list(struct index *ix, const char *set, struct set_snap **out, size_t *n);
 int ns_snapshot_pin(struct index *ix, int64_t id, int pinned);
 /* Delete a snapshot and every row only it kept (chunk references drop;
  * chunks left with none are garbage for the pack GC).  *rows counts the

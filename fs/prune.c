@@ -57,10 +57,9 @@ int prune_set_plan(struct index *ix, const char *set,
 {
 	memset(p, 0, sizeof(*p));
 	p->set = set;
-	char (*names)[128];
-	int64_t *times;
+	struct set_snap *ss;
 	size_t n;
-	int err = ns_set_names(ix, set, &names, &times, &n);
+	int err = ns_set_list(ix, set, &ss, &n);
 	if (err)
 		return err;
 	p->snaps = calloc(n ? n : 1, sizeof(*p->snaps));
@@ -69,19 +68,18 @@ int prune_set_plan(struct index *ix, const char *set,
 	for (size_t i = 0; i < n && !err; i++) {
 		struct snapshot_info *m;
 		size_t nm;
-		err = ns_set_members(ix, set, names[i], &m, &nm);
+		err = ns_set_members(ix, set, ss[i].name, &m, &nm);
 		if (err)
 			break;
 		/* The set's entry: its name and time; pinned if any member is. */
 		p->snaps[i] = m[0];
 		for (size_t j = 1; j < nm; j++)
 			p->snaps[i].pinned |= m[j].pinned;
-		p->snaps[i].time = times[i];
+		p->snaps[i].time = ss[i].time;
 		p->n = i + 1;
 		free(m);
 	}
-	free(names);
-	free(times);
+	free(ss);
 	if (err) {
 		prune_plan_free(p);
 		return err;

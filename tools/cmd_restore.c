@@ -80,14 +80,13 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 static int restore_set(struct opts *o, struct store *st, const char *dir)
 {
 	const char *name = o->pos[1], *dest = o->pos[2];
-	char (*names)[128] = NULL;
-	int64_t *times = NULL;
+	struct set_snap *ss = NULL;
 	size_t k = 0, n = 0;
 	int err = 0;
 	if (!strcmp(name, "latest")) {
-		err = ns_set_names(st->ix, o->set, &names, &times, &k);
+		err = ns_set_list(st->ix, o->set, &ss, &k);
 		if (!err && k)
-			name = names[k - 1];
+			name = ss[k - 1].name;
 	}
 	struct snapshot_info *m = NULL;
 	if (!err)
@@ -117,8 +116,7 @@ static int restore_set(struct opts *o, struct store *st, const char *dir)
 	}
 	free(vis);
 	free(m);
-	free(names);
-	free(times);
+	free(ss);
 	fetcher_detach(st);
 	store_close(st);
 	return rc;

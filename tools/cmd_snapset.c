@@ -55,16 +55,15 @@ static struct member *set_members(struct index *ix, const char *dir,
 		for (int i = 2; i < o->npos; i++)
 			find_volume(ix, dir, o->pos[i], &m[(*n)++].vi);
 	} else {
-		char (*names)[128];
-		int64_t *times;
+		struct set_snap *ss;
 		size_t k;
 		struct snapshot_info *last = NULL;
-		int err = ns_set_names(ix, o->set, &names, &times, &k);
+		int err = ns_set_list(ix, o->set, &ss, &k);
 		if (!err && !k)
 			die(EXIT_USAGE, "store %s has no snapshot of set '%s' yet: name its volumes the first time ('tresor snapshot create %s --set %s VOLUME...')",
 			    dir, o->set, dir, o->set);
 		if (!err)
-			err = ns_set_members(ix, o->set, names[k - 1], &last, n);
+			err = ns_set_members(ix, o->set, ss[k - 1].name, &last, n);
 		if (err)
 			die(1, "cannot read set '%s' of store %s: %s", o->set, dir,
 			    strerror(-err));
@@ -81,8 +80,7 @@ static struct member *set_members(struct index *ix, const char *dir,
 					m[i].vi = vis[j];
 		free(vis);
 		free(last);
-		free(names);
-		free(times);
+		free(ss);
 	}
 	for (size_t i = 0; i < *n; i++) {
 		m[i].fd = m[i].lfd = -1;
@@ -225,12 +223,11 @@ static const char *vol_name(const struct volume_info *vis, size_t nv, int64_t id
 int snapset_list(struct opts *o, const char *dir)
 {
 	struct index *ix = open_index(dir);
-	char (*names)[128];
-	int64_t *times;
+	struct set_snap *sl;
 	size_t k;
 	struct volume_info *vis = NULL;
 	size_t nv = 0;
-	int err = ns_set_names(ix, o->set, &names, &times, &k);
+	int err = ns_set_list(ix, o->set, &sl, &k);
 	if (!err)
 		err = ns_volume_list(ix, &vis, &nv);
 	if (err)
@@ -243,20 +240,20 @@ int snapset_list(struct opts *o, const char *dir)
 	for (size_t i = 0; i < k; i++) {
 		struct snapshot_info *ss;
 		size_t n;
-		err = ns_set_members(ix, o->set, names[i], &ss, &n);
+		err = ns_set_members(ix, o->set, sl[i].name, &ss, &n);
 		if (err)
-			die(1, "cannot read snapshot %s of set '%s': %s", names[i],
+			die(1, "cannot read snapshot %s of set '%s': %s", sl[i].name,
 			    o->set, strerror(-err));
 		int pinned = 0;
 		for (size_t j = 0; j < n; j++)
 			pinned |= ss[j].pinned;
 		char when[64];
-		cli_iso_time(times[i] / 1000000000, when, sizeof(when));
+		cli_iso_time(sl[i].time / 1000000000, when, sizeof(when));
 		if (o->json) {
 			printf("%s{\"name\":", i ? "," : "");
-			json_str(names[i]);
+			json_str(sl[i].name);
 			printf(",\"time\":\"%s\",\"time_ns\":%lld,\"pinned\":%s,\"note\":",
-			       when, (long long)times[i], pinned ? "true" : "false");
+			       when, (long long)sl[i].time, pinned ? "true" : "false");
 			json_str(ss[0].note);
 			printf(",\"volumes\":[");
 			for (size_t j = 0; j < n; j++) {
@@ -265,7 +262,7 @@ int snapset_list(struct opts *o, const char *dir)
 			}
 			printf("]}");
 		} else {
-			printf("%-16s %-25s %6s ", names[i], when, pinned ? "yes" : "");
+			printf("%-16s %-25s %6s ", sl[i].name, when, pinned ? "yes" : "");
 			for (size_t j = 0; j < n; j++)
 				printf("%s%s", j ? "," : "", vol_name(vis, nv, ss[j].vol));
 			printf("%s%s\n", ss[0].note[0] ? "  marked: " : "", ss[0].note);
@@ -274,8 +271,7 @@ int snapset_list(struct opts *o, const char *dir)
 	}
 	if (o->json)
 		printf("]\n");
-	free(names);
-	free(times);
+	free(sl);
 	free(vis);
 	index_close(ix);
 	return 0;

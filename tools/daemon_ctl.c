@@ -82,20 +82,18 @@ int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *
 int daemon_set_snaps(struct index *ix, const char *set, struct set_snaps *ss)
 {
 	memset(ss, 0, sizeof(*ss));
-	char (*names)[128];
-	int64_t *times;
+	struct set_snap *sl;
 	size_t n;
-	int err = ns_set_names(ix, set, &names, &times, &n);
+	int err = ns_set_list(ix, set, &sl, &n);
 	if (err)
 		return err;
 	/* Oldest first: the last is the newest. */
 	ss->count = n;
 	if (n) {
-		snprintf(ss->newest, sizeof(ss->newest), "%s", names[n - 1]);
-		ss->newest_time = times[n - 1];
+		snprintf(ss->newest, sizeof(ss->newest), "%s", sl[n - 1].name);
+		ss->newest_time = sl[n - 1].time;
 	}
-	free(names);
-	free(times);
+	free(sl);
 	return 0;
 }
 
