@@ -205,6 +205,13 @@ struct target {
 	char what[80];			/* "set odoo", "volume plans" */
 };
 
+/* A hook is ended when the daemon is asked to stop: a SIGTERM must not
+ * wait for hook-timeout. */
+static int hook_stop(void *arg)
+{
+	return daemon_stop_requested(arg);
+}
+
 /* Run one hook of t (kind "before-snapshot"/"after-snapshot") with the
  * snapshot's environment; 0 or -1 with why. */
 static int run_hook(struct daemon *d, const struct target *t, const char *kind,
@@ -235,8 +242,10 @@ static int run_hook(struct daemon *d, const struct target *t, const char *kind,
 	char label[160];
 	snprintf(label, sizeof(label), "%s: %s hook", t->what, kind);
 	struct hook_result r;
+	struct hook_spec hs = { .cmd = cmd, .env = env, .timeout_s = t->hooks->timeout_s,
+				.label = label, .stop = hook_stop, .stop_arg = d };
 	tlog(LOG_INFO, "daemon: %s: running %s hook %s", t->what, kind, cmd);
-	int err = hook_run(cmd, env, t->hooks->timeout_s, label, &r, why, whysize);
+	int err = hook_run(&hs, &r, why, whysize);
 	if (err)
 		tlog(LOG_ERR, "daemon: %s: %s hook %s", t->what, kind, why);
 	return err;

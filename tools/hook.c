@@ -149,7 +149,8 @@ static pid_t start(char **argv, char **envp, int *out, int *run_errno)
 
 /* Relay fd until it ends and pid exited; end the group at the deadline
  * (SIGTERM, then SIGKILL) or when pid exited.  pid's wait status. */
-static int relay_until(pid_t pid, int fd, int64_t deadline, struct relay *rl)
+static int relay_until(pid_t pid, int fd, int64_t deadline, const struct hook_spec *h,
+		       struct relay *rl)
 {
 	int st = 0, exited = 0, killed = 0;
 	int64_t hard = 0;
@@ -161,8 +162,10 @@ static int relay_until(pid_t pid, int fd, int64_t deadline, struct relay *rl)
 			hard = now_ms() + 1000;	/* one more second of output */
 		}
 		int64_t t = now_ms();
-		if (!exited && !killed && t >= deadline) {
-			rl->r->timed_out = 1;
+		if (!exited && !killed && h->stop && h->stop(h->stop_arg))
+			rl->r->stopped = 1;
+		if (!exited && !killed && (t >= deadline || rl->r->stopped)) {
+			rl->r->timed_out = !rl->r->stopped;
 			kill(-pid, SIGTERM);
 			killed = 1;
 			hard = t + HOOK_KILL_GRACE_MS;
@@ -203,14 +206,16 @@ static int relay_until(pid_t pid, int fd, int64_t deadline, struct relay *rl)
 	return st;
 }
 
-int hook_run(const char *cmd, char *const env[], int timeout_s, const char *label,
-	     struct hook_result *r, char *why, size_t whysize)
+int hook_run(const struct hook_spec *h, struct hook_result *r, char *why,
+	     size_t whysize)
 {
+	const char *cmd = h->cmd;
+	int timeout_s = h->timeout_s;
 	memset(r, 0, sizeof(*r));
 	r->status = -1;
 	char *copy = strdup(cmd);
 	char *argv[HOOK_MAX_ARGS + 1] = { NULL };
-	char **envp = make_env(env);
+	char **envp = make_env(h->env);
 	int err = !copy || !envp ? -ENOMEM : split(copy, argv);
 	int fd = -1;
 	pid_t pid = err ? err : start(argv, envp, &fd, &r->run_errno);
@@ -223,17 +228,19 @@ int hook_run(const char *cmd, char *const env[], int timeout_s, const char *labe
 		pid = -r->run_errno;
 	}
 	if (pid > 0) {
-		struct relay rl = { .label = label, .r = r };
-		int st = relay_until(pid, fd, now_ms() + (int64_t)timeout_s * 1000, &rl);
+		struct relay rl = { .label = h->label, .r = r };
+		int st = relay_until(pid, fd, now_ms() + (int64_t)timeout_s * 1000, h, &rl);
 		close(fd);
 		r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 	}
 	if (r->dropped)
-		tlog(LOG_WARN, "%s: %llu more bytes of output not logged", label,
+		tlog(LOG_WARN, "%s: %llu more bytes of output not logged", h->label,
 		     (unsigned long long)r->dropped);
 	if (r->status < 0)
 		snprintf(why, whysize, "cannot run %s: %s", argv[0] ? argv[0] : cmd,
 			 strerror(r->run_errno));
+	else if (r->stopped)
+		snprintf(why, whysize, "was killed: the daemon is stopping");
 	else if (r->timed_out)
 		snprintf(why, whysize, "timed out after %d s and was killed", timeout_s);
 	else if (r->status)
@@ -243,5 +250,5 @@ int hook_run(const char *cmd, char *const env[], int timeout_s, const char *labe
 		snprintf(why, whysize, "ok");
 	free(copy);
 	free(envp);
-	return r->status == 0 && !r->timed_out ? 0 : -1;
+	return r->status == 0 && !r->timed_out && !r->stopped ? 0 : -1;
 }

@@ -22,18 +22,30 @@ struct hook_result {
 	int status;		/* exit code, 128 + signal; -1: could not run */
 	int run_errno;		/* status -1: why (exec's errno) */
 	int timed_out;
+	int stopped;		/* ended because h->stop said so */
 	uint64_t bytes;		/* output read */
 	uint64_t dropped;	/* of those, not logged */
 	char last_line[240];	/* the last line of output (for the error) */
 };
 
+/* One run of a hook. */
+struct hook_spec {
+	const char *cmd;	/* absolute path, arguments after spaces */
+	char *const *env;	/* NAME=VALUE strings added to ours, NULL-ended */
+	int timeout_s;
+	const char *label;	/* prefix of its logged lines */
+	/* Asked every 100 ms: non-zero ends the hook as a timeout would
+	 * (the daemon is stopping).  May be NULL. */
+	int (*stop)(void *arg);
+	void *stop_arg;
+};
+
 /*
- * Run cmd with env (NAME=VALUE strings, NULL-terminated) added to ours,
- * for at most timeout_s seconds; each line of its stdout and stderr is
- * logged prefixed with label.  0 if it ran and exited 0; -1 else, with
- * why in r and a one-line description in why.
+ * Run h: each line of its stdout and stderr is logged prefixed with its
+ * label.  0 if it ran and exited 0; -1 else, with why in r and a one-line
+ * description in why.
  */
-int hook_run(const char *cmd, char *const env[], int timeout_s, const char *label,
-	     struct hook_result *r, char *why, size_t whysize);
+int hook_run(const struct hook_spec *h, struct hook_result *r, char *why,
+	     size_t whysize);
 
 #endif

@@ -186,3 +186,21 @@ def test_chatty_hook_costs_no_memory(make_store, tmp, daemon_box):
         hwm = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
     assert hwm < 200 * 1024, "the daemon peaked at %d kB" % hwm
     assert stat.S_ISDIR(os.stat(d.mnt["db"]).st_mode)
+
+
+def test_sigterm_ends_a_running_hook(make_store, tmp):
+    """SIGTERM while a hook hangs: the hook is killed at once, not after its
+    timeout, the snapshot is skipped, and the daemon exits 0."""
+    st = make_store(volumes=("db", "files"))
+    pidfile = tmp / "hook.pid"
+    before = script(tmp / "before.sh", "echo $$ > %s\nexec sleep 1000\n" % pidfile)
+    d = start_set_daemon(tmp, st, before, extra="hook-timeout = 1h\n")
+    d.set_clock(local_ts(2026, 3, 10, 2, 0, 5))
+    assert wait_for(pidfile.exists, 60, 0.1), d.log_text()
+    pid = int(pidfile.read_text())
+    t0 = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - t0 < 30
+    assert not os.path.exists("/proc/%d" % pid)
+    assert "before-snapshot hook was killed: the daemon is stopping" in d.log_text()
+    assert set_names(st) == []
