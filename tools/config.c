@@ -482,12 +482,19 @@ static int key_set(struct parser *p, const char *k, const char *v)
 		s->vol_line = p->line;
 		return set_str(p, k, v, p->set_vols[p->idx], sizeof(p->set_vols[0]));
 	}
+	if (!strcmp(k, "snapshot")) {
+		char why[200];
+		if (schedule_parse(v, &s->snapshot, why, sizeof(why)))
+			return fail(p, p->line, "%s: %s", k, why) - 1;
+		s->own_schedule = 1;
+		return 0;
+	}
 	int r = keep_key(p, &s->keep, &s->keep_set, k, v);
 	if (r > 0)
 		r = hook_key(p, &s->hooks, k, v);
 	if (r <= 0)
 		return r;
-	return fail(p, p->line, "unknown key '%s' in [snapshot-set %s] (known: volumes, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within, before-snapshot, after-snapshot, hook-timeout, snapshot-on-hook-failure)",
+	return fail(p, p->line, "unknown key '%s' in [snapshot-set %s] (known: volumes, snapshot, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within, before-snapshot, after-snapshot, hook-timeout, snapshot-on-hook-failure)",
 		    k, s->name) - 1;
 }
 
@@ -499,6 +506,8 @@ static void check_sets(struct parser *p)
 		struct config_set *s = &c->set[i];
 		if (!s->keep_set)
 			s->keep = c->keep;
+		if (!s->own_schedule)
+			s->snapshot = c->snapshot;
 		char *save = NULL;
 		for (char *w = strtok_r(p->set_vols[i], " ,\t", &save); w && !p->err_line;
 		     w = strtok_r(NULL, " ,\t", &save)) {

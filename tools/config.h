@@ -13,6 +13,7 @@
  *   [volume NAME]                 mountpoint, options, hooks (below; for a
  *                                 volume in no set)
  *   [snapshot-set NAME]           volumes (each a [volume], in one set only),
+ *                                 snapshot (schedule; else [schedule]'s),
  *                                 keep-* (else [retention]'s policy), hooks:
  *                                 before-snapshot, after-snapshot (absolute
  *                                 command), hook-timeout (10m),
@@ -68,6 +69,8 @@ struct config_set {
 	int line;			/* of its [snapshot-set NAME] header */
 	int vol_line;			/* of its volumes = line */
 	struct config_hooks hooks;
+	struct schedule snapshot;	/* own_schedule: its own slots */
+	int own_schedule;		/* else the [schedule] snapshot job's */
 };
 
 struct config_remote {

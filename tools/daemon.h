@@ -86,6 +86,17 @@ struct hook_state {
 	char last_error[400];
 };
 
+/* A snapshot set with a schedule of its own ([snapshot-set] snapshot =):
+ * its snapshot and prune run at its slots, retried as a job is. */
+struct set_job {
+	time_t last_slot;	/* the slot last handled (done or given up) */
+	int slot_known;		/* last_slot came from the state file */
+	time_t last_run, last_ok, next_retry;
+	int attempts, last_failed;
+	uint64_t runs, failures;
+	char last_error[400];
+};
+
 /* Recent job runs, for `status` (oldest first, ring). */
 #define HISTORY_MAX 32
 struct history {
@@ -110,6 +121,7 @@ struct daemon {
 	struct remote_state rem[DAEMON_MAX_REMOTES];
 	int nrem;
 	struct hook_state hook[DAEMON_MAX_HOOKED];	/* sets, then volumes */
+	struct set_job set_job[CONFIG_MAX_SETS];	/* by config.set index */
 	struct push_req push_want[CONFIG_MAX_REMOTES];	/* what `tresor push` asked for */
 	int npush_want;
 	struct push_req push_only[DAEMON_MAX_REMOTES];	/* job thread only: requested pushes or retries */

@@ -285,12 +285,28 @@ static void status_hooks(struct daemon *d, FILE *f, struct problems *pr)
 }
 
 /* Each configured snapshot set: its volumes and snapshots (lock held). */
-static void status_sets(struct daemon *d, struct index *ix, time_t now, FILE *f)
+static void status_sets(struct daemon *d, struct index *ix, time_t now, FILE *f,
+			struct problems *pr)
 {
 	for (int i = 0; i < d->cfg.nset; i++) {
 		const struct config_set *cs = &d->cfg.set[i];
+		const struct set_job *sj = &d->set_job[i];
+		char sc[64];
+		schedule_format(&cs->snapshot, sc, sizeof(sc));
 		fprintf(f, "%s{\"name\":", i ? "," : "");
 		json_fstr(f, cs->name);
+		fputs(",\"schedule\":", f);
+		json_fstr(f, sc);
+		fprintf(f, ",\"own_schedule\":%s,\"next_run\":", cs->own_schedule ? "true" : "false");
+		jtime(f, sj->attempts ? sj->next_retry : schedule_next(&cs->snapshot, now));
+		fputs(",\"last_run\":", f);
+		jtime(f, sj->last_run);
+		fprintf(f, ",\"runs\":%llu,\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
+			(unsigned long long)sj->runs, (unsigned long long)sj->failures,
+			sj->last_failed ? "true" : "false");
+		json_fstr(f, sj->last_failed ? sj->last_error : "");
+		if (sj->last_failed)
+			problem(pr, "set %s failed: %s", cs->name, sj->last_error);
 		fputs(",\"volumes\":[", f);
 		for (int j = 0; j < cs->nvol; j++) {
 			fputs(j ? "," : "", f);
@@ -345,7 +361,7 @@ char *status_json(struct daemon *d, int *healthy)
 	fputs("],\"jobs\":[", f);
 	status_jobs(d, now, f, &pr);
 	fputs("],\"sets\":[", f);
-	status_sets(d, ix, now, f);
+	status_sets(d, ix, now, f, &pr);
 	fputs("],\"hooks\":[", f);
 	status_hooks(d, f, &pr);
 	fputs("],\"history\":[", f);

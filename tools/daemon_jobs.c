@@ -337,18 +337,27 @@ static int snapshot_target(struct daemon *d, const struct target *t, time_t now,
 	return failed ? -1 : 0;
 }
 
+/* Target i: set i (< nset), else volume i - nset. */
+static void target_init(struct daemon *d, int i, struct target *t)
+{
+	*t = (struct target){ .set = i < d->cfg.nset ? &d->cfg.set[i] : NULL,
+			      .vi = i - d->cfg.nset, .hs = &d->hook[i] };
+	t->hooks = t->set ? &t->set->hooks : &d->cfg.vol[t->vi].hooks;
+	snprintf(t->what, sizeof(t->what), "%s %s", t->set ? "set" : "volume",
+		 t->set ? t->set->name : d->cfg.vol[t->vi].name);
+}
+
 static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
 {
 	int failed = 0;
-	/* Each set at one instant, then each volume in no set by itself. */
+	/* Each set at one instant (those of this schedule), then each volume
+	 * in no set by itself. */
 	for (int i = 0; i < d->cfg.nset + d->cfg.nvol; i++) {
-		struct target t = { .set = i < d->cfg.nset ? &d->cfg.set[i] : NULL,
-				    .vi = i - d->cfg.nset, .hs = &d->hook[i] };
-		if (!t.set && config_set_of(&d->cfg, t.vi) >= 0)
+		struct target t;
+		target_init(d, i, &t);
+		if ((!t.set && config_set_of(&d->cfg, t.vi) >= 0) ||
+		    (t.set && t.set->own_schedule))
 			continue;
-		t.hooks = t.set ? &t.set->hooks : &d->cfg.vol[t.vi].hooks;
-		snprintf(t.what, sizeof(t.what), "%s %s", t.set ? "set" : "volume",
-			 t.set ? t.set->name : d->cfg.vol[t.vi].name);
 		char e[600];
 		if (snapshot_target(d, &t, now, e, sizeof(e))) {
 			if (!failed)
@@ -421,62 +430,80 @@ static void keep_args(struct jobs_args *a, const struct retention_policy *k,
 	}
 }
 
-/* Prune each volume (its snapshots outside any set), then each set as
- * one. */
+/* Log which set snapshots prune removed: its "remove NAME ..." lines
+ * (each with every member). */
+static void prune_set_log(const char *name, char *out)
+{
+	char names[900] = "";
+	size_t len = 0;
+	int n = 0;
+	for (char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		if (strncmp(l, "remove ", 7))
+			continue;
+		size_t w = strcspn(l + 7, " \n");
+		if (len + w + 3 < sizeof(names))
+			len += snprintf(names + len, sizeof(names) - len, "%s%.*s",
+					n ? ", " : "", (int)w, l + 7);
+		n++;
+	}
+	tlog(LOG_INFO, "daemon: set %s: prune removed %d snapshot(s) of every member%s%s",
+	     name, n, n ? ": " : "", names);
+}
+
+/* Prune one volume (vi; its snapshots outside any set) or one set.  0 or
+ * -1 with err. */
+static int prune_target(struct daemon *d, const struct config_set *set, int vi,
+			char *err, size_t errsize)
+{
+	const char *name = set ? set->name : d->cfg.vol[vi].name;
+	struct snapshot_info *before = NULL;
+	size_t nb = 0;
+	int berr = 0;
+	if (!set) {
+		struct index *ix = daemon_index(d);
+		berr = !ix ? -EIO : daemon_snapshots(ix, name, &before, &nb);
+		if (ix)
+			index_close(ix);
+	}
+	struct jobs_args a;
+	char nums[7][32];
+	jobs_args_init(d, &a);
+	jobs_arg(&a, "prune");
+	jobs_arg(&a, d->cfg.store);
+	if (set)
+		jobs_arg(&a, "--set");
+	jobs_arg(&a, name);
+	keep_args(&a, set ? &set->keep : &d->cfg.keep, nums);
+	jobs_args_pass(d, &a);
+	char out[4096], e[400];
+	int rc = jobs_run_child(d, "prune", a.v, out, sizeof(out), e, sizeof(e));
+	if (rc)
+		snprintf(err, errsize, "prune of %s %s: %s", set ? "set" : "volume", name,
+			 *e ? e : "failed");
+	else if (set)
+		prune_set_log(name, out);
+	else
+		prune_log(d, name, berr, before, nb);
+	free(before);
+	return rc ? -1 : 0;
+}
+
+/* Prune each volume (its snapshots outside any set), then each set that
+ * runs on the snapshot job's schedule, as one. */
 static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
 {
 	(void)now;
 	int failed = 0;
 	for (int i = 0; i < d->cfg.nvol + d->cfg.nset; i++) {
 		const struct config_set *set = i >= d->cfg.nvol ? &d->cfg.set[i - d->cfg.nvol] : NULL;
-		const char *name = set ? set->name : d->cfg.vol[i].name;
-		struct snapshot_info *before = NULL;
-		size_t nb = 0;
-		int berr = 0;
-		if (!set) {
-			struct index *ix = daemon_index(d);
-			berr = !ix ? -EIO : daemon_snapshots(ix, name, &before, &nb);
-			if (ix)
-				index_close(ix);
-		}
-		struct jobs_args a;
-		char nums[7][32];
-		jobs_args_init(d, &a);
-		jobs_arg(&a, "prune");
-		jobs_arg(&a, d->cfg.store);
-		if (set)
-			jobs_arg(&a, "--set");
-		jobs_arg(&a, name);
-		keep_args(&a, set ? &set->keep : &d->cfg.keep, nums);
-		jobs_args_pass(d, &a);
-		char out[4096], e[400];
-		int rc = jobs_run_child(d, "prune", a.v, out, sizeof(out), e, sizeof(e));
-		if (rc) {
+		if (set && set->own_schedule)
+			continue;
+		char e[600];
+		if (prune_target(d, set, i, e, sizeof(e))) {
 			if (!failed)
-				snprintf(err, errsize, "prune of %s %s: %s", set ? "set" : "volume",
-					 name, *e ? e : "failed");
+				copy_str(err, errsize, e);
 			failed = 1;
-		} else if (set) {
-			/* prune's "remove NAME ..." line per set snapshot removed:
-			 * the members are gone with it. */
-			char names[900] = "";
-			size_t len = 0;
-			int n = 0;
-			for (char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-				if (strncmp(l, "remove ", 7))
-					continue;
-				size_t w = strcspn(l + 7, " \n");
-				if (len + w + 3 < sizeof(names))
-					len += snprintf(names + len, sizeof(names) - len, "%s%.*s",
-							n ? ", " : "", (int)w, l + 7);
-				n++;
-			}
-			tlog(LOG_INFO, "daemon: set %s: prune removed %d snapshot(s) of every member%s%s",
-			     name, n, n ? ": " : "", names);
-		} else {
-			prune_log(d, name, berr, before, nb);
 		}
-		free(before);
 	}
 	return failed ? -1 : 0;
 }
@@ -656,6 +683,24 @@ static void push_retry_summary(struct daemon *d)
 	}
 }
 
+/* After a failed attempt (lock held): its retry after retry-delay,
+ * doubled each time, or, past `retries`, the slot given up. */
+static void retry_later(struct daemon *d, const char *what, int *attempts, time_t *next_retry,
+			time_t *last_slot, time_t slot, time_t end, const char *err)
+{
+	if (++*attempts > d->cfg.retries) {
+		tlog(LOG_ERR, "daemon: %s failed %d time(s), giving up until its next run: %s",
+		     what, *attempts, err);
+		*attempts = 0;
+		*last_slot = slot;
+	} else {
+		int64_t delay = d->cfg.retry_delay_s << (*attempts - 1 < 20 ? *attempts - 1 : 20);
+		*next_retry = end + delay;
+		tlog(LOG_WARN, "daemon: %s failed (attempt %d of %d), retrying in %llds: %s",
+		     what, *attempts, d->cfg.retries + 1, (long long)delay, err);
+	}
+}
+
 /* Run job j for slot; note the result (and its retry) in the state. */
 static int run_job(struct daemon *d, enum job_kind j, time_t slot)
 {
@@ -697,18 +742,8 @@ static int run_job(struct daemon *d, enum job_kind j, time_t slot)
 		s->failures++;
 		s->last_failed = 1;
 		snprintf(s->last_error, sizeof(s->last_error), "%s", err);
-		s->attempts++;
-		if (s->attempts > d->cfg.retries) {
-			tlog(LOG_ERR, "daemon: %s failed %d time(s), giving up until its next run: %s",
-			     job_names[j], s->attempts, err);
-			s->attempts = 0;
-			s->last_slot = slot;
-		} else {
-			int64_t delay = d->cfg.retry_delay_s << (s->attempts - 1 < 20 ? s->attempts - 1 : 20);
-			s->next_retry = end + delay;
-			tlog(LOG_WARN, "daemon: %s failed (attempt %d of %d), retrying in %llds: %s",
-			     job_names[j], s->attempts, d->cfg.retries + 1, (long long)delay, err);
-		}
+		retry_later(d, job_names[j], &s->attempts, &s->next_retry, &s->last_slot, slot,
+			    end, err);
 	}
 	if (j == JOB_PUSH)
 		push_retry_summary(d);
@@ -750,6 +785,45 @@ static void push_retries(struct daemon *d)
 	d->npush_only = 0;
 }
 
+/* Each set with a schedule of its own whose slot (or retry) is due: its
+ * snapshot, then its prune; the result noted as a job's is. */
+static void sets_run_due(struct daemon *d)
+{
+	for (int i = 0; i < d->cfg.nset && !daemon_stop_requested(d); i++) {
+		const struct config_set *cs = &d->cfg.set[i];
+		struct set_job *s = &d->set_job[i];
+		time_t now = daemon_now();
+		time_t slot = cs->own_schedule ? schedule_latest(&cs->snapshot, now) : 0;
+		if (!slot || slot <= s->last_slot || (s->attempts && now < s->next_retry))
+			continue;
+		struct target t;
+		target_init(d, i, &t);
+		tlog(LOG_INFO, "daemon: %s: starting (its own schedule)", t.what);
+		char err[600] = "";
+		int rc = snapshot_target(d, &t, now, err, sizeof(err));
+		if (!rc && !daemon_stop_requested(d))
+			rc = prune_target(d, cs, 0, err, sizeof(err));
+		time_t end = daemon_now();
+		pthread_mutex_lock(&d->lock);
+		s->runs++;
+		s->last_run = end;
+		s->last_failed = rc != 0;
+		if (!rc) {
+			s->last_ok = end;
+			s->attempts = 0;
+			s->last_slot = slot;
+			tlog(LOG_INFO, "daemon: %s: done", t.what);
+		} else {
+			s->failures++;
+			copy_str(s->last_error, sizeof(s->last_error), err);
+			retry_later(d, t.what, &s->attempts, &s->next_retry, &s->last_slot, slot,
+				    end, err);
+		}
+		daemon_state_save(d);
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
 /* One pass: every due job, in order snapshot, prune, push, check. */
 void jobs_run_due(struct daemon *d)
 {
@@ -764,6 +838,7 @@ void jobs_run_due(struct daemon *d)
 		   now >= d->job[JOB_PRUNE].next_retry) {
 		run_job(d, JOB_PRUNE, d->job[JOB_PRUNE].last_slot);
 	}
+	sets_run_due(d);
 	slot = due(d, JOB_PUSH, &d->cfg.push, daemon_now());
 	if (slot && !daemon_stop_requested(d))
 		run_job(d, JOB_PUSH, slot);

@@ -245,6 +245,7 @@ static void set_gauges(struct daemon *d, struct index *ix, time_t now, FILE *f)
 		{ "tresor_set_snapshots", "gauge", "Snapshots of the snapshot set." },
 		{ "tresor_set_snapshot_last_timestamp_seconds", "gauge", "Time of the set's newest snapshot." },
 		{ "tresor_set_snapshot_age_seconds", "gauge", "Seconds since the set's newest snapshot." },
+		{ "tresor_set_last_run_failed", "gauge", "1 if the last run of a set with its own schedule failed." },
 	};
 	double v[CONFIG_MAX_SETS][FAMILY_MAX];
 	unsigned char has[CONFIG_MAX_SETS][FAMILY_MAX];
@@ -254,12 +255,13 @@ static void set_gauges(struct daemon *d, struct index *ix, time_t now, FILE *f)
 		int listed = !daemon_set_snaps(ix, d->cfg.set[i].name, &ss);
 		time_t t = listed ? ss.newest_time / 1000000000 : 0;
 		keys[i] = d->cfg.set[i].name;
-		memcpy(v[i], (double[FAMILY_MAX]){ listed ? ss.count : 0, t, now - t }, sizeof(v[i]));
+		memcpy(v[i], (double[FAMILY_MAX]){ listed ? ss.count : 0, t, now - t,
+						   d->set_job[i].last_failed }, sizeof(v[i]));
 		memcpy(has[i], (unsigned char[FAMILY_MAX]){ listed, listed && ss.count,
-							    listed && ss.count }, sizeof(has[i]));
+							    listed && ss.count, 1 }, sizeof(has[i]));
 	}
 	if (d->cfg.nset)
-		families(f, fam, 3, "set", keys, d->cfg.nset, v, has);
+		families(f, fam, 4, "set", keys, d->cfg.nset, v, has);
 }
 
 /* Per set or volume with snapshot hooks that ran (lock held). */

@@ -272,6 +272,8 @@ SET_CASES = [
     ("no volumes", "[snapshot-set odoo]\nkeep-last = 3\n", 10, "names no volumes"),
     ("keeps nothing", "[snapshot-set odoo]\nvolumes = db\nkeep-daily = 0\n", 10, "keeps nothing"),
     ("unknown key", "[snapshot-set odoo]\nvolumes = db\nhook = x\n", 12, "unknown key 'hook'"),
+    ("bad schedule", "[snapshot-set odoo]\nvolumes = db\nsnapshot = dayly 03:00\n", 12,
+     "snapshot: bad schedule"),
     ("set twice", "[snapshot-set o]\nvolumes = db\n[snapshot-set o]\nvolumes = files\n", 12,
      "given twice"),
 ]
@@ -359,3 +361,58 @@ def test_restore_set_brings_every_member_back(make_store, mounts, tmp):
     assert second != first
     p = st.run("restore", st.path, "--set", "odoo", "1999-01-01", tmp / "none", env=tenv())
     assert p.returncode == 1 and "no snapshot '1999-01-01'" in p.stderr
+
+
+def test_set_with_its_own_schedule(make_store, tmp):
+    """[snapshot-set] snapshot = daily 03:00: the set is taken (and pruned)
+    at its own slot, not at the snapshot job's; a failure is retried; the
+    slot survives a restart."""
+    st = make_store(volumes=("db", "files", "plans"))
+    d = Daemon(tmp, st, volumes=("db", "files", "plans"))
+    counter = tmp / "attempts"
+    hook = tmp / "hook.sh"
+    # Fails the first time, works after: the retry takes the set.
+    hook.write_text("#!/bin/sh\nn=$(cat %s 2>/dev/null || echo 0)\necho $((n+1)) > %s\n"
+                    "[ $n -ge 1 ] || { echo 'database busy'; exit 1; }\n" % (counter, counter))
+    os.chmod(hook, 0o755)
+    with open(d.cfg, "a") as f:
+        f.write("[snapshot-set odoo]\nvolumes = db files\nsnapshot = daily 03:00\n"
+                "keep-last = 1\nbefore-snapshot = %s\n" % hook)
+    p = tresor("daemon", d.cfg, "--dry-run", env=d.env())
+    assert "snapshot-set odoo: db files; snapshot: daily 03:00, next" in p.stdout, p.stdout
+    d.set_clock(local_ts(2026, 3, 10, 0, 30))
+    d.start()
+    try:
+        d.set_clock(local_ts(2026, 3, 10, 2, 0, 5))
+        assert wait_for(lambda: [j for j, _ in d.history()].count("prune") == 1, 60, 0.2)
+        assert set_list(st, "odoo") == [] and [s["name"] for s in snap_list(st, "plans")] == \
+            ["2026-03-10"]
+        s = d.status()["sets"][0]
+        assert s["own_schedule"] is True and s["schedule"] == "daily 03:00"
+        assert s["next_run"] == local_ts(2026, 3, 10, 3, 0)
+        # Its slot: the hook fails, the set waits for its retry (10 s).
+        d.set_clock(local_ts(2026, 3, 10, 3, 0, 5))
+        assert wait_for(lambda: d.status()["sets"][0]["last_failed"], 60, 0.2), d.log_text()
+        s = d.status()
+        assert "before-snapshot hook exit 1: database busy" in s["sets"][0]["last_error"]
+        assert any(p.startswith("set odoo failed:") for p in s["problems"]), s["problems"]
+        assert set_list(st, "odoo") == []
+        d.set_clock(local_ts(2026, 3, 10, 3, 0, 20))
+        assert wait_for(lambda: not d.status()["sets"][0]["last_failed"], 60, 0.2), d.log_text()
+        assert [x["name"] for x in set_list(st, "odoo")] == ["2026-03-10"]
+        m, _ = d.metrics()
+        assert 'tresor_set_last_run_failed{set="odoo"} 0' in m
+        # The next day's slot, and its prune (keep-last 1).
+        d.set_clock(local_ts(2026, 3, 11, 3, 0, 5))
+        assert wait_for(lambda: [x["name"] for x in set_list(st, "odoo")] == ["2026-03-11"],
+                        60, 0.2), d.log_text()
+    finally:
+        assert d.stop() == 0
+    # A restart in the same day does not take it again.
+    d.start()
+    try:
+        time.sleep(2)
+        assert [x["name"] for x in set_list(st, "odoo")] == ["2026-03-11"]
+        assert d.status()["sets"][0]["runs"] == 3
+    finally:
+        assert d.stop() == 0
