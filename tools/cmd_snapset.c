@@ -47,7 +47,7 @@ static int64_t mono_ms(void)
 static struct member *set_members(struct index *ix, const char *dir,
 				  const struct opts *o, size_t *n)
 {
-	struct member *m = calloc(8 + o->npos, sizeof(*m));
+	struct member *m = calloc(o->npos, sizeof(*m));
 	if (!m)
 		die(1, "out of memory");
 	*n = 0;
@@ -71,9 +71,10 @@ static struct member *set_members(struct index *ix, const char *dir,
 		size_t nv;
 		if (ns_volume_list(ix, &vis, &nv))
 			die(1, "cannot list the volumes of store %s", dir);
-		if (*n > 8)
-			die(1, "set '%s' has %zu volumes: name them on the command line",
-			    o->set, *n);
+		free(m);
+		m = calloc(*n, sizeof(*m));
+		if (!m)
+			die(1, "out of memory");
 		for (size_t i = 0; i < *n; i++)
 			for (size_t j = 0; j < nv; j++)
 				if (vis[j].id == last[i].vol)
