@@ -142,8 +142,11 @@ static int record_set(struct index *ix, const char *set, struct member *m,
 	 * only well before that. */
 	if (!err && mono_ms() - since > CONTROL_HOLD_MS / 2)
 		err = -ETIMEDOUT;
+	crash_point("snapshot-set");	/* rows written, not committed */
 	if (!err)
 		err = index_commit(ix);
+	if (!err)
+		crash_point("snapshot-set-committed");	/* daemons still held */
 	if (err)
 		index_rollback(ix);
 	free(vols);

@@ -416,3 +416,35 @@ def test_set_with_its_own_schedule(make_store, tmp):
         assert d.status()["sets"][0]["runs"] == 3
     finally:
         assert d.stop() == 0
+
+
+@pytest.mark.parametrize("point", ["snapshot-set", "snapshot-set-committed"])
+def test_set_command_killed(make_store, mounts, point):
+    """The command dies holding the members (SIGKILL at a crash point):
+    before its commit no member has the set, after it every member has it;
+    either way the daemons take writes again at once, and what is written
+    after is in the live tree only."""
+    st = make_store(volumes=("db", "files"))
+    mdb = mount(mounts, st, "db")
+    mf = mount(mounts, st, "files")
+    (mdb / "d").write_text("before")
+    (mf / "f").write_text("before")
+    p = tresor("snapshot", "create", st.path, "--set", "odoo", "db", "files",
+               env=tenv(TRESOR_CRASH_AT=point))
+    assert p.returncode in (-9, 137) and "crash point %s reached" % point in p.stderr, \
+        p.stderr
+    t0 = time.monotonic()
+    (mdb / "d").write_text("after")
+    (mf / "f").write_text("after")
+    assert time.monotonic() - t0 < 10, "the members stayed held"
+    got = [r for r in rows(st) if r[3] == "odoo"]
+    if point == "snapshot-set":
+        assert got == []
+    else:
+        assert sorted(r[0] for r in got) == ["db", "files"]
+        name = got[0][1]
+        assert (mdb / ".snapshots" / name / "d").read_text() == "before"
+        assert (mf / ".snapshots" / name / "f").read_text() == "before"
+    assert (mdb / "d").read_text() == "after"
+    name2 = set_create(st, "odoo", "db", "files")["name"]
+    assert (mf / ".snapshots" / name2 / "f").read_text() == "after"
