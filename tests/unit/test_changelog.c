@@ -2,7 +2,8 @@
  * test_changelog.c - deltas of the index replay to an identical index:
  * a full first delta, then an incremental one with updates and deletions;
  * a damaged delta applies nothing; rows of an older format (fewer
- * columns) apply, rows of a newer one do not.
+ * columns) apply, rows of a newer one do not; a delta of a newer store
+ * format is refused as such (-EPROTONOSUPPORT), applying nothing.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "changelog.h"
 #include "check.h"
+#include "index_sql.h"
 #include "namespace.h"
 
 static const char *tables[] = { "meta", "volume", "snapshot", "inode", "dentry",
@@ -212,6 +214,61 @@ int main(void)
 	free(buf);
 	index_close(c);
 	index_close(d);
+
+	/* A store of a newer format (3: say, one more snapshot column): its
+	 * delta names its format, and is refused as newer, not as damaged,
+	 * before any row of it is applied.  The same delta with format 2
+	 * only: as this code's, applied (the snapshot's set and note too). */
+	char pe[256], pf[256];
+	snprintf(pe, sizeof(pe), "%s/e.db", dir);
+	snprintf(pf, sizeof(pf), "%s/f.db", dir);
+	struct index *e = fresh(pe), *f = fresh(pf);
+	CHECK_EQ(changelog_enable(e), 0);
+	CHECK_EQ(sqlite3_exec(index_db(e), "INSERT INTO meta VALUES ('format_version', 2);"
+			      "INSERT INTO snapshot VALUES (9, 1, 's', 4, 6, 1, 'odoo', 'marked')",
+			      NULL, NULL, NULL), SQLITE_OK);
+	int64_t fmt = -1;
+	CHECK_EQ(changelog_last(e, &last), 0);
+	CHECK_EQ(changelog_export(e, 0, last, &buf, &len), 0);
+	CHECK_EQ(changelog_format(buf, len, &fmt), 0);
+	CHECK_EQ(fmt, 2);
+	CHECK_EQ(index_begin(f), 0);
+	CHECK_EQ(changelog_apply(f, buf, len, NULL, NULL), 0);
+	CHECK_EQ(index_commit(f), 0);
+	free(buf);
+	CHECK(sqlite3_prepare_v2(index_db(f), "SELECT set_name, note, pinned FROM snapshot WHERE id = 9",
+				 -1, &st, NULL) == SQLITE_OK);
+	CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+	CHECK(!strcmp(index_text(st, 0), "odoo") && !strcmp(index_text(st, 1), "marked"));
+	CHECK_EQ(sqlite3_column_int(st, 2), 1);
+	sqlite3_finalize(st);
+	CHECK_EQ(sqlite3_exec(index_db(e), "ALTER TABLE snapshot ADD COLUMN later TEXT;"
+			      "UPDATE meta SET value = 3 WHERE key = 'format_version';"
+			      "INSERT INTO snapshot VALUES (10, 1, 't', 5, 7, 0, 'odoo', NULL, 'x')",
+			      NULL, NULL, NULL), SQLITE_OK);
+	CHECK_EQ(changelog_last(e, &last), 0);
+	CHECK_EQ(changelog_export(e, 0, last, &buf, &len), 0);
+	CHECK_EQ(changelog_format(buf, len, &fmt), 0);
+	CHECK_EQ(fmt, 3);
+	CHECK_EQ(index_begin(f), 0);
+	CHECK_EQ(changelog_apply(f, buf, len, NULL, NULL), -EPROTONOSUPPORT);
+	index_rollback(f);
+	free(buf);
+	int64_t v = 0;
+	CHECK_EQ(index_meta_get(f, "format_version", &v), 0);
+	CHECK_EQ(v, 2);
+	CHECK(sqlite3_prepare_v2(index_db(f), "SELECT COUNT(*) FROM snapshot", -1, &st, NULL) ==
+	      SQLITE_OK);
+	CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+	CHECK_EQ(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	/* A delta that changed no format names none. */
+	CHECK_EQ(changelog_export(e, last, last, &buf, &len), 0);
+	CHECK_EQ(changelog_format(buf, len, &fmt), 0);
+	CHECK_EQ(fmt, 0);
+	free(buf);
+	index_close(e);
+	index_close(f);
 
 	index_close(a);
 	index_close(b);
