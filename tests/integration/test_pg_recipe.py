@@ -20,7 +20,7 @@ import tempfile
 
 import pytest
 
-from conftest import PASSPHRASE, tresor
+from conftest import PASSPHRASE, Store, tresor, wait_for
 from daemon_helpers import Daemon, free_port, local_ts
 from test_snapshot_hooks import run_slot, script
 
@@ -176,3 +176,154 @@ def test_daily_plain_dump_costs_about_what_changed(make_store, mounts, cluster, 
     assert cost < gz / 3
     assert size1 > 20 * 1024 * 1024
     assert cost < size2 * 0.25, "day 2 cost %d of a %d-byte dump" % (cost, size2)
+
+
+# --------------------------------------------------------------------------
+# the runbook of docs/DAEMON.md, as a drill
+# --------------------------------------------------------------------------
+DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "DAEMON.md")
+
+
+def runbook_hook(pg):
+    """The hook script of DAEMON.md's recipe, pg_dump run here instead of
+    in the db container (the one line that differs)."""
+    text = open(DOCS).read()
+    start = text.index("```sh\n#!/bin/sh\n# /etc/tresor/dump-odoo.sh")
+    body = text[start + len("```sh\n"):text.index("```", start + 6)]
+    docker = ("docker compose -f /srv/odoo/docker-compose.yml exec -T db \\\n"
+              "        pg_dump -U odoo")
+    assert docker in body, "DAEMON.md's hook changed: %s" % body
+    return body.replace(docker, "pg_dump -h %s -p %d -U postgres" % (pg.dir, pg.port))
+
+
+def tree(root):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if x != ".snapshots"]
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = fh.read()
+    return out
+
+
+DBS = ("prod", "test", "dev")
+
+
+def test_runbook_drill_restores_one_instant(make_store, mounts, tmp, cluster):
+    """DAEMON.md's recipe and restore runbook, step by step: three
+    databases and their filestores, the hook of the recipe dumping them
+    into db-dumps, a set each day; after the first instant every database,
+    every filestore and the dumps themselves change.  On a "new machine"
+    (a store recovered from the remote, a fresh PostgreSQL cluster): the
+    set of the first instant restored, every member as it was then,
+    byte for byte; each dump loads; the filestore copied into the mounted
+    volume as the runbook does; every row names a file there with its
+    bytes."""
+    pg = cluster
+    for db in DBS:
+        pg.psql("postgres", "CREATE DATABASE %s" % db)
+        pg.psql(db, "CREATE TABLE ir_attachment(id serial PRIMARY KEY, name text,"
+                    " store_fname text NOT NULL)")
+    st = make_store(volumes=("db-dumps", "filestore"))
+    remote = tmp / "offsite"
+    remote.mkdir()
+    hook = tmp / "dump-odoo.sh"
+    hook.write_text(runbook_hook(pg))
+    os.chmod(hook, 0o755)
+    d = Daemon(tmp, st, volumes=("db-dumps", "filestore"), remotes={"offsite": str(remote)})
+    with open(d.cfg, "a") as f:
+        f.write("[snapshot-set odoo]\nvolumes = db-dumps filestore\n"
+                "before-snapshot = %s\nhook-timeout = 2m\n" % hook)
+
+    def attach(fs, db, data, name=None):
+        h = hashlib.sha1(data).hexdigest()
+        p = fs / db / h[:2]
+        p.mkdir(parents=True, exist_ok=True)
+        (p / h).write_bytes(data)
+        pg.psql(db, "INSERT INTO ir_attachment(name, store_fname) VALUES ('%s', '%s/%s')"
+                % (name or "f" + h[:6], h[:2], h))
+        return h
+
+    def rows(cl, db):
+        return cl.psql(db, "SELECT id, name, store_fname FROM ir_attachment ORDER BY id")
+
+    def slot(day):
+        d.set_clock(local_ts(2026, 3, day, 2, 0, 5))
+        ok = wait_for(lambda: [j for j, _ in d.history()].count("snapshot") == day - 9 and
+                      not any(j["running"] for j in d.status()["jobs"]), 120, 0.2)
+        assert ok, d.log_text()[-4000:]
+        assert all(ok for _, ok in d.history()), d.log_text()[-4000:]
+        return {"db-dumps": tree(d.mnt["db-dumps"]), "filestore": tree(d.mnt["filestore"]),
+                "rows": {db: rows(pg, db) for db in DBS}}
+
+    d.set_clock(local_ts(2026, 3, 10, 0, 30))
+    d.start()
+    try:
+        fs = d.mnt["filestore"]
+        files = {db: [attach(fs, db, os.urandom(3000 + 211 * i) + db.encode())
+                      for i in range(6)] for db in DBS}
+        first = slot(10)
+        assert sorted(first["db-dumps"]) == ["dev.sql", "prod.sql", "test.sql"]
+        for db in DBS:
+            assert "dumped %s:" % db in d.log_text()
+        # After the instant: every database, filestore and the dumps change.
+        for db in DBS:
+            gone = files[db][0]
+            pg.psql(db, "DELETE FROM ir_attachment WHERE store_fname = '%s/%s'"
+                    % (gone[:2], gone))
+            os.unlink(fs / db / gone[:2] / gone)
+            pg.psql(db, "UPDATE ir_attachment SET name = 'renamed' WHERE id = 2")
+            attach(fs, db, b"day 2 " + db.encode())
+        (d.mnt["db-dumps"] / "prod.sql").write_text("-- a dump by hand, later\n")
+        os.unlink(d.mnt["db-dumps"] / "dev.sql")
+        second = slot(11)
+        # After the second instant too: the live tree is neither.
+        for db in DBS:
+            attach(fs, db, b"after both " + db.encode())
+        (d.mnt["db-dumps"] / "test.sql").write_text("-- overwritten\n")
+    finally:
+        assert d.stop() == 0, d.log_text()[-4000:]
+    assert first["filestore"] != second["filestore"] and first["rows"] != second["rows"]
+    assert first["db-dumps"]["dev.sql"] != second["db-dumps"]["dev.sql"]
+    env = dict(os.environ, TRESOR_PASSPHRASE=PASSPHRASE)
+    tresor("push", st.path, "offsite", env=env, check=True, timeout=300)
+
+    # The new machine: tresor recover URL /srv/tresor.
+    new = tmp / "srv-tresor"
+    tresor("recover", remote, new, env=env, check=True, timeout=300)
+    # tresor snapshot list /srv/tresor --set odoo: pick one.
+    p = tresor("snapshot", "list", new, "--set", "odoo", env=env, check=True)
+    assert "2026-03-10" in p.stdout and "2026-03-11" in p.stdout, p.stdout
+    assert "db-dumps,filestore" in p.stdout
+    for name, want in (("latest", second), ("2026-03-10", first)):
+        dest = tmp / ("srv-restore-" + name)
+        tresor("restore", new, "--set", "odoo", name, dest, env=env, check=True, timeout=300)
+        assert sorted(os.listdir(dest)) == ["db-dumps", "filestore"]
+        for v in ("db-dumps", "filestore"):
+            got = tree(dest / v)
+            assert sorted(got) == sorted(want[v]), (name, v)
+            assert got == want[v], "%s: %s differs from the instant" % (name, v)
+    # The databases of the first instant, into a fresh cluster (createdb,
+    # psql < dump), the filestores copied into the mounted volume (cp -a).
+    pg2 = Cluster()
+    try:
+        fsm = mounts.mount(Store(new, st.passfile), "filestore", mnt=tmp / "mnt-new-filestore")
+        for db in DBS:
+            pg2.psql("postgres", "CREATE DATABASE %s" % db)
+            p = subprocess.run(["psql", "-h", pg2.dir, "-p", str(pg2.port), "-U", "postgres",
+                                "-d", db, "-v", "ON_ERROR_STOP=1", "-q", "-f",
+                                str(dest / "db-dumps" / ("%s.sql" % db))],
+                               capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+            assert rows(pg2, db) == first["rows"][db], db
+            subprocess.run(["cp", "-a", "%s/%s/." % (dest / "filestore", db),
+                            "%s/%s/" % (fsm.path, db)], check=True)
+            names = pg2.psql(db, "SELECT store_fname FROM ir_attachment").split()
+            assert len(names) == 6 and files[db][0] in " ".join(names)
+            for r in names:
+                path = fsm.path / db / r
+                assert path.exists(), "%s: row names %s, not in the filestore" % (db, r)
+                assert hashlib.sha1(path.read_bytes()).hexdigest() == r.split("/")[1]
+    finally:
+        pg2.stop()
