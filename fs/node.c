@@ -911,6 +911,7 @@ int vfs_snapshot_hold(struct vfs *v, int64_t *epoch, struct vfs_hold **out)
 	if (!h)
 		return -ENOMEM;
 	int err = snap_begin(v, &h->pl);
+	crash_point("snapshot");	/* as vfs_snapshot's: a set's member */
 	if (!err)
 		err = store_commit(v->st);
 	if (err) {
