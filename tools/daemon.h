@@ -93,6 +93,10 @@ struct set_job {
 	int slot_known;		/* last_slot came from the state file */
 	time_t last_run, last_ok, next_retry;
 	int attempts, last_failed;
+	/* How its last run ended besides: its before-snapshot hook failed
+	 * and the snapshot was skipped, or taken marked (with the set's own
+	 * schedule or by the snapshot job). */
+	int last_skipped, last_marked;
 	uint64_t runs, failures;
 	char last_error[400];
 };

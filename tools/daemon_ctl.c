@@ -305,7 +305,10 @@ static void status_sets(struct daemon *d, struct index *ix, time_t now, FILE *f,
 			(unsigned long long)sj->runs, (unsigned long long)sj->failures,
 			sj->last_failed ? "true" : "false");
 		json_fstr(f, sj->last_failed ? sj->last_error : "");
-		if (sj->last_failed)
+		fprintf(f, ",\"last_skipped\":%s,\"last_marked\":%s",
+			sj->last_skipped ? "true" : "false", sj->last_marked ? "true" : "false");
+		/* Taken by the snapshot job: the job's problem says it. */
+		if (sj->last_failed && cs->own_schedule)
 			problem(pr, "set %s failed: %s", cs->name, sj->last_error);
 		fputs(",\"volumes\":[", f);
 		for (int j = 0; j < cs->nvol; j++) {
@@ -766,8 +769,12 @@ static void print_text(const char *js)
 	for (o = NULL; json_next(js, "sets", &o, &e); ) {
 		json_get_str(o, e, "name", name, sizeof(name));
 		json_get_str(o, e, "last_snapshot", s2, sizeof(s2));
-		printf("  set    %-16s %lld snapshot(s), last %s\n", name,
-		       json_get_num(o, e, "snapshots", 0), *s2 ? s2 : "none");
+		printf("  set    %-16s %lld snapshot(s), last %s%s\n", name,
+		       json_get_num(o, e, "snapshots", 0), *s2 ? s2 : "none",
+		       json_get_true(o, e, "last_skipped") ?
+		       "; last run SKIPPED its snapshot (before-snapshot hook failed)" :
+		       json_get_true(o, e, "last_marked") ?
+		       "; last run took it MARKED (before-snapshot hook failed)" : "");
 	}
 	for (o = NULL; json_next(js, "remotes", &o, &e); ) {
 		json_get_str(o, e, "name", name, sizeof(name));

@@ -295,11 +295,16 @@ static int take_snapshot(struct daemon *d, const struct target *t, const char *w
 	return rc ? -1 : 0;
 }
 
+/* How a target's snapshot went besides its result. */
+enum { TAKEN, SKIPPED, MARKED };
+
 /* One target: before hook, snapshot (skipped when the hook failed,
- * unless snapshot-on-hook-failure), after hook.  0, or -1 with err. */
+ * unless snapshot-on-hook-failure), after hook.  0, or -1 with err;
+ * *how: TAKEN, SKIPPED (the before hook failed) or MARKED (taken anyway). */
 static int snapshot_target(struct daemon *d, const struct target *t, time_t now,
-			   char *err, size_t errsize)
+			   char *err, size_t errsize, int *how)
 {
+	*how = TAKEN;
 	char when[64], base[32], why[512] = "", hookerr[600] = "", note[600] = "";
 	cli_iso_time(now, when, sizeof(when));
 	struct tm tm;
@@ -311,11 +316,13 @@ static int snapshot_target(struct daemon *d, const struct target *t, time_t now,
 				     why, sizeof(why))) {
 		snprintf(hookerr, sizeof(hookerr), "before-snapshot hook %s", why);
 		if (h->take_anyway) {
+			*how = MARKED;
 			snprintf(note, sizeof(note), "before-snapshot hook %s", why);
 			tlog(LOG_WARN, "daemon: %s: taking the snapshot anyway (snapshot-on-hook-failure), marked",
 			     t->what);
 		} else {
 			skipped = failed = 1;
+			*how = SKIPPED;
 			snprintf(err, errsize, "%s: before-snapshot hook %s; snapshot skipped",
 				 t->what, why);
 		}
@@ -347,6 +354,26 @@ static void target_init(struct daemon *d, int i, struct target *t)
 		 t->set ? t->set->name : d->cfg.vol[t->vi].name);
 }
 
+/* Note in set i's status how its run went (lock not held). */
+static void set_noted(struct daemon *d, int i, int rc, int how, time_t end,
+		      const char *err)
+{
+	struct set_job *s = &d->set_job[i];
+	pthread_mutex_lock(&d->lock);
+	s->runs++;
+	s->last_run = end;
+	s->last_failed = rc != 0;
+	s->last_skipped = how == SKIPPED;
+	s->last_marked = how == MARKED && !rc;
+	if (!rc) {
+		s->last_ok = end;
+	} else {
+		s->failures++;
+		copy_str(s->last_error, sizeof(s->last_error), err);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
 {
 	int failed = 0;
@@ -358,8 +385,11 @@ static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
 		if ((!t.set && config_set_of(&d->cfg, t.vi) >= 0) ||
 		    (t.set && t.set->own_schedule))
 			continue;
-		char e[600];
-		if (snapshot_target(d, &t, now, e, sizeof(e))) {
+		char e[600] = "";
+		int how, rc = snapshot_target(d, &t, now, e, sizeof(e), &how);
+		if (t.set)	/* sets[] says how each went, not only the job */
+			set_noted(d, i, rc, how, daemon_now(), e);
+		if (rc) {
 			if (!failed)
 				copy_str(err, errsize, e);
 			failed = 1;
@@ -800,22 +830,17 @@ static void sets_run_due(struct daemon *d)
 		target_init(d, i, &t);
 		tlog(LOG_INFO, "daemon: %s: starting (its own schedule)", t.what);
 		char err[600] = "";
-		int rc = snapshot_target(d, &t, now, err, sizeof(err));
+		int how, rc = snapshot_target(d, &t, now, err, sizeof(err), &how);
 		if (!rc && !daemon_stop_requested(d))
 			rc = prune_target(d, cs, 0, err, sizeof(err));
 		time_t end = daemon_now();
+		set_noted(d, i, rc, how, end, err);
 		pthread_mutex_lock(&d->lock);
-		s->runs++;
-		s->last_run = end;
-		s->last_failed = rc != 0;
 		if (!rc) {
-			s->last_ok = end;
 			s->attempts = 0;
 			s->last_slot = slot;
 			tlog(LOG_INFO, "daemon: %s: done", t.what);
 		} else {
-			s->failures++;
-			copy_str(s->last_error, sizeof(s->last_error), err);
 			retry_later(d, t.what, &s->attempts, &s->next_retry, &s->last_slot, slot,
 				    end, err);
 		}

@@ -245,7 +245,9 @@ static void set_gauges(struct daemon *d, struct index *ix, time_t now, FILE *f)
 		{ "tresor_set_snapshots", "gauge", "Snapshots of the snapshot set." },
 		{ "tresor_set_snapshot_last_timestamp_seconds", "gauge", "Time of the set's newest snapshot." },
 		{ "tresor_set_snapshot_age_seconds", "gauge", "Seconds since the set's newest snapshot." },
-		{ "tresor_set_last_run_failed", "gauge", "1 if the last run of a set with its own schedule failed." },
+		{ "tresor_set_last_run_failed", "gauge", "1 if the set's last run failed." },
+		{ "tresor_set_last_run_skipped", "gauge", "1 if the set's last run skipped its snapshot: its before-snapshot hook failed." },
+		{ "tresor_set_last_run_marked", "gauge", "1 if the set's last run took its snapshot although its before-snapshot hook failed (marked)." },
 	};
 	double v[CONFIG_MAX_SETS][FAMILY_MAX];
 	unsigned char has[CONFIG_MAX_SETS][FAMILY_MAX];
@@ -256,12 +258,13 @@ static void set_gauges(struct daemon *d, struct index *ix, time_t now, FILE *f)
 		time_t t = listed ? ss.newest_time / 1000000000 : 0;
 		keys[i] = d->cfg.set[i].name;
 		memcpy(v[i], (double[FAMILY_MAX]){ listed ? ss.count : 0, t, now - t,
-						   d->set_job[i].last_failed }, sizeof(v[i]));
+						   d->set_job[i].last_failed, d->set_job[i].last_skipped,
+						   d->set_job[i].last_marked }, sizeof(v[i]));
 		memcpy(has[i], (unsigned char[FAMILY_MAX]){ listed, listed && ss.count,
-							    listed && ss.count, 1 }, sizeof(has[i]));
+							    listed && ss.count, 1, 1, 1 }, sizeof(has[i]));
 	}
 	if (d->cfg.nset)
-		families(f, fam, 4, "set", keys, d->cfg.nset, v, has);
+		families(f, fam, 6, "set", keys, d->cfg.nset, v, has);
 }
 
 /* Per set or volume with snapshot hooks that ran (lock held). */

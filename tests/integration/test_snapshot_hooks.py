@@ -96,6 +96,8 @@ def test_hooks_run_around_the_set_with_their_environment(make_store, tmp, daemon
     assert "set odoo: before-snapshot hook: dumped prod into %s" % d.mnt["db"] in d.log_text()
     s = d.status()
     assert s["healthy"] is True, s["problems"]
+    assert s["sets"][0]["last_failed"] is False and s["sets"][0]["last_skipped"] is False
+    assert s["sets"][0]["runs"] == 1
     assert s["hooks"] == [{"target": "set odoo", "runs": 1, "failures": 0,
                            "last_failed": False, "last_error": ""}]
 
@@ -140,6 +142,14 @@ def test_failing_before_hook_skips_the_set(make_store, tmp, daemon_box, name, bo
     m, _ = d.metrics()
     assert metric(m, "tresor_hook_last_failed", 'target="set odoo"') == 1
     assert metric(m, "tresor_job_last_run_failed", 'job="snapshot"') == 1
+    # The set itself says it was skipped (taken by the snapshot job).
+    sets = s["sets"][0]
+    assert sets["last_skipped"] is True and sets["last_failed"] is True, sets
+    assert sets["last_marked"] is False and words.split(";")[0] in sets["last_error"]
+    assert metric(m, "tresor_set_last_run_skipped", 'set="odoo"') == 1
+    assert metric(m, "tresor_set_last_run_failed", 'set="odoo"') == 1
+    assert metric(m, "tresor_set_last_run_marked", 'set="odoo"') == 0
+    assert "last run SKIPPED its snapshot" in d.status_proc_text().stdout
     if name == "hanging":
         assert time.monotonic() - t0 < 60
         pid = int(pidfile.read_text())
@@ -166,6 +176,12 @@ def test_snapshot_on_hook_failure_takes_it_marked(make_store, tmp, daemon_box):
     assert any("set odoo: before-snapshot hook exit 2" in p for p in s["problems"])
     m, _ = d.metrics()
     assert metric(m, "tresor_hook_failures_total", 'target="set odoo"') == 1
+    sets = s["sets"][0]
+    assert sets["last_marked"] is True and sets["last_skipped"] is False, sets
+    assert sets["last_failed"] is False
+    assert metric(m, "tresor_set_last_run_marked", 'set="odoo"') == 1
+    assert metric(m, "tresor_set_last_run_skipped", 'set="odoo"') == 0
+    assert "last run took it MARKED" in d.status_proc_text().stdout
 
 
 def test_chatty_hook_costs_no_memory(make_store, tmp, daemon_box):
