@@ -489,12 +489,18 @@ static int key_set(struct parser *p, const char *k, const char *v)
 		s->own_schedule = 1;
 		return 0;
 	}
+	if (!strcmp(k, "restore-drill")) {
+		if (v[0] != '/')
+			return fail(p, p->line, "%s: the command must be an absolute path (arguments after spaces), not '%s'",
+				    k, v) - 1;
+		return set_str(p, k, v, s->drill, CONFIG_PATH);
+	}
 	int r = keep_key(p, &s->keep, &s->keep_set, k, v);
 	if (r > 0)
 		r = hook_key(p, &s->hooks, k, v);
 	if (r <= 0)
 		return r;
-	return fail(p, p->line, "unknown key '%s' in [snapshot-set %s] (known: volumes, snapshot, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within, before-snapshot, after-snapshot, hook-timeout, snapshot-on-hook-failure)",
+	return fail(p, p->line, "unknown key '%s' in [snapshot-set %s] (known: volumes, snapshot, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within, before-snapshot, after-snapshot, hook-timeout, snapshot-on-hook-failure, restore-drill)",
 		    k, s->name) - 1;
 }
 

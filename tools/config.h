@@ -71,6 +71,9 @@ struct config_set {
 	struct config_hooks hooks;
 	struct schedule snapshot;	/* own_schedule: its own slots */
 	int own_schedule;		/* else the [schedule] snapshot job's */
+	/* restore-drill: run by the check job on the set's latest snapshot
+	 * restored into a scratch directory; "" none */
+	char drill[CONFIG_PATH];
 };
 
 struct config_remote {

@@ -99,6 +99,12 @@ struct set_job {
 	int last_skipped, last_marked;
 	uint64_t runs, failures;
 	char last_error[400];
+	/* Its restore drill (restore-drill, run by the check job). */
+	time_t drill_last_run, drill_last_ok;
+	int drill_last_failed;
+	uint64_t drill_runs, drill_failures;
+	char drill_snapshot[128];	/* the snapshot the last drill restored */
+	char drill_error[400];
 };
 
 /* Recent job runs, for `status` (oldest first, ring). */

@@ -307,6 +307,28 @@ static void status_sets(struct daemon *d, struct index *ix, time_t now, FILE *f,
 		json_fstr(f, sj->last_failed ? sj->last_error : "");
 		fprintf(f, ",\"last_skipped\":%s,\"last_marked\":%s",
 			sj->last_skipped ? "true" : "false", sj->last_marked ? "true" : "false");
+		/* Its restore drill (null: none configured). */
+		fputs(",\"drill\":", f);
+		if (cs->drill[0]) {
+			fputs("{\"command\":", f);
+			json_fstr(f, cs->drill);
+			fputs(",\"last_run\":", f);
+			jtime(f, sj->drill_last_run);
+			fputs(",\"last_success\":", f);
+			jtime(f, sj->drill_last_ok);
+			fprintf(f, ",\"runs\":%llu,\"failures\":%llu,\"last_failed\":%s,\"snapshot\":",
+				(unsigned long long)sj->drill_runs,
+				(unsigned long long)sj->drill_failures,
+				sj->drill_last_failed ? "true" : "false");
+			json_fstr(f, sj->drill_snapshot);
+			fputs(",\"last_error\":", f);
+			json_fstr(f, sj->drill_last_failed ? sj->drill_error : "");
+			fputc('}', f);
+			if (sj->drill_last_failed)
+				problem(pr, "%s", sj->drill_error);
+		} else {
+			fputs("null", f);
+		}
 		/* Taken by the snapshot job: the job's problem says it. */
 		if (sj->last_failed && cs->own_schedule)
 			problem(pr, "set %s failed: %s", cs->name, sj->last_error);
@@ -719,6 +741,18 @@ static int json_get_true(const char *obj, const char *end, const char *key)
 	return p && !strncmp(p, "true", 4);
 }
 
+/* The object value of key: *o and *e set, 1; 0 if none (or null). */
+static int json_obj(const char *obj, const char *end, const char *key, const char **o,
+		    const char **e)
+{
+	const char *p = json_at(obj, end, key);
+	if (!p || *p != '{')
+		return 0;
+	*o = p;
+	*e = json_skip(p);
+	return 1;
+}
+
 /* Each element of the array "key" of the top object: *obj and *end set;
  * start with *obj NULL. */
 static int json_next(const char *js, const char *key, const char **obj, const char **end)
@@ -775,6 +809,15 @@ static void print_text(const char *js)
 		       "; last run SKIPPED its snapshot (before-snapshot hook failed)" :
 		       json_get_true(o, e, "last_marked") ?
 		       "; last run took it MARKED (before-snapshot hook failed)" : "");
+		const char *dro, *dre;
+		if (json_obj(o, e, "drill", &dro, &dre)) {
+			json_get_str(dro, dre, "snapshot", s1, sizeof(s1));
+			if (!json_get_num(dro, dre, "last_run", 0))
+				printf("         restore drill: not run yet\n");
+			else
+				printf("         restore drill of %s: %s\n", s1,
+				       json_get_true(dro, dre, "last_failed") ? "FAILED" : "passed");
+		}
 	}
 	for (o = NULL; json_next(js, "remotes", &o, &e); ) {
 		json_get_str(o, e, "name", name, sizeof(name));

@@ -248,6 +248,8 @@ static void set_gauges(struct daemon *d, struct index *ix, time_t now, FILE *f)
 		{ "tresor_set_last_run_failed", "gauge", "1 if the set's last run failed." },
 		{ "tresor_set_last_run_skipped", "gauge", "1 if the set's last run skipped its snapshot: its before-snapshot hook failed." },
 		{ "tresor_set_last_run_marked", "gauge", "1 if the set's last run took its snapshot although its before-snapshot hook failed (marked)." },
+		{ "tresor_set_drill_last_failed", "gauge", "1 if the set's last restore drill failed (sets with restore-drill)." },
+		{ "tresor_set_drill_last_success_timestamp_seconds", "gauge", "When the set's restore drill last passed (0: never)." },
 	};
 	double v[CONFIG_MAX_SETS][FAMILY_MAX];
 	unsigned char has[CONFIG_MAX_SETS][FAMILY_MAX];
@@ -259,12 +261,16 @@ static void set_gauges(struct daemon *d, struct index *ix, time_t now, FILE *f)
 		keys[i] = d->cfg.set[i].name;
 		memcpy(v[i], (double[FAMILY_MAX]){ listed ? ss.count : 0, t, now - t,
 						   d->set_job[i].last_failed, d->set_job[i].last_skipped,
-						   d->set_job[i].last_marked }, sizeof(v[i]));
+						   d->set_job[i].last_marked,
+						   d->set_job[i].drill_last_failed,
+						   d->set_job[i].drill_last_ok }, sizeof(v[i]));
+		int dr = !!d->cfg.set[i].drill[0];
 		memcpy(has[i], (unsigned char[FAMILY_MAX]){ listed, listed && ss.count,
-							    listed && ss.count, 1, 1, 1 }, sizeof(has[i]));
+							    listed && ss.count, 1, 1, 1, dr, dr },
+		       sizeof(has[i]));
 	}
 	if (d->cfg.nset)
-		families(f, fam, 6, "set", keys, d->cfg.nset, v, has);
+		families(f, fam, 8, "set", keys, d->cfg.nset, v, has);
 }
 
 /* Per set or volume with snapshot hooks that ran (lock held). */

@@ -327,3 +327,102 @@ def test_runbook_drill_restores_one_instant(make_store, mounts, tmp, cluster):
                 assert hashlib.sha1(path.read_bytes()).hexdigest() == r.split("/")[1]
     finally:
         pg2.stop()
+
+
+DRILL = """#!/bin/sh
+# the restore drill of DAEMON.md: the dump loads, every file it names is there
+set -eu
+PG="-h {dir} -p {port} -U postgres"
+db=drill_$$
+psql $PG -d postgres -qc "CREATE DATABASE $db"
+trap 'psql $PG -d postgres -qc "DROP DATABASE $db"' EXIT
+psql $PG -d $db -v ON_ERROR_STOP=1 -q -f "$TRESOR_RESTORE_DIR/db-dumps/odoo.sql"
+n=0
+for f in $(psql $PG -d $db -At -c "SELECT store_fname FROM ir_attachment"); do
+    p="$TRESOR_RESTORE_DIR/filestore/odoo/$f"
+    [ -f "$p" ] || {{ echo "row names $f, not in the filestore"; exit 1; }}
+    [ "$(sha1sum < "$p" | cut -c1-40)" = "${{f#*/}}" ] || {{ echo "$f: wrong bytes"; exit 1; }}
+    n=$((n+1))
+done
+echo "$TRESOR_SNAPSHOT: the dump loads, its $n files are there"
+"""
+
+
+def test_daemon_restore_drill(make_store, tmp, cluster):
+    """restore-drill: the check job restores the set's latest snapshot into
+    a scratch directory and runs the drill there (the dump loaded into a
+    scratch database, every file a row names checked).  A set whose dump
+    names a file its filestore lacks fails the drill: status, the metrics
+    and the check job say so."""
+    pg = cluster
+    pg.psql("postgres", "CREATE DATABASE odoo")
+    pg.psql("odoo", "CREATE TABLE ir_attachment(id serial PRIMARY KEY, name text,"
+                    " store_fname text NOT NULL)")
+    st = make_store(volumes=("db-dumps", "filestore"))
+    dump = tmp / "dump.sh"
+    dump.write_text("#!/bin/sh\nset -e\nset -- $TRESOR_MOUNTPOINTS\n"
+                    "pg_dump -h %s -p %d -U postgres odoo > \"$1/odoo.sql\"\n" % (pg.dir, pg.port))
+    drill = tmp / "drill.sh"
+    drill.write_text(DRILL.format(dir=pg.dir, port=pg.port))
+    for p in (dump, drill):
+        os.chmod(p, 0o755)
+    d = Daemon(tmp, st, volumes=("db-dumps", "filestore"))
+    with open(d.cfg, "a") as f:
+        f.write("[snapshot-set odoo]\nvolumes = db-dumps filestore\nbefore-snapshot = %s\n"
+                "restore-drill = %s\n" % (dump, drill))
+    d.set_clock(local_ts(2026, 3, 10, 0, 30))
+    d.start()
+    try:
+        fs = d.mnt["filestore"]
+
+        def attach(data):
+            h = hashlib.sha1(data).hexdigest()
+            (fs / "odoo" / h[:2]).mkdir(parents=True, exist_ok=True)
+            (fs / "odoo" / h[:2] / h).write_bytes(data)
+            pg.psql("odoo", "INSERT INTO ir_attachment(name, store_fname) VALUES ('x', '%s/%s')"
+                    % (h[:2], h))
+            return h
+
+        hs = [attach(os.urandom(4000 + i)) for i in range(5)]
+        s = d.status()["sets"][0]
+        assert s["drill"]["command"] == str(drill) and s["drill"]["last_run"] is None
+
+        def day(n):
+            d.set_clock(local_ts(2026, 3, n, 2, 0, 5))
+            assert wait_for(lambda: [j for j, _ in d.history()].count("prune") == n - 9, 120, 0.2)
+            d.set_clock(local_ts(2026, 3, n, 4, 0, 5))
+            assert wait_for(lambda: [j for j, _ in d.history()].count("check") == n - 9 and
+                            not any(j["running"] for j in d.status()["jobs"]), 180, 0.2), \
+                d.log_text()[-4000:]
+            return d.status()
+
+        s = day(10)
+        dr = s["sets"][0]["drill"]
+        assert dr["last_failed"] is False and dr["runs"] == 1, (dr, d.log_text()[-3000:])
+        assert dr["snapshot"] == "2026-03-10" and dr["last_success"] is not None
+        assert "2026-03-10: the dump loads, its 5 files are there" in d.log_text()
+        assert "restore drill of 2026-03-10 passed" in d.log_text()
+        assert s["healthy"] is True, s["problems"]
+        m, _ = d.metrics()
+        assert 'tresor_set_drill_last_failed{set="odoo"} 0' in m
+        assert not any(p.name.startswith("drill-") for p in st.path.iterdir())
+        p = tresor("status", d.cfg, env=d.env())
+        assert "restore drill of 2026-03-10: passed" in p.stdout, p.stdout
+        # A file goes from the filestore while its row stays: the next set
+        # is one Odoo cannot be restored from, and the drill says so.
+        os.unlink(fs / "odoo" / hs[2][:2] / hs[2])
+        s = day(11)
+        dr = s["sets"][0]["drill"]
+        assert dr["last_failed"] is True and dr["snapshot"] == "2026-03-11", dr
+        assert "row names %s/%s, not in the filestore" % (hs[2][:2], hs[2]) in dr["last_error"]
+        assert s["healthy"] is False and d.status_proc().returncode == 1
+        assert any("set odoo: restore drill of 2026-03-11" in p for p in s["problems"])
+        job = {j["name"]: j for j in s["jobs"]}["check"]
+        assert job["last_failed"] is True and "restore drill" in job["last_error"]
+        m, _ = d.metrics()
+        assert 'tresor_set_drill_last_failed{set="odoo"} 1' in m
+        assert not any(p.name.startswith("drill-") for p in st.path.iterdir())
+        assert pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE"
+                                   " 'drill_%'").strip() == "0"
+    finally:
+        assert d.stop() == 0, d.log_text()[-4000:]

@@ -276,6 +276,8 @@ SET_CASES = [
      "snapshot: bad schedule"),
     ("set twice", "[snapshot-set o]\nvolumes = db\n[snapshot-set o]\nvolumes = files\n", 12,
      "given twice"),
+    ("relative drill", "[snapshot-set odoo]\nvolumes = db\nrestore-drill = drill.sh\n", 12,
+     "restore-drill: the command must be an absolute path"),
 ]
 
 
