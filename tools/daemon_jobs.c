@@ -675,9 +675,19 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 	return remove(path) && errno != ENOENT ? -1 : 0;
 }
 
-/* Remove the scratch directory dir and everything in it. */
+static int open_dir(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag == FTW_D && (sb->st_mode & 0700) != 0700)
+		chmod(path, (sb->st_mode & 07777) | 0700);
+	return 0;
+}
+
+/* Remove the scratch directory dir and everything in it (restored
+ * directories may be read-only: opened up first). */
 static void rm_tree(const char *dir)
 {
+	nftw(dir, open_dir, 16, FTW_PHYS);
 	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -685,7 +695,8 @@ static void rm_tree(const char *dir)
  * directory beside the state file (every member, as `tresor restore
  * --set NAME latest DIR`), then its restore-drill command run there
  * (TRESOR_RESTORE_DIR; say, the dump loaded into a scratch database),
- * then the directory removed.  0, or -1 with why in err. */
+ * then the directory removed.  0, -1 with why in err, or 1: the set has
+ * no snapshot yet (nothing to drill; not a failure). */
 static int drill_set(struct daemon *d, int i, char *err, size_t errsize)
 {
 	const struct config_set *cs = &d->cfg.set[i];
@@ -697,9 +708,13 @@ static int drill_set(struct daemon *d, int i, char *err, size_t errsize)
 	int e = ix ? daemon_set_snaps(ix, cs->name, &ss) : -EIO;
 	if (ix)
 		index_close(ix);
-	if (e || !ss.count) {
-		snprintf(msg, sizeof(msg), "%s: restore drill: %s", what,
-			 e ? strerror(-e) : "the set has no snapshot yet");
+	if (!e && !ss.count) {
+		tlog(LOG_INFO, "daemon: %s: no snapshot yet, no restore drill", what);
+		return 1;
+	}
+	if (e) {
+		snprintf(msg, sizeof(msg), "%s: restore drill: cannot list its snapshots: %s", what,
+			 strerror(-e));
 		copy_str(err, errsize, msg);
 		return -1;
 	}
@@ -774,6 +789,8 @@ static int drill_sets(struct daemon *d, char *err, size_t errsize)
 			continue;
 		char e[600] = "";
 		int rc = drill_set(d, i, e, sizeof(e));
+		if (rc > 0)
+			continue;	/* no snapshot to drill yet */
 		time_t end = daemon_now();
 		struct set_job *s = &d->set_job[i];
 		pthread_mutex_lock(&d->lock);

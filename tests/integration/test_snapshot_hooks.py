@@ -220,3 +220,40 @@ def test_sigterm_ends_a_running_hook(make_store, tmp):
     assert not os.path.exists("/proc/%d" % pid)
     assert "before-snapshot hook was killed: the daemon is stopping" in d.log_text()
     assert set_names(st) == []
+
+
+def test_restore_drill_waits_for_a_snapshot_then_runs(make_store, tmp, daemon_box):
+    """restore-drill without PostgreSQL: the check job before the set's
+    first snapshot drills nothing and stays healthy; the next one restores
+    the set's latest snapshot and runs the drill in it, then removes it."""
+    st = make_store(volumes=("db", "files"))
+    before = script(tmp / "before.sh", 'set -e\nset -- $TRESOR_MOUNTPOINTS\n'
+                    'echo "dump of $TRESOR_SNAPSHOT" > "$1/prod.sql"\n'
+                    'mkdir -p "$2/ro"; echo x > "$2/ro/f"; chmod 555 "$2/ro"\n')
+    seen = tmp / "drill-saw.txt"
+    drill = script(tmp / "drill.sh",
+                   'set -e\ncd "$TRESOR_RESTORE_DIR"\n'
+                   '{ echo "$TRESOR_HOOK $TRESOR_SET $TRESOR_SNAPSHOT $TRESOR_VOLUMES";'
+                   ' cat db/prod.sql; ls files/ro; } > %s\n' % seen)
+    d = Daemon(tmp, st, volumes=("db", "files"),
+               schedule={"snapshot": "daily 02:00", "push": "never", "check": "daily 01:00"})
+    with open(d.cfg, "a") as f:
+        f.write("[snapshot-set odoo]\nvolumes = db files\nbefore-snapshot = %s\n"
+                "restore-drill = %s\n" % (before, drill))
+    d.set_clock(local_ts(2026, 3, 10, 0, 30))
+    d.start()
+    daemon_box.append(d)
+    d.set_clock(local_ts(2026, 3, 10, 1, 0, 5))
+    assert wait_for(lambda: ("check", True) in d.history(), 60, 0.2), d.log_text()
+    s = d.status()
+    assert s["healthy"] is True and s["sets"][0]["drill"]["runs"] == 0, s
+    assert "no snapshot yet, no restore drill" in d.log_text()
+    d.set_clock(local_ts(2026, 3, 10, 2, 0, 5))
+    assert wait_for(lambda: [j for j, _ in d.history()].count("prune") == 1, 60, 0.2)
+    d.set_clock(local_ts(2026, 3, 11, 1, 0, 5))
+    assert wait_for(lambda: [j for j, _ in d.history()].count("check") == 2 and
+                    not any(j["running"] for j in d.status()["jobs"]), 60, 0.2), d.log_text()
+    assert seen.read_text() == "restore-drill odoo 2026-03-10 db files\ndump of 2026-03-10\nf\n"
+    dr = d.status()["sets"][0]["drill"]
+    assert dr["runs"] == 1 and dr["last_failed"] is False and dr["snapshot"] == "2026-03-10"
+    assert not (st.path / "drill-odoo").exists()
