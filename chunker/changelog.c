@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "changelog.h"
+#include "store.h"
 #include "util.h"
 
 #define MAX_COLS 16
@@ -33,6 +34,31 @@ static const struct table {
 	{ "orphan", { "vol", "ino" } },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
+
+/* The first n column names of table, comma-separated, into out.  -EINVAL
+ * if it has fewer. */
+static int column_names(sqlite3 *db, const char *table, int n, char *out,
+			size_t size)
+{
+	char sql[128];
+	sqlite3_stmt *st;
+	snprintf(sql, sizeof(sql), "SELECT * FROM %s LIMIT 0", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	int err = sqlite3_column_count(st) < n ? -EINVAL : 0;
+	size_t l = 0;
+	out[0] = 0;
+	for (int i = 0; i < n && !err; i++) {
+		int w = snprintf(out + l, size - l, "%s%s", i ? "," : "",
+				 sqlite3_column_name(st, i));
+		if (w < 0 || (size_t)w >= size - l)
+			err = -ENAMETOOLONG;
+		else
+			l += w;
+	}
+	sqlite3_finalize(st);
+	return err;
+}
 
 static int nkeys(const struct table *t)
 {
@@ -298,23 +324,40 @@ static uint64_t take_u64(struct in *in)
 	return b ? get_le64(b) : 0;
 }
 
-/* Read one value and bind it at index i of st (st may be NULL: check only). */
-static void bind_value(struct in *in, sqlite3_stmt *st, int i)
+/* A value as read: its type, and an int's value or a text's bytes. */
+struct value {
+	uint8_t type;
+	int64_t i;
+	const uint8_t *b;
+	uint32_t n;
+};
+
+/* Read one value and bind it at index i of st (st may be NULL: check
+ * only); what it was into v (may be NULL). */
+static void bind_value(struct in *in, sqlite3_stmt *st, int i, struct value *v)
 {
 	uint8_t type = take_u8(in);
 	uint32_t n;
 	const uint8_t *b;
+	if (v)
+		*v = (struct value){ .type = type };
 	switch (type) {
 	case 1: {
-		uint64_t v = take_u64(in);
+		uint64_t x = take_u64(in);
 		if (st)
-			sqlite3_bind_int64(st, i, (int64_t)v);
+			sqlite3_bind_int64(st, i, (int64_t)x);
+		if (v)
+			v->i = (int64_t)x;
 		break;
 	}
 	case 2:
 	case 3:
 		n = take_u32(in);
 		b = take(in, n);
+		if (v) {
+			v->b = b;
+			v->n = n;
+		}
 		if (st && b) {
 			if (type == 2)
 				sqlite3_bind_text(st, i, (const char *)b, n, SQLITE_TRANSIENT);
@@ -331,9 +374,11 @@ static void bind_value(struct in *in, sqlite3_stmt *st, int i)
 	}
 }
 
-/* Walk the records; with apply 0 only validate. */
+/* Walk the records; with apply 0 only validate (ix may be NULL then).
+ * format: the store format the delta's meta row format_version gives
+ * (0: it has none). */
 static int walk(struct index *ix, const uint8_t *buf, size_t len, int apply,
-		uint64_t *from, uint64_t *to)
+		uint64_t *from, uint64_t *to, int64_t *format)
 {
 	struct in in = { buf, buf + len, 0 };
 	const uint8_t *magic = take(&in, 8);
@@ -341,7 +386,9 @@ static int walk(struct index *ix, const uint8_t *buf, size_t len, int apply,
 		return -EBADMSG;
 	uint64_t f = take_u64(&in), t = take_u64(&in);
 	uint32_t count = take_u32(&in);
-	sqlite3 *db = index_db(ix);
+	sqlite3 *db = apply ? index_db(ix) : NULL;
+	if (format)
+		*format = 0;
 	/* A full image (changelog_export_full) lists no deletions: rows an
 	 * earlier delta brought must not outlive it.  That happens when the
 	 * first push died after writing delta 1 and the next wrote a full
@@ -367,7 +414,14 @@ static int walk(struct index *ix, const uint8_t *buf, size_t len, int apply,
 			char sql[512];
 			int l;
 			if (op == 1) {
-				l = snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO %s VALUES (", tb->name);
+				/* By name: a row of an older format (FORMAT.md §2)
+				 * lacks the columns added since, which take their
+				 * defaults. */
+				char cols[256];
+				if (column_names(db, tb->name, nv, cols, sizeof(cols)))
+					return -EBADMSG;	/* more columns than ours */
+				l = snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO %s(%s) VALUES (",
+					     tb->name, cols);
 				for (int i = 0; i < nv; i++)
 					l += snprintf(sql + l, sizeof(sql) - l, "%s?", i ? "," : "");
 				snprintf(sql + l, sizeof(sql) - l, ")");
@@ -380,8 +434,15 @@ static int walk(struct index *ix, const uint8_t *buf, size_t len, int apply,
 			if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 				return -EBADMSG;	/* wrong column count: not our schema */
 		}
+		struct value k = { 0 }, v = { 0 };
 		for (int i = 0; i < nv; i++)
-			bind_value(&in, st, i + 1);
+			bind_value(&in, st, i + 1, i == 0 ? &k : i == 1 ? &v : NULL);
+		/* The writer's store format (FORMAT.md §2), for the caller to
+		 * refuse a newer one before anything is applied. */
+		if (format && tbl == 0 && op == 1 && nv >= 2 && k.type == 2 &&
+		    k.n == strlen("format_version") && k.b &&
+		    !memcmp(k.b, "format_version", k.n) && v.type == 1)
+			*format = v.i;
 		if (st) {
 			int rc = in.bad ? SQLITE_DONE : sqlite3_step(st);
 			sqlite3_finalize(st);
@@ -398,12 +459,22 @@ static int walk(struct index *ix, const uint8_t *buf, size_t len, int apply,
 	return 0;
 }
 
+int changelog_format(const uint8_t *buf, size_t len, int64_t *format)
+{
+	return walk(NULL, buf, len, 0, NULL, NULL, format);
+}
+
 int changelog_apply(struct index *ix, const uint8_t *buf, size_t len,
 		    uint64_t *from, uint64_t *to)
 {
-	/* Validate everything first, so a bad delta applies nothing. */
-	int err = walk(ix, buf, len, 0, NULL, NULL);
-	return err ? err : walk(ix, buf, len, 1, from, to);
+	/* Validate everything first, so a bad delta applies nothing, nor
+	 * one of a newer store format: its rows may mean what this code
+	 * does not know (FORMAT.md §2). */
+	int64_t format;
+	int err = walk(ix, buf, len, 0, NULL, NULL, &format);
+	if (!err && format > STORE_FORMAT_VERSION)
+		err = -EPROTONOSUPPORT;
+	return err ? err : walk(ix, buf, len, 1, from, to, NULL);
 }
 
 int changelog_export_full(struct index *ix, uint64_t to, uint8_t **buf,

@@ -43,9 +43,16 @@ int changelog_export_full(struct index *ix, uint64_t to, uint8_t **buf,
 			  size_t *len);
 
 /* Apply a delta to ix (inside the caller's write transaction).  -EBADMSG
- * if it is malformed; nothing is applied then. */
+ * if it is malformed, -EPROTONOSUPPORT if its meta row format_version is
+ * newer than STORE_FORMAT_VERSION (a store of a newer tresor wrote it);
+ * nothing is applied then. */
 int changelog_apply(struct index *ix, const uint8_t *buf, size_t len,
 		    uint64_t *from, uint64_t *to);
+
+/* The store format a delta's meta row format_version gives into *format
+ * (0: the delta has no such row: it changed no format), checking the
+ * delta's structure.  0, or -EBADMSG if it is malformed. */
+int changelog_format(const uint8_t *buf, size_t len, int64_t *format);
 
 /* Forget notes up to seq (after the delta holding them is safely sent). */
 int changelog_trim(struct index *ix, uint64_t seq);

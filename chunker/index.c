@@ -36,7 +36,7 @@ static const char *schema_sql =
 	"  epoch INTEGER NOT NULL, next_ino INTEGER NOT NULL, created INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS snapshot(id INTEGER PRIMARY KEY, vol INTEGER NOT NULL,"
 	"  name TEXT NOT NULL, epoch INTEGER NOT NULL, time INTEGER NOT NULL,"
-	"  pinned INTEGER NOT NULL DEFAULT 0, UNIQUE(vol, name));"
+	"  pinned INTEGER NOT NULL DEFAULT 0, set_name TEXT, note TEXT, UNIQUE(vol, name));"
 	"CREATE TABLE IF NOT EXISTS inode(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
 	"  birth INTEGER NOT NULL, death INTEGER NOT NULL, mode INTEGER NOT NULL,"
 	"  uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,"
@@ -107,6 +107,16 @@ static const struct {
 	{ "remote", "pending", "BLOB" },
 };
 
+/* What each store format version added to the tables of the one before
+ * (FORMAT.md §2): a store of an older version gets it at its next open. */
+static const struct {
+	int64_t version;
+	const char *table, *column, *def;
+} upgrades[] = {
+	{ 2, "snapshot", "set_name", "TEXT" },
+	{ 2, "snapshot", "note", "TEXT" },
+};
+
 static int has_column(sqlite3 *db, const char *table, const char *column)
 {
 	char sql[128];
@@ -120,6 +130,57 @@ static int has_column(sqlite3 *db, const char *table, const char *column)
 			found = 1;
 	sqlite3_finalize(st);
 	return found;
+}
+
+/* Add a column unless the table has it. */
+static int add_column(sqlite3 *db, const char *table, const char *column,
+		      const char *def)
+{
+	int h = has_column(db, table, column);
+	if (h)
+		return h < 0 ? h : 0;
+	char sql[256];
+	snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", table, column, def);
+	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+/*
+ * Bring an index of an older format up to this one, in one transaction:
+ * the columns each newer version added, then meta.format_version.  An
+ * index without a version (being created) or of a newer one is left
+ * alone: the caller refuses the newer one.
+ */
+static int index_upgrade(struct index *ix)
+{
+	int64_t ver, top = 0;
+	size_t n = sizeof(upgrades) / sizeof(upgrades[0]);
+	for (size_t i = 0; i < n; i++)
+		if (upgrades[i].version > top)
+			top = upgrades[i].version;
+	int err = index_meta_get(ix, "format_version", &ver);
+	if (err == -ENOENT || (!err && ver >= top))
+		return 0;
+	if (!err)
+		err = index_begin(ix);
+	for (size_t i = 0; i < n && !err; i++) {
+		if (upgrades[i].version <= ver)
+			continue;
+		err = add_column(ix->db, upgrades[i].table, upgrades[i].column,
+				 upgrades[i].def);
+	}
+	if (!err)
+		err = index_meta_set(ix, "format_version", top);
+	if (!err)
+		err = index_commit(ix);
+	if (err) {
+		index_rollback(ix);
+		tlog(LOG_ERR, "index: cannot upgrade from format %lld to %lld: %s",
+		     (long long)ver, (long long)top, strerror(-err));
+	} else {
+		tlog(LOG_INFO, "index: upgraded from format %lld to %lld",
+		     (long long)ver, (long long)top);
+	}
+	return err;
 }
 
 const char *index_text(sqlite3_stmt *st, int i)
@@ -242,6 +303,11 @@ int index_open(const char *path, int create, struct index **out)
 	}
 	if (create)
 		chmod(path, 0600);
+	int err = create ? 0 : index_upgrade(ix);
+	if (err) {
+		index_close(ix);
+		return err;
+	}
 	*out = ix;
 	return 0;
 }
@@ -387,16 +453,10 @@ int index_ensure_remote_tables(struct index *ix)
 	if (sqlite3_exec(ix->db, remote_schema, NULL, NULL, NULL) != SQLITE_OK)
 		return -EIO;
 	for (size_t i = 0; i < sizeof(added_cols) / sizeof(added_cols[0]); i++) {
-		int h = has_column(ix->db, added_cols[i].table, added_cols[i].column);
-		if (h < 0)
-			return h;
-		if (h)
-			continue;
-		char sql[256];
-		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s",
-			 added_cols[i].table, added_cols[i].column, added_cols[i].def);
-		if (sqlite3_exec(ix->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-			return -EIO;
+		int err = add_column(ix->db, added_cols[i].table,
+				     added_cols[i].column, added_cols[i].def);
+		if (err)
+			return err;
 	}
 	return 0;
 }

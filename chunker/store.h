@@ -24,7 +24,7 @@
 #include "index.h"
 #include "pack.h"
 
-#define STORE_FORMAT_VERSION 1
+#define STORE_FORMAT_VERSION 2
 #define STORE_KEY_FILE "tresor.key"
 #define STORE_INDEX_FILE "index.db"
 #define STORE_PACK_DIR "packs"

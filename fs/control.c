@@ -5,6 +5,9 @@
  *   ping                     -> ok
  *   snapshot BASE TIME_NS    -> ok NAME   (BASE: name wanted, TIME_NS: its time)
  *   opstats                  -> ok OPSTATS  (opstats.h's line: FUSE op latencies)
+ *   freeze                   -> ok, then writes held until a line or hangup
+ *   hold                     -> ok EPOCH, writes held; "release" -> ok
+ *                               (a snapshot set's member, vfs_snapshot_hold)
  * Errors reply "error ERRNO MESSAGE".
  */
 #include <errno.h>
@@ -42,6 +45,39 @@ void control_addr(const char *store_dir, int64_t vol, void *sa, unsigned int *le
 	int n = snprintf(un->sun_path + 1, sizeof(un->sun_path) - 1,
 			 "tresor-%s-%lld", hex, (long long)vol);
 	*len = offsetof(struct sockaddr_un, sun_path) + 1 + n;
+}
+
+/*
+ * A snapshot set's member: flush and hold every write (vfs_snapshot_hold)
+ * until the holder says "release" or hangs up, CONTROL_HOLD_MS at most:
+ * the holder gives up on the set well before (control.h).
+ */
+static void serve_hold(struct vfs *v, int fd)
+{
+	struct vfs_hold *h;
+	int64_t epoch;
+	int err = vfs_snapshot_hold(v, &epoch, &h);
+	if (err) {
+		dprintf(fd, "error %d %s\n", -err, strerror(-err));
+		return;
+	}
+	dprintf(fd, "ok %lld\n", (long long)epoch);
+	char b[16];
+	struct pollfd w = { .fd = fd, .events = POLLIN };
+	int r = poll(&w, 1, CONTROL_HOLD_MS);
+	if (r == 0)
+		tlog(LOG_WARN, "volume %s: a snapshot set held writes for %d s and did not release them; releasing",
+		     v->vol.name, CONTROL_HOLD_MS / 1000);
+	else if (r > 0 && read(fd, b, sizeof(b)) < 0)
+		tlog(LOG_WARN, "volume %s: control: %s", v->vol.name, strerror(errno));
+	err = vfs_snapshot_release(v, h);
+	if (err) {
+		tlog(LOG_ERR, "volume %s: cannot read its epoch after a snapshot set: %s",
+		     v->vol.name, strerror(-err));
+		dprintf(fd, "error %d %s\n", -err, strerror(-err));
+	} else {
+		dprintf(fd, "ok\n");
+	}
 }
 
 /* Serve one connection: read a line, act, answer. */
@@ -103,6 +139,9 @@ static void serve(struct control *c, int fd)
 			     strerror(errno));
 		pthread_mutex_unlock(&v->lock);
 		return;
+	} else if (!strcmp(line, "hold")) {
+		serve_hold(c->v, fd);
+		return;
 	} else if (!strcmp(line, "opstats")) {
 		/* Longer than the usual reply: its own buffer. */
 		char big[4096];
@@ -158,6 +197,31 @@ void control_stop(struct control *c)
 	free(c);
 }
 
+/* Read one reply line from fd into reply, waiting ms at most. */
+static int read_reply(int fd, char *reply, size_t size, int ms)
+{
+	size_t got = 0;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	while (got < size - 1) {
+		int r = poll(&p, 1, ms);
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (r < 0 && errno == EINTR)
+			continue;
+		ssize_t n = r < 0 ? -1 : read(fd, reply + got, size - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += n;
+		if (memchr(reply, '\n', got))
+			break;
+	}
+	reply[got] = 0;
+	reply[strcspn(reply, "\n")] = 0;
+	return got ? 0 : -EIO;
+}
+
 int control_connect(const char *store_dir, int64_t vol, int *out)
 {
 	struct sockaddr_un un;
@@ -175,60 +239,47 @@ int control_connect(const char *store_dir, int64_t vol, int *out)
 	return 0;
 }
 
+/* Connect to (store_dir, vol), send line, read the reply line (ms at
+ * most); *out keeps the connection open. */
+static int ask(const char *store_dir, int64_t vol, const char *line, int ms,
+	       char *reply, size_t size, int *out)
+{
+	int fd;
+	int err = control_connect(store_dir, vol, &fd);
+	if (err)
+		return err;
+	err = dprintf(fd, "%s\n", line) < 0 ? -EIO : 0;
+	if (!err)
+		err = read_reply(fd, reply, size, ms);
+	if (err)
+		close(fd);
+	else
+		*out = fd;
+	return err;
+}
+
 int control_request(const char *store_dir, int64_t vol, const char *line,
 		    char *reply, size_t size)
 {
 	int fd;
-	int err = control_connect(store_dir, vol, &fd);
-	if (err)
-		return err;
-	if (dprintf(fd, "%s\n", line) < 0)
-		err = -EIO;
-	size_t got = 0;
-	while (!err && got < size - 1) {
-		ssize_t r = read(fd, reply + got, size - 1 - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += r;
-		if (memchr(reply, '\n', got))
-			break;
-	}
-	close(fd);
-	if (err)
-		return err;
-	reply[got] = 0;
-	reply[strcspn(reply, "\n")] = 0;
-	return got ? 0 : -EIO;
+	int err = ask(store_dir, vol, line, -1, reply, size, &fd);
+	if (!err)
+		close(fd);
+	return err;
 }
 
 int control_freeze(const char *store_dir, int64_t vol, int *out)
 {
-	int fd;
-	int err = control_connect(store_dir, vol, &fd);
-	if (err)
-		return err;
 	char reply[128];
-	size_t got = 0;
-	err = dprintf(fd, "freeze\n") < 0 ? -EIO : 0;
-	while (!err && got < sizeof(reply) - 1) {
-		ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - got);
-		if (r <= 0)
-			break;
-		got += r;
-		if (memchr(reply, '\n', got))
-			break;
-	}
-	reply[got] = 0;
-	if (!err && strncmp(reply, "ok", 2))
-		err = -EIO;
-	if (err) {
+	int fd;
+	int err = ask(store_dir, vol, "freeze", -1, reply, sizeof(reply), &fd);
+	if (!err && strncmp(reply, "ok", 2)) {
 		close(fd);
-		return err;
+		err = -EIO;
 	}
-	*out = fd;
-	return 0;
+	if (!err)
+		*out = fd;
+	return err;
 }
 
 void control_thaw(int fd)
@@ -238,4 +289,46 @@ void control_thaw(int fd)
 	if (write(fd, "thaw\n", 5) < 0)
 		tlog(LOG_DEBUG, "control: thaw: %s", strerror(errno));
 	close(fd);
+}
+
+int control_ping(const char *store_dir, int64_t vol, int timeout_ms)
+{
+	char reply[64];
+	int fd;
+	int err = ask(store_dir, vol, "ping", timeout_ms, reply, sizeof(reply), &fd);
+	if (err)
+		return err;
+	close(fd);
+	return strcmp(reply, "ok") ? -EIO : 0;
+}
+
+int control_hold(const char *store_dir, int64_t vol, int timeout_ms,
+		 int *out, int64_t *epoch)
+{
+	char reply[256];
+	int fd;
+	int err = ask(store_dir, vol, "hold", timeout_ms, reply, sizeof(reply), &fd);
+	if (err)
+		return err;
+	long long e = 0;
+	int code = 0;
+	if (sscanf(reply, "ok %lld", &e) != 1) {
+		close(fd);
+		return sscanf(reply, "error %d", &code) == 1 && code > 0 ? -code : -EIO;
+	}
+	*epoch = e;
+	*out = fd;
+	return 0;
+}
+
+int control_release(int fd, int timeout_ms)
+{
+	char reply[256];
+	int err = write(fd, "release\n", 8) == 8 ? 0 : -EIO;
+	if (!err)
+		err = read_reply(fd, reply, sizeof(reply), timeout_ms);
+	if (!err && strcmp(reply, "ok"))
+		err = -EIO;
+	close(fd);
+	return err;
 }

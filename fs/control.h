@@ -48,4 +48,25 @@ int control_request(const char *store_dir, int64_t vol, const char *line,
 int control_freeze(const char *store_dir, int64_t vol, int *fd);
 void control_thaw(int fd);
 
+/* Does the daemon serving (store_dir, vol) answer within timeout_ms?
+ * 0, -ETIMEDOUT, or -ECONNREFUSED / -ENOENT when none serves it. */
+int control_ping(const char *store_dir, int64_t vol, int timeout_ms);
+
+/* How long a daemon holds a snapshot set's member at most (ms).  The
+ * holder must commit well before: cmd_snapshot gives up at half. */
+#define CONTROL_HOLD_MS 60000
+
+/*
+ * Ask the daemon serving (store_dir, vol) to flush and hold every write
+ * (vfs_snapshot_hold) until control_release(*fd); *epoch is the volume's
+ * current epoch then.  Waits timeout_ms for the answer (-ETIMEDOUT).
+ * -ECONNREFUSED / -ENOENT when no daemon serves it; the daemon's error
+ * (-EROFS for a read-only mount) else.
+ */
+int control_hold(const char *store_dir, int64_t vol, int timeout_ms, int *fd,
+		 int64_t *epoch);
+/* Release the hold and wait for the daemon to take up its new epoch;
+ * closes fd. */
+int control_release(int fd, int timeout_ms);
+
 #endif

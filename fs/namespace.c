@@ -690,13 +690,15 @@ static void snapshot_row(sqlite3_stmt *st, struct snapshot_info *si)
 	si->epoch = sqlite3_column_int64(st, 3);
 	si->time = sqlite3_column_int64(st, 4);
 	si->pinned = sqlite3_column_int(st, 5);
+	snprintf(si->set_name, sizeof(si->set_name), "%s", index_text(st, 6));
+	snprintf(si->note, sizeof(si->note), "%s", index_text(st, 7));
 }
 
 int ns_snapshot_list(struct index *ix, int64_t vol,
 			struct snapshot_info **out, size_t *n)
 {
 	sqlite3_stmt *st = index_stmt(ix,
-		"SELECT id, vol, name, epoch, time, pinned FROM snapshot"
+		"SELECT id, vol, name, epoch, time, pinned, set_name, note FROM snapshot"
 		" WHERE vol = ?1 ORDER BY epoch");
 	if (!st)
 		return -EIO;
@@ -734,7 +736,7 @@ int ns_snapshot_find(struct index *ix, int64_t vol, const char *name,
 			struct snapshot_info *si)
 {
 	sqlite3_stmt *st = index_stmt(ix,
-		"SELECT id, vol, name, epoch, time, pinned FROM snapshot"
+		"SELECT id, vol, name, epoch, time, pinned, set_name, note FROM snapshot"
 		" WHERE vol = ?1 AND name = ?2");
 	if (!st)
 		return -EIO;
@@ -746,7 +748,7 @@ int ns_snapshot_find(struct index *ix, int64_t vol, const char *name,
 int ns_snapshot_get(struct index *ix, int64_t id, struct snapshot_info *si)
 {
 	sqlite3_stmt *st = index_stmt(ix,
-		"SELECT id, vol, name, epoch, time, pinned FROM snapshot WHERE id = ?1");
+		"SELECT id, vol, name, epoch, time, pinned, set_name, note FROM snapshot WHERE id = ?1");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, id);

@@ -138,6 +138,8 @@ struct snapshot_info {
 	int64_t epoch;
 	int64_t time;		/* ns since the Unix epoch */
 	int pinned;
+	char set_name[72];	/* the snapshot set it belongs to; "" alone */
+	char note[200];		/* why it is marked (a hook failed); "" none */
 };
 /* Oldest first; *out malloc'd. */
 int ns_snapshot_list(struct index *ix, int64_t vol,

@@ -827,11 +827,15 @@ static int node_ptr_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
-		 struct snapshot_info *si)
+/*
+ * The instant of a snapshot: pull in the kernel's dirty pages (syncfs),
+ * pin every node that may hold or receive data, hold their data locks,
+ * flush them and persist dirty attributes in the open transaction.
+ * Returns with snap_lock, the data locks and v->lock held (also on error:
+ * snap_end releases them).
+ */
+static int snap_begin(struct vfs *v, struct pinned *pl)
 {
-	if (v->readonly)
-		return -EROFS;
 	pthread_mutex_lock(&v->snap_lock);
 	/* Writes still in the kernel's page cache come to us first. */
 	if (v->mountpoint) {
@@ -843,13 +847,11 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 			close(fd);
 		}
 	}
-	/* Pin every node that may hold or receive data. */
-	struct pinned pl;
 	pthread_mutex_lock(&v->lock);
-	int err = pin_nodes(v, may_get_data, &pl);
+	int err = pin_nodes(v, may_get_data, pl);
 	pthread_mutex_unlock(&v->lock);
-	struct node **ns = pl.ns;
-	size_t n = pl.count;
+	struct node **ns = pl->ns;
+	size_t n = pl->count;
 	/* Address order, as copy_file_range's two (fuse_share.c): the
 	 * only places that hold more than one dlock. */
 	if (n)	/* ns is NULL when nothing is hot */
@@ -863,6 +865,28 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 		err = index_begin(v->st->ix);
 	if (!err)
 		err = hot_walk(v, persist_dirty, NULL);
+	return err;
+}
+
+/* Release what snap_begin holds. */
+static void snap_end(struct vfs *v, struct pinned *pl)
+{
+	pthread_mutex_unlock(&v->lock);
+	for (size_t i = 0; i < pl->count; i++)
+		pthread_mutex_unlock(&pl->ns[i]->d->dlock);
+	pthread_mutex_lock(&v->lock);
+	unpin_nodes(v, pl);
+	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_unlock(&v->snap_lock);
+}
+
+int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
+		 struct snapshot_info *si)
+{
+	if (v->readonly)
+		return -EROFS;
+	struct pinned pl;
+	int err = snap_begin(v, &pl);
 	crash_point("snapshot");
 	if (!err)
 		err = ns_snapshot_create(v->st->ix, v->vol.id, base, time, si);
@@ -872,12 +896,47 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 	 * and the committer retries it. */
 	if (!err)
 		v->vol.epoch = si->epoch + 1;
-	pthread_mutex_unlock(&v->lock);
-	for (size_t i = 0; i < n; i++)
-		pthread_mutex_unlock(&ns[i]->d->dlock);
-	pthread_mutex_lock(&v->lock);
-	unpin_nodes(v, &pl);
-	pthread_mutex_unlock(&v->lock);
-	pthread_mutex_unlock(&v->snap_lock);
+	snap_end(v, &pl);
+	return err;
+}
+
+struct vfs_hold {
+	struct pinned pl;
+};
+
+int vfs_snapshot_hold(struct vfs *v, int64_t *epoch, struct vfs_hold **out)
+{
+	if (v->readonly)
+		return -EROFS;
+	struct vfs_hold *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	int err = snap_begin(v, &h->pl);
+	crash_point("snapshot");	/* as vfs_snapshot's: a set's member */
+	if (!err)
+		err = store_commit(v->st);
+	if (err) {
+		snap_end(v, &h->pl);
+		free(h);
+		return err;
+	}
+	*epoch = v->vol.epoch;
+	*out = h;
+	return 0;
+}
+
+int vfs_snapshot_release(struct vfs *v, struct vfs_hold *h)
+{
+	/* Whether the holder's transaction committed or not, the index
+	 * says which epoch rows are born in now. */
+	struct volume_info vi;
+	int err = ns_volume_find(v->st->ix, v->vol.name, &vi);
+	if (!err && vi.epoch != v->vol.epoch) {
+		tlog(LOG_INFO, "volume %s: snapshot set taken, epoch %lld -> %lld",
+		     v->vol.name, (long long)v->vol.epoch, (long long)vi.epoch);
+		v->vol.epoch = vi.epoch;
+	}
+	snap_end(v, &h->pl);
+	free(h);
 	return err;
 }

@@ -10,46 +10,69 @@
 #include <string.h>
 
 #include "ns_epoch.h"
+#include "../chunker/buf.h"
 #include "../chunker/index_sql.h"
 
-int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
-			  int64_t time, struct snapshot_info *si)
+/* The volume's current epoch. */
+static int volume_epoch(struct index *ix, int64_t vol, int64_t *epoch)
 {
 	sqlite3_stmt *st = index_stmt(ix, "SELECT epoch FROM volume WHERE id = ?1");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
 	int rc = sqlite3_step(st);
-	int64_t epoch = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	*epoch = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW)
 		return rc == SQLITE_DONE ? -ENOENT : index_errno(rc);
-	/* The first free name of base, base.2, base.3, ... */
-	char name[sizeof(si->name)];
-	for (int i = 1;; i++) {
+	return 0;
+}
+
+/* The first of base, base.2, base.3, ... that none of the n volumes has. */
+static int free_name(struct index *ix, const int64_t *vols, size_t n,
+		     const char *base, char *name, size_t size)
+{
+	struct snapshot_info si;
+	for (int i = 1; i <= 10000; i++) {
 		if (i == 1)
-			snprintf(name, sizeof(name), "%s", base);
+			snprintf(name, size, "%s", base);
 		else
-			snprintf(name, sizeof(name), "%s.%d", base, i);
-		int err = ns_snapshot_find(ix, vol, name, si);
-		if (err == -ENOENT)
-			break;
-		if (err)
-			return err;
-		if (i > 10000)
-			return -EEXIST;
+			snprintf(name, size, "%s.%d", base, i);
+		int taken = 0;
+		for (size_t v = 0; v < n && !taken; v++) {
+			int err = ns_snapshot_find(ix, vols[v], name, &si);
+			if (err && err != -ENOENT)
+				return err;
+			taken = !err;
+		}
+		if (!taken)
+			return 0;
 	}
+	return -EEXIST;
+}
+
+/* Record vol's current epoch as snapshot name (free) of set (NULL: none)
+ * and start a new epoch. */
+static int snapshot_insert(struct index *ix, int64_t vol, const char *name,
+			   int64_t time, const char *set, const char *note,
+			   struct snapshot_info *si)
+{
+	int64_t epoch;
+	int err = volume_epoch(ix, vol, &epoch);
+	if (err)
+		return err;
 	/* Ids are never reused, also after the newest snapshot is deleted:
 	 * a mount's kernel caches a snapshot's files under inode numbers
 	 * made from its id, so a reused id would show the old files (I9). */
 	int64_t id = 0, top = 0;
-	int err = index_meta_get(ix, "snapshot_id_max", &id);
+	err = index_meta_get(ix, "snapshot_id_max", &id);
 	if (err && err != -ENOENT)
 		return err;
-	st = index_stmt(ix, "SELECT COALESCE(MAX(id), 0) FROM snapshot");
+	sqlite3_stmt *st = index_stmt(ix, "SELECT COALESCE(MAX(id), 0) FROM snapshot");
 	if (!st)
 		return -EIO;
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
 		top = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW)
@@ -58,7 +81,8 @@ int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
 	err = index_meta_set(ix, "snapshot_id_max", id);
 	if (err)
 		return err;
-	st = index_stmt(ix, "INSERT INTO snapshot(id, vol, name, epoch, time, pinned) VALUES (?5, ?1, ?2, ?3, ?4, 0)");
+	st = index_stmt(ix, "INSERT INTO snapshot(id, vol, name, epoch, time, pinned, set_name, note)"
+			    " VALUES (?5, ?1, ?2, ?3, ?4, 0, ?6, ?7)");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
@@ -66,12 +90,109 @@ int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
 	sqlite3_bind_int64(st, 3, epoch);
 	sqlite3_bind_int64(st, 4, time);
 	sqlite3_bind_int64(st, 5, id);
+	if (set)
+		sqlite3_bind_text(st, 6, set, -1, SQLITE_STATIC);
+	if (note && *note)
+		sqlite3_bind_text(st, 7, note, -1, SQLITE_STATIC);
 	err = index_exec(ix, st);
 	if (!err)
 		err = INDEX_EXEC(ix, "UPDATE volume SET epoch = epoch + 1 WHERE id = ?1", vol);
 	if (!err)
 		err = ns_snapshot_find(ix, vol, name, si);
 	return err;
+}
+
+int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
+			  int64_t time, struct snapshot_info *si)
+{
+	char name[sizeof(si->name)];
+	int err = free_name(ix, &vol, 1, base, name, sizeof(name));
+	return err ? err : snapshot_insert(ix, vol, name, time, NULL, NULL, si);
+}
+
+int ns_snapshot_note(struct index *ix, int64_t id, const char *note)
+{
+	sqlite3_stmt *st = index_stmt(ix, "UPDATE snapshot SET note = ?2 WHERE id = ?1");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	if (note && *note)
+		sqlite3_bind_text(st, 2, note, -1, SQLITE_STATIC);
+	return index_exec(ix, st);
+}
+
+int ns_snapshot_create_set(struct index *ix, const char *set,
+			   const int64_t *vols, size_t n, const char *base,
+			   int64_t time, const char *note, struct snapshot_info *sis)
+{
+	char name[sizeof(sis->name)];
+	if (!n || !*set || strlen(set) >= sizeof(sis->set_name))
+		return -EINVAL;
+	int err = free_name(ix, vols, n, base, name, sizeof(name));
+	for (size_t i = 0; i < n && !err; i++)
+		err = snapshot_insert(ix, vols[i], name, time, set, note, &sis[i]);
+	return err;
+}
+
+int ns_set_members(struct index *ix, const char *set, const char *name,
+		   struct snapshot_info **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT id FROM snapshot WHERE set_name = ?1 AND name = ?2 ORDER BY vol");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, set, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	int64_t *ids;
+	size_t k;
+	int err = index_collect_ints(st, &ids, &k);
+	if (err)
+		return err;
+	*out = calloc(k ? k : 1, sizeof(**out));
+	if (!*out)
+		err = -ENOMEM;
+	for (size_t i = 0; i < k && !err; i++)
+		err = ns_snapshot_get(ix, ids[i], &(*out)[i]);
+	free(ids);
+	if (err) {
+		free(*out);
+		*out = NULL;
+		return err;
+	}
+	if (!k) {
+		free(*out);
+		*out = NULL;
+		return -ENOENT;
+	}
+	*n = k;
+	return 0;
+}
+
+int ns_set_list(struct index *ix, const char *set, struct set_snap **out, size_t *n)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT name, MIN(time) FROM snapshot WHERE set_name = ?1"
+		" GROUP BY name ORDER BY MIN(time), name");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, set, -1, SQLITE_STATIC);
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct set_snap *p = buf_grow(*out, &cap, *n + 1, sizeof(**out));
+		if (!p) {
+			sqlite3_reset(st);
+			return -ENOMEM;
+		}
+		*out = p;
+		snprintf(p[*n].name, sizeof(p[*n].name), "%s", index_text(st, 0));
+		p[(*n)++].time = sqlite3_column_int64(st, 1);
+	}
+	return rc == SQLITE_DONE ? 0 : index_errno(rc);
 }
 
 int ns_snapshot_pin(struct index *ix, int64_t id, int pinned)

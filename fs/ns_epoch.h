@@ -14,6 +14,28 @@
  * volume's size. */
 int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
 			  int64_t time, struct snapshot_info *si);
+/* Snapshot set: the current epochs of the n volumes, all under one name
+ * (the first of base, base.2, ... free in every one) and one time, noted
+ * as members of set, marked with note (NULL: none); sis[i] for vols[i].  The caller holds the
+ * transaction (one for the whole set) and keeps the volumes from writing
+ * meanwhile. */
+int ns_snapshot_create_set(struct index *ix, const char *set,
+			   const int64_t *vols, size_t n, const char *base,
+			   int64_t time, const char *note, struct snapshot_info *sis);
+/* Mark a snapshot (note: why, e.g. its before-snapshot hook failed; NULL
+ * or "": unmark). */
+int ns_snapshot_note(struct index *ix, int64_t id, const char *note);
+/* The members of snapshot name of set, by volume id (*out malloc'd);
+ * -ENOENT if none. */
+int ns_set_members(struct index *ix, const char *set, const char *name,
+		   struct snapshot_info **out, size_t *n);
+/* One snapshot of a set: its name and time. */
+struct set_snap {
+	char name[128];
+	int64_t time;	/* ns */
+};
+/* The snapshots of set, oldest first (*out malloc'd). */
+int ns_set_list(struct index *ix, const char *set, struct set_snap **out, size_t *n);
 int ns_snapshot_pin(struct index *ix, int64_t id, int pinned);
 /* Delete a snapshot and every row only it kept (chunk references drop;
  * chunks left with none are garbage for the pack GC).  *rows counts the

@@ -17,16 +17,26 @@ struct prune_plan {
 	struct retention_snap *rs;	/* rs[i] decides snaps[i] */
 	size_t n;
 	size_t removed;			/* how many are not kept */
+	const char *set;		/* a set's plan (prune_set_plan): snaps[i]
+					 * stands for every member of that name */
 };
 
 /* Decide for every snapshot of volume vol.  -EINVAL: a policy that keeps
  * nothing; -errno. */
 int prune_plan(struct index *ix, int64_t vol, const struct retention_policy *keep,
 	       struct prune_plan *p);
+/* Snapshots of a set (ns_epoch.h) are the set's business: a volume's plan
+ * keeps them ("in snapshot set NAME"), and prune_set_plan decides for the
+ * set's snapshots, each standing for all its members (pinned if any
+ * member is), which prune_delete then removes together, in one
+ * transaction. */
+int prune_set_plan(struct index *ix, const char *set,
+		   const struct retention_policy *keep, struct prune_plan *p);
 void prune_plan_free(struct prune_plan *p);
 
-/* Delete the snapshots p does not keep, each in a transaction of its own
- * (a prune killed half way leaves whole snapshots).  progress(parg, done,
+/* Delete the snapshots p does not keep, each (a set's: with all its
+ * members) in a transaction of its own (a prune killed half way leaves
+ * whole snapshots and whole sets).  progress(parg, done,
  * total) counts snapshots; may be NULL. */
 int prune_delete(struct index *ix, const struct prune_plan *p,
 		 void (*progress)(void *parg, uint64_t done, uint64_t total),

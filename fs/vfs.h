@@ -210,6 +210,19 @@ int64_t vfs_now(void);
 int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 		 struct snapshot_info *si);
 
+/*
+ * A snapshot set's member (tools/cmd_snapshot.c): the instant of
+ * vfs_snapshot (syncfs, flush, commit), then every write held until
+ * vfs_snapshot_release, while another process records the set's rows in
+ * one transaction.  *epoch is the volume's current epoch, the one the
+ * set's snapshot of it will show.  Release reads the epoch back from the
+ * index, so rows written after it are born after the snapshot whether
+ * or not the holder committed.
+ */
+struct vfs_hold;
+int vfs_snapshot_hold(struct vfs *v, int64_t *epoch, struct vfs_hold **h);
+int vfs_snapshot_release(struct vfs *v, struct vfs_hold *h);
+
 /* Inode numbers the kernel sees: the high 24 bits say which view (the
  * snapshot id, never reused: 16 million snapshots per store), the low 40
  * the inode (vfs_alloc_ino stops below INO_LIVE_MAX). */

@@ -290,10 +290,21 @@ int recover_run(struct remote *r, const char *url,
 		if (err)
 			snprintf(res->failed, sizeof(res->failed), "%s", key);
 		free(buf);
+		/* A store of a newer format wrote it (FORMAT.md §2): refused
+		 * before any of it is applied, and said so, not "damaged". */
+		int64_t format = 0;
+		if (!err && !changelog_format(d, dl, &format) && format > STORE_FORMAT_VERSION) {
+			res->store_format = format;
+			snprintf(res->failed, sizeof(res->failed), "%s", key);
+			err = -EPROTONOSUPPORT;
+		}
 		if (!err)
 			err = index_begin(ix);
-		if (!err)
+		if (!err) {
 			err = changelog_apply(ix, d, dl, NULL, NULL);
+			if (err)	/* a malformed delta: the message names it */
+				snprintf(res->failed, sizeof(res->failed), "%s", key);
+		}
 		if (!err)
 			err = index_commit(ix);
 		else

@@ -10,7 +10,9 @@
  * Rebuild a store at dir from remote r with the passphrase: key file,
  * every delta in order, every pack (verified).  Built in DIR.recover and
  * renamed into place at the end; a rerun resumes (packs already there are
- * kept).  -ENOENT: not a tresor repository; -EPROTONOSUPPORT: newer;
+ * kept).  -ENOENT: not a tresor repository; -EPROTONOSUPPORT: newer
+ * (the repository, or, with res->store_format set, the store format of
+ * the store that pushed there: res->failed names its first delta);
  * -EKEYREJECTED: wrong passphrase; -EBADMSG: a damaged object; -ENODATA:
  * a missing object; -EUCLEAN: the metadata names a file "..", "." or
  * with a '/' (res->failed names the object or entry in these cases);
@@ -48,6 +50,9 @@ struct recover_result {
 	char failed[160];	/* the object that was missing or damaged */
 	char forks[800];	/* -ENOTUNIQ: the branches, one line */
 	uint64_t tip;		/* the delta recovered up to */
+	int64_t store_format;	/* -EPROTONOSUPPORT: the store format of the
+				 * delta refused (newer than STORE_FORMAT_VERSION),
+				 * 0: the repository version was */
 	uint64_t claimed;	/* takeover: the takeover delta, 0: not taken over */
 	char claim_error[700];	/* takeover asked for but failed: why */
 };

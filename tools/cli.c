@@ -108,6 +108,8 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "from", required_argument, 0, 53 },
 		{ "takeover", no_argument, 0, 54 },
 		{ "chain", required_argument, 0, 55 },
+		{ "set", required_argument, 0, 56 },
+		{ "note", required_argument, 0, 57 },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -156,6 +158,8 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 53: o->from = optarg; break;
 		case 54: o->takeover = 1; break;
 		case 55: o->chain = optarg; break;
+		case 56: o->set = optarg; break;
+		case 57: o->note = optarg; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))
 				die(EXIT_USAGE, "--keep-within: not a duration like 30d or 1y6m: %s",
@@ -168,7 +172,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		/* Options may follow positional arguments. */
 	}
 	for (int i = optind; i < argc; i++) {
-		if (o->npos == 8)
+		if (o->npos == 16)
 			die(EXIT_USAGE, "too many arguments");
 		o->pos[o->npos++] = argv[i];
 	}

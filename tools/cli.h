@@ -29,6 +29,7 @@ struct opts {
 	int read_data;
 	const char *mount_opts;
 	const char *time;		/* snapshot create --time */
+	const char *note;		/* snapshot create --note (a mark) */
 	int dry_run;
 	struct retention_policy keep;	/* prune --keep-* */
 	/* remote options */
@@ -47,7 +48,8 @@ struct opts {
 	const char *chain;		/* recover --chain ID */
 	const char *remote;		/* check --remote NAME, restore --remote URL */
 	const char *from;		/* repair --from NAME */
-	char *pos[8];
+	const char *set;		/* snapshot/prune/restore --set NAME */
+	char *pos[16];
 	int npos;
 };
 
@@ -86,6 +88,10 @@ int cmd_remote(struct opts *o);
 int cmd_push(struct opts *o);
 int cmd_recover(struct opts *o);
 int cmd_repair(struct opts *o);
+/* In cmd_snapset.c: snapshot create|list|pin|unpin --set (o->set). */
+int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t);
+int snapset_list(struct opts *o, const char *dir);
+int snapset_pin(struct opts *o, const char *dir, const char *name, int pin);
 /* In cmd_repair.c: check --remote NAME for cmd_check (adds its problems). */
 int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems);
 

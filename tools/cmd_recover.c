@@ -89,6 +89,9 @@ int cmd_recover(struct opts *o)
 	case -ENOENT:
 		die(1, "%s is not a tresor repository (no tresor-repo marker or metadata)", url);
 	case -EPROTONOSUPPORT:
+		if (res.store_format)
+			die(1, "%s: the store that pushed there is of store format %lld (%s), newer than this tresor reads (up to %d); nothing was installed at %s; upgrade tresor, then recover again",
+			    url, (long long)res.store_format, res.failed, STORE_FORMAT_VERSION, dir);
 		die(1, "%s was written by a newer tresor; upgrade tresor", url);
 	case -EKEYREJECTED:
 		die(1, "wrong passphrase for the repository at %s", url);

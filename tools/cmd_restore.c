@@ -1,9 +1,11 @@
 /*
- * cmd_restore.c - `tresor restore STORE VOLUME SNAPSHOT PATH DEST` and
- * `tresor restore --remote URL ...`: the front end of fs/restore.c, with
- * the packs a store lacks fetched from its remote (or, with --remote,
- * from a repository into a cache).  Into the volume's own running mount,
- * files are copied there by sharing extents: seconds, no stored bytes.
+ * cmd_restore.c - `tresor restore STORE VOLUME SNAPSHOT PATH DEST`,
+ * `tresor restore STORE --set SET SNAPSHOT DEST` (every member of a set
+ * snapshot, each into DEST/VOLUME) and `tresor restore --remote URL ...`:
+ * the front end of fs/restore.c, with the packs a store lacks fetched
+ * from its remote (or, with --remote, from a repository into a cache).
+ * Into the volume's own running mount, files are copied there by sharing
+ * extents: seconds, no stored bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +72,32 @@ static const char *share_source(const char *store_dir,
 	return out;
 }
 
+/* Restore PATH of view si of volume vi of the open store st into dest;
+ * prints the result line.  Exit code. */
+static int restore_one(struct store *st, const struct volume_info *vi,
+		       const struct snapshot_info *si, const char *tree,
+		       const char *dest)
+{
+	struct progress p;
+	progress_start(&p, "restore", 0);
+	struct restore_opts ro = { .progress = progress_cb, .parg = &p, .report = report_item };
+	char share[PATH_MAX];
+	ro.share_from = share_source(st->dir, vi, si, dest, share, sizeof(share));
+	struct restore_result res;
+	int err = restore_view(st, vi, si->epoch, tree, dest, &ro, &res);
+	progress_end(&p);
+	if (err == -ENOENT)
+		die(1, "snapshot %s of volume '%s' has no '%s'", si->name, vi->name, tree);
+	if (err && !res.files && !res.errors)
+		die(1, "cannot restore into %s: %s", dest, strerror(-err));
+	printf("restored %llu file(s), %llu bytes from %s%s%s into %s (%llu already there)%s\n",
+	       (unsigned long long)res.files, (unsigned long long)res.bytes, si->name,
+	       si->set_name[0] ? " of volume " : "", si->set_name[0] ? vi->name : "",
+	       dest, (unsigned long long)res.skipped,
+	       res.errors || err ? "; some items failed, see above" : "");
+	return res.errors || err ? 1 : 0;
+}
+
 /* Restore PATH of snapshot snap of volume vol of the open store st (named
  * dir in messages) into dest; closes st.  Exit code. */
 static int restore_tree(struct store *st, const char *dir, const char *vol,
@@ -79,25 +107,58 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 	find_volume(st->ix, dir, vol, &vi);
 	struct snapshot_info si;
 	find_snapshot(st->ix, dir, &vi, snap, &si);
-	struct progress p;
-	progress_start(&p, "restore", 0);
-	struct restore_opts ro = { .progress = progress_cb, .parg = &p, .report = report_item };
-	char share[PATH_MAX];
-	ro.share_from = share_source(st->dir, &vi, &si, dest, share, sizeof(share));
-	struct restore_result res;
-	int err = restore_view(st, &vi, si.epoch, tree, dest, &ro, &res);
-	progress_end(&p);
+	si.set_name[0] = 0;	/* one volume: the result line as always */
+	int rc = restore_one(st, &vi, &si, tree, dest);
 	fetcher_detach(st);
 	store_close(st);
+	return rc;
+}
+
+/* restore STORE --set SET SNAPSHOT DEST: every member of the set's
+ * snapshot (latest: the newest) into DEST/VOLUME; closes st. */
+static int restore_set(struct opts *o, struct store *st, const char *dir)
+{
+	const char *name = o->pos[1], *dest = o->pos[2];
+	struct set_snap *ss = NULL;
+	size_t k = 0, n = 0;
+	int err = 0;
+	if (!strcmp(name, "latest")) {
+		err = ns_set_list(st->ix, o->set, &ss, &k);
+		if (!err && k)
+			name = ss[k - 1].name;
+	}
+	struct snapshot_info *m = NULL;
+	if (!err)
+		err = ns_set_members(st->ix, o->set, name, &m, &n);
 	if (err == -ENOENT)
-		die(1, "snapshot %s of volume '%s' has no '%s'", si.name, vi.name, tree);
-	if (err && !res.files && !res.errors)
-		die(1, "cannot restore into %s: %s", dest, strerror(-err));
-	printf("restored %llu file(s), %llu bytes from %s into %s (%llu already there)%s\n",
-	       (unsigned long long)res.files, (unsigned long long)res.bytes, si.name,
-	       dest, (unsigned long long)res.skipped,
-	       res.errors || err ? "; some items failed, see above" : "");
-	return res.errors || err ? 1 : 0;
+		die(1, "set '%s' of store %s has no snapshot '%s' (see 'tresor snapshot list %s --set %s')",
+		    o->set, dir, name, dir, o->set);
+	struct volume_info *vis = NULL;
+	size_t nv = 0;
+	if (!err)
+		err = ns_volume_list(st->ix, &vis, &nv);
+	if (err)
+		die(1, "cannot read set '%s' of store %s: %s", o->set, dir, strerror(-err));
+	if (mkdir(dest, 0755) && errno != EEXIST)
+		die(1, "cannot make %s: %s", dest, strerror(errno));
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t j = 0;
+		while (j < nv && vis[j].id != m[i].vol)
+			j++;
+		if (j == nv)
+			continue;
+		char sub[PATH_MAX];
+		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", dest, vis[j].name) >= sizeof(sub))
+			die(1, "%s: path too long", dest);
+		rc |= restore_one(st, &vis[j], &m[i], "/", sub);
+	}
+	free(vis);
+	free(m);
+	free(ss);
+	fetcher_detach(st);
+	store_close(st);
+	return rc;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag,
@@ -169,6 +230,9 @@ static int restore_remote(struct opts *o)
 			die(1, "%s is not a tresor repository (no tresor-repo marker or metadata)", url);
 		if (err == -EKEYREJECTED)
 			die(1, "wrong passphrase for the repository at %s", url);
+		if (err == -EPROTONOSUPPORT && res.store_format)
+			die(1, "%s: the store that pushed there is of store format %lld (%s), newer than this tresor reads (up to %d); nothing restored; upgrade tresor, then restore again",
+			    url, (long long)res.store_format, res.failed, STORE_FORMAT_VERSION);
 		if (err == -EPROTONOSUPPORT)
 			die(1, "%s was written by a newer tresor; upgrade tresor", url);
 		if (err == -EBADMSG)
@@ -208,8 +272,9 @@ int cmd_restore(struct opts *o)
 {
 	if (o->remote)
 		return restore_remote(o);
-	if (o->npos != 5)
-		die(EXIT_USAGE, "usage: tresor restore STORE VOLUME SNAPSHOT PATH DEST");
+	if (o->npos != (o->set ? 3 : 5))
+		die(EXIT_USAGE, "usage: tresor restore STORE VOLUME SNAPSHOT PATH DEST\n"
+		    "       tresor restore STORE --set SET SNAPSHOT DEST   (every member into DEST/VOLUME)");
 	struct store *st = open_store(o, o->pos[0]);
 	/* A lazy store's packs, and bad ones, come from its remote if any. */
 	char label[PATH_MAX + 16];
@@ -218,5 +283,7 @@ int cmd_restore(struct opts *o)
 	if (err && err != -ENOENT)
 		fprintf(stderr, "tresor: store %s: its remote cannot be used to fetch missing or damaged packs: %s\n",
 			o->pos[0], strerror(-err));
+	if (o->set)
+		return restore_set(o, st, o->pos[0]);
 	return restore_tree(st, o->pos[0], o->pos[1], o->pos[2], o->pos[3], o->pos[4]);
 }

@@ -78,8 +78,9 @@ static int parse_time(const char *s, int64_t *ns)
 
 static int snapshot_create(struct opts *o)
 {
-	if (o->npos != 3)
-		die(EXIT_USAGE, "usage: tresor snapshot create STORE VOLUME [--time ISO-8601]");
+	if (o->set ? o->npos < 2 : o->npos != 3)
+		die(EXIT_USAGE, "usage: tresor snapshot create STORE VOLUME [--time ISO-8601]\n"
+		    "       tresor snapshot create STORE --set NAME [VOLUME...] [--time ISO-8601]");
 	const char *dir = o->pos[1];
 	int64_t t;
 	if (o->time) {
@@ -96,6 +97,8 @@ static int snapshot_create(struct opts *o)
 	struct tm tm;
 	localtime_r(&secs, &tm);
 	strftime(base, sizeof(base), "%Y-%m-%d", &tm);
+	if (o->set)
+		return snapset_create(o, dir, base, t);
 
 	struct index *ix = open_index(dir);
 	struct volume_info vi;
@@ -107,10 +110,25 @@ static int snapshot_create(struct opts *o)
 		       : -errno;
 	free(real);
 	if (!err) {
-		index_close(ix);
 		if (strncmp(reply, "ok ", 3))
 			die(1, "the daemon of volume '%s' refused the snapshot: %s",
 			    vi.name, reply);
+		/* The mark after the snapshot, in a transaction of its own:
+		 * the mount process knows nothing of it. */
+		struct snapshot_info si;
+		if (o->note && *o->note) {
+			err = ns_snapshot_find(ix, vi.id, reply + 3, &si);
+			if (!err)
+				err = index_begin(ix);
+			if (!err)
+				err = ns_snapshot_note(ix, si.id, o->note);
+			if (!err)
+				err = index_commit(ix);
+			if (err)
+				die(1, "snapshot %s of volume '%s' taken, but cannot be marked: %s",
+				    reply + 3, vi.name, strerror(-err));
+		}
+		index_close(ix);
 		printf("%s\n", reply + 3);
 		return 0;
 	}
@@ -129,6 +147,8 @@ static int snapshot_create(struct opts *o)
 	err = index_begin(ix);
 	if (!err)
 		err = ns_snapshot_create(ix, vi.id, base, t, &si);
+	if (!err && o->note && *o->note)
+		err = ns_snapshot_note(ix, si.id, o->note);
 	if (!err)
 		err = index_commit(ix);
 	if (err)
@@ -143,8 +163,11 @@ static int snapshot_create(struct opts *o)
 
 static int snapshot_list(struct opts *o)
 {
+	if (o->set && o->npos == 2)
+		return snapset_list(o, o->pos[1]);
 	if (o->npos != 3)
-		die(EXIT_USAGE, "usage: tresor snapshot list STORE VOLUME [--json]");
+		die(EXIT_USAGE, "usage: tresor snapshot list STORE VOLUME [--json]\n"
+		    "       tresor snapshot list STORE --set NAME [--json]");
 	const char *dir = o->pos[1];
 	struct index *ix = open_index(dir);
 	struct volume_info vi;
@@ -189,14 +212,23 @@ static int snapshot_list(struct opts *o)
 			printf("%s{\"name\":", oi ? "," : "");
 			json_str(s[i].name);
 			printf(",\"time\":\"%s\",\"time_ns\":%lld,\"pinned\":%s,"
-			       "\"logical_bytes\":%llu,\"files\":%llu,\"exclusive_bytes\":%llu}",
+			       "\"logical_bytes\":%llu,\"files\":%llu,\"exclusive_bytes\":%llu,\"set\":",
 			       when, (long long)s[i].time, s[i].pinned ? "true" : "false",
 			       (unsigned long long)bytes, (unsigned long long)files,
 			       (unsigned long long)excl);
+			if (s[i].set_name[0])
+				json_str(s[i].set_name);
+			else
+				printf("null");
+			printf(",\"note\":");
+			json_str(s[i].note);
+			printf("}");
 		} else {
-			printf("%-16s %-25s %6s %16llu %8llu %16llu\n", s[i].name,
+			printf("%-16s %-25s %6s %16llu %8llu %16llu%s%s%s%s\n", s[i].name,
 			       when, s[i].pinned ? "yes" : "", (unsigned long long)bytes,
-			       (unsigned long long)files, (unsigned long long)excl);
+			       (unsigned long long)files, (unsigned long long)excl,
+			       s[i].set_name[0] ? "  set " : "", s[i].set_name,
+			       s[i].note[0] ? "  marked: " : "", s[i].note);
 		}
 	}
 	if (o->json)
@@ -209,9 +241,12 @@ static int snapshot_list(struct opts *o)
 
 static int snapshot_pin(struct opts *o, int pin)
 {
+	if (o->set && o->npos == 3)
+		return snapset_pin(o, o->pos[1], o->pos[2], pin);
 	if (o->npos != 4)
-		die(EXIT_USAGE, "usage: tresor snapshot %s STORE VOLUME NAME",
-		    pin ? "pin" : "unpin");
+		die(EXIT_USAGE, "usage: tresor snapshot %s STORE VOLUME NAME\n"
+		    "       tresor snapshot %s STORE --set SET NAME",
+		    pin ? "pin" : "unpin", pin ? "pin" : "unpin");
 	const char *dir = o->pos[1];
 	struct index *ix = open_index(dir);
 	struct volume_info vi;
@@ -287,19 +322,29 @@ int cmd_snapshot(struct opts *o)
 
 int cmd_prune(struct opts *o)
 {
-	if (o->npos != 2)
-		die(EXIT_USAGE, "usage: tresor prune STORE VOLUME --keep-daily N ... [--dry-run]");
+	if (o->npos != (o->set ? 1 : 2))
+		die(EXIT_USAGE, "usage: tresor prune STORE VOLUME --keep-daily N ... [--dry-run]\n"
+		    "       tresor prune STORE --set SET --keep-daily N ... [--dry-run]");
 	const char *dir = o->pos[0];
 	struct index *ix = open_index(dir);
 	struct volume_info vi;
-	find_volume(ix, dir, o->pos[1], &vi);
 	struct prune_plan plan;
-	int err = prune_plan(ix, vi.id, &o->keep, &plan);
+	int err;
+	/* What the messages name: "volume 'x'" or "set 'x'". */
+	char what[300];
+	if (o->set) {
+		snprintf(what, sizeof(what), "set '%s'", o->set);
+		err = prune_set_plan(ix, o->set, &o->keep, &plan);
+	} else {
+		find_volume(ix, dir, o->pos[1], &vi);
+		snprintf(what, sizeof(what), "volume '%s'", vi.name);
+		err = prune_plan(ix, vi.id, &o->keep, &plan);
+	}
 	if (err == -EINVAL)
 		die(EXIT_USAGE, "prune needs a policy that keeps something, e.g. --keep-daily 30 --keep-monthly 12");
 	if (err)
-		die(1, "cannot apply the policy to the snapshots of volume '%s' in %s: %s",
-		    vi.name, dir, strerror(-err));
+		die(1, "cannot apply the policy to the snapshots of %s in %s: %s",
+		    what, dir, strerror(-err));
 	const struct retention_snap *rs = plan.rs;
 	size_t n = plan.n, removed = plan.removed;
 	if (o->json)
@@ -331,8 +376,8 @@ int cmd_prune(struct opts *o)
 		 * them to LeakSanitizer. */
 		prune_plan_free(&plan);
 		if (err)
-			die(1, "prune of volume '%s' in %s stopped: %s; rerun it to finish",
-			    vi.name, dir, strerror(-err));
+			die(1, "prune of %s in %s stopped: %s; rerun it to finish",
+			    what, dir, strerror(-err));
 		if (prog.on && !o->json)
 			fprintf(stderr, "prune: reclaiming space...\r");
 		err = store_gc(st, &gr);

@@ -27,12 +27,15 @@ struct parser {
 	int seen[3];			/* line of [tresor], [schedule], [retention] */
 	int vol_line[CONFIG_MAX_VOLUMES];
 	int keep_set;			/* a keep-* key was given */
+	/* the volumes = text of each set, resolved once every [volume] is known */
+	char set_vols[CONFIG_MAX_SETS][1024];
 	char *err;
 	size_t errsize;
 	int err_line;			/* 0: no error yet */
 };
 
-enum { SEC_NONE = -1, SEC_TRESOR, SEC_SCHEDULE, SEC_RETENTION, SEC_VOLUME, SEC_REMOTE };
+enum { SEC_NONE = -1, SEC_TRESOR, SEC_SCHEDULE, SEC_RETENTION, SEC_VOLUME, SEC_REMOTE,
+       SEC_SET };
 
 /* Record the first error only: it is the one reported. */
 static int fail(struct parser *p, int line, const char *fmt, ...)
@@ -65,6 +68,27 @@ static int valid_name(const char *s)
 	return 1;
 }
 
+/* [snapshot-set NAME]: a new set, with [retention]'s policy until its own
+ * keep-* keys (copied at the end, when [retention] is read whole). */
+static void begin_set(struct parser *p, const char *name)
+{
+	struct config *c = p->c;
+	for (int i = 0; i < c->nset; i++)
+		if (!strcmp(c->set[i].name, name)) {
+			fail(p, p->line, "[snapshot-set %s] given twice (first on line %d)",
+			     name, c->set[i].line);
+			return;
+		}
+	if (c->nset == CONFIG_MAX_SETS) {
+		fail(p, p->line, "more than %d snapshot sets", CONFIG_MAX_SETS);
+		return;
+	}
+	p->idx = c->nset++;
+	c->set[p->idx].line = p->line;
+	snprintf(c->set[p->idx].name, sizeof(c->set[0].name), "%s", name);
+	p->kind = SEC_SET;
+}
+
 /* A section header "[...]": start the section it names. */
 static void begin_section(struct parser *p, const char *name, size_t len)
 {
@@ -95,8 +119,11 @@ static void begin_section(struct parser *p, const char *name, size_t len)
 	} else if (!strncmp(s, "remote ", 7)) {
 		kind = SEC_REMOTE;
 		arg = s + 7;
+	} else if (!strncmp(s, "snapshot-set ", 13)) {
+		kind = SEC_SET;
+		arg = s + 13;
 	} else {
-		fail(p, p->line, "unknown section [%s] (known: [tresor], [schedule], [retention], [volume NAME], [remote NAME])",
+		fail(p, p->line, "unknown section [%s] (known: [tresor], [schedule], [retention], [volume NAME], [snapshot-set NAME], [remote NAME])",
 		     s);
 		return;
 	}
@@ -104,10 +131,15 @@ static void begin_section(struct parser *p, const char *name, size_t len)
 		arg++;
 	if (!valid_name(arg)) {
 		fail(p, p->line, "bad %s name '%s': use letters, digits, '-', '_', '.' (up to 63)",
-		     kind == SEC_VOLUME ? "volume" : "remote", arg);
+		     kind == SEC_VOLUME ? "volume" : kind == SEC_SET ? "snapshot-set" : "remote",
+		     arg);
 		return;
 	}
 	struct config *c = p->c;
+	if (kind == SEC_SET) {
+		begin_set(p, arg);
+		return;
+	}
 	if (kind == SEC_VOLUME) {
 		for (int i = 0; i < c->nvol; i++)
 			if (!strcmp(c->vol[i].name, arg)) {
@@ -370,13 +402,49 @@ int config_parse_rate(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int key_retention(struct parser *p, const char *k, const char *v)
+#define HOOK_TIMEOUT_DEFAULT 600
+
+/* A hook key into h: 0, -1 on a bad value, 1 if k is not one. */
+static int hook_key(struct parser *p, struct config_hooks *h, const char *k,
+		    const char *v)
 {
-	struct retention_policy *r = &p->c->keep;
-	if (!p->keep_set) {
+	int is_cmd = !strcmp(k, "before-snapshot") || !strcmp(k, "after-snapshot");
+	if (is_cmd || !strcmp(k, "hook-timeout") || !strcmp(k, "snapshot-on-hook-failure")) {
+		if (!h->line)
+			h->line = p->line;
+	}
+	if (is_cmd) {
+		if (v[0] != '/')
+			return fail(p, p->line, "%s: the command must be an absolute path (arguments after spaces), not '%s'",
+				    k, v) - 1;
+		return set_str(p, k, v, k[0] == 'b' ? h->before : h->after, CONFIG_PATH);
+	}
+	if (!strcmp(k, "hook-timeout")) {
+		int64_t t;
+		if (parse_duration(v, &t) || t < 1 || t > 86400)
+			return fail(p, p->line, "hook-timeout: a duration from 1s to 1d like 90s or 10m, not '%s'", v) - 1;
+		h->timeout_s = (int)t;
+		return 0;
+	}
+	if (!strcmp(k, "snapshot-on-hook-failure")) {
+		if (parse_bool(v, &h->take_anyway))
+			return fail(p, p->line, "snapshot-on-hook-failure: yes or no, not '%s'", v) - 1;
+		return 0;
+	}
+	return 1;
+}
+
+/* A keep-* key into r; *given says whether one was (the first replaces
+ * the default policy).  1 if k is not a keep-* key, -1 on a bad value. */
+static int keep_key(struct parser *p, struct retention_policy *r, int *given,
+		    const char *k, const char *v)
+{
+	if (strncmp(k, "keep-", 5))
+		return 1;
+	if (!*given) {
 		/* Given at all: the file's policy replaces the default. */
 		memset(r, 0, sizeof(*r));
-		p->keep_set = 1;
+		*given = 1;
 	}
 	if (!strcmp(k, "keep-within")) {
 		if (retention_parse_duration(v, &r->within_ns))
@@ -395,8 +463,100 @@ static int key_retention(struct parser *p, const char *k, const char *v)
 		*dst[i] = (int)n;
 		return 0;
 	}
+	return 1;
+}
+
+static int key_retention(struct parser *p, const char *k, const char *v)
+{
+	int r = keep_key(p, &p->c->keep, &p->keep_set, k, v);
+	if (r <= 0)
+		return r;
 	return fail(p, p->line, "unknown key '%s' in [retention] (known: keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within)",
 		    k) - 1;
+}
+
+static int key_set(struct parser *p, const char *k, const char *v)
+{
+	struct config_set *s = &p->c->set[p->idx];
+	if (!strcmp(k, "volumes")) {
+		s->vol_line = p->line;
+		return set_str(p, k, v, p->set_vols[p->idx], sizeof(p->set_vols[0]));
+	}
+	if (!strcmp(k, "snapshot")) {
+		char why[200];
+		if (schedule_parse(v, &s->snapshot, why, sizeof(why)))
+			return fail(p, p->line, "%s: %s", k, why) - 1;
+		s->own_schedule = 1;
+		return 0;
+	}
+	if (!strcmp(k, "restore-drill")) {
+		if (v[0] != '/')
+			return fail(p, p->line, "%s: the command must be an absolute path (arguments after spaces), not '%s'",
+				    k, v) - 1;
+		return set_str(p, k, v, s->drill, CONFIG_PATH);
+	}
+	int r = keep_key(p, &s->keep, &s->keep_set, k, v);
+	if (r > 0)
+		r = hook_key(p, &s->hooks, k, v);
+	if (r <= 0)
+		return r;
+	return fail(p, p->line, "unknown key '%s' in [snapshot-set %s] (known: volumes, snapshot, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within, before-snapshot, after-snapshot, hook-timeout, snapshot-on-hook-failure, restore-drill)",
+		    k, s->name) - 1;
+}
+
+/* Resolve each set's volumes: every one a [volume], none in two sets. */
+static void check_sets(struct parser *p)
+{
+	struct config *c = p->c;
+	for (int i = 0; i < c->nset && !p->err_line; i++) {
+		struct config_set *s = &c->set[i];
+		if (!s->keep_set)
+			s->keep = c->keep;
+		if (!s->own_schedule)
+			s->snapshot = c->snapshot;
+		char *save = NULL;
+		for (char *w = strtok_r(p->set_vols[i], " ,\t", &save); w && !p->err_line;
+		     w = strtok_r(NULL, " ,\t", &save)) {
+			int v = 0;
+			while (v < c->nvol && strcmp(c->vol[v].name, w))
+				v++;
+			if (v == c->nvol) {
+				fail(p, s->vol_line, "[snapshot-set %s]: unknown volume '%s' (each must have its [volume %s] section)",
+				     s->name, w, w);
+				break;
+			}
+			if (c->vol[v].hooks.line) {
+				fail(p, c->vol[v].hooks.line, "[volume %s] is in [snapshot-set %s]: give its hooks in the set's section",
+				     w, s->name);
+				break;
+			}
+			int other = config_set_of(c, v);
+			if (other >= 0) {
+				fail(p, s->vol_line, "[snapshot-set %s]: volume '%s' is already in [snapshot-set %s] (line %d): a volume may be in one set only",
+				     s->name, w, c->set[other].name, c->set[other].line);
+				break;
+			}
+			s->vol[s->nvol++] = v;
+		}
+		const struct retention_policy *k = &s->keep;
+		if (!p->err_line && !s->nvol)
+			fail(p, s->vol_line ? s->vol_line : s->line,
+			     "[snapshot-set %s] names no volumes; give e.g. volumes = db-dumps filestore",
+			     s->name);
+		else if (!p->err_line && !k->last && !k->hourly && !k->daily && !k->weekly &&
+			 !k->monthly && !k->yearly && !k->within_ns)
+			fail(p, s->line, "[snapshot-set %s] keeps nothing; give e.g. keep-daily = 30",
+			     s->name);
+	}
+}
+
+int config_set_of(const struct config *c, int vi)
+{
+	for (int i = 0; i < c->nset; i++)
+		for (int j = 0; j < c->set[i].nvol; j++)
+			if (c->set[i].vol[j] == vi)
+				return i;
+	return -1;
 }
 
 static int key_volume(struct parser *p, const char *k, const char *v)
@@ -410,7 +570,10 @@ static int key_volume(struct parser *p, const char *k, const char *v)
 				return fail(p, p->line, "options: comma-separated, no spaces: '%s'", v) - 1;
 		return set_str(p, k, v, vol->options, sizeof(vol->options));
 	}
-	return fail(p, p->line, "unknown key '%s' in [volume %s] (known: mountpoint, options)",
+	int r = hook_key(p, &vol->hooks, k, v);
+	if (r <= 0)
+		return r;
+	return fail(p, p->line, "unknown key '%s' in [volume %s] (known: mountpoint, options, before-snapshot, after-snapshot, hook-timeout, snapshot-on-hook-failure)",
 		    k, vol->name) - 1;
 }
 
@@ -459,6 +622,7 @@ static int handler(void *user, const char *section, const char *name,
 	case SEC_RETENTION: r = key_retention(p, name, value); break;
 	case SEC_VOLUME: r = key_volume(p, name, value); break;
 	case SEC_REMOTE: r = key_remote(p, name, value); break;
+	case SEC_SET: r = key_set(p, name, value); break;
 	default:
 		return fail(p, p->line, "'%s' is outside any section (start with [tresor])", name);
 	}
@@ -511,6 +675,13 @@ int config_parse_buffer(const char *buf, size_t len, const char *file,
 				fail(&p, p.vol_line[i], "volumes %s and %s share the mountpoint %s",
 				     c->vol[j].name, c->vol[i].name, c->vol[i].mountpoint);
 	}
+	check_sets(&p);
+	for (int i = 0; i < c->nvol; i++)
+		if (!c->vol[i].hooks.timeout_s)
+			c->vol[i].hooks.timeout_s = HOOK_TIMEOUT_DEFAULT;
+	for (int i = 0; i < c->nset; i++)
+		if (!c->set[i].hooks.timeout_s)
+			c->set[i].hooks.timeout_s = HOOK_TIMEOUT_DEFAULT;
 	struct retention_policy *k = &c->keep;
 	if (!k->last && !k->hourly && !k->daily && !k->weekly && !k->monthly &&
 	    !k->yearly && !k->within_ns)

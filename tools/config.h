@@ -10,7 +10,14 @@
  *   [retention]                   keep-last/-hourly/-daily/-weekly/-monthly/
  *                                 -yearly, keep-within (default daily 30,
  *                                 monthly 12)
- *   [volume NAME]                 mountpoint, options
+ *   [volume NAME]                 mountpoint, options, hooks (below; for a
+ *                                 volume in no set)
+ *   [snapshot-set NAME]           volumes (each a [volume], in one set only),
+ *                                 snapshot (schedule; else [schedule]'s),
+ *                                 keep-* (else [retention]'s policy), hooks:
+ *                                 before-snapshot, after-snapshot (absolute
+ *                                 command), hook-timeout (10m),
+ *                                 snapshot-on-hook-failure (no)
  *   [remote NAME]                 url (else it must exist in the store),
  *                                 endpoint, region, path-style, ca-file,
  *                                 credentials-file, ssh-key, known-hosts,
@@ -32,13 +39,41 @@
 
 #define CONFIG_MAX_VOLUMES 32
 #define CONFIG_MAX_REMOTES 8
+#define CONFIG_MAX_SETS 8
 #define CONFIG_PATH 1024
+
+/* Commands the daemon runs around a snapshot (hook.h). */
+struct config_hooks {
+	char before[CONFIG_PATH];	/* before-snapshot; "" none */
+	char after[CONFIG_PATH];	/* after-snapshot; "" none */
+	int timeout_s;			/* hook-timeout; default 10 min */
+	int take_anyway;		/* snapshot-on-hook-failure = yes */
+	int line;			/* of the first hook key */
+};
 
 struct config_volume {
 	char name[65];
 	char mountpoint[CONFIG_PATH];
 	char options[512];		/* FUSE -o options */
 	int line;			/* of its [volume NAME] header */
+	struct config_hooks hooks;	/* when it is in no set */
+};
+
+/* A snapshot set: its volumes snapshotted at one instant, as one unit. */
+struct config_set {
+	char name[64];
+	int vol[CONFIG_MAX_VOLUMES];	/* indexes into config.vol */
+	int nvol;
+	struct retention_policy keep;	/* [retention]'s unless keep_set */
+	int keep_set;
+	int line;			/* of its [snapshot-set NAME] header */
+	int vol_line;			/* of its volumes = line */
+	struct config_hooks hooks;
+	struct schedule snapshot;	/* own_schedule: its own slots */
+	int own_schedule;		/* else the [schedule] snapshot job's */
+	/* restore-drill: run by the check job on the set's latest snapshot
+	 * restored into a scratch directory; "" none */
+	char drill[CONFIG_PATH];
 };
 
 struct config_remote {
@@ -69,7 +104,12 @@ struct config {
 	int nvol;
 	struct config_remote rem[CONFIG_MAX_REMOTES];
 	int nrem;
+	struct config_set set[CONFIG_MAX_SETS];
+	int nset;
 };
+
+/* The set volume vi (an index into c->vol) belongs to, or -1. */
+int config_set_of(const struct config *c, int vi);
 
 /*
  * Parse the text buf (len bytes, need not be NUL-terminated) named file in

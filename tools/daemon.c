@@ -113,6 +113,33 @@ static void state_load_remote(struct daemon *d, const char *name, const char *ke
 		snprintf(r->last_error, sizeof(r->last_error), "%s", val);
 }
 
+static void state_load_set(struct daemon *d, const char *name, const char *key,
+			   const char *val)
+{
+	for (int i = 0; i < d->cfg.nset; i++) {
+		if (strcmp(d->cfg.set[i].name, name))
+			continue;
+		struct set_job *s = &d->set_job[i];
+		long long v = atoll(val);
+		if (!strcmp(key, "last_slot")) {
+			s->last_slot = v;
+			s->slot_known = 1;
+		} else if (!strcmp(key, "last_run")) {
+			s->last_run = v;
+		} else if (!strcmp(key, "last_ok")) {
+			s->last_ok = v;
+		} else if (!strcmp(key, "runs")) {
+			s->runs = v;
+		} else if (!strcmp(key, "failures")) {
+			s->failures = v;
+		} else if (!strcmp(key, "last_failed")) {
+			s->last_failed = (int)v;
+		} else if (!strcmp(key, "last_error")) {
+			snprintf(s->last_error, sizeof(s->last_error), "%s", val);
+		}
+	}
+}
+
 static void state_load(struct daemon *d, int *found)
 {
 	*found = 0;
@@ -128,6 +155,11 @@ static void state_load(struct daemon *d, int *found)
 		/* remote.KEY.NAME=VALUE: a remote's health (names hold no '=') */
 		if (sscanf(line, "remote.%31[a-z_].%63[^=]=%n", key, name, &off) == 2 && off) {
 			state_load_remote(d, name, key, line + off);
+			continue;
+		}
+		/* set.KEY.NAME=VALUE: a snapshot set with its own schedule */
+		if (sscanf(line, "set.%31[a-z_].%63[^=]=%n", key, name, &off) == 2 && off) {
+			state_load_set(d, name, key, line + off);
 			continue;
 		}
 		if (sscanf(line, "%31[a-z].%31[a-z_]=%n", name, key, &off) < 2 || !off)
@@ -188,6 +220,18 @@ void daemon_state_save(struct daemon *d)
 			r->name, (long long)r->last_run, r->name, (long long)r->last_ok, r->name,
 			(unsigned long long)r->failures, r->name, r->last_failed, r->name,
 			r->last_error);
+	}
+	for (int i = 0; i < d->cfg.nset; i++) {
+		const struct set_job *s = &d->set_job[i];
+		const char *n = d->cfg.set[i].name;
+		if (!d->cfg.set[i].own_schedule)
+			continue;
+		fprintf(f, "set.last_slot.%s=%lld\nset.last_run.%s=%lld\nset.last_ok.%s=%lld\n"
+			"set.runs.%s=%llu\nset.failures.%s=%llu\nset.last_failed.%s=%d\n"
+			"set.last_error.%s=%s\n", n, (long long)s->last_slot, n,
+			(long long)s->last_run, n, (long long)s->last_ok, n,
+			(unsigned long long)s->runs, n, (unsigned long long)s->failures, n,
+			s->last_failed, n, s->last_error);
 	}
 	int err = fflush(f) || fsync(fileno(f));
 	err |= fclose(f);
@@ -512,6 +556,19 @@ static void dry_run_report(struct daemon *d)
 	for (int i = 0; i < d->cfg.nvol; i++)
 		printf("volume %s on %s%s%s\n", d->cfg.vol[i].name, d->cfg.vol[i].mountpoint,
 		       d->cfg.vol[i].options[0] ? " -o " : "", d->cfg.vol[i].options);
+	for (int i = 0; i < d->cfg.nset; i++) {
+		const struct config_set *cs = &d->cfg.set[i];
+		printf("snapshot-set %s:", cs->name);
+		for (int j = 0; j < cs->nvol; j++)
+			printf(" %s", d->cfg.vol[cs->vol[j]].name);
+		char when[64] = "never", what[64];
+		time_t next = schedule_next(&cs->snapshot, now);
+		if (next)
+			cli_iso_time(next, when, sizeof(when));
+		schedule_format(&cs->snapshot, what, sizeof(what));
+		printf("; snapshot: %s%s, next %s\n", what,
+		       cs->own_schedule ? "" : " (the snapshot job's)", when);
+	}
 	for (int i = 0; i < 3; i++) {
 		char when[64] = "never", what[64];
 		time_t next = schedule_next(sc[i], now);
@@ -544,8 +601,13 @@ static int state_claim(struct daemon *d)
 		d->job[JOB_PRUNE].last_slot = d->job[JOB_SNAPSHOT].last_slot;
 		d->job[JOB_PUSH].last_slot = schedule_latest(&d->cfg.push, d->started);
 		d->job[JOB_CHECK].last_slot = schedule_latest(&d->cfg.check, d->started);
-		daemon_state_save(d);
 	}
+	/* A set new to the state file starts from now, as a first start. */
+	for (int i = 0; i < d->cfg.nset; i++)
+		if (!d->set_job[i].slot_known)
+			d->set_job[i].last_slot = schedule_latest(&d->cfg.set[i].snapshot,
+								  d->started);
+	daemon_state_save(d);
 	return lfd;
 }
 

@@ -76,6 +76,37 @@ struct mount_child {
 	char last_error[400];
 };
 
+/* The snapshot hooks of one set or volume (hook.h): how their last run
+ * went, for status and the metrics.  Since the daemon started. */
+#define DAEMON_MAX_HOOKED (CONFIG_MAX_SETS + CONFIG_MAX_VOLUMES)
+struct hook_state {
+	char target[80];	/* "set odoo", "volume plans"; "" never ran */
+	uint64_t runs, failures;
+	int last_failed;	/* a hook of the last snapshot failed */
+	char last_error[400];
+};
+
+/* A snapshot set with a schedule of its own ([snapshot-set] snapshot =):
+ * its snapshot and prune run at its slots, retried as a job is. */
+struct set_job {
+	time_t last_slot;	/* the slot last handled (done or given up) */
+	int slot_known;		/* last_slot came from the state file */
+	time_t last_run, last_ok, next_retry;
+	int attempts, last_failed;
+	/* How its last run ended besides: its before-snapshot hook failed
+	 * and the snapshot was skipped, or taken marked (with the set's own
+	 * schedule or by the snapshot job). */
+	int last_skipped, last_marked;
+	uint64_t runs, failures;
+	char last_error[400];
+	/* Its restore drill (restore-drill, run by the check job). */
+	time_t drill_last_run, drill_last_ok;
+	int drill_last_failed;
+	uint64_t drill_runs, drill_failures;
+	char drill_snapshot[128];	/* the snapshot the last drill restored */
+	char drill_error[400];
+};
+
 /* Recent job runs, for `status` (oldest first, ring). */
 #define HISTORY_MAX 32
 struct history {
@@ -99,6 +130,8 @@ struct daemon {
 	int nhist;
 	struct remote_state rem[DAEMON_MAX_REMOTES];
 	int nrem;
+	struct hook_state hook[DAEMON_MAX_HOOKED];	/* sets, then volumes */
+	struct set_job set_job[CONFIG_MAX_SETS];	/* by config.set index */
 	struct push_req push_want[CONFIG_MAX_REMOTES];	/* what `tresor push` asked for */
 	int npush_want;
 	struct push_req push_only[DAEMON_MAX_REMOTES];	/* job thread only: requested pushes or retries */
@@ -182,6 +215,13 @@ struct volume_snaps {
 	struct snapshot_info newest;	/* count > 0: the newest by time */
 };
 int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *vs);
+/* A snapshot set's snapshots: how many, the newest's name and time. */
+struct set_snaps {
+	size_t count;
+	char newest[128];
+	int64_t newest_time;	/* ns */
+};
+int daemon_set_snaps(struct index *ix, const char *set, struct set_snaps *ss);
 /* The snapshots of the store's volume vol, oldest first (*s malloc'd). */
 int daemon_snapshots(struct index *ix, const char *vol, struct snapshot_info **s, size_t *n);
 

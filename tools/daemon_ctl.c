@@ -79,6 +79,24 @@ int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *
 	return err;
 }
 
+int daemon_set_snaps(struct index *ix, const char *set, struct set_snaps *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	struct set_snap *sl;
+	size_t n;
+	int err = ns_set_list(ix, set, &sl, &n);
+	if (err)
+		return err;
+	/* Oldest first: the last is the newest. */
+	ss->count = n;
+	if (n) {
+		snprintf(ss->newest, sizeof(ss->newest), "%s", sl[n - 1].name);
+		ss->newest_time = sl[n - 1].time;
+	}
+	free(sl);
+	return 0;
+}
+
 void daemon_remote_health(struct daemon *d, struct index *ix, const struct remote_cfg *rc,
 			  time_t now, struct remote_health *h)
 {
@@ -246,6 +264,93 @@ static void status_jobs(struct daemon *d, time_t now, FILE *f, struct problems *
 	}
 }
 
+/* The snapshot hooks that ran, per set or volume (lock held). */
+static void status_hooks(struct daemon *d, FILE *f, struct problems *pr)
+{
+	int n = 0;
+	for (int i = 0; i < DAEMON_MAX_HOOKED; i++) {
+		const struct hook_state *h = &d->hook[i];
+		if (!h->target[0])
+			continue;
+		fprintf(f, "%s{\"target\":", n++ ? "," : "");
+		json_fstr(f, h->target);
+		fprintf(f, ",\"runs\":%llu,\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
+			(unsigned long long)h->runs, (unsigned long long)h->failures,
+			h->last_failed ? "true" : "false");
+		json_fstr(f, h->last_failed ? h->last_error : "");
+		fputc('}', f);
+		if (h->last_failed)
+			problem(pr, "%s: %s", h->target, h->last_error);
+	}
+}
+
+/* Each configured snapshot set: its volumes and snapshots (lock held). */
+static void status_sets(struct daemon *d, struct index *ix, time_t now, FILE *f,
+			struct problems *pr)
+{
+	for (int i = 0; i < d->cfg.nset; i++) {
+		const struct config_set *cs = &d->cfg.set[i];
+		const struct set_job *sj = &d->set_job[i];
+		char sc[64];
+		schedule_format(&cs->snapshot, sc, sizeof(sc));
+		fprintf(f, "%s{\"name\":", i ? "," : "");
+		json_fstr(f, cs->name);
+		fputs(",\"schedule\":", f);
+		json_fstr(f, sc);
+		fprintf(f, ",\"own_schedule\":%s,\"next_run\":", cs->own_schedule ? "true" : "false");
+		jtime(f, sj->attempts ? sj->next_retry : schedule_next(&cs->snapshot, now));
+		fputs(",\"last_run\":", f);
+		jtime(f, sj->last_run);
+		fprintf(f, ",\"runs\":%llu,\"failures\":%llu,\"last_failed\":%s,\"last_error\":",
+			(unsigned long long)sj->runs, (unsigned long long)sj->failures,
+			sj->last_failed ? "true" : "false");
+		json_fstr(f, sj->last_failed ? sj->last_error : "");
+		fprintf(f, ",\"last_skipped\":%s,\"last_marked\":%s",
+			sj->last_skipped ? "true" : "false", sj->last_marked ? "true" : "false");
+		/* Its restore drill (null: none configured). */
+		fputs(",\"drill\":", f);
+		if (cs->drill[0]) {
+			fputs("{\"command\":", f);
+			json_fstr(f, cs->drill);
+			fputs(",\"last_run\":", f);
+			jtime(f, sj->drill_last_run);
+			fputs(",\"last_success\":", f);
+			jtime(f, sj->drill_last_ok);
+			fprintf(f, ",\"runs\":%llu,\"failures\":%llu,\"last_failed\":%s,\"snapshot\":",
+				(unsigned long long)sj->drill_runs,
+				(unsigned long long)sj->drill_failures,
+				sj->drill_last_failed ? "true" : "false");
+			json_fstr(f, sj->drill_snapshot);
+			fputs(",\"last_error\":", f);
+			json_fstr(f, sj->drill_last_failed ? sj->drill_error : "");
+			fputc('}', f);
+			if (sj->drill_last_failed)
+				problem(pr, "%s", sj->drill_error);
+		} else {
+			fputs("null", f);
+		}
+		/* Taken by the snapshot job: the job's problem says it. */
+		if (sj->last_failed && cs->own_schedule)
+			problem(pr, "set %s failed: %s", cs->name, sj->last_error);
+		fputs(",\"volumes\":[", f);
+		for (int j = 0; j < cs->nvol; j++) {
+			fputs(j ? "," : "", f);
+			json_fstr(f, d->cfg.vol[cs->vol[j]].name);
+		}
+		struct set_snaps ss;
+		int listed = ix && !daemon_set_snaps(ix, cs->name, &ss);
+		fprintf(f, "],\"snapshots\":%zu,\"last_snapshot\":", listed ? ss.count : 0);
+		if (listed && ss.count) {
+			time_t t = ss.newest_time / 1000000000;
+			json_fstr(f, ss.newest);
+			fprintf(f, ",\"last_snapshot_time\":%lld,\"last_snapshot_age_seconds\":%lld}",
+				(long long)t, (long long)(now - t));
+		} else {
+			fputs("null,\"last_snapshot_time\":null,\"last_snapshot_age_seconds\":null}", f);
+		}
+	}
+}
+
 static void status_history(struct daemon *d, FILE *f)
 {
 	int first = d->nhist > HISTORY_MAX ? d->nhist - HISTORY_MAX : 0;
@@ -280,6 +385,10 @@ char *status_json(struct daemon *d, int *healthy)
 	status_remotes(d, ix, now, f, &pr);
 	fputs("],\"jobs\":[", f);
 	status_jobs(d, now, f, &pr);
+	fputs("],\"sets\":[", f);
+	status_sets(d, ix, now, f, &pr);
+	fputs("],\"hooks\":[", f);
+	status_hooks(d, f, &pr);
 	fputs("],\"history\":[", f);
 	status_history(d, f);
 	pthread_mutex_unlock(&d->lock);
@@ -632,6 +741,18 @@ static int json_get_true(const char *obj, const char *end, const char *key)
 	return p && !strncmp(p, "true", 4);
 }
 
+/* The object value of key: *o and *e set, 1; 0 if none (or null). */
+static int json_obj(const char *obj, const char *end, const char *key, const char **o,
+		    const char **e)
+{
+	const char *p = json_at(obj, end, key);
+	if (!p || *p != '{')
+		return 0;
+	*o = p;
+	*e = json_skip(p);
+	return 1;
+}
+
 /* Each element of the array "key" of the top object: *obj and *end set;
  * start with *obj NULL. */
 static int json_next(const char *js, const char *key, const char **obj, const char **end)
@@ -678,6 +799,25 @@ static void print_text(const char *js)
 		json_get_str(o, e, "last_snapshot", s2, sizeof(s2));
 		printf("  volume %-16s %-30s %s, last snapshot %s\n", name, s1,
 		       json_get_true(o, e, "mounted") ? "mounted" : "NOT MOUNTED", *s2 ? s2 : "none");
+	}
+	for (o = NULL; json_next(js, "sets", &o, &e); ) {
+		json_get_str(o, e, "name", name, sizeof(name));
+		json_get_str(o, e, "last_snapshot", s2, sizeof(s2));
+		printf("  set    %-16s %lld snapshot(s), last %s%s\n", name,
+		       json_get_num(o, e, "snapshots", 0), *s2 ? s2 : "none",
+		       json_get_true(o, e, "last_skipped") ?
+		       "; last run SKIPPED its snapshot (before-snapshot hook failed)" :
+		       json_get_true(o, e, "last_marked") ?
+		       "; last run took it MARKED (before-snapshot hook failed)" : "");
+		const char *dro, *dre;
+		if (json_obj(o, e, "drill", &dro, &dre)) {
+			json_get_str(dro, dre, "snapshot", s1, sizeof(s1));
+			if (!json_get_num(dro, dre, "last_run", 0))
+				printf("         restore drill: not run yet\n");
+			else
+				printf("         restore drill of %s: %s\n", s1,
+				       json_get_true(dro, dre, "last_failed") ? "FAILED" : "passed");
+		}
 	}
 	for (o = NULL; json_next(js, "remotes", &o, &e); ) {
 		json_get_str(o, e, "name", name, sizeof(name));

@@ -12,7 +12,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ftw.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@
 #include "../chunker/util.h"
 #include "cli.h"
 #include "daemon.h"
+#include "hook.h"
 
 /* ---- per-remote push state ------------------------------------------ */
 
@@ -195,30 +198,203 @@ void jobs_args_pass(struct daemon *d, struct jobs_args *a)
  */
 
 /* Each job: 0 or a one-line error in err. */
+/* One set or volume the snapshot job takes. */
+struct target {
+	const struct config_set *set;	/* NULL: the volume vi alone */
+	int vi;
+	const struct config_hooks *hooks;
+	struct hook_state *hs;
+	char what[80];			/* "set odoo", "volume plans" */
+};
+
+/* A hook is ended when the daemon is asked to stop: a SIGTERM must not
+ * wait for hook-timeout. */
+static int hook_stop(void *arg)
+{
+	return daemon_stop_requested(arg);
+}
+
+/* Run one hook of t (kind "before-snapshot"/"after-snapshot") with the
+ * snapshot's environment; 0 or -1 with why. */
+static int run_hook(struct daemon *d, const struct target *t, const char *kind,
+		    const char *cmd, const char *snap, const char *when,
+		    const char *status, char *why, size_t whysize)
+{
+	char vols[2048] = "", mnts[CONFIG_PATH * 4] = "";
+	size_t lv = 0, lm = 0;
+	int n = t->set ? t->set->nvol : 1;
+	for (int j = 0; j < n; j++) {
+		const struct config_volume *v = &d->cfg.vol[t->set ? t->set->vol[j] : t->vi];
+		if (lv < sizeof(vols))
+			lv += snprintf(vols + lv, sizeof(vols) - lv, "%s%s", j ? " " : "", v->name);
+		if (lm < sizeof(mnts))
+			lm += snprintf(mnts + lm, sizeof(mnts) - lm, "%s%s", j ? " " : "",
+				       v->mountpoint);
+	}
+	char e[8][CONFIG_PATH * 4 + 32];
+	snprintf(e[0], sizeof(e[0]), "TRESOR_HOOK=%s", kind);
+	snprintf(e[1], sizeof(e[1]), "TRESOR_STORE=%s", d->cfg.store);
+	snprintf(e[2], sizeof(e[2]), "TRESOR_SET=%s", t->set ? t->set->name : "");
+	snprintf(e[3], sizeof(e[3]), "TRESOR_VOLUMES=%s", vols);
+	snprintf(e[4], sizeof(e[4]), "TRESOR_MOUNTPOINTS=%s", mnts);
+	snprintf(e[5], sizeof(e[5]), "TRESOR_SNAPSHOT=%s", snap);
+	snprintf(e[6], sizeof(e[6]), "TRESOR_SNAPSHOT_TIME=%s", when);
+	snprintf(e[7], sizeof(e[7]), "TRESOR_SNAPSHOT_STATUS=%s", status);
+	char *env[] = { e[0], e[1], e[2], e[3], e[4], e[5], e[6], status ? e[7] : NULL, NULL };
+	char label[160];
+	snprintf(label, sizeof(label), "%s: %s hook", t->what, kind);
+	struct hook_result r;
+	struct hook_spec hs = { .cmd = cmd, .env = env, .timeout_s = t->hooks->timeout_s,
+				.label = label, .stop = hook_stop, .stop_arg = d };
+	tlog(LOG_INFO, "daemon: %s: running %s hook %s", t->what, kind, cmd);
+	int err = hook_run(&hs, &r, why, whysize);
+	if (err)
+		tlog(LOG_ERR, "daemon: %s: %s hook %s", t->what, kind, why);
+	return err;
+}
+
+/* Note how t's hooks went in its status (error: "" they worked). */
+static void hook_noted(struct daemon *d, const struct target *t, const char *error)
+{
+	pthread_mutex_lock(&d->lock);
+	snprintf(t->hs->target, sizeof(t->hs->target), "%s", t->what);
+	t->hs->runs++;
+	t->hs->last_failed = !!*error;
+	if (*error) {
+		t->hs->failures++;
+		copy_str(t->hs->last_error, sizeof(t->hs->last_error), error);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Take t's snapshot as a child `snapshot create` (note: its mark); its
+ * name into name.  0 or -1 with the child's error. */
+static int take_snapshot(struct daemon *d, const struct target *t, const char *when,
+			 const char *note, char *name, size_t namesize, char *e,
+			 size_t esize)
+{
+	struct jobs_args a;
+	jobs_args_init(d, &a);
+	jobs_arg(&a, "snapshot");
+	jobs_arg(&a, "create");
+	jobs_arg(&a, d->cfg.store);
+	if (t->set) {
+		jobs_arg(&a, "--set");
+		jobs_arg(&a, t->set->name);
+		for (int j = 0; j < t->set->nvol; j++)
+			jobs_arg(&a, d->cfg.vol[t->set->vol[j]].name);
+	} else {
+		jobs_arg(&a, d->cfg.vol[t->vi].name);
+	}
+	jobs_arg(&a, "--time");
+	jobs_arg(&a, when);
+	if (*note) {
+		jobs_arg(&a, "--note");
+		jobs_arg(&a, note);
+	}
+	int rc = jobs_run_child(d, "snapshot", a.v, name, namesize, e, esize);
+	name[strcspn(name, "\n")] = 0;
+	return rc ? -1 : 0;
+}
+
+/* How a target's snapshot went besides its result. */
+enum { TAKEN, SKIPPED, MARKED };
+
+/* One target: before hook, snapshot (skipped when the hook failed,
+ * unless snapshot-on-hook-failure), after hook.  0, or -1 with err;
+ * *how: TAKEN, SKIPPED (the before hook failed) or MARKED (taken anyway). */
+static int snapshot_target(struct daemon *d, const struct target *t, time_t now,
+			   char *err, size_t errsize, int *how)
+{
+	*how = TAKEN;
+	char when[64], base[32], why[512] = "", hookerr[600] = "", note[600] = "";
+	cli_iso_time(now, when, sizeof(when));
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%d", &tm);
+	const struct config_hooks *h = t->hooks;
+	int failed = 0, skipped = 0;
+	if (h->before[0] && run_hook(d, t, "before-snapshot", h->before, base, when, NULL,
+				     why, sizeof(why))) {
+		snprintf(hookerr, sizeof(hookerr), "before-snapshot hook %s", why);
+		if (h->take_anyway) {
+			*how = MARKED;
+			snprintf(note, sizeof(note), "before-snapshot hook %s", why);
+			tlog(LOG_WARN, "daemon: %s: taking the snapshot anyway (snapshot-on-hook-failure), marked",
+			     t->what);
+		} else {
+			skipped = failed = 1;
+			*how = SKIPPED;
+			snprintf(err, errsize, "%s: before-snapshot hook %s; snapshot skipped",
+				 t->what, why);
+		}
+	}
+	char name[256] = "", e[400] = "";
+	if (!skipped && take_snapshot(d, t, when, note, name, sizeof(name), e, sizeof(e))) {
+		failed = 1;
+		snprintf(err, errsize, "snapshot of %s: %s", t->what, *e ? e : "failed");
+	} else if (!skipped) {
+		tlog(LOG_INFO, "daemon: %s: snapshot %s%s", t->what, name,
+		     *note ? " (marked: before-snapshot hook failed)" : "");
+	}
+	if (h->after[0] && run_hook(d, t, "after-snapshot", h->after, *name ? name : base,
+				    when, skipped ? "skipped" : failed ? "failed" : "ok",
+				    why, sizeof(why)) && !*hookerr)
+		snprintf(hookerr, sizeof(hookerr), "after-snapshot hook %s", why);
+	if (h->before[0] || h->after[0])
+		hook_noted(d, t, hookerr);
+	return failed ? -1 : 0;
+}
+
+/* Target i: set i (< nset), else volume i - nset. */
+static void target_init(struct daemon *d, int i, struct target *t)
+{
+	*t = (struct target){ .set = i < d->cfg.nset ? &d->cfg.set[i] : NULL,
+			      .vi = i - d->cfg.nset, .hs = &d->hook[i] };
+	t->hooks = t->set ? &t->set->hooks : &d->cfg.vol[t->vi].hooks;
+	snprintf(t->what, sizeof(t->what), "%s %s", t->set ? "set" : "volume",
+		 t->set ? t->set->name : d->cfg.vol[t->vi].name);
+}
+
+/* Note in set i's status how its run went (lock not held). */
+static void set_noted(struct daemon *d, int i, int rc, int how, time_t end,
+		      const char *err)
+{
+	struct set_job *s = &d->set_job[i];
+	pthread_mutex_lock(&d->lock);
+	s->runs++;
+	s->last_run = end;
+	s->last_failed = rc != 0;
+	s->last_skipped = how == SKIPPED;
+	s->last_marked = how == MARKED && !rc;
+	if (!rc) {
+		s->last_ok = end;
+	} else {
+		s->failures++;
+		copy_str(s->last_error, sizeof(s->last_error), err);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
 {
-	char when[64];
-	cli_iso_time(now, when, sizeof(when));
 	int failed = 0;
-	for (int i = 0; i < d->cfg.nvol; i++) {
-		struct jobs_args a;
-		jobs_args_init(d, &a);
-		jobs_arg(&a, "snapshot");
-		jobs_arg(&a, "create");
-		jobs_arg(&a, d->cfg.store);
-		jobs_arg(&a, d->cfg.vol[i].name);
-		jobs_arg(&a, "--time");
-		jobs_arg(&a, when);
-		char out[256], e[400];
-		int rc = jobs_run_child(d, "snapshot", a.v, out, sizeof(out), e, sizeof(e));
+	/* Each set at one instant (those of this schedule), then each volume
+	 * in no set by itself. */
+	for (int i = 0; i < d->cfg.nset + d->cfg.nvol; i++) {
+		struct target t;
+		target_init(d, i, &t);
+		if ((!t.set && config_set_of(&d->cfg, t.vi) >= 0) ||
+		    (t.set && t.set->own_schedule))
+			continue;
+		char e[600] = "";
+		int how, rc = snapshot_target(d, &t, now, e, sizeof(e), &how);
+		if (t.set)	/* sets[] says how each went, not only the job */
+			set_noted(d, i, rc, how, daemon_now(), e);
 		if (rc) {
 			if (!failed)
-				snprintf(err, errsize, "snapshot of volume %s: %s",
-					 d->cfg.vol[i].name, *e ? e : "failed");
+				copy_str(err, errsize, e);
 			failed = 1;
-		} else {
-			out[strcspn(out, "\n")] = 0;
-			tlog(LOG_INFO, "daemon: volume %s: snapshot %s", d->cfg.vol[i].name, out);
 		}
 	}
 	return failed ? -1 : 0;
@@ -264,53 +440,102 @@ static void prune_log(struct daemon *d, const char *vol, int before_err,
 		tlog(LOG_INFO, "daemon: volume %s: prune removed no snapshot", vol);
 }
 
-static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
+/* Append prune's --keep-* options for policy k to a (bufs: their text). */
+static void keep_args(struct jobs_args *a, const struct retention_policy *k,
+		      char nums[7][32])
 {
-	(void)now;
-	const struct retention_policy *k = &d->cfg.keep;
-	char nums[6][16], within[32];
 	const char *flags[6] = { "--keep-last", "--keep-hourly", "--keep-daily",
 				 "--keep-weekly", "--keep-monthly", "--keep-yearly" };
 	const int vals[6] = { k->last, k->hourly, k->daily, k->weekly, k->monthly, k->yearly };
-	int failed = 0;
-	for (int i = 0; i < d->cfg.nvol; i++) {
-		struct snapshot_info *before = NULL;
-		size_t nb = 0;
+	for (int j = 0; j < 6; j++) {
+		if (!vals[j])
+			continue;
+		snprintf(nums[j], 32, "%d", vals[j]);
+		jobs_arg(a, flags[j]);
+		jobs_arg(a, nums[j]);
+	}
+	if (k->within_ns) {
+		/* whole hours: what retention_parse_duration reads back */
+		snprintf(nums[6], 32, "%lldh", (long long)(k->within_ns / 3600000000000LL));
+		jobs_arg(a, "--keep-within");
+		jobs_arg(a, nums[6]);
+	}
+}
+
+/* Log which set snapshots prune removed: its "remove NAME ..." lines
+ * (each with every member). */
+static void prune_set_log(const char *name, char *out)
+{
+	char names[900] = "";
+	size_t len = 0;
+	int n = 0;
+	for (char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		if (strncmp(l, "remove ", 7))
+			continue;
+		size_t w = strcspn(l + 7, " \n");
+		if (len + w + 3 < sizeof(names))
+			len += snprintf(names + len, sizeof(names) - len, "%s%.*s",
+					n ? ", " : "", (int)w, l + 7);
+		n++;
+	}
+	tlog(LOG_INFO, "daemon: set %s: prune removed %d snapshot(s) of every member%s%s",
+	     name, n, n ? ": " : "", names);
+}
+
+/* Prune one volume (vi; its snapshots outside any set) or one set.  0 or
+ * -1 with err. */
+static int prune_target(struct daemon *d, const struct config_set *set, int vi,
+			char *err, size_t errsize)
+{
+	const char *name = set ? set->name : d->cfg.vol[vi].name;
+	struct snapshot_info *before = NULL;
+	size_t nb = 0;
+	int berr = 0;
+	if (!set) {
 		struct index *ix = daemon_index(d);
-		int berr = !ix ? -EIO : daemon_snapshots(ix, d->cfg.vol[i].name, &before, &nb);
+		berr = !ix ? -EIO : daemon_snapshots(ix, name, &before, &nb);
 		if (ix)
 			index_close(ix);
-		struct jobs_args a;
-		jobs_args_init(d, &a);
-		jobs_arg(&a, "prune");
-		jobs_arg(&a, d->cfg.store);
-		jobs_arg(&a, d->cfg.vol[i].name);
-		for (int j = 0; j < 6; j++) {
-			if (!vals[j])
-				continue;
-			snprintf(nums[j], sizeof(nums[j]), "%d", vals[j]);
-			jobs_arg(&a, flags[j]);
-			jobs_arg(&a, nums[j]);
-		}
-		if (k->within_ns) {
-			/* whole hours: what retention_parse_duration reads back */
-			snprintf(within, sizeof(within), "%lldh",
-				 (long long)(k->within_ns / 3600000000000LL));
-			jobs_arg(&a, "--keep-within");
-			jobs_arg(&a, within);
-		}
-		jobs_args_pass(d, &a);
-		char out[256], e[400];
-		int rc = jobs_run_child(d, "prune", a.v, out, sizeof(out), e, sizeof(e));
-		if (rc) {
+	}
+	struct jobs_args a;
+	char nums[7][32];
+	jobs_args_init(d, &a);
+	jobs_arg(&a, "prune");
+	jobs_arg(&a, d->cfg.store);
+	if (set)
+		jobs_arg(&a, "--set");
+	jobs_arg(&a, name);
+	keep_args(&a, set ? &set->keep : &d->cfg.keep, nums);
+	jobs_args_pass(d, &a);
+	char out[4096], e[400];
+	int rc = jobs_run_child(d, "prune", a.v, out, sizeof(out), e, sizeof(e));
+	if (rc)
+		snprintf(err, errsize, "prune of %s %s: %s", set ? "set" : "volume", name,
+			 *e ? e : "failed");
+	else if (set)
+		prune_set_log(name, out);
+	else
+		prune_log(d, name, berr, before, nb);
+	free(before);
+	return rc ? -1 : 0;
+}
+
+/* Prune each volume (its snapshots outside any set), then each set that
+ * runs on the snapshot job's schedule, as one. */
+static int job_prune(struct daemon *d, time_t now, char *err, size_t errsize)
+{
+	(void)now;
+	int failed = 0;
+	for (int i = 0; i < d->cfg.nvol + d->cfg.nset; i++) {
+		const struct config_set *set = i >= d->cfg.nvol ? &d->cfg.set[i - d->cfg.nvol] : NULL;
+		if (set && set->own_schedule)
+			continue;
+		char e[600];
+		if (prune_target(d, set, i, e, sizeof(e))) {
 			if (!failed)
-				snprintf(err, errsize, "prune of volume %s: %s",
-					 d->cfg.vol[i].name, *e ? e : "failed");
+				copy_str(err, errsize, e);
 			failed = 1;
-		} else {
-			prune_log(d, d->cfg.vol[i].name, berr, before, nb);
 		}
-		free(before);
 	}
 	return failed ? -1 : 0;
 }
@@ -442,6 +667,153 @@ static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 	return failed ? -1 : 0;
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path) && errno != ENOENT ? -1 : 0;
+}
+
+static int open_dir(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag == FTW_D && (sb->st_mode & 0700) != 0700)
+		chmod(path, (sb->st_mode & 07777) | 0700);
+	return 0;
+}
+
+/* Remove the scratch directory dir and everything in it (restored
+ * directories may be read-only: opened up first). */
+static void rm_tree(const char *dir)
+{
+	nftw(dir, open_dir, 16, FTW_PHYS);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The restore drill of set i: its latest snapshot restored into a scratch
+ * directory beside the state file (every member, as `tresor restore
+ * --set NAME latest DIR`), then its restore-drill command run there
+ * (TRESOR_RESTORE_DIR; say, the dump loaded into a scratch database),
+ * then the directory removed.  0, -1 with why in err, or 1: the set has
+ * no snapshot yet (nothing to drill; not a failure). */
+static int drill_set(struct daemon *d, int i, char *err, size_t errsize)
+{
+	const struct config_set *cs = &d->cfg.set[i];
+	char what[96], snap[128] = "", dir[CONFIG_PATH + 96], msg[1400];
+	snprintf(what, sizeof(what), "set %s", cs->name);
+	/* Which snapshot: the newest, as restore's "latest" takes it. */
+	struct index *ix = daemon_index(d);
+	struct set_snaps ss = { 0 };
+	int e = ix ? daemon_set_snaps(ix, cs->name, &ss) : -EIO;
+	if (ix)
+		index_close(ix);
+	if (!e && !ss.count) {
+		tlog(LOG_INFO, "daemon: %s: no snapshot yet, no restore drill", what);
+		return 1;
+	}
+	if (e) {
+		snprintf(msg, sizeof(msg), "%s: restore drill: cannot list its snapshots: %s", what,
+			 strerror(-e));
+		copy_str(err, errsize, msg);
+		return -1;
+	}
+	copy_str(snap, sizeof(snap), ss.newest);
+	/* Beside the state file: on the store's side, not in /tmp. */
+	char base[CONFIG_PATH];
+	copy_str(base, sizeof(base), d->cfg.state_file);
+	char *slash = strrchr(base, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(dir, sizeof(dir), "%s/drill-%s", *base ? base : "/", cs->name);
+	rm_tree(dir);	/* a drill the daemon died in */
+	tlog(LOG_INFO, "daemon: %s: restore drill of snapshot %s into %s", what, snap, dir);
+	struct jobs_args a;
+	jobs_args_init(d, &a);
+	jobs_arg(&a, "restore");
+	jobs_arg(&a, d->cfg.store);
+	jobs_arg(&a, "--set");
+	jobs_arg(&a, cs->name);
+	jobs_arg(&a, snap);
+	jobs_arg(&a, dir);
+	jobs_args_pass(d, &a);
+	char out[512], e2[400] = "";
+	int rc = jobs_run_child(d, "restore drill", a.v, out, sizeof(out), e2, sizeof(e2));
+	if (rc) {
+		snprintf(msg, sizeof(msg), "%s: restore drill: restore of %s failed: %s", what, snap,
+			 *e2 ? e2 : "see the log");
+		rm_tree(dir);
+		copy_str(err, errsize, msg);
+		return -1;
+	}
+	char vols[2048] = "";
+	size_t lv = 0;
+	for (int j = 0; j < cs->nvol && lv < sizeof(vols); j++)
+		lv += snprintf(vols + lv, sizeof(vols) - lv, "%s%s", j ? " " : "",
+			       d->cfg.vol[cs->vol[j]].name);
+	char env[6][CONFIG_PATH * 2 + 64];
+	snprintf(env[0], sizeof(env[0]), "TRESOR_HOOK=restore-drill");
+	snprintf(env[1], sizeof(env[1]), "TRESOR_STORE=%s", d->cfg.store);
+	snprintf(env[2], sizeof(env[2]), "TRESOR_SET=%s", cs->name);
+	snprintf(env[3], sizeof(env[3]), "TRESOR_VOLUMES=%s", vols);
+	snprintf(env[4], sizeof(env[4]), "TRESOR_SNAPSHOT=%s", snap);
+	snprintf(env[5], sizeof(env[5]), "TRESOR_RESTORE_DIR=%s", dir);
+	char *envp[] = { env[0], env[1], env[2], env[3], env[4], env[5], NULL };
+	char label[160], why[512];
+	snprintf(label, sizeof(label), "%s: restore-drill", what);
+	struct hook_result r;
+	struct hook_spec hs = { .cmd = cs->drill, .env = envp, .timeout_s = cs->hooks.timeout_s,
+				.label = label, .stop = hook_stop, .stop_arg = d };
+	tlog(LOG_INFO, "daemon: %s: running restore-drill %s", what, cs->drill);
+	rc = hook_run(&hs, &r, why, sizeof(why));
+	rm_tree(dir);
+	pthread_mutex_lock(&d->lock);
+	copy_str(d->set_job[i].drill_snapshot, sizeof(d->set_job[i].drill_snapshot), snap);
+	pthread_mutex_unlock(&d->lock);
+	if (rc) {
+		snprintf(msg, sizeof(msg), "%s: restore drill of %s: %s", what, snap, why);
+		copy_str(err, errsize, msg);
+		return -1;
+	}
+	tlog(LOG_INFO, "daemon: %s: restore drill of %s passed", what, snap);
+	return 0;
+}
+
+/* Every set's restore drill; each noted in its status.  0, or -1 with the
+ * first failure in err. */
+static int drill_sets(struct daemon *d, char *err, size_t errsize)
+{
+	int failed = 0;
+	for (int i = 0; i < d->cfg.nset && !daemon_stop_requested(d); i++) {
+		if (!d->cfg.set[i].drill[0])
+			continue;
+		char e[600] = "";
+		int rc = drill_set(d, i, e, sizeof(e));
+		if (rc > 0)
+			continue;	/* no snapshot to drill yet */
+		time_t end = daemon_now();
+		struct set_job *s = &d->set_job[i];
+		pthread_mutex_lock(&d->lock);
+		s->drill_runs++;
+		s->drill_last_run = end;
+		s->drill_last_failed = rc != 0;
+		if (rc) {
+			s->drill_failures++;
+			copy_str(s->drill_error, sizeof(s->drill_error), e);
+		} else {
+			s->drill_last_ok = end;
+		}
+		pthread_mutex_unlock(&d->lock);
+		if (rc) {
+			tlog(LOG_ERR, "daemon: %s", e);
+			if (!failed)
+				copy_str(err, errsize, e);
+			failed = 1;
+		}
+	}
+	return failed ? -1 : 0;
+}
+
 static int job_check(struct daemon *d, time_t now, char *err, size_t errsize)
 {
 	(void)now;
@@ -460,9 +832,15 @@ static int job_check(struct daemon *d, time_t now, char *err, size_t errsize)
 	jobs_args_pass(d, &a);
 	char out[1024], e[400];
 	int rc = jobs_run_child(d, "check", a.v, out, sizeof(out), e, sizeof(e));
-	if (!rc)
+	/* Then the restore drills: whatever check said, what restores is
+	 * worth knowing. */
+	char de[600] = "";
+	int drc = drill_sets(d, de, sizeof(de));
+	if (!rc && !drc)
 		return 0;
-	if (rc == 1 && strstr(out, "\"problems\":"))
+	if (!rc)
+		copy_str(err, errsize, de);
+	else if (rc == 1 && strstr(out, "\"problems\":"))
 		snprintf(err, errsize, "check of %s found problems: %s", d->cfg.store,
 			 *e ? e : out);
 	else
@@ -487,6 +865,24 @@ static void push_retry_summary(struct daemon *d)
 			s->next_retry = r->next_retry;
 		if (r->attempts > s->attempts)
 			s->attempts = r->attempts;
+	}
+}
+
+/* After a failed attempt (lock held): its retry after retry-delay,
+ * doubled each time, or, past `retries`, the slot given up. */
+static void retry_later(struct daemon *d, const char *what, int *attempts, time_t *next_retry,
+			time_t *last_slot, time_t slot, time_t end, const char *err)
+{
+	if (++*attempts > d->cfg.retries) {
+		tlog(LOG_ERR, "daemon: %s failed %d time(s), giving up until its next run: %s",
+		     what, *attempts, err);
+		*attempts = 0;
+		*last_slot = slot;
+	} else {
+		int64_t delay = d->cfg.retry_delay_s << (*attempts - 1 < 20 ? *attempts - 1 : 20);
+		*next_retry = end + delay;
+		tlog(LOG_WARN, "daemon: %s failed (attempt %d of %d), retrying in %llds: %s",
+		     what, *attempts, d->cfg.retries + 1, (long long)delay, err);
 	}
 }
 
@@ -531,18 +927,8 @@ static int run_job(struct daemon *d, enum job_kind j, time_t slot)
 		s->failures++;
 		s->last_failed = 1;
 		snprintf(s->last_error, sizeof(s->last_error), "%s", err);
-		s->attempts++;
-		if (s->attempts > d->cfg.retries) {
-			tlog(LOG_ERR, "daemon: %s failed %d time(s), giving up until its next run: %s",
-			     job_names[j], s->attempts, err);
-			s->attempts = 0;
-			s->last_slot = slot;
-		} else {
-			int64_t delay = d->cfg.retry_delay_s << (s->attempts - 1 < 20 ? s->attempts - 1 : 20);
-			s->next_retry = end + delay;
-			tlog(LOG_WARN, "daemon: %s failed (attempt %d of %d), retrying in %llds: %s",
-			     job_names[j], s->attempts, d->cfg.retries + 1, (long long)delay, err);
-		}
+		retry_later(d, job_names[j], &s->attempts, &s->next_retry, &s->last_slot, slot,
+			    end, err);
 	}
 	if (j == JOB_PUSH)
 		push_retry_summary(d);
@@ -584,6 +970,40 @@ static void push_retries(struct daemon *d)
 	d->npush_only = 0;
 }
 
+/* Each set with a schedule of its own whose slot (or retry) is due: its
+ * snapshot, then its prune; the result noted as a job's is. */
+static void sets_run_due(struct daemon *d)
+{
+	for (int i = 0; i < d->cfg.nset && !daemon_stop_requested(d); i++) {
+		const struct config_set *cs = &d->cfg.set[i];
+		struct set_job *s = &d->set_job[i];
+		time_t now = daemon_now();
+		time_t slot = cs->own_schedule ? schedule_latest(&cs->snapshot, now) : 0;
+		if (!slot || slot <= s->last_slot || (s->attempts && now < s->next_retry))
+			continue;
+		struct target t;
+		target_init(d, i, &t);
+		tlog(LOG_INFO, "daemon: %s: starting (its own schedule)", t.what);
+		char err[600] = "";
+		int how, rc = snapshot_target(d, &t, now, err, sizeof(err), &how);
+		if (!rc && !daemon_stop_requested(d))
+			rc = prune_target(d, cs, 0, err, sizeof(err));
+		time_t end = daemon_now();
+		set_noted(d, i, rc, how, end, err);
+		pthread_mutex_lock(&d->lock);
+		if (!rc) {
+			s->attempts = 0;
+			s->last_slot = slot;
+			tlog(LOG_INFO, "daemon: %s: done", t.what);
+		} else {
+			retry_later(d, t.what, &s->attempts, &s->next_retry, &s->last_slot, slot,
+				    end, err);
+		}
+		daemon_state_save(d);
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
 /* One pass: every due job, in order snapshot, prune, push, check. */
 void jobs_run_due(struct daemon *d)
 {
@@ -598,6 +1018,7 @@ void jobs_run_due(struct daemon *d)
 		   now >= d->job[JOB_PRUNE].next_retry) {
 		run_job(d, JOB_PRUNE, d->job[JOB_PRUNE].last_slot);
 	}
+	sets_run_due(d);
 	slot = due(d, JOB_PUSH, &d->cfg.push, daemon_now());
 	if (slot && !daemon_stop_requested(d))
 		run_job(d, JOB_PUSH, slot);

@@ -19,6 +19,7 @@ PACKAGES=(
 	libinih-dev
 	rsync time python3-cryptography python3-llfuse linux-perf
 	bash-completion man-db groff-base
+	postgresql
 )
 
 # Node (the S3 test server) may come from another source that ships npm

@@ -238,6 +238,64 @@ static void job_gauges(struct daemon *d, FILE *f)
 	families(f, fam, 6, "job", job_names, JOB_COUNT, v, NULL);
 }
 
+/* Per snapshot set: its snapshots (lock held). */
+static void set_gauges(struct daemon *d, struct index *ix, time_t now, FILE *f)
+{
+	static const struct family fam[] = {
+		{ "tresor_set_snapshots", "gauge", "Snapshots of the snapshot set." },
+		{ "tresor_set_snapshot_last_timestamp_seconds", "gauge", "Time of the set's newest snapshot." },
+		{ "tresor_set_snapshot_age_seconds", "gauge", "Seconds since the set's newest snapshot." },
+		{ "tresor_set_last_run_failed", "gauge", "1 if the set's last run failed." },
+		{ "tresor_set_last_run_skipped", "gauge", "1 if the set's last run skipped its snapshot: its before-snapshot hook failed." },
+		{ "tresor_set_last_run_marked", "gauge", "1 if the set's last run took its snapshot although its before-snapshot hook failed (marked)." },
+		{ "tresor_set_drill_last_failed", "gauge", "1 if the set's last restore drill failed (sets with restore-drill)." },
+		{ "tresor_set_drill_last_success_timestamp_seconds", "gauge", "When the set's restore drill last passed (0: never)." },
+	};
+	double v[CONFIG_MAX_SETS][FAMILY_MAX];
+	unsigned char has[CONFIG_MAX_SETS][FAMILY_MAX];
+	const char *keys[CONFIG_MAX_SETS];
+	for (int i = 0; i < d->cfg.nset; i++) {
+		struct set_snaps ss;
+		int listed = !daemon_set_snaps(ix, d->cfg.set[i].name, &ss);
+		time_t t = listed ? ss.newest_time / 1000000000 : 0;
+		keys[i] = d->cfg.set[i].name;
+		memcpy(v[i], (double[FAMILY_MAX]){ listed ? ss.count : 0, t, now - t,
+						   d->set_job[i].last_failed, d->set_job[i].last_skipped,
+						   d->set_job[i].last_marked,
+						   d->set_job[i].drill_last_failed,
+						   d->set_job[i].drill_last_ok }, sizeof(v[i]));
+		int dr = !!d->cfg.set[i].drill[0];
+		memcpy(has[i], (unsigned char[FAMILY_MAX]){ listed, listed && ss.count,
+							    listed && ss.count, 1, 1, 1, dr, dr },
+		       sizeof(has[i]));
+	}
+	if (d->cfg.nset)
+		families(f, fam, 8, "set", keys, d->cfg.nset, v, has);
+}
+
+/* Per set or volume with snapshot hooks that ran (lock held). */
+static void hook_gauges(struct daemon *d, FILE *f)
+{
+	static const struct family fam[] = {
+		{ "tresor_hook_runs_total", "counter", "Snapshots of the set or volume that ran its hooks." },
+		{ "tresor_hook_failures_total", "counter", "Of those, how many had a hook fail or time out." },
+		{ "tresor_hook_last_failed", "gauge", "1 if a hook of its last snapshot failed." },
+	};
+	double v[DAEMON_MAX_HOOKED][FAMILY_MAX];
+	const char *keys[DAEMON_MAX_HOOKED];
+	size_t n = 0;
+	for (int i = 0; i < DAEMON_MAX_HOOKED; i++) {
+		const struct hook_state *h = &d->hook[i];
+		if (!h->target[0])
+			continue;
+		keys[n] = h->target;
+		memcpy(v[n++], (double[FAMILY_MAX]){ h->runs, h->failures, h->last_failed },
+		       sizeof(v[0]));
+	}
+	if (n)
+		families(f, fam, 3, "target", keys, n, v, NULL);
+}
+
 char *metrics_render(struct daemon *d)
 {
 	char *buf = NULL;
@@ -268,9 +326,12 @@ char *metrics_render(struct daemon *d)
 	if (ix)
 		store_gauges(stats, f);
 	volume_gauges(d, ix, vol_logical, now, f);
-	if (ix)
+	if (ix) {
 		remote_gauges(d, ix, now, f);
+		set_gauges(d, ix, now, f);
+	}
 	job_gauges(d, f);
+	hook_gauges(d, f);
 	pthread_mutex_unlock(&d->lock);
 	/* Outside the lock: each mount daemon answers in its own time. */
 	if (ix) {

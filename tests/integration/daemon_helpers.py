@@ -107,6 +107,10 @@ class Daemon:
     def status_proc(self, *extra):
         return tresor("status", self.cfg, "--json", *extra, env=self.env())
 
+    def status_proc_text(self):
+        """`tresor status CONFIG` in its human form."""
+        return tresor("status", self.cfg, env=self.env())
+
     def status(self):
         p = self.status_proc()
         assert p.returncode in (0, 1), "status failed: %s %s" % (p.stdout, p.stderr)

@@ -28,6 +28,7 @@ WebDAV via a private apache, started as test_push_recover starts them):
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -321,6 +322,14 @@ def test_version1_remote_upgrades_and_old_store_is_refused(tmp, make_store, moun
     write(a, mounts, "f.bin", b"A1" * 5000)
     rem = make_remote("local")
     remote_add(a, "box", rem)
+    # A store as that tresor knew them: store format 1 (no snapshot.set_name
+    # and .note, FORMAT.md §2); it refuses a store of format 2 as newer.
+    db = sqlite3.connect(str(a.path / "index.db"))
+    db.execute("ALTER TABLE snapshot DROP COLUMN set_name")
+    db.execute("ALTER TABLE snapshot DROP COLUMN note")
+    db.execute("UPDATE meta SET value = 1 WHERE key = 'format_version'")
+    db.commit()
+    db.close()
     p = v1(v1_bin, "push", a.path, "box", "--passphrase-file", passfile)
     assert p.returncode == 0, p.stderr
     marker = Path(rem.url) / "tresor-repo"

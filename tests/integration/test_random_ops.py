@@ -4,6 +4,10 @@ stay identical, also across unmount/remount.  Besides reads, writes and
 names: copy_file_range (tresor shares extents), fallocate in its modes,
 rename's RENAME_EXCHANGE and RENAME_NOREPLACE, and SEEK_DATA/SEEK_HOLE
 (checked against the reference's bytes: holes must read as zeros).
+Before each remount a snapshot set (issue 17) of the volume and a second,
+unmounted one is taken; at the end the oldest must hold the reference tree
+of its instant byte for byte, the others its names, sizes, modes and links,
+and a prune of the set must remove the older ones from both members.
 
 TRESOR_SEED=N reproduces a run; TRESOR_RANDOM_OPS=N changes its length.
 """
@@ -12,9 +16,10 @@ import errno
 import hashlib
 import os
 import random
+import sqlite3
 import stat
 
-from conftest import mounted
+from conftest import mounted, tresor
 from test_share_extents import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
                                 FALLOC_FL_ZERO_RANGE, RENAME_EXCHANGE, RENAME_NOREPLACE,
                                 fallocate, renameat2)
@@ -45,6 +50,50 @@ def tree(root):
             else:
                 out[rel] = ("other", st.st_mode)
     return out
+
+
+def tree_meta(root):
+    """tree() without reading the files: kind, mode, size and links."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            out[os.path.relpath(p, root)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
+                                             st.st_size if stat.S_ISREG(st.st_mode) else 0,
+                                             st.st_nlink if stat.S_ISREG(st.st_mode) else 0)
+    return out
+
+
+def take_set(store, k):
+    """Set "ops" of vol (mounted: its writes held) and aux (not: its lock)."""
+    p = tresor("snapshot", "create", store.path, "--set", "ops", "vol", "aux",
+               "--time", "2025-01-%02dT12:00" % (k + 1), check=True)
+    return p.stdout.strip()
+
+
+def check_sets(store, mnt, sets):
+    """The oldest set holds its instant's tree byte for byte, the others
+    its shape; a prune of the set removes the older ones from both
+    members together."""
+    for k, (name, ref) in enumerate(sets):
+        snap = os.path.join(mnt, ".snapshots", name)
+        if k == 0:
+            got = tree(snap)
+            assert got == ref, "set snapshot %s differs from its instant (seed %d): %s" % (
+                name, SEED, sorted(x for x in set(got) | set(ref) if got.get(x) != ref.get(x))[:10])
+        else:
+            want = {rel: ((stat.S_IFDIR, v[1], 0, 0) if v[0] == "dir" else
+                          (stat.S_IFREG, v[1], v[2], v[5])) for rel, v in ref.items()}
+            assert tree_meta(snap) == want, "set snapshot %s: names, sizes or links" % name
+    store.run("prune", store.path, "--set", "ops", "--keep-last", "1", check=True)
+    db = sqlite3.connect("file:%s?mode=ro" % (store.path / "index.db"), uri=True)
+    try:
+        left = db.execute("SELECT v.name, s.name, s.set_name FROM snapshot s JOIN volume v"
+                          " ON v.id = s.vol ORDER BY v.name").fetchall()
+    finally:
+        db.close()
+    assert left == [("aux", sets[-1][0], "ops"), ("vol", sets[-1][0], "ops")], left
 
 
 def first_difference(root_a, root_b, rel):
@@ -354,9 +403,10 @@ class Workload:
 
 
 def compare(ref, mnt, wl, when):
+    """Raise if the trees differ; else the reference's tree()."""
     a, b = tree(ref), tree(mnt)
     if a == b:
-        return
+        return a
     lines = ["trees differ %s (seed %d); last ops:" % (when, SEED)]
     lines += ["  " + l for l in wl.log[-25:]]
     for k in sorted(set(a) | set(b)):
@@ -370,7 +420,8 @@ def compare(ref, mnt, wl, when):
 
 
 def test_random_ops_match_reference(tmp, make_store, mounts):
-    store = make_store(chunks=(4096, 16384, 65536))
+    store = make_store(chunks=(4096, 16384, 65536), volumes=("vol", "aux"))
+    sets = []
     ref = tmp / "reference"
     ref.mkdir()
     m = mounts.mount(store, "vol")
@@ -388,7 +439,8 @@ def test_random_ops_match_reference(tmp, make_store, mounts):
             if i % COMPARE_EVERY == 0:
                 compare(str(ref), str(m.path), wl, "after op %d" % i)
             if i in REMOUNT_AT:
-                compare(str(ref), str(m.path), wl, "before remount at op %d" % i)
+                now = compare(str(ref), str(m.path), wl, "before remount at op %d" % i)
+                sets.append((take_set(store, len(sets)), now))
                 m.close()
                 assert not mounted(m.path)
                 m = mounts.mount(store, "vol")
@@ -398,6 +450,7 @@ def test_random_ops_match_reference(tmp, make_store, mounts):
         m.close()
         m = mounts.mount(store, "vol")
         compare(str(ref), str(m.path), wl, "after the final remount")
+        check_sets(store, str(m.path), sets)
         m.close()
     finally:
         os.umask(old_umask)

@@ -190,7 +190,8 @@ def test_status_and_metrics(make_store, tmp, daemons):  # noqa: F811
     d.set_clock(local_ts(2026, 4, 1, 2, 0, 1))
     d.wait_history(2)
     st = d.status()
-    assert set(st) == {"daemon", "volumes", "remotes", "jobs", "history", "healthy", "problems"}
+    assert set(st) == {"daemon", "volumes", "remotes", "jobs", "sets", "hooks", "history",
+                       "healthy", "problems"}
     for key, fields in STATUS_FIELDS.items():
         items = [st[key]] if key == "daemon" else st[key]
         assert items, key

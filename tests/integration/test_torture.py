@@ -10,14 +10,21 @@ ends in a crash of one of these kinds:
   - kill -9 of the daemon at a random moment (a timer thread);
   - a crash point inside the daemon (TRESOR_CRASH_AT: pack-append,
     pack-seal, index-commit, snapshot, copy) at a random pass;
-  - a crash point inside a prune (gc-rewrite, gc-trash, index-commit) or a
-    push (push-pack, push-meta, index-commit) run beside the daemon; the
-    daemon must carry on (not stay frozen), then it is killed too.
+  - a crash point inside a prune (gc-rewrite, gc-trash, index-commit), a
+    push (push-pack, push-meta, index-commit) or a snapshot set's creation
+    (snapshot-set, snapshot-set-committed: killed while it holds the
+    daemon's writes) run beside the daemon; the daemon must carry on (not
+    stay frozen), then it is killed too.
+About half the snapshots are snapshot sets (issue 17): the mounted volume
+and a second one, "aux", unmounted, taken at one instant by `snapshot
+create --set torture vol aux` and pruned as a set; every set snapshot
+must be in both members or in neither.
 After each crash the store mounts again without any manual step, and:
 every fsynced block and every fsynced rename is there, no file holds a
 block it never had, every snapshot that was acknowledged is there and holds
 exactly the tree of its instant, no pruned snapshot comes back (one whose
-prune crashed may be either), and `tresor check` is clean.  At the end:
+prune crashed may be either), every set snapshot has every member and a
+volume's own prune left them alone, and `tresor check` is clean.  At the end:
 `check --read-data`, a clean push, and a recovery from the remote that
 must equal the last tree and its snapshots.
 
@@ -33,6 +40,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import threading
 import time
 
@@ -51,6 +59,10 @@ DAEMON_POINTS = (("pack-append", 200), ("pack-seal", 12), ("index-commit", 40), 
                  ("copy", 20))
 CLI_POINTS = (("prune", "gc-rewrite"), ("prune", "gc-trash"), ("prune", "index-commit"),
               ("push", "push-pack"), ("push", "push-meta"), ("push", "index-commit"))
+SET_POINTS = (("set", "snapshot-set"), ("set", "snapshot-set-committed"))
+SET = "torture"
+AUX = "aux"             # the set's other member, never mounted: its volume lock
+AUX_TREE = {"aux/kept": b"the set's other member\n"}
 
 
 def kill9(m):
@@ -78,13 +90,18 @@ class Torture:
         self.store = store
         self.mounts = mounts
         self.rng = rng
+        # What is taken or pruned as a set, and when a CLI crash is a set's:
+        # drawn apart, so the rounds of a seed stay what they were before.
+        self.set_rng = random.Random(SEED * 7919 + 17)
         self.model = Model()
         self.snaps = {}      # name -> expected tree (acknowledged)
         self.maybe = {}      # name -> expected tree (create or prune crashed)
+        self.sets = set()    # names of snapshots taken as set SET (acknowledged or maybe)
+        self.gone = set()    # names of sets killed before their commit: never there
         self.day = 0
         self.figures = {"rounds": 0, "kills": {}, "ops": 0, "acked_fsync": 0,
                         "acked_fsyncdir": 0, "snapshots": 0, "prunes": 0, "pushes": 0,
-                        "checks": 0, "max_bytes": 0, "by_op": {}}
+                        "checks": 0, "max_bytes": 0, "by_op": {}, "set_snapshots": 0}
         self.remote = tmp / "remote"
         self.remote.mkdir()
         tresor("remote", "add", store.path, "origin", self.remote, check=True)
@@ -94,13 +111,33 @@ class Torture:
         k[what] = k.get(what, 0) + 1
 
     # ------------------------------------------------------------ events
-    def snapshot(self, m):
+    def snapshot(self, m, point=None):
+        """A snapshot of vol, or (half of them, and always with a crash
+        point) of set SET: vol and AUX at one instant."""
         self.day += 1
         when = datetime.datetime(2025, 1, 1) + datetime.timedelta(days=self.day)
         name = when.strftime("%Y-%m-%d")
         expected = self.model.expected_tree()
-        p = tresor("snapshot", "create", self.store.path, "vol", "--time",
-                   when.strftime("%Y-%m-%dT12:00:00"), env=penv(), timeout=OP_WATCHDOG)
+        as_set = point is not None or self.set_rng.random() < 0.5
+        what = ["--set", SET, "vol", AUX] if as_set else ["vol"]
+        env = penv(TRESOR_CRASH_AT=point) if point else penv()
+        if as_set:
+            self.sets.add(name)
+        p = tresor("snapshot", "create", self.store.path, *what, "--time",
+                   when.strftime("%Y-%m-%dT12:00:00"), env=env, timeout=OP_WATCHDOG)
+        if point and p.returncode == -signal.SIGKILL:
+            # killed holding the daemon's writes: before its commit the set
+            # is in neither member, after it in both, as of its instant;
+            # the daemon takes writes again (the workload goes on)
+            self.count_kill("set:" + point)
+            if point == "snapshot-set-committed":
+                self.snaps[name] = expected
+                self.figures["snapshots"] += 1
+                self.figures["set_snapshots"] += 1
+            else:
+                self.sets.discard(name)
+                self.gone.add(name)
+            return True
         if p.returncode == 0 and m.proc.poll() is not None:
             # the daemon died before the request reached it: the CLI then
             # snapshots the committed state, as for an unmounted volume --
@@ -111,6 +148,7 @@ class Torture:
             assert p.stdout.strip() == name, "snapshot name %r, expected %r" % (p.stdout, name)
             self.snaps[name] = expected
             self.figures["snapshots"] += 1
+            self.figures["set_snapshots"] += as_set
             # right away too: a wrong snapshot is then not the crash's doing
             try:
                 bad = same_tree(expected, tree_of(m / ".snapshots" / name))
@@ -127,10 +165,14 @@ class Torture:
         return False
 
     def prune(self, point=None):
+        """vol's own prune (its snapshots outside the set), or the set's;
+        a crash point in one of them, chosen at random."""
+        as_set = self.set_rng.random() < 0.5
         env = penv(TRESOR_CRASH_AT=point) if point else penv()
-        p = tresor("prune", self.store.path, "vol", "--keep-last", KEEP, env=env,
+        what = ["--set", SET] if as_set else ["vol"]
+        p = tresor("prune", self.store.path, *what, "--keep-last", KEEP, env=env,
                    timeout=OP_WATCHDOG)
-        order = sorted(self.snaps)
+        order = sorted(n for n in self.snaps if (n in self.sets) == as_set)
         gone = order[:-KEEP] if len(order) > KEEP else []
         if p.returncode == 0:
             for n in gone:
@@ -166,6 +208,8 @@ class Torture:
             env["TRESOR_CRASH_AT"] = "%s:%d" % (point, rng.randint(1, most))
         elif kind == "cli":
             cli = rng.choice(CLI_POINTS)
+            if self.set_rng.random() < 0.25:
+                cli = self.set_rng.choice(SET_POINTS)
         budget = rng.randint(150, 700)
         events = {rng.randint(0, budget): "snapshot" for _ in range(rng.randint(0, 2))}
         events[rng.randint(0, budget)] = rng.choice(("prune", "push", "snapshot"))
@@ -194,6 +238,10 @@ class Torture:
                     self.prune()
                 elif ev == "push":
                     self.push(m=m)
+                elif ev == "cli" and cli[0] == "set":
+                    if not self.snapshot(m, cli[1]):
+                        died = True
+                        break
                 elif ev == "cli":
                     self.prune(cli[1]) if cli[0] == "prune" else self.push(cli[1], m)
                 w.step()
@@ -241,6 +289,32 @@ class Torture:
         problems = []
         p = tresor("snapshot", "list", self.store.path, "vol", "--json", env=penv(), check=True)
         names = {s["name"] for s in json.loads(p.stdout)}
+        # The set: every member or none, and only what was taken as one
+        # (read from the index: two more commands a round cost 5 %).
+        db = sqlite3.connect("file:%s?mode=ro" % (self.store.path / "index.db"), uri=True)
+        try:
+            got = db.execute("SELECT v.name, s.name, s.set_name FROM snapshot s"
+                             " JOIN volume v ON v.id = s.vol ORDER BY v.name").fetchall()
+        finally:
+            db.close()
+        inset, aux = {}, set()
+        for vol, name, set_name in got:
+            if set_name == SET:
+                inset.setdefault(name, []).append(vol)
+            if vol == AUX:
+                aux.add(name)
+        for name in sorted(set(inset) | aux):
+            if sorted(inset.get(name, ())) != sorted(["vol", AUX]) or name not in aux or \
+                    name not in names:
+                problems.append("set snapshot %s: members %r, in %s %s, in vol %s"
+                                % (name, inset.get(name), AUX, name in aux, name in names))
+            if name not in self.sets:
+                problems.append("set snapshot %s: taken alone" % name)
+        for name in (names | aux) & self.gone:
+            problems.append("set snapshot %s: killed before its commit, is there" % name)
+        for name in names - set(inset):
+            if name in self.sets:
+                problems.append("snapshot %s: taken as set %s, is not in it" % (name, SET))
         live = self.model.expected_tree()
         for name in sorted(names):
             tree = tree_of(m / ".snapshots" / name)
@@ -282,6 +356,11 @@ class Torture:
         assert p.returncode == 0, "recover: %s" % p.stderr
         m = self.mounts.mount(rec, "vol", mnt=self.tmp / "mnt-recovered", opts=["list_snapshots"])
         problems = ["live tree: " + x for x in same_tree(self.model.expected_tree(), tree_of(m.path))]
+        # The sets as the store has them (names, times, members).
+        sl = [tresor("snapshot", "list", s, "--set", SET, "--json", env=penv(), check=True).stdout
+              for s in (self.store.path, rec.path)]
+        if sl[0] != sl[1]:
+            problems.append("set %s: %s here, %s recovered" % (SET, sl[0], sl[1]))
         for name, exp in self.snaps.items():
             problems += ["snapshot %s: %s" % (name, x) for x in
                          same_tree(exp, tree_of(m / ".snapshots" / name))]
@@ -290,7 +369,11 @@ class Torture:
 
 
 def run_torture(tmp, make_store, mounts, rounds, soak, recover):
-    store = make_store(chunks=(4096, 16384, 65536))
+    store = make_store(chunks=(4096, 16384, 65536), volumes=("vol", AUX))
+    m = mounts.mount(store, AUX)
+    for rel, data in AUX_TREE.items():
+        (m.path / os.path.basename(rel)).write_bytes(data)
+    m.close()
     rng = random.Random(SEED)
     t = Torture(tmp, store, mounts, rng)
     start = time.monotonic()

@@ -1,7 +1,9 @@
 /*
  * test_changelog.c - deltas of the index replay to an identical index:
  * a full first delta, then an incremental one with updates and deletions;
- * a damaged delta applies nothing.
+ * a damaged delta applies nothing; rows of an older format (fewer
+ * columns) apply, rows of a newer one do not; a delta of a newer store
+ * format is refused as such (-EPROTONOSUPPORT), applying nothing.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 
 #include "changelog.h"
 #include "check.h"
+#include "index_sql.h"
 #include "namespace.h"
 
 static const char *tables[] = { "meta", "volume", "snapshot", "inode", "dentry",
@@ -179,6 +182,93 @@ int main(void)
 	CHECK_EQ(changelog_export(a, last, last, &buf, &len), 0);
 	CHECK_EQ(len, 8 + 8 + 8 + 4);
 	free(buf);
+
+	/* Format 1's snapshot rows (no set_name) apply to a format 2 index,
+	 * the new column NULL; format 2's do not fit a format 1 table. */
+	char pc[256], pd[256];
+	snprintf(pc, sizeof(pc), "%s/c.db", dir);
+	snprintf(pd, sizeof(pd), "%s/d.db", dir);
+	struct index *c = fresh(pc), *d = fresh(pd);
+	CHECK_EQ(sqlite3_exec(index_db(c), "ALTER TABLE snapshot DROP COLUMN set_name;"
+			      "ALTER TABLE snapshot DROP COLUMN note", NULL, NULL, NULL), SQLITE_OK);
+	CHECK_EQ(changelog_enable(c), 0);
+	CHECK_EQ(sqlite3_exec(index_db(c), "INSERT INTO snapshot VALUES (7, 1, 'old', 3, 5, 1)",
+			      NULL, NULL, NULL), SQLITE_OK);
+	uint64_t cs = 0;
+	replicate(c, d, &cs);
+	sqlite3_stmt *st;
+	CHECK(sqlite3_prepare_v2(index_db(d), "SELECT name, pinned, set_name IS NULL FROM snapshot WHERE id = 7",
+				 -1, &st, NULL) == SQLITE_OK);
+	CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+	const char *nm = (const char *)sqlite3_column_text(st, 0);
+	CHECK(nm && !strcmp(nm, "old"));
+	CHECK_EQ(sqlite3_column_int(st, 1), 1);
+	CHECK_EQ(sqlite3_column_int(st, 2), 1);
+	sqlite3_finalize(st);
+	CHECK_EQ(changelog_enable(d), 0);
+	CHECK_EQ(sqlite3_exec(index_db(d), "INSERT INTO snapshot VALUES (8, 1, 'new', 4, 6, 0, 'odoo', NULL)",
+			      NULL, NULL, NULL), SQLITE_OK);
+	CHECK_EQ(changelog_last(d, &last), 0);
+	CHECK_EQ(changelog_export(d, 0, last, &buf, &len), 0);
+	CHECK_EQ(changelog_apply(c, buf, len, NULL, NULL), -EBADMSG);
+	free(buf);
+	index_close(c);
+	index_close(d);
+
+	/* A store of a newer format (3: say, one more snapshot column): its
+	 * delta names its format, and is refused as newer, not as damaged,
+	 * before any row of it is applied.  The same delta with format 2
+	 * only: as this code's, applied (the snapshot's set and note too). */
+	char pe[256], pf[256];
+	snprintf(pe, sizeof(pe), "%s/e.db", dir);
+	snprintf(pf, sizeof(pf), "%s/f.db", dir);
+	struct index *e = fresh(pe), *f = fresh(pf);
+	CHECK_EQ(changelog_enable(e), 0);
+	CHECK_EQ(sqlite3_exec(index_db(e), "INSERT INTO meta VALUES ('format_version', 2);"
+			      "INSERT INTO snapshot VALUES (9, 1, 's', 4, 6, 1, 'odoo', 'marked')",
+			      NULL, NULL, NULL), SQLITE_OK);
+	int64_t fmt = -1;
+	CHECK_EQ(changelog_last(e, &last), 0);
+	CHECK_EQ(changelog_export(e, 0, last, &buf, &len), 0);
+	CHECK_EQ(changelog_format(buf, len, &fmt), 0);
+	CHECK_EQ(fmt, 2);
+	CHECK_EQ(index_begin(f), 0);
+	CHECK_EQ(changelog_apply(f, buf, len, NULL, NULL), 0);
+	CHECK_EQ(index_commit(f), 0);
+	free(buf);
+	CHECK(sqlite3_prepare_v2(index_db(f), "SELECT set_name, note, pinned FROM snapshot WHERE id = 9",
+				 -1, &st, NULL) == SQLITE_OK);
+	CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+	CHECK(!strcmp(index_text(st, 0), "odoo") && !strcmp(index_text(st, 1), "marked"));
+	CHECK_EQ(sqlite3_column_int(st, 2), 1);
+	sqlite3_finalize(st);
+	CHECK_EQ(sqlite3_exec(index_db(e), "ALTER TABLE snapshot ADD COLUMN later TEXT;"
+			      "UPDATE meta SET value = 3 WHERE key = 'format_version';"
+			      "INSERT INTO snapshot VALUES (10, 1, 't', 5, 7, 0, 'odoo', NULL, 'x')",
+			      NULL, NULL, NULL), SQLITE_OK);
+	CHECK_EQ(changelog_last(e, &last), 0);
+	CHECK_EQ(changelog_export(e, 0, last, &buf, &len), 0);
+	CHECK_EQ(changelog_format(buf, len, &fmt), 0);
+	CHECK_EQ(fmt, 3);
+	CHECK_EQ(index_begin(f), 0);
+	CHECK_EQ(changelog_apply(f, buf, len, NULL, NULL), -EPROTONOSUPPORT);
+	index_rollback(f);
+	free(buf);
+	int64_t v = 0;
+	CHECK_EQ(index_meta_get(f, "format_version", &v), 0);
+	CHECK_EQ(v, 2);
+	CHECK(sqlite3_prepare_v2(index_db(f), "SELECT COUNT(*) FROM snapshot", -1, &st, NULL) ==
+	      SQLITE_OK);
+	CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+	CHECK_EQ(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	/* A delta that changed no format names none. */
+	CHECK_EQ(changelog_export(e, last, last, &buf, &len), 0);
+	CHECK_EQ(changelog_format(buf, len, &fmt), 0);
+	CHECK_EQ(fmt, 0);
+	free(buf);
+	index_close(e);
+	index_close(f);
 
 	index_close(a);
 	index_close(b);

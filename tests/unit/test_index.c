@@ -1057,6 +1057,75 @@ static void test_stats(void)
 
 /* ---- transactions ---- */
 
+/* One integer from sql, or -1. */
+static int64_t one_int(struct index *ix, const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t v = -1;
+	if (sqlite3_prepare_v2(index_db(ix), sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Snapshot sets: one name free in every member, one transaction's rows;
+ * then a format-1 index (no set_name, note) upgraded at its next open. */
+static void test_sets(const char *path)
+{
+	struct index *ix = NULL;
+	CHECK_EQ(index_open(path, 0, &ix), 0);
+	if (!ix)
+		return;
+	struct volume_info a, b;
+	CHECK_EQ(ns_volume_find(ix, "main", &a), 0);
+	CHECK_EQ(ns_volume_find(ix, "aux", &b), 0);
+	struct snapshot_info alone, sis[2], *m = NULL;
+	CHECK_EQ(index_begin(ix), 0);
+	CHECK_EQ(ns_snapshot_create(ix, a.id, "2026-01-01", 5, &alone), 0);
+	int64_t vols[2] = { a.id, b.id };
+	CHECK_EQ(ns_snapshot_create_set(ix, "odoo", vols, 2, "2026-01-01", 42, "hook failed", sis), 0);
+	CHECK_EQ(ns_snapshot_create_set(ix, "", vols, 2, "x", 1, NULL, sis), -EINVAL);
+	CHECK_EQ(index_commit(ix), 0);
+	CHECK(!strcmp(sis[0].name, "2026-01-01.2") && !strcmp(sis[1].name, "2026-01-01.2"));
+	CHECK_EQ(sis[0].epoch, alone.epoch + 1);
+	CHECK(!strcmp(sis[1].set_name, "odoo") && !strcmp(sis[1].note, "hook failed"));
+	CHECK_EQ(alone.set_name[0], 0);
+	size_t n = 0;
+	CHECK_EQ(ns_set_members(ix, "odoo", "2026-01-01.2", &m, &n), 0);
+	CHECK_EQ(n, 2);
+	CHECK(m && m[0].time == 42 && m[1].time == 42);
+	free(m);
+	CHECK_EQ(ns_set_members(ix, "odoo", "2026-01-01", &m, &n), -ENOENT);
+	CHECK(m == NULL);
+	struct set_snap *sl = NULL;
+	CHECK_EQ(ns_set_list(ix, "odoo", &sl, &n), 0);
+	CHECK(n == 1 && sl && !strcmp(sl[0].name, "2026-01-01.2") && sl[0].time == 42);
+	free(sl);
+	CHECK_EQ(bad_refs(ix), 0);
+	index_close(ix);
+
+	/* Back to format 1, then reopened: upgraded, rows kept. */
+	CHECK_EQ(index_open(path, 0, &ix), 0);
+	CHECK_EQ(sqlite3_exec(index_db(ix), "ALTER TABLE snapshot DROP COLUMN set_name;"
+			      "ALTER TABLE snapshot DROP COLUMN note;"
+			      "INSERT OR REPLACE INTO meta VALUES ('format_version', 1)",
+			      NULL, NULL, NULL), SQLITE_OK);
+	index_close(ix);
+	CHECK_EQ(index_open(path, 0, &ix), 0);
+	CHECK_EQ(one_int(ix, "SELECT value FROM meta WHERE key = 'format_version'"), 2);
+	CHECK_EQ(one_int(ix, "SELECT COUNT(*) FROM snapshot WHERE set_name IS NULL AND note IS NULL"), 3);
+	/* A newer format is left alone (the caller refuses it). */
+	CHECK_EQ(sqlite3_exec(index_db(ix), "INSERT OR REPLACE INTO meta VALUES ('format_version', 3)",
+			      NULL, NULL, NULL), SQLITE_OK);
+	index_close(ix);
+	CHECK_EQ(index_open(path, 0, &ix), 0);
+	CHECK_EQ(one_int(ix, "SELECT value FROM meta WHERE key = 'format_version'"), 3);
+	CHECK_EQ(index_meta_set(ix, "format_version", 2), 0);
+	index_close(ix);
+}
+
 static void test_transactions(const char *path)
 {
 	struct index *ix = NULL;
@@ -1202,6 +1271,7 @@ int main(void)
 		index_close(ix);
 	}
 
+	test_sets(path);
 	test_transactions(path);
 	test_stats();
 
