@@ -89,6 +89,20 @@ static struct member *set_members(struct index *ix, const char *dir,
 			if (m[j].vi.id == m[i].vi.id)
 				die(EXIT_USAGE, "volume '%s' is named twice in set '%s'",
 				    m[i].vi.name, o->set);
+		/* A volume is in one set only: its snapshots of another set
+		 * would be pruned by two policies and restored as two
+		 * instants. */
+		struct snapshot_info *sis;
+		size_t ns;
+		if (ns_snapshot_list(ix, m[i].vi.id, &sis, &ns))
+			die(1, "cannot list the snapshots of volume '%s' of store %s",
+			    m[i].vi.name, dir);
+		for (size_t k = 0; k < ns; k++)
+			if (sis[k].set_name[0] && strcmp(sis[k].set_name, o->set))
+				die(EXIT_USAGE, "volume '%s' of store %s is in set '%s' (snapshot %s); a volume may be in one set only",
+				    m[i].vi.name, dir, sis[k].set_name,
+				    sis[k].name);
+		free(sis);
 	}
 	return m;
 }

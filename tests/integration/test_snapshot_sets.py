@@ -147,6 +147,11 @@ def test_set_refused_whole(make_store, mounts):
     # The writable member still works and its daemon was released.
     p = set_create(st, "odoo", "db")
     assert p["volumes"] == ["db"]
+    # A volume is in one set only, by hand as in the config.
+    p = set_create(st, "other", "files", "db", check=False)
+    assert p.returncode == 2 and "volume 'db'" in p.stderr \
+        and "in set 'odoo'" in p.stderr and "one set only" in p.stderr, p.stderr
+    assert [r[3] for r in rows(st)] == ["odoo"]
 
 
 def test_member_daemon_killed(make_store, mounts):
