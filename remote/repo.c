@@ -433,9 +433,12 @@ void repo_origin(const char *dir, char *out, size_t size)
 	free(abs);
 }
 
-#define META_MAGIC "TRSMETA2"
+#define META_MAGIC "TRSMETA3"
+#define META_MAGIC2 "TRSMETA2"		/* version 2: no image fields */
 #define META_PREFIX 12			/* magic, u32 sealed header length */
-#define HDR_FIXED (REPO_WRITER_LEN + 8 + REPO_HASH_LEN + 4 + 8 + 1)
+#define HDR_FIXED2 (REPO_WRITER_LEN + 8 + REPO_HASH_LEN + 4 + 8 + 1)
+#define HDR_IMAGE (8 + REPO_IMAGE_ID_LEN + 4 + 8)
+#define HDR_FIXED (HDR_FIXED2 + HDR_IMAGE)
 #define HDR_MAX (HDR_FIXED + 255 + SEAL_OVERHEAD)
 
 static void aad_n(const char *label, uint64_t n, const uint8_t *hash, uint8_t *aad,
@@ -456,6 +459,40 @@ static int sha256(const void *p, size_t len, uint8_t out[REPO_HASH_LEN])
 	return EVP_Digest(p, len, out, NULL, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
 }
 
+/* zstd-compress d and seal it (aad) into a malloc'd buffer that has room
+ * for pre bytes before the sealed body. */
+static int seal_body(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		     const uint8_t *d, size_t len, size_t pre, uint8_t **out, size_t *outlen)
+{
+	size_t bound = ZSTD_compressBound(len);
+	uint8_t *z = malloc(bound ? bound : 1);
+	if (!z)
+		return -ENOMEM;
+	size_t zl = ZSTD_compress(z, bound, d, len, 3);
+	if (ZSTD_isError(zl)) {
+		free(z);
+		return -EIO;
+	}
+	uint8_t *o = malloc(pre + zl + SEAL_OVERHEAD);
+	int err = o ? 0 : -ENOMEM;
+	if (!err && aad)
+		err = aead_seal(key, aad, alen, z, zl, o + pre);
+	free(z);
+	if (err) {
+		free(o);
+		return err;
+	}
+	*out = o;
+	*outlen = pre + zl + SEAL_OVERHEAD;
+	return 0;
+}
+
+int repo_seal_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen)
+{
+	return seal_body(key, aad, alen, d, len, 0, out, outlen);
+}
+
 int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_hdr *h,
 		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen)
 {
@@ -467,66 +504,75 @@ int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_h
 	memcpy(hdr + 24, h->parent_hash, REPO_HASH_LEN);
 	put_le32(hdr + 56, h->flags);
 	put_le64(hdr + 60, (uint64_t)h->time_ns);
-	hdr[68] = (uint8_t)olen;
+	put_le64(hdr + 68, h->image);
+	memcpy(hdr + 76, h->image_id, REPO_IMAGE_ID_LEN);
+	put_le32(hdr + 92, h->image_parts);
+	put_le64(hdr + 96, h->image_size);
+	hdr[104] = (uint8_t)olen;
 	memcpy(hdr + HDR_FIXED, h->origin, olen);
 	size_t hl = HDR_FIXED + olen + SEAL_OVERHEAD;
-
-	size_t bound = ZSTD_compressBound(len);
-	uint8_t *z = malloc(bound);
-	if (!z)
-		return -ENOMEM;
-	size_t zl = ZSTD_compress(z, bound, d, len, 3);
-	if (ZSTD_isError(zl)) {
-		free(z);
-		return -EIO;
-	}
-	size_t total = META_PREFIX + hl + zl + SEAL_OVERHEAD;
-	uint8_t *o = malloc(total);
-	int err = o ? 0 : -ENOMEM;
-	if (!err) {
-		memcpy(o, META_MAGIC, 8);
-		put_le32(o + 8, (uint32_t)hl);
-		aad_n("tresor meta hdr v2", n, NULL, aad, &alen);
-		err = aead_seal(keys->meta, aad, alen, hdr, hl - SEAL_OVERHEAD, o + META_PREFIX);
-	}
+	uint8_t sealed[HDR_MAX], *o = NULL;
+	size_t total = 0;
+	aad_n("tresor meta hdr v3", n, NULL, aad, &alen);
+	int err = aead_seal(keys->meta, aad, alen, hdr, hl - SEAL_OVERHEAD, sealed);
 	if (!err)
-		err = sha256(o + META_PREFIX, hl, h->hash);
+		err = sha256(sealed, hl, h->hash);
 	if (!err) {
-		aad_n("tresor meta v2", n, h->hash, aad, &alen);
-		err = aead_seal(keys->meta, aad, alen, z, zl, o + META_PREFIX + hl);
+		aad_n("tresor meta v3", n, h->hash, aad, &alen);
+		err = seal_body(keys->meta, aad, alen, d, len, META_PREFIX + hl, &o, &total);
 	}
-	free(z);
-	if (err) {
-		free(o);
+	if (err)
 		return err;
-	}
+	memcpy(o, META_MAGIC, 8);
+	put_le32(o + 8, (uint32_t)hl);
+	memcpy(o + META_PREFIX, sealed, hl);
 	h->v1 = 0;
+	h->v2 = 0;
 	*out = o;
 	*outlen = total;
 	return 0;
 }
 
-/* Open a sealed header of hl bytes as object n's into h. */
-static int open_hdr(const struct store_keys *keys, uint64_t n, const uint8_t *p,
+/* The object's version from its first 8 bytes: 3, 2, or 1 (no magic). */
+static int meta_version(const uint8_t *b, size_t len)
+{
+	if (len >= META_PREFIX && !memcmp(b, META_MAGIC, 8))
+		return 3;
+	if (len >= META_PREFIX && !memcmp(b, META_MAGIC2, 8))
+		return 2;
+	return 1;
+}
+
+/* Open a sealed header of hl bytes as object n's (version ver) into h. */
+static int open_hdr(const struct store_keys *keys, uint64_t n, int ver, const uint8_t *p,
 		    size_t hl, struct repo_meta_hdr *h)
 {
 	uint8_t hdr[HDR_FIXED + 255], aad[64];
-	size_t alen;
-	if (hl < HDR_FIXED + SEAL_OVERHEAD || hl > HDR_MAX)
+	size_t alen, fixed = ver == 3 ? HDR_FIXED : HDR_FIXED2;
+	if (hl < fixed + SEAL_OVERHEAD || hl > fixed + 255 + SEAL_OVERHEAD)
 		return -EBADMSG;
-	aad_n("tresor meta hdr v2", n, NULL, aad, &alen);
+	aad_n(ver == 3 ? "tresor meta hdr v3" : "tresor meta hdr v2", n, NULL, aad, &alen);
 	if (aead_open(keys->meta, aad, alen, p, hl, hdr))
 		return -EBADMSG;
-	size_t olen = hdr[68];
-	if (HDR_FIXED + olen + SEAL_OVERHEAD != hl)
+	size_t olen = hdr[fixed - 1];
+	if (fixed + olen + SEAL_OVERHEAD != hl)
 		return -EBADMSG;
 	memset(h, 0, sizeof(*h));
+	h->v2 = ver == 2;
 	memcpy(h->writer, hdr, REPO_WRITER_LEN);
 	h->parent = get_le64(hdr + 16);
 	memcpy(h->parent_hash, hdr + 24, REPO_HASH_LEN);
 	h->flags = get_le32(hdr + 56);
 	h->time_ns = (int64_t)get_le64(hdr + 60);
-	memcpy(h->origin, hdr + HDR_FIXED, olen);
+	if (ver == 3) {
+		h->image = get_le64(hdr + 68);
+		memcpy(h->image_id, hdr + 76, REPO_IMAGE_ID_LEN);
+		h->image_parts = get_le32(hdr + 92);
+		h->image_size = get_le64(hdr + 96);
+		if (h->image > n || (h->image && !h->image_parts))
+			return -EBADMSG;
+	}
+	memcpy(h->origin, hdr + fixed, olen);
 	for (size_t i = 0; i < olen; i++)	/* it goes into messages */
 		if ((unsigned char)h->origin[i] < 0x20)
 			h->origin[i] = '?';
@@ -543,7 +589,8 @@ int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t
 	int err = remote_get(r, key, 0, META_PREFIX, &b, &got);
 	if (err)
 		return err;
-	if (got < META_PREFIX || memcmp(b, META_MAGIC, 8)) {
+	int ver = meta_version(b, got);
+	if (ver == 1) {
 		free(b);
 		memset(h, 0, sizeof(*h));
 		h->v1 = 1;
@@ -557,7 +604,7 @@ int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t
 	if (!err && got != hl)
 		err = -EBADMSG;
 	if (!err)
-		err = open_hdr(keys, n, b, hl, h);
+		err = open_hdr(keys, n, ver, b, hl, h);
 	free(b);
 	return err;
 }
@@ -596,6 +643,12 @@ static int open_body(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen
 	return err;
 }
 
+int repo_open_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		   const uint8_t *in, size_t len, uint8_t **out, size_t *outlen)
+{
+	return open_body(key, aad, alen, in, len, out, outlen);
+}
+
 int repo_open_delta(const struct store_keys *keys, uint64_t n,
 		    const uint8_t *in, size_t len, struct repo_meta_hdr *h,
 		    uint8_t **out, size_t *outlen)
@@ -605,14 +658,15 @@ int repo_open_delta(const struct store_keys *keys, uint64_t n,
 	size_t alen;
 	if (!h)
 		h = &tmp;
-	if (len >= META_PREFIX && !memcmp(in, META_MAGIC, 8)) {
+	int ver = meta_version(in, len);
+	if (ver > 1) {
 		uint32_t hl = get_le32(in + 8);
 		if (hl > len - META_PREFIX)
 			return -EBADMSG;
-		int err = open_hdr(keys, n, in + META_PREFIX, hl, h);
+		int err = open_hdr(keys, n, ver, in + META_PREFIX, hl, h);
 		if (err)
 			return err;
-		aad_n("tresor meta v2", n, h->hash, aad, &alen);
+		aad_n(ver == 3 ? "tresor meta v3" : "tresor meta v2", n, h->hash, aad, &alen);
 		return open_body(keys->meta, aad, alen, in + META_PREFIX + hl,
 				 len - META_PREFIX - hl, out, outlen);
 	}

@@ -4,16 +4,19 @@
  * repo.c alone runs SQL on the replication tables (remote, remote_pack,
  * remote_gone): every remote_cfg_* call below.
  *
- * Remote layout (version 2, see docs/FORMAT.md §15):
+ * Remote layout (version 3, see docs/FORMAT.md §15):
  *   tresor-repo          "TRESORRP", u32 version, u32 0 (plaintext marker)
  *   keys/key             the store's key file, as is (passphrase-wrapped)
  *   data/XX/NAME         finished packs, byte for byte
  *   meta/NNNNNNNNNNNNNNNN  metadata deltas 1, 2, ... (16 hex digits):
- *                        "TRSMETA2", a sealed header naming the store that
- *                        wrote it and the object it continues, then the
- *                        sealed zstd-compressed changelog delta
- *                        (changelog.h).  Version 1 objects (the sealed
- *                        delta alone) are still read.
+ *                        "TRSMETA3", a sealed header naming the store that
+ *                        wrote it, the object it continues and the newest
+ *                        image, then the sealed zstd-compressed changelog
+ *                        delta (changelog.h).  Version 2 objects (no image
+ *                        fields) and version 1 ones (the sealed delta
+ *                        alone) are still read.
+ *   image/N-ID.PART      sealed parts of an image of the index as of
+ *                        meta/N (image.h, FORMAT.md §15.5).
  * A push uploads the packs a delta needs, then the delta: the remote is
  * restorable at every moment.  Object names and sizes say nothing about
  * file names or sizes: packs have random names and are ~32 MiB.
@@ -24,9 +27,10 @@
 #include "remote.h"
 #include "../chunker/store.h"
 
-#define REPO_VERSION 2
+#define REPO_VERSION 3
 #define REPO_WRITER_LEN 16
 #define REPO_HASH_LEN 32
+#define REPO_IMAGE_ID_LEN 16
 
 /* A remote as configured in the store. */
 struct remote_cfg {
@@ -160,8 +164,15 @@ struct repo_meta_hdr {
 	uint32_t flags;			/* REPO_META_* */
 	int64_t time_ns;
 	char origin[256];		/* "host:/store/dir" of the writer */
+	/* The newest image on this object's path (version 3; image.h): the
+	 * object whose state it holds (0: none), its id, parts and size. */
+	uint64_t image;
+	uint8_t image_id[REPO_IMAGE_ID_LEN];
+	uint32_t image_parts;
+	uint64_t image_size;
 	/* Filled when read: */
 	int v1;				/* a version 1 object: no header */
+	int v2;				/* a version 2 object: no image fields */
 	uint8_t hash[REPO_HASH_LEN];	/* SHA-256 of the sealed header */
 };
 
@@ -173,7 +184,14 @@ void repo_origin(const char *dir, char *out, size_t size);
  * header. */
 int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_hdr *h,
 		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen);
-/* Inverse of repo_seal_meta, and reads version 1 objects (h->v1 = 1):
+/* Compress d and seal it under key with the AAD given (an image part);
+ * repo_open_blob is its inverse (-EBADMSG if it does not authenticate). */
+int repo_seal_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen);
+int repo_open_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		   const uint8_t *in, size_t len, uint8_t **out, size_t *outlen);
+/* Inverse of repo_seal_meta, and reads version 2 (h->v2 = 1) and 1
+ * objects (h->v1 = 1):
  * -EBADMSG if it does not authenticate as n.  h may be NULL. */
 int repo_open_delta(const struct store_keys *keys, uint64_t n,
 		    const uint8_t *in, size_t len, struct repo_meta_hdr *h,
