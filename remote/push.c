@@ -33,6 +33,7 @@
 #include "../chunker/buf.h"
 #include "../chunker/catalog.h"
 #include "../chunker/changelog.h"
+#include "image.h"
 #include "push.h"
 #include "../chunker/util.h"
 
@@ -131,6 +132,7 @@ struct view {
 	uint8_t *delta;
 	size_t dlen;
 	int send;			/* a delta is due */
+	char image[PATH_MAX];		/* the image file taken with it, "": none */
 };
 
 static void view_free(struct view *v)
@@ -139,6 +141,16 @@ static void view_free(struct view *v)
 	free(v->freed.v);
 	free(v->renew.v);
 	free(v->delta);
+	if (v->image[0])
+		unlink(v->image);
+}
+
+/* An image goes with the delta when it is a full one, and with every
+ * image_every-th object (FORMAT.md §15.5). */
+static int image_due(const struct push_opts *po, uint64_t n, int full)
+{
+	int every = po->image_every ? po->image_every : PUSH_DEFAULT_IMAGE_EVERY;
+	return every > 0 && (full || n % (uint64_t)every == 0);
 }
 
 /* One read transaction: what to send and what was freed, one state. */
@@ -174,6 +186,14 @@ static int take_view(struct store *st, struct remote_cfg *c, const struct push_o
 	if (!err && v->send)
 		err = full ? changelog_export_full(st->ix, v->to, &v->delta, &v->dlen)
 			     : changelog_export(st->ix, c->last_seq, v->to, &v->delta, &v->dlen);
+	/* The image in the same read transaction: exactly the delta's state. */
+	if (!err && v->send && image_due(po, n, full)) {
+		snprintf(v->image, sizeof(v->image), "%s/image-push-%lld.tmp", st->dir,
+			 (long long)c->id);
+		err = index_image(st->ix, v->image);
+		if (err)
+			v->image[0] = 0;
+	}
 	remote_cfg_read_end(st->ix);
 	return err;
 }
@@ -470,6 +490,18 @@ static int publish(const struct store_keys *keys, struct remote *r, uint64_t n,
 	return err;
 }
 
+/* An object without an image of its own names its parent's (none after
+ * a version 1 or 2 parent). */
+static void image_inherit(struct repo_meta_hdr *h, const struct repo_meta_hdr *parent)
+{
+	if (!parent || parent->v1 || parent->v2 || !parent->image)
+		return;
+	h->image = parent->image;
+	memcpy(h->image_id, parent->image_id, REPO_IMAGE_ID_LEN);
+	h->image_parts = parent->image_parts;
+	h->image_size = parent->image_size;
+}
+
 /* Publish the delta as meta/(tip + 1), continuing the tip. */
 static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
 		      struct view *v, const struct chain *ch, uint64_t *n_out,
@@ -483,7 +515,21 @@ static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
 		memcpy(h.parent_hash, ch->th.hash, REPO_HASH_LEN);
 	repo_origin(st->dir, h.origin, sizeof(h.origin));
 	size_t slen = 0;
-	int err = publish(&st->keys, r, n, &h, v->delta, v->dlen, st->ix, c->id, &back, &slen);
+	int err = 0;
+	if (v->image[0]) {	/* its parts before the object that names them */
+		err = image_put(r, &st->keys, n, v->image, &h, &res->image_bytes);
+		if (err) {
+			snprintf(res->error, sizeof(res->error), "push to remote '%s': cannot send"
+				 " the image of meta/%016llx: %s; rerun the push (the remote still"
+				 " recovers as before)", c->name, (unsigned long long)n,
+				 *remote_error(r) ? remote_error(r) : strerror(-err));
+			return err;
+		}
+		res->image = n;
+	} else {
+		image_inherit(&h, ch->tip ? &ch->th : NULL);
+	}
+	err = publish(&st->keys, r, n, &h, v->delta, v->dlen, st->ix, c->id, &back, &slen);
 	if (err == -ESTALE)
 		return refuse_foreign(c, n, &back, " at the same moment as this push", res);
 	if (err == -EBADMSG || err == -ENOENT)
@@ -518,6 +564,7 @@ int push_claim(struct index *ix, const struct store_keys *keys, const char *dir,
 	memcpy(h.writer, c->writer, REPO_WRITER_LEN);
 	if (parent && !ph->v1)
 		memcpy(h.parent_hash, ph->hash, REPO_HASH_LEN);
+	image_inherit(&h, parent ? ph : NULL);
 	repo_origin(dir, h.origin, sizeof(h.origin));
 	uint64_t n = max + 1;
 	if (!err)
@@ -816,7 +863,7 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	if (!err && c->lock_days)
 		err = remote_set_lock(r, c->lock_mode, until);
 	int first = c->next_meta <= 1;
-	if (!err && (first || ch.th.v1 || !ch.tip))
+	if (!err && (first || ch.th.v1 || ch.th.v2 || !ch.tip))
 		err = push_preamble(st, r, !ch.tip);
 	if (err == -ESTALE && !res->error[0])
 		snprintf(res->error, sizeof(res->error), "push to remote '%s': it holds the key"

@@ -17,6 +17,7 @@
 #include "../chunker/buf.h"
 #include "../chunker/changelog.h"
 #include "fetch.h"
+#include "image.h"
 #include "push.h"
 #include "recover.h"
 #include "repo.h"
@@ -26,16 +27,27 @@
 struct cnode {
 	struct repo_meta_hdr h;
 	uint64_t parent;	/* the object it continues (version 1: the one before) */
+	int read;		/* h was read */
 	int linked;		/* the parent there is the one it names */
 	int children;		/* objects linked to it */
 	int on_path;		/* to be applied */
 };
 
-/* res->forks: every branch head, "meta/N by ORIGIN (id ...)". */
-static void describe_forks(const struct cnode *cn, uint64_t max, struct recover_result *res)
+/* The chain plan: objects lo .. max were read; apply base .. tip on the
+ * path (base > 1 or an image: the image of object base stands for the
+ * objects up to it, FORMAT.md §15.5). */
+struct plan {
+	struct cnode *cn;
+	uint64_t max, tip, base;
+	int image;		/* base's image is the starting index */
+};
+
+/* res->forks: every branch head from lo up, "meta/N by ORIGIN (id ...)". */
+static void describe_forks(const struct cnode *cn, uint64_t lo, uint64_t max,
+			   struct recover_result *res)
 {
 	size_t k0 = 0;
-	for (uint64_t k = max; k >= 1 && k0 < sizeof(res->forks) - 80; k--) {
+	for (uint64_t k = max; k >= lo && k >= 1 && k0 < sizeof(res->forks) - 80; k--) {
 		if (cn[k].children)
 			continue;
 		char id[2 * REPO_WRITER_LEN + 1];
@@ -48,75 +60,117 @@ static void describe_forks(const struct cnode *cn, uint64_t max, struct recover_
 	}
 }
 
+/* Read the header of object k once (a missing one is a gap). */
+static int read_node(struct remote *r, const struct store_keys *keys, struct cnode *cn,
+		     uint64_t k, struct recover_result *res)
+{
+	if (cn[k].read)
+		return 0;
+	int err = repo_read_meta_hdr(r, keys, k, &cn[k].h);
+	if (err == -ENOENT)
+		err = -ENODATA;	/* a gap: a later delta exists */
+	uint64_t p = cn[k].h.v1 ? k - 1 : cn[k].h.parent;
+	if (!err && p >= k)
+		err = -EBADMSG;
+	if (err) {
+		repo_meta_key(k, res->failed, sizeof(res->failed));
+		return err;
+	}
+	cn[k].parent = p;
+	cn[k].read = 1;
+	return 0;
+}
+
+/* The branch head: the newest object, or with ro->chain the newest one
+ * that store wrote (-ESRCH: none). */
+static int find_tip(struct remote *r, const struct store_keys *keys,
+		    const struct recover_opts *ro, struct plan *pl, struct recover_result *res)
+{
+	pl->tip = 0;
+	for (uint64_t k = pl->max; k >= 1 && !pl->tip; k--) {
+		int err = read_node(r, keys, pl->cn, k, res);
+		if (err)
+			return err;
+		char id[2 * REPO_WRITER_LEN + 1];
+		repo_writer_hex(pl->cn[k].h.writer, id);
+		if (!ro->chain || (!pl->cn[k].h.v1 && !strncasecmp(id, ro->chain, strlen(ro->chain))))
+			pl->tip = k;
+	}
+	return pl->tip ? 0 : -ESRCH;
+}
+
+/* The image the tip names must be object base's own, as base names it. */
+static int check_image(const struct plan *pl, struct recover_result *res)
+{
+	const struct repo_meta_hdr *t = &pl->cn[pl->tip].h, *b = &pl->cn[pl->base].h;
+	if (b->v1 || b->v2 || b->image != pl->base || b->image_parts != t->image_parts ||
+	    b->image_size != t->image_size || memcmp(b->image_id, t->image_id, REPO_IMAGE_ID_LEN)) {
+		repo_meta_key(pl->base, res->failed, sizeof(res->failed));
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 /*
- * Which deltas to apply: the path from the newest one back to the first,
- * along the object each continues.  Objects off that path mean two stores
- * continued the chain (a fork), unless a takeover delta on the path comes
- * after them (the store that took over left them on purpose).  A fork is
- * refused unless ro->chain names the branch: never a mix of two.  Only
- * headers are read here (small ranged reads).
+ * Which deltas to apply: the path from the newest one back to the newest
+ * image it names (without one, to the first), along the object each
+ * continues.  Objects off that path mean two stores continued the chain
+ * (a fork), unless a takeover delta on the path comes after them (the
+ * store that took over left them on purpose).  A fork is refused unless
+ * ro->chain names the branch: never a mix of two.  Only headers are read
+ * here (small ranged reads), and none below the image.
  */
 static int plan_chain(struct remote *r, const struct store_keys *keys,
-		      const struct recover_opts *ro, struct cnode **out, uint64_t *max,
-		      uint64_t *tip, struct recover_result *res)
+		      const struct recover_opts *ro, struct plan *pl, struct recover_result *res)
 {
-	int err = repo_meta_max(r, max);
+	int err = repo_meta_max(r, &pl->max);
 	if (err)
 		return err;
-	if (!*max) {
+	if (!pl->max) {
 		repo_meta_key(1, res->failed, sizeof(res->failed));
 		return -ENODATA;	/* a marker and a key but no metadata */
 	}
-	struct cnode *cn = calloc(*max + 1, sizeof(*cn));
+	struct cnode *cn = calloc(pl->max + 1, sizeof(*cn));
 	if (!cn)
 		return -ENOMEM;
-	*out = cn;
-	for (uint64_t k = 1; k <= *max && !err; k++) {
-		err = repo_read_meta_hdr(r, keys, k, &cn[k].h);
-		if (err == -ENOENT)
-			err = -ENODATA;	/* a gap: a later delta exists */
-		uint64_t p = cn[k].h.v1 ? k - 1 : cn[k].h.parent;
-		if (!err && p >= k)
-			err = -EBADMSG;
-		if (err) {
-			repo_meta_key(k, res->failed, sizeof(res->failed));
-			break;
-		}
-		cn[k].parent = p;
-		cn[k].linked = !p || cn[k].h.v1 || cn[p].h.v1 ||
-			       !memcmp(cn[k].h.parent_hash, cn[p].h.hash, REPO_HASH_LEN);
-		if (cn[k].linked && p)
+	pl->cn = cn;
+	err = find_tip(r, keys, ro, pl, res);
+	if (err == -ESRCH)
+		describe_forks(cn, 1, pl->max, res);
+	if (err)
+		return err;
+	const struct repo_meta_hdr *th = &cn[pl->tip].h;
+	pl->image = !th->v1 && !th->v2 && th->image;
+	pl->base = pl->image ? th->image : 1;
+	for (uint64_t k = pl->base; k <= pl->max && !err; k++)
+		err = read_node(r, keys, cn, k, res);
+	if (!err && pl->image)
+		err = check_image(pl, res);
+	for (uint64_t k = pl->base; k <= pl->max && !err; k++) {
+		uint64_t p = cn[k].parent;
+		if (p < pl->base)	/* only the image's object may continue one below */
+			cn[k].linked = !p || k == pl->base;
+		else
+			cn[k].linked = cn[k].h.v1 || cn[p].h.v1 ||
+				       !memcmp(cn[k].h.parent_hash, cn[p].h.hash, REPO_HASH_LEN);
+		if (cn[k].linked && p >= pl->base)
 			cn[p].children++;
 	}
 	if (err)
 		return err;
-	*tip = *max;
-	if (ro->chain) {
-		*tip = 0;
-		for (uint64_t k = *max; k >= 1 && !*tip; k--) {
-			char id[2 * REPO_WRITER_LEN + 1];
-			repo_writer_hex(cn[k].h.writer, id);
-			if (!cn[k].h.v1 && !strncasecmp(id, ro->chain, strlen(ro->chain)))
-				*tip = k;
-		}
-		if (!*tip) {
-			describe_forks(cn, *max, res);
-			return -ESRCH;
-		}
-	}
 	uint64_t takeover = 0;
-	for (uint64_t k = *tip; k && !err; k = cn[k].parent) {
+	for (uint64_t k = pl->tip; k && !err; k = k == pl->base ? 0 : cn[k].parent) {
 		cn[k].on_path = 1;
 		if ((cn[k].h.flags & REPO_META_TAKEOVER) && k > takeover)
 			takeover = k;
-		if (!cn[k].linked)
+		if (!cn[k].linked || k < pl->base)
 			err = -ENOTUNIQ;	/* it continues an object not there */
 	}
-	for (uint64_t k = 1; k <= *max && !err && !ro->chain; k++)
+	for (uint64_t k = pl->base; k <= pl->max && !err && !ro->chain; k++)
 		if (!cn[k].on_path && k > takeover)
 			err = -ENOTUNIQ;
 	if (err)
-		describe_forks(cn, *max, res);
+		describe_forks(cn, pl->base, pl->max, res);
 	return err;
 }
 
@@ -124,6 +178,40 @@ static int get_whole(struct remote *r, const char *key, uint8_t **buf,
 		     size_t *len)
 {
 	return remote_get(r, key, 0, 0, buf, len);
+}
+
+/* Fetch meta/k, check it is the object planned with (header h), and
+ * apply its delta to ix in one transaction. */
+static int apply_one(struct remote *r, const struct store_keys *keys, struct index *ix,
+		     uint64_t k, const struct repo_meta_hdr *planned, struct recover_result *res)
+{
+	char key[64];
+	repo_meta_key(k, key, sizeof(key));
+	uint8_t *buf = NULL, *d = NULL;
+	size_t len = 0, dl = 0;
+	struct repo_meta_hdr h;
+	int err = get_whole(r, key, &buf, &len);
+	if (err == -ENOENT)
+		err = -ENODATA;
+	if (!err)
+		err = repo_open_delta(keys, k, buf, len, &h, &d, &dl);
+	/* the object read whole must be the one planned with */
+	if (!err && (h.v1 != planned->v1 || memcmp(h.hash, planned->hash, REPO_HASH_LEN)))
+		err = -EBADMSG;
+	if (err)
+		snprintf(res->failed, sizeof(res->failed), "%s", key);
+	free(buf);
+	if (!err)
+		err = index_begin(ix);
+	if (!err)
+		err = changelog_apply(ix, d, dl, NULL, NULL);
+	if (!err)
+		err = index_commit(ix);
+	else
+		index_rollback(ix);
+	free(d);
+	res->deltas++;
+	return err;
 }
 
 struct want {
@@ -256,50 +344,29 @@ int recover_run(struct remote *r, const char *url,
 		err = keyfile_open(path, pass, passlen, &keys);
 	if (err)
 		return err;
-	/* The index: rebuilt from scratch by replaying every delta. */
+	/* The index: the newest image, or an empty one, then the deltas after. */
+	struct plan pl = { 0 };
+	err = plan_chain(r, &keys, ro, &pl, res);
+	struct cnode *cn = pl.cn;
+	uint64_t max = pl.max, tip = pl.tip;
+	struct index *ix = NULL;
 	snprintf(path, sizeof(path), "%s/%s", tmp, STORE_INDEX_FILE);
-	unlink(path);
 	char wal[PATH_MAX + 256 + 8];
 	snprintf(wal, sizeof(wal), "%s-wal", path);
 	unlink(wal);
 	snprintf(wal, sizeof(wal), "%s-shm", path);
 	unlink(wal);
-	struct index *ix;
-	err = index_open(path, 1, &ix);
-	if (err)
-		goto out_keys;
-	struct cnode *cn = NULL;
-	uint64_t max = 0, tip = 0;
-	err = plan_chain(r, &keys, ro, &cn, &max, &tip, res);
-	for (uint64_t k = 1; k <= max && !err; k++) {
+	unlink(path);
+	if (!err && pl.image) {
+		err = image_get(r, &keys, &cn[pl.base].h, path, res->failed, sizeof(res->failed));
+		res->image = pl.base;
+	}
+	if (!err)
+		err = index_open(path, 1, &ix);
+	for (uint64_t k = pl.image ? pl.base + 1 : 1; k <= max && !err; k++) {
 		if (!cn[k].on_path)
 			continue;
-		char key[64];
-		repo_meta_key(k, key, sizeof(key));
-		uint8_t *d = NULL;
-		size_t dl = 0;
-		struct repo_meta_hdr h;
-		err = get_whole(r, key, &buf, &len);
-		if (err == -ENOENT)
-			err = -ENODATA;
-		if (!err)
-			err = repo_open_delta(&keys, k, buf, len, &h, &d, &dl);
-		/* the object read whole must be the one planned with */
-		if (!err && (h.v1 != cn[k].h.v1 || memcmp(h.hash, cn[k].h.hash, REPO_HASH_LEN)))
-			err = -EBADMSG;
-		if (err)
-			snprintf(res->failed, sizeof(res->failed), "%s", key);
-		free(buf);
-		if (!err)
-			err = index_begin(ix);
-		if (!err)
-			err = changelog_apply(ix, d, dl, NULL, NULL);
-		if (!err)
-			err = index_commit(ix);
-		else
-			index_rollback(ix);
-		free(d);
-		res->deltas++;
+		err = apply_one(r, &keys, ix, k, &cn[k].h, res);
 	}
 	res->tip = tip;
 	/* Names are used as path components by mounts and restores: a
@@ -355,12 +422,12 @@ int recover_run(struct remote *r, const char *url,
 		}
 	}
 	free(cn);
-	index_close(ix);
+	if (ix)
+		index_close(ix);
 	if (!err && rename(tmp, dir))
 		err = -errno;
 	if (!err)
 		err = fsync_parent_dir(dir);
-out_keys:
 	secure_wipe(&keys, sizeof(keys));
 	return err;
 }

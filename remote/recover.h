@@ -8,7 +8,8 @@
 
 /*
  * Rebuild a store at dir from remote r with the passphrase: key file,
- * every delta in order, every pack (verified).  Built in DIR.recover and
+ * the newest image of the index and the deltas after it in order (no
+ * image: every delta), every pack (verified).  Built in DIR.recover and
  * renamed into place at the end; a rerun resumes (packs already there are
  * kept).  -ENOENT: not a tresor repository; -EPROTONOSUPPORT: newer;
  * -EKEYREJECTED: wrong passphrase; -EBADMSG: a damaged object; -ENODATA:
@@ -48,6 +49,7 @@ struct recover_result {
 	char failed[160];	/* the object that was missing or damaged */
 	char forks[800];	/* -ENOTUNIQ: the branches, one line */
 	uint64_t tip;		/* the delta recovered up to */
+	uint64_t image;		/* the object whose image it started from, 0: none */
 	uint64_t claimed;	/* takeover: the takeover delta, 0: not taken over */
 	char claim_error[700];	/* takeover asked for but failed: why */
 };

@@ -110,8 +110,12 @@ int cmd_recover(struct opts *o)
 	default:
 		die(1, "recovery from %s failed: %s; rerun to resume", url, msg);
 	}
-	printf("recovered %s from %s: %llu metadata object(s), %llu pack(s), %llu bytes%s\n",
-	       dir, url, (unsigned long long)res.deltas, (unsigned long long)res.packs,
+	char from[80] = "";
+	if (res.image)
+		snprintf(from, sizeof(from), " after the image of meta/%016llx",
+			 (unsigned long long)res.image);
+	printf("recovered %s from %s: %llu metadata object(s)%s, %llu pack(s), %llu bytes%s\n",
+	       dir, url, (unsigned long long)res.deltas, from, (unsigned long long)res.packs,
 	       (unsigned long long)res.bytes,
 	       o->lazy ? " (lazy: packs are fetched when read; 'recover URL STORE --full' completes it)" : "");
 	if (res.claimed)

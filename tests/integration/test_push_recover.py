@@ -824,7 +824,7 @@ def test_recover_refuses_newer_format(tmp, make_store, mounts, make_remote):
     marker = Path(remote.url) / "tresor-repo"
     b = bytearray(marker.read_bytes())
     assert b[:8] == b"TRESORRP", b
-    b[8:12] = (3).to_bytes(4, "little")     # repository version 2 is current (issue 13)
+    b[8:12] = (4).to_bytes(4, "little")     # repository version 3 is current (issue 19)
     marker.write_bytes(bytes(b))
     dest = tmp / "recovered"
     p = recover(remote, dest, store.passfile, check=False)
