@@ -502,9 +502,10 @@ static void image_inherit(struct repo_meta_hdr *h, const struct repo_meta_hdr *p
 	h->image_size = parent->image_size;
 }
 
-/* Publish the delta as meta/(tip + 1), continuing the tip. */
+/* Publish the delta as meta/(tip + 1), continuing the tip; ch becomes
+ * the object published. */
 static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
-		      struct view *v, const struct chain *ch, uint64_t *n_out,
+		      struct view *v, struct chain *ch, uint64_t *n_out,
 		      uint8_t hash[REPO_HASH_LEN], struct push_result *res)
 {
 	uint64_t n = ch->tip + 1;
@@ -541,6 +542,8 @@ static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
 	res->meta_bytes = slen;
 	memcpy(hash, h.hash, REPO_HASH_LEN);
 	*n_out = n;
+	ch->tip = n;
+	ch->th = h;
 	return 0;
 }
 
@@ -729,15 +732,16 @@ static int note_batch(struct store *st, int (*note)(struct index *, int64_t,
 
 /*
  * Extend the retention of packs still in use, and of the metadata objects
- * (all of them are needed to recover), to now + lock_days once less than
+ * and the newest image's parts (newest: the newest object's header), to
+ * now + lock_days once less than
  * half of it is left.  Costs one small request per object every
  * lock_days / 2.  The remote calls run outside any index transaction (a
  * mounted daemon must not wait for the network); what succeeded is noted
  * after, and a kill in between only means extending again next time.
  */
 static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
-		       struct view *v, int64_t until, int64_t renew_before,
-		       struct push_result *res)
+		       struct view *v, const struct repo_meta_hdr *newest, int64_t until,
+		       int64_t renew_before, struct push_result *res)
 {
 	int err = 0;
 	for (size_t i = 0; i < v->renew.n && !err; i++) {
@@ -761,6 +765,14 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 		err = remote_retain(r, key, c->lock_mode, until);
 		if (err == -ENOENT)	/* a slot a dead push skipped past */
 			err = 0;
+	}
+	/* The newest image: the one a recovery starts from. */
+	for (uint32_t p = 0; !newest->v1 && !newest->v2 && newest->image &&
+			     p < newest->image_parts && !err; p++) {
+		char key[96];
+		image_part_key(newest->image, newest->image_id, p, key, sizeof(key));
+		err = remote_retain(r, key, c->lock_mode, until);
+		res->retained += !err;
 	}
 	if (!err) {
 		res->retained += c->next_meta + 1;
@@ -905,7 +917,7 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	}
 	/* Old business, once the new state is safely out. */
 	if (!err && c->lock_days) {
-		err = renew_locks(st, c, r, &v, until, renew_before, res);
+		err = renew_locks(st, c, r, &v, &ch.th, until, renew_before, res);
 		if (err && !res->error[0])
 			snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
 	}

@@ -141,6 +141,8 @@ def test_retention_extended_and_deletion_waits(tmp, store, mounts, s3proxy):
     t0 = time.time()
     push_at(store, "off", remote)
     metas = {k for k in remote.objects() if k.startswith("meta/")}
+    images = {k for k in remote.objects() if k.startswith("image/")}
+    assert images, "the first push sent no image of the index"
 
     # one day later: more than half of 3 days is left, nothing is renewed
     s3proxy.clear()
@@ -177,7 +179,7 @@ def test_retention_extended_and_deletion_waits(tmp, store, mounts, s3proxy):
     assert in_use - old_in_use == set(sent), (in_use, old_in_use, sorted(sent))
     for r in sent.values():
         check_lock_request(r, "GOVERNANCE", t2, time.time() + 2 * DAY, 3)
-    assert {"tresor-repo", "keys/key"} | metas <= renewed, renewed
+    assert {"tresor-repo", "keys/key"} | metas | images <= renewed, renewed
     assert res["retained"] == len(ret), (res, len(ret))
     for r in ret:
         assert r.query == "retention=", r      # exactly as SigV4 wants it
