@@ -12,6 +12,9 @@ test_push_recover's fixture):
 - a version 2 remote (written by the tresor of V2_COMMIT) still recovers,
   and a push of this tresor upgrades it: marker 3, image, older binary
   refuses it as newer;
+- the requests of a recovery (through a recording proxy, S3) touch no
+  object below the newest image, and the deltas after it are fetched in
+  parallel;
 - a push killed while sending an image's parts leaves the remote
   recoverable at the previous push, and the rerun completes.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Store
+from remote_proxy import s3_remote, s3proxy  # noqa: F401
 from recovery_util import MiB, blob, env_with, fill_store, old_tresor, tresor_pw
 from test_push_recover import (make_remote, remote_add, run, s3server,  # noqa: F401
                                snapshot)
@@ -181,6 +185,31 @@ def test_lazy_recovery_starts_from_the_image(kind, tmp, make_store, mounts, make
             assert (Path(m.path) / rel).read_bytes() == data, rel
     finally:
         m.close()
+
+
+def test_recovery_requests_do_not_grow_with_history(tmp, make_store, mounts, s3proxy):
+    st = make_store()
+    rem = s3_remote(tmp, s3proxy, "hist-%d" % os.getpid())
+    remote_add(st, "off", rem)
+    want = {}
+    for i in range(11):
+        add_file(st, mounts, "f%02d.bin" % i, blob(i, 50_000), want)
+        push(st, "off", rem, "--image-every", "4")
+    s3proxy.clear()
+    s3proxy.add("stall", method="GET", path="/meta/", count=None, seconds=0.5)
+    out = recover(rem, tmp / "r", st.passfile)
+    s3proxy.clear_faults()
+    assert "after the image of meta/%016x" % 8 in out and " 3 metadata object(s)" in out, out
+    log = [r for r in s3proxy.log() if r.method == "GET"]
+    metas = sorted({r.path.rsplit("/meta/", 1)[1] for r in log if "/meta/" in r.path})
+    assert metas == ["%016x" % k for k in range(8, 12)], metas
+    # newest header (2 ranged GETs), 9..11 whole once each, 8's header (2)
+    assert len([r for r in log if "/meta/" in r.path]) == 7, [r.target for r in log]
+    whole = [r for r in log if "/meta/" in r.path and "range" not in r.headers]
+    assert len(whole) == 3, [r.target for r in whole]
+    assert max(r.time for r in whole) < min(r.end for r in whole), \
+        "the deltas after the image were fetched one after the other"
+    assert read_all(mounts, Store(tmp / "r", st.passfile), tmp / "m") == want
 
 
 def test_push_killed_while_sending_an_image(tmp, make_store, mounts, make_remote):
