@@ -133,6 +133,7 @@ struct view {
 	size_t dlen;
 	int send;			/* a delta is due */
 	char image[PATH_MAX];		/* the image file taken with it, "": none */
+	int image_err;			/* making it failed (image names the file) */
 };
 
 static void view_free(struct view *v)
@@ -141,7 +142,7 @@ static void view_free(struct view *v)
 	free(v->freed.v);
 	free(v->renew.v);
 	free(v->delta);
-	if (v->image[0])
+	if (v->image[0] && !v->image_err)
 		unlink(v->image);
 }
 
@@ -191,8 +192,7 @@ static int take_view(struct store *st, struct remote_cfg *c, const struct push_o
 		snprintf(v->image, sizeof(v->image), "%s/image-push-%lld.tmp", st->dir,
 			 (long long)c->id);
 		err = index_image(st->ix, v->image);
-		if (err)
-			v->image[0] = 0;
+		v->image_err = err != 0;
 	}
 	remote_cfg_read_end(st->ix);
 	return err;
@@ -869,6 +869,10 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	int64_t renew_before = now_s + lock_s / 2;
 	int err = take_view(st, c, po, renew_before, &v);
 	res->packs_pending = v.todo.n;
+	if (err && v.image_err)
+		snprintf(res->error, sizeof(res->error), "cannot write the image of the index to"
+			 " %.900s: %s; free space there, or push with --image-every 0 for now",
+			 v.image, strerror(-err));
 	struct chain ch;
 	if (!err)
 		err = chain_check(st, c, r, &ch, res);

@@ -41,7 +41,7 @@ _tresor() {
 		mount) opts+=" -o -f" ;;
 		check) opts+=" --read-data --remote" ;;
 		repair) opts+=" --from" ;;
-		push) opts+=" --jobs --limit-upload --grace" ;;
+		push) opts+=" --jobs --limit-upload --grace --image-every" ;;
 		snapshot) opts+=" --time" ;;
 		prune) opts+=" --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --dry-run" ;;
 		remote | recover) opts+=" --lazy --full --takeover --chain --grace --object-lock-days --object-lock-mode --endpoint --region --path-style --virtual-hosted --ca-file --credentials-file --ssh-key --known-hosts --netrc" ;;
