@@ -106,6 +106,9 @@ static const struct {
 	{ "remote", "tip", "BLOB" },
 	{ "remote", "full_next", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "pending", "BLOB" },
+	{ "remote", "image_meta", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "image_size", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "since_image", "INTEGER NOT NULL DEFAULT 0" },
 };
 
 static int has_column(sqlite3 *db, const char *table, const char *column)

@@ -146,12 +146,17 @@ static void view_free(struct view *v)
 		unlink(v->image);
 }
 
-/* An image goes with the delta when it is a full one, and with every
- * image_every-th object (FORMAT.md §15.5). */
-static int image_due(const struct push_opts *po, uint64_t n, int full)
+/* An image goes with delta n (dlen bytes) when it is a full one, when
+ * image_every objects were published since the last image, or when the
+ * deltas since hold half as many bytes as the index (FORMAT.md §15.5). */
+static int image_due(const struct push_opts *po, const struct remote_cfg *c, uint64_t n,
+		     int full, size_t dlen)
 {
 	int every = po->image_every ? po->image_every : PUSH_DEFAULT_IMAGE_EVERY;
-	return every > 0 && (full || n % (uint64_t)every == 0);
+	if (every <= 0)
+		return 0;
+	return full || n >= c->image_meta + (uint64_t)every ||
+	       (c->image_size && 2 * (c->since_image + dlen) >= c->image_size);
 }
 
 /* One read transaction: what to send and what was freed, one state. */
@@ -188,7 +193,7 @@ static int take_view(struct store *st, struct remote_cfg *c, const struct push_o
 		err = full ? changelog_export_full(st->ix, v->to, &v->delta, &v->dlen)
 			     : changelog_export(st->ix, c->last_seq, v->to, &v->delta, &v->dlen);
 	/* The image in the same read transaction: exactly the delta's state. */
-	if (!err && v->send && image_due(po, n, full)) {
+	if (!err && v->send && image_due(po, c, n, full, v->dlen)) {
 		snprintf(v->image, sizeof(v->image), "%s/image-push-%lld.tmp", st->dir,
 			 (long long)c->id);
 		err = index_image(st->ix, v->image);
@@ -679,7 +684,7 @@ static int note_packs(struct store *st, struct remote_cfg *c, const struct pack_
  * longer names. */
 static int note_delta(struct store *st, struct remote_cfg *c, const struct view *v,
 		      uint64_t next_meta, const uint8_t tip[REPO_HASH_LEN],
-		      int64_t meta_lock_until)
+		      const struct repo_meta_hdr *pub, int64_t meta_lock_until)
 {
 	int64_t now = repo_now_ns();
 	int err = index_begin(st->ix);
@@ -694,6 +699,13 @@ static int note_delta(struct store *st, struct remote_cfg *c, const struct view 
 	if (!err && !remote_cfg_min_seq(st->ix, &min))
 		err = changelog_trim(st->ix, min);
 	if (!err && tip) {
+		if (pub->image && pub->image == next_meta - 1) {	/* it brought one */
+			c->image_meta = pub->image;
+			c->image_size = pub->image_size;
+			c->since_image = 0;
+		} else {
+			c->since_image += v->dlen;
+		}
 		c->next_meta = next_meta;
 		memcpy(c->tip, tip, REPO_HASH_LEN);
 		c->has_tip = 1;
@@ -917,7 +929,7 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 		int64_t mlock = c->meta_lock_until;
 		if (c->lock_days && (first || !mlock))
 			mlock = until;
-		err = note_delta(st, c, &v, n, v.send ? tip : NULL, mlock);
+		err = note_delta(st, c, &v, n, v.send ? tip : NULL, &ch.th, mlock);
 	}
 	/* Old business, once the new state is safely out. */
 	if (!err && c->lock_days) {

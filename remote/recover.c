@@ -398,6 +398,7 @@ int recover_run(struct remote *r, const char *url,
 	struct cnode *cn = pl.cn;
 	uint64_t max = pl.max, tip = pl.tip;
 	struct index *ix = NULL;
+	uint64_t since = 0;	/* delta bytes applied after the image */
 	snprintf(path, sizeof(path), "%s/%s", tmp, STORE_INDEX_FILE);
 	char wal[PATH_MAX + 256 + 8];
 	snprintf(wal, sizeof(wal), "%s-wal", path);
@@ -414,6 +415,7 @@ int recover_run(struct remote *r, const char *url,
 	for (uint64_t k = pl.image ? pl.base + 1 : 1; k <= max && !err; k++) {
 		if (!cn[k].on_path)
 			continue;
+		since += cn[k].dlen;
 		err = apply_one(r, &keys, ix, k, &cn[k], res);
 	}
 	res->tip = tip;
@@ -448,6 +450,9 @@ int recover_run(struct remote *r, const char *url,
 			err = remote_cfg_find(ix, "origin", &c);
 		if (!err) {
 			c.next_meta = tip + 1;
+			c.image_meta = pl.image ? pl.base : 0;
+			c.image_size = pl.image ? cn[pl.base].h.image_size : 0;
+			c.since_image = since;
 			c.has_tip = !cn[tip].h.v1;
 			memcpy(c.tip, cn[tip].h.hash, REPO_HASH_LEN);
 			c.full_next = 0;

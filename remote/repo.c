@@ -126,12 +126,15 @@ static void cfg_row(sqlite3_stmt *st, struct remote_cfg *c)
 	c->has_pending = sqlite3_column_bytes(st, 21) == REPO_HASH_LEN;
 	if (c->has_pending)
 		memcpy(c->pending, sqlite3_column_blob(st, 21), REPO_HASH_LEN);
+	c->image_meta = (uint64_t)sqlite3_column_int64(st, 22);
+	c->image_size = (uint64_t)sqlite3_column_int64(st, 23);
+	c->since_image = (uint64_t)sqlite3_column_int64(st, 24);
 }
 
 #define CFG_COLS "id, name, url, endpoint, region, path_style, ca_file, credentials_file," \
 		 " ssh_key, known_hosts, netrc_file, last_seq, next_meta, last_push," \
 		 " grace_ns, lock_mode, lock_days, meta_lock_until, writer, tip, full_next," \
-		 " pending"
+		 " pending, image_meta, image_size, since_image"
 
 int remote_cfg_find(struct index *ix, const char *name, struct remote_cfg *c)
 {
@@ -364,9 +367,12 @@ int remote_cfg_set_chain(struct index *ix, const struct remote_cfg *c)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(index_db(ix), "UPDATE remote SET next_meta = ?2, tip = ?3,"
-			       " full_next = ?4, pending = NULL WHERE id = ?1", -1, &st,
-			       NULL) != SQLITE_OK)
+			       " full_next = ?4, pending = NULL, image_meta = ?5, image_size = ?6,"
+			       " since_image = ?7 WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
+	sqlite3_bind_int64(st, 5, (int64_t)c->image_meta);
+	sqlite3_bind_int64(st, 6, (int64_t)c->image_size);
+	sqlite3_bind_int64(st, 7, (int64_t)c->since_image);
 	sqlite3_bind_int64(st, 1, c->id);
 	sqlite3_bind_int64(st, 2, (int64_t)c->next_meta);
 	if (c->has_tip)

@@ -67,6 +67,10 @@ struct remote_cfg {
 	 * (a clone of the store directory has the same writer id). */
 	uint8_t pending[REPO_HASH_LEN];
 	int has_pending;
+	/* The newest image on the chain as this store knows it (0: none, or
+	 * not known), the bytes of the index file it holds, and the bytes of
+	 * the deltas published after it: what decides the next image. */
+	uint64_t image_meta, image_size, since_image;
 };
 
 #define REPO_DEFAULT_GRACE_NS (7LL * 86400 * 1000000000)
@@ -150,7 +154,8 @@ void repo_pack_key(const uint8_t name[PACK_NAME_LEN], char *key, size_t size);
 void repo_meta_key(uint64_t n, char *key, size_t size);
 
 /* Record where this store now stands on remote c (after a publish or a
- * takeover): next_meta, tip and full_next as in c; no pending. */
+ * takeover): next_meta, tip, full_next and the image fields as in c; no
+ * pending. */
 int remote_cfg_set_chain(struct index *ix, const struct remote_cfg *c);
 /* Note the header hash of the delta about to be published on remote id. */
 int remote_cfg_set_pending(struct index *ix, int64_t id, const uint8_t hash[REPO_HASH_LEN]);

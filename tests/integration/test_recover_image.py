@@ -125,15 +125,16 @@ def test_image_recovery_equals_replay(kind, tmp, make_store, mounts, make_remote
             images[n] = res["image"]
         else:
             assert res["image"] == 0 and res["image_bytes"] == 0, res
-    # the first (full) push and every third object bring an image
-    assert images == {1: 1, 2: 0, 3: 3, 4: 0, 5: 0, 6: 6}, images
+    # the first (full) push and the third object after an image bring one
+    # (the deltas are far below half the index: no image for their bytes)
+    assert images == {1: 1, 2: 0, 3: 0, 4: 4, 5: 0, 6: 0}, images
     assert image_keys(plain) == []
     keys = image_keys(img)
-    assert any(k.startswith("image/%016x-" % 6) for k in keys), keys
+    assert any(k.startswith("image/%016x-" % 4) for k in keys), keys
 
     a, b = tmp / "from-image", tmp / "from-replay"
     out = recover(img, a, st.passfile)
-    assert "after the image of meta/%016x" % 6 in out and " 0 metadata object(s)" in out, out
+    assert "after the image of meta/%016x" % 4 in out and " 2 metadata object(s)" in out, out
     out = recover(plain, b, st.passfile)
     assert "after the image" not in out and " 6 metadata object(s)" in out, out
     ta, tb = tables(a), tables(b)
@@ -148,18 +149,17 @@ def test_image_recovery_equals_replay(kind, tmp, make_store, mounts, make_remote
     (Path(m.path) / "after.bin").write_bytes(blob(77, 300_000))
     m.close()
     res = push(sa, "origin", img, "--image-every", "3")
-    assert res["image"] == 0 and res["records"] > 0, res
+    assert res["image"] == 7 and res["records"] > 0, res   # 3 after image 4
 
     # nothing below the newest image is read: a recovery without them works
     if kind == "local":
-        for k in range(1, 6):
+        for k in range(1, 7):
             (Path(img.url) / "meta" / ("%016x" % k)).unlink()
-        for k in keys:
-            if not k.startswith("image/%016x-" % 6):
-                (Path(img.url) / k).unlink()
+        for k in keys:      # images 1 and 4; 7 is the newest
+            (Path(img.url) / k).unlink()
         c = tmp / "without-history"
         out = recover(img, c, st.passfile)
-        assert "after the image of meta/%016x" % 6 in out and " 1 metadata object(s)" in out
+        assert "after the image of meta/%016x" % 7 in out and " 0 metadata object(s)" in out
         want["after.bin"] = blob(77, 300_000)
         assert read_all(mounts, Store(c, st.passfile), tmp / "mnt-c") == want
 
@@ -187,6 +187,33 @@ def test_lazy_recovery_starts_from_the_image(kind, tmp, make_store, mounts, make
         m.close()
 
 
+def test_image_when_the_deltas_since_weigh_half_the_index(tmp, make_store, mounts,
+                                                          make_remote):
+    st = make_store()
+    rem = make_remote("local")
+    remote_add(st, "off", rem)
+    want = {}
+    add_file(st, mounts, "a.bin", blob(1, 100_000), want)
+    got = [push(st, "off", rem, "--image-every", "1000")]
+    add_file(st, mounts, "b.bin", blob(2, 100_000), want)
+    got.append(push(st, "off", rem, "--image-every", "1000"))
+    m = mounts.mount(st, "vol")
+    (Path(m.path) / "many").mkdir()
+    for i in range(600):
+        (Path(m.path) / "many" / ("n%04d-with-a-longish-name.txt" % i)).write_bytes(b"x%d" % i)
+    m.close()
+    got.append(push(st, "off", rem, "--image-every", "1000"))
+    assert [r["image"] for r in got] == [1, 0, 3], got
+    out = recover(rem, tmp / "r", st.passfile)
+    assert "after the image of meta/%016x" % 3 in out, out
+    m = mounts.mount(Store(tmp / "r", st.passfile), "vol", mnt=tmp / "m")
+    try:
+        assert len(os.listdir(Path(m.path) / "many")) == 600
+        assert (Path(m.path) / "b.bin").read_bytes() == want["b.bin"]
+    finally:
+        m.close()
+
+
 def test_recovery_requests_do_not_grow_with_history(tmp, make_store, mounts, s3proxy):
     st = make_store()
     rem = s3_remote(tmp, s3proxy, "hist-%d" % os.getpid())
@@ -199,14 +226,15 @@ def test_recovery_requests_do_not_grow_with_history(tmp, make_store, mounts, s3p
     s3proxy.add("stall", method="GET", path="/meta/", count=None, seconds=0.5)
     out = recover(rem, tmp / "r", st.passfile)
     s3proxy.clear_faults()
-    assert "after the image of meta/%016x" % 8 in out and " 3 metadata object(s)" in out, out
+    # images at 1, 5, 9 (every 4th object since the last one)
+    assert "after the image of meta/%016x" % 9 in out and " 2 metadata object(s)" in out, out
     log = [r for r in s3proxy.log() if r.method == "GET"]
     metas = sorted({r.path.rsplit("/meta/", 1)[1] for r in log if "/meta/" in r.path})
-    assert metas == ["%016x" % k for k in range(8, 12)], metas
-    # newest header (2 ranged GETs), 9..11 whole once each, 8's header (2)
-    assert len([r for r in log if "/meta/" in r.path]) == 7, [r.target for r in log]
+    assert metas == ["%016x" % k for k in range(9, 12)], metas
+    # newest header (2 ranged GETs), 10 and 11 whole once each, 9's header (2)
+    assert len([r for r in log if "/meta/" in r.path]) == 6, [r.target for r in log]
     whole = [r for r in log if "/meta/" in r.path and "range" not in r.headers]
-    assert len(whole) == 3, [r.target for r in whole]
+    assert len(whole) == 2, [r.target for r in whole]
     assert max(r.time for r in whole) < min(r.end for r in whole), \
         "the deltas after the image were fetched one after the other"
     assert read_all(mounts, Store(tmp / "r", st.passfile), tmp / "m") == want
@@ -219,7 +247,7 @@ def test_push_killed_while_sending_an_image(tmp, make_store, mounts, make_remote
     fill_store(st, mounts, {"a.bin": blob(1, 300_000)})
     push(st, "off", rem, "--image-every", "2")
     add_file(st, mounts, "b.bin", blob(2, 300_000), {})
-    p = run("push", st.path, "off", "--passphrase-file", st.passfile, "--image-every", "2",
+    p = run("push", st.path, "off", "--passphrase-file", st.passfile, "--image-every", "1",
             env=env_with(rem, TRESOR_CRASH_AT="push-image"))
     assert p.returncode != 0, "the crash point push-image was not reached"
     root = Path(rem.url)
@@ -231,7 +259,7 @@ def test_push_killed_while_sending_an_image(tmp, make_store, mounts, make_remote
     assert "after the image of meta/%016x" % 1 in out, out
     assert sorted(read_all(mounts, Store(tmp / "r1", st.passfile), tmp / "m1")) == ["a.bin"]
     # the rerun sends the image again, under a new id, and publishes meta/2
-    res = push(st, "off", rem, "--image-every", "2")
+    res = push(st, "off", rem, "--image-every", "1")
     assert res["image"] == 2, res
     assert len([k for k in image_keys(rem) if k.startswith("image/%016x-" % 2)]) == 2
     out = recover(rem, tmp / "r2", st.passfile)
