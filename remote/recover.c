@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,12 +295,44 @@ static int want_add(void *arg, const struct remote_cfg_pack *p)
 	return 0;
 }
 
+/* The packs of fetch_missing, fetched by several jobs. */
+struct fetch_job {
+	const struct store_keys *keys;
+	const char *dir;
+	const struct want *ws;
+	const struct recover_opts *ro;
+	struct recover_result *res;
+	pthread_mutex_t lock;	/* guards res and done */
+	uint64_t done, total;
+};
+
+static int fetch_one(void *arg, struct remote *r, size_t i)
+{
+	struct fetch_job *j = arg;
+	uint64_t len = 0;
+	int err = pack_fetch_install(r, j->keys, j->dir, j->ws[i].name, j->ws[i].size, &len);
+	pthread_mutex_lock(&j->lock);
+	if (err && !j->res->failed[0])
+		repo_pack_key(j->ws[i].name, j->res->failed, sizeof(j->res->failed));
+	if (!err) {
+		j->res->packs++;
+		j->res->bytes += len;
+	}
+	j->done += j->ws[i].size;
+	if (j->ro->progress)
+		j->ro->progress(j->ro->progress_arg, j->done, j->total);
+	pthread_mutex_unlock(&j->lock);
+	return err;
+}
+
 /* Fetch every finished pack the index names that dir does not hold yet
  * (verified, installed atomically): the body of a full recovery and of
- * the fill of a lazy one.  Resumable: packs already here are kept. */
-static int fetch_missing(struct remote *r, const struct store_keys *keys,
-			 const char *dir, struct index *ix, int64_t lacking,
-			 const struct recover_opts *ro, struct recover_result *res)
+ * the fill of a lazy one.  Resumable: packs already here are kept.  With
+ * url, PGET_DEFAULT_JOBS packs at a time, each on its own connection. */
+static int fetch_missing(struct remote *r, const char *url, const struct remote_options *opt,
+			 const struct store_keys *keys, const char *dir, struct index *ix,
+			 int64_t lacking, const struct recover_opts *ro,
+			 struct recover_result *res)
 {
 	/* lacking > 0: only packs remote id lacking is not known to hold. */
 	struct wants w = { .dir = dir };
@@ -307,24 +340,18 @@ static int fetch_missing(struct remote *r, const struct store_keys *keys,
 				   lacking, 0, want_add, &w);
 	struct want *ws = w.v;
 	size_t n = w.n;
-	uint64_t total = w.total, done = 0;
+	uint64_t total = w.total;
 	if (!r) {	/* count only */
 		free(ws);
 		res->packs = n;
 		return err;
 	}
-	for (size_t i = 0; i < n && !err; i++) {
-		uint64_t len = 0;
-		err = pack_fetch_install(r, keys, dir, ws[i].name, ws[i].size, &len);
-		if (err)
-			repo_pack_key(ws[i].name, res->failed, sizeof(res->failed));
-		else {
-			res->packs++;
-			res->bytes += len;
-		}
-		done += ws[i].size;
-		if (ro->progress)
-			ro->progress(ro->progress_arg, done, total);
+	if (!err) {
+		struct fetch_job j = { .keys = keys, .dir = dir, .ws = ws, .ro = ro, .res = res,
+				       .total = total };
+		pthread_mutex_init(&j.lock, NULL);
+		err = pget_each(r, url, opt, n, PGET_DEFAULT_JOBS, fetch_one, &j);
+		pthread_mutex_destroy(&j.lock);
 	}
 	free(ws);
 	return err;
@@ -334,7 +361,7 @@ int recover_fill(struct store *st, struct remote *r,
 		 const struct recover_opts *ro, struct recover_result *res)
 {
 	memset(res, 0, sizeof(*res));
-	int err = fetch_missing(r, &st->keys, st->dir, st->ix, 0, ro, res);
+	int err = fetch_missing(r, NULL, NULL, &st->keys, st->dir, st->ix, 0, ro, res);
 	if (!err)
 		err = index_begin(st->ix);
 	if (!err)
@@ -348,7 +375,7 @@ int recover_fill_for(struct store *st, struct remote *r, int64_t target,
 		     const struct recover_opts *ro, struct recover_result *res)
 {
 	memset(res, 0, sizeof(*res));
-	return fetch_missing(r, &st->keys, st->dir, st->ix, target, ro, res);
+	return fetch_missing(r, NULL, NULL, &st->keys, st->dir, st->ix, target, ro, res);
 }
 
 int recover_run(struct remote *r, const char *url,
@@ -426,7 +453,7 @@ int recover_run(struct remote *r, const char *url,
 				      : -EINVAL;
 	/* The packs the index names, verified (lazy: later, on demand). */
 	if (!err && !ro->lazy)
-		err = fetch_missing(r, &keys, tmp, ix, 0, ro, res);
+		err = fetch_missing(r, url, opt, &keys, tmp, ix, 0, ro, res);
 	if (!err)
 		err = index_begin(ix);
 	if (!err)

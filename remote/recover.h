@@ -33,7 +33,8 @@ struct recover_opts {
 	 * by the store whose id starts with these hex digits (NULL: refuse
 	 * a fork). */
 	const char *chain;
-	/* Bytes of packs fetched so far / to fetch (may be NULL). */
+	/* Bytes of packs fetched so far / to fetch (may be NULL); called
+	 * from the fetching threads, one at a time. */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);
 	void *progress_arg;
 	/* Checks the rebuilt index before anything is fetched or put in

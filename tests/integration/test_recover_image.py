@@ -15,6 +15,7 @@ test_push_recover's fixture):
 - the requests of a recovery (through a recording proxy, S3) touch no
   object below the newest image, and the deltas after it are fetched in
   parallel;
+- a full recovery fetches its packs in parallel;
 - a push killed while sending an image's parts leaves the remote
   recoverable at the previous push, and the rerun completes.
 """
@@ -238,6 +239,23 @@ def test_recovery_requests_do_not_grow_with_history(tmp, make_store, mounts, s3p
     assert max(r.time for r in whole) < min(r.end for r in whole), \
         "the deltas after the image were fetched one after the other"
     assert read_all(mounts, Store(tmp / "r", st.passfile), tmp / "m") == want
+
+
+def test_full_recovery_fetches_packs_in_parallel(tmp, make_store, mounts, s3proxy):
+    st = make_store()
+    rem = s3_remote(tmp, s3proxy, "full-%d" % os.getpid())
+    remote_add(st, "off", rem)
+    files = fill_store(st, mounts, {"f%d.bin" % i: blob(40 + i, 300_000) for i in range(6)})
+    push(st, "off", rem)
+    s3proxy.clear()
+    s3proxy.add("stall", method="GET", path="/data/", count=None, seconds=0.5)
+    recover(rem, tmp / "r", st.passfile)
+    s3proxy.clear_faults()
+    gets = [r for r in s3proxy.log() if r.method == "GET" and "/data/" in r.path]
+    assert len(gets) >= 6, [r.target for r in gets]
+    assert max(r.time for r in gets) < min(r.end for r in gets), \
+        "the packs were fetched one after the other"
+    assert read_all(mounts, Store(tmp / "r", st.passfile), tmp / "m") == files
 
 
 def test_push_killed_while_sending_an_image(tmp, make_store, mounts, make_remote):
