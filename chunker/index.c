@@ -90,7 +90,10 @@ static const char *remote_schema =
 	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS remote_gone(remote INTEGER NOT NULL, name BLOB NOT NULL,"
 	"  freed INTEGER NOT NULL, lock_until INTEGER NOT NULL DEFAULT 0,"
-	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;";
+	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS remote_image(remote INTEGER NOT NULL, meta INTEGER NOT NULL,"
+	"  id BLOB NOT NULL, parts INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0,"
+	"  lock_until INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(remote, id)) WITHOUT ROWID;";
 
 /* Columns added after the first release of the replication tables: a store
  * made before them gets them (with their defaults) on first use. */
@@ -109,6 +112,7 @@ static const struct {
 	{ "remote", "image_meta", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "image_size", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "since_image", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "meta_floor", "INTEGER NOT NULL DEFAULT 1" },
 };
 
 static int has_column(sqlite3 *db, const char *table, const char *column)
@@ -393,7 +397,8 @@ int index_ensure_changelog_table(struct index *ix)
 /* The store-local parts of a copy of the index: what an image leaves out. */
 static const char image_strip_sql[] =
 	"DROP TABLE IF EXISTS remote; DROP TABLE IF EXISTS remote_pack;"
-	" DROP TABLE IF EXISTS remote_gone; DROP TABLE IF EXISTS changelog;"
+	" DROP TABLE IF EXISTS remote_gone; DROP TABLE IF EXISTS remote_image;"
+	" DROP TABLE IF EXISTS changelog;"
 	" DELETE FROM pack_trash;";
 
 /* Drop the change log's triggers (changelog_<table>_I|U|D) in db. */

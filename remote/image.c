@@ -36,13 +36,32 @@ static size_t part_aad(uint64_t n, const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t
 	return l + 16 + REPO_IMAGE_ID_LEN;
 }
 
-static uint32_t part_count(uint64_t size)
+uint32_t image_part_count(uint64_t size)
 {
 	return size ? (uint32_t)((size + IMAGE_PART_SIZE - 1) / IMAGE_PART_SIZE) : 1;
 }
 
+#define part_count image_part_count
+
+int image_parse_key(const char *key, uint64_t *n, uint8_t id[REPO_IMAGE_ID_LEN], uint32_t *p)
+{
+	unsigned long long nn;
+	unsigned pp;
+	char hex[2 * REPO_IMAGE_ID_LEN + 1];
+	int used = 0;
+	if (strlen(key) != 6 + 16 + 1 + 2 * REPO_IMAGE_ID_LEN + 1 + 8 ||
+	    sscanf(key, "image/%16llx-%32[0-9a-f].%8x%n", &nn, hex, &pp, &used) != 3 ||
+	    (size_t)used != strlen(key) || strlen(hex) != 2 * REPO_IMAGE_ID_LEN ||
+	    hex_decode(hex, id, REPO_IMAGE_ID_LEN))
+		return -EINVAL;
+	*n = nn;
+	*p = pp;
+	return 0;
+}
+
 int image_put(struct remote *r, const struct store_keys *keys, uint64_t n,
-	      const char *path, struct repo_meta_hdr *h, uint64_t *sent)
+	      const uint8_t id[REPO_IMAGE_ID_LEN], const char *path,
+	      struct repo_meta_hdr *h, uint64_t *sent)
 {
 	*sent = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -50,9 +69,6 @@ int image_put(struct remote *r, const struct store_keys *keys, uint64_t n,
 		return -errno;
 	struct stat sb;
 	int err = fstat(fd, &sb) ? -errno : 0;
-	uint8_t id[REPO_IMAGE_ID_LEN];
-	if (!err)
-		err = random_bytes(id, sizeof(id));
 	uint64_t size = err ? 0 : (uint64_t)sb.st_size;
 	uint32_t parts = part_count(size);
 	uint8_t *buf = err ? NULL : malloc(IMAGE_PART_SIZE);
@@ -87,6 +103,36 @@ int image_put(struct remote *r, const struct store_keys *keys, uint64_t n,
 	return 0;
 }
 
+int image_get_part(struct remote *r, const struct store_keys *keys,
+		   const struct repo_meta_hdr *h, uint32_t p, uint8_t **out, size_t *len,
+		   uint64_t *fetched)
+{
+	char key[96];
+	image_part_key(h->image, h->image_id, p, key, sizeof(key));
+	uint64_t off = (uint64_t)p * IMAGE_PART_SIZE;
+	size_t want = h->image_size - off < IMAGE_PART_SIZE ? h->image_size - off
+							    : IMAGE_PART_SIZE;
+	uint8_t *sealed = NULL, *d = NULL, aad[64];
+	size_t slen = 0, dl = 0, alen = part_aad(h->image, h->image_id, p, h->image_parts, aad);
+	int err = remote_get(r, key, 0, 0, &sealed, &slen);
+	if (err == -ENOENT)
+		err = -ENODATA;
+	if (fetched)
+		*fetched += slen;
+	if (!err)
+		err = repo_open_blob(keys->meta, aad, alen, sealed, slen, &d, &dl);
+	if (!err && dl != want)
+		err = -EBADMSG;
+	free(sealed);
+	if (err) {
+		free(d);
+		return err;
+	}
+	*out = d;
+	*len = dl;
+	return 0;
+}
+
 int image_get(struct remote *r, const struct store_keys *keys,
 	      const struct repo_meta_hdr *h, const char *path,
 	      char *failed, size_t fsize)
@@ -99,27 +145,14 @@ int image_get(struct remote *r, const struct store_keys *keys,
 		return -errno;
 	int err = 0;
 	for (uint32_t p = 0; p < h->image_parts && !err; p++) {
-		char key[96];
-		image_part_key(h->image, h->image_id, p, key, sizeof(key));
-		uint64_t off = (uint64_t)p * IMAGE_PART_SIZE;
-		size_t want = h->image_size - off < IMAGE_PART_SIZE ? h->image_size - off
-								    : IMAGE_PART_SIZE;
-		uint8_t *sealed = NULL, *d = NULL, aad[64];
-		size_t slen = 0, dl = 0, alen = part_aad(h->image, h->image_id, p,
-							 h->image_parts, aad);
-		err = remote_get(r, key, 0, 0, &sealed, &slen);
-		if (err == -ENOENT)
-			err = -ENODATA;
+		uint8_t *d = NULL;
+		size_t dl = 0;
+		err = image_get_part(r, keys, h, p, &d, &dl, NULL);
 		if (!err)
-			err = repo_open_blob(keys->meta, aad, alen, sealed, slen, &d, &dl);
-		if (!err && dl != want)
-			err = -EBADMSG;
-		if (!err)
-			err = pwrite_full(fd, d, dl, (off_t)off);
-		free(sealed);
+			err = pwrite_full(fd, d, dl, (off_t)p * IMAGE_PART_SIZE);
 		free(d);
 		if (err && failed)
-			snprintf(failed, fsize, "%s", key);
+			image_part_key(h->image, h->image_id, p, failed, fsize);
 	}
 	if (!err && fsync(fd))
 		err = -errno;

@@ -18,14 +18,30 @@
 void image_part_key(uint64_t n, const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t p,
 		    char *key, size_t size);
 
+/* How many parts an index file of size bytes is cut into. */
+uint32_t image_part_count(uint64_t size);
+
+/* Parse an image part's key: -EINVAL if key is no such key. */
+int image_parse_key(const char *key, uint64_t *n, uint8_t id[REPO_IMAGE_ID_LEN], uint32_t *p);
+
 /*
- * Send the index file at path as the image of object n under a new random
- * id, part by part (plain puts: the id is new, so nothing is replaced),
- * and set h's image fields to name it.  *sent: bytes put.  Remote errors
- * as remote_put (remote_error(r) says what failed).
+ * Send the index file at path as the image of object n under id (new and
+ * random: plain puts, nothing is replaced), part by part, and set h's
+ * image fields to name it.  *sent: bytes put.  Remote errors as
+ * remote_put (remote_error(r) says what failed).
  */
 int image_put(struct remote *r, const struct store_keys *keys, uint64_t n,
-	      const char *path, struct repo_meta_hdr *h, uint64_t *sent);
+	      const uint8_t id[REPO_IMAGE_ID_LEN], const char *path,
+	      struct repo_meta_hdr *h, uint64_t *sent);
+
+/*
+ * Fetch part p of the image h names and authenticate it; *len: its bytes
+ * of the index file, in *out (malloc'd).  -ENODATA: missing; -EBADMSG:
+ * fails authentication or has the wrong length.
+ */
+int image_get_part(struct remote *r, const struct store_keys *keys,
+		   const struct repo_meta_hdr *h, uint32_t p, uint8_t **out, size_t *len,
+		   uint64_t *fetched);
 
 /*
  * Fetch the image h names (h->image, id, parts, size), authenticate every

@@ -523,7 +523,23 @@ static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
 	size_t slen = 0;
 	int err = 0;
 	if (v->image[0]) {	/* its parts before the object that names them */
-		err = image_put(r, &st->keys, n, v->image, &h, &res->image_bytes);
+		/* Noted first: the parts of a push that dies here are known,
+		 * and deleted once a newer image makes them unnecessary. */
+		uint8_t id[REPO_IMAGE_ID_LEN];
+		struct stat sb;
+		err = stat(v->image, &sb) ? -errno : random_bytes(id, sizeof(id));
+		if (!err)
+			err = index_begin(st->ix);
+		if (!err) {
+			err = remote_cfg_image_sending(st->ix, c->id, n, id,
+						       image_part_count((uint64_t)sb.st_size));
+			if (!err)
+				err = index_commit(st->ix);
+			else
+				index_rollback(st->ix);
+		}
+		if (!err)
+			err = image_put(r, &st->keys, n, id, v->image, &h, &res->image_bytes);
 		if (err) {
 			snprintf(res->error, sizeof(res->error), "push to remote '%s': cannot send"
 				 " the image of meta/%016llx: %s; rerun the push (the remote still"
@@ -704,8 +720,22 @@ static int note_delta(struct store *st, struct remote_cfg *c, const struct view 
 			c->image_size = pub->image_size;
 			c->since_image = 0;
 		} else {
+			if (pub->image > c->image_meta) {	/* adopted a dead push's */
+				c->image_meta = pub->image;
+				c->image_size = pub->image_size;
+				c->since_image = 0;
+			}
 			c->since_image += v->dlen;
 		}
+		/* From now on it is the image a recovery starts from: what it
+		 * makes unnecessary may go after the grace, and after the
+		 * retention anything below it may have (now + lock_days at
+		 * most: no push renews objects below the newest image). */
+		if (pub->image && !pub->v1 && !pub->v2)
+			err = remote_cfg_image_published(st->ix, c->id, pub->image, pub->image_id,
+							 pub->image_parts, now, c->lock_days ?
+							 now / NS + (int64_t)c->lock_days * 86400
+							 : 0);
 		c->next_meta = next_meta;
 		memcpy(c->tip, tip, REPO_HASH_LEN);
 		c->has_tip = 1;
@@ -771,12 +801,19 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 	err = remote_retain(r, "tresor-repo", c->lock_mode, until);
 	if (!err)
 		err = remote_retain(r, "keys/key", c->lock_mode, until);
-	for (uint64_t n = 1; n < c->next_meta && !err; n++) {
+	/* The objects a recovery reads: from the newest image on.  Those
+	 * below are not renewed: they wait for their deletion (as freed
+	 * packs do), which their retention must not hold up for ever. */
+	uint64_t from = c->meta_floor ? c->meta_floor : 1;
+	if (!newest->v1 && !newest->v2 && newest->image > from)
+		from = newest->image;
+	for (uint64_t n = from; n < c->next_meta && !err; n++) {
 		char key[64];
 		repo_meta_key(n, key, sizeof(key));
 		err = remote_retain(r, key, c->lock_mode, until);
 		if (err == -ENOENT)	/* a slot a dead push skipped past */
 			err = 0;
+		res->retained += !err;
 	}
 	/* The newest image: the one a recovery starts from. */
 	for (uint32_t p = 0; !newest->v1 && !newest->v2 && newest->image &&
@@ -787,7 +824,7 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 		res->retained += !err;
 	}
 	if (!err) {
-		res->retained += c->next_meta + 1;
+		res->retained += 2;
 		err = remote_cfg_set_meta_lock(st->ix, c->id, until);
 		c->meta_lock_until = until;
 	}
@@ -841,6 +878,136 @@ static int delete_due(struct store *st, struct remote_cfg *c, struct remote *r,
 	int e = note_batch(st, note_deleted, c->id, &due, 0);
 	free(due.v);
 	return err ? err : e;
+}
+
+/*
+ * Metadata a newer image made unnecessary (FORMAT.md §15.5).  Let b be the
+ * newest image on this store's chain (at most the one the newest object
+ * names) that was published at least the grace ago and below which no
+ * retention runs any more: a recovery that started before b was published
+ * (and so may read the image before it and the deltas after that) had the
+ * grace to finish, and one that starts now reads nothing below b.  Then
+ * meta/floor .. meta/(b - 1) and every image of an object below b (or of b
+ * under another id: a push that died sending it) are deleted, and floor
+ * becomes b.  What to delete comes from the index (floor, remote_image):
+ * a listing of image/ is used only to find images this store did not
+ * write itself (an earlier writer's, before a recovery or a takeover),
+ * and only below b.  Remote calls run outside any index transaction; a
+ * push killed among them deletes the rest next time.
+ */
+struct sweep {
+	uint64_t below;
+	const uint8_t *keep;		/* b's image id */
+	char **keys;
+	size_t n, cap;
+};
+
+static int sweep_cb(void *arg, const char *key, uint64_t size)
+{
+	(void)size;
+	struct sweep *sw = arg;
+	uint64_t n;
+	uint8_t id[REPO_IMAGE_ID_LEN];
+	uint32_t p;
+	if (image_parse_key(key, &n, id, &p) || n > sw->below ||
+	    (n == sw->below && !memcmp(id, sw->keep, REPO_IMAGE_ID_LEN)))
+		return 0;
+	char **v = buf_grow(sw->keys, &sw->cap, sw->n + 1, sizeof(*sw->keys));
+	if (!v)
+		return -ENOMEM;
+	sw->keys = v;
+	return (v[sw->n++] = strdup(key)) ? 0 : -ENOMEM;
+}
+
+static int delete_meta_due(struct store *st, struct remote_cfg *c, struct remote *r,
+			   const struct repo_meta_hdr *newest, int64_t grace,
+			   struct push_result *res)
+{
+	if (newest->v1 || newest->v2 || !newest->image)
+		return 0;
+	struct remote_image_row *rows;
+	size_t nr;
+	int err = remote_cfg_images(st->ix, c->id, &rows, &nr);
+	if (err)
+		return err;
+	int64_t now = repo_now_ns();
+	uint64_t b = 0, floor = c->meta_floor ? c->meta_floor : 1;
+	const uint8_t *keep = NULL;
+	for (size_t i = 0; i < nr; i++) {
+		const struct remote_image_row *w = &rows[i];
+		if (!w->published || w->meta > newest->image)
+			continue;
+		if (w->published <= now - grace && w->lock_until <= now / NS) {
+			if (w->meta >= b) {
+				b = w->meta;
+				keep = w->id;
+			}
+		} else if (w->meta > floor) {
+			res->meta_awaiting++;	/* a newer image, still in its grace */
+		}
+	}
+	/* Rows of images below b (and b's under other ids). */
+	size_t ngo = 0;
+	for (size_t i = 0; i < nr && b; i++)
+		if (rows[i].meta < b || (rows[i].meta == b && memcmp(rows[i].id, keep,
+								      REPO_IMAGE_ID_LEN)))
+			rows[ngo++] = rows[i];
+	if (!b || (b <= floor && !ngo)) {
+		free(rows);
+		return 0;
+	}
+	uint8_t keep_id[REPO_IMAGE_ID_LEN];
+	memcpy(keep_id, keep, REPO_IMAGE_ID_LEN);	/* rows was compacted over it */
+	struct sweep sw = { .below = b, .keep = keep_id };
+	if (b > floor)	/* a new round: images of others too */
+		err = remote_list(r, "image/", sweep_cb, &sw);
+	for (size_t i = 0; i < ngo && !err; i++)
+		for (uint32_t p = 0; p < rows[i].parts && !err; p++) {
+			char key[96];
+			image_part_key(rows[i].meta, rows[i].id, p, key, sizeof(key));
+			err = remote_delete(r, key);
+			res->meta_deleted += !err;
+		}
+	for (size_t i = 0; i < sw.n && !err; i++) {
+		uint64_t n;
+		uint8_t id[REPO_IMAGE_ID_LEN];
+		uint32_t p;
+		int known = 0;	/* deleted above already */
+		image_parse_key(sw.keys[i], &n, id, &p);
+		for (size_t j = 0; j < ngo && !known; j++)
+			known = rows[j].meta == n && !memcmp(rows[j].id, id, REPO_IMAGE_ID_LEN) &&
+				p < rows[j].parts;
+		if (known)
+			continue;
+		err = remote_delete(r, sw.keys[i]);
+		res->meta_deleted += !err;
+	}
+	for (uint64_t k = floor; k < b && !err; k++) {
+		char key[64];
+		repo_meta_key(k, key, sizeof(key));
+		err = remote_delete(r, key);
+		res->meta_deleted += !err;
+		crash_point("push-meta-delete");
+	}
+	for (size_t i = 0; i < sw.n; i++)
+		free(sw.keys[i]);
+	free(sw.keys);
+	if (!err)
+		err = index_begin(st->ix);
+	if (!err) {
+		for (size_t i = 0; i < ngo && !err; i++)
+			err = remote_cfg_image_forget(st->ix, c->id, rows[i].id);
+		if (!err && b > floor)
+			err = remote_cfg_set_floor(st->ix, c->id, b);
+		if (!err)
+			err = index_commit(st->ix);
+		else
+			index_rollback(st->ix);
+		if (!err)
+			c->meta_floor = b > floor ? b : floor;
+	}
+	free(rows);
+	return err;
 }
 
 /*
@@ -940,6 +1107,8 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	if (!err) {
 		int64_t grace = po->grace_ns >= 0 ? po->grace_ns : c->grace_ns;
 		err = delete_due(st, c, r, grace, res);
+		if (!err && published)
+			err = delete_meta_due(st, c, r, &ch.th, grace, res);
 		if (err && !res->error[0])
 			snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
 	}

@@ -36,6 +36,8 @@ struct push_result {
 	uint64_t deleted;		/* freed packs deleted from the remote now */
 	uint64_t awaiting_deletion;	/* freed packs still inside their grace */
 	uint64_t retained;		/* Object Lock retentions extended */
+	uint64_t meta_deleted;		/* metadata objects and image parts deleted now */
+	uint64_t meta_awaiting;		/* newer images whose grace has not passed */
 	int jobs;			/* uploads run at once */
 	char error[1200];		/* what failed (one line), if anything */
 };

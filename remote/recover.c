@@ -42,8 +42,9 @@ struct cnode {
  * objects up to it, FORMAT.md §15.5). */
 struct plan {
 	struct cnode *cn;
-	uint64_t max, tip, base;
+	uint64_t min, max, tip, base;
 	int image;		/* base's image is the starting index */
+	struct repo_meta_hdr named;	/* the header that named base's image */
 };
 
 /* res->forks: every branch head from lo up, "meta/N by ORIGIN (id ...)". */
@@ -141,10 +142,10 @@ static int prefetch(struct remote *r, const char *url, const struct remote_optio
 	return err;
 }
 
-/* The image the tip names must be object base's own, as base names it. */
+/* The image the path names must be object base's own, as base names it. */
 static int check_image(const struct plan *pl, struct recover_result *res)
 {
-	const struct repo_meta_hdr *t = &pl->cn[pl->tip].h, *b = &pl->cn[pl->base].h;
+	const struct repo_meta_hdr *t = &pl->named, *b = &pl->cn[pl->base].h;
 	if (b->v1 || b->v2 || b->image != pl->base || b->image_parts != t->image_parts ||
 	    b->image_size != t->image_size || memcmp(b->image_id, t->image_id, REPO_IMAGE_ID_LEN)) {
 		repo_meta_key(pl->base, res->failed, sizeof(res->failed));
@@ -164,9 +165,9 @@ static int check_image(const struct plan *pl, struct recover_result *res)
  */
 static int plan_chain(struct remote *r, const char *url, const struct remote_options *opt,
 		      const struct store_keys *keys, const struct recover_opts *ro,
-		      struct plan *pl, struct recover_result *res)
+		      uint64_t below, struct plan *pl, struct recover_result *res)
 {
-	int err = repo_meta_max(r, &pl->max);
+	int err = repo_meta_range(r, &pl->min, &pl->max);
 	if (err)
 		return err;
 	if (!pl->max) {
@@ -182,9 +183,25 @@ static int plan_chain(struct remote *r, const char *url, const struct remote_opt
 		describe_forks(cn, 1, pl->max, res);
 	if (err)
 		return err;
+	/* The newest image on the path; with below (its image failed), the
+	 * newest one under below: the object before an image's own object
+	 * names the image before it (none: a replay from object 1). */
 	const struct repo_meta_hdr *th = &cn[pl->tip].h;
-	pl->image = !th->v1 && !th->v2 && th->image;
-	pl->base = pl->image ? th->image : 1;
+	uint64_t b = !th->v1 && !th->v2 ? th->image : 0;
+	while (b && below && b >= below) {
+		err = read_node(r, keys, cn, b, res);
+		uint64_t p = err ? 0 : cn[b].parent;
+		if (!err && p)
+			err = read_node(r, keys, cn, p, res);
+		if (err)
+			return err;
+		th = p ? &cn[p].h : NULL;
+		b = th && !th->v1 && !th->v2 ? th->image : 0;
+	}
+	if (th)
+		pl->named = *th;
+	pl->image = b != 0;
+	pl->base = pl->image ? b : 1;
 	if (pl->image)
 		err = prefetch(r, url, opt, keys, cn, pl->base + 1, pl->max, res);
 	for (uint64_t k = pl->base; k <= pl->max && !err; k++)
@@ -419,13 +436,14 @@ int recover_run(struct remote *r, const char *url,
 		err = keyfile_open(path, pass, passlen, &keys);
 	if (err)
 		return err;
-	/* The index: the newest image, or an empty one, then the deltas after. */
+	/* The index: the newest image, or an empty one, then the deltas after.
+	 * An image that is missing or fails authentication is passed over for
+	 * the one before it (or a replay from object 1) while the objects
+	 * that takes are there; if they are not, the image's failure is the
+	 * answer (res->image_failed names its part). */
 	struct plan pl = { 0 };
-	err = plan_chain(r, url, opt, &keys, ro, &pl, res);
-	struct cnode *cn = pl.cn;
-	uint64_t max = pl.max, tip = pl.tip;
-	struct index *ix = NULL;
-	uint64_t since = 0;	/* delta bytes applied after the image */
+	uint64_t below = 0;
+	int image_err = 0;
 	snprintf(path, sizeof(path), "%s/%s", tmp, STORE_INDEX_FILE);
 	char wal[PATH_MAX + 256 + 8];
 	snprintf(wal, sizeof(wal), "%s-wal", path);
@@ -433,10 +451,41 @@ int recover_run(struct remote *r, const char *url,
 	snprintf(wal, sizeof(wal), "%s-shm", path);
 	unlink(wal);
 	unlink(path);
-	if (!err && pl.image) {
-		err = image_get(r, &keys, &cn[pl.base].h, path, res->failed, sizeof(res->failed));
-		res->image = pl.base;
+	for (;;) {
+		err = plan_chain(r, url, opt, &keys, ro, below, &pl, res);
+		int from_image = !err && pl.image;
+		if (from_image) {
+			err = image_get(r, &keys, &pl.cn[pl.base].h, path, res->failed,
+					sizeof(res->failed));
+			res->image = pl.base;
+		}
+		if (err && image_err && !from_image) {	/* no way round the first one */
+			snprintf(res->fallback_failed, sizeof(res->fallback_failed), "%s",
+				 res->failed);
+			snprintf(res->failed, sizeof(res->failed), "%s", res->image_failed);
+			res->fallback_err = err;
+			err = image_err;
+		}
+		if (!(from_image && (err == -ENODATA || err == -EBADMSG)))
+			break;
+		if (!image_err) {
+			image_err = err;
+			snprintf(res->image_failed, sizeof(res->image_failed), "%s", res->failed);
+		}
+		res->image = 0;
+		res->failed[0] = 0;
+		below = pl.base;
+		for (uint64_t k = 0; k <= pl.max; k++)
+			free(pl.cn[k].delta);
+		free(pl.cn);
+		memset(&pl, 0, sizeof(pl));
 	}
+	if (!err && image_err)
+		res->image_err = image_err;	/* recovered round it */
+	struct cnode *cn = pl.cn;
+	uint64_t max = pl.max, tip = pl.tip;
+	struct index *ix = NULL;
+	uint64_t since = 0;	/* delta bytes applied after the image */
 	if (!err)
 		err = index_open(path, 1, &ix);
 	for (uint64_t k = pl.image ? pl.base + 1 : 1; k <= max && !err; k++) {
@@ -485,6 +534,16 @@ int recover_run(struct remote *r, const char *url,
 			c.full_next = 0;
 			err = remote_cfg_set_chain(ix, &c);
 		}
+		/* What this store may delete there once a newer image of its
+		 * own makes it unnecessary: the image it started from, the
+		 * objects from the lowest one listed (a hint: the listing
+		 * decides nothing else) up. */
+		if (!err && pl.image)
+			err = remote_cfg_image_published(ix, c.id, pl.base, cn[pl.base].h.image_id,
+							 cn[pl.base].h.image_parts, repo_now_ns(),
+							 0);
+		if (!err)
+			err = remote_cfg_set_floor(ix, c.id, pl.min ? pl.min : 1);
 		/* origin holds every pack we just fetched. */
 		if (!err)
 			err = remote_cfg_note_all_held(ix, c.id);

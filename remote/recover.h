@@ -53,6 +53,15 @@ struct recover_result {
 	uint64_t image;		/* the object whose image it started from, 0: none */
 	uint64_t claimed;	/* takeover: the takeover delta, 0: not taken over */
 	char claim_error[700];	/* takeover asked for but failed: why */
+	/* The newest image's part that was missing (-ENODATA) or failed
+	 * authentication (-EBADMSG), image_err: recovered from an older
+	 * image or by replay instead.  If that failed too, the run returns
+	 * image_err with failed naming the part, fallback_failed the
+	 * object the way round lacked and fallback_err why. */
+	char image_failed[160];
+	int image_err;
+	char fallback_failed[160];
+	int fallback_err;
 };
 int recover_run(struct remote *r, const char *url,
 		const struct remote_options *opt, const char *dir,

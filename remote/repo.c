@@ -129,12 +129,15 @@ static void cfg_row(sqlite3_stmt *st, struct remote_cfg *c)
 	c->image_meta = (uint64_t)sqlite3_column_int64(st, 22);
 	c->image_size = (uint64_t)sqlite3_column_int64(st, 23);
 	c->since_image = (uint64_t)sqlite3_column_int64(st, 24);
+	c->meta_floor = (uint64_t)sqlite3_column_int64(st, 25);
+	if (!c->meta_floor)
+		c->meta_floor = 1;
 }
 
 #define CFG_COLS "id, name, url, endpoint, region, path_style, ca_file, credentials_file," \
 		 " ssh_key, known_hosts, netrc_file, last_seq, next_meta, last_push," \
 		 " grace_ns, lock_mode, lock_days, meta_lock_until, writer, tip, full_next," \
-		 " pending, image_meta, image_size, since_image"
+		 " pending, image_meta, image_size, since_image, meta_floor"
 
 int remote_cfg_find(struct index *ix, const char *name, struct remote_cfg *c)
 {
@@ -320,6 +323,100 @@ int remote_cfg_note_all_held(struct index *ix, int64_t remote)
 			  " SELECT ?1, name FROM pack WHERE state = 1", remote);
 }
 
+int remote_cfg_image_sending(struct index *ix, int64_t remote, uint64_t meta,
+			     const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t parts)
+{
+	return remote_cfg_image_published(ix, remote, meta, id, parts, 0, 0);
+}
+
+int remote_cfg_image_published(struct index *ix, int64_t remote, uint64_t meta,
+			       const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t parts,
+			       int64_t now, int64_t lock_until)
+{
+	int err = ensure_schema(ix);
+	sqlite3_stmt *q;
+	if (err)
+		return err;
+	/* A row noted as sending gets its time now; one noted published
+	 * keeps the earlier time. */
+	if (sqlite3_prepare_v2(index_db(ix), "INSERT INTO remote_image(remote, meta, id, parts,"
+			       " published, lock_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+			       " ON CONFLICT(remote, id) DO UPDATE SET published = excluded.published,"
+			       " lock_until = excluded.lock_until WHERE published = 0",
+			       -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, remote);
+	sqlite3_bind_int64(q, 2, (int64_t)meta);
+	sqlite3_bind_blob(q, 3, id, REPO_IMAGE_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, parts);
+	sqlite3_bind_int64(q, 5, now);
+	sqlite3_bind_int64(q, 6, lock_until);
+	int rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int remote_cfg_images(struct index *ix, int64_t remote, struct remote_image_row **out,
+		      size_t *n)
+{
+	sqlite3_stmt *q;
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	int err = ensure_schema(ix);
+	if (err || sqlite3_prepare_v2(index_db(ix), "SELECT meta, id, parts, published,"
+				      " lock_until FROM remote_image WHERE remote = ?1"
+				      " ORDER BY meta", -1, &q, NULL) != SQLITE_OK)
+		return err ? err : -EIO;
+	sqlite3_bind_int64(q, 1, remote);
+	int rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(q, 1) != REPO_IMAGE_ID_LEN)
+			continue;
+		struct remote_image_row *v = buf_grow(*out, &cap, *n + 1, sizeof(**out));
+		if (!v) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		*out = v;
+		v += *n;
+		v->meta = (uint64_t)sqlite3_column_int64(q, 0);
+		memcpy(v->id, sqlite3_column_blob(q, 1), REPO_IMAGE_ID_LEN);
+		v->parts = (uint32_t)sqlite3_column_int64(q, 2);
+		v->published = sqlite3_column_int64(q, 3);
+		v->lock_until = sqlite3_column_int64(q, 4);
+		(*n)++;
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+		return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+	}
+	return 0;
+}
+
+int remote_cfg_image_forget(struct index *ix, int64_t remote,
+			    const uint8_t id[REPO_IMAGE_ID_LEN])
+{
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(index_db(ix), "DELETE FROM remote_image WHERE remote = ?1"
+			       " AND id = ?2", -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, remote);
+	sqlite3_bind_blob(q, 2, id, REPO_IMAGE_ID_LEN, SQLITE_STATIC);
+	int rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int remote_cfg_set_floor(struct index *ix, int64_t remote, uint64_t floor)
+{
+	return INDEX_EXEC(ix, "UPDATE remote SET meta_floor = ?2 WHERE id = ?1", remote,
+			  (int64_t)floor);
+}
+
 int remote_cfg_forget_packs(struct index *ix, int64_t remote)
 {
 	int err = INDEX_EXEC(ix, "DELETE FROM remote_pack WHERE remote = ?1", remote);
@@ -408,20 +505,33 @@ void repo_meta_key(uint64_t n, char *key, size_t size)
 	snprintf(key, size, "meta/%016llx", (unsigned long long)n);
 }
 
-static int max_cb(void *arg, const char *key, uint64_t size)
+static int range_cb(void *arg, const char *key, uint64_t size)
 {
 	(void)size;
-	uint64_t *max = arg;
+	uint64_t *mm = arg;
 	unsigned long long v;
-	if (sscanf(key, "meta/%16llx", &v) == 1 && v > *max)
-		*max = v;
+	if (sscanf(key, "meta/%16llx", &v) != 1 || !v)
+		return 0;
+	if (v > mm[1])
+		mm[1] = v;
+	if (!mm[0] || v < mm[0])
+		mm[0] = v;
 	return 0;
+}
+
+int repo_meta_range(struct remote *r, uint64_t *min, uint64_t *max)
+{
+	uint64_t mm[2] = { 0, 0 };
+	int err = remote_list(r, "meta/", range_cb, mm);
+	*min = mm[0];
+	*max = mm[1];
+	return err;
 }
 
 int repo_meta_max(struct remote *r, uint64_t *max)
 {
-	*max = 0;
-	return remote_list(r, "meta/", max_cb, max);
+	uint64_t min;
+	return repo_meta_range(r, &min, max);
 }
 
 void repo_writer_hex(const uint8_t w[REPO_WRITER_LEN], char out[2 * REPO_WRITER_LEN + 1])

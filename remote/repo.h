@@ -71,6 +71,9 @@ struct remote_cfg {
 	 * not known), the bytes of the index file it holds, and the bytes of
 	 * the deltas published after it: what decides the next image. */
 	uint64_t image_meta, image_size, since_image;
+	/* The lowest metadata object this store may still have to delete
+	 * there: those below were deleted, or were never its to delete. */
+	uint64_t meta_floor;
 };
 
 #define REPO_DEFAULT_GRACE_NS (7LL * 86400 * 1000000000)
@@ -144,6 +147,36 @@ struct remote_gone_pack {
 size_t remote_cfg_gone(struct index *ix, const struct remote_cfg *c,
 		       struct remote_gone_pack **out);
 
+/*
+ * Images of the index on a remote as this store knows them (FORMAT.md
+ * §9.11 remote_image): every image it sent (noted before its first part
+ * is sent, so the parts of a push that died are known too) or recovered
+ * from.  published: ns when an object naming it was published or
+ * recovered (0: not known to be named); lock_until (s): no object below
+ * it is retained past then.  What a published image makes unnecessary
+ * (objects below it, older images) is deleted after the grace from
+ * published and after lock_until (push.c).
+ */
+struct remote_image_row {
+	uint64_t meta;
+	uint8_t id[REPO_IMAGE_ID_LEN];
+	uint32_t parts;
+	int64_t published, lock_until;
+};
+int remote_cfg_image_sending(struct index *ix, int64_t remote, uint64_t meta,
+			     const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t parts);
+/* An object naming image id (of object meta, parts) is out (or was
+ * recovered): note it at now unless noted already. */
+int remote_cfg_image_published(struct index *ix, int64_t remote, uint64_t meta,
+			       const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t parts,
+			       int64_t now, int64_t lock_until);
+/* Every image row of remote, by object number; *out malloc'd. */
+int remote_cfg_images(struct index *ix, int64_t remote, struct remote_image_row **out,
+		      size_t *n);
+int remote_cfg_image_forget(struct index *ix, int64_t remote,
+			    const uint8_t id[REPO_IMAGE_ID_LEN]);
+int remote_cfg_set_floor(struct index *ix, int64_t remote, uint64_t floor);
+
 /* Wall-clock time in ns that remote schedules (grace, Object Lock dates)
  * use: CLOCK_REALTIME plus TRESOR_TEST_CLOCK_OFFSET seconds if set (a test
  * hook standing for days going by; never set it in production). */
@@ -201,12 +234,14 @@ int repo_open_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
 int repo_open_delta(const struct store_keys *keys, uint64_t n,
 		    const uint8_t *in, size_t len, struct repo_meta_hdr *h,
 		    uint8_t **out, size_t *outlen);
-/* The header of meta/n alone (two small ranged reads): -ENOENT, -EBADMSG,
+/* The header of meta/n alone (one small ranged read): -ENOENT, -EBADMSG,
  * or a remote error. */
 int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t n,
 		       struct repo_meta_hdr *h);
 /* The highest n of the remote's meta/ objects (0: none). */
 int repo_meta_max(struct remote *r, uint64_t *max);
+/* The same, and the lowest (0: none). */
+int repo_meta_range(struct remote *r, uint64_t *min, uint64_t *max);
 /* The writer id as 32 hex digits, for messages. */
 void repo_writer_hex(const uint8_t w[REPO_WRITER_LEN], char out[2 * REPO_WRITER_LEN + 1]);
 

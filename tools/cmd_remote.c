@@ -459,24 +459,30 @@ int cmd_push(struct opts *o)
 	if (err)
 		die(1, "push of store %s to %s failed: %s; rerun to resume", dir, name,
 		    res.error[0] ? res.error : strerror(-err));
+	char meta_del[120] = "";
+	if (res.meta_deleted)
+		snprintf(meta_del, sizeof(meta_del), "; %llu metadata object(s) an image made"
+			 " unnecessary deleted", (unsigned long long)res.meta_deleted);
 	if (o->json)
 		printf("{\"remote\":\"%s\",\"packs\":%llu,\"pack_bytes\":%llu,\"meta_bytes\":%llu,"
 		       "\"records\":%llu,\"packs_skipped\":%llu,\"deleted\":%llu,"
 		       "\"awaiting_deletion\":%llu,\"retained\":%llu,\"jobs\":%d,"
-		       "\"image\":%llu,\"image_bytes\":%llu,"
+		       "\"image\":%llu,\"image_bytes\":%llu,\"meta_deleted\":%llu,"
+		       "\"images_awaiting\":%llu,"
 		       "\"seconds\":%.3f,\"freeze_ms\":%.1f}\n", c.name,
 		       (unsigned long long)res.packs, (unsigned long long)res.pack_bytes,
 		       (unsigned long long)res.meta_bytes, (unsigned long long)res.records,
 		       (unsigned long long)res.packs_skipped, (unsigned long long)res.deleted,
 		       (unsigned long long)res.awaiting_deletion,
 		       (unsigned long long)res.retained, res.jobs, (unsigned long long)res.image,
-		       (unsigned long long)res.image_bytes, took, fz.held * 1000);
+		       (unsigned long long)res.image_bytes, (unsigned long long)res.meta_deleted,
+		       (unsigned long long)res.meta_awaiting, took, fz.held * 1000);
 	else
 		printf("pushed %s to %s: %llu pack(s), %llu bytes; metadata %llu bytes (%llu records);"
-		       " %llu freed pack(s) deleted, %llu awaiting deletion\n",
+		       " %llu freed pack(s) deleted, %llu awaiting deletion%s\n",
 		       dir, c.name, (unsigned long long)res.packs,
 		       (unsigned long long)res.pack_bytes, (unsigned long long)res.meta_bytes,
 		       (unsigned long long)res.records, (unsigned long long)res.deleted,
-		       (unsigned long long)res.awaiting_deletion);
+		       (unsigned long long)res.awaiting_deletion, meta_del);
 	return 0;
 }

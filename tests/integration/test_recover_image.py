@@ -232,8 +232,8 @@ def test_recovery_requests_do_not_grow_with_history(tmp, make_store, mounts, s3p
     log = [r for r in s3proxy.log() if r.method == "GET"]
     metas = sorted({r.path.rsplit("/meta/", 1)[1] for r in log if "/meta/" in r.path})
     assert metas == ["%016x" % k for k in range(9, 12)], metas
-    # newest header (2 ranged GETs), 10 and 11 whole once each, 9's header (2)
-    assert len([r for r in log if "/meta/" in r.path]) == 6, [r.target for r in log]
+    # newest header (1 ranged GET), 10 and 11 whole once each, 9's header (1)
+    assert len([r for r in log if "/meta/" in r.path]) == 4, [r.target for r in log]
     whole = [r for r in log if "/meta/" in r.path and "range" not in r.headers]
     assert len(whole) == 2, [r.target for r in whole]
     assert max(r.time for r in whole) < min(r.end for r in whole), \
@@ -286,11 +286,13 @@ def test_push_killed_while_sending_an_image(tmp, make_store, mounts, make_remote
     assert got == {"a.bin": blob(1, 300_000), "b.bin": blob(2, 300_000)}
 
 
-def test_damaged_image_part_is_refused(tmp, make_store, mounts, make_remote):
+def test_damaged_image_part_is_passed_over(tmp, make_store, mounts, make_remote):
+    """The only image damaged or missing: object 1 still holds every row,
+    so the recovery replays the deltas instead, and says so."""
     st = make_store()
     rem = make_remote("local")
     remote_add(st, "off", rem)
-    fill_store(st, mounts, {"a.bin": blob(1, 300_000)})
+    want = fill_store(st, mounts, {"a.bin": blob(1, 300_000)})
     push(st, "off", rem)
     (part,) = image_keys(rem)
     path = Path(rem.url) / part
@@ -299,16 +301,19 @@ def test_damaged_image_part_is_refused(tmp, make_store, mounts, make_remote):
     bad[len(bad) // 2] ^= 1
     path.write_bytes(bytes(bad))
     p = tresor_pw("recover", rem.url, tmp / "r", env=env_with(rem))
-    assert p.returncode != 0 and "damaged" in p.stderr and part.split("/")[1] in p.stderr, \
-        p.stderr
-    assert not (tmp / "r").exists()
-    # another image's part under this name does not authenticate either
+    assert p.returncode == 0, p.stderr
+    assert "damaged" in p.stderr and part in p.stderr and "replaying" in p.stderr, p.stderr
+    assert "after the image" not in p.stdout and " 1 metadata object(s)" in p.stdout, p.stdout
+    assert read_all(mounts, Store(tmp / "r", st.passfile), tmp / "m") == want
+    # another image's part under this name does not authenticate either;
+    # a missing one is passed over the same way
     os.rename(path, str(path) + ".x")
-    p = tresor_pw("recover", rem.url, tmp / "r", env=env_with(rem))
-    assert p.returncode != 0 and "missing" in p.stderr, p.stderr
+    p = tresor_pw("recover", rem.url, tmp / "r2", env=env_with(rem))
+    assert p.returncode == 0 and "missing" in p.stderr and part in p.stderr, p.stderr
     os.rename(str(path) + ".x", path)
     path.write_bytes(good)
-    recover(rem, tmp / "r", st.passfile)
+    out = recover(rem, tmp / "r3", st.passfile)
+    assert "after the image of meta/%016x" % 1 in out, out
 
 
 @pytest.fixture(scope="module")
@@ -355,3 +360,227 @@ def test_version2_remote_recovers_and_is_upgraded(tmp, make_store, mounts, make_
     p = subprocess.run([v2_bin, "recover", rem.url, str(tmp / "old"), "--passphrase-file",
                         str(passfile)], capture_output=True, text=True, timeout=300)
     assert p.returncode != 0 and "newer" in p.stderr, p.stderr
+
+
+# ---- what a newer image makes unnecessary is deleted (FORMAT.md §15.5) ----
+
+DAY = 86400
+
+
+def meta_objects(remote):
+    """({meta number}, {image object number: {image ids}}, bytes of meta/ and image/)."""
+    objs = remote.objects()
+    metas = {int(k[5:], 16) for k in objs if k.startswith("meta/")}
+    images = {}
+    for k in objs:
+        if k.startswith("image/"):
+            n, rest = k[6:].split("-", 1)
+            images.setdefault(int(n, 16), set()).add(rest.split(".")[0])
+    size = sum(v for k, v in objs.items() if k.startswith(("meta/", "image/")))
+    return metas, images, size
+
+
+def push_at(store, name, remote, offset_s, *extra):
+    return push(store, name, remote, *extra,
+                env=env_with(remote, TRESOR_TEST_CLOCK_OFFSET=offset_s) if offset_s
+                else None)
+
+
+def check_remote(store, name, remote, *extra):
+    return tresor_pw("check", store.path, "--remote", name, *extra, env=env_with(remote))
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_metadata_stays_bounded(kind, tmp, make_store, mounts, make_remote):
+    """30 pushes, an image every 4th object, no grace: after every push the
+    remote holds one image and the objects from it on (nothing below), its
+    metadata within twice the image; recoveries and checks work all along."""
+    st = make_store()
+    rem = make_remote(kind)
+    run("remote", "add", st.path, "off", rem.url, *rem.opts, "--grace", "0",
+        env=rem.env, check=True)
+    want = {}
+    m = mounts.mount(st, "vol")
+    root = Path(m.path)
+    (root / "tree").mkdir()
+    deleted = 0
+    try:
+        for i in range(30):
+            for j in range(20):     # rows to replicate: the deltas have weight
+                (root / "tree" / ("p%02d-%02d.txt" % (i, j))).write_bytes(b"%d.%d" % (i, j))
+            want["f%02d.bin" % i] = blob(500 + i, 20_000)
+            (root / ("f%02d.bin" % i)).write_bytes(want["f%02d.bin" % i])
+            if i % 5 == 4:      # some churn: rewrites and deletes
+                (root / ("f%02d.bin" % (i - 3))).unlink()
+                del want["f%02d.bin" % (i - 3)]
+            res = push(st, "off", rem, "--image-every", "4")
+            deleted += res["meta_deleted"]
+            metas, images, size = meta_objects(rem)
+            n = i + 1
+            image = max(images)
+            assert res["image"] in (0, n), res
+            # the newest image and everything from it on, nothing below
+            assert metas == set(range(image, n + 1)), (n, sorted(metas), images)
+            assert list(images) == [image] and len(images[image]) == 1, (n, images)
+            img_bytes = sum(v for k, v in rem.objects().items() if k.startswith("image/"))
+            # (object 1 holds a full delta beside image 1 until image 5 replaces it)
+            assert image == 1 or size <= 2 * img_bytes, (n, size, img_bytes)
+            if n in (9, 30):
+                out = recover(rem, tmp / ("r%d" % n), st.passfile,
+                              *(["--lazy"] if n == 9 else []))
+                assert "after the image of meta/%016x" % image in out, out
+                p = check_remote(st, "off", rem, "--read-data")
+                assert p.returncode == 0 and "0 problem(s)" in p.stdout, p.stdout + p.stderr
+                assert "1 image(s) of the index" in p.stdout, p.stdout
+    finally:
+        m.close()
+    assert deleted >= 20, deleted
+    m = mounts.mount(Store(tmp / "r30", st.passfile), "vol", mnt=tmp / "m30")
+    try:
+        assert len(os.listdir(m.path / "tree")) == 600
+        got = {p: (m.path / p).read_bytes() for p in os.listdir(m.path)
+               if p.endswith(".bin")}
+    finally:
+        m.close()
+    assert got == want
+
+
+def test_metadata_deleted_only_after_the_grace(tmp, make_store, mounts, make_remote):
+    """Grace 2 days: what image 3 makes unnecessary stays for 2 days after
+    meta/3 was published, so a recovery that read the newest object before
+    that (and starts from image 1) still finds everything it reads; after
+    the 2 days it is deleted, and a recovery from image 3 works."""
+    st = make_store()
+    rem = make_remote("local")
+    run("remote", "add", st.path, "off", rem.url, "--grace", "2d", env=rem.env, check=True)
+    want = {}
+    for i in range(1, 4):
+        add_file(st, mounts, "f%d.bin" % i, blob(i, 50_000), want)
+        res = push(st, "off", rem, "--image-every", "2")
+        assert res["image"] == (i if i != 2 else 0), res
+    metas, images, _ = meta_objects(rem)
+    assert metas == {1, 2, 3} and sorted(images) == [1, 3], (metas, images)
+    assert res["meta_deleted"] == 0 and res["images_awaiting"] == 1, res
+    # a recovery that saw meta/2 as the newest object (meta/3 not yet out)
+    root = Path(rem.url)
+    hidden = tmp / "meta3"
+    os.rename(root / "meta" / ("%016x" % 3), hidden)
+    out = recover(rem, tmp / "before", st.passfile)
+    assert "after the image of meta/%016x" % 1 in out, out
+    os.rename(hidden, root / "meta" / ("%016x" % 3))
+    # a day and a half later: still there
+    add_file(st, mounts, "f4.bin", blob(4, 50_000), want)
+    res = push_at(st, "off", rem, DAY + DAY // 2, "--image-every", "2")
+    assert res["meta_deleted"] == 0 and res["images_awaiting"] == 1, res
+    assert meta_objects(rem)[0] == {1, 2, 3, 4}
+    p = check_remote(st, "off", rem, "--read-data")
+    assert p.returncode == 0 and "2 image(s) of the index" in p.stdout, p.stdout + p.stderr
+    # past the grace: meta/1, meta/2 and image 1 go (meta/5 brings image 5,
+    # whose own grace starts now)
+    add_file(st, mounts, "f5.bin", blob(5, 50_000), want)
+    res = push_at(st, "off", rem, 2 * DAY + 60, "--image-every", "2")
+    assert res["image"] == 5, res
+    metas, images, _ = meta_objects(rem)
+    assert metas == {3, 4, 5} and sorted(images) == [3, 5], (metas, images)
+    assert res["meta_deleted"] == 3 and res["images_awaiting"] == 1, res   # 2 deltas, 1 part
+    # the check knows the deleted ones are not needed
+    p = check_remote(st, "off", rem, "--read-data")
+    assert p.returncode == 0 and "0 problem(s)" in p.stdout, p.stdout + p.stderr
+    out = recover(rem, tmp / "after", st.passfile)
+    assert "after the image of meta/%016x" % 5 in out, out
+    assert read_all(mounts, Store(tmp / "after", st.passfile), tmp / "m") == want
+    # the recovered store takes over and pushes; after its grace it deletes
+    # what the first store left below its image (found by the listing)
+    new = Store(tmp / "after", st.passfile)
+    p = tresor_pw("remote", "takeover", new.path, "origin", env=rem.env)
+    assert p.returncode == 0, p.stderr
+    add_file(new, mounts, "f6.bin", blob(6, 50_000), want)
+    res = push_at(new, "origin", rem, 2 * DAY + 120)
+    assert res["image"] == 7 and res["meta_deleted"] == 0, res  # full after a takeover
+    add_file(new, mounts, "f7.bin", blob(7, 50_000), want)
+    res = push_at(new, "origin", rem, 10 * DAY)     # origin's grace: the default 7 days
+    assert res["meta_deleted"] == 6, res    # meta/3 .. 6, images 3 and 5
+    metas, images, _ = meta_objects(rem)
+    assert metas == {7, 8} and sorted(images) == [7], (metas, images)
+    out = recover(rem, tmp / "third", st.passfile)
+    assert read_all(mounts, Store(tmp / "third", st.passfile), tmp / "m3") == want
+
+
+def test_dead_push_image_parts_are_deleted(tmp, make_store, mounts, make_remote):
+    """Parts of an image whose push died are noted before they are sent:
+    once a newer image is past its grace they go, without a listing."""
+    st = make_store()
+    rem = make_remote("local")
+    run("remote", "add", st.path, "off", rem.url, "--grace", "0", env=rem.env, check=True)
+    add_file(st, mounts, "a.bin", blob(1, 100_000), {})
+    push(st, "off", rem)
+    add_file(st, mounts, "b.bin", blob(2, 100_000), {})
+    p = run("push", st.path, "off", "--passphrase-file", st.passfile, "--image-every", "1",
+            env=env_with(rem, TRESOR_CRASH_AT="push-image"))
+    assert p.returncode != 0
+    assert len(meta_objects(rem)[1][2]) == 1, "the dead push left no part"
+    res = push(st, "off", rem, "--image-every", "1")
+    assert res["image"] == 2 and res["meta_deleted"] == 3, res  # meta/1, image 1, dead part
+    metas, images, _ = meta_objects(rem)
+    assert metas == {2} and list(images) == [2] and len(images[2]) == 1, (metas, images)
+
+
+def test_damaged_newest_image_falls_back_or_fails_clearly(tmp, make_store, mounts,
+                                                         make_remote):
+    """Image 3 damaged: recovery takes image 1 and the deltas 2 .. 4 (the
+    default grace keeps them); with those gone too (grace 0), it fails in one
+    line naming the part and what to do, and a push with --image-every 1
+    mends it."""
+    st = make_store()
+    rem = make_remote("local")
+    remote_add(st, "off", rem)
+    want = {}
+    for i in range(1, 5):
+        add_file(st, mounts, "f%d.bin" % i, blob(i, 60_000), want)
+        push(st, "off", rem, "--image-every", "2")
+    (part,) = [k for k in image_keys(rem) if k.startswith("image/%016x-" % 3)]
+    path = Path(rem.url) / part
+    good = path.read_bytes()
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    p = tresor_pw("recover", rem.url, tmp / "r1", env=env_with(rem))
+    assert p.returncode == 0, p.stderr
+    assert part in p.stderr and "from an older image" in p.stderr, p.stderr
+    assert "after the image of meta/%016x" % 1 in p.stdout and " 3 metadata" in p.stdout, \
+        p.stdout
+    assert read_all(mounts, Store(tmp / "r1", st.passfile), tmp / "m1") == want
+    # the check names it
+    p = check_remote(st, "off", rem, "--read-data")
+    assert p.returncode == 1 and part in p.stdout + p.stderr, p.stdout + p.stderr
+    assert "fails authentication" in p.stdout + p.stderr
+    # image 1 missing too: a replay of every delta
+    (part1,) = [k for k in image_keys(rem) if k.startswith("image/%016x-" % 1)]
+    os.rename(Path(rem.url) / part1, tmp / "part1")
+    p = tresor_pw("recover", rem.url, tmp / "r2", env=env_with(rem))
+    assert p.returncode == 0 and "by replaying every delta" in p.stderr, p.stderr
+    assert " 4 metadata object(s)" in p.stdout, p.stdout
+    assert read_all(mounts, Store(tmp / "r2", st.passfile), tmp / "m2") == want
+    os.rename(tmp / "part1", Path(rem.url) / part1)
+    # the objects below image 3 deleted (no grace): no way round it
+    path.write_bytes(good)
+    res = push(st, "off", rem, "--grace", "0")
+    assert res["meta_deleted"] == 3, res        # meta/1, meta/2, image 1
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    p = tresor_pw("recover", rem.url, tmp / "r3", env=env_with(rem))
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1, p.stderr
+    assert part in lines[0] and "damaged" in lines[0] and "--image-every 1" in lines[0], lines
+    assert "meta/%016x" % 2 in lines[0], lines     # what the way round lacked
+    assert not (tmp / "r3").exists()
+    os.unlink(path)
+    p = tresor_pw("recover", rem.url, tmp / "r3", env=env_with(rem))
+    assert p.returncode == 1 and "is missing" in p.stderr and part in p.stderr, p.stderr
+    p = check_remote(st, "off", rem)
+    assert p.returncode == 1 and "%s (the newest image" % part in p.stdout, p.stdout
+    assert "is missing" in p.stdout and "1 problem(s)" in p.stdout, p.stdout
+    # the remedy it names
+    add_file(st, mounts, "f5.bin", blob(5, 60_000), want)
+    res = push(st, "off", rem, "--image-every", "1")
+    assert res["image"] == 5, res
+    out = recover(rem, tmp / "r4", st.passfile)
+    assert "after the image of meta/%016x" % 5 in out, out
+    assert read_all(mounts, Store(tmp / "r4", st.passfile), tmp / "m4") == want
