@@ -952,6 +952,10 @@ static int delete_meta_due(struct store *st, struct remote_cfg *c, struct remote
 		if (rows[i].meta < b || (rows[i].meta == b && memcmp(rows[i].id, keep,
 								      REPO_IMAGE_ID_LEN)))
 			rows[ngo++] = rows[i];
+	/* b's image is the newest one: its id must be the one the newest
+	 * object names (two at one number would be another writer's). */
+	if (b && b == newest->image && memcmp(keep, newest->image_id, REPO_IMAGE_ID_LEN))
+		b = 0;
 	if (!b || (b <= floor && !ngo)) {
 		free(rows);
 		return 0;

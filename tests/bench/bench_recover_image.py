@@ -4,7 +4,7 @@ recovery, by number of files and length of history (issue 19).
 
     nice -n 19 /usr/bin/python3 tests/bench/bench_recover_image.py \
         [--files 10000,100000] [--pushes 1,200] [--delay-ms 30] \
-        [--image-every 64] [--json FILE] [--smoke]
+        [--image-every 64] [--grace DURATION] [--json FILE] [--smoke]
 
 For each number of files F and each history length P: a fresh store with
 F small files (1 KiB, 1,000 per directory) written in one mount session,
@@ -17,7 +17,10 @@ request by --delay-ms (tests/servers/faultproxy.py, stall), for each
 remote: `tresor recover URL STORE --lazy`, a mount of the result, and a
 read of one byte of the first file; timed until that byte, and the
 requests the proxy saw until then counted.  Also reported: the bytes of
-metadata (meta/ and image/) on each remote.
+metadata (meta/ and image/) on each remote, and of its newest image.
+--grace D is passed to every push (`push --grace`: how long metadata a
+newer image made unnecessary, and freed packs, stay on the remote; not
+given: the remote's default, 7 days, so a bench's pushes delete nothing).
 
 Reports a table (stderr) and, with --json, the numbers.  This is a
 measurement, not a test: the exit status is 0 unless something failed.
@@ -57,9 +60,9 @@ def tresor(*args, env=None, timeout=7200):
 
 
 class Bench:
-    def __init__(self, work, srv, proxy, delay, every):
+    def __init__(self, work, srv, proxy, delay, every, grace=None):
         self.work, self.srv, self.proxy = work, srv, proxy
-        self.delay, self.every = delay, every
+        self.delay, self.every, self.grace = delay, every, grace
         self.passfile = work / "passphrase"
         fd = os.open(str(self.passfile), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, conftest.PASSPHRASE.encode() + b"\n")
@@ -98,23 +101,28 @@ class Bench:
             if p:
                 (m.path / ("new%05d.txt" % p)).write_bytes(b"push %d\n" % p)
             for name, every in (("image", str(self.every)), ("replay", "0")):
+                grace = ["--grace", self.grace] if self.grace else []
                 tresor("push", store.path, name, "--image-every", every, "--passphrase-file",
-                       self.passfile, env=self.env)
+                       self.passfile, *grace, env=self.env)
         log("%d push(es) to 2 remotes in %.1f s" % (pushes, time.monotonic() - t))
         m.close()
         return urls
 
     def meta_bytes(self, url):
+        """(bytes of meta/ and image/, bytes of the newest image)."""
         cmd = [str(s3mod.driver_path()), url] + self.opts(self.srv.endpoint) + ["list", ""]
         p = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=600)
         if p.returncode != 0:
             raise SystemExit("bench_recover_image: listing %s failed: %s" % (url, p.stderr))
-        total = 0
+        total, images = 0, {}
         for line in p.stdout.splitlines():
             key, size = line.rsplit(" ", 1)
             if key.startswith("meta/") or key.startswith("image/"):
                 total += int(size)
-        return total
+            if key.startswith("image/"):
+                n = int(key[6:].split("-", 1)[0], 16)
+                images[n] = images.get(n, 0) + int(size)
+        return total, images[max(images)] if images else 0
 
     def first_byte(self, url):
         self.n += 1
@@ -145,6 +153,7 @@ def main():
     ap.add_argument("--pushes", default="1,200")
     ap.add_argument("--delay-ms", type=float, default=30)
     ap.add_argument("--image-every", type=int, default=64)
+    ap.add_argument("--grace")
     ap.add_argument("--json")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
@@ -156,7 +165,7 @@ def main():
     srv = s3mod.S3rver(work / "s3rver")
     srv.start()
     proxy = FaultProxy(srv.port).start()
-    b = Bench(work, srv, proxy, a.delay_ms / 1000.0, a.image_every)
+    b = Bench(work, srv, proxy, a.delay_ms / 1000.0, a.image_every, a.grace)
     rows = []
     try:
         for files in [int(x) for x in a.files.split(",")]:
@@ -164,12 +173,14 @@ def main():
                 urls = b.history(files, pushes)
                 for name, url in urls.items():
                     r = b.first_byte(url)
-                    r.update(files=files, pushes=pushes, remote=name,
-                             meta_bytes=b.meta_bytes(url))
+                    mb, ib = b.meta_bytes(url)
+                    r.update(files=files, pushes=pushes, remote=name, meta_bytes=mb,
+                             image_bytes=ib)
                     rows.append(r)
                     log("%7d files %5d pushes %-6s: first byte %.2f s, %d requests,"
-                        " metadata %d bytes" % (files, pushes, name, r["seconds"],
-                                                r["requests"], r["meta_bytes"]))
+                        " metadata %d bytes (newest image %d)" % (
+                            files, pushes, name, r["seconds"], r["requests"],
+                            r["meta_bytes"], ib))
     finally:
         b.mounts.teardown()
         proxy.stop()
@@ -177,12 +188,14 @@ def main():
     if a.json:
         Path(a.json).write_text(json.dumps({"delay_ms": a.delay_ms,
                                             "image_every": a.image_every,
+                                            "grace": a.grace,
                                             "rows": rows}, indent=1) + "\n")
-    print("%8s %7s %-7s %9s %9s %12s" % ("files", "pushes", "remote", "seconds", "requests",
-                                          "meta bytes"))
+    print("%8s %7s %-7s %9s %9s %12s %12s" % ("files", "pushes", "remote", "seconds",
+                                               "requests", "meta bytes", "image bytes"))
     for r in rows:
-        print("%8d %7d %-7s %9.2f %9d %12d" % (r["files"], r["pushes"], r["remote"],
-                                               r["seconds"], r["requests"], r["meta_bytes"]))
+        print("%8d %7d %-7s %9.2f %9d %12d %12d" % (
+            r["files"], r["pushes"], r["remote"], r["seconds"], r["requests"],
+            r["meta_bytes"], r["image_bytes"]))
     return 0
 
 

@@ -9,8 +9,9 @@ ends in a crash of one of these kinds:
   - a crash point inside the daemon (TRESOR_CRASH_AT: pack-append,
     pack-seal, index-commit, snapshot) at a random pass;
   - a crash point inside a prune (gc-rewrite, gc-trash, index-commit) or a
-    push (push-pack, push-meta, push-image, index-commit) run beside the
-    daemon (pushes send an image of the index every 3rd object); the
+    push (push-pack, push-meta, push-image, push-meta-delete, index-commit)
+    run beside the daemon (pushes send an image of the index every 3rd
+    object, with no grace: each image deletes the metadata below it); the
     daemon must carry on (not stay frozen), then it is killed too.
 After each crash the store mounts again without any manual step, and:
 every fsynced block and every fsynced rename is there, no file holds a
@@ -49,7 +50,7 @@ KEEP = 3                # prune --keep-last
 DAEMON_POINTS = (("pack-append", 200), ("pack-seal", 12), ("index-commit", 40), ("snapshot", 2))
 CLI_POINTS = (("prune", "gc-rewrite"), ("prune", "gc-trash"), ("prune", "index-commit"),
               ("push", "push-pack"), ("push", "push-meta"), ("push", "push-image"),
-              ("push", "index-commit"))
+              ("push", "push-meta-delete"), ("push", "index-commit"))
 
 
 def kill9(m):
@@ -144,9 +145,10 @@ class Torture:
 
     def push(self, point=None, m=None):
         env = penv(TRESOR_CRASH_AT=point) if point else penv()
-        # an image of the index every 3rd object: push-image is reached
-        p = tresor("push", self.store.path, "origin", "--image-every", "3", env=env,
-                   timeout=OP_WATCHDOG)
+        # an image of the index every 3rd object: push-image is reached, and
+        # (no grace) push-meta-delete when it makes older metadata unnecessary
+        p = tresor("push", self.store.path, "origin", "--image-every", "3", "--grace", "0",
+                   env=env, timeout=OP_WATCHDOG)
         if p.returncode == 0:
             self.figures["pushes"] += 1
             return
