@@ -584,3 +584,34 @@ def test_damaged_newest_image_falls_back_or_fails_clearly(tmp, make_store, mount
     out = recover(rem, tmp / "r4", st.passfile)
     assert "after the image of meta/%016x" % 5 in out, out
     assert read_all(mounts, Store(tmp / "r4", st.passfile), tmp / "m4") == want
+
+
+def test_push_killed_among_the_deletions(tmp, make_store, mounts, make_remote):
+    """A push killed after deleting part of what image 3 made unnecessary
+    (image 1, meta/1; meta/2 not yet): the remote recovers from image 3,
+    the check is clean, and the next push deletes the rest."""
+    st = make_store()
+    rem = make_remote("local")
+    run("remote", "add", st.path, "off", rem.url, "--grace", "0", env=rem.env, check=True)
+    want = {}
+    for i in (1, 2):
+        add_file(st, mounts, "f%d.bin" % i, blob(i, 40_000), want)
+        push(st, "off", rem, "--image-every", "2")
+    add_file(st, mounts, "f3.bin", blob(3, 40_000), want)
+    p = run("push", st.path, "off", "--passphrase-file", st.passfile, "--image-every", "2",
+            env=env_with(rem, TRESOR_CRASH_AT="push-meta-delete"))
+    assert p.returncode != 0, "the crash point push-meta-delete was not reached"
+    metas, images, _ = meta_objects(rem)
+    assert metas == {2, 3} and list(images) == [3], (metas, images)
+    out = recover(rem, tmp / "r", st.passfile)
+    assert "after the image of meta/%016x" % 3 in out, out
+    assert read_all(mounts, Store(tmp / "r", st.passfile), tmp / "m") == want
+    p = check_remote(st, "off", rem, "--read-data")
+    assert p.returncode == 0 and "0 problem(s)" in p.stdout, p.stdout + p.stderr
+    add_file(st, mounts, "f4.bin", blob(4, 40_000), want)
+    res = push(st, "off", rem, "--image-every", "2")
+    # meta/2, and image 1 and meta/1 again (deleting what is gone is no error)
+    assert res["meta_deleted"] == 3, res
+    assert meta_objects(rem)[0] == {3, 4}
+    res = push(st, "off", rem, "--image-every", "2")
+    assert res["meta_deleted"] == 0, res
