@@ -702,7 +702,9 @@ int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t
 	uint8_t *b = NULL;
 	size_t got = 0;
 	repo_meta_key(n, key, sizeof(key));
-	int err = remote_get(r, key, 0, META_PREFIX, &b, &got);
+	/* One GET for prefix and header: a round trip fewer per header
+	 * (recovery reads a few), and both from the same object. */
+	int err = remote_get(r, key, 0, META_PREFIX + HDR_MAX, &b, &got);
 	if (err)
 		return err;
 	int ver = meta_version(b, got);
@@ -713,14 +715,10 @@ int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t
 		return 0;
 	}
 	uint32_t hl = get_le32(b + 8);
-	free(b);
-	if (hl > HDR_MAX)
-		return -EBADMSG;
-	err = remote_get(r, key, META_PREFIX, hl, &b, &got);
-	if (!err && got != hl)
+	if (hl > HDR_MAX || got < META_PREFIX + (size_t)hl)
 		err = -EBADMSG;
-	if (!err)
-		err = open_hdr(keys, n, ver, b, hl, h);
+	else
+		err = open_hdr(keys, n, ver, b + META_PREFIX, hl, h);
 	free(b);
 	return err;
 }
