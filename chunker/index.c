@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "index_sql.h"
@@ -89,7 +90,10 @@ static const char *remote_schema =
 	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS remote_gone(remote INTEGER NOT NULL, name BLOB NOT NULL,"
 	"  freed INTEGER NOT NULL, lock_until INTEGER NOT NULL DEFAULT 0,"
-	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;";
+	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS remote_image(remote INTEGER NOT NULL, meta INTEGER NOT NULL,"
+	"  id BLOB NOT NULL, parts INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0,"
+	"  lock_until INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(remote, id)) WITHOUT ROWID;";
 
 /* Columns added after the first release of the replication tables: a store
  * made before them gets them (with their defaults) on first use. */
@@ -105,6 +109,10 @@ static const struct {
 	{ "remote", "tip", "BLOB" },
 	{ "remote", "full_next", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "pending", "BLOB" },
+	{ "remote", "image_meta", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "image_size", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "since_image", "INTEGER NOT NULL DEFAULT 0" },
+	{ "remote", "meta_floor", "INTEGER NOT NULL DEFAULT 1" },
 };
 
 /* What each store format version added to the tables of the one before
@@ -466,4 +474,67 @@ int index_ensure_changelog_table(struct index *ix)
 	return sqlite3_exec(ix->db, "CREATE TABLE IF NOT EXISTS changelog(seq INTEGER PRIMARY KEY"
 			    " AUTOINCREMENT, tbl INTEGER NOT NULL, pk TEXT NOT NULL)",
 			    NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+/* The store-local parts of a copy of the index: what an image leaves out. */
+static const char image_strip_sql[] =
+	"DROP TABLE IF EXISTS remote; DROP TABLE IF EXISTS remote_pack;"
+	" DROP TABLE IF EXISTS remote_gone; DROP TABLE IF EXISTS remote_image;"
+	" DROP TABLE IF EXISTS changelog;"
+	" DELETE FROM pack_trash;";
+
+/* Drop the change log's triggers (changelog_<table>_I|U|D) in db. */
+static int drop_changelog_triggers(sqlite3 *db)
+{
+	sqlite3_stmt *q;
+	char names[64][64];
+	int n = 0, rc;
+	if (sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+			       " AND name LIKE 'changelog!_%' ESCAPE '!'", -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < 64)
+		snprintf(names[n++], sizeof(names[0]), "%s", index_text(q, 0));
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return index_errno(rc);
+	for (int i = 0; i < n; i++) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "DROP TRIGGER IF EXISTS \"%.63s\"", names[i]);
+		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			return -EIO;
+	}
+	return n == 64 ? drop_changelog_triggers(db) : 0;
+}
+
+int index_image(struct index *ix, const char *path)
+{
+	unlink(path);
+	sqlite3 *dst = NULL;
+	int rc = sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	int err = index_errno(rc);
+	sqlite3_backup *b = err ? NULL : sqlite3_backup_init(dst, "main", ix->db, "main");
+	if (!err && !b)
+		err = index_errno(sqlite3_errcode(dst));
+	if (b) {
+		/* One step: the pages of the caller's read transaction, all. */
+		rc = sqlite3_backup_step(b, -1);
+		if (rc != SQLITE_DONE)
+			err = index_errno(rc) ? index_errno(rc) : -EIO;
+		rc = sqlite3_backup_finish(b);
+		if (!err)
+			err = index_errno(rc);
+	}
+	if (!err && sqlite3_exec(dst, image_strip_sql, NULL, NULL, NULL) != SQLITE_OK)
+		err = index_errno(sqlite3_errcode(dst));
+	if (!err)
+		err = drop_changelog_triggers(dst);
+	if (!err && sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK)
+		err = index_errno(sqlite3_errcode(dst));
+	if (err)
+		tlog(LOG_ERR, "index: cannot write the image %s: %s", path,
+		     dst ? sqlite3_errmsg(dst) : strerror(-err));
+	sqlite3_close(dst);
+	if (err)
+		unlink(path);
+	return err;
 }

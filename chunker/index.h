@@ -49,6 +49,13 @@ int index_meta_set(struct index *ix, const char *key, int64_t val);
 int index_ensure_remote_tables(struct index *ix);
 int index_ensure_changelog_table(struct index *ix);
 
+/* Write a consistent copy of the index to path (made anew), without
+ * what is local to this store (FORMAT.md §15.5: the replication tables,
+ * the change log and its triggers, pack_trash rows), as one file in
+ * journal mode DELETE: an image for a remote.  Run it inside the caller's
+ * read transaction to copy exactly that state. */
+int index_image(struct index *ix, const char *path);
+
 /* The raw handle, for the modules that own tables (index_sql.h). */
 struct sqlite3 *index_db(struct index *ix);
 

@@ -10,6 +10,7 @@
 #include "../chunker/buf.h"
 #include "check_remote.h"
 #include "fetch.h"
+#include "image.h"
 #include "../chunker/util.h"
 
 struct obj {
@@ -141,11 +142,115 @@ static int check_packs(struct store *st, struct remote *r, struct rctx *c,
 	return err;
 }
 
-/* meta/1 .. meta/(next_meta - 1), nothing after, each authenticating. */
+/*
+ * One image: the header of its own object names it (the parts' count and
+ * the index size), every part is listed, and (read_data) every part
+ * authenticates as that part of that image and they add up to its size.
+ * newest: the image a recovery starts from (else an older one, kept for
+ * the grace).
+ */
+static int check_image(struct store *st, struct remote *r, struct rctx *c, uint64_t n,
+		       const uint8_t id[REPO_IMAGE_ID_LEN], int newest, int read_data)
+{
+	const char *what = newest ? "the newest image" : "an older image";
+	char key[96];
+	struct repo_meta_hdr h;
+	repo_meta_key(n, key, sizeof(key));
+	int err = repo_read_meta_hdr(r, &st->keys, n, &h);
+	if (err == -ENOENT || err == -EBADMSG) {
+		if (newest)
+			rproblem(c, "%s, the object of %s of the index, is %s", key, what,
+				 err == -ENOENT ? "missing" : "damaged (fails authentication)");
+		return 0;	/* older: its object may be gone already (deleted) */
+	}
+	if (err)
+		return err;
+	if (h.v1 || h.v2 || h.image != n || memcmp(h.image_id, id, REPO_IMAGE_ID_LEN)) {
+		if (newest)
+			rproblem(c, "%s does not name %s of the index as its own: a recovery"
+				 " refuses the chain", key, what);
+		return 0;
+	}
+	c->res->images++;
+	uint64_t total = 0;
+	int bad = 0;
+	for (uint32_t p = 0; p < h.image_parts; p++) {
+		image_part_key(n, id, p, key, sizeof(key));
+		c->res->image_parts++;
+		if (!find(c, key)) {
+			rproblem(c, "image part %s (%s of the index, of meta/%016llx) is missing;"
+				 " a recovery %s", key, what, (unsigned long long)n, newest ?
+				 "falls back to an older image or a replay of the deltas, if they"
+				 " are still there; the next push with --image-every 1 writes a new"
+				 " image" : "cannot fall back to it");
+			bad = 1;
+			continue;
+		}
+		if (!read_data)
+			continue;
+		uint8_t *d = NULL;
+		size_t dl = 0;
+		uint64_t got = 0;
+		int r2 = image_get_part(r, &st->keys, &h, p, &d, &dl, &got);
+		free(d);
+		c->res->bytes_read += got;
+		total += dl;
+		if (r2 == -EBADMSG || r2 == -ENODATA) {
+			rproblem(c, "image part %s (%s of the index, of meta/%016llx) %s", key, what,
+				 (unsigned long long)n, r2 == -ENODATA ? "is missing" :
+				 "fails authentication (damaged, tampered with, or another image's"
+				 " part)");
+			bad = 1;
+		} else if (r2) {
+			return r2;
+		}
+	}
+	if (read_data && !bad && total != h.image_size)
+		rproblem(c, "the image of meta/%016llx holds %llu bytes, its header says %llu",
+			 (unsigned long long)n, (unsigned long long)total,
+			 (unsigned long long)h.image_size);
+	return 0;
+}
+
+/* The images a recovery starts or may fall back from: the one the
+ * newest object names, and those this store published there that no
+ * push deleted yet. */
+static int check_images(struct store *st, struct remote *r, struct rctx *c,
+			uint64_t last, int read_data)
+{
+	struct repo_meta_hdr th;
+	char key[64];
+	repo_meta_key(last, key, sizeof(key));
+	if (!last || !find(c, key))
+		return 0;
+	int err = repo_read_meta_hdr(r, &st->keys, last, &th);
+	if (err == -EBADMSG || err == -ENOENT)
+		return 0;	/* check_meta reports it */
+	if (err)
+		return err;
+	if (!th.v1 && !th.v2 && th.image)
+		err = check_image(st, r, c, th.image, th.image_id, 1, read_data);
+	struct remote_image_row *rows;
+	size_t nr;
+	if (!err)
+		err = remote_cfg_images(st->ix, c->cfg->id, &rows, &nr);
+	if (err)
+		return err;
+	for (size_t i = 0; i < nr && !err; i++)
+		if (rows[i].published && rows[i].meta < th.image)
+			err = check_image(st, r, c, rows[i].meta, rows[i].id, 0, read_data);
+	free(rows);
+	return err;
+}
+
+/* meta/floor .. meta/(next_meta - 1), nothing after, each authenticating;
+ * those a recovery reads (from the newest image on) must be there. */
 static int check_meta(struct store *st, struct remote *r, struct rctx *c,
 		      int read_data)
 {
 	uint64_t last = c->cfg->next_meta ? c->cfg->next_meta - 1 : 0;
+	uint64_t floor = c->cfg->meta_floor ? c->cfg->meta_floor : 1;
+	uint64_t needed = c->cfg->image_meta > floor ? c->cfg->image_meta : floor;
 	uint64_t have_max = 0, count = 0;
 	for (size_t i = 0; i < c->n; i++) {
 		unsigned long long v;
@@ -156,15 +261,16 @@ static int check_meta(struct store *st, struct remote *r, struct rctx *c,
 		}
 	}
 	int err = 0;
-	for (uint64_t k = 1; k <= last && !err; k++) {
+	for (uint64_t k = floor; k <= last && !err; k++) {
 		char key[64];
 		repo_meta_key(k, key, sizeof(key));
-		c->res->metas++;
 		if (!find(c, key)) {
-			rproblem(c, "metadata %s is missing: the chain is broken (deleted, or the remote was rolled back); a recovery would stop before it",
-				 key);
-			continue;
+			if (k >= needed)
+				rproblem(c, "metadata %s is missing: the chain is broken (deleted, or the remote was rolled back); a recovery would stop before it",
+					 key);
+			continue;	/* below the newest image: may be deleted already */
 		}
+		c->res->metas++;
 		if (!read_data)
 			continue;
 		uint8_t *buf = NULL, *d = NULL;
@@ -205,6 +311,8 @@ int check_remote(struct store *st, struct remote *r, const struct remote_cfg *cf
 		err = check_packs(st, r, &c, read_data, o->progress, o->parg);
 	if (!err)
 		err = check_meta(st, r, &c, read_data);
+	if (!err)
+		err = check_images(st, r, &c, cfg->next_meta ? cfg->next_meta - 1 : 0, read_data);
 	for (size_t i = 0; i < c.n; i++)
 		free(c.objs[i].key);
 	free(c.objs);

@@ -6,6 +6,9 @@
  * meta/N-1 must be complete and end where the store's last push ended
  * (a shorter chain is a rollback or a deletion, a longer one another
  * writer); with data, every delta must authenticate under its number.
+ * Objects below the newest image may be deleted already (FORMAT.md
+ * §15.5).  The newest image's parts (and older images' kept for the
+ * grace) must be there; with data, each authenticates and they add up.
  * Reads only.  Problems go one line each to o->report, as store_check's.
  */
 #ifndef TRESOR_CHECK_REMOTE_H
@@ -15,6 +18,7 @@
 
 struct remote_check_result {
 	uint64_t packs, metas, problems;
+	uint64_t images, image_parts;	/* images of the index checked, their parts */
 	uint64_t not_pushed;	/* packs made since the last push */
 	uint64_t bytes_read;
 };

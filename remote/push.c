@@ -33,6 +33,7 @@
 #include "../chunker/buf.h"
 #include "../chunker/catalog.h"
 #include "../chunker/changelog.h"
+#include "image.h"
 #include "push.h"
 #include "../chunker/util.h"
 
@@ -131,6 +132,8 @@ struct view {
 	uint8_t *delta;
 	size_t dlen;
 	int send;			/* a delta is due */
+	char image[PATH_MAX];		/* the image file taken with it, "": none */
+	int image_err;			/* making it failed (image names the file) */
 };
 
 static void view_free(struct view *v)
@@ -139,6 +142,21 @@ static void view_free(struct view *v)
 	free(v->freed.v);
 	free(v->renew.v);
 	free(v->delta);
+	if (v->image[0] && !v->image_err)
+		unlink(v->image);
+}
+
+/* An image goes with delta n (dlen bytes) when it is a full one, when
+ * image_every objects were published since the last image, or when the
+ * deltas since hold half as many bytes as the index (FORMAT.md §15.5). */
+static int image_due(const struct push_opts *po, const struct remote_cfg *c, uint64_t n,
+		     int full, size_t dlen)
+{
+	int every = po->image_every ? po->image_every : PUSH_DEFAULT_IMAGE_EVERY;
+	if (every <= 0)
+		return 0;
+	return full || n >= c->image_meta + (uint64_t)every ||
+	       (c->image_size && 2 * (c->since_image + dlen) >= c->image_size);
 }
 
 /* One read transaction: what to send and what was freed, one state. */
@@ -174,6 +192,13 @@ static int take_view(struct store *st, struct remote_cfg *c, const struct push_o
 	if (!err && v->send)
 		err = full ? changelog_export_full(st->ix, v->to, &v->delta, &v->dlen)
 			     : changelog_export(st->ix, c->last_seq, v->to, &v->delta, &v->dlen);
+	/* The image in the same read transaction: exactly the delta's state. */
+	if (!err && v->send && image_due(po, c, n, full, v->dlen)) {
+		snprintf(v->image, sizeof(v->image), "%s/image-push-%lld.tmp", st->dir,
+			 (long long)c->id);
+		err = index_image(st->ix, v->image);
+		v->image_err = err != 0;
+	}
 	remote_cfg_read_end(st->ix);
 	return err;
 }
@@ -470,9 +495,22 @@ static int publish(const struct store_keys *keys, struct remote *r, uint64_t n,
 	return err;
 }
 
-/* Publish the delta as meta/(tip + 1), continuing the tip. */
+/* An object without an image of its own names its parent's (none after
+ * a version 1 or 2 parent). */
+static void image_inherit(struct repo_meta_hdr *h, const struct repo_meta_hdr *parent)
+{
+	if (!parent || parent->v1 || parent->v2 || !parent->image)
+		return;
+	h->image = parent->image;
+	memcpy(h->image_id, parent->image_id, REPO_IMAGE_ID_LEN);
+	h->image_parts = parent->image_parts;
+	h->image_size = parent->image_size;
+}
+
+/* Publish the delta as meta/(tip + 1), continuing the tip; ch becomes
+ * the object published. */
 static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
-		      struct view *v, const struct chain *ch, uint64_t *n_out,
+		      struct view *v, struct chain *ch, uint64_t *n_out,
 		      uint8_t hash[REPO_HASH_LEN], struct push_result *res)
 {
 	uint64_t n = ch->tip + 1;
@@ -483,7 +521,37 @@ static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
 		memcpy(h.parent_hash, ch->th.hash, REPO_HASH_LEN);
 	repo_origin(st->dir, h.origin, sizeof(h.origin));
 	size_t slen = 0;
-	int err = publish(&st->keys, r, n, &h, v->delta, v->dlen, st->ix, c->id, &back, &slen);
+	int err = 0;
+	if (v->image[0]) {	/* its parts before the object that names them */
+		/* Noted first: the parts of a push that dies here are known,
+		 * and deleted once a newer image makes them unnecessary. */
+		uint8_t id[REPO_IMAGE_ID_LEN];
+		struct stat sb;
+		err = stat(v->image, &sb) ? -errno : random_bytes(id, sizeof(id));
+		if (!err)
+			err = index_begin(st->ix);
+		if (!err) {
+			err = remote_cfg_image_sending(st->ix, c->id, n, id,
+						       image_part_count((uint64_t)sb.st_size));
+			if (!err)
+				err = index_commit(st->ix);
+			else
+				index_rollback(st->ix);
+		}
+		if (!err)
+			err = image_put(r, &st->keys, n, id, v->image, &h, &res->image_bytes);
+		if (err) {
+			snprintf(res->error, sizeof(res->error), "push to remote '%s': cannot send"
+				 " the image of meta/%016llx: %s; rerun the push (the remote still"
+				 " recovers as before)", c->name, (unsigned long long)n,
+				 *remote_error(r) ? remote_error(r) : strerror(-err));
+			return err;
+		}
+		res->image = n;
+	} else {
+		image_inherit(&h, ch->tip ? &ch->th : NULL);
+	}
+	err = publish(&st->keys, r, n, &h, v->delta, v->dlen, st->ix, c->id, &back, &slen);
 	if (err == -ESTALE)
 		return refuse_foreign(c, n, &back, " at the same moment as this push", res);
 	if (err == -EBADMSG || err == -ENOENT)
@@ -495,6 +563,8 @@ static int send_delta(struct store *st, struct remote_cfg *c, struct remote *r,
 	res->meta_bytes = slen;
 	memcpy(hash, h.hash, REPO_HASH_LEN);
 	*n_out = n;
+	ch->tip = n;
+	ch->th = h;
 	return 0;
 }
 
@@ -518,6 +588,7 @@ int push_claim(struct index *ix, const struct store_keys *keys, const char *dir,
 	memcpy(h.writer, c->writer, REPO_WRITER_LEN);
 	if (parent && !ph->v1)
 		memcpy(h.parent_hash, ph->hash, REPO_HASH_LEN);
+	image_inherit(&h, parent ? ph : NULL);
 	repo_origin(dir, h.origin, sizeof(h.origin));
 	uint64_t n = max + 1;
 	if (!err)
@@ -629,7 +700,7 @@ static int note_packs(struct store *st, struct remote_cfg *c, const struct pack_
  * longer names. */
 static int note_delta(struct store *st, struct remote_cfg *c, const struct view *v,
 		      uint64_t next_meta, const uint8_t tip[REPO_HASH_LEN],
-		      int64_t meta_lock_until)
+		      const struct repo_meta_hdr *pub, int64_t meta_lock_until)
 {
 	int64_t now = repo_now_ns();
 	int err = index_begin(st->ix);
@@ -644,6 +715,27 @@ static int note_delta(struct store *st, struct remote_cfg *c, const struct view 
 	if (!err && !remote_cfg_min_seq(st->ix, &min))
 		err = changelog_trim(st->ix, min);
 	if (!err && tip) {
+		if (pub->image && pub->image == next_meta - 1) {	/* it brought one */
+			c->image_meta = pub->image;
+			c->image_size = pub->image_size;
+			c->since_image = 0;
+		} else {
+			if (pub->image > c->image_meta) {	/* adopted a dead push's */
+				c->image_meta = pub->image;
+				c->image_size = pub->image_size;
+				c->since_image = 0;
+			}
+			c->since_image += v->dlen;
+		}
+		/* From now on it is the image a recovery starts from: what it
+		 * makes unnecessary may go after the grace, and after the
+		 * retention anything below it may have (now + lock_days at
+		 * most: no push renews objects below the newest image). */
+		if (pub->image && !pub->v1 && !pub->v2)
+			err = remote_cfg_image_published(st->ix, c->id, pub->image, pub->image_id,
+							 pub->image_parts, now, c->lock_days ?
+							 now / NS + (int64_t)c->lock_days * 86400
+							 : 0);
 		c->next_meta = next_meta;
 		memcpy(c->tip, tip, REPO_HASH_LEN);
 		c->has_tip = 1;
@@ -682,15 +774,16 @@ static int note_batch(struct store *st, int (*note)(struct index *, int64_t,
 
 /*
  * Extend the retention of packs still in use, and of the metadata objects
- * (all of them are needed to recover), to now + lock_days once less than
+ * and the newest image's parts (newest: the newest object's header), to
+ * now + lock_days once less than
  * half of it is left.  Costs one small request per object every
  * lock_days / 2.  The remote calls run outside any index transaction (a
  * mounted daemon must not wait for the network); what succeeded is noted
  * after, and a kill in between only means extending again next time.
  */
 static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
-		       struct view *v, int64_t until, int64_t renew_before,
-		       struct push_result *res)
+		       struct view *v, const struct repo_meta_hdr *newest, int64_t until,
+		       int64_t renew_before, struct push_result *res)
 {
 	int err = 0;
 	for (size_t i = 0; i < v->renew.n && !err; i++) {
@@ -708,15 +801,30 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 	err = remote_retain(r, "tresor-repo", c->lock_mode, until);
 	if (!err)
 		err = remote_retain(r, "keys/key", c->lock_mode, until);
-	for (uint64_t n = 1; n < c->next_meta && !err; n++) {
+	/* The objects a recovery reads: from the newest image on.  Those
+	 * below are not renewed: they wait for their deletion (as freed
+	 * packs do), which their retention must not hold up for ever. */
+	uint64_t from = c->meta_floor ? c->meta_floor : 1;
+	if (!newest->v1 && !newest->v2 && newest->image > from)
+		from = newest->image;
+	for (uint64_t n = from; n < c->next_meta && !err; n++) {
 		char key[64];
 		repo_meta_key(n, key, sizeof(key));
 		err = remote_retain(r, key, c->lock_mode, until);
 		if (err == -ENOENT)	/* a slot a dead push skipped past */
 			err = 0;
+		res->retained += !err;
+	}
+	/* The newest image: the one a recovery starts from. */
+	for (uint32_t p = 0; !newest->v1 && !newest->v2 && newest->image &&
+			     p < newest->image_parts && !err; p++) {
+		char key[96];
+		image_part_key(newest->image, newest->image_id, p, key, sizeof(key));
+		err = remote_retain(r, key, c->lock_mode, until);
+		res->retained += !err;
 	}
 	if (!err) {
-		res->retained += c->next_meta + 1;
+		res->retained += 2;
 		err = remote_cfg_set_meta_lock(st->ix, c->id, until);
 		c->meta_lock_until = until;
 	}
@@ -773,6 +881,140 @@ static int delete_due(struct store *st, struct remote_cfg *c, struct remote *r,
 }
 
 /*
+ * Metadata a newer image made unnecessary (FORMAT.md §15.5).  Let b be the
+ * newest image on this store's chain (at most the one the newest object
+ * names) that was published at least the grace ago and below which no
+ * retention runs any more: a recovery that started before b was published
+ * (and so may read the image before it and the deltas after that) had the
+ * grace to finish, and one that starts now reads nothing below b.  Then
+ * meta/floor .. meta/(b - 1) and every image of an object below b (or of b
+ * under another id: a push that died sending it) are deleted, and floor
+ * becomes b.  What to delete comes from the index (floor, remote_image):
+ * a listing of image/ is used only to find images this store did not
+ * write itself (an earlier writer's, before a recovery or a takeover),
+ * and only below b.  Remote calls run outside any index transaction; a
+ * push killed among them deletes the rest next time.
+ */
+struct sweep {
+	uint64_t below;
+	const uint8_t *keep;		/* b's image id */
+	char **keys;
+	size_t n, cap;
+};
+
+static int sweep_cb(void *arg, const char *key, uint64_t size)
+{
+	(void)size;
+	struct sweep *sw = arg;
+	uint64_t n;
+	uint8_t id[REPO_IMAGE_ID_LEN];
+	uint32_t p;
+	if (image_parse_key(key, &n, id, &p) || n > sw->below ||
+	    (n == sw->below && !memcmp(id, sw->keep, REPO_IMAGE_ID_LEN)))
+		return 0;
+	char **v = buf_grow(sw->keys, &sw->cap, sw->n + 1, sizeof(*sw->keys));
+	if (!v)
+		return -ENOMEM;
+	sw->keys = v;
+	return (v[sw->n++] = strdup(key)) ? 0 : -ENOMEM;
+}
+
+static int delete_meta_due(struct store *st, struct remote_cfg *c, struct remote *r,
+			   const struct repo_meta_hdr *newest, int64_t grace,
+			   struct push_result *res)
+{
+	if (newest->v1 || newest->v2 || !newest->image)
+		return 0;
+	struct remote_image_row *rows;
+	size_t nr;
+	int err = remote_cfg_images(st->ix, c->id, &rows, &nr);
+	if (err)
+		return err;
+	int64_t now = repo_now_ns();
+	uint64_t b = 0, floor = c->meta_floor ? c->meta_floor : 1;
+	const uint8_t *keep = NULL;
+	for (size_t i = 0; i < nr; i++) {
+		const struct remote_image_row *w = &rows[i];
+		if (!w->published || w->meta > newest->image)
+			continue;
+		if (w->published <= now - grace && w->lock_until <= now / NS) {
+			if (w->meta >= b) {
+				b = w->meta;
+				keep = w->id;
+			}
+		} else if (w->meta > floor) {
+			res->meta_awaiting++;	/* a newer image, still in its grace */
+		}
+	}
+	/* Rows of images below b (and b's under other ids). */
+	size_t ngo = 0;
+	for (size_t i = 0; i < nr && b; i++)
+		if (rows[i].meta < b || (rows[i].meta == b && memcmp(rows[i].id, keep,
+								      REPO_IMAGE_ID_LEN)))
+			rows[ngo++] = rows[i];
+	/* b's image is the newest one: its id must be the one the newest
+	 * object names (two at one number would be another writer's). */
+	if (b && b == newest->image && memcmp(keep, newest->image_id, REPO_IMAGE_ID_LEN))
+		b = 0;
+	if (!b || (b <= floor && !ngo)) {
+		free(rows);
+		return 0;
+	}
+	uint8_t keep_id[REPO_IMAGE_ID_LEN];
+	memcpy(keep_id, keep, REPO_IMAGE_ID_LEN);	/* rows was compacted over it */
+	struct sweep sw = { .below = b, .keep = keep_id };
+	if (b > floor)	/* a new round: images of others too */
+		err = remote_list(r, "image/", sweep_cb, &sw);
+	for (size_t i = 0; i < ngo && !err; i++)
+		for (uint32_t p = 0; p < rows[i].parts && !err; p++) {
+			char key[96];
+			image_part_key(rows[i].meta, rows[i].id, p, key, sizeof(key));
+			err = remote_delete(r, key);
+			res->meta_deleted += !err;
+		}
+	for (size_t i = 0; i < sw.n && !err; i++) {
+		uint64_t n;
+		uint8_t id[REPO_IMAGE_ID_LEN];
+		uint32_t p;
+		int known = 0;	/* deleted above already */
+		image_parse_key(sw.keys[i], &n, id, &p);
+		for (size_t j = 0; j < ngo && !known; j++)
+			known = rows[j].meta == n && !memcmp(rows[j].id, id, REPO_IMAGE_ID_LEN) &&
+				p < rows[j].parts;
+		if (known)
+			continue;
+		err = remote_delete(r, sw.keys[i]);
+		res->meta_deleted += !err;
+	}
+	for (uint64_t k = floor; k < b && !err; k++) {
+		char key[64];
+		repo_meta_key(k, key, sizeof(key));
+		err = remote_delete(r, key);
+		res->meta_deleted += !err;
+		crash_point("push-meta-delete");
+	}
+	for (size_t i = 0; i < sw.n; i++)
+		free(sw.keys[i]);
+	free(sw.keys);
+	if (!err)
+		err = index_begin(st->ix);
+	if (!err) {
+		for (size_t i = 0; i < ngo && !err; i++)
+			err = remote_cfg_image_forget(st->ix, c->id, rows[i].id);
+		if (!err && b > floor)
+			err = remote_cfg_set_floor(st->ix, c->id, b);
+		if (!err)
+			err = index_commit(st->ix);
+		else
+			index_rollback(st->ix);
+		if (!err)
+			c->meta_floor = b > floor ? b : floor;
+	}
+	free(rows);
+	return err;
+}
+
+/*
  * One push per remote at a time: two would race for the same delta slot.
  * An flock on STORE/locks/push-ID, released when the process ends.
  */
@@ -810,13 +1052,17 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	int64_t renew_before = now_s + lock_s / 2;
 	int err = take_view(st, c, po, renew_before, &v);
 	res->packs_pending = v.todo.n;
+	if (err && v.image_err)
+		snprintf(res->error, sizeof(res->error), "cannot write the image of the index to"
+			 " %.900s: %s; free space there, or push with --image-every 0 for now",
+			 v.image, strerror(-err));
 	struct chain ch;
 	if (!err)
 		err = chain_check(st, c, r, &ch, res);
 	if (!err && c->lock_days)
 		err = remote_set_lock(r, c->lock_mode, until);
 	int first = c->next_meta <= 1;
-	if (!err && (first || ch.th.v1 || !ch.tip))
+	if (!err && (first || ch.th.v1 || ch.th.v2 || !ch.tip))
 		err = push_preamble(st, r, !ch.tip);
 	if (err == -ESTALE && !res->error[0])
 		snprintf(res->error, sizeof(res->error), "push to remote '%s': it holds the key"
@@ -854,17 +1100,19 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 		int64_t mlock = c->meta_lock_until;
 		if (c->lock_days && (first || !mlock))
 			mlock = until;
-		err = note_delta(st, c, &v, n, v.send ? tip : NULL, mlock);
+		err = note_delta(st, c, &v, n, v.send ? tip : NULL, &ch.th, mlock);
 	}
 	/* Old business, once the new state is safely out. */
 	if (!err && c->lock_days) {
-		err = renew_locks(st, c, r, &v, until, renew_before, res);
+		err = renew_locks(st, c, r, &v, &ch.th, until, renew_before, res);
 		if (err && !res->error[0])
 			snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
 	}
 	if (!err) {
 		int64_t grace = po->grace_ns >= 0 ? po->grace_ns : c->grace_ns;
 		err = delete_due(st, c, r, grace, res);
+		if (!err && published)
+			err = delete_meta_due(st, c, r, &ch.th, grace, res);
 		if (err && !res->error[0])
 			snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
 	}

@@ -8,11 +8,15 @@
 
 #define PUSH_DEFAULT_JOBS 4
 #define PUSH_MAX_JOBS 32
+/* Every how many objects a push sends an image of the index with its
+ * delta (FORMAT.md §15.5); full deltas always bring one. */
+#define PUSH_DEFAULT_IMAGE_EVERY 64
 
 struct push_opts {
 	int jobs;			/* packs uploaded at once; 0: 4 */
 	uint64_t limit_upload;		/* bytes/s over all jobs, 0 = none */
 	int64_t grace_ns;		/* < 0: the remote's own grace */
+	int image_every;		/* 0: PUSH_DEFAULT_IMAGE_EVERY; < 0: never */
 	/* Called once the consistent read view is taken: the caller thaws
 	 * the daemons it froze (may be NULL). */
 	void (*after_snapshot)(void *arg);
@@ -27,10 +31,13 @@ struct push_result {
 	uint64_t packs, pack_bytes;	/* sent now */
 	uint64_t packs_skipped;		/* found whole on the remote already */
 	uint64_t meta_bytes, records;	/* the delta sent now */
+	uint64_t image, image_bytes;	/* the image sent now: its object, bytes */
 	uint64_t packs_pending;		/* finished packs not yet there (before) */
 	uint64_t deleted;		/* freed packs deleted from the remote now */
 	uint64_t awaiting_deletion;	/* freed packs still inside their grace */
 	uint64_t retained;		/* Object Lock retentions extended */
+	uint64_t meta_deleted;		/* metadata objects and image parts deleted now */
+	uint64_t meta_awaiting;		/* newer images whose grace has not passed */
 	int jobs;			/* uploads run at once */
 	char error[1200];		/* what failed (one line), if anything */
 };

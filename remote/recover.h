@@ -8,7 +8,8 @@
 
 /*
  * Rebuild a store at dir from remote r with the passphrase: key file,
- * every delta in order, every pack (verified).  Built in DIR.recover and
+ * the newest image of the index and the deltas after it in order (no
+ * image: every delta), every pack (verified).  Built in DIR.recover and
  * renamed into place at the end; a rerun resumes (packs already there are
  * kept).  -ENOENT: not a tresor repository; -EPROTONOSUPPORT: newer
  * (the repository, or, with res->store_format set, the store format of
@@ -34,7 +35,8 @@ struct recover_opts {
 	 * by the store whose id starts with these hex digits (NULL: refuse
 	 * a fork). */
 	const char *chain;
-	/* Bytes of packs fetched so far / to fetch (may be NULL). */
+	/* Bytes of packs fetched so far / to fetch (may be NULL); called
+	 * from the fetching threads, one at a time. */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);
 	void *progress_arg;
 	/* Checks the rebuilt index before anything is fetched or put in
@@ -53,8 +55,18 @@ struct recover_result {
 	int64_t store_format;	/* -EPROTONOSUPPORT: the store format of the
 				 * delta refused (newer than STORE_FORMAT_VERSION),
 				 * 0: the repository version was */
+	uint64_t image;		/* the object whose image it started from, 0: none */
 	uint64_t claimed;	/* takeover: the takeover delta, 0: not taken over */
 	char claim_error[700];	/* takeover asked for but failed: why */
+	/* The newest image's part that was missing (-ENODATA) or failed
+	 * authentication (-EBADMSG), image_err: recovered from an older
+	 * image or by replay instead.  If that failed too, the run returns
+	 * image_err with failed naming the part, fallback_failed the
+	 * object the way round lacked and fallback_err why. */
+	char image_failed[160];
+	int image_err;
+	char fallback_failed[160];
+	int fallback_err;
 };
 int recover_run(struct remote *r, const char *url,
 		const struct remote_options *opt, const char *dir,

@@ -126,12 +126,18 @@ static void cfg_row(sqlite3_stmt *st, struct remote_cfg *c)
 	c->has_pending = sqlite3_column_bytes(st, 21) == REPO_HASH_LEN;
 	if (c->has_pending)
 		memcpy(c->pending, sqlite3_column_blob(st, 21), REPO_HASH_LEN);
+	c->image_meta = (uint64_t)sqlite3_column_int64(st, 22);
+	c->image_size = (uint64_t)sqlite3_column_int64(st, 23);
+	c->since_image = (uint64_t)sqlite3_column_int64(st, 24);
+	c->meta_floor = (uint64_t)sqlite3_column_int64(st, 25);
+	if (!c->meta_floor)
+		c->meta_floor = 1;
 }
 
 #define CFG_COLS "id, name, url, endpoint, region, path_style, ca_file, credentials_file," \
 		 " ssh_key, known_hosts, netrc_file, last_seq, next_meta, last_push," \
 		 " grace_ns, lock_mode, lock_days, meta_lock_until, writer, tip, full_next," \
-		 " pending"
+		 " pending, image_meta, image_size, since_image, meta_floor"
 
 int remote_cfg_find(struct index *ix, const char *name, struct remote_cfg *c)
 {
@@ -317,6 +323,100 @@ int remote_cfg_note_all_held(struct index *ix, int64_t remote)
 			  " SELECT ?1, name FROM pack WHERE state = 1", remote);
 }
 
+int remote_cfg_image_sending(struct index *ix, int64_t remote, uint64_t meta,
+			     const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t parts)
+{
+	return remote_cfg_image_published(ix, remote, meta, id, parts, 0, 0);
+}
+
+int remote_cfg_image_published(struct index *ix, int64_t remote, uint64_t meta,
+			       const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t parts,
+			       int64_t now, int64_t lock_until)
+{
+	int err = ensure_schema(ix);
+	sqlite3_stmt *q;
+	if (err)
+		return err;
+	/* A row noted as sending gets its time now; one noted published
+	 * keeps the earlier time. */
+	if (sqlite3_prepare_v2(index_db(ix), "INSERT INTO remote_image(remote, meta, id, parts,"
+			       " published, lock_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+			       " ON CONFLICT(remote, id) DO UPDATE SET published = excluded.published,"
+			       " lock_until = excluded.lock_until WHERE published = 0",
+			       -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, remote);
+	sqlite3_bind_int64(q, 2, (int64_t)meta);
+	sqlite3_bind_blob(q, 3, id, REPO_IMAGE_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, parts);
+	sqlite3_bind_int64(q, 5, now);
+	sqlite3_bind_int64(q, 6, lock_until);
+	int rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int remote_cfg_images(struct index *ix, int64_t remote, struct remote_image_row **out,
+		      size_t *n)
+{
+	sqlite3_stmt *q;
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	int err = ensure_schema(ix);
+	if (err || sqlite3_prepare_v2(index_db(ix), "SELECT meta, id, parts, published,"
+				      " lock_until FROM remote_image WHERE remote = ?1"
+				      " ORDER BY meta", -1, &q, NULL) != SQLITE_OK)
+		return err ? err : -EIO;
+	sqlite3_bind_int64(q, 1, remote);
+	int rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(q, 1) != REPO_IMAGE_ID_LEN)
+			continue;
+		struct remote_image_row *v = buf_grow(*out, &cap, *n + 1, sizeof(**out));
+		if (!v) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		*out = v;
+		v += *n;
+		v->meta = (uint64_t)sqlite3_column_int64(q, 0);
+		memcpy(v->id, sqlite3_column_blob(q, 1), REPO_IMAGE_ID_LEN);
+		v->parts = (uint32_t)sqlite3_column_int64(q, 2);
+		v->published = sqlite3_column_int64(q, 3);
+		v->lock_until = sqlite3_column_int64(q, 4);
+		(*n)++;
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+		return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+	}
+	return 0;
+}
+
+int remote_cfg_image_forget(struct index *ix, int64_t remote,
+			    const uint8_t id[REPO_IMAGE_ID_LEN])
+{
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(index_db(ix), "DELETE FROM remote_image WHERE remote = ?1"
+			       " AND id = ?2", -1, &q, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(q, 1, remote);
+	sqlite3_bind_blob(q, 2, id, REPO_IMAGE_ID_LEN, SQLITE_STATIC);
+	int rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int remote_cfg_set_floor(struct index *ix, int64_t remote, uint64_t floor)
+{
+	return INDEX_EXEC(ix, "UPDATE remote SET meta_floor = ?2 WHERE id = ?1", remote,
+			  (int64_t)floor);
+}
+
 int remote_cfg_forget_packs(struct index *ix, int64_t remote)
 {
 	int err = INDEX_EXEC(ix, "DELETE FROM remote_pack WHERE remote = ?1", remote);
@@ -364,9 +464,12 @@ int remote_cfg_set_chain(struct index *ix, const struct remote_cfg *c)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(index_db(ix), "UPDATE remote SET next_meta = ?2, tip = ?3,"
-			       " full_next = ?4, pending = NULL WHERE id = ?1", -1, &st,
-			       NULL) != SQLITE_OK)
+			       " full_next = ?4, pending = NULL, image_meta = ?5, image_size = ?6,"
+			       " since_image = ?7 WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
+	sqlite3_bind_int64(st, 5, (int64_t)c->image_meta);
+	sqlite3_bind_int64(st, 6, (int64_t)c->image_size);
+	sqlite3_bind_int64(st, 7, (int64_t)c->since_image);
 	sqlite3_bind_int64(st, 1, c->id);
 	sqlite3_bind_int64(st, 2, (int64_t)c->next_meta);
 	if (c->has_tip)
@@ -402,20 +505,33 @@ void repo_meta_key(uint64_t n, char *key, size_t size)
 	snprintf(key, size, "meta/%016llx", (unsigned long long)n);
 }
 
-static int max_cb(void *arg, const char *key, uint64_t size)
+static int range_cb(void *arg, const char *key, uint64_t size)
 {
 	(void)size;
-	uint64_t *max = arg;
+	uint64_t *mm = arg;
 	unsigned long long v;
-	if (sscanf(key, "meta/%16llx", &v) == 1 && v > *max)
-		*max = v;
+	if (sscanf(key, "meta/%16llx", &v) != 1 || !v)
+		return 0;
+	if (v > mm[1])
+		mm[1] = v;
+	if (!mm[0] || v < mm[0])
+		mm[0] = v;
 	return 0;
+}
+
+int repo_meta_range(struct remote *r, uint64_t *min, uint64_t *max)
+{
+	uint64_t mm[2] = { 0, 0 };
+	int err = remote_list(r, "meta/", range_cb, mm);
+	*min = mm[0];
+	*max = mm[1];
+	return err;
 }
 
 int repo_meta_max(struct remote *r, uint64_t *max)
 {
-	*max = 0;
-	return remote_list(r, "meta/", max_cb, max);
+	uint64_t min;
+	return repo_meta_range(r, &min, max);
 }
 
 void repo_writer_hex(const uint8_t w[REPO_WRITER_LEN], char out[2 * REPO_WRITER_LEN + 1])
@@ -433,9 +549,12 @@ void repo_origin(const char *dir, char *out, size_t size)
 	free(abs);
 }
 
-#define META_MAGIC "TRSMETA2"
+#define META_MAGIC "TRSMETA3"
+#define META_MAGIC2 "TRSMETA2"		/* version 2: no image fields */
 #define META_PREFIX 12			/* magic, u32 sealed header length */
-#define HDR_FIXED (REPO_WRITER_LEN + 8 + REPO_HASH_LEN + 4 + 8 + 1)
+#define HDR_FIXED2 (REPO_WRITER_LEN + 8 + REPO_HASH_LEN + 4 + 8 + 1)
+#define HDR_IMAGE (8 + REPO_IMAGE_ID_LEN + 4 + 8)
+#define HDR_FIXED (HDR_FIXED2 + HDR_IMAGE)
 #define HDR_MAX (HDR_FIXED + 255 + SEAL_OVERHEAD)
 
 static void aad_n(const char *label, uint64_t n, const uint8_t *hash, uint8_t *aad,
@@ -456,6 +575,40 @@ static int sha256(const void *p, size_t len, uint8_t out[REPO_HASH_LEN])
 	return EVP_Digest(p, len, out, NULL, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
 }
 
+/* zstd-compress d and seal it (aad) into a malloc'd buffer that has room
+ * for pre bytes before the sealed body. */
+static int seal_body(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		     const uint8_t *d, size_t len, size_t pre, uint8_t **out, size_t *outlen)
+{
+	size_t bound = ZSTD_compressBound(len);
+	uint8_t *z = malloc(bound ? bound : 1);
+	if (!z)
+		return -ENOMEM;
+	size_t zl = ZSTD_compress(z, bound, d, len, 3);
+	if (ZSTD_isError(zl)) {
+		free(z);
+		return -EIO;
+	}
+	uint8_t *o = malloc(pre + zl + SEAL_OVERHEAD);
+	int err = o ? 0 : -ENOMEM;
+	if (!err && aad)
+		err = aead_seal(key, aad, alen, z, zl, o + pre);
+	free(z);
+	if (err) {
+		free(o);
+		return err;
+	}
+	*out = o;
+	*outlen = pre + zl + SEAL_OVERHEAD;
+	return 0;
+}
+
+int repo_seal_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen)
+{
+	return seal_body(key, aad, alen, d, len, 0, out, outlen);
+}
+
 int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_hdr *h,
 		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen)
 {
@@ -467,66 +620,75 @@ int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_h
 	memcpy(hdr + 24, h->parent_hash, REPO_HASH_LEN);
 	put_le32(hdr + 56, h->flags);
 	put_le64(hdr + 60, (uint64_t)h->time_ns);
-	hdr[68] = (uint8_t)olen;
+	put_le64(hdr + 68, h->image);
+	memcpy(hdr + 76, h->image_id, REPO_IMAGE_ID_LEN);
+	put_le32(hdr + 92, h->image_parts);
+	put_le64(hdr + 96, h->image_size);
+	hdr[104] = (uint8_t)olen;
 	memcpy(hdr + HDR_FIXED, h->origin, olen);
 	size_t hl = HDR_FIXED + olen + SEAL_OVERHEAD;
-
-	size_t bound = ZSTD_compressBound(len);
-	uint8_t *z = malloc(bound);
-	if (!z)
-		return -ENOMEM;
-	size_t zl = ZSTD_compress(z, bound, d, len, 3);
-	if (ZSTD_isError(zl)) {
-		free(z);
-		return -EIO;
-	}
-	size_t total = META_PREFIX + hl + zl + SEAL_OVERHEAD;
-	uint8_t *o = malloc(total);
-	int err = o ? 0 : -ENOMEM;
-	if (!err) {
-		memcpy(o, META_MAGIC, 8);
-		put_le32(o + 8, (uint32_t)hl);
-		aad_n("tresor meta hdr v2", n, NULL, aad, &alen);
-		err = aead_seal(keys->meta, aad, alen, hdr, hl - SEAL_OVERHEAD, o + META_PREFIX);
-	}
+	uint8_t sealed[HDR_MAX], *o = NULL;
+	size_t total = 0;
+	aad_n("tresor meta hdr v3", n, NULL, aad, &alen);
+	int err = aead_seal(keys->meta, aad, alen, hdr, hl - SEAL_OVERHEAD, sealed);
 	if (!err)
-		err = sha256(o + META_PREFIX, hl, h->hash);
+		err = sha256(sealed, hl, h->hash);
 	if (!err) {
-		aad_n("tresor meta v2", n, h->hash, aad, &alen);
-		err = aead_seal(keys->meta, aad, alen, z, zl, o + META_PREFIX + hl);
+		aad_n("tresor meta v3", n, h->hash, aad, &alen);
+		err = seal_body(keys->meta, aad, alen, d, len, META_PREFIX + hl, &o, &total);
 	}
-	free(z);
-	if (err) {
-		free(o);
+	if (err)
 		return err;
-	}
+	memcpy(o, META_MAGIC, 8);
+	put_le32(o + 8, (uint32_t)hl);
+	memcpy(o + META_PREFIX, sealed, hl);
 	h->v1 = 0;
+	h->v2 = 0;
 	*out = o;
 	*outlen = total;
 	return 0;
 }
 
-/* Open a sealed header of hl bytes as object n's into h. */
-static int open_hdr(const struct store_keys *keys, uint64_t n, const uint8_t *p,
+/* The object's version from its first 8 bytes: 3, 2, or 1 (no magic). */
+static int meta_version(const uint8_t *b, size_t len)
+{
+	if (len >= META_PREFIX && !memcmp(b, META_MAGIC, 8))
+		return 3;
+	if (len >= META_PREFIX && !memcmp(b, META_MAGIC2, 8))
+		return 2;
+	return 1;
+}
+
+/* Open a sealed header of hl bytes as object n's (version ver) into h. */
+static int open_hdr(const struct store_keys *keys, uint64_t n, int ver, const uint8_t *p,
 		    size_t hl, struct repo_meta_hdr *h)
 {
 	uint8_t hdr[HDR_FIXED + 255], aad[64];
-	size_t alen;
-	if (hl < HDR_FIXED + SEAL_OVERHEAD || hl > HDR_MAX)
+	size_t alen, fixed = ver == 3 ? HDR_FIXED : HDR_FIXED2;
+	if (hl < fixed + SEAL_OVERHEAD || hl > fixed + 255 + SEAL_OVERHEAD)
 		return -EBADMSG;
-	aad_n("tresor meta hdr v2", n, NULL, aad, &alen);
+	aad_n(ver == 3 ? "tresor meta hdr v3" : "tresor meta hdr v2", n, NULL, aad, &alen);
 	if (aead_open(keys->meta, aad, alen, p, hl, hdr))
 		return -EBADMSG;
-	size_t olen = hdr[68];
-	if (HDR_FIXED + olen + SEAL_OVERHEAD != hl)
+	size_t olen = hdr[fixed - 1];
+	if (fixed + olen + SEAL_OVERHEAD != hl)
 		return -EBADMSG;
 	memset(h, 0, sizeof(*h));
+	h->v2 = ver == 2;
 	memcpy(h->writer, hdr, REPO_WRITER_LEN);
 	h->parent = get_le64(hdr + 16);
 	memcpy(h->parent_hash, hdr + 24, REPO_HASH_LEN);
 	h->flags = get_le32(hdr + 56);
 	h->time_ns = (int64_t)get_le64(hdr + 60);
-	memcpy(h->origin, hdr + HDR_FIXED, olen);
+	if (ver == 3) {
+		h->image = get_le64(hdr + 68);
+		memcpy(h->image_id, hdr + 76, REPO_IMAGE_ID_LEN);
+		h->image_parts = get_le32(hdr + 92);
+		h->image_size = get_le64(hdr + 96);
+		if (h->image > n || (h->image && !h->image_parts))
+			return -EBADMSG;
+	}
+	memcpy(h->origin, hdr + fixed, olen);
 	for (size_t i = 0; i < olen; i++)	/* it goes into messages */
 		if ((unsigned char)h->origin[i] < 0x20)
 			h->origin[i] = '?';
@@ -540,24 +702,23 @@ int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t
 	uint8_t *b = NULL;
 	size_t got = 0;
 	repo_meta_key(n, key, sizeof(key));
-	int err = remote_get(r, key, 0, META_PREFIX, &b, &got);
+	/* One GET for prefix and header: a round trip fewer per header
+	 * (recovery reads a few), and both from the same object. */
+	int err = remote_get(r, key, 0, META_PREFIX + HDR_MAX, &b, &got);
 	if (err)
 		return err;
-	if (got < META_PREFIX || memcmp(b, META_MAGIC, 8)) {
+	int ver = meta_version(b, got);
+	if (ver == 1) {
 		free(b);
 		memset(h, 0, sizeof(*h));
 		h->v1 = 1;
 		return 0;
 	}
 	uint32_t hl = get_le32(b + 8);
-	free(b);
-	if (hl > HDR_MAX)
-		return -EBADMSG;
-	err = remote_get(r, key, META_PREFIX, hl, &b, &got);
-	if (!err && got != hl)
+	if (hl > HDR_MAX || got < META_PREFIX + (size_t)hl)
 		err = -EBADMSG;
-	if (!err)
-		err = open_hdr(keys, n, b, hl, h);
+	else
+		err = open_hdr(keys, n, ver, b + META_PREFIX, hl, h);
 	free(b);
 	return err;
 }
@@ -596,6 +757,12 @@ static int open_body(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen
 	return err;
 }
 
+int repo_open_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		   const uint8_t *in, size_t len, uint8_t **out, size_t *outlen)
+{
+	return open_body(key, aad, alen, in, len, out, outlen);
+}
+
 int repo_open_delta(const struct store_keys *keys, uint64_t n,
 		    const uint8_t *in, size_t len, struct repo_meta_hdr *h,
 		    uint8_t **out, size_t *outlen)
@@ -605,14 +772,15 @@ int repo_open_delta(const struct store_keys *keys, uint64_t n,
 	size_t alen;
 	if (!h)
 		h = &tmp;
-	if (len >= META_PREFIX && !memcmp(in, META_MAGIC, 8)) {
+	int ver = meta_version(in, len);
+	if (ver > 1) {
 		uint32_t hl = get_le32(in + 8);
 		if (hl > len - META_PREFIX)
 			return -EBADMSG;
-		int err = open_hdr(keys, n, in + META_PREFIX, hl, h);
+		int err = open_hdr(keys, n, ver, in + META_PREFIX, hl, h);
 		if (err)
 			return err;
-		aad_n("tresor meta v2", n, h->hash, aad, &alen);
+		aad_n(ver == 3 ? "tresor meta v3" : "tresor meta v2", n, h->hash, aad, &alen);
 		return open_body(keys->meta, aad, alen, in + META_PREFIX + hl,
 				 len - META_PREFIX - hl, out, outlen);
 	}

@@ -4,16 +4,19 @@
  * repo.c alone runs SQL on the replication tables (remote, remote_pack,
  * remote_gone): every remote_cfg_* call below.
  *
- * Remote layout (version 2, see docs/FORMAT.md §15):
+ * Remote layout (version 3, see docs/FORMAT.md §15):
  *   tresor-repo          "TRESORRP", u32 version, u32 0 (plaintext marker)
  *   keys/key             the store's key file, as is (passphrase-wrapped)
  *   data/XX/NAME         finished packs, byte for byte
  *   meta/NNNNNNNNNNNNNNNN  metadata deltas 1, 2, ... (16 hex digits):
- *                        "TRSMETA2", a sealed header naming the store that
- *                        wrote it and the object it continues, then the
- *                        sealed zstd-compressed changelog delta
- *                        (changelog.h).  Version 1 objects (the sealed
- *                        delta alone) are still read.
+ *                        "TRSMETA3", a sealed header naming the store that
+ *                        wrote it, the object it continues and the newest
+ *                        image, then the sealed zstd-compressed changelog
+ *                        delta (changelog.h).  Version 2 objects (no image
+ *                        fields) and version 1 ones (the sealed delta
+ *                        alone) are still read.
+ *   image/N-ID.PART      sealed parts of an image of the index as of
+ *                        meta/N (image.h, FORMAT.md §15.5).
  * A push uploads the packs a delta needs, then the delta: the remote is
  * restorable at every moment.  Object names and sizes say nothing about
  * file names or sizes: packs have random names and are ~32 MiB.
@@ -24,9 +27,10 @@
 #include "remote.h"
 #include "../chunker/store.h"
 
-#define REPO_VERSION 2
+#define REPO_VERSION 3
 #define REPO_WRITER_LEN 16
 #define REPO_HASH_LEN 32
+#define REPO_IMAGE_ID_LEN 16
 
 /* A remote as configured in the store. */
 struct remote_cfg {
@@ -63,6 +67,13 @@ struct remote_cfg {
 	 * (a clone of the store directory has the same writer id). */
 	uint8_t pending[REPO_HASH_LEN];
 	int has_pending;
+	/* The newest image on the chain as this store knows it (0: none, or
+	 * not known), the bytes of the index file it holds, and the bytes of
+	 * the deltas published after it: what decides the next image. */
+	uint64_t image_meta, image_size, since_image;
+	/* The lowest metadata object this store may still have to delete
+	 * there: those below were deleted, or were never its to delete. */
+	uint64_t meta_floor;
 };
 
 #define REPO_DEFAULT_GRACE_NS (7LL * 86400 * 1000000000)
@@ -136,6 +147,36 @@ struct remote_gone_pack {
 size_t remote_cfg_gone(struct index *ix, const struct remote_cfg *c,
 		       struct remote_gone_pack **out);
 
+/*
+ * Images of the index on a remote as this store knows them (FORMAT.md
+ * §9.11 remote_image): every image it sent (noted before its first part
+ * is sent, so the parts of a push that died are known too) or recovered
+ * from.  published: ns when an object naming it was published or
+ * recovered (0: not known to be named); lock_until (s): no object below
+ * it is retained past then.  What a published image makes unnecessary
+ * (objects below it, older images) is deleted after the grace from
+ * published and after lock_until (push.c).
+ */
+struct remote_image_row {
+	uint64_t meta;
+	uint8_t id[REPO_IMAGE_ID_LEN];
+	uint32_t parts;
+	int64_t published, lock_until;
+};
+int remote_cfg_image_sending(struct index *ix, int64_t remote, uint64_t meta,
+			     const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t parts);
+/* An object naming image id (of object meta, parts) is out (or was
+ * recovered): note it at now unless noted already. */
+int remote_cfg_image_published(struct index *ix, int64_t remote, uint64_t meta,
+			       const uint8_t id[REPO_IMAGE_ID_LEN], uint32_t parts,
+			       int64_t now, int64_t lock_until);
+/* Every image row of remote, by object number; *out malloc'd. */
+int remote_cfg_images(struct index *ix, int64_t remote, struct remote_image_row **out,
+		      size_t *n);
+int remote_cfg_image_forget(struct index *ix, int64_t remote,
+			    const uint8_t id[REPO_IMAGE_ID_LEN]);
+int remote_cfg_set_floor(struct index *ix, int64_t remote, uint64_t floor);
+
 /* Wall-clock time in ns that remote schedules (grace, Object Lock dates)
  * use: CLOCK_REALTIME plus TRESOR_TEST_CLOCK_OFFSET seconds if set (a test
  * hook standing for days going by; never set it in production). */
@@ -146,7 +187,8 @@ void repo_pack_key(const uint8_t name[PACK_NAME_LEN], char *key, size_t size);
 void repo_meta_key(uint64_t n, char *key, size_t size);
 
 /* Record where this store now stands on remote c (after a publish or a
- * takeover): next_meta, tip and full_next as in c; no pending. */
+ * takeover): next_meta, tip, full_next and the image fields as in c; no
+ * pending. */
 int remote_cfg_set_chain(struct index *ix, const struct remote_cfg *c);
 /* Note the header hash of the delta about to be published on remote id. */
 int remote_cfg_set_pending(struct index *ix, int64_t id, const uint8_t hash[REPO_HASH_LEN]);
@@ -160,8 +202,15 @@ struct repo_meta_hdr {
 	uint32_t flags;			/* REPO_META_* */
 	int64_t time_ns;
 	char origin[256];		/* "host:/store/dir" of the writer */
+	/* The newest image on this object's path (version 3; image.h): the
+	 * object whose state it holds (0: none), its id, parts and size. */
+	uint64_t image;
+	uint8_t image_id[REPO_IMAGE_ID_LEN];
+	uint32_t image_parts;
+	uint64_t image_size;
 	/* Filled when read: */
 	int v1;				/* a version 1 object: no header */
+	int v2;				/* a version 2 object: no image fields */
 	uint8_t hash[REPO_HASH_LEN];	/* SHA-256 of the sealed header */
 };
 
@@ -173,17 +222,26 @@ void repo_origin(const char *dir, char *out, size_t size);
  * header. */
 int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_hdr *h,
 		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen);
-/* Inverse of repo_seal_meta, and reads version 1 objects (h->v1 = 1):
+/* Compress d and seal it under key with the AAD given (an image part);
+ * repo_open_blob is its inverse (-EBADMSG if it does not authenticate). */
+int repo_seal_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen);
+int repo_open_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
+		   const uint8_t *in, size_t len, uint8_t **out, size_t *outlen);
+/* Inverse of repo_seal_meta, and reads version 2 (h->v2 = 1) and 1
+ * objects (h->v1 = 1):
  * -EBADMSG if it does not authenticate as n.  h may be NULL. */
 int repo_open_delta(const struct store_keys *keys, uint64_t n,
 		    const uint8_t *in, size_t len, struct repo_meta_hdr *h,
 		    uint8_t **out, size_t *outlen);
-/* The header of meta/n alone (two small ranged reads): -ENOENT, -EBADMSG,
+/* The header of meta/n alone (one small ranged read): -ENOENT, -EBADMSG,
  * or a remote error. */
 int repo_read_meta_hdr(struct remote *r, const struct store_keys *keys, uint64_t n,
 		       struct repo_meta_hdr *h);
 /* The highest n of the remote's meta/ objects (0: none). */
 int repo_meta_max(struct remote *r, uint64_t *max);
+/* The same, and the lowest (0: none). */
+int repo_meta_range(struct remote *r, uint64_t *min, uint64_t *max);
 /* The writer id as 32 hex digits, for messages. */
 void repo_writer_hex(const uint8_t w[REPO_WRITER_LEN], char out[2 * REPO_WRITER_LEN + 1]);
 

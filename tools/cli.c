@@ -102,6 +102,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "object-lock-mode", required_argument, 0, 42 },
 		{ "jobs", required_argument, 0, 43 },
 		{ "limit-upload", required_argument, 0, 44 },
+		{ "image-every", required_argument, 0, 45 },
 		{ "lazy", no_argument, 0, 50 },
 		{ "full", no_argument, 0, 51 },
 		{ "remote", required_argument, 0, 52 },
@@ -152,6 +153,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 42: o->r_lock_mode = optarg; break;
 		case 43: o->jobs = optarg; break;
 		case 44: o->limit_upload = optarg; break;
+		case 45: o->image_every = optarg; break;
 		case 50: o->lazy = 1; break;
 		case 51: o->full = 1; break;
 		case 52: o->remote = optarg; break;

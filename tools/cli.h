@@ -39,8 +39,8 @@ struct opts {
 	char r_abs[6][PATH_MAX];	/* absolute forms of the above (remote_opts) */
 	long chunk_min, chunk_avg, chunk_max, kdf_log2n;
 	/* remote add --grace --object-lock-days --object-lock-mode; push
-	 * --grace --jobs --limit-upload (parsed in cmd_remote.c) */
-	const char *r_grace, *r_lock_days, *r_lock_mode, *jobs, *limit_upload;
+	 * --grace --jobs --limit-upload --image-every (parsed in cmd_remote.c) */
+	const char *r_grace, *r_lock_days, *r_lock_mode, *jobs, *limit_upload, *image_every;
 	/* recovery and verification (issue 5) */
 	int read_pct;			/* --read-data=N%: 1..100; 0 = all */
 	int lazy, full;			/* recover --lazy / --full */

@@ -83,6 +83,14 @@ int cmd_recover(struct opts *o)
 	snprintf(msg, sizeof(msg), "%s", *remote_error(r) ? remote_error(r) : strerror(-err));
 	remote_close(r);
 	curl_global_cleanup();
+	if (err && (err == -ENODATA || err == -EBADMSG) && res.image_failed[0])
+		die(1, "%s: %s, a part of the newest image of the index, is %s, and the way round"
+		    " it is gone too (%s is %s); nothing was installed at %s; if the store that"
+		    " pushes there still exists, push it with --image-every 1 (a new image), then"
+		    " recover again", url, res.image_failed, err == -ENODATA ? "missing" :
+		    "damaged (fails authentication)", *res.fallback_failed ? res.fallback_failed :
+		    "an older object", res.fallback_err == -EBADMSG ? "damaged" : res.fallback_err ==
+		    -ENODATA ? "missing" : "unreadable", dir);
 	switch (err) {
 	case 0:
 		break;
@@ -113,8 +121,19 @@ int cmd_recover(struct opts *o)
 	default:
 		die(1, "recovery from %s failed: %s; rerun to resume", url, msg);
 	}
-	printf("recovered %s from %s: %llu metadata object(s), %llu pack(s), %llu bytes%s\n",
-	       dir, url, (unsigned long long)res.deltas, (unsigned long long)res.packs,
+	if (res.image_failed[0])
+		fprintf(stderr, "tresor: warning: %s: %s, a part of the newest image of the index, is"
+			" %s; recovered %s instead; push the store that pushes there (its next"
+			" push with --image-every 1 writes a new image) and run 'tresor check STORE"
+			" --remote NAME' there\n", url, res.image_failed, res.image_err == -ENODATA ?
+			"missing" : "damaged (fails authentication)", res.image ?
+			"from an older image and the deltas after it" : "by replaying every delta");
+	char from[80] = "";
+	if (res.image)
+		snprintf(from, sizeof(from), " after the image of meta/%016llx",
+			 (unsigned long long)res.image);
+	printf("recovered %s from %s: %llu metadata object(s)%s, %llu pack(s), %llu bytes%s\n",
+	       dir, url, (unsigned long long)res.deltas, from, (unsigned long long)res.packs,
 	       (unsigned long long)res.bytes,
 	       o->lazy ? " (lazy: packs are fetched when read; 'recover URL STORE --full' completes it)" : "");
 	if (res.claimed)

@@ -381,7 +381,7 @@ int cmd_push(struct opts *o)
 {
 	if (o->npos != 2)
 		die(EXIT_USAGE, "usage: tresor push STORE REMOTE [--jobs N] [--limit-upload RATE] "
-		    "[--grace DURATION] [--json]");
+		    "[--grace DURATION] [--image-every N] [--json]");
 	struct push_opts po = { .jobs = PUSH_DEFAULT_JOBS, .grace_ns = -1 };
 	if (o->jobs) {
 		char *end;
@@ -394,6 +394,14 @@ int cmd_push(struct opts *o)
 		po.limit_upload = parse_rate(o->limit_upload, "--limit-upload");
 	if (o->r_grace)
 		po.grace_ns = parse_duration(o->r_grace, "--grace");
+	if (o->image_every) {
+		char *end;
+		long e = strtol(o->image_every, &end, 10);
+		if (end == o->image_every || *end || e < 0 || e > 1000000)
+			die(EXIT_USAGE, "--image-every: a number of pushes from 1 to 1000000, or 0"
+			    " for never: %s", o->image_every);
+		po.image_every = e ? (int)e : -1;
+	}
 	const char *dir = o->pos[0];
 	struct store *st = open_store(o, dir);
 	struct remote_cfg c;
@@ -451,22 +459,30 @@ int cmd_push(struct opts *o)
 	if (err)
 		die(1, "push of store %s to %s failed: %s; rerun to resume", dir, name,
 		    res.error[0] ? res.error : strerror(-err));
+	char meta_del[120] = "";
+	if (res.meta_deleted)
+		snprintf(meta_del, sizeof(meta_del), "; %llu metadata object(s) an image made"
+			 " unnecessary deleted", (unsigned long long)res.meta_deleted);
 	if (o->json)
 		printf("{\"remote\":\"%s\",\"packs\":%llu,\"pack_bytes\":%llu,\"meta_bytes\":%llu,"
 		       "\"records\":%llu,\"packs_skipped\":%llu,\"deleted\":%llu,"
 		       "\"awaiting_deletion\":%llu,\"retained\":%llu,\"jobs\":%d,"
+		       "\"image\":%llu,\"image_bytes\":%llu,\"meta_deleted\":%llu,"
+		       "\"images_awaiting\":%llu,"
 		       "\"seconds\":%.3f,\"freeze_ms\":%.1f}\n", c.name,
 		       (unsigned long long)res.packs, (unsigned long long)res.pack_bytes,
 		       (unsigned long long)res.meta_bytes, (unsigned long long)res.records,
 		       (unsigned long long)res.packs_skipped, (unsigned long long)res.deleted,
 		       (unsigned long long)res.awaiting_deletion,
-		       (unsigned long long)res.retained, res.jobs, took, fz.held * 1000);
+		       (unsigned long long)res.retained, res.jobs, (unsigned long long)res.image,
+		       (unsigned long long)res.image_bytes, (unsigned long long)res.meta_deleted,
+		       (unsigned long long)res.meta_awaiting, took, fz.held * 1000);
 	else
 		printf("pushed %s to %s: %llu pack(s), %llu bytes; metadata %llu bytes (%llu records);"
-		       " %llu freed pack(s) deleted, %llu awaiting deletion\n",
+		       " %llu freed pack(s) deleted, %llu awaiting deletion%s\n",
 		       dir, c.name, (unsigned long long)res.packs,
 		       (unsigned long long)res.pack_bytes, (unsigned long long)res.meta_bytes,
 		       (unsigned long long)res.records, (unsigned long long)res.deleted,
-		       (unsigned long long)res.awaiting_deletion);
+		       (unsigned long long)res.awaiting_deletion, meta_del);
 	return 0;
 }

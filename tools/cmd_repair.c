@@ -70,9 +70,10 @@ int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems)
 	remote_close(r);
 	curl_global_cleanup();
 	if (!o->json)
-		printf("checked remote %s (%s): %llu pack(s), %llu metadata object(s)%s; %llu pack(s) not pushed yet: %llu problem(s)\n",
+		printf("checked remote %s (%s): %llu pack(s), %llu metadata object(s), %llu image(s) of the index in %llu part(s)%s; %llu pack(s) not pushed yet: %llu problem(s)\n",
 		       cfg.name, cfg.url, (unsigned long long)res.packs,
-		       (unsigned long long)res.metas,
+		       (unsigned long long)res.metas, (unsigned long long)res.images,
+		       (unsigned long long)res.image_parts,
 		       o->read_data ? ", all read and verified" : " (sizes)",
 		       (unsigned long long)res.not_pushed, (unsigned long long)res.problems);
 	*problems = res.problems;

@@ -376,7 +376,14 @@ static int key_schedule(struct parser *p, const char *k, const char *v)
 			return fail(p, p->line, "push-limit-upload: not a rate like 10M (bytes per second): '%s'", v) - 1;
 		return set_str(p, k, v, c->push_limit_upload, sizeof(c->push_limit_upload));
 	}
-	return fail(p, p->line, "unknown key '%s' in [schedule] (known: snapshot, push, check, check-read-data, push-jobs, push-limit-upload)",
+	if (!strcmp(k, "push-image-every")) {
+		long n;
+		if (parse_int(v, 0, 1000000, &n))
+			return fail(p, p->line, "push-image-every: a number of pushes from 1 to 1000000, or 0 for never, not '%s'", v) - 1;
+		c->push_image_every = (int)n;
+		return 0;
+	}
+	return fail(p, p->line, "unknown key '%s' in [schedule] (known: snapshot, push, check, check-read-data, push-jobs, push-limit-upload, push-image-every)",
 		    k) - 1;
 }
 
@@ -639,6 +646,7 @@ static void defaults(struct config *c)
 	c->push = (struct schedule){ .kind = SCHED_DAILY, .hour = 5 };
 	c->check = (struct schedule){ .kind = SCHED_WEEKLY, .wday = 0, .hour = 3 };
 	c->check_read_data = 0;
+	c->push_image_every = -1;
 	c->keep.daily = 30;
 	c->keep.monthly = 12;
 }

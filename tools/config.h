@@ -99,6 +99,7 @@ struct config {
 	int check_read_data;		/* 0 no, 100 all, 1..99 percent */
 	int push_jobs;			/* push --jobs; 0 = push's default */
 	char push_limit_upload[32];	/* push --limit-upload as given; "" = none */
+	int push_image_every;		/* push --image-every; -1 = push's default */
 	struct retention_policy keep;
 	struct config_volume vol[CONFIG_MAX_VOLUMES];
 	int nvol;

@@ -50,7 +50,7 @@ struct job_state {
  * ("" = the config's push-jobs / push-limit-upload, or push's default). */
 struct push_req {
 	char name[64];
-	char jobs[8], limit_upload[32], grace[32];
+	char jobs[8], limit_upload[32], grace[32], image_every[12];
 };
 
 /* Every push, scheduled or asked for, goes remote by remote; each

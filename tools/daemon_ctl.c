@@ -436,7 +436,7 @@ static int push_word_ok(const char *v, size_t max)
 				      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789./") == n;
 }
 
-/* "NAME [jobs=N] [limit-upload=R] [grace=D]" into *req (zeroed first, so
+/* "NAME [jobs=N] [limit-upload=R] [grace=D] [image-every=N]" into *req (zeroed first, so
  * equal requests compare equal); 0, or -1 with an "error ...\n" reply. */
 static int push_req_parse(char *s, struct push_req *req, char *bad, size_t badsize)
 {
@@ -460,6 +460,8 @@ static int push_req_parse(char *s, struct push_req *req, char *bad, size_t badsi
 				dst = req->limit_upload, max = sizeof(req->limit_upload);
 			else if (!strcmp(w, "grace"))
 				dst = req->grace, max = sizeof(req->grace);
+			else if (!strcmp(w, "image-every"))
+				dst = req->image_every, max = sizeof(req->image_every);
 		}
 		if (!dst || !push_word_ok(eq + 1, max)) {
 			snprintf(bad, badsize, "error push option '%.60s' not understood\n", w);
@@ -627,12 +629,13 @@ int daemon_forward_push(struct opts *o)
 		return -1;	/* not a remote name: let push say so */
 	/* The push's options go along: the daemon's child gets them, and
 	 * reports a bad value as push itself would. */
-	const char *keys[] = { "jobs", "limit-upload", "grace" };
-	const char *vals[] = { o->jobs, o->limit_upload, o->r_grace };
-	const char *flags[] = { "--jobs", "--limit-upload", "--grace" };
+	const char *keys[] = { "jobs", "limit-upload", "grace", "image-every" };
+	const char *vals[] = { o->jobs, o->limit_upload, o->r_grace, o->image_every };
+	const char *flags[] = { "--jobs", "--limit-upload", "--grace", "--image-every" };
 	struct push_req pr;
-	const size_t max[] = { sizeof(pr.jobs), sizeof(pr.limit_upload), sizeof(pr.grace) };
-	for (int i = 0; i < 3; i++) {
+	const size_t max[] = { sizeof(pr.jobs), sizeof(pr.limit_upload), sizeof(pr.grace),
+			       sizeof(pr.image_every) };
+	for (int i = 0; i < 4; i++) {
 		if (!vals[i])
 			continue;
 		if (!push_word_ok(vals[i], max[i]))

@@ -644,10 +644,20 @@ static int job_push(struct daemon *d, time_t now, char *err, size_t errsize)
 			jobs_arg(&a, "--grace");
 			jobs_arg(&a, reqs[i].grace);
 		}
+		/* The image policy (FORMAT.md §15.5): the request's, else the
+		 * config's, else push's own default. */
+		char every[16];
+		snprintf(every, sizeof(every), "%s", reqs[i].image_every);
+		if (!every[0] && d->cfg.push_image_every >= 0)
+			snprintf(every, sizeof(every), "%d", d->cfg.push_image_every);
+		if (every[0]) {
+			jobs_arg(&a, "--image-every");
+			jobs_arg(&a, every);
+		}
 		jobs_args_pass(d, &a);
-		tlog(LOG_INFO, "daemon: push to %s%s%s%s%s", reqs[i].name,
+		tlog(LOG_INFO, "daemon: push to %s%s%s%s%s%s%s", reqs[i].name,
 		     j ? " --jobs " : "", j ? j : "", lim ? " --limit-upload " : "",
-		     lim ? lim : "");
+		     lim ? lim : "", every[0] ? " --image-every " : "", every);
 		char out[1024], e[400];
 		int rc = jobs_run_child(d, "push", a.v, out, sizeof(out), e, sizeof(e));
 		if (rc) {

@@ -53,6 +53,7 @@ const char *usage_text =
 	"  remote takeover STORE NAME    (this store pushes there from now on; others are refused)\n"
 	"  push STORE REMOTE [--json]\n"
 	"        [--jobs 4] [--limit-upload RATE (10M: bytes/s)] [--grace DURATION]\n"
+	"        [--image-every 64 (an image of the index every N objects; 0: never)]\n"
 	"  recover URL STORE [--lazy|--full] [--takeover] [--chain ID] [remote options]\n"
 	"  repair STORE --from REMOTE\n"
 	"  restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]\n"

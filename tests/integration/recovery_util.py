@@ -7,8 +7,13 @@ what those tests need on top: a store whose files sit in known, separate
 packs, which packs hold a file, and bit flips.
 """
 
+import os
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from conftest import PASSPHRASE, base_env, tresor
 from test_push_recover import blob  # noqa: F401  (re-exported for the tests)
@@ -123,3 +128,31 @@ def tresor_pw(*args, env=None, timeout=300):
     e = dict(env) if env is not None else base_env()
     e["TRESOR_PASSPHRASE"] = PASSPHRASE
     return tresor(*args, env=e, timeout=timeout)
+
+
+def old_tresor(commit, what, env_var):
+    """A tresor of an older repository version: $env_var if set, else
+    built once from commit of this repository's history into
+    tests/.work/ (skipped in a shallow clone that lacks it)."""
+    if os.environ.get(env_var):
+        return os.environ[env_var]
+    repo = Path(__file__).resolve().parents[2]
+    top = repo / "tests" / ".work" / ("%s-%s" % (what, commit))
+    exe = top / "build" / "tresor"
+    if exe.exists():
+        return str(exe)
+    have = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", commit + "^{commit}"],
+                          stdin=subprocess.DEVNULL, capture_output=True)
+    if have.returncode != 0:
+        pytest.skip("commit %s is not in this clone's history (a shallow clone)" % commit)
+    shutil.rmtree(top, ignore_errors=True)
+    (top / "src").mkdir(parents=True)
+    for cmd in (["bash", "-c", "git -C %s archive %s | tar -x -C %s" % (repo, commit, top / "src")],
+                ["meson", "setup", str(top / "build"), str(top / "src"),
+                 "--buildtype=debugoptimized"],
+                ["ninja", "-C", str(top / "build"), "tresor"]):
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=1800)
+        assert r.returncode == 0, "building the %s tresor failed: %s\n%s" % (
+            what, cmd, r.stdout[-2000:] + r.stderr[-2000:])
+    return str(exe)

@@ -166,3 +166,56 @@ def test_push_keys_in_config_checked(make_store, tmp):
     d = Daemon(tmp, store, schedule={"push-jobs": "32", "push-limit-upload": "2.5MB/s"})
     p = tresor("status", d.cfg, timeout=60)
     assert p.returncode == 3 and "no tresor daemon runs" in p.stderr, p.stderr
+
+
+def test_config_image_policy_reaches_the_daemons_pushes(make_store, tmp, daemons):
+    """`push-image-every` in [schedule] is the image policy of every push the
+    daemon runs (FORMAT.md §15.5): 2 here, so the scheduled first push
+    (full) brings image 1, the next none, the third image 3; `tresor push
+    --image-every 1` through the daemon overrides it; and 0 turns images
+    off."""
+    store = make_store()
+    remote = tmp / "offsite"
+    remote.mkdir()
+    d = start_daemon(daemons, tmp, store, local_ts(2026, 7, 1, 4, 0),
+                     {"snapshot": "never", "push": "daily 05:00", "check": "never",
+                      "push-image-every": "2"},
+                     SMALL_PACKS, remotes={"offsite": str(remote)})
+    write_packs(d, "a", 1)
+    d.set_clock(local_ts(2026, 7, 1, 5, 0, 5))
+    assert d.wait_history(1) == [("push", True)]
+    assert "push to offsite --image-every 2" in d.log_text(), d.log_text()
+    images = lambda: sorted(int(p.name.split("-")[0], 16)
+                            for p in (remote / "image").iterdir())
+    assert images() == [1], images()
+    got = []
+    for tag in ("b", "c"):
+        write_packs(d, tag, 1)
+        p = forward_push(d, store, "offsite")
+        assert p.returncode == 0, p.stderr
+        got.append(json.loads(p.stdout)["image"])
+    assert got == [0, 3], got
+    write_packs(d, "d", 1)
+    p = forward_push(d, store, "offsite", "--image-every", "1")
+    assert p.returncode == 0 and json.loads(p.stdout)["image"] == 4, p.stdout + p.stderr
+    assert "push to offsite --image-every 1" in d.log_text()
+    assert images() == [1, 3, 4], images()
+
+
+def test_config_image_policy_never(make_store, tmp, daemons):
+    store = make_store()
+    remote = tmp / "offsite"
+    remote.mkdir()
+    d = start_daemon(daemons, tmp, store, local_ts(2026, 7, 1, 4, 0),
+                     {"snapshot": "never", "push": "daily 05:00", "check": "never",
+                      "push-image-every": "0"},
+                     SMALL_PACKS, remotes={"offsite": str(remote)})
+    write_packs(d, "a", 1)
+    d.set_clock(local_ts(2026, 7, 1, 5, 0, 5))
+    assert d.wait_history(1) == [("push", True)]
+    assert "push to offsite --image-every 0" in d.log_text(), d.log_text()
+    assert not (remote / "image").exists() or not list((remote / "image").iterdir())
+    for val in ("-1", "often"):
+        bad = Daemon(tmp, store, schedule={"push-image-every": val})
+        p = tresor("daemon", bad.cfg, timeout=60)
+        assert p.returncode == 2 and "push-image-every" in p.stderr, p.stderr

@@ -141,6 +141,8 @@ def test_retention_extended_and_deletion_waits(tmp, store, mounts, s3proxy):
     t0 = time.time()
     push_at(store, "off", remote)
     metas = {k for k in remote.objects() if k.startswith("meta/")}
+    images = {k for k in remote.objects() if k.startswith("image/")}
+    assert images, "the first push sent no image of the index"
 
     # one day later: more than half of 3 days is left, nothing is renewed
     s3proxy.clear()
@@ -177,7 +179,7 @@ def test_retention_extended_and_deletion_waits(tmp, store, mounts, s3proxy):
     assert in_use - old_in_use == set(sent), (in_use, old_in_use, sorted(sent))
     for r in sent.values():
         check_lock_request(r, "GOVERNANCE", t2, time.time() + 2 * DAY, 3)
-    assert {"tresor-repo", "keys/key"} | metas <= renewed, renewed
+    assert {"tresor-repo", "keys/key"} | metas | images <= renewed, renewed
     assert res["retained"] == len(ret), (res, len(ret))
     for r in ret:
         assert r.query == "retention=", r      # exactly as SigV4 wants it
@@ -215,3 +217,48 @@ def test_object_lock_refused_off_s3(tmp, store):
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     p = run("remote", "add", store.path, "off", "s3://bucket/x", "--object-lock-days", "0")
     assert p.returncode == 2 and "--object-lock-days" in p.stderr, p.stderr
+
+
+def test_metadata_below_the_image_waits_for_its_retention(tmp, store, mounts, s3proxy):
+    """What a newer image makes unnecessary (the deltas below it, older
+    images) is no longer renewed, and is deleted only once its retention
+    (at most publication + lock days) has passed, even with no grace."""
+    remote = lock_remote(tmp, s3proxy, store, 3, grace="0")
+
+    def key(r):
+        return r.path.split("/px/", 1)[1].split("/", 1)[1]
+
+    def push_file(i, offset):
+        mnt = mounts.mount(store, "vol")
+        (mnt.path / ("f%d.bin" % i)).write_bytes(os.urandom(100_000))
+        mnt.close()
+        return push_at(store, "off", remote, offset, "--image-every", "2")
+
+    for i in (1, 2, 3):     # images 1 and 3
+        push_file(i, 0)
+    objs = remote.objects()
+    img1 = {k for k in objs if k.startswith("image/%016x-" % 1)}
+    img3 = {k for k in objs if k.startswith("image/%016x-" % 3)}
+    assert img1 and img3, sorted(objs)
+
+    # two days later: renewed from image 3 on; meta/1, meta/2 and image 1
+    # neither renewed nor deleted
+    s3proxy.clear()
+    res = push_file(4, 2 * DAY)
+    log = s3proxy.log()
+    assert not [r for r in log if r.method == "DELETE"], "deleted under retention"
+    renewed = {key(r) for r in log if "retention" in r.query}
+    assert {"meta/%016x" % 3, "meta/%016x" % 4} | img3 <= renewed, renewed
+    assert not ({"meta/%016x" % 1, "meta/%016x" % 2} | img1) & renewed, renewed
+    assert res["meta_deleted"] == 0 and res["images_awaiting"] == 1, res
+
+    # past the retention: exactly those go; meta/5 brings image 5
+    s3proxy.clear()
+    res = push_file(5, 3 * DAY + 200)
+    assert res["image"] == 5, res
+    dels = {key(r) for r in s3proxy.log() if r.method == "DELETE"}
+    assert dels == {"meta/%016x" % 1, "meta/%016x" % 2} | img1, dels
+    assert res["meta_deleted"] == len(dels), res
+    left = {k for k in remote.objects() if k.startswith(("meta/", "image/"))}
+    assert {"meta/%016x" % k for k in (3, 4, 5)} | img3 <= left, left
+    recover(remote, tmp / "recovered", store.passfile)

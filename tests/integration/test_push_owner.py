@@ -25,7 +25,6 @@ WebDAV via a private apache, started as test_push_recover starts them):
     and upgraded, and its old writer refused afterwards.
 """
 
-import os
 import re
 import shutil
 import sqlite3
@@ -36,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Store
+from recovery_util import old_tresor
 from test_push_recover import (BACKENDS, make_remote, one_line, push, recover,  # noqa: F401
                                remote_add, run)
 from test_push_recover import s3server, sshserver, davserver  # noqa: F401
@@ -284,30 +284,8 @@ V1_COMMIT = "c430ffa"
 
 @pytest.fixture(scope="session")
 def v1_bin():
-    """A tresor writing repository version 1: TRESOR_V1_BIN, else built once
-    from V1_COMMIT of this repository's history into tests/.work/."""
-    if os.environ.get("TRESOR_V1_BIN"):
-        return os.environ["TRESOR_V1_BIN"]
-    repo = Path(__file__).resolve().parents[2]
-    top = repo / "tests" / ".work" / ("v1-" + V1_COMMIT)
-    exe = top / "build" / "tresor"
-    if exe.exists():
-        return str(exe)
-    have = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", V1_COMMIT + "^{commit}"],
-                          stdin=subprocess.DEVNULL, capture_output=True)
-    if have.returncode != 0:
-        pytest.skip("commit %s is not in this clone's history (a shallow clone)" % V1_COMMIT)
-    shutil.rmtree(top, ignore_errors=True)
-    (top / "src").mkdir(parents=True)
-    for cmd in (["bash", "-c", "git -C %s archive %s | tar -x -C %s" % (repo, V1_COMMIT, top / "src")],
-                ["meson", "setup", str(top / "build"), str(top / "src"),
-                 "--buildtype=debugoptimized"],
-                ["ninja", "-C", str(top / "build"), "tresor"]):
-        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=900)
-        assert r.returncode == 0, "building the version 1 tresor failed: %s\n%s" % (
-            cmd, r.stdout[-2000:] + r.stderr[-2000:])
-    return str(exe)
+    """A tresor writing repository version 1 (recovery_util.old_tresor)."""
+    return old_tresor(V1_COMMIT, "v1", "TRESOR_V1_BIN")
 
 
 def v1(v1_bin, *args):
@@ -335,12 +313,12 @@ def test_version1_remote_upgrades_and_old_store_is_refused(tmp, make_store, moun
     marker = Path(rem.url) / "tresor-repo"
     assert marker.read_bytes()[8:12] == (1).to_bytes(4, "little")
     # this tresor recovers the version 1 chain and continues it: the marker
-    # becomes version 2, the new object carries a header
+    # becomes the current version (3), the new object carries a header
     b, _ = recover_b(rem, tmp, passfile)
     write(b, mounts, "f.bin", b"B2" * 7000, mnt=tmp / "mnt-b")
     push(b, "origin", rem)
-    assert marker.read_bytes()[8:12] == (2).to_bytes(4, "little")
-    assert (Path(rem.url) / "meta" / ("%016x" % 2)).read_bytes()[:8] == b"TRSMETA2"
+    assert marker.read_bytes()[8:12] == (3).to_bytes(4, "little")
+    assert (Path(rem.url) / "meta" / ("%016x" % 2)).read_bytes()[:8] == b"TRSMETA3"
     # A (its remote row from before writer ids) is refused with the new binary
     old_store_refused(a, rem, mounts)
     # the old binary refuses the upgraded repository as newer, not damaged

@@ -824,7 +824,7 @@ def test_recover_refuses_newer_format(tmp, make_store, mounts, make_remote):
     marker = Path(remote.url) / "tresor-repo"
     b = bytearray(marker.read_bytes())
     assert b[:8] == b"TRESORRP", b
-    b[8:12] = (3).to_bytes(4, "little")     # repository version 2 is current (issue 13)
+    b[8:12] = (4).to_bytes(4, "little")     # repository version 3 is current (issue 19)
     marker.write_bytes(bytes(b))
     dest = tmp / "recovered"
     p = recover(remote, dest, store.passfile, check=False)
@@ -980,7 +980,8 @@ def test_push_interrupted_by_server_kill(tmp, store, mounts, make_remote):
 # --------------------------------------------------------------------------
 # 5. what the remote reveals
 # --------------------------------------------------------------------------
-LAYOUT = re.compile(r"^(tresor-repo|keys/key|meta/[0-9a-f]{16}|data/([0-9a-f]{2})/([0-9a-f]{32}))$")
+LAYOUT = re.compile(r"^(tresor-repo|keys/key|meta/[0-9a-f]{16}|data/([0-9a-f]{2})/([0-9a-f]{32})"
+                    r"|image/[0-9a-f]{16}-[0-9a-f]{32}\.[0-9a-f]{8})$")
 
 
 def local_objects(root):

@@ -11,10 +11,12 @@ ends in a crash of one of these kinds:
   - a crash point inside the daemon (TRESOR_CRASH_AT: pack-append,
     pack-seal, index-commit, snapshot, copy) at a random pass;
   - a crash point inside a prune (gc-rewrite, gc-trash, index-commit), a
-    push (push-pack, push-meta, index-commit) or a snapshot set's creation
-    (snapshot-set, snapshot-set-committed: killed while it holds the
-    daemon's writes) run beside the daemon; the daemon must carry on (not
-    stay frozen), then it is killed too.
+    push (push-pack, push-meta, push-image, push-meta-delete, index-commit)
+    or a snapshot set's creation (snapshot-set, snapshot-set-committed:
+    killed while it holds the daemon's writes) run beside the daemon
+    (pushes send an image of the index every 3rd object, with no grace:
+    each image deletes the metadata below it); the daemon must carry on
+    (not stay frozen), then it is killed too.
 About half the snapshots are snapshot sets (issue 17): the mounted volume
 and a second one, "aux", unmounted, taken at one instant by `snapshot
 create --set torture vol aux` and pruned as a set; every set snapshot
@@ -58,7 +60,8 @@ KEEP = 3                # prune --keep-last
 DAEMON_POINTS = (("pack-append", 200), ("pack-seal", 12), ("index-commit", 40), ("snapshot", 2),
                  ("copy", 20))
 CLI_POINTS = (("prune", "gc-rewrite"), ("prune", "gc-trash"), ("prune", "index-commit"),
-              ("push", "push-pack"), ("push", "push-meta"), ("push", "index-commit"))
+              ("push", "push-pack"), ("push", "push-meta"), ("push", "push-image"),
+              ("push", "push-meta-delete"), ("push", "index-commit"))
 SET_POINTS = (("set", "snapshot-set"), ("set", "snapshot-set-committed"))
 SET = "torture"
 AUX = "aux"             # the set's other member, never mounted: its volume lock
@@ -187,7 +190,10 @@ class Torture:
 
     def push(self, point=None, m=None):
         env = penv(TRESOR_CRASH_AT=point) if point else penv()
-        p = tresor("push", self.store.path, "origin", env=env, timeout=OP_WATCHDOG)
+        # an image of the index every 3rd object: push-image is reached, and
+        # (no grace) push-meta-delete when it makes older metadata unnecessary
+        p = tresor("push", self.store.path, "origin", "--image-every", "3", "--grace", "0",
+                   env=env, timeout=OP_WATCHDOG)
         if p.returncode == 0:
             self.figures["pushes"] += 1
             return

@@ -174,7 +174,16 @@ int main(void)
 	const char *pushcfg = "[tresor]\nstore=/s\n[schedule]\npush-jobs = 8\npush-limit-upload = 10M\n";
 	assert(config_parse_buffer(pushcfg, strlen(pushcfg), "t.ini", c, err, sizeof(err)) == 0);
 	assert(c->push_jobs == 8 && !strcmp(c->push_limit_upload, "10M"));
+	assert(c->push_image_every == -1);	/* not set: push's default */
+	const char *imgcfg = "[tresor]\nstore=/s\n[schedule]\npush-image-every = 0\n";
+	assert(config_parse_buffer(imgcfg, strlen(imgcfg), "t.ini", c, err, sizeof(err)) == 0);
+	assert(c->push_image_every == 0);
+	imgcfg = "[tresor]\nstore=/s\n[schedule]\npush-image-every = 24\n";
+	assert(config_parse_buffer(imgcfg, strlen(imgcfg), "t.ini", c, err, sizeof(err)) == 0);
+	assert(c->push_image_every == 24);
 	free(c);
+	expect_error("[tresor]\nstore = /s\n[schedule]\npush-image-every = -1\n", "t.ini:4: push-image-every: a number of pushes");
+	expect_error("[tresor]\nstore = /s\n[schedule]\npush-image-every = often\n", "t.ini:4: push-image-every: a number of pushes");
 	expect_error("[tresor]\nstore = /s\n[schedule]\npush-jobs = 0\n", "t.ini:4: push-jobs: a number from 1 to 32");
 	expect_error("[tresor]\nstore = /s\n[schedule]\npush-limit-upload = fast\n", "t.ini:4: push-limit-upload: not a rate");
 	printf("test_schedule: ok\n");

@@ -41,7 +41,7 @@ _tresor() {
 		mount) opts+=" -o -f" ;;
 		check) opts+=" --read-data --remote" ;;
 		repair) opts+=" --from" ;;
-		push) opts+=" --jobs --limit-upload --grace" ;;
+		push) opts+=" --jobs --limit-upload --grace --image-every" ;;
 		snapshot) opts+=" --time --set --note" ;;
 		restore) opts+=" --set --remote" ;;
 		prune) opts+=" --set --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --dry-run" ;;
