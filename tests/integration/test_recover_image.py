@@ -322,6 +322,20 @@ def v2_bin():
     return old_tresor(V2_COMMIT, "v2", "TRESOR_V2_BIN")
 
 
+def as_store_format_1(st):
+    """The store as that tresor knew them: store format 1 (no
+    snapshot.set_name and .note, FORMAT.md §2); it refuses format 2 as
+    newer.  A mount by this tresor upgrades it again."""
+    db = sqlite3.connect(str(st.path / "index.db"))
+    cols = [r[1] for r in db.execute("PRAGMA table_info(snapshot)")]
+    for c in ("set_name", "note"):
+        if c in cols:
+            db.execute("ALTER TABLE snapshot DROP COLUMN %s" % c)
+    db.execute("UPDATE meta SET value = 1 WHERE key = 'format_version'")
+    db.commit()
+    db.close()
+
+
 def test_version2_remote_recovers_and_is_upgraded(tmp, make_store, mounts, make_remote,
                                                   passfile, v2_bin):
     st = make_store()
@@ -331,6 +345,7 @@ def test_version2_remote_recovers_and_is_upgraded(tmp, make_store, mounts, make_
     old = [v2_bin, "push", st.path, "box", "--passphrase-file", passfile]
     for i in (1, 2):
         add_file(st, mounts, "f%d.bin" % i, blob(i, 300_000), want)
+        as_store_format_1(st)
         p = subprocess.run([str(a) for a in old], capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr
     marker = Path(rem.url) / "tresor-repo"
