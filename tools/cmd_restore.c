@@ -130,7 +130,7 @@ static int restore_remote(struct opts *o)
 		if (err == -ENOENT)
 			die(1, "%s is not a tresor repository (no tresor-repo marker or metadata)", url);
 		if (err == -EKEYREJECTED)
-			die(1, "wrong passphrase for the repository at %s", url);
+			die(EXIT_PASSPHRASE, "wrong passphrase for the repository at %s", url);
 		if (err == -EPROTONOSUPPORT)
 			die(1, "%s was written by a newer tresor; upgrade tresor", url);
 		if (err == -EBADMSG)
