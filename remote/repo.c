@@ -468,6 +468,18 @@ static int sha256(const void *p, size_t len, uint8_t out[REPO_HASH_LEN])
 	return EVP_Digest(p, len, out, NULL, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
 }
 
+int repo_key_object(const void *keyfile, size_t len, char *key, size_t size)
+{
+	uint8_t h[REPO_HASH_LEN];
+	char hex[2 * REPO_HASH_LEN + 1];
+	int err = sha256(keyfile, len, h);
+	if (err)
+		return err;
+	hex_encode(h, 16, hex);
+	snprintf(key, size, "keys/key-%s", hex);
+	return 0;
+}
+
 int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_hdr *h,
 		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen)
 {

@@ -110,6 +110,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "takeover", no_argument, 0, 54 },
 		{ "chain", required_argument, 0, 55 },
 		{ "no-check", no_argument, 0, 56 },
+		{ "new-passphrase-file", required_argument, 0, 57 },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -160,6 +161,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 54: o->takeover = 1; break;
 		case 55: o->chain = optarg; break;
 		case 56: o->no_check = 1; break;
+		case 57: o->new_passfile = optarg; break;
 		case 'h': o->help = 1; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))
@@ -320,6 +322,29 @@ char *get_passphrase(const struct opts *o, int confirm, const char *store)
 		die(1, "no passphrase read for %s", store);
 	if (!*pass)
 		die(1, "empty passphrase for %s", store);
+	return pass;
+}
+
+char *get_new_passphrase(const struct opts *o, const char *store)
+{
+	char *pass = NULL;
+	if (o->new_passfile) {
+		pass = passphrase_from_file(o->new_passfile, " (--new-passphrase-file)");
+	} else if (isatty(STDIN_FILENO)) {
+		char msg[PATH_MAX + 64];
+		snprintf(msg, sizeof(msg), "New passphrase for %s: ", store);
+		pass = prompt_tty(msg);
+		char *again = pass ? prompt_tty("Repeat new passphrase: ") : NULL;
+		if (!again || strcmp(again, pass))
+			die(1, "passphrases do not match; the passphrase of %s is unchanged", store);
+		secure_wipe(again, strlen(again));
+		free(again);
+	} else {
+		die(EXIT_USAGE, "no new passphrase for %s: use --new-passphrase-file FILE, or run on a terminal",
+		    store);
+	}
+	if (!pass || !*pass)
+		die(1, "empty new passphrase for %s; the passphrase is unchanged", store);
 	return pass;
 }
 

@@ -54,6 +54,7 @@ struct opts {
 	const char *remote;		/* check --remote NAME, restore --remote URL */
 	const char *from;		/* repair --from NAME */
 	int no_check;			/* remote add/set --no-check: no connection */
+	const char *new_passfile;	/* key change-passphrase --new-passphrase-file */
 	int help;			/* COMMAND --help */
 	char *pos[8];
 	int npos;
@@ -69,6 +70,9 @@ void parse_opts(int argc, char **argv, struct opts *o);
  * must pass secret_file_check (owner-only), as everywhere. */
 char *get_passphrase(const struct opts *o, int confirm, const char *store);
 void free_passphrase(char *p);
+/* The new passphrase of key change-passphrase: --new-passphrase-file
+ * (owner-only) or twice on the terminal, or exit. */
+char *get_new_passphrase(const struct opts *o, const char *store);
 /* Open the store with its key, or exit with a message saying what to do. */
 struct store *open_store(const struct opts *o, const char *dir);
 /* Open only the index (commands that need no key), or exit. */
@@ -96,6 +100,7 @@ int cmd_remote(struct opts *o);
 int cmd_push(struct opts *o);
 int cmd_recover(struct opts *o);
 int cmd_repair(struct opts *o);
+int cmd_key(struct opts *o);
 /* In cmd_repair.c: check --remote NAME for cmd_check (adds its problems). */
 int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems);
 

@@ -56,6 +56,8 @@ const char *usage_text =
 	"  recover URL STORE [--lazy|--full] [--takeover] [--chain ID] [remote options]\n"
 	"  repair STORE --from REMOTE\n"
 	"  restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]\n"
+	"  key change-passphrase STORE [--new-passphrase-file FILE] [--kdf-log2n N]\n"
+	"  key export STORE    (the key file as text, for a paper backup)\n"
 	"  daemon CONFIG [--dry-run]\n"
 	"  status [CONFIG] [--json]\n"
 	"  --version\n"
@@ -502,6 +504,8 @@ int main(int argc, char **argv)
 		return cmd_recover(&o);
 	if (!strcmp(cmd, "repair"))
 		return cmd_repair(&o);
+	if (!strcmp(cmd, "key"))
+		return cmd_key(&o);
 	if (!strcmp(cmd, "daemon"))
 		return cmd_daemon(&o);
 	if (!strcmp(cmd, "status"))

@@ -23,7 +23,7 @@ from daemon_helpers import Daemon, local_ts
 import test_remote_s3 as s3mod
 
 COMMANDS = ["init", "volume", "mount", "stats", "check", "snapshot", "restore", "prune",
-            "remote", "push", "recover", "repair", "daemon", "status"]
+            "remote", "push", "recover", "repair", "key", "daemon", "status"]
 
 
 def one_line(p):
