@@ -561,12 +561,11 @@ static void preflight(struct daemon *d, int dry)
 					known = !remote_cfg_find(ix, rs[k].name, &rc);
 				}
 		free(rs);
+		index_close(ix);
 		if (known) {
 			preflight_known_remote(d, r, &rc);
-			index_close(ix);
 			continue;
 		}
-		index_close(ix);
 		if (!r->url[0])
 			die(1, "%s:%d: [remote %s] has no url and the store %s has no such remote",
 			    d->cfg_path, r->line, r->name, c->store);
