@@ -171,10 +171,17 @@ static int cmd_remote_add(struct opts *o)
 			die(EXIT_USAGE, "--object-lock-mode: governance or compliance, not %s",
 			    o->r_lock_mode);
 	}
-	/* Check the URL, the files and the connection now, not at the
-	 * first push. */
-	check_remote_now(o, c.url, &c.opt, "add");
+	/* The store and the name first (no connection for a typo there),
+	 * then the URL, the files and the connection: now, not at the first
+	 * push. */
 	struct index *ix = open_index(dir);
+	struct remote_cfg had;
+	int known = !remote_cfg_find(ix, c.name, &had);
+	index_close(ix);
+	if (known)
+		die(1, "store %s already has a remote '%s'", dir, c.name);
+	check_remote_now(o, c.url, &c.opt, "add");
+	ix = open_index(dir);
 	/* Two rows for one repository would number its metadata twice. */
 	struct remote_cfg *cs;
 	size_t n;
