@@ -73,8 +73,9 @@ static int push_preamble(struct remote *r)
  * then holds the current one, FORMAT.md §15, written here once) or,
  * before this store's first delta (first), another repository's:
  * refused (-ESTALE). */
-static int push_key(struct store *st, struct remote *r, int first)
+static int push_key(struct store *st, struct remote *r, int first, char *cur, size_t cursize)
 {
+	snprintf(cur, cursize, "keys/key");
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/%s", st->dir, STORE_KEY_FILE);
 	uint8_t *key;
@@ -103,6 +104,8 @@ static int push_key(struct store *st, struct remote *r, int first)
 			err = remote_put_new(r, later, key, klen);
 		if (err == -EEXIST)
 			err = 0;	/* the same bytes: its name is their hash */
+		if (!err)
+			snprintf(cur, cursize, "%s", later);
 	}
 	free(there);
 	free(key);
@@ -147,6 +150,8 @@ struct view {
 	uint8_t *delta;
 	size_t dlen;
 	int send;			/* a delta is due */
+	char key_object[64];		/* where the store's key file is: keys/key
+					   or keys/key-HASH (push_key) */
 };
 
 static void view_free(struct view *v)
@@ -724,19 +729,10 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 	err = remote_retain(r, "tresor-repo", c->lock_mode, until);
 	if (!err)
 		err = remote_retain(r, "keys/key", c->lock_mode, until);
-	if (!err) {	/* the current key file, after a passphrase change */
-		char path[PATH_MAX], later[64];
-		uint8_t *kb;
-		size_t kl;
-		snprintf(path, sizeof(path), "%s/%s", st->dir, STORE_KEY_FILE);
-		if (!read_file(path, &kb, &kl)) {
-			if (!repo_key_object(kb, kl, later, sizeof(later)))
-				err = remote_retain(r, later, c->lock_mode, until);
-			if (err == -ENOENT)	/* never changed: keys/key is it */
-				err = 0;
-			free(kb);
-		}
-	}
+	/* the current key file, after a passphrase change (push_key) */
+	int later = v->key_object[0] && strcmp(v->key_object, "keys/key");
+	if (!err && later)
+		err = remote_retain(r, v->key_object, c->lock_mode, until);
 	for (uint64_t n = 1; n < c->next_meta && !err; n++) {
 		char key[64];
 		repo_meta_key(n, key, sizeof(key));
@@ -745,7 +741,7 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 			err = 0;
 	}
 	if (!err) {
-		res->retained += c->next_meta + 1;
+		res->retained += c->next_meta + 1 + later;
 		err = remote_cfg_set_meta_lock(st->ix, c->id, until);
 		c->meta_lock_until = until;
 	}
@@ -848,7 +844,7 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	if (!err && (first || ch.th.v1 || !ch.tip))
 		err = push_preamble(r);
 	if (!err)
-		err = push_key(st, r, !ch.tip);
+		err = push_key(st, r, !ch.tip, v.key_object, sizeof(v.key_object));
 	if (err == -ESTALE && !res->error[0])
 		snprintf(res->error, sizeof(res->error), "push to remote '%s': it holds the key"
 			 " of another store (another repository) and none of this store's deltas;"
