@@ -211,10 +211,11 @@ out:
  * a damaged salt or sealed key looks exactly the same and cannot be told
  * apart.
  */
-int keyfile_open(const char *path, const char *pass, size_t passlen,
-		 struct store_keys *keys)
+/* The master key of the key file at path, unwrapped with the passphrase
+ * (and the file's KDF parameters in *kp); errors as keyfile_open's. */
+static int kf_unwrap(const char *path, const char *pass, size_t passlen,
+		     uint8_t master[KF_MASTER_LEN], struct kdf_params *kp)
 {
-	uint8_t master[KF_MASTER_LEN];
 	uint8_t wrap[KEY_LEN];
 	uint8_t *buf;
 	size_t len;
@@ -250,11 +251,67 @@ int keyfile_open(const char *path, const char *pass, size_t passlen,
 		ret = -EKEYREJECTED;
 		goto out;
 	}
-	ret = derive_subkeys(master, keys);
+	if (kp) {
+		kp->log2n = log2n;
+		kp->r = r;
+		kp->p = p;
+	}
+out:
+	if (ret)
+		secure_wipe(master, KF_MASTER_LEN);
+	secure_wipe(wrap, sizeof(wrap));
+	free(buf);
+	return ret;
+}
+
+int keyfile_open(const char *path, const char *pass, size_t passlen,
+		 struct store_keys *keys)
+{
+	uint8_t master[KF_MASTER_LEN];
+	int ret = kf_unwrap(path, pass, passlen, master, NULL);
+
+	if (!ret)
+		ret = derive_subkeys(master, keys);
+	secure_wipe(master, sizeof(master));
+	return ret;
+}
+
+/*
+ * The same master key, wrapped anew: a fresh salt, scrypt(newpass), the
+ * file replaced atomically (a crash leaves the old file or the new one,
+ * never neither).  Everything encrypted so far stays as it is.
+ */
+int keyfile_rewrap(const char *path, const char *oldpass, size_t oldlen,
+		   const char *newpass, size_t newlen, const struct kdf_params *kp)
+{
+	uint8_t master[KF_MASTER_LEN];
+	uint8_t wrap[KEY_LEN];
+	uint8_t salt[KF_SALT_LEN];
+	uint8_t buf[KF_LEN];
+	struct kdf_params have;
+	int ret;
+
+	ret = kf_unwrap(path, oldpass, oldlen, master, &have);
+	if (ret)
+		return ret;
+	if (!kp)
+		kp = &have;
+	if (!kdf_params_ok(kp->log2n, kp->r, kp->p)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = random_bytes(salt, sizeof(salt));
+	if (!ret)
+		ret = derive_wrap_key(newpass, newlen, salt, kp->log2n, kp->r, kp->p, wrap);
+	if (ret)
+		goto out;
+	kf_put_header(buf, kp->log2n, kp->r, kp->p, salt);
+	ret = aead_seal(wrap, buf, KF_HDR_LEN, master, KF_MASTER_LEN, buf + KF_HDR_LEN);
+	if (!ret)
+		ret = write_file_atomic(path, buf, sizeof(buf), 0600);
 out:
 	secure_wipe(master, sizeof(master));
 	secure_wipe(wrap, sizeof(wrap));
-	free(buf);
 	return ret;
 }
 

@@ -54,6 +54,16 @@ int keyfile_create(const char *path, const char *pass, size_t passlen,
 int keyfile_open(const char *path, const char *pass, size_t passlen,
 		 struct store_keys *keys);
 
+/*
+ * Change the passphrase of the key file at path: the master key (so every
+ * sub-key, and all data) stays, wrapped under scrypt(newpass) with a
+ * fresh salt and kp (NULL: the file's parameters), the file replaced
+ * atomically.  0; -EKEYREJECTED if oldpass does not open it; -EINVAL for
+ * bad kp; as keyfile_open otherwise.
+ */
+int keyfile_rewrap(const char *path, const char *oldpass, size_t oldlen,
+		   const char *newpass, size_t newlen, const struct kdf_params *kp);
+
 /* Keyed chunk ID: HMAC-SHA-256(keys->id, data).  Cannot fail short of
  * OpenSSL running out of memory, in which case it aborts: a wrong ID would
  * silently corrupt the store. */

@@ -305,6 +305,35 @@ int write_file_atomic(const char *path, const void *buf, size_t len,
  * spare byte set to NUL (not counted in *len) so text files can be used
  * as C strings.
  */
+int secret_file_check(const char *path, const char *what, char *why, size_t whysize)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		int e = errno;
+
+		snprintf(why, whysize, "%s %s: %s", what, path, strerror(e));
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whysize, "%s %s is not a regular file", what, path);
+		return -EINVAL;
+	}
+	if (st.st_mode & 077) {
+		snprintf(why, whysize, "%s %s is readable by others: chmod 600 %s (its mode is %04o)",
+			 what, path, path, (unsigned)(st.st_mode & 07777));
+		return -EACCES;
+	}
+	/* Caught here, not at first use (chmod 000, another owner). */
+	if (access(path, R_OK) < 0) {
+		int e = errno;
+
+		snprintf(why, whysize, "%s %s: %s", what, path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 int read_file(const char *path, uint8_t **buf, size_t *len)
 {
 	struct stat st;

@@ -51,6 +51,16 @@ int write_file_atomic(const char *path, const void *buf, size_t len,
  * malloc'd buffer; *len set.  The buffer has a NUL after the last byte,
  * not counted in *len.  -errno. */
 int read_file(const char *path, uint8_t **buf, size_t *len);
+/*
+ * A file holding a secret (a passphrase, credentials, a private key, a
+ * netrc) must be a regular file that only its owner may read or write:
+ * 0, else -errno and one line in why ("passphrase file FILE is readable by
+ * others: chmod 600 FILE (its mode is 0644)").  The one rule every entry point applies (the
+ * CLI, mount.tresor through it, the daemon, the remote backends).  what
+ * names the file's role ("passphrase file", "credentials file").
+ */
+int secret_file_check(const char *path, const char *what, char *why, size_t whysize);
+
 /* fsync the directory holding path. */
 int fsync_parent_dir(const char *path);
 

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <limits.h>
 
 #include "control.h"
 #include "fuse_int.h"
@@ -16,7 +18,7 @@
 
 /* tresor's own mount options; the rest go to FUSE. */
 struct mount_opts {
-	int readonly, list_snapshots, mt, workers, writeback, fill, noacl;
+	int readonly, list_snapshots, mt, workers, writeback, fill, noacl, nonempty;
 	char fetch_remote[64];
 };
 
@@ -34,6 +36,9 @@ static int mount_opts_parse(const char *opts, struct mount_opts *mo,
 		{ "writeback", offsetof(struct mount_opts, writeback) },
 		{ "noacl", offsetof(struct mount_opts, noacl) },	/* ACL xattrs refused */
 		{ "fill", offsetof(struct mount_opts, fill) },	/* fetch every pack not here yet */
+		/* mount over files (hidden while mounted); FUSE 3 has no such
+		 * option and would always do it */
+		{ "nonempty", offsetof(struct mount_opts, nonempty) },
 	};
 	char *copy = strdup(opts), *save = NULL;
 	char *rest = calloc(1, strlen(opts) + 1);
@@ -77,19 +82,98 @@ static int mount_opts_parse(const char *opts, struct mount_opts *mo,
 	return 0;
 }
 
+void vfs_mount_source(const char *dir, const char *volume, char *out, size_t size)
+{
+	char real[PATH_MAX];
+	snprintf(out, size, "%s#%s", realpath(dir, real) ? real : dir, volume);
+}
+
+/* mountinfo's \ooo escapes (space, tab, newline, backslash) undone. */
+static void unoctal(const char *in, char *out, size_t size)
+{
+	size_t j = 0;
+	for (size_t i = 0; in[i] && j + 1 < size; i++) {
+		if (in[i] == '\\' && in[i + 1] >= '0' && in[i + 1] <= '7' &&
+		    in[i + 2] >= '0' && in[i + 2] <= '7' && in[i + 3] >= '0' && in[i + 3] <= '7') {
+			out[j++] = (char)((in[i + 1] - '0') * 64 + (in[i + 2] - '0') * 8 +
+					  (in[i + 3] - '0'));
+			i += 3;
+		} else {
+			out[j++] = in[i];
+		}
+	}
+	out[j] = 0;
+}
+
+int vfs_mounted_at(const char *mountpoint, char *src, size_t size)
+{
+	char real[PATH_MAX];
+	if (!realpath(mountpoint, real))
+		snprintf(real, sizeof(real), "%s", mountpoint);
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return 0;
+	char line[3 * PATH_MAX], mp[PATH_MAX], un[PATH_MAX], type[64], source[PATH_MAX];
+	int found = 0;
+	while (fgets(line, sizeof(line), f)) {
+		/* id parent maj:min root MOUNTPOINT opts ... - fstype source */
+		const char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
+		    sscanf(dash + 3, "%63s %4095s", type, source) != 2)
+			continue;
+		unoctal(mp, un, sizeof(un));
+		if (strcmp(un, real))
+			continue;
+		/* the last mount on it is the one seen: keep reading */
+		found = !strcmp(type, "fuse.tresor");
+		if (found && src)
+			unoctal(source, src, size);
+	}
+	fclose(f);
+	return found;
+}
+
+/* 1 if dir holds any entry (besides . and ..). */
+static int dir_nonempty(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	int any = 0;
+	while (!any && (e = readdir(d)))
+		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return any;
+}
+
+/* "fsname=SOURCE" with FUSE's option separators escaped. */
+static void fsname_opt(const char *source, char *out, size_t size)
+{
+	size_t n = snprintf(out, size, "fsname=");
+	for (const char *c = source; *c && n + 3 < size; c++) {
+		if (*c == ',' || *c == '\\')
+			out[n++] = '\\';
+		out[n++] = *c;
+	}
+	out[n] = 0;
+	snprintf(out + n, size - n, ",subtype=tresor");
+}
+
 int vfs_mount_main(struct store *st, const char *volume,
 		   const char *mountpoint, const char *opts, int foreground,
 		   const struct vfs_mount_hooks *hooks)
 {
-	char fsname[512];
+	char fsname[2 * PATH_MAX + 200];
 	/* Chunk-sized buffers come and go at every write and read: served
 	 * from the heap they are reused, served by mmap each one costs page
 	 * faults and zeroing (a third of the write path's time). */
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_ARENA_MAX, 2);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-	snprintf(fsname, sizeof(fsname), "fsname=tresor:%s,subtype=tresor",
-		 volume);
+	char source[PATH_MAX + 80];
+	vfs_mount_source(st->dir, volume, source, sizeof(source));
+	fsname_opt(source, fsname, sizeof(fsname));
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	fuse_opt_add_arg(&args, "tresor");
 	fuse_opt_add_arg(&args, "-o");
@@ -122,6 +206,12 @@ int vfs_mount_main(struct store *st, const char *volume,
 		goto out;
 	if (fuse_set_signal_handlers(se))
 		goto out_session;
+	/* Mounting over files hides them (and an app writing there would
+	 * lose track of them): only when asked. */
+	if (!mo.nonempty && dir_nonempty(mountpoint)) {
+		err = -ENOTEMPTY;
+		goto out_signals;
+	}
 	if (fuse_session_mount(se, mountpoint)) {
 		err = -ENOTCONN;
 		goto out_signals;

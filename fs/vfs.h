@@ -186,10 +186,19 @@ struct vfs_mount_hooks {
 /* Serve the volume at mountpoint until unmounted.  opts: comma-separated
  * FUSE options (allow_other, ro, ...) and tresor's own (README).  Without
  * foreground it returns in the parent once the mount is ready (the child
- * serves). */
+ * serves).  The mount's source (mountinfo, df, findmnt) is STORE#VOLUME,
+ * the store's real path: the spelling of an fstab line.  -ENOTEMPTY: the
+ * mount point holds files the mount would hide (opts "nonempty" allows). */
 int vfs_mount_main(struct store *st, const char *volume,
 		   const char *mountpoint, const char *opts, int foreground,
 		   const struct vfs_mount_hooks *hooks);
+
+/* The source a mount of volume of the store in dir shows (and an fstab
+ * line names): "REALPATH#VOLUME". */
+void vfs_mount_source(const char *dir, const char *volume, char *out, size_t size);
+/* 1 if mountpoint is a tresor mount now, its source in src (unescaped);
+ * 0 if it is not (or is another kind of mount). */
+int vfs_mounted_at(const char *mountpoint, char *src, size_t size);
 
 /* 1 if the index still names pack name (takes ctx->lock): the fetcher
  * asks before installing a pack fetched for a read (fetch.h). */

@@ -39,14 +39,12 @@
 
 #define NS 1000000000LL
 
-/* The repository marker and the key file, on a first push; a version 1
- * marker is replaced (delete, then create) once this store continues a
- * version 1 chain with version 2 objects, so an older tresor refuses them
- * as newer rather than as damaged.  A marker lost to a crash in between
- * is written by the next push, which finds the tip still version 1.
- * first: no delta of this store is there yet, so a key file there that is
- * not this store's is another repository's: refused (-ESTALE). */
-static int push_preamble(struct store *st, struct remote *r, int first)
+/* The repository marker, on a first push; an older marker is replaced
+ * (delete, then create) once this store continues an older chain with
+ * objects of this version, so an older tresor refuses them as newer
+ * rather than as damaged.  A marker lost to a crash in between
+ * is written by the next push, which finds the tip still version 1. */
+static int push_preamble(struct remote *r)
 {
 	uint8_t marker[16];
 	memcpy(marker, "TRESORRP", 8);
@@ -67,29 +65,50 @@ static int push_preamble(struct store *st, struct remote *r, int first)
 		err = remote_put_new(r, "tresor-repo", marker, sizeof(marker));
 	if (err == -EEXIST)	/* another store upgraded it at the same moment */
 		err = 0;
-	if (err)
-		return err;
+	return err;
+}
+
+/* The store's key file on the remote, at every push (one small GET):
+ * keys/key, the first, is written create-only if none is there; one there
+ * that differs is this store's after a passphrase change (keys/key-HASH
+ * then holds the current one, FORMAT.md §15, written here once) or,
+ * before this store's first delta (first), another repository's:
+ * refused (-ESTALE). */
+static int push_key(struct store *st, struct remote *r, int first, char *cur, size_t cursize)
+{
+	snprintf(cur, cursize, "keys/key");
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/%s", st->dir, STORE_KEY_FILE);
 	uint8_t *key;
 	size_t klen;
-	err = read_file(path, &key, &klen);
+	int err = read_file(path, &key, &klen);
 	if (err)
 		return err;
-	uint64_t size;
-	err = remote_head(r, "keys/key", &size);
-	if (err == -ENOENT)
+	uint8_t *there = NULL;
+	size_t tlen = 0;
+	err = remote_get(r, "keys/key", 0, 0, &there, &tlen);
+	if (err == -ENOENT) {
 		err = remote_put_new(r, "keys/key", key, klen);
-	else if (!err && first)
-		err = -EEXIST;
-	if (err == -EEXIST) {	/* before the first delta: another store's key? */
-		uint8_t *there = NULL;
-		size_t tlen = 0;
-		err = remote_get(r, "keys/key", 0, 0, &there, &tlen);
-		if (!err && (tlen != klen || memcmp(there, key, klen)))
-			err = -ESTALE;
-		free(there);
+		if (err == -EEXIST) {	/* another push at the same moment */
+			err = remote_get(r, "keys/key", 0, 0, &there, &tlen);
+		}
 	}
+	if (!err && there && (tlen != klen || memcmp(there, key, klen))) {
+		char later[64];
+		uint64_t size;
+		err = repo_key_object(key, klen, later, sizeof(later));
+		if (!err)
+			err = remote_head(r, later, &size);
+		if (err == -ENOENT && first)
+			err = -ESTALE;	/* not this store's repository */
+		else if (err == -ENOENT)
+			err = remote_put_new(r, later, key, klen);
+		if (err == -EEXIST)
+			err = 0;	/* the same bytes: its name is their hash */
+		if (!err)
+			snprintf(cur, cursize, "%s", later);
+	}
+	free(there);
 	free(key);
 	return err;
 }
@@ -134,6 +153,8 @@ struct view {
 	int send;			/* a delta is due */
 	char image[PATH_MAX];		/* the image file taken with it, "": none */
 	int image_err;			/* making it failed (image names the file) */
+	char key_object[64];		/* where the store's key file is: keys/key
+					   or keys/key-HASH (push_key) */
 };
 
 static void view_free(struct view *v)
@@ -801,6 +822,10 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 	err = remote_retain(r, "tresor-repo", c->lock_mode, until);
 	if (!err)
 		err = remote_retain(r, "keys/key", c->lock_mode, until);
+	/* the current key file, after a passphrase change (push_key) */
+	int later = v->key_object[0] && strcmp(v->key_object, "keys/key");
+	if (!err && later)
+		err = remote_retain(r, v->key_object, c->lock_mode, until);
 	/* The objects a recovery reads: from the newest image on.  Those
 	 * below are not renewed: they wait for their deletion (as freed
 	 * packs do), which their retention must not hold up for ever. */
@@ -824,7 +849,7 @@ static int renew_locks(struct store *st, struct remote_cfg *c, struct remote *r,
 		res->retained += !err;
 	}
 	if (!err) {
-		res->retained += 2;
+		res->retained += 2 + later;
 		err = remote_cfg_set_meta_lock(st->ix, c->id, until);
 		c->meta_lock_until = until;
 	}
@@ -1063,7 +1088,9 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 		err = remote_set_lock(r, c->lock_mode, until);
 	int first = c->next_meta <= 1;
 	if (!err && (first || ch.th.v1 || ch.th.v2 || !ch.tip))
-		err = push_preamble(st, r, !ch.tip);
+		err = push_preamble(r);
+	if (!err)
+		err = push_key(st, r, !ch.tip, v.key_object, sizeof(v.key_object));
 	if (err == -ESTALE && !res->error[0])
 		snprintf(res->error, sizeof(res->error), "push to remote '%s': it holds the key"
 			 " of another store (another repository) and none of this store's deltas;"

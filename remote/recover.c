@@ -406,6 +406,52 @@ int recover_fill_for(struct store *st, struct remote *r, int64_t target,
 	return fetch_missing(r, NULL, NULL, &st->keys, st->dir, st->ix, target, ro, res);
 }
 
+static int key_object_cb(void *arg, const char *key, uint64_t size)
+{
+	(void)size;
+	struct { char names[16][64]; int n; } *l = arg;
+	if (!strncmp(key, "keys/key-", 9) && strlen(key) < 64 && l->n < 16)
+		snprintf(l->names[l->n++], 64, "%s", key);
+	return 0;
+}
+
+/* The key file that opens with the passphrase, written to path: keys/key
+ * (the first), else a later one (keys/key-HASH, written by a push after
+ * a passphrase change; FORMAT.md §15).  -EKEYREJECTED if none does. */
+static int recover_key(struct remote *r, const char *path, const char *pass,
+		       size_t passlen, struct store_keys *keys)
+{
+	uint8_t *buf;
+	size_t len;
+	int err = get_whole(r, "keys/key", &buf, &len);
+	if (err)
+		return err;
+	err = write_file_atomic(path, buf, len, 0600);
+	free(buf);
+	if (!err)
+		err = keyfile_open(path, pass, passlen, keys);
+	if (err != -EKEYREJECTED)
+		return err;
+	struct { char names[16][64]; int n; } later = { .n = 0 };
+	int lerr = remote_list(r, "keys/", key_object_cb, &later);
+	if (lerr && lerr != -ENOENT)
+		return lerr;
+	for (int i = 0; i < later.n; i++) {
+		int e = get_whole(r, later.names[i], &buf, &len);
+		if (e == -ENOENT)
+			continue;
+		if (e)
+			return e;
+		e = write_file_atomic(path, buf, len, 0600);
+		free(buf);
+		if (!e)
+			e = keyfile_open(path, pass, passlen, keys);
+		if (e != -EKEYREJECTED && e != -EBADMSG)
+			return e;
+	}
+	return -EKEYREJECTED;
+}
+
 int recover_run(struct remote *r, const char *url,
 		const struct remote_options *opt, const char *dir,
 		const char *pass, size_t passlen, const struct recover_opts *ro,
@@ -436,15 +482,9 @@ int recover_run(struct remote *r, const char *url,
 	if (mkdir(path, 0700) && errno != EEXIST)
 		return -errno;
 	/* The key: from the remote, checked with the passphrase. */
-	err = get_whole(r, "keys/key", &buf, &len);
-	if (err)
-		return err;
-	snprintf(path, sizeof(path), "%s/%s", tmp, STORE_KEY_FILE);
-	err = write_file_atomic(path, buf, len, 0600);
-	free(buf);
 	struct store_keys keys;
-	if (!err)
-		err = keyfile_open(path, pass, passlen, &keys);
+	snprintf(path, sizeof(path), "%s/%s", tmp, STORE_KEY_FILE);
+	err = recover_key(r, path, pass, passlen, &keys);
 	if (err)
 		return err;
 	/* The index: the newest image, or an empty one, then the deltas after.

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../chunker/util.h"
 #include "backend.h"
 
 #define REMOTE_RETRIES		5
@@ -76,31 +77,38 @@ const char *remote_name(const struct remote *r)
  */
 int remote_check_secret_file(struct remote *r, const char *path, int optional)
 {
-	struct stat st;
+	char why[600];
+	int rc;
 
-	if (stat(path, &st) < 0) {
-		int e = errno;
+	if (optional && access(path, F_OK) < 0 && errno == ENOENT)
+		return 0;
+	rc = secret_file_check(path, "credentials file", why, sizeof(why));
+	if (rc)
+		return remote_fail(r, rc, "%s: %s", r->name, why);
+	return 0;
+}
 
-		if (e == ENOENT && optional)
-			return 0;
-		return remote_fail(r, -e, "%s: credentials file %s: %s",
-				   r->name, path, strerror(e));
-	}
-	if (!S_ISREG(st.st_mode))
-		return remote_fail(r, -EACCES,
-				   "%s: credentials file %s is not a regular file",
-				   r->name, path);
-	if (st.st_mode & 077)
-		return remote_fail(r, -EACCES,
-				   "%s: credentials file %s is readable by others: chmod 600 %s",
-				   r->name, path, path);
-	/* Caught here, not at the first connection (chmod 000, another owner). */
-	if (access(path, R_OK) < 0) {
-		int e = errno;
+int remote_check_files(const struct remote_options *opt, char *why, size_t whysize)
+{
+	const char *secret[] = { opt->credentials_file, opt->ssh_key, opt->netrc_file };
+	const char *sname[] = { "credentials file", "SSH key", "netrc file" };
+	const char *trust[] = { opt->known_hosts, opt->ca_file };
+	const char *tname[] = { "known_hosts file", "CA file" };
+	int rc;
 
-		return remote_fail(r, -e, "%s: credentials file %s: %s", r->name, path,
-				   strerror(e));
-	}
+	*why = 0;
+	for (int i = 0; i < 3; i++)
+		if (secret[i] && *secret[i]) {
+			rc = secret_file_check(secret[i], sname[i], why, whysize);
+			if (rc)
+				return rc;
+		}
+	for (int i = 0; i < 2; i++)
+		if (trust[i] && *trust[i] && access(trust[i], R_OK) < 0) {
+			rc = -errno;
+			snprintf(why, whysize, "%s %s: %s", tname[i], trust[i], strerror(-rc));
+			return rc;
+		}
 	return 0;
 }
 
@@ -200,6 +208,8 @@ static int give_up(struct remote *r, int rc, int attempts)
 	p = strstr(msg, " (will retry)");
 	if (p)
 		memmove(p, p + 13, strlen(p + 13) + 1);
+	if (attempts <= 1)	/* a probe: one attempt was all it meant to make */
+		return remote_fail(r, rc, "%.440s", msg);
 	return remote_fail(r, rc, "%.440s (gave up after %d attempts)", msg,
 			   attempts);
 }
@@ -230,6 +240,20 @@ static int copy_options(struct remote_owner *o, const struct remote_options *opt
 
 	if (opt)
 		*d = *opt;
+	/* As the AWS CLI and SDKs: options given win, then the environment
+	 * (read at each use, so a stored remote follows it), then defaults. */
+	if (!d->endpoint || !*d->endpoint) {
+		const char *e = getenv("AWS_ENDPOINT_URL_S3");
+		if (!e || !*e)
+			e = getenv("AWS_ENDPOINT_URL");
+		d->endpoint = e && *e ? e : NULL;
+	}
+	if (!d->region || !*d->region) {
+		const char *e = getenv("AWS_REGION");
+		if (!e || !*e)
+			e = getenv("AWS_DEFAULT_REGION");
+		d->region = e && *e ? e : NULL;
+	}
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		if (!*strs[i])
 			continue;
@@ -328,7 +352,7 @@ static int open_sftp(struct remote *r, const char *url)
 	const char *a = url + 7, *slash = strchr(a, '/'), *at, *h, *hend, *pe;
 	size_t alen = slash ? (size_t)(slash - a) : strlen(a);
 	char user[128], host[256];
-	long port = 23;
+	long port = 22;	/* every SFTP client's; a Storage Box says :23 */
 	int rc;
 
 	rc = reject_userinfo(r, url, a, alen, 1);
@@ -411,7 +435,7 @@ static int open_local(struct remote *r, const char *url)
 }
 
 /* url in one spelling per repository: file:// and file://localhost
- * dropped, scheme and host lower case, the default port (sftp 23, https
+ * dropped, scheme and host lower case, the default port (sftp 22, https
  * 443) left out, repeated and trailing slashes of the path dropped. */
 static void url_normal(const char *url, char *out, size_t size)
 {
@@ -436,7 +460,7 @@ static void url_normal(const char *url, char *out, size_t size)
 				port = c - 1;
 				break;
 			}
-		int dflt = (!strncmp(p, "sftp://", 7) && !strncmp(port, ":23", 3) &&
+		int dflt = (!strncmp(p, "sftp://", 7) && !strncmp(port, ":22", 3) &&
 			    port + 3 == auth + alen) ||
 			   (!strncmp(p, "https://", 8) && !strncmp(port, ":443", 4) &&
 			    port + 4 == auth + alen);
@@ -455,6 +479,28 @@ static void url_normal(const char *url, char *out, size_t size)
 	if (!n && size > 1 && url[0])
 		out[n++] = '/';	/* the root directory */
 	out[n] = 0;
+}
+
+int remote_url_port_explicit(const char *url, int port, char *out, size_t size)
+{
+	if (strncmp(url, "sftp://", 7)) {
+		if ((size_t)snprintf(out, size, "%s", url) >= size)
+			return -ENAMETOOLONG;
+		return 0;
+	}
+	const char *auth = url + 7;
+	size_t alen = strcspn(auth, "/");
+	const char *at = memchr(auth, '@', alen);
+	const char *host = at ? at + 1 : auth, *end = auth + alen;
+	/* a port: a ':' after the host, outside an [IPv6] literal */
+	const char *rb = *host == '[' ? memchr(host, ']', (size_t)(end - host)) : NULL;
+	const char *colon = memchr(rb ? rb : host, ':', (size_t)(end - (rb ? rb : host)));
+	int n;
+	if (colon)
+		n = snprintf(out, size, "%s", url);
+	else
+		n = snprintf(out, size, "%.*s:%d%s", (int)(end - url), url, port, end);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
 int remote_url_same(const char *a, const char *b)
@@ -701,4 +747,30 @@ int remote_list(struct remote *r, const char *prefix, remote_list_cb cb,
 			return give_up(r, rc, attempt + 1);
 		backoff(attempt + 1);
 	}
+}
+
+int remote_probe(const char *url, const struct remote_options *opt, int timeout_s,
+		 char *why, size_t whysize)
+{
+	struct remote_options o = { 0 };
+	struct remote *r = NULL;
+	uint64_t size;
+	int err;
+
+	if (opt)
+		o = *opt;
+	o.no_retry = 1;
+	o.timeout_s = timeout_s > 0 ? timeout_s : 20;
+	*why = 0;
+	err = remote_open(url, &o, &r);
+	if (!err) {
+		err = remote_head(r, "tresor-repo", &size);
+		if (err == -ENOENT)
+			err = 0;	/* reached: nothing pushed there yet */
+	}
+	if (err)
+		snprintf(why, whysize, "%s%s%s", r && r->err[0] ? r->err : url,
+			 r && r->err[0] ? "" : ": ", r && r->err[0] ? "" : strerror(-err));
+	remote_close(r);
+	return err;
 }

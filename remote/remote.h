@@ -30,8 +30,10 @@ struct remote;
 
 struct remote_options {
 	/* S3 */
-	const char *endpoint;		/* https://host[:port]; default AWS */
-	const char *region;		/* default "us-east-1"; R2: "auto" */
+	const char *endpoint;		/* https://host[:port]; else $AWS_ENDPOINT_URL_S3,
+					   $AWS_ENDPOINT_URL; else AWS */
+	const char *region;		/* else $AWS_REGION, $AWS_DEFAULT_REGION;
+					   else "us-east-1"; R2: "auto" */
 	int path_style;			/* 1: host/bucket/key; 0: bucket.host/key */
 	const char *credentials_file;	/* AWS-style; default ~/.aws/credentials;
 					   env AWS_ACCESS_KEY_ID/SECRET first */
@@ -53,7 +55,7 @@ struct remote_options {
  * Parse url and connect lazily.  URL forms:
  *   /abs/path or file:///abs/path      local directory
  *   s3://bucket[/prefix]                with options->endpoint/region
- *   sftp://user@host[:port]/path        port 23 by default
+ *   sftp://user@host[:port]/path        port 22 by default (Storage Box: :23)
  *   https://host[:port]/path            WebDAV
  * Credential files readable by group or others are refused (-EACCES with
  * a message naming the file).  Secrets are never taken from the URL.
@@ -61,6 +63,26 @@ struct remote_options {
 int remote_open(const char *url, const struct remote_options *opt,
 		struct remote **out);
 void remote_close(struct remote *r);
+
+/*
+ * The files opt names, checked without connecting: the secret ones
+ * (credentials_file, ssh_key, netrc_file) as remote_open checks them
+ * (present, regular, owner-only: secret_file_check), the trust ones
+ * (known_hosts, ca_file) present and readable.  0, or -errno with one
+ * line in why.
+ */
+int remote_check_files(const struct remote_options *opt, char *why, size_t whysize);
+
+/*
+ * Is url usable with opt, now?  Opens it (which checks the URL and the
+ * credential and trust files: owner-only, present) and asks the server
+ * one cheap question (a HEAD of the repository marker "tresor-repo"; a
+ * new, empty repository is fine): DNS, connection, TLS, host key and
+ * credentials are all tried.  One attempt, timeout_s seconds at most (0:
+ * 20).  0, or -errno with one line in why naming the remote.
+ */
+int remote_probe(const char *url, const struct remote_options *opt, int timeout_s,
+		 char *why, size_t whysize);
 
 /* Store buf under key: whole or not at all, verified before returning 0. */
 int remote_put(struct remote *r, const char *key, const void *buf, size_t len);
@@ -105,6 +127,13 @@ int remote_list(struct remote *r, const char *prefix, remote_list_cb cb,
 enum { REMOTE_LOCK_NONE = 0, REMOTE_LOCK_GOVERNANCE = 1, REMOTE_LOCK_COMPLIANCE = 2 };
 int remote_set_lock(struct remote *r, int mode, int64_t until);
 int remote_retain(struct remote *r, const char *key, int mode, int64_t until);
+
+/* url with its port written out when it is sftp:// without one: port
+ * in out ("sftp://u@h/p" -> "sftp://u@h:22/p" for 22); any other URL
+ * copied as is.  What the store keeps (remote_cfg_add: 22, the default),
+ * and how a row kept by a tresor from before issue 18 reads (23, the
+ * default then).  -ENAMETOOLONG if out is too small. */
+int remote_url_port_explicit(const char *url, int port, char *out, size_t size);
 
 /* 1 if URLs a and b name the same repository (spelled differently: a
  * trailing slash, a default port, file://, the host's case), else 0. */

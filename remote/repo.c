@@ -71,8 +71,15 @@ int remote_cfg_add(struct index *ix, const struct remote_cfg *c)
 	const char *v[] = { c->opt.endpoint, c->opt.region, c->opt.ca_file,
 			    c->opt.credentials_file, c->opt.ssh_key,
 			    c->opt.known_hosts, c->opt.netrc_file };
+	/* The port written out: what a URL without one means has changed
+	 * once (sftp 23 -> 22, issue 18); a stored one never changes. */
+	char url[sizeof(c->url)];
+	if (remote_url_port_explicit(c->url, 22, url, sizeof(url))) {
+		sqlite3_finalize(st);
+		return -ENAMETOOLONG;
+	}
 	sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, c->url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, url, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, v[0], -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, v[1], -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 5, c->opt.path_style);
@@ -96,7 +103,12 @@ static void cfg_row(sqlite3_stmt *st, struct remote_cfg *c)
 	memset(c, 0, sizeof(*c));
 	c->id = sqlite3_column_int64(st, 0);
 	snprintf(c->name, sizeof(c->name), "%s", sqlite3_column_text(st, 1));
-	snprintf(c->url, sizeof(c->url), "%s", sqlite3_column_text(st, 2));
+	/* An sftp URL stored without a port was written by a tresor from
+	 * before issue 18, whose default was the Storage Box's port 23:
+	 * read it so (a new row always has its port written out). */
+	if (remote_url_port_explicit((const char *)sqlite3_column_text(st, 2), 23, c->url,
+				     sizeof(c->url)))
+		snprintf(c->url, sizeof(c->url), "%s", sqlite3_column_text(st, 2));
 	const char **dst[] = { &c->opt.endpoint, &c->opt.region, &c->opt.ca_file,
 			       &c->opt.credentials_file, &c->opt.ssh_key,
 			       &c->opt.known_hosts, &c->opt.netrc_file };
@@ -607,6 +619,18 @@ int repo_seal_blob(const uint8_t key[KEY_LEN], const uint8_t *aad, size_t alen,
 		   const uint8_t *d, size_t len, uint8_t **out, size_t *outlen)
 {
 	return seal_body(key, aad, alen, d, len, 0, out, outlen);
+}
+
+int repo_key_object(const void *keyfile, size_t len, char *key, size_t size)
+{
+	uint8_t h[REPO_HASH_LEN];
+	char hex[2 * REPO_HASH_LEN + 1];
+	int err = sha256(keyfile, len, h);
+	if (err)
+		return err;
+	hex_encode(h, 16, hex);
+	snprintf(key, size, "keys/key-%s", hex);
+	return 0;
 }
 
 int repo_seal_meta(const struct store_keys *keys, uint64_t n, struct repo_meta_hdr *h,

@@ -186,6 +186,11 @@ int64_t repo_now_ns(void);
 void repo_pack_key(const uint8_t name[PACK_NAME_LEN], char *key, size_t size);
 void repo_meta_key(uint64_t n, char *key, size_t size);
 
+/* The key of a later key file on the remote: "keys/key-" and the first
+ * 32 hex digits of the SHA-256 of its bytes (FORMAT.md §15: after a
+ * passphrase change; "keys/key" is the first).  0 or -EIO. */
+int repo_key_object(const void *keyfile, size_t len, char *key, size_t size);
+
 /* Record where this store now stands on remote c (after a publish or a
  * takeover): next_meta, tip, full_next and the image fields as in c; no
  * pending. */

@@ -1,5 +1,5 @@
 /*
- * sftp.c - the SFTP backend (a Hetzner Storage Box on port 23, any
+ * sftp.c - the SFTP backend (a Hetzner Storage Box, sftp://u@host:23/path, any
  * OpenSSH server) through libcurl's libssh2 support.
  *
  * Trust: the server's host key must match an entry of a known_hosts file
@@ -863,7 +863,7 @@ int remote_sftp_open(struct remote *r, const char *user, const char *host,
 		return -ENOMEM;
 	r->be = &sftp_backend;
 	r->priv = s;
-	s->port = port > 0 ? port : 23;
+	s->port = port > 0 ? port : 22;
 	s->user = strdup(user);
 	s->host = strdup(host);
 	s->dir = url_decode(path && *path ? path : "/");

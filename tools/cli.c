@@ -12,6 +12,7 @@
 #include <string.h>
 #include <termios.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -111,12 +112,15 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "chain", required_argument, 0, 55 },
 		{ "set", required_argument, 0, 56 },
 		{ "note", required_argument, 0, 57 },
+		{ "no-check", no_argument, 0, 58 },
+		{ "new-passphrase-file", required_argument, 0, 59 },
+		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
 	optind = 1;
 	int c;
-	while ((c = getopt_long(argc, argv, "fo:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hfo:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->passfile = optarg; break;
 		case 'j': o->json = 1; break;
@@ -162,6 +166,9 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 55: o->chain = optarg; break;
 		case 56: o->set = optarg; break;
 		case 57: o->note = optarg; break;
+		case 58: o->no_check = 1; break;
+		case 59: o->new_passfile = optarg; break;
+		case 'h': o->help = 1; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))
 				die(EXIT_USAGE, "--keep-within: not a duration like 30d or 1y6m: %s",
@@ -210,8 +217,64 @@ static char *prompt_tty(const char *msg)
 	return line;
 }
 
-/* The passphrase, from the file, the environment or a prompt (twice when
- * creating).  Never from argv. */
+/* A passphrase file's first line (or exit): owner-only, as everywhere. */
+static char *passphrase_from_file(const char *path, const char *via)
+{
+	char why[PATH_MAX * 2 + 100];
+	if (secret_file_check(path, "passphrase file", why, sizeof(why)))
+		die(1, "%s%s", why, via);
+	uint8_t *buf;
+	size_t len;
+	int err = read_file(path, &buf, &len);
+	if (err)
+		die(1, "cannot read passphrase file %s%s: %s", path, via, strerror(-err));
+	char *pass = malloc(len + 1);
+	if (!pass)
+		die(1, "out of memory");
+	memcpy(pass, buf, len);
+	pass[len] = 0;
+	secure_wipe(buf, len);
+	free(buf);
+	pass[strcspn(pass, "\r\n")] = 0;
+	return pass;
+}
+
+/* The first line a command prints (a password manager, a secret store):
+ * run by /bin/sh, its stdin and stderr those of tresor.  Exit if it fails. */
+static char *passphrase_from_command(const char *cmd)
+{
+	fflush(NULL);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		die(1, "TRESOR_PASSPHRASE_COMMAND: cannot run it: %s", strerror(errno));
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+	/* the rest is not read: drain it so the command is not killed by SIGPIPE */
+	char sink[4096];
+	while (fread(sink, 1, sizeof(sink), f) > 0)
+		;
+	secure_wipe(sink, sizeof(sink));
+	int st = pclose(f);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		if (line)
+			secure_wipe(line, cap);
+		free(line);
+		if (st != -1 && WIFEXITED(st))
+			die(1, "TRESOR_PASSPHRASE_COMMAND failed (exit code %d); no passphrase",
+			    WEXITSTATUS(st));
+		die(1, "TRESOR_PASSPHRASE_COMMAND failed (killed by a signal); no passphrase");
+	}
+	if (n < 0) {
+		free(line);
+		return strdup("");	/* refused below as empty */
+	}
+	line[strcspn(line, "\r\n")] = 0;
+	return line;
+}
+
+/* The passphrase, from the file, the environment, a command or a prompt
+ * (twice when creating).  Never from argv. */
 char *get_passphrase(const struct opts *o, int confirm, const char *store)
 {
 	char *pass = NULL;
@@ -226,21 +289,18 @@ char *get_passphrase(const struct opts *o, int confirm, const char *store)
 		if (!envpass)
 			die(1, "out of memory");
 	}
+	const char *envfile = getenv("TRESOR_PASSPHRASE_FILE");
+	const char *envcmd = getenv("TRESOR_PASSPHRASE_COMMAND");
+	if (envfile && !*envfile)
+		envfile = NULL;
+	if (envcmd && !*envcmd)
+		envcmd = NULL;
 	if (o->passfile) {
-		uint8_t *buf;
-		size_t len;
-		int err = read_file(o->passfile, &buf, &len);
-		if (err)
-			die(1, "cannot read passphrase file %s: %s", o->passfile,
-			    strerror(-err));
-		pass = malloc(len + 1);
-		if (!pass)
-			die(1, "out of memory");
-		memcpy(pass, buf, len);
-		pass[len] = 0;
-		secure_wipe(buf, len);
-		free(buf);
-		pass[strcspn(pass, "\r\n")] = 0;
+		pass = passphrase_from_file(o->passfile, "");
+	} else if (envfile) {
+		pass = passphrase_from_file(envfile, " (TRESOR_PASSPHRASE_FILE)");
+	} else if (envcmd) {
+		pass = passphrase_from_command(envcmd);
 	} else if (envpass) {
 		pass = envpass;
 		envpass = NULL;
@@ -256,8 +316,9 @@ char *get_passphrase(const struct opts *o, int confirm, const char *store)
 			free(again);
 		}
 	} else {
-		die(EXIT_USAGE, "no passphrase for %s: use --passphrase-file FILE or "
-		    "TRESOR_PASSPHRASE, or run on a terminal", store);
+		die(EXIT_USAGE, "no passphrase for %s: use --passphrase-file FILE, "
+		    "TRESOR_PASSPHRASE_FILE, TRESOR_PASSPHRASE_COMMAND or TRESOR_PASSPHRASE, "
+		    "or run on a terminal", store);
 	}
 	if (envpass) {
 		secure_wipe(envpass, strlen(envpass));
@@ -267,6 +328,29 @@ char *get_passphrase(const struct opts *o, int confirm, const char *store)
 		die(1, "no passphrase read for %s", store);
 	if (!*pass)
 		die(1, "empty passphrase for %s", store);
+	return pass;
+}
+
+char *get_new_passphrase(const struct opts *o, const char *store)
+{
+	char *pass = NULL;
+	if (o->new_passfile) {
+		pass = passphrase_from_file(o->new_passfile, " (--new-passphrase-file)");
+	} else if (isatty(STDIN_FILENO)) {
+		char msg[PATH_MAX + 64];
+		snprintf(msg, sizeof(msg), "New passphrase for %s: ", store);
+		pass = prompt_tty(msg);
+		char *again = pass ? prompt_tty("Repeat new passphrase: ") : NULL;
+		if (!again || strcmp(again, pass))
+			die(1, "passphrases do not match; the passphrase of %s is unchanged", store);
+		secure_wipe(again, strlen(again));
+		free(again);
+	} else {
+		die(EXIT_USAGE, "no new passphrase for %s: use --new-passphrase-file FILE, or run on a terminal",
+		    store);
+	}
+	if (!pass || !*pass)
+		die(1, "empty new passphrase for %s; the passphrase is unchanged", store);
 	return pass;
 }
 
@@ -287,10 +371,10 @@ struct store *open_store(const struct opts *o, const char *dir)
 	case 0:
 		return st;
 	case -ENOENT:
-		die(1, "%s is not a tresor store (no key file or index); create one with 'tresor init %s'",
+		die(EXIT_NO_STORE, "%s is not a tresor store (no key file or index); create one with 'tresor init %s'",
 		    dir, dir);
 	case -EKEYREJECTED:
-		die(1, "wrong passphrase for store %s", dir);
+		die(EXIT_PASSPHRASE, "wrong passphrase for store %s", dir);
 	case -EPROTONOSUPPORT:
 		die(1, "store %s was written by a newer tresor; upgrade tresor", dir);
 	case -EBADMSG:
@@ -310,7 +394,7 @@ struct index *open_index(const char *dir)
 	struct index *ix;
 	int err = access(path, F_OK) ? -ENOENT : index_open(path, 0, &ix);
 	if (err == -ENOENT)
-		die(1, "%s is not a tresor store (no index); create one with 'tresor init %s'",
+		die(EXIT_NO_STORE, "%s is not a tresor store (no index); create one with 'tresor init %s'",
 		    dir, dir);
 	if (err)
 		die(1, "cannot open the index of store %s: %s", dir, strerror(-err));

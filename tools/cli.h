@@ -17,7 +17,13 @@
 #include "../chunker/store.h"
 #include "../chunker/util.h"
 
-#define EXIT_USAGE 2
+/* Exit codes, one meaning each (documented in docs/CLI.md and tresor(1)):
+ * 0 done (status: healthy; mount: mounted, or already mounted as asked),
+ * 1 failed (check: problems found; status: unhealthy), and: */
+#define EXIT_USAGE 2		/* bad command line or config file */
+#define EXIT_NO_DAEMON 3	/* no tresor daemon runs (status, daemon ctl) */
+#define EXIT_PASSPHRASE 4	/* the passphrase does not open the store */
+#define EXIT_NO_STORE 5		/* the store does not exist / is not a store */
 
 extern const char *usage_text;
 
@@ -49,6 +55,9 @@ struct opts {
 	const char *remote;		/* check --remote NAME, restore --remote URL */
 	const char *from;		/* repair --from NAME */
 	const char *set;		/* snapshot/prune/restore --set NAME */
+	int no_check;			/* remote add/set --no-check: no connection */
+	const char *new_passfile;	/* key change-passphrase --new-passphrase-file */
+	int help;			/* COMMAND --help */
 	char *pos[16];
 	int npos;
 };
@@ -58,9 +67,14 @@ void die(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 /* Parse argv (argv[0] is the command word) into o. */
 void parse_opts(int argc, char **argv, struct opts *o);
-/* The passphrase from --passphrase-file, TRESOR_PASSPHRASE or a prompt. */
+/* The passphrase from --passphrase-file, $TRESOR_PASSPHRASE_FILE,
+ * $TRESOR_PASSPHRASE_COMMAND, $TRESOR_PASSPHRASE or a prompt.  A file
+ * must pass secret_file_check (owner-only), as everywhere. */
 char *get_passphrase(const struct opts *o, int confirm, const char *store);
 void free_passphrase(char *p);
+/* The new passphrase of key change-passphrase: --new-passphrase-file
+ * (owner-only) or twice on the terminal, or exit. */
+char *get_new_passphrase(const struct opts *o, const char *store);
 /* Open the store with its key, or exit with a message saying what to do. */
 struct store *open_store(const struct opts *o, const char *dir);
 /* Open only the index (commands that need no key), or exit. */
@@ -88,6 +102,7 @@ int cmd_remote(struct opts *o);
 int cmd_push(struct opts *o);
 int cmd_recover(struct opts *o);
 int cmd_repair(struct opts *o);
+int cmd_key(struct opts *o);
 /* In cmd_snapset.c: snapshot create|list|pin|unpin --set (o->set). */
 int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t);
 int snapset_list(struct opts *o, const char *dir);

@@ -102,7 +102,7 @@ int cmd_recover(struct opts *o)
 			    url, (long long)res.store_format, res.failed, STORE_FORMAT_VERSION, dir);
 		die(1, "%s was written by a newer tresor; upgrade tresor", url);
 	case -EKEYREJECTED:
-		die(1, "wrong passphrase for the repository at %s", url);
+		die(EXIT_PASSPHRASE, "wrong passphrase for the repository at %s", url);
 	case -EBADMSG:
 		die(1, "%s: object %s is damaged or was tampered with (it fails authentication); nothing was installed at %s",
 		    url, *res.failed ? res.failed : "?", dir);

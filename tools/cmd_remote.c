@@ -116,6 +116,25 @@ struct remote *open_remote(const char *url, const struct remote_options *ro)
 	return r;
 }
 
+/* remote add/set: the URL and the files must open the remote, and
+ * (unless --no-check) the server must answer one cheap request, or exit
+ * with one line saying why. */
+static void check_remote_now(const struct opts *o, const char *url,
+			     const struct remote_options *ro, const char *verb)
+{
+	if (o->no_check) {
+		remote_close(open_remote(url, ro));
+		return;
+	}
+	char why[700];
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	int err = remote_probe(url, ro, env_timeout() ? env_timeout() : 20, why, sizeof(why));
+	curl_global_cleanup();
+	if (err)
+		die(1, "remote %s: %s (nothing changed; 'remote %s --no-check' %s it without trying the connection)",
+		    verb, why, verb, !strcmp(verb, "add") ? "adds" : "changes");
+}
+
 static int cmd_remote_add(struct opts *o)
 {
 	if (o->npos != 4)
@@ -152,10 +171,17 @@ static int cmd_remote_add(struct opts *o)
 			die(EXIT_USAGE, "--object-lock-mode: governance or compliance, not %s",
 			    o->r_lock_mode);
 	}
-	/* Check the URL and options now, not at the first push. */
-	struct remote *r = open_remote(c.url, &c.opt);
-	remote_close(r);
+	/* The store and the name first (no connection for a typo there),
+	 * then the URL, the files and the connection: now, not at the first
+	 * push. */
 	struct index *ix = open_index(dir);
+	struct remote_cfg had;
+	int known = !remote_cfg_find(ix, c.name, &had);
+	index_close(ix);
+	if (known)
+		die(1, "store %s already has a remote '%s'", dir, c.name);
+	check_remote_now(o, c.url, &c.opt, "add");
+	ix = open_index(dir);
 	/* Two rows for one repository would number its metadata twice. */
 	struct remote_cfg *cs;
 	size_t n;
@@ -204,10 +230,8 @@ static int cmd_remote_set(struct opts *o)
 	for (int i = 0; i < 7; i++)
 		if (src[i])
 			*dst[i] = src[i];
-	/* The options as they will be must open the remote. */
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	remote_close(open_remote(c.url, &c.opt));
-	curl_global_cleanup();
+	/* The options as they will be must open (and reach) the remote. */
+	check_remote_now(o, c.url, &c.opt, "set");
 	int err = index_begin(ix);
 	if (!err)
 		err = remote_cfg_set_opts(ix, name, &set);

@@ -229,7 +229,7 @@ static int restore_remote(struct opts *o)
 		if (err == -ENOENT)
 			die(1, "%s is not a tresor repository (no tresor-repo marker or metadata)", url);
 		if (err == -EKEYREJECTED)
-			die(1, "wrong passphrase for the repository at %s", url);
+			die(EXIT_PASSPHRASE, "wrong passphrase for the repository at %s", url);
 		if (err == -EPROTONOSUPPORT && res.store_format)
 			die(1, "%s: the store that pushed there is of store format %lld (%s), newer than this tresor reads (up to %d); nothing restored; upgrade tresor, then restore again",
 			    url, (long long)res.store_format, res.failed, STORE_FORMAT_VERSION);

@@ -11,6 +11,7 @@
  * nothing is caught up.  SIGTERM/SIGINT: the running job finishes, then
  * the volumes are unmounted.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -28,6 +29,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "../remote/repo.h"
 #include "../chunker/util.h"
@@ -442,13 +445,107 @@ static void mounts_stop(struct daemon *d)
 
 /* ---- start-up -------------------------------------------------------- */
 
+/* 1 if dir holds an entry besides . and .. */
+static int dir_has_files(const char *dir)
+{
+	DIR *dd = opendir(dir);
+	if (!dd)
+		return 0;
+	struct dirent *e;
+	int any = 0;
+	while (!any && (e = readdir(dd)))
+		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(dd);
+	return any;
+}
+
+/* 1 if the comma-separated opts hold the flag word. */
+static int opt_has(const char *opts, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = opts; p && *p; p += strcspn(p, ","), p += *p == ',')
+		if (strcspn(p, ",") == n && !strncmp(p, word, n))
+			return 1;
+	return 0;
+}
+
+/* The passphrase the daemon and its children will use: the config's
+ * passphrase-file (or --passphrase-file), else $TRESOR_PASSPHRASE_FILE,
+ * else $TRESOR_PASSPHRASE_COMMAND or $TRESOR_PASSPHRASE (inherited by
+ * the children).  A file passes the one owner-only check (cli.c's and
+ * the remotes' too: secret_file_check), here before anything starts. */
+static void preflight_passphrase(struct daemon *d)
+{
+	struct config *c = &d->cfg;
+	const char *envfile = getenv("TRESOR_PASSPHRASE_FILE");
+	if (!c->passphrase_file[0] && envfile && *envfile)
+		snprintf(c->passphrase_file, sizeof(c->passphrase_file), "%s", envfile);
+	char why[CONFIG_PATH * 2 + 100];
+	if (c->passphrase_file[0] &&
+	    secret_file_check(c->passphrase_file, "passphrase file", why, sizeof(why)))
+		die(1, "%s: %s; nothing started", d->cfg_path, why);
+	const char *cmd = getenv("TRESOR_PASSPHRASE_COMMAND");
+	if (!c->passphrase_file[0] && !(cmd && *cmd) && !getenv("TRESOR_PASSPHRASE"))
+		die(1, "%s: no passphrase-file in [tresor] and no TRESOR_PASSPHRASE_FILE, TRESOR_PASSPHRASE_COMMAND or TRESOR_PASSPHRASE; nothing started",
+		    d->cfg_path);
+}
+
+/* A remote the store already has, named in the config: the files of its
+ * options (the store's: those are what push uses) must pass the checks
+ * remote_open makes (remote_check_files), the real start's as the dry
+ * run's.  No connection: a server down now must not stop the mounts. */
+static void preflight_known_remote(struct daemon *d, const struct config_remote *r,
+				   struct remote_cfg *rc)
+{
+	char why[CONFIG_PATH * 2 + 100];
+	if (remote_check_files(&rc->opt, why, sizeof(why)))
+		die(1, "%s:%d: [remote %s]: remote '%s' of store %s: %s; nothing started",
+		    d->cfg_path, r->line, r->name, rc->name, d->cfg.store, why);
+}
+
+/* A remote to be added: what `tresor remote add` checks (the URL, the
+ * files, the connection: remote_probe), said the same way.  The real
+ * start then runs `remote add`, which makes the same checks. */
+static void preflight_new_remote(struct daemon *d, const struct config_remote *r)
+{
+	struct remote_options ro = { 0 };
+	const char *files[] = { r->ca_file, r->credentials_file, r->ssh_key, r->known_hosts,
+				r->netrc };
+	const char *flags[] = { "--ca-file", "--credentials-file", "--ssh-key", "--known-hosts",
+				"--netrc" };
+	for (int k = 0; k < 5; k++)
+		if (files[k][0] && access(files[k], F_OK))
+			die(1, "%s:%d: [remote %s]: %s %s: %s; give an existing file; nothing started",
+			    d->cfg_path, r->line, r->name, flags[k], files[k], strerror(errno));
+	ro.endpoint = r->endpoint[0] ? r->endpoint : NULL;
+	ro.region = r->region[0] ? r->region : NULL;
+	ro.path_style = r->path_style;
+	ro.ca_file = r->ca_file[0] ? r->ca_file : NULL;
+	ro.credentials_file = r->credentials_file[0] ? r->credentials_file : NULL;
+	ro.ssh_key = r->ssh_key[0] ? r->ssh_key : NULL;
+	ro.known_hosts = r->known_hosts[0] ? r->known_hosts : NULL;
+	ro.netrc_file = r->netrc[0] ? r->netrc : NULL;
+	char why[700];
+	if (remote_probe(r->url, &ro, 20, why, sizeof(why)))
+		die(1, "%s:%d: [remote %s]: %s; nothing started", d->cfg_path, r->line, r->name,
+		    why);
+}
+
 /* Everything that can be checked before anything starts (dry: change
- * nothing, only say what would be done). */
+ * nothing, only say what would be done).  The dry run makes every check
+ * the real start makes, in the same order, with the same messages; with
+ * a daemon running for the store (dry only: a real start is refused
+ * later, by the state lock) its mounts are not an error. */
 static void preflight(struct daemon *d, int dry)
 {
 	struct config *c = &d->cfg;
 	if (!realpath(c->store, d->store_real))
-		die(1, "%s: store %s: %s", d->cfg_path, c->store, strerror(errno));
+		die(EXIT_NO_STORE, "%s: store %s: %s", d->cfg_path, c->store, strerror(errno));
+	int running = daemon_running(d->store_real);
+	if (running && !dry)
+		die(1, "%s: a tresor daemon already serves store %s (tresor status %s); nothing started",
+		    d->cfg_path, c->store, d->cfg_path);
+	d->dry_running = running;
 	struct index *ix = open_index(c->store);
 	for (int i = 0; i < c->nvol; i++) {
 		struct volume_info vi;
@@ -465,32 +562,30 @@ static void preflight(struct daemon *d, int dry)
 			die(1, "%s:%d: volume %s: mountpoint %s is not a directory", d->cfg_path,
 			    c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
 		/* A dead tresor mount (its process was killed) is cleared at
-		 * mount time; a live one belongs to someone else. */
-		if (!r && is_mounted(c->vol[i].mountpoint))
+		 * mount time; a live one belongs to someone else (or, for a
+		 * dry run, to the daemon that runs now). */
+		int here = !r && is_mounted(c->vol[i].mountpoint);
+		if (here && !(dry && running))
 			die(1, "%s:%d: volume %s: %s is already mounted; unmount it first",
+			    d->cfg_path, c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
+		/* as `tresor mount` refuses it, before anything starts */
+		if (!r && !here && dir_has_files(c->vol[i].mountpoint) &&
+		    !opt_has(c->vol[i].options, "nonempty"))
+			die(1, "%s:%d: volume %s: mountpoint %s is not empty, and the mount would hide its files; empty it, or add nonempty to its options",
 			    d->cfg_path, c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
 	}
 	index_close(ix);
-	struct stat ps;
-	if (c->passphrase_file[0] && (access(c->passphrase_file, R_OK) ||
-				      stat(c->passphrase_file, &ps)))
-		die(1, "%s: cannot read passphrase file %s: %s", d->cfg_path,
-		    c->passphrase_file, strerror(errno));
-	if (c->passphrase_file[0] && (ps.st_mode & 077))
-		die(1, "%s: passphrase file %s may be read by others (mode %04o); chmod 600 %s",
-		    d->cfg_path, c->passphrase_file, (unsigned)(ps.st_mode & 07777),
-		    c->passphrase_file);
-	if (!c->passphrase_file[0] && !getenv("TRESOR_PASSPHRASE"))
-		die(1, "%s: no passphrase-file in [tresor] and no TRESOR_PASSPHRASE", d->cfg_path);
+	preflight_passphrase(d);
 	/* From here on the daemon acts, and every line of its log is timed,
 	 * its children's too (before any thread starts); a config or store
 	 * refused above reads as any command's error. */
 	if (!dry)
 		setenv("TRESOR_LOG_TIME", "1", 1);
 	/* Remotes named with a URL and not yet in the store: add them, with
-	 * `tresor remote add` as a user would (it checks the URL and the
-	 * repository and writes the row); read are its exit code and last
-	 * stderr line.  What the store holds is read with remote_cfg_*. */
+	 * `tresor remote add` as a user would (it checks the URL, the files
+	 * and the connection and writes the row); read are its exit code and
+	 * last stderr line.  What the store holds is read with remote_cfg_*. */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	for (int i = 0; i < c->nrem; i++) {
 		struct config_remote *r = &c->rem[i];
 		ix = open_index(c->store);
@@ -507,16 +602,19 @@ static void preflight(struct daemon *d, int dry)
 					tlog(LOG_INFO, "daemon: [remote %s] is the store's remote '%s' (same URL %s): it is used under that name",
 					     r->name, rs[k].name, rs[k].url);
 					snprintf(r->name, sizeof(r->name), "%s", rs[k].name);
-					known = 1;
+					known = !remote_cfg_find(ix, rs[k].name, &rc);
 				}
 		free(rs);
 		index_close(ix);
-		if (known)
+		if (known) {
+			preflight_known_remote(d, r, &rc);
 			continue;
+		}
 		if (!r->url[0])
 			die(1, "%s:%d: [remote %s] has no url and the store %s has no such remote",
 			    d->cfg_path, r->line, r->name, c->store);
 		if (dry) {
+			preflight_new_remote(d, r);
 			printf("would add remote %s (%s) to %s\n", r->name, r->url, c->store);
 			continue;
 		}
@@ -543,6 +641,7 @@ static void preflight(struct daemon *d, int dry)
 			die(1, "%s:%d: [remote %s]: %s", d->cfg_path, r->line, r->name, e);
 		tlog(LOG_INFO, "daemon: added remote %s (%s) to %s", r->name, r->url, c->store);
 	}
+	curl_global_cleanup();
 }
 
 /* --dry-run: the config and the store are fine; say what would run. */
@@ -553,6 +652,9 @@ static void dry_run_report(struct daemon *d)
 	const char *names[] = { "snapshot", "push", "check" };
 	printf("%s: ok: store %s, %d volume(s), %d remote(s) named\n", d->cfg_path,
 	       d->cfg.store, d->cfg.nvol, d->cfg.nrem);
+	if (d->dry_running)
+		printf("a tresor daemon runs for store %s now: this config is fine for its next start (a start while it runs is refused)\n",
+		       d->cfg.store);
 	for (int i = 0; i < d->cfg.nvol; i++)
 		printf("volume %s on %s%s%s\n", d->cfg.vol[i].name, d->cfg.vol[i].mountpoint,
 		       d->cfg.vol[i].options[0] ? " -o " : "", d->cfg.vol[i].options);

@@ -120,6 +120,7 @@ struct daemon {
 	struct config cfg;
 	const char *cfg_path;
 	char store_real[4096];	/* realpath of the store: socket names */
+	int dry_running;	/* --dry-run while a daemon serves the store */
 	char self[4096];	/* this binary, for child commands */
 	time_t started;
 	pthread_mutex_t lock;	/* everything below but the store figures */
@@ -249,5 +250,7 @@ int cmd_status(struct opts *o);
 /* If a scheduling daemon serves the store of `push STORE REMOTE`, have it
  * push and return the exit code; -1 when none runs (push yourself). */
 int daemon_forward_push(struct opts *o);
+/* 1 if a scheduling daemon answers on the control socket of store_real. */
+int daemon_running(const char *store_real);
 
 #endif

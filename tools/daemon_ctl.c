@@ -587,6 +587,15 @@ void ctl_stop(struct daemon *d)
 
 /* Send line to the daemon of store_real; the whole reply (malloc'd) in
  * *out.  -ECONNREFUSED / -ENOENT when no daemon runs. */
+int daemon_running(const char *store_real)
+{
+	int fd;
+	if (control_connect(store_real, SCHED_VOL, &fd))
+		return 0;
+	close(fd);
+	return 1;
+}
+
 static int ctl_ask(const char *store_real, const char *line, char **out)
 {
 	int fd;
@@ -871,20 +880,20 @@ int cmd_status(struct opts *o)
 		die(EXIT_USAGE, "%s", err);
 	char real[PATH_MAX];
 	if (!realpath(c->store, real))
-		die(3, "store %s of %s: %s", c->store, path, strerror(errno));
+		die(EXIT_NO_STORE, "store %s of %s: %s", c->store, path, strerror(errno));
 	free(c);
 	char *reply = NULL;
 	int e = ctl_ask(real, "status json", &reply);
 	if (e == -ECONNREFUSED || e == -ENOENT) {
 		if (o->json)
 			printf("{\"healthy\":false,\"problems\":[\"the tresor daemon is not running\"]}\n");
-		die(3, "no tresor daemon runs for %s (start it: tresor daemon %s)", path, path);
+		die(EXIT_NO_DAEMON, "no tresor daemon runs for %s (start it: tresor daemon %s)", path, path);
 	}
 	if (e)
-		die(3, "cannot talk to the tresor daemon of %s: %s", path, strerror(-e));
+		die(EXIT_NO_DAEMON, "cannot talk to the tresor daemon of %s: %s", path, strerror(-e));
 	if (!strncmp(reply, "error ", 6)) {
 		reply[strcspn(reply, "\n")] = 0;
-		die(3, "the tresor daemon of %s refused: %s", path, reply + 6);
+		die(1, "the tresor daemon of %s refused: %s", path, reply + 6);
 	}
 	int healthy = !strncmp(reply, "ok\n", 3);
 	char *js = strchr(reply, '\n');

@@ -33,6 +33,7 @@ const char *usage_text =
 	"  volume create STORE NAME\n"
 	"  volume list STORE [--json]\n"
 	"  mount STORE VOLUME MOUNTPOINT [-o OPTS] [-f]\n"
+	"        (-o ro,allow_other,list_snapshots,noacl,writeback,mt,workers=N,nonempty,...)\n"
 	"  stats STORE [--json]\n"
 	"  check STORE [--read-data[=N%]] [--remote NAME] [--json]\n"
 	"  snapshot create STORE VOLUME [--time ISO-8601] [--note TEXT]\n"
@@ -47,8 +48,9 @@ const char *usage_text =
 	"  remote add STORE NAME URL [--endpoint URL] [--region R] [--path-style|--virtual-hosted]\n"
 	"        [--ca-file F] [--credentials-file F] [--ssh-key K] [--known-hosts F] [--netrc F]\n"
 	"        [--grace 7d] [--object-lock-days N [--object-lock-mode governance|compliance]]\n"
+	"        [--no-check (do not try the connection)]\n"
 	"  remote set STORE NAME [--endpoint URL] [--region R] [--ca-file F] [--credentials-file F]\n"
-	"        [--ssh-key K] [--known-hosts F] [--netrc F]\n"
+	"        [--ssh-key K] [--known-hosts F] [--netrc F] [--no-check]\n"
 	"  remote list|status STORE [--json]\n"
 	"  remote takeover STORE NAME    (this store pushes there from now on; others are refused)\n"
 	"  push STORE REMOTE [--json]\n"
@@ -57,11 +59,53 @@ const char *usage_text =
 	"  recover URL STORE [--lazy|--full] [--takeover] [--chain ID] [remote options]\n"
 	"  repair STORE --from REMOTE\n"
 	"  restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]\n"
+	"  key change-passphrase STORE [--new-passphrase-file FILE] [--kdf-log2n N]\n"
+	"  key export STORE    (the key file as text, for a paper backup)\n"
 	"  daemon CONFIG [--dry-run]\n"
 	"  status [CONFIG] [--json]\n"
 	"  --version\n"
+	"  COMMAND --help\n"
 	"Commands that need the key read the passphrase from --passphrase-file FILE,\n"
-	"else $TRESOR_PASSPHRASE, else a prompt on the terminal.\n";
+	"else $TRESOR_PASSPHRASE_FILE, else the first line $TRESOR_PASSPHRASE_COMMAND\n"
+	"prints, else $TRESOR_PASSPHRASE, else a prompt on the terminal.\n"
+	"Exit codes: 0 done, 1 failed, 2 usage, 3 no daemon runs, 4 wrong passphrase,\n"
+	"5 no such store (docs/CLI.md, man tresor).\n";
+
+/* `tresor COMMAND --help`: the lines of usage_text for COMMAND (and their
+ * continuation lines), then how the passphrase is read: one text for
+ * both, so they cannot drift apart.  0 if COMMAND has lines. */
+static int print_command_usage(const char *cmd)
+{
+	size_t clen = strlen(cmd);
+	int in = 0, found = 0;
+	for (const char *p = usage_text; *p; ) {
+		size_t len = strcspn(p, "\n");
+		if (!strncmp(p, "        ", 8)) {
+			/* a continuation line: goes with the line before */
+		} else if (!strncmp(p, "  ", 2)) {
+			in = !strncmp(p + 2, cmd, clen) && (p[2 + clen] == ' ' || p[2 + clen] == '\n');
+		} else {
+			in = 0;
+		}
+		if (in) {
+			if (!found)
+				printf("usage:\n");
+			if (strncmp(p, "        ", 8))
+				printf("  tresor %.*s\n", (int)len - 2, p + 2);
+			else
+				printf("%.*s\n", (int)len, p);
+			found = 1;
+		}
+		p += len + (p[len] == '\n');
+	}
+	if (!found)
+		return -1;
+	const char *tail = strstr(usage_text, "Commands that need the key");
+	if (tail)
+		fputs(tail, stdout);
+	printf("See man tresor-%s (or man tresor).\n", cmd);
+	return 0;
+}
 
 static int cmd_init(struct opts *o)
 {
@@ -224,6 +268,19 @@ static int cmd_mount(struct opts *o)
 	if (o->npos != 3)
 		die(EXIT_USAGE, "usage: tresor mount STORE VOLUME MOUNTPOINT [-o OPTS] [-f]");
 	const char *dir = o->pos[0], *vol = o->pos[1], *mnt = o->pos[2];
+	/* Mounted already, as asked (a second `mount -a`, a rerun of a
+	 * script): nothing to do.  Another tresor mount there: refused. */
+	char have[PATH_MAX + 80], want[PATH_MAX + 80];
+	if (vfs_mounted_at(mnt, have, sizeof(have))) {
+		vfs_mount_source(dir, vol, want, sizeof(want));
+		if (!strcmp(have, want)) {
+			fprintf(stderr, "tresor: volume '%s' of store %s is already mounted on %s; nothing to do\n",
+				vol, dir, mnt);
+			return 0;
+		}
+		die(1, "cannot mount volume '%s' on %s: %s is mounted there; unmount it first (fusermount3 -u %s)",
+		    vol, mnt, have, mnt);
+	}
 	struct stat sb;
 	if (stat(mnt, &sb) || !S_ISDIR(sb.st_mode))
 		die(1, "cannot mount volume '%s' on %s: not a directory", vol, mnt);
@@ -254,6 +311,9 @@ static int cmd_mount(struct opts *o)
 		    vol, dir);
 	if (err == -ENOTCONN)
 		die(1, "cannot mount volume '%s' on %s (see the message above)", vol, mnt);
+	if (err == -ENOTEMPTY)
+		die(1, "cannot mount volume '%s' on %s: the directory is not empty, and the mount would hide its files; empty it, or mount over them with -o nonempty",
+		    vol, mnt);
 	if (err)
 		die(1, "volume '%s' of store %s: %s", vol, dir, strerror(-err));
 	if (e2)
@@ -419,6 +479,11 @@ int main(int argc, char **argv)
 	}
 	struct opts o;
 	parse_opts(argc - 1, argv + 1, &o);
+	if (o.help) {
+		if (print_command_usage(cmd))
+			die(EXIT_USAGE, "unknown command '%s' (see 'tresor --help')", cmd);
+		return 0;
+	}
 	if (!strcmp(cmd, "init"))
 		return cmd_init(&o);
 	if (!strcmp(cmd, "volume"))
@@ -447,6 +512,8 @@ int main(int argc, char **argv)
 		return cmd_recover(&o);
 	if (!strcmp(cmd, "repair"))
 		return cmd_repair(&o);
+	if (!strcmp(cmd, "key"))
+		return cmd_key(&o);
 	if (!strcmp(cmd, "daemon"))
 		return cmd_daemon(&o);
 	if (!strcmp(cmd, "status"))

@@ -4,7 +4,8 @@ the shipped integration files.
 - A private mount namespace (unshare -m) bind-mounts the volume read-only
   as Docker does for `:ro`; a process as uid 101 (Odoo's user) reads files
   and snapshots there, is refused what the modes refuse, and cannot write.
-- tools/systemd/tresor.service passes `systemd-analyze verify`.
+- the systemd unit (tools/systemd/tresor.service.in as meson configures
+  it) passes `systemd-analyze verify`.
 - tools/mount.tresor mounts from an fstab line: mount(8) itself reads the
   fstab file (mount -T) and calls the helper, in a private namespace where
   /sbin holds it.
@@ -12,8 +13,10 @@ the shipped integration files.
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,19 +102,25 @@ def test_container_view_read_only_as_uid_101(make_store, tmp, daemons):  # noqa:
 
 
 def test_systemd_unit_verifies(tmp):
-    unit = (REPO / "tools" / "systemd" / "tresor.service").read_text()
+    # the unit as meson configured it for this build (ExecStart= names the
+    # installed binary: PREFIX/bin, /usr/local/bin by default)
+    built = Path(TRESOR_BIN).parent / "tresor.service"
+    assert built.exists(), "meson did not configure %s" % built
+    unit = built.read_text()
     assert "Type=notify" in unit and "After=network-online.target" in unit
-    assert "ExecStart=/usr/local/bin/tresor daemon /etc/tresor/tresor.conf" in unit
-    # the unit names the installed binary; verify it against the built one
+    assert "@" not in unit.replace("multi-user", "")
+    m = re.search(r"^ExecStart=(/\S*/bin/tresor) daemon /etc/tresor/tresor.conf$", unit, re.M)
+    assert m, unit
+    # verify it against the built binary
     u = tmp / "tresor.service"
-    u.write_text(unit.replace("/usr/local/bin/tresor", TRESOR_BIN))
+    u.write_text(unit.replace(m.group(1), TRESOR_BIN))
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(u)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     # a broken unit fails: the check can fail
     bad = tmp / "broken.service"
     bad.write_text(unit.replace("Type=notify", "Type=notifyy").replace(
-        "/usr/local/bin/tresor", TRESOR_BIN))
+        m.group(1), TRESOR_BIN))
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(bad)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 or "notifyy" in r.stderr

@@ -980,7 +980,8 @@ def test_push_interrupted_by_server_kill(tmp, store, mounts, make_remote):
 # --------------------------------------------------------------------------
 # 5. what the remote reveals
 # --------------------------------------------------------------------------
-LAYOUT = re.compile(r"^(tresor-repo|keys/key|meta/[0-9a-f]{16}|data/([0-9a-f]{2})/([0-9a-f]{32})"
+LAYOUT = re.compile(r"^(tresor-repo|keys/key|keys/key-[0-9a-f]{32}|meta/[0-9a-f]{16}|"
+                    r"data/([0-9a-f]{2})/([0-9a-f]{32})"
                     r"|image/[0-9a-f]{16}-[0-9a-f]{32}\.[0-9a-f]{8})$")
 
 

@@ -19,7 +19,7 @@ _tresor() {
 	local cur prev words cword
 	_init_completion || return
 	local cmd=${words[1]-} sub=${words[2]-}
-	local common="--passphrase-file --json"
+	local common="--passphrase-file --json --help"
 
 	if ((cword == 1)); then
 		COMPREPLY=($(compgen -W "init volume mount stats check snapshot restore prune remote push recover repair daemon status --version --help" -- "$cur"))
@@ -45,7 +45,7 @@ _tresor() {
 		snapshot) opts+=" --time --set --note" ;;
 		restore) opts+=" --set --remote" ;;
 		prune) opts+=" --set --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --dry-run" ;;
-		remote | recover) opts+=" --lazy --full --takeover --chain --grace --object-lock-days --object-lock-mode --endpoint --region --path-style --virtual-hosted --ca-file --credentials-file --ssh-key --known-hosts --netrc" ;;
+		remote | recover) opts+=" --lazy --full --takeover --chain --grace --object-lock-days --object-lock-mode --endpoint --region --path-style --virtual-hosted --ca-file --credentials-file --ssh-key --known-hosts --netrc --no-check" ;;
 		esac
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 		return
