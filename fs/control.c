@@ -5,6 +5,10 @@
  *   ping                     -> ok
  *   snapshot BASE TIME_NS    -> ok NAME   (BASE: name wanted, TIME_NS: its time)
  *   opstats                  -> ok OPSTATS  (opstats.h's line: FUSE op latencies)
+ *   forget-snapshot NAME     -> ok          (NAME was deleted behind the
+ *                               daemon, by prune: the kernel forgets it)
+ *   reads                    -> ok READS MAPS (read requests served, extent
+ *                               maps built for them: the benchmark's figure)
  * Errors reply "error ERRNO MESSAGE".
  */
 #include <errno.h>
@@ -71,6 +75,15 @@ static void serve(struct control *c, int fd)
 	long long t;
 	if (!strcmp(line, "ping")) {
 		snprintf(reply, sizeof(reply), "ok");
+	} else if (!strncmp(line, "forget-snapshot ", 16)) {
+		/* Read-only mounts cache .snapshots too.  Called holding no
+		 * lock: the kernel may need a FUSE request answered first. */
+		vfs_inval_snapshot(c->v, line + 16);
+		snprintf(reply, sizeof(reply), "ok");
+	} else if (!strcmp(line, "reads")) {
+		snprintf(reply, sizeof(reply), "ok %llu %llu",
+			 (unsigned long long)c->v->fuse_reads,
+			 (unsigned long long)c->v->xmap_loads);
 	} else if (c->v->readonly && strcmp(line, "opstats")) {
 		/* A read-only mount writes nothing: no snapshot, no freeze. */
 		snprintf(reply, sizeof(reply), "error %d the volume is mounted read-only", EROFS);
@@ -107,6 +120,8 @@ static void serve(struct control *c, int fd)
 	} else if (sscanf(line, "snapshot %199s %lld", base, &t) == 2) {
 		struct snapshot_info si;
 		int err = vfs_snapshot(c->v, base, t, &si);
+		if (!err)
+			vfs_inval_snapshot(c->v, si.name);	/* no lock held */
 		if (err)
 			snprintf(reply, sizeof(reply), "error %d %s", -err,
 				 strerror(-err));

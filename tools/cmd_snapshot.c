@@ -327,6 +327,19 @@ int cmd_prune(struct opts *o)
 		prog.unit = "snapshots";
 		err = prune_delete(st->ix, &plan, progress_cb, &prog);
 		progress_end(&prog);
+		/* A mounted volume's kernel may keep the deleted names in
+		 * .snapshots: its daemon tells it to forget them (nobody
+		 * listening: nothing is mounted, nothing cached). */
+		char *real = realpath(dir, NULL);
+		for (size_t i = 0; real && i < n; i++) {
+			if (rs[i].keep)
+				continue;
+			char line[300], reply[64];
+			snprintf(line, sizeof(line), "forget-snapshot %s", rs[i].name);
+			if (control_request(real, vi.id, line, reply, sizeof(reply)) == -ECONNREFUSED)
+				break;
+		}
+		free(real);
 		/* Not needed past here; freed now so that no exit below leaves
 		 * them to LeakSanitizer. */
 		prune_plan_free(&plan);
