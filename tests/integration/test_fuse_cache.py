@@ -239,3 +239,4 @@ def test_reads_use_the_extent_map(make_store, mounts):
     assert (m / "big").read_bytes() == bytes(data)
     snapdata = (m / ".snapshots" / name / "big").read_bytes()
     assert len(snapdata) == 3 << 20 and snapdata[:1 << 20] == bytes(data[:1 << 20])
+
