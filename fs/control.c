@@ -82,8 +82,8 @@ static void serve(struct control *c, int fd)
 		snprintf(reply, sizeof(reply), "ok");
 	} else if (!strcmp(line, "reads")) {
 		snprintf(reply, sizeof(reply), "ok %llu %llu",
-			 (unsigned long long)c->v->fuse_reads,
-			 (unsigned long long)c->v->xmap_loads);
+			 (unsigned long long)__atomic_load_n(&c->v->fuse_reads, __ATOMIC_RELAXED),
+			 (unsigned long long)__atomic_load_n(&c->v->xmap_loads, __ATOMIC_RELAXED));
 	} else if (c->v->readonly && strcmp(line, "opstats")) {
 		/* A read-only mount writes nothing: no snapshot, no freeze. */
 		snprintf(reply, sizeof(reply), "error %d the volume is mounted read-only", EROFS);

@@ -97,7 +97,8 @@ int vino_read(struct vfs *v, fuse_ino_t kino, char *buf, size_t size,
 struct snapfile {
 	int64_t view;
 	uint64_t ino, size;
-	struct xmap *map;	/* NULL until the first read, or unusable */
+	struct xmap *map;	/* NULL until the first read (ctx->lock) */
+	int nomap;		/* the map went stale: read without (ctx->lock) */
 };
 /* Read [off, off+size) of the snapshot file kino through its handle sf. */
 int snapfile_read(struct vfs *v, fuse_ino_t kino, struct snapfile *sf,

@@ -143,22 +143,28 @@ int snapfile_read(struct vfs *v, fuse_ino_t kino, struct snapfile *sf,
 		return 0;
 	if (off + size > sf->size)
 		size = sf->size - off;
-	struct xmap *m = sf->map;
-	if (!m) {
-		pthread_mutex_lock(&v->lock);
+	/* The map is made once and kept until release (with -o mt, reads
+	 * of one handle run in parallel: it is never freed under one). */
+	pthread_mutex_lock(&v->lock);
+	struct xmap *m = sf->nomap ? NULL : sf->map;
+	int err = 0;
+	if (!m && !sf->nomap) {
 		/* Still there?  A pruned snapshot reads as gone. */
 		struct vino vi;
-		int err = vino_resolve(v, kino, &vi);
+		err = vino_resolve(v, kino, &vi);
 		if (!err)
 			err = xmap_load(v->st, v->vol.id, sf->view, sf->ino, &m);
-		if (!err)
-			v->xmap_loads++;
-		pthread_mutex_unlock(&v->lock);
-		if (err)
-			return err;
-		sf->map = m;
+		if (!err) {
+			__atomic_fetch_add(&v->xmap_loads, 1, __ATOMIC_RELAXED);
+			sf->map = m;
+		}
 	}
-	v->fuse_reads++;	/* (one FUSE thread, or -o mt: a statistic) */
+	pthread_mutex_unlock(&v->lock);
+	if (err)
+		return err;
+	if (!m)
+		return vino_read(v, kino, buf, size, off, got);
+	__atomic_fetch_add(&v->fuse_reads, 1, __ATOMIC_RELAXED);
 	if (size >= (64u << 10)) {
 		uint64_t span = 2ull * v->st->cdc.avg_size, from = off + size;
 		pthread_mutex_lock(&v->lock);
@@ -167,12 +173,14 @@ int snapfile_read(struct vfs *v, fuse_ino_t kino, struct snapfile *sf,
 		pthread_mutex_unlock(&v->lock);
 	}
 	int stale = 0;
-	int err = view_read_map(v->st, &v->lock, v->vol.id, sf->view, sf->ino,
-				buf, size, off, v->vol.name, m, &stale);
+	err = view_read_map(v->st, &v->lock, v->vol.id, sf->view, sf->ino,
+			    buf, size, off, v->vol.name, m, &stale);
 	if (stale) {
-		/* A pack went away (GC): resolve as without a map. */
-		xmap_free(sf->map);
-		sf->map = NULL;
+		/* A pack went away (GC): resolve as without a map, from now
+		 * on (the map stays allocated until release). */
+		pthread_mutex_lock(&v->lock);
+		sf->nomap = 1;
+		pthread_mutex_unlock(&v->lock);
 		return vino_read(v, kino, buf, size, off, got);
 	}
 	if (!err)

@@ -520,7 +520,7 @@ static struct xmap *node_xmap(struct vfs *v, struct node *n)
 		xmap_free(m);
 		return NULL;
 	}
-	v->xmap_loads++;
+	__atomic_fetch_add(&v->xmap_loads, 1, __ATOMIC_RELAXED);
 	d->xmap = m;
 	d->xmap_gen = d->xgen;
 	return m;
@@ -547,7 +547,7 @@ int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
 	}
 	if (off + len > size)
 		len = size - off;
-	v->fuse_reads++;
+	__atomic_fetch_add(&v->fuse_reads, 1, __ATOMIC_RELAXED);
 	/* Chunks still in the pipeline are newer than the extents: pin them
 	 * before looking the extents up (no new ones come: we hold dlock). */
 	size_t np;

@@ -92,8 +92,8 @@ struct vfs {
 	double attr_timeout;		/* -o cache_timeout: what the kernel may */
 	double entry_timeout;		/* cache of the live tree (seconds) */
 	void *se;			/* the FUSE session, for notify_inval_* */
-	uint64_t fuse_reads;		/* read requests served (FUSE thread) */
-	uint64_t xmap_loads;		/* extent maps built for them */
+	uint64_t fuse_reads;		/* read requests served (atomic) */
+	uint64_t xmap_loads;		/* extent maps built for them (atomic) */
 	int xattrs_maybe;		/* the volume may have xattrs (lock) */
 	int acl;			/* POSIX ACLs applied (acl.h); set at init */
 	int noacl;			/* -o noacl: refuse them (EOPNOTSUPP) */
