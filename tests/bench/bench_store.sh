@@ -224,12 +224,14 @@ trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ data
 log "dir $DIR, size $SIZE ($BYTES bytes), $NFILES small files, $REPS rep(s), binary $TRESOR"
-log "generating $MIB MiB of incompressible data in /dev/shm"
-if command -v openssl >/dev/null; then
+if ((NOLARGE)); then
+	: >"$SHM_DATA"
+elif command -v openssl >/dev/null; then
+	log "generating $MIB MiB of incompressible data in /dev/shm"
 	{ openssl enc -aes-128-ctr -nosalt -pass "pass:$RANDOM$RANDOM" -pbkdf2 </dev/zero 2>/dev/null || true; } |
 		head -c "$BYTES" >"$SHM_DATA"
 fi
-if [[ $(stat -c %s "$SHM_DATA" 2>/dev/null || echo 0) -ne $BYTES ]]; then
+if ((!NOLARGE)) && [[ $(stat -c %s "$SHM_DATA" 2>/dev/null || echo 0) -ne $BYTES ]]; then
 	head -c "$BYTES" /dev/urandom >"$SHM_DATA"
 fi
 
