@@ -8,6 +8,10 @@
  *   freeze                   -> ok, then writes held until a line or hangup
  *   hold                     -> ok EPOCH, writes held; "release" -> ok
  *                               (a snapshot set's member, vfs_snapshot_hold)
+ *   forget-snapshot NAME     -> ok          (NAME was deleted behind the
+ *                               daemon, by prune: the kernel forgets it)
+ *   reads                    -> ok READS MAPS (read requests served, extent
+ *                               maps built for them: the benchmark's figure)
  * Errors reply "error ERRNO MESSAGE".
  */
 #include <errno.h>
@@ -114,6 +118,15 @@ static void serve(struct control *c, int fd)
 		else
 			dprintf(fd, "error %d not known\n", ENOENT);
 		return;
+	} else if (!strncmp(line, "forget-snapshot ", 16)) {
+		/* Read-only mounts cache .snapshots too.  Called holding no
+		 * lock: the kernel may need a FUSE request answered first. */
+		vfs_inval_snapshot(c->v, line + 16);
+		snprintf(reply, sizeof(reply), "ok");
+	} else if (!strcmp(line, "reads")) {
+		snprintf(reply, sizeof(reply), "ok %llu %llu",
+			 (unsigned long long)__atomic_load_n(&c->v->fuse_reads, __ATOMIC_RELAXED),
+			 (unsigned long long)__atomic_load_n(&c->v->xmap_loads, __ATOMIC_RELAXED));
 	} else if (c->v->readonly && strcmp(line, "opstats")) {
 		/* A read-only mount writes nothing: no snapshot, no freeze. */
 		snprintf(reply, sizeof(reply), "error %d the volume is mounted read-only", EROFS);
@@ -153,6 +166,8 @@ static void serve(struct control *c, int fd)
 	} else if (sscanf(line, "snapshot %199s %lld", base, &t) == 2) {
 		struct snapshot_info si;
 		int err = vfs_snapshot(c->v, base, t, &si);
+		if (!err)
+			vfs_inval_snapshot(c->v, si.name);	/* no lock held */
 		if (err)
 			snprintf(reply, sizeof(reply), "error %d %s", -err,
 				 strerror(-err));

@@ -11,8 +11,11 @@
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 #include "vfs.h"
+#include "view.h"
 
-#define TIMEOUT 1.0
+/* How long the kernel may cache the live tree's entries and attributes
+ * unless -o cache_timeout says otherwise (seconds). */
+#define CACHE_TIMEOUT_DEFAULT 1.0
 #define SNAP_TIMEOUT 60.0	/* snapshots never change */
 #define NAME_MAX_LEN 255
 
@@ -104,6 +107,18 @@ struct node *vino_open_node(struct vfs *v, fuse_ino_t kino);
 /* Read [off, off+size) of kino into buf; *got the bytes read. */
 int vino_read(struct vfs *v, fuse_ino_t kino, char *buf, size_t size,
 	      off_t off, size_t *got);
+/* An open file of a snapshot (fi->fh): its size and extents, read once
+ * (a snapshot never changes). */
+struct snapfile {
+	int64_t view;
+	uint64_t ino, size;
+	struct xmap *map;	/* NULL until the first read (ctx->lock) */
+	int nomap;		/* the map went stale: read without (ctx->lock) */
+};
+/* Read [off, off+size) of the snapshot file kino through its handle sf. */
+int snapfile_read(struct vfs *v, fuse_ino_t kino, struct snapfile *sf,
+		  char *buf, size_t size, off_t off, size_t *got);
+void snapfile_free(struct snapfile *sf);
 /* Fill d with the snapshots' names (d->ino is SNAPDIR_INO). */
 int snapdir_load(struct vfs *v, struct dirlist *d);
 

@@ -31,11 +31,50 @@ static void reply_entry(fuse_req_t req, struct vfs *v, struct node *n)
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
 	e.ino = n->attr.ino;
-	e.attr_timeout = TIMEOUT;
-	e.entry_timeout = TIMEOUT;
+	e.attr_timeout = v->attr_timeout;
+	e.entry_timeout = v->entry_timeout;
 	attr_to_stat(v, VIEW_LIVE, &n->attr, &e.attr);
 	n->nlookup++;
 	fuse_reply_entry(req, &e);
+}
+
+/*
+ * The entry of child, a name in directory dir, for a reply (lookup or
+ * readdirplus), with the kernel's new reference counted; *n the live node
+ * (NULL in other views).  What the kernel may cache, and for how long:
+ * the live tree for the mount's cache_timeout (every change to it comes
+ * through a request the kernel sees); a name in .snapshots as long, since
+ * the daemon tells the kernel when one comes or goes (vfs_inval_snapshot:
+ * its own snapshots, and prune's through the control socket); below a
+ * snapshot, (id, inode) never changes meaning.  ctx->lock held.
+ */
+static int entry_of(struct vfs *v, const struct vino *dir,
+		    const struct vino *child, struct fuse_entry_param *e,
+		    struct node **np)
+{
+	memset(e, 0, sizeof(*e));
+	*np = NULL;
+	if (!child->slot) {
+		int err = 0;
+		struct node *n = node_get(v, child->ino, &err);
+		if (!n)
+			return err;
+		e->ino = n->attr.ino;
+		e->attr_timeout = v->attr_timeout;
+		e->entry_timeout = v->entry_timeout;
+		attr_to_stat(v, VIEW_LIVE, &n->attr, &e->attr);
+		*np = n;
+		return 0;
+	}
+	struct inode_attr a;
+	int err = vino_attr(v, child, &a);
+	if (err)
+		return err;
+	attr_to_stat(v, child->view, &a, &e->attr);
+	e->ino = e->attr.st_ino = child->kino;
+	e->attr_timeout = SNAP_TIMEOUT;
+	e->entry_timeout = dir->slot == SLOT_SNAPDIR ? v->entry_timeout : SNAP_TIMEOUT;
+	return 0;
 }
 
 static int check_name(const char *name)
@@ -59,6 +98,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	else
 		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Listings carry attributes (op_readdirplus), every time: a walk
+	 * lists a directory and then stats what it found, and the kernel's
+	 * "auto" mode would fall back to names only after the first page. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	}
 	/* ACLs as on ext4: the kernel checks them; the umask and the link
 	 * to the mode are ours (acl.h), so we take the umask unapplied.
 	 * Without the kernel's support ACL xattrs are refused, and tools
@@ -69,11 +115,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= acl_caps;
 }
 
-/* A name is looked up in the view its directory is in.  A name in
- * .snapshots is looked up again at every use (entry timeout 0): prune
- * deletes snapshots behind the daemon's back, and a name taken again
- * names a new snapshot with a new id.  Below it, (id, inode) never changes
- * meaning, so the kernel may keep those entries. */
+/* A name is looked up in the view its directory is in (entry_of says
+ * what the kernel may keep).  A missing name may be cached in the live
+ * tree and in .snapshots (a new snapshot's name is invalidated), not
+ * below a snapshot, where nothing is ever created. */
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs *v = V(req);
@@ -86,26 +131,21 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		err = vino_resolve(v, parent, &dir);
 	if (!err)
 		err = vino_child(v, &dir, name, &child);
-	if (!err && !child.slot) {
-		struct node *n = node_get(v, child.ino, &err);
+	struct node *n = NULL;
+	if (!err)
+		err = entry_of(v, &dir, &child, &e, &n);
+	if (!err) {
 		if (n)
-			reply_entry(req, v, n);
-	} else if (!err) {
-		struct inode_attr a;
-		err = vino_attr(v, &child, &a);
-		if (!err) {
-			attr_to_stat(v, child.view, &a, &e.attr);
-			e.ino = e.attr.st_ino = child.kino;
-			e.attr_timeout = SNAP_TIMEOUT;
-			e.entry_timeout = dir.slot == SLOT_SNAPDIR ? 0 : SNAP_TIMEOUT;
-			fuse_reply_entry(req, &e);
-		}
-	}
-	if (err == -ENOENT && !dir.slot) {
-		e.entry_timeout = TIMEOUT;	/* negative entry */
+			n->nlookup++;
+		if (fuse_reply_entry(req, &e) == -ENOENT && n)
+			n->nlookup--;	/* interrupted: the kernel took none */
+	} else if (err == -ENOENT && (!dir.slot || dir.slot == SLOT_SNAPDIR)) {
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = v->entry_timeout;	/* negative entry */
 		fuse_reply_entry(req, &e);
-	} else if (err)
+	} else {
 		fuse_reply_err(req, -err);
+	}
 	pthread_mutex_unlock(&v->lock);
 }
 
@@ -144,7 +184,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	if (err)
 		fuse_reply_err(req, -err);
 	else
-		fuse_reply_attr(req, &sb, vi.slot ? SNAP_TIMEOUT : TIMEOUT);
+		fuse_reply_attr(req, &sb, vi.slot ? SNAP_TIMEOUT : V(req)->attr_timeout);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
@@ -210,7 +250,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
 	if (err)
 		fuse_reply_err(req, -err);
 	else
-		fuse_reply_attr(req, &out, TIMEOUT);
+		fuse_reply_attr(req, &out, v->attr_timeout);
 }
 
 /*
@@ -356,6 +396,8 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 			n = node_new(v, &a);
 			if (!n)
 				err = -ENOMEM;
+			else
+				n->nocap = 1;	/* a new inode: no capability */
 		}
 	}
 	if (!err && fi)
@@ -365,7 +407,8 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof(e));
 		e.ino = n->attr.ino;
-		e.attr_timeout = e.entry_timeout = TIMEOUT;
+		e.attr_timeout = v->attr_timeout;
+		e.entry_timeout = v->entry_timeout;
 		attr_to_stat(v, VIEW_LIVE, &n->attr, &e.attr);
 		n->nlookup++;
 		if (fuse_reply_create(req, &e, fi) == -ENOENT) {
@@ -700,8 +743,24 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (INO_SLOT(ino)) {
-		fi->keep_cache = 1;	/* a snapshot never changes */
-		fuse_reply_open(req, fi);
+		/* A snapshot never changes: the kernel keeps its pages, and
+		 * the handle its size and (from the first read) extents. */
+		struct vino vi;
+		struct stat sb;
+		struct snapfile *sf = calloc(1, sizeof(*sf));
+		err = sf ? vino_stat(v, ino, &vi, &sb) : -ENOMEM;
+		if (err) {
+			free(sf);
+			fuse_reply_err(req, -err);
+			return;
+		}
+		sf->view = vi.view;
+		sf->ino = vi.ino;
+		sf->size = sb.st_size;
+		fi->fh = (uintptr_t)sf;
+		fi->keep_cache = 1;
+		if (fuse_reply_open(req, fi) == -ENOENT)
+			snapfile_free(sf);
 		return;
 	}
 	pthread_mutex_lock(&v->lock);
@@ -737,10 +796,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	(void)fi;
 	char *buf = malloc(size ? size : 1);
 	size_t got = 0;
-	int err = buf ? vino_read(V(req), ino, buf, size, off, &got) : -ENOMEM;
+	struct snapfile *sf = INO_SLOT(ino) ? (struct snapfile *)(uintptr_t)fi->fh : NULL;
+	int err = !buf ? -ENOMEM
+		  : sf ? snapfile_read(V(req), ino, sf, buf, size, off, &got)
+		  : vino_read(V(req), ino, buf, size, off, &got);
 	if (err)
 		fuse_reply_err(req, -err);
 	else
@@ -818,8 +879,12 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
-	(void)fi;
 	struct vfs *v = V(req);
+	if (INO_SLOT(ino)) {
+		snapfile_free((struct snapfile *)(uintptr_t)fi->fh);
+		fuse_reply_err(req, 0);
+		return;
+	}
 	struct node *n = vino_open_node(v, ino);
 	/* nranges is only read under dlock: another handle's fsync may be
 	 * cutting ranges right now (-o mt; found by ThreadSanitizer). */
@@ -933,6 +998,75 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/*
+ * READDIRPLUS: the listing with every entry's attributes, so that a walk
+ * (find, du, ls -l, rsync) costs no LOOKUP per name.  Each entry but "."
+ * and ".." counts as a lookup (the kernel takes a reference), and only
+ * once it fits in the reply.  An entry whose attributes cannot be had
+ * goes out as a plain name (ino 0: the kernel looks it up when used).
+ */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	struct vfs *v = V(req);
+	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
+	if (off == 0) {
+		int err = dirlist_load(v, d);
+		if (err) {
+			fuse_reply_err(req, -err);
+			return;
+		}
+	}
+	char *buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size_t used = 0;
+	struct vino dir;
+	pthread_mutex_lock(&v->lock);
+	int dir_ok = !vino_resolve(v, ino, &dir);
+	for (size_t i = off; i < d->n; i++) {
+		const char *name = d->e[i].name;
+		struct fuse_entry_param e;
+		struct node *n = NULL;
+		int dot = name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2]));
+		struct vino child;
+		int err = !dir_ok || dot;
+		if (!err) {
+			child.kino = d->e[i].ino;
+			child.slot = INO_SLOT(child.kino);
+			child.ino = INO_BASE(child.kino);
+			child.view = dir.view;
+			/* A name below a snapshot is in the directory's view;
+			 * .snapshots and its entries resolve their own. */
+			if (child.slot != dir.slot || dir.slot == SLOT_SNAPDIR)
+				err = vino_resolve(v, child.kino, &child);
+		}
+		if (!err)
+			err = entry_of(v, &dir, &child, &e, &n);
+		if (err) {
+			memset(&e, 0, sizeof(e));
+			e.attr.st_ino = d->e[i].ino;
+			e.attr.st_mode = d->e[i].mode;
+			n = NULL;
+		}
+		size_t l = fuse_add_direntry_plus(req, buf + used, size - used,
+						  name, &e, i + 1);
+		if (l > size - used) {
+			if (n)
+				node_maybe_free(v, n);	/* not handed out */
+			break;
+		}
+		used += l;
+		if (n)
+			n->nlookup++;
+	}
+	pthread_mutex_unlock(&v->lock);
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
@@ -980,6 +1114,7 @@ static const struct fuse_lowlevel_ops vfs_ops = {
 	.fsync = op_fsync,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.fsyncdir = op_fsyncdir,
 	.statfs = op_statfs,

@@ -290,6 +290,7 @@ static int share_copy(struct vfs *v, struct copy_src *cs, uint64_t off_in,
 	if (!err) {
 		struct inode_attr old = dn->attr;
 		err = plan_map(v, &p, dn->attr.ino, (int64_t)(off_out - off_in));
+		dn->d->xgen++;	/* the extents changed: a read map is stale */
 		if (!err) {
 			if (off_out + len > dn->attr.size)
 				dn->attr.size = off_out + len;
@@ -407,6 +408,7 @@ static int falloc_node(struct vfs *v, struct node *n, int mode, uint64_t off,
 	if (drop) {
 		err = ns_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
 				      n->attr.ino, off, end);
+		n->d->xgen++;	/* a read map is stale */
 		n->attr.mtime = now;
 	}
 	if (!(mode & FALLOC_FL_KEEP_SIZE) && end > n->attr.size) {

@@ -51,6 +51,8 @@ TIMED(OPS_FSYNC, fsync, (fuse_req_t req, fuse_ino_t i, int ds, struct fuse_file_
       (req, i, ds, fi))
 TIMED(OPS_READDIR, readdir, (fuse_req_t req, fuse_ino_t i, size_t s, off_t o,
 			     struct fuse_file_info *fi), (req, i, s, o, fi))
+TIMED(OPS_READDIR, readdirplus, (fuse_req_t req, fuse_ino_t i, size_t s, off_t o,
+				 struct fuse_file_info *fi), (req, i, s, o, fi))
 TIMED(OPS_MKDIR, mkdir, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m), (req, p, n, m))
 TIMED(OPS_UNLINK, unlink, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
 TIMED(OPS_RENAME, rename, (fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np,
@@ -65,7 +67,7 @@ const struct fuse_lowlevel_ops *fuse_timed_ops(const struct fuse_lowlevel_ops *o
 #define WRAP(NAME) if (ops->NAME) out->NAME = NAME##_timed
 	WRAP(lookup); WRAP(getattr); WRAP(setattr); WRAP(open); WRAP(create);
 	WRAP(read); WRAP(write); WRAP(flush); WRAP(release); WRAP(fsync);
-	WRAP(readdir); WRAP(mkdir); WRAP(unlink); WRAP(rename);
+	WRAP(readdir); WRAP(readdirplus); WRAP(mkdir); WRAP(unlink); WRAP(rename);
 #undef WRAP
 	return out;
 }

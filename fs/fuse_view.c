@@ -135,6 +135,81 @@ int vino_read(struct vfs *v, fuse_ino_t kino, char *buf, size_t size,
 	return err;
 }
 
+int snapfile_read(struct vfs *v, fuse_ino_t kino, struct snapfile *sf,
+		  char *buf, size_t size, off_t off, size_t *got)
+{
+	*got = 0;
+	if ((uint64_t)off >= sf->size)
+		return 0;
+	if (off + size > sf->size)
+		size = sf->size - off;
+	/* The map is made once and kept until release (with -o mt, reads
+	 * of one handle run in parallel: it is never freed under one). */
+	pthread_mutex_lock(&v->lock);
+	struct xmap *m = sf->nomap ? NULL : sf->map;
+	int err = 0;
+	if (!m && !sf->nomap) {
+		/* Still there?  A pruned snapshot reads as gone. */
+		struct vino vi;
+		err = vino_resolve(v, kino, &vi);
+		if (!err)
+			err = xmap_load(v->st, v->vol.id, sf->view, sf->ino, &m);
+		if (!err) {
+			__atomic_fetch_add(&v->xmap_loads, 1, __ATOMIC_RELAXED);
+			sf->map = m;
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	if (err)
+		return err;
+	if (!m)
+		return vino_read(v, kino, buf, size, off, got);
+	__atomic_fetch_add(&v->fuse_reads, 1, __ATOMIC_RELAXED);
+	if (size >= (64u << 10)) {
+		uint64_t span = 2ull * v->st->cdc.avg_size, from = off + size;
+		pthread_mutex_lock(&v->lock);
+		for (size_t i = xmap_find(m, from); i < m->n && m->xs[i].off < from + span; i++)
+			pipeline_prefetch(v, &m->refs[i]);
+		pthread_mutex_unlock(&v->lock);
+	}
+	int stale = 0;
+	err = view_read_map(v->st, &v->lock, v->vol.id, sf->view, sf->ino,
+			    buf, size, off, v->vol.name, m, &stale);
+	if (stale) {
+		/* A pack went away (GC): resolve as without a map, from now
+		 * on (the map stays allocated until release). */
+		pthread_mutex_lock(&v->lock);
+		sf->nomap = 1;
+		pthread_mutex_unlock(&v->lock);
+		return vino_read(v, kino, buf, size, off, got);
+	}
+	if (!err)
+		*got = size;
+	return err;
+}
+
+void snapfile_free(struct snapfile *sf)
+{
+	if (!sf)
+		return;
+	xmap_free(sf->map);
+	free(sf);
+}
+
+void vfs_inval_snapshot(struct vfs *v, const char *name)
+{
+	if (!v->se)
+		return;
+	/* -ENOENT: the kernel has not looked .snapshots up; nothing cached. */
+	int err = fuse_lowlevel_notify_inval_entry(v->se, SNAPDIR_INO, name,
+						   strlen(name));
+	if (!err)
+		err = fuse_lowlevel_notify_inval_inode(v->se, SNAPDIR_INO, -1, 0);
+	if (err && err != -ENOENT)
+		tlog(LOG_DEBUG, "volume %s: invalidating .snapshots/%s: %s",
+		     v->vol.name, name, strerror(-err));
+}
+
 void attr_to_stat(struct vfs *v, int64_t view, const struct inode_attr *a,
 		  struct stat *sb)
 {

@@ -94,6 +94,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 					      ino, name, value, size);
 		if (!err) {
 			n->attr.ctime = vfs_now();
+			n->nocap = 0;
 			node_touch(v, n);	/* persisted at the next commit */
 		}
 	}
@@ -137,9 +138,17 @@ static void reply_xattrs(fuse_req_t req, fuse_ino_t ino, const char *name,
 	/* A live tree without xattrs (the common case) answers without a
 	 * query; .snapshots itself has none. */
 	int any = (INO_SLOT(ino) || v->xattrs_maybe) && ino != SNAPDIR_INO;
+	/* The kernel asks for security.capability before every write (and
+	 * chown): a live node remembers that it has none. */
+	int cap = !list && !INO_SLOT(ino) && !strcmp(name, "security.capability");
+	struct node *n = cap && any ? node_find(v, ino) : NULL;
+	if (n && n->nocap)
+		any = 0;
 	if (any && !(r = vino_resolve(v, ino, &vi)) && !(r = vino_attr(v, &vi, &a)))
 		r = xattr_read(v, vi.view, vi.ino, a.mode, list ? NULL : name,
 			       buf, size);
+	if (n && r == -ENODATA)
+		n->nocap = 1;
 	pthread_mutex_unlock(&v->lock);
 	xattr_reply(req, r, buf, size);
 	free(buf);

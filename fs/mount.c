@@ -19,6 +19,7 @@
 /* tresor's own mount options; the rest go to FUSE. */
 struct mount_opts {
 	int readonly, list_snapshots, mt, workers, writeback, fill, noacl, nonempty;
+	double cache_timeout;
 	char fetch_remote[64];
 };
 
@@ -28,6 +29,7 @@ static int mount_opts_parse(const char *opts, struct mount_opts *mo,
 {
 	memset(mo, 0, sizeof(*mo));
 	mo->workers = 2;
+	mo->cache_timeout = CACHE_TIMEOUT_DEFAULT;
 	if (!opts || !*opts)
 		return 0;
 	static const struct { const char *name; size_t off; } flags[] = {
@@ -59,6 +61,20 @@ static int mount_opts_parse(const char *opts, struct mount_opts *mo,
 			continue;	/* tools/ checked the remote */
 		if (!strncmp(o, "remote=", 7)) {
 			snprintf(mo->fetch_remote, sizeof(mo->fetch_remote), "%s", o + 7);
+			continue;
+		}
+		if (!strncmp(o, "cache_timeout=", 14)) {
+			/* Seconds the kernel may keep entries and attributes
+			 * of the live tree; 0: ask every time. */
+			char *end;
+			double t = strtod(o + 14, &end);
+			if (*end || t < 0 || t > 86400) {
+				tlog(LOG_ERR, "mount option %s: seconds from 0 to 86400", o);
+				free(copy);
+				free(rest);
+				return -EINVAL;
+			}
+			mo->cache_timeout = t;
 			continue;
 		}
 		if (!strncmp(o, "workers=", 8)) {
@@ -193,6 +209,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 	v.list_snapshots = mo.list_snapshots;
 	v.nworkers_wanted = mo.workers;
 	v.writeback = mo.writeback;
+	v.attr_timeout = v.entry_timeout = mo.cache_timeout;
 	v.noacl = mo.noacl;
 	v.fill = mo.fill;
 	snprintf(v.fetch_remote, sizeof(v.fetch_remote), "%s", mo.fetch_remote);
@@ -204,6 +221,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 	fuse_opt_free_args(&args);
 	if (!se)
 		goto out;
+	v.se = se;	/* for the control thread's notify_inval_* */
 	if (fuse_set_signal_handlers(se))
 		goto out_session;
 	/* Mounting over files hides them (and an app writing there would
@@ -257,6 +275,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 out_unmount:
 	control_stop(v.control);
 	v.control = NULL;
+	v.se = NULL;
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

@@ -123,6 +123,7 @@ static void node_data_free(struct vfs *v, struct node *n)
 	for (size_t i = 0; i < d->nranges; i++)
 		free(d->ranges[i].buf);
 	free(d->ranges);
+	xmap_free(d->xmap);
 	v->dirty_total -= d->dirty_bytes;
 	pthread_mutex_destroy(&d->dlock);
 	free(d);
@@ -499,6 +500,41 @@ int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
 	return err;
 }
 
+/* Files with more extents than this are read through index queries: the
+ * map would cost more memory than the queries cost time. */
+#define XMAP_MAX_EXTENTS 65536
+
+/* n's extent map, loaded if missing or stale; NULL if it cannot be had
+ * (dlock and lock held). */
+static struct xmap *node_xmap(struct vfs *v, struct node *n)
+{
+	struct node_data *d = n->d;
+	if (d->xmap && d->xmap_gen == d->xgen)
+		return d->xmap;
+	xmap_free(d->xmap);
+	d->xmap = NULL;
+	struct xmap *m;
+	if (xmap_load(v->st, v->vol.id, VIEW_LIVE, n->attr.ino, &m))
+		return NULL;
+	if (m->n > XMAP_MAX_EXTENTS) {
+		xmap_free(m);
+		return NULL;
+	}
+	__atomic_fetch_add(&v->xmap_loads, 1, __ATOMIC_RELAXED);
+	d->xmap = m;
+	d->xmap_gen = d->xgen;
+	return m;
+}
+
+/* Queue the chunks of the extents of m in [from, from + span) for the
+ * workers to load (lock held). */
+static void xmap_readahead(struct vfs *v, const struct xmap *m, uint64_t from)
+{
+	uint64_t span = 2ull * v->st->cdc.avg_size;
+	for (size_t i = xmap_find(m, from); i < m->n && m->xs[i].off < from + span; i++)
+		pipeline_prefetch(v, &m->refs[i]);
+}
+
 int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
 	      uint64_t off, size_t *got)
 {
@@ -511,15 +547,32 @@ int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
 	}
 	if (off + len > size)
 		len = size - off;
+	__atomic_fetch_add(&v->fuse_reads, 1, __ATOMIC_RELAXED);
 	/* Chunks still in the pipeline are newer than the extents: pin them
 	 * before looking the extents up (no new ones come: we hold dlock). */
 	size_t np;
 	struct pending **ps = pipeline_pin(v, n, off, len, &np);
+	/* The map stays valid without the lock: only a reader holding dlock
+	 * replaces it, and a change of the extents after this point is
+	 * covered by the pinned chunks, as a query's answer would be. */
+	struct xmap *m = node_xmap(v, n);
+	if (m && len >= (64u << 10))
+		xmap_readahead(v, m, off + len);
 	pthread_mutex_unlock(&v->lock);
-	int err = vfs_read_extents(v, VIEW_LIVE, n->attr.ino, buf, len, off);
+	int err, stale = 0;
+	if (m)
+		err = view_read_map(v->st, &v->lock, v->vol.id, VIEW_LIVE,
+				    n->attr.ino, buf, len, off, v->vol.name, m,
+				    &stale);
+	else
+		err = vfs_read_extents(v, VIEW_LIVE, n->attr.ino, buf, len, off);
 	pipeline_overlay(ps, np, buf, len, off);
 	pthread_mutex_lock(&v->lock);
 	pipeline_unpin(v, ps, np);
+	if (stale) {
+		xmap_free(n->d->xmap);	/* a pack was rewritten: load again */
+		n->d->xmap = NULL;
+	}
 	pthread_mutex_unlock(&v->lock);
 	if (err)
 		return err;
@@ -564,9 +617,11 @@ int node_truncate(struct vfs *v, struct node *n, uint64_t size)
 	int err = pipeline_wait(v, n);
 	if (!err)
 		err = index_begin(v->st->ix);
-	if (!err && size < n->attr.size)
+	if (!err && size < n->attr.size) {
 		err = ns_extent_punch(v->st->ix, v->vol.id, v->vol.epoch,
 					 n->attr.ino, size, INT64_MAX);
+		d->xgen++;
+	}
 	if (!err) {
 		n->attr.size = size;
 		if (d->psize > size)

@@ -89,6 +89,7 @@ static int apply(struct vfs *v, struct pending *p)
 			p->found = 0;
 		}
 	}
+	n->d->xgen++;	/* the extents changed: a read map is stale */
 	if (!err && p->off + p->len > n->d->psize && n->d->psize < n->attr.size) {
 		struct inode_attr a = n->attr;
 		a.size = p->off + p->len < n->attr.size ? p->off + p->len
@@ -318,7 +319,7 @@ void pipeline_unpin(struct vfs *v, struct pending **ps, size_t count)
 
 /* Queue loading chunk ref into the cache, unless it is there, queued
  * recently, or too many loads are queued (lock held). */
-static void prefetch_one(struct vfs *v, const struct chunk_ref *ref)
+void pipeline_prefetch(struct vfs *v, const struct chunk_ref *ref)
 {
 	if (!v->nworkers || v->nprefetch >= 4 || store_chunk_cached(v->st, ref->rowid))
 		return;
@@ -353,7 +354,7 @@ void pipeline_readahead(struct vfs *v, int64_t view, uint64_t ino,
 		for (size_t i = 0; i < n; i++) {
 			struct chunk_ref ref;
 			if (!store_chunk_ref(v->st, xs[i].chunk, &ref))
-				prefetch_one(v, &ref);
+				pipeline_prefetch(v, &ref);
 		}
 	}
 	pthread_mutex_unlock(&v->lock);

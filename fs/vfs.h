@@ -50,6 +50,11 @@ struct node_data {
 	struct pending *phead, *ptail;	/* chunks queued, not applied (lock) */
 	int werr;			/* first error storing them (lock) */
 	uint64_t psize;			/* size as persisted in the index (lock) */
+	/* The extents as the index has them, for reads (view.h): built at
+	 * a read (dlock + lock), valid while xgen == xmap_gen; xgen counts
+	 * changes of the file's extents (lock). */
+	struct xmap *xmap;
+	uint64_t xgen, xmap_gen;
 };
 
 /* One inode the kernel knows of (all fields under ctx->lock).  104
@@ -60,8 +65,9 @@ struct node {
 	uint64_t nlookup;		/* kernel references */
 	struct node_data *d;		/* non-NULL while nopen > 0 */
 	int32_t nopen;			/* open handles and other pins */
-	uint32_t hot : 31;		/* 1 + index in v->hot, or 0 */
+	uint32_t hot : 30;		/* 1 + index in v->hot, or 0 */
 	uint32_t attr_dirty : 1;	/* attr not yet written to the index */
+	uint32_t nocap : 1;		/* known to have no security.capability */
 };
 #define PIPE_MAX_WORKERS 8
 #define PREFETCH_RECENT 8
@@ -85,6 +91,11 @@ struct vfs {
 	char *mountpoint;		/* for syncfs before a snapshot */
 	int list_snapshots;		/* readdir of / shows .snapshots */
 	int writeback;			/* -o writeback: kernel write-back cache */
+	double attr_timeout;		/* -o cache_timeout: what the kernel may */
+	double entry_timeout;		/* cache of the live tree (seconds) */
+	void *se;			/* the FUSE session, for notify_inval_* */
+	uint64_t fuse_reads;		/* read requests served (atomic) */
+	uint64_t xmap_loads;		/* extent maps built for them (atomic) */
 	int xattrs_maybe;		/* the volume may have xattrs (lock) */
 	int acl;			/* POSIX ACLs applied (acl.h); set at init */
 	int noacl;			/* -o noacl: refuse them (EOPNOTSUPP) */
@@ -152,6 +163,8 @@ struct pending **pipeline_pin(struct vfs *v, struct node *n, uint64_t off,
 void pipeline_overlay(struct pending **ps, size_t count, uint8_t *buf,
 		      size_t len, uint64_t off);
 void pipeline_unpin(struct vfs *v, struct pending **ps, size_t count);
+/* Have the workers load chunk ref into the cache (lock held). */
+void pipeline_prefetch(struct vfs *v, const struct chunk_ref *ref);
 /* Have the workers load the chunks just past from into the cache, so a
  * sequential reader finds them decrypted (lock NOT held). */
 void pipeline_readahead(struct vfs *v, int64_t view, uint64_t ino,
@@ -168,6 +181,9 @@ int node_read(struct vfs *v, struct node *n, void *buf, size_t len,
 	      uint64_t off, size_t *got);
 int node_flush(struct vfs *v, struct node *n);
 int node_truncate(struct vfs *v, struct node *n, uint64_t size);
+/* The kernel should forget what it cached of .snapshots/name (a snapshot
+ * made or deleted outside a FUSE request); no lock held. */
+void vfs_inval_snapshot(struct vfs *v, const char *name);
 /* Fill buf from ino's extents in view (holes as zeros); lock NOT held. */
 int vfs_read_extents(struct vfs *v, int64_t view, uint64_t ino, void *buf,
 		     size_t len, uint64_t off);

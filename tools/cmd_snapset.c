@@ -204,6 +204,15 @@ int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t)
 	}
 	free(real);
 	index_close(ix);
+	if (!err) {	/* a name the members' kernels may have cached as absent */
+		int64_t *vols = calloc(n, sizeof(*vols));
+		if (!vols)
+			die(1, "out of memory");
+		for (size_t i = 0; i < n; i++)
+			vols[i] = m[i].vi.id;
+		snapshot_forget(dir, vols, n, sis[0].name);
+		free(vols);
+	}
 	if (err == -ESTALE || err == -ETIMEDOUT)
 		die(1, "set '%s' of store %s not taken: a daemon stopped holding its writes before the set was recorded; retry",
 		    o->set, dir);

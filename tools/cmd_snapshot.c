@@ -320,6 +320,56 @@ int cmd_snapshot(struct opts *o)
 	die(EXIT_USAGE, "usage: tresor snapshot create|list|pin|unpin|diff STORE VOLUME ...");
 }
 
+/* Tell the daemons of vols (those mounted) that snapshot name of their
+ * volume changed behind them (made or deleted by this process): their
+ * kernel may cache the name, or its absence, in .snapshots.  Nobody
+ * listening: nothing is mounted, nothing cached. */
+void snapshot_forget(const char *dir, const int64_t *vols, size_t nv, const char *name)
+{
+	char *real = realpath(dir, NULL);
+	for (size_t i = 0; real && i < nv; i++) {
+		char line[300], reply[64];
+		snprintf(line, sizeof(line), "forget-snapshot %s", name);
+		control_request(real, vols[i], line, reply, sizeof(reply));
+	}
+	free(real);
+}
+
+/* The volumes whose snapshots p removes: vi's, or every member of the
+ * removed set snapshots (read before they are deleted). */
+static int64_t *prune_volumes(struct index *ix, const struct prune_plan *p,
+			      const struct volume_info *vi, size_t *nv)
+{
+	int64_t *v = malloc(sizeof(*v));
+	size_t n = 0, cap = 1;
+	if (!v)
+		die(1, "out of memory");
+	if (!p->set) {
+		v[n++] = vi->id;
+		*nv = n;
+		return v;
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		struct snapshot_info *ss;
+		size_t m;
+		if (p->rs[i].keep || ns_set_members(ix, p->set, p->snaps[i].name, &ss, &m))
+			continue;
+		for (size_t k = 0; k < m; k++) {
+			size_t j = 0;
+			while (j < n && v[j] != ss[k].vol)
+				j++;
+			if (j < n)
+				continue;
+			if (n == cap && !(v = realloc(v, (cap *= 2) * sizeof(*v))))
+				die(1, "out of memory");
+			v[n++] = ss[k].vol;
+		}
+		free(ss);
+	}
+	*nv = n;
+	return v;
+}
+
 int cmd_prune(struct opts *o)
 {
 	if (o->npos != (o->set ? 1 : 2))
@@ -364,6 +414,8 @@ int cmd_prune(struct opts *o)
 	}
 	struct gc_result gr = { 0 };
 	if (!o->dry_run) {
+		size_t nv;
+		int64_t *vols = prune_volumes(ix, &plan, &vi, &nv);
 		index_close(ix);
 		ix = NULL;
 		struct store *st = open_store(o, dir);
@@ -372,6 +424,13 @@ int cmd_prune(struct opts *o)
 		prog.unit = "snapshots";
 		err = prune_delete(st->ix, &plan, progress_cb, &prog);
 		progress_end(&prog);
+		/* A mounted volume's kernel may keep the deleted names in
+		 * .snapshots: its daemon tells it to forget them (nobody
+		 * listening: nothing is mounted, nothing cached). */
+		for (size_t i = 0; i < n; i++)
+			if (!rs[i].keep)
+				snapshot_forget(dir, vols, nv, rs[i].name);
+		free(vols);
 		/* Not needed past here; freed now so that no exit below leaves
 		 * them to LeakSanitizer. */
 		prune_plan_free(&plan);
