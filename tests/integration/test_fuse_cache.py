@@ -240,3 +240,31 @@ def test_reads_use_the_extent_map(make_store, mounts):
     snapdata = (m / ".snapshots" / name / "big").read_bytes()
     assert len(snapdata) == 3 << 20 and snapdata[:1 << 20] == bytes(data[:1 << 20])
 
+
+
+def test_set_snapshot_and_set_prune_at_once(make_store, mounts):
+    """A snapshot set is recorded by the CLI, not by the members' daemons:
+    it tells each of them, and every member's kernel shows the new name at
+    once (looked up before as missing); a set prune takes it away at once."""
+    st = make_store(volumes=("db", "files"))
+    ms = [mount(mounts, st, v, opts=CACHED) for v in ("db", "files")]
+    for m in ms:
+        (m / "f").write_bytes(b"one")
+    targets = [m / ".snapshots" / "2030-03-01" for m in ms]
+    for t in targets:
+        assert not exists(t) and not exists(t)
+    tresor("snapshot", "create", st.path, "--set", "odoo", "db", "files",
+           "--time", "2030-03-01T12:00:00", env=tenv(), check=True)
+    for t in targets:
+        assert exists(t), "a set's snapshot stayed hidden behind a cached negative entry"
+        assert (t / "f").read_bytes() == b"one"
+    tresor("snapshot", "create", st.path, "--set", "odoo", "--time", "2030-03-02T12:00:00",
+           env=tenv(), check=True)
+    for t in targets:
+        os.stat(t)
+    p = tresor("prune", st.path, "--set", "odoo", "--keep-last", "1", "--passphrase-file",
+               st.passfile, env=tenv(), timeout=300)
+    assert p.returncode == 0, p.stderr
+    for m, t in zip(ms, targets):
+        assert not exists(t), "a pruned set snapshot is still there"
+        assert os.listdir(m / ".snapshots") == ["2030-03-02"]
