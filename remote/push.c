@@ -971,22 +971,26 @@ static int delete_meta_due(struct store *st, struct remote_cfg *c, struct remote
 			res->meta_awaiting++;	/* a newer image, still in its grace */
 		}
 	}
+	/* keep points into rows, which the loop below compacts: copied
+	 * first (a row after b's, moved onto it, once made b look like
+	 * another writer's and nothing was deleted). */
+	uint8_t keep_id[REPO_IMAGE_ID_LEN] = { 0 };
+	if (b)
+		memcpy(keep_id, keep, REPO_IMAGE_ID_LEN);
 	/* Rows of images below b (and b's under other ids). */
 	size_t ngo = 0;
 	for (size_t i = 0; i < nr && b; i++)
-		if (rows[i].meta < b || (rows[i].meta == b && memcmp(rows[i].id, keep,
+		if (rows[i].meta < b || (rows[i].meta == b && memcmp(rows[i].id, keep_id,
 								      REPO_IMAGE_ID_LEN)))
 			rows[ngo++] = rows[i];
 	/* b's image is the newest one: its id must be the one the newest
 	 * object names (two at one number would be another writer's). */
-	if (b && b == newest->image && memcmp(keep, newest->image_id, REPO_IMAGE_ID_LEN))
+	if (b && b == newest->image && memcmp(keep_id, newest->image_id, REPO_IMAGE_ID_LEN))
 		b = 0;
 	if (!b || (b <= floor && !ngo)) {
 		free(rows);
 		return 0;
 	}
-	uint8_t keep_id[REPO_IMAGE_ID_LEN];
-	memcpy(keep_id, keep, REPO_IMAGE_ID_LEN);	/* rows was compacted over it */
 	struct sweep sw = { .below = b, .keep = keep_id };
 	if (b > floor)	/* a new round: images of others too */
 		err = remote_list(r, "image/", sweep_cb, &sw);
