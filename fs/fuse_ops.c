@@ -967,24 +967,33 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		dirlist_free(d);
 }
 
+/* A listing's page: the entries loaded at its start, a buffer for the
+ * reply; NULL once an error is replied. */
+static char *readdir_begin(fuse_req_t req, struct vfs *v, struct dirlist *d,
+			   off_t off, size_t size)
+{
+	if (off == 0) {
+		int err = dirlist_load(v, d);
+		if (err) {
+			fuse_reply_err(req, -err);
+			return NULL;
+		}
+	}
+	char *buf = malloc(size);
+	if (!buf)
+		fuse_reply_err(req, ENOMEM);
+	return buf;
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	(void)ino;
 	struct vfs *v = V(req);
 	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
-	if (off == 0) {
-		int err = dirlist_load(v, d);
-		if (err) {
-			fuse_reply_err(req, -err);
-			return;
-		}
-	}
-	char *buf = malloc(size);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+	char *buf = readdir_begin(req, v, d, off, size);
+	if (!buf)
 		return;
-	}
 	size_t used = 0;
 	for (size_t i = off; i < d->n; i++) {
 		struct stat sb = { .st_ino = d->e[i].ino, .st_mode = d->e[i].mode };
@@ -1010,18 +1019,9 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 {
 	struct vfs *v = V(req);
 	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
-	if (off == 0) {
-		int err = dirlist_load(v, d);
-		if (err) {
-			fuse_reply_err(req, -err);
-			return;
-		}
-	}
-	char *buf = malloc(size);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+	char *buf = readdir_begin(req, v, d, off, size);
+	if (!buf)
 		return;
-	}
 	size_t used = 0;
 	struct vino dir;
 	pthread_mutex_lock(&v->lock);
