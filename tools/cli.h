@@ -105,8 +105,8 @@ int cmd_repair(struct opts *o);
 int cmd_key(struct opts *o);
 /* In cmd_snapset.c: snapshot create|list|pin|unpin --set (o->set). */
 int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t);
-/* In cmd_snapshot.c: tell the daemons of vols that snapshot name came or
- * went behind them (their kernels may cache .snapshots). */
+/* Tell the daemons of vols that snapshot name came or went behind them
+ * (their kernels may cache .snapshots). */
 void snapshot_forget(const char *dir, const int64_t *vols, size_t nv, const char *name);
 int snapset_list(struct opts *o, const char *dir);
 int snapset_pin(struct opts *o, const char *dir, const char *name, int pin);

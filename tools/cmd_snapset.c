@@ -42,6 +42,21 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Tell the daemons of vols (those mounted) that snapshot name of their
+ * volume changed behind them (made or deleted by this process): their
+ * kernel may cache the name, or its absence, in .snapshots.  Nobody
+ * listening: nothing is mounted, nothing cached. */
+void snapshot_forget(const char *dir, const int64_t *vols, size_t nv, const char *name)
+{
+	char *real = realpath(dir, NULL);
+	for (size_t i = 0; real && i < nv; i++) {
+		char line[300], reply[64];
+		snprintf(line, sizeof(line), "forget-snapshot %s", name);
+		control_request(real, vols[i], line, reply, sizeof(reply));
+	}
+	free(real);
+}
+
 /* The members named on the command line, or those of the set's newest
  * snapshot.  Exits on a bad name. */
 static struct member *set_members(struct index *ix, const char *dir,

@@ -320,21 +320,6 @@ int cmd_snapshot(struct opts *o)
 	die(EXIT_USAGE, "usage: tresor snapshot create|list|pin|unpin|diff STORE VOLUME ...");
 }
 
-/* Tell the daemons of vols (those mounted) that snapshot name of their
- * volume changed behind them (made or deleted by this process): their
- * kernel may cache the name, or its absence, in .snapshots.  Nobody
- * listening: nothing is mounted, nothing cached. */
-void snapshot_forget(const char *dir, const int64_t *vols, size_t nv, const char *name)
-{
-	char *real = realpath(dir, NULL);
-	for (size_t i = 0; real && i < nv; i++) {
-		char line[300], reply[64];
-		snprintf(line, sizeof(line), "forget-snapshot %s", name);
-		control_request(real, vols[i], line, reply, sizeof(reply));
-	}
-	free(real);
-}
-
 /* The volumes whose snapshots p removes: vi's, or every member of the
  * removed set snapshots (read before they are deleted). */
 static int64_t *prune_volumes(struct index *ix, const struct prune_plan *p,
