@@ -114,11 +114,12 @@ static int restore_tree(struct store *st, const char *dir, const char *vol,
 	return rc;
 }
 
-/* restore STORE --set SET SNAPSHOT DEST: every member of the set's
- * snapshot (latest: the newest) into DEST/VOLUME; closes st. */
-static int restore_set(struct opts *o, struct store *st, const char *dir)
+/* restore STORE --set SET SNAPSHOT DEST (and --remote URL --set ...):
+ * every member of the set's snapshot name (latest: the newest) into
+ * DEST/VOLUME; closes st.  dir names the store or the remote. */
+static int restore_set(struct opts *o, struct store *st, const char *dir,
+		       const char *name, const char *dest)
 {
-	const char *name = o->pos[1], *dest = o->pos[2];
 	struct set_snap *ss = NULL;
 	size_t k = 0, n = 0;
 	int err = 0;
@@ -209,8 +210,9 @@ static void cache_dir_for(const char *url, char *out, size_t size)
  * a rerun resumes; removed when it succeeds. */
 static int restore_remote(struct opts *o)
 {
-	if (o->npos != 4)
-		die(EXIT_USAGE, "usage: tresor restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]");
+	if (o->npos != (o->set ? 2 : 4))
+		die(EXIT_USAGE, "usage: tresor restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]\n"
+		    "       tresor restore --remote URL --set SET SNAPSHOT DEST [remote options]");
 	const char *url = remote_url_abs(o, o->remote);
 	char cache[PATH_MAX];
 	cache_dir_for(url, cache, sizeof(cache));
@@ -258,7 +260,8 @@ static int restore_remote(struct opts *o)
 	err = fetcher_attach(st, "origin", label, FETCH_SYNC, 0);
 	if (err)
 		die(1, "cannot fetch packs from %s: %s", url, strerror(-err));
-	int rc = restore_tree(st, url, o->pos[0], o->pos[1], o->pos[2], o->pos[3]);
+	int rc = o->set ? restore_set(o, st, url, o->pos[0], o->pos[1])
+			: restore_tree(st, url, o->pos[0], o->pos[1], o->pos[2], o->pos[3]);
 	curl_global_cleanup();
 	if (rc == 0)
 		nftw(cache, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -284,6 +287,6 @@ int cmd_restore(struct opts *o)
 		fprintf(stderr, "tresor: store %s: its remote cannot be used to fetch missing or damaged packs: %s\n",
 			o->pos[0], strerror(-err));
 	if (o->set)
-		return restore_set(o, st, o->pos[0]);
+		return restore_set(o, st, o->pos[0], o->pos[1], o->pos[2]);
 	return restore_tree(st, o->pos[0], o->pos[1], o->pos[2], o->pos[3], o->pos[4]);
 }

@@ -59,6 +59,7 @@ const char *usage_text =
 	"  recover URL STORE [--lazy|--full] [--takeover] [--chain ID] [remote options]\n"
 	"  repair STORE --from REMOTE\n"
 	"  restore --remote URL VOLUME SNAPSHOT PATH DEST [remote options]\n"
+	"  restore --remote URL --set SET SNAPSHOT DEST [remote options]\n"
 	"  key change-passphrase STORE [--new-passphrase-file FILE] [--kdf-log2n N]\n"
 	"  key export STORE    (the key file as text, for a paper backup)\n"
 	"  daemon CONFIG [--dry-run]\n"

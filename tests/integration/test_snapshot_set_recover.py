@@ -230,6 +230,18 @@ def test_set_through_push_and_recover(make_store, mounts, tmp):
                    env=tenv(), check=True)
         assert p.stdout.strip() == "2026-03-13"
         assert [s["name"] for s in set_list(new)] == [first, third, "2026-03-13"]
+    # No store at all: restore --remote --set of each instant (latest: the
+    # third), with only the packs the members need fetched.
+    for name, arg in ((first, first), (third, "latest")):
+        dest = tmp / ("remote-restore-" + name)
+        p = tresor("restore", "--remote", remote, "--set", "odoo", arg, dest,
+                   env=penv(TRESOR_CACHE_DIR=str(tmp / "cache")), check=True, timeout=300)
+        assert p.stdout.count("restored ") == 2, p.stdout
+        for v in ("db-dumps", "filestore"):
+            assert tree(dest / v) == instants[name][v], (name, v)
+    p = tresor("restore", "--remote", remote, "--set", "odoo", "2026-01-01", tmp / "none",
+               env=penv(TRESOR_CACHE_DIR=str(tmp / "cache")), timeout=300)
+    assert p.returncode == 1 and "has no snapshot '2026-01-01'" in p.stderr, p.stderr
     assert st.check().returncode == 0
 
 
