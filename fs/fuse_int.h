@@ -1,8 +1,8 @@
 /*
  * fuse_int.h - what the FUSE operation files share (fs/ internal): the
- * request's volume, attributes as a stat, directory listings, xattr
- * replies, the views an inode number names (fuse_view.c), and the
- * operations on extents (fuse_share.c).
+ * request's volume, attributes as a stat, directory listings and their
+ * operations (fuse_dir.c), xattr replies, the views an inode number names
+ * (fuse_view.c), and the operations on extents (fuse_share.c).
  */
 #ifndef TRESOR_FUSE_INT_H
 #define TRESOR_FUSE_INT_H
@@ -54,6 +54,16 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 /* The operations of a mounted volume (fuse_ops.c). */
 const struct fuse_lowlevel_ops *vfs_fuse_ops(void);
 
+/* Directories (fuse_dir.c). */
+void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi);
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi);
+void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+		 struct fuse_file_info *fi);
+
 /* ops with timing wrappers (fuse_timed.c), built in out; sets
  * v->inner_ops to ops. */
 const struct fuse_lowlevel_ops *fuse_timed_ops(const struct fuse_lowlevel_ops *ops,
@@ -96,6 +106,12 @@ int vino_resolve(struct vfs *v, fuse_ino_t kino, struct vino *vi);
  * .snapshots, an entry elsewhere).  ctx->lock held. */
 int vino_child(struct vfs *v, const struct vino *dir, const char *name,
 	       struct vino *child);
+/* The entry of child, a name in directory dir, for a lookup or
+ * readdirplus reply, with the kernel's reference counted; *np its live
+ * node (NULL in other views).  ctx->lock held (fuse_ops.c). */
+int vino_entry(struct vfs *v, const struct vino *dir,
+	       const struct vino *child, struct fuse_entry_param *e,
+	       struct node **np);
 /* Attributes of vi (from its node in the live view).  ctx->lock held. */
 int vino_attr(struct vfs *v, const struct vino *vi, struct inode_attr *a);
 /* Resolve kino and stat it, st_ino being kino.  Takes ctx->lock. */

@@ -1,7 +1,8 @@
 /*
  * fuse_ops.c - the FUSE low-level operations of a mounted volume, but for
- * xattrs (fuse_xattr.c) and those on extents (fuse_share.c); each
- * resolves the view its inode number names (fuse_view.c).  The mount and its serve loop are mount.c.
+ * directory listings (fuse_dir.c), xattrs (fuse_xattr.c) and those on
+ * extents (fuse_share.c); each resolves the view its inode number names
+ * (fuse_view.c).  The mount and its serve loop are mount.c.
  *
  * The kernel does permission checks (default_permissions), so these
  * operations check only what it cannot: names, emptiness, types.  New
@@ -48,9 +49,9 @@ static void reply_entry(fuse_req_t req, struct vfs *v, struct node *n)
  * its own snapshots, and prune's through the control socket); below a
  * snapshot, (id, inode) never changes meaning.  ctx->lock held.
  */
-static int entry_of(struct vfs *v, const struct vino *dir,
-		    const struct vino *child, struct fuse_entry_param *e,
-		    struct node **np)
+int vino_entry(struct vfs *v, const struct vino *dir,
+	       const struct vino *child, struct fuse_entry_param *e,
+	       struct node **np)
 {
 	memset(e, 0, sizeof(*e));
 	*np = NULL;
@@ -133,7 +134,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		err = vino_child(v, &dir, name, &child);
 	struct node *n = NULL;
 	if (!err)
-		err = entry_of(v, &dir, &child, &e, &n);
+		err = vino_entry(v, &dir, &child, &e, &n);
 	if (!err) {
 		if (n)
 			n->nlookup++;
@@ -923,156 +924,6 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		err = vfs_commit(v);
 	pthread_mutex_unlock(&v->lock);
 	fuse_reply_err(req, -err);
-}
-
-static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-			struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)datasync;
-	(void)fi;
-	struct vfs *v = V(req);
-	pthread_mutex_lock(&v->lock);
-	int err = vfs_commit(v);
-	pthread_mutex_unlock(&v->lock);
-	fuse_reply_err(req, -err);
-}
-
-static void op_opendir(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
-{
-	struct vfs *v = V(req);
-	struct dirlist *d = calloc(1, sizeof(*d));
-	int err = d ? 0 : -ENOMEM;
-	if (d) {
-		struct vino vi;
-		pthread_mutex_lock(&v->lock);
-		err = vino_resolve(v, ino, &vi);
-		pthread_mutex_unlock(&v->lock);
-		d->ino = ino;
-		d->view = vi.view;
-		d->slot = vi.slot == SLOT_SNAPDIR ? 0 : vi.slot;
-	}
-	if (!err)
-		err = dirlist_load(v, d);
-	if (err) {
-		if (d)
-			dirlist_free(d);
-		fuse_reply_err(req, -err);
-		return;
-	}
-	fi->fh = (uintptr_t)d;
-	fi->cache_readdir = 0;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		dirlist_free(d);
-}
-
-/* A listing's page: the entries loaded at its start, a buffer for the
- * reply; NULL once an error is replied. */
-static char *readdir_begin(fuse_req_t req, struct vfs *v, struct dirlist *d,
-			   off_t off, size_t size)
-{
-	if (off == 0) {
-		int err = dirlist_load(v, d);
-		if (err) {
-			fuse_reply_err(req, -err);
-			return NULL;
-		}
-	}
-	char *buf = malloc(size);
-	if (!buf)
-		fuse_reply_err(req, ENOMEM);
-	return buf;
-}
-
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
-{
-	(void)ino;
-	struct vfs *v = V(req);
-	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
-	char *buf = readdir_begin(req, v, d, off, size);
-	if (!buf)
-		return;
-	size_t used = 0;
-	for (size_t i = off; i < d->n; i++) {
-		struct stat sb = { .st_ino = d->e[i].ino, .st_mode = d->e[i].mode };
-		size_t l = fuse_add_direntry(req, buf + used, size - used,
-					     d->e[i].name, &sb, i + 1);
-		if (l > size - used)
-			break;
-		used += l;
-	}
-	fuse_reply_buf(req, buf, used);
-	free(buf);
-}
-
-/*
- * READDIRPLUS: the listing with every entry's attributes, so that a walk
- * (find, du, ls -l, rsync) costs no LOOKUP per name.  Each entry but "."
- * and ".." counts as a lookup (the kernel takes a reference), and only
- * once it fits in the reply.  An entry whose attributes cannot be had
- * goes out as a plain name (ino 0: the kernel looks it up when used).
- */
-static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
-			   off_t off, struct fuse_file_info *fi)
-{
-	struct vfs *v = V(req);
-	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
-	char *buf = readdir_begin(req, v, d, off, size);
-	if (!buf)
-		return;
-	size_t used = 0;
-	struct vino dir;
-	pthread_mutex_lock(&v->lock);
-	int dir_ok = !vino_resolve(v, ino, &dir);
-	for (size_t i = off; i < d->n; i++) {
-		const char *name = d->e[i].name;
-		struct fuse_entry_param e;
-		struct node *n = NULL;
-		int dot = name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2]));
-		struct vino child;
-		int err = !dir_ok || dot;
-		if (!err) {
-			child.kino = d->e[i].ino;
-			child.slot = INO_SLOT(child.kino);
-			child.ino = INO_BASE(child.kino);
-			child.view = dir.view;
-			/* A name below a snapshot is in the directory's view;
-			 * .snapshots and its entries resolve their own. */
-			if (child.slot != dir.slot || dir.slot == SLOT_SNAPDIR)
-				err = vino_resolve(v, child.kino, &child);
-		}
-		if (!err)
-			err = entry_of(v, &dir, &child, &e, &n);
-		if (err) {
-			memset(&e, 0, sizeof(e));
-			e.attr.st_ino = d->e[i].ino;
-			e.attr.st_mode = d->e[i].mode;
-			n = NULL;
-		}
-		size_t l = fuse_add_direntry_plus(req, buf + used, size - used,
-						  name, &e, i + 1);
-		if (l > size - used) {
-			if (n)
-				node_maybe_free(v, n);	/* not handed out */
-			break;
-		}
-		used += l;
-		if (n)
-			n->nlookup++;
-	}
-	pthread_mutex_unlock(&v->lock);
-	fuse_reply_buf(req, buf, used);
-	free(buf);
-}
-
-static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
-			  struct fuse_file_info *fi)
-{
-	(void)ino;
-	dirlist_free((struct dirlist *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
