@@ -124,10 +124,4 @@ void remote_opts(struct opts *o, struct remote_options *ro);
 const char *remote_url_abs(struct opts *o, const char *url);
 struct remote *open_remote(const char *url, const struct remote_options *ro);
 
-/* In cmd_recover.c: before `push` of a lazy store to a remote other than
- * its origin, fetch from the origin the packs that remote lacks and the
- * store does not hold (or exit with one line saying what to do). */
-struct remote_cfg;
-void push_fetch_lazy(struct store *st, const struct remote_cfg *target);
-
 #endif

@@ -18,6 +18,7 @@
 
 #include "../fs/control.h"
 #include "../remote/push.h"
+#include "../remote/recover.h"
 #include "cli.h"
 #include "config.h"
 #include "progress.h"
@@ -399,6 +400,47 @@ static void thaw_all(void *arg)
 	if (f->n)
 		f->held = mono_s() - f->t0;
 	f->n = 0;
+}
+
+/* Before a push of a lazy store to a remote other than its origin: fetch
+ * from the origin the packs that remote lacks and the store does not hold
+ * (or exit with one line saying what to do). */
+static void push_fetch_lazy(struct store *st, const struct remote_cfg *target)
+{
+	int64_t lazy = 0;
+	index_meta_get(st->ix, "lazy", &lazy);
+	struct remote_cfg src;
+	if (!lazy || (!remote_cfg_find(st->ix, "origin", &src) && src.id == target->id))
+		return;	/* complete, or the origin holds every pack already */
+	const char *dir = st->dir;
+	struct recover_result res = { 0 };
+	if (!recover_fill_for(st, NULL, target->id, &(struct recover_opts){ 0 }, &res) && !res.packs)
+		return;	/* every pack it lacks is here */
+	if (remote_cfg_find(st->ix, "origin", &src))
+		die(1, "store %s was recovered lazily and has no remote 'origin' to fetch the packs %s lacks; complete it with 'tresor recover URL %s --full' first",
+		    dir, target->name, dir);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	struct remote *r = NULL;
+	int err = remote_open(src.url, &src.opt, &r);
+	char what[100];
+	snprintf(what, sizeof(what), "push %s: fetching from origin", target->name);
+	struct progress p;
+	progress_start(&p, what, 0);
+	struct recover_opts rop = { .progress = progress_cb, .progress_arg = &p };
+	if (!err)
+		err = recover_fill_for(st, r, target->id, &rop, &res);
+	progress_end(&p);
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s", r && *remote_error(r) ? remote_error(r) :
+		 err == -ENODATA ? "missing there" : err == -EBADMSG ?
+		 "it fails authentication" : strerror(-err));
+	if (r)
+		remote_close(r);
+	curl_global_cleanup();
+	if (err)
+		die(1, "push of store %s to %s: this lazy store lacks packs %s needs and fetching %s from origin (%s) failed: %s; nothing was sent; retry when origin is reachable, or complete the store with 'tresor recover %s %s --full'",
+		    dir, target->name, target->name, *res.failed ? res.failed : "them", src.url,
+		    msg, src.url, dir);
 }
 
 int cmd_push(struct opts *o)
