@@ -364,7 +364,7 @@ void daemon_reload(struct daemon *d)
 	}
 	free(nc);
 	if (ok == RELOAD_REFUSED) {
-		snprintf(msg, sizeof(msg), "%s", err);
+		add(msg, sizeof(msg), "%s", err);
 		tlog(LOG_ERR, "daemon: reload refused: %s", msg);
 	} else {
 		tlog(ok == RELOAD_DONE ? LOG_INFO : LOG_ERR, "daemon: %s", msg);
