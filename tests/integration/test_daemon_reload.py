@@ -268,3 +268,46 @@ def test_reload_without_a_daemon(make_store, tmp):
     p = tresor("daemon", "reload", d.cfg)
     assert p.returncode == 3
     assert "no tresor daemon runs for %s" % d.cfg in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_remote_state_survives_and_a_new_remote_is_added(make_store, tmp, daemons):
+    import shutil
+    store = make_store()
+    remotes = {n: tmp / n for n in ("offsite", "second", "third")}
+    for r in remotes.values():
+        r.mkdir()
+    sched = dict(SCHEDULE, push="daily 05:00")
+    d = Daemon(tmp, store, schedule=sched, metrics=False,
+               remotes={"offsite": str(remotes["offsite"]), "second": str(remotes["second"])})
+    daemons.append(d)
+    d.set_clock(local_ts(2026, 5, 5, 4, 0))
+    d.start()
+    (d.mnt["vol"] / "f").write_bytes(os.urandom(100000))
+    shutil.rmtree(remotes["offsite"])
+    remotes["offsite"].write_text("not a folder\n")
+    t0 = local_ts(2026, 5, 5, 5, 0, 1)
+    d.set_clock(t0)
+    assert d.wait_history(1) == [("push", False)]
+    before = {r["name"]: r for r in d.status()["remotes"]}
+    assert before["offsite"]["attempts"] == 1 and before["offsite"]["failures"] == 1
+    assert before["second"]["last_push"] is not None
+
+    # offsite stays, second goes, third comes (added to the store as at start)
+    write_config(d, ("vol",), schedule=sched,
+                 remotes={"offsite": str(remotes["offsite"]), "third": str(remotes["third"])})
+    p = reload_cmd(d)
+    assert p.returncode == 0, p.stderr
+    assert "changed: remotes" in p.stdout, p.stdout
+    assert "added remote third" in d.log_text()
+    after = {r["name"]: r for r in d.status()["remotes"]}
+    assert set(after) == {"offsite", "second", "third"}
+    for k in ("attempts", "failures", "next_retry", "last_error", "last_attempt"):
+        assert after["offsite"][k] == before["offsite"][k], k
+    assert after["second"]["last_push"] == before["second"]["last_push"]
+    # the retry of the remote that stayed still comes, and now works
+    remotes["offsite"].unlink()
+    remotes["offsite"].mkdir()
+    d.set_clock(t0 + 12)
+    assert d.wait_history(2)[1] == ("push", True)
+    st = {r["name"]: r for r in d.status()["remotes"]}
+    assert st["offsite"]["last_push"] is not None and st["offsite"]["attempts"] == 0
