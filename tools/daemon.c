@@ -9,7 +9,9 @@
  * is run once at start (only the latest one: three missed days give one
  * snapshot, not three).  On the very first start there is no history and
  * nothing is caught up.  SIGTERM/SIGINT: the running job finishes, then
- * the volumes are unmounted.
+ * the volumes are unmounted.  SIGHUP: after the running job, the config
+ * is read again and applied (daemon_reload.c), checked first by the
+ * same daemon_config_check as a start.
  */
 #include <dirent.h>
 #include <errno.h>

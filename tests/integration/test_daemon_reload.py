@@ -311,3 +311,30 @@ def test_remote_state_survives_and_a_new_remote_is_added(make_store, tmp, daemon
     assert d.wait_history(2)[1] == ("push", True)
     st = {r["name"]: r for r in d.status()["remotes"]}
     assert st["offsite"]["last_push"] is not None and st["offsite"]["attempts"] == 0
+
+
+def test_reload_waits_for_the_running_job(make_store, tmp, daemons):
+    store = make_store()
+    d = start(daemons, tmp, store)
+    hook = tmp / "slow-hook.sh"
+    hook.write_text("#!/bin/sh\nsleep 3\n")
+    hook.chmod(0o755)
+    # a hook added by a reload is run by the next snapshot
+    write_config(d, ("vol",), extra="before-snapshot = %s\n" % hook)
+    p = reload_cmd(d)
+    assert p.returncode == 0 and "changed: hooks" in p.stdout, p.stderr + p.stdout
+    d.set_clock(local_ts(2026, 7, 1, 2, 0, 5))
+    assert wait_for(lambda: "running before-snapshot hook" in d.log_text(), 30, 0.05)
+    write_config(d, ("vol",), schedule=dict(SCHEDULE, snapshot="daily 04:00"),
+                 extra="before-snapshot = %s\n" % hook)
+    t = time.monotonic()
+    p = reload_cmd(d)
+    took = time.monotonic() - t
+    assert p.returncode == 0 and "changed: schedule" in p.stdout, p.stderr + p.stdout
+    # the job was not interrupted: the reload came after it
+    assert took > 1.5, took
+    log = d.log_text()
+    assert log.index("daemon: snapshot: done") < log.rindex("daemon: reloaded "), log
+    assert d.wait_history(2) == [("snapshot", True), ("prune", True)]
+    assert len(snapshots(store)) == 1
+    assert jobs(d)["snapshot"]["schedule"] == "daily 04:00"
