@@ -430,8 +430,8 @@ int cmd_daemon_reload(struct opts *o)
 		    path);
 	struct reload_seen before, after;
 	if (state_read(c->state_file, &before) || before.pid <= 0)
-		die(1, "cannot find the daemon's pid in its state file %s (a daemon of an older tresor?); restart it to take the new config",
-		    c->state_file);
+		die(1, "cannot find the daemon's pid in the state file %s of %s (a daemon of an older tresor, or a state-file changed in the file: restart the daemon to take the new config)",
+		    c->state_file, path);
 	if (kill(before.pid, SIGHUP))
 		die(1, "cannot signal the tresor daemon of %s (pid %d): %s", path, before.pid,
 		    strerror(errno));
