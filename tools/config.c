@@ -301,17 +301,22 @@ static int valid_listen(const char *v)
 static int key_tresor(struct parser *p, const char *k, const char *v)
 {
 	struct config *c = p->c;
-	if (!strcmp(k, "store"))
+	if (!strcmp(k, "store")) {
+		c->store_line = p->line;
 		return set_path(p, k, v, c->store, sizeof(c->store));
+	}
 	if (!strcmp(k, "passphrase-file"))
 		return set_path(p, k, v, c->passphrase_file, sizeof(c->passphrase_file));
-	if (!strcmp(k, "state-file"))
+	if (!strcmp(k, "state-file")) {
+		c->state_file_line = p->line;
 		return set_path(p, k, v, c->state_file, sizeof(c->state_file));
+	}
 	if (!strcmp(k, "metrics-textfile"))
 		return set_path(p, k, v, c->metrics_textfile, sizeof(c->metrics_textfile));
 	if (!strcmp(k, "metrics-listen")) {
 		if (!valid_listen(v))
 			return fail(p, p->line, "metrics-listen must be IPV4:PORT or localhost:PORT, not '%s'", v) - 1;
+		c->metrics_listen_line = p->line;
 		return set_str(p, k, v, c->metrics_listen, sizeof(c->metrics_listen));
 	}
 	if (!strcmp(k, "stale-push") || !strcmp(k, "retry-delay")) {

@@ -92,6 +92,9 @@ struct config {
 	char state_file[CONFIG_PATH];	/* default STORE/daemon.state */
 	char metrics_listen[128];	/* "127.0.0.1:9109", "" = off */
 	char metrics_textfile[CONFIG_PATH];
+	/* lines of store, state-file and metrics-listen (0: not given): what
+	 * a reload cannot change is named by its line */
+	int store_line, state_file_line, metrics_listen_line;
 	int64_t stale_push_s;		/* status unhealthy past this; default 26 h */
 	int retries;			/* extra attempts of a failed job; default 3 */
 	int64_t retry_delay_s;		/* first backoff, doubled each time; 60 s */

@@ -9,7 +9,9 @@
  * is run once at start (only the latest one: three missed days give one
  * snapshot, not three).  On the very first start there is no history and
  * nothing is caught up.  SIGTERM/SIGINT: the running job finishes, then
- * the volumes are unmounted.
+ * the volumes are unmounted.  SIGHUP: after the running job, the config
+ * is read again and applied (daemon_reload.c), checked first by the
+ * same daemon_config_check as a start.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,12 +86,20 @@ static void sd_notify_msg(const char *msg)
 	close(fd);
 }
 
-/* SIGTERM and SIGINT are blocked in every thread and read from a
- * signalfd here, between jobs: a job that runs is never interrupted. */
+/* SIGTERM, SIGINT and SIGHUP are blocked in every thread and read from a
+ * signalfd here, between jobs: a job that runs is never interrupted.
+ * SIGHUP only notes a reload, which the loop makes after the jobs due. */
 int daemon_stop_requested(struct daemon *d)
 {
 	struct signalfd_siginfo si;
 	while (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			if (!d->reload_pending)
+				tlog(LOG_INFO, "daemon: SIGHUP: reloading %s (between jobs)",
+				     d->cfg_path);
+			d->reload_pending = 1;
+			continue;
+		}
 		tlog(LOG_INFO, "daemon: signal %u: stopping after the running job", si.ssi_signo);
 		d->stopping = 1;
 	}
@@ -206,6 +217,11 @@ void daemon_state_save(struct daemon *d)
 		return;
 	}
 	fprintf(f, "# tresor daemon state: the last scheduled slot handled per job\n");
+	/* Who runs, and how its last reload went: `tresor daemon reload`
+	 * signals this pid and waits for the generation to move. */
+	fprintf(f, "daemon.pid=%d\nreload.generation=%llu\nreload.ok=%d\nreload.message=%s\n",
+		(int)getpid(), (unsigned long long)d->reload_generation, d->reload_ok,
+		d->reload_message);
 	for (int j = 0; j < JOB_COUNT; j++) {
 		const struct job_state *s = &d->job[j];
 		fprintf(f, "%s.last_slot=%lld\n%s.last_run=%lld\n%s.last_ok=%lld\n"
@@ -297,7 +313,7 @@ static void clear_stale_mount(const char *path)
 		waitpid(pid, NULL, 0);
 }
 
-static void mount_start(struct daemon *d, int i)
+void daemon_mount_start(struct daemon *d, int i)
 {
 	struct config_volume *cv = &d->cfg.vol[i];
 	struct mount_child *m = &d->mc[i];
@@ -352,9 +368,10 @@ static time_t mono_now(void)
 }
 
 /* Reap mount children that ended; restart them with backoff; note which
- * are mounted.  (lock held; now from mono_now) */
-static void mounts_supervise(struct daemon *d, time_t now)
+ * are mounted.  (lock held) */
+void daemon_mounts_supervise(struct daemon *d)
 {
+	time_t now = mono_now();
 	for (int i = 0; i < d->cfg.nvol; i++) {
 		struct mount_child *m = &d->mc[i];
 		if (m->pid) {
@@ -377,7 +394,7 @@ static void mounts_supervise(struct daemon *d, time_t now)
 		if (m->pid)
 			m->mounted = is_mounted(d->cfg.vol[i].mountpoint);
 		else if (!d->stopping && now >= m->next_start)
-			mount_start(d, i);
+			daemon_mount_start(d, i);
 	}
 }
 
@@ -411,35 +428,41 @@ static int mounts_wait(struct daemon *d)
 	return d->stopping ? -1 : -ETIMEDOUT;
 }
 
+/* Wait for the mount child of volume i, sent SIGTERM, to end (up to 60 s,
+ * then SIGKILL and a lazy unmount); its pid is cleared under the lock. */
+void daemon_mount_reap(struct daemon *d, int i)
+{
+	struct mount_child *m = &d->mc[i];
+	if (!m->pid)
+		return;
+	/* The FUSE daemon flushes, commits and unmounts on SIGTERM. */
+	int st, ended = 0;
+	for (int t = 0; t < 1200 && !ended; t++) {
+		ended = waitpid(m->pid, &st, WNOHANG) == m->pid;
+		if (!ended)
+			usleep(50000);
+	}
+	if (!ended) {
+		tlog(LOG_ERR, "daemon: volume %s: mount process %d did not stop in 60 s; killing it",
+		     d->cfg.vol[i].name, (int)m->pid);
+		kill(m->pid, SIGKILL);
+		waitpid(m->pid, &st, 0);
+		clear_stale_mount(d->cfg.vol[i].mountpoint);
+	}
+	pthread_mutex_lock(&d->lock);
+	m->pid = 0;
+	m->mounted = 0;
+	pthread_mutex_unlock(&d->lock);
+	tlog(LOG_INFO, "daemon: volume %s unmounted", d->cfg.vol[i].name);
+}
+
 static void mounts_stop(struct daemon *d)
 {
 	for (int i = 0; i < d->cfg.nvol; i++)
 		if (d->mc[i].pid)
 			kill(d->mc[i].pid, SIGTERM);
-	for (int i = 0; i < d->cfg.nvol; i++) {
-		struct mount_child *m = &d->mc[i];
-		if (!m->pid)
-			continue;
-		/* The FUSE daemon flushes, commits and unmounts on SIGTERM. */
-		int st;
-		for (int t = 0; t < 1200; t++) {
-			if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
-				m->pid = 0;
-				break;
-			}
-			usleep(50000);
-		}
-		if (m->pid) {
-			tlog(LOG_ERR, "daemon: volume %s: mount process %d did not stop in 60 s; killing it",
-			     d->cfg.vol[i].name, (int)m->pid);
-			kill(m->pid, SIGKILL);
-			waitpid(m->pid, &st, 0);
-			m->pid = 0;
-			clear_stale_mount(d->cfg.vol[i].mountpoint);
-		}
-		m->mounted = 0;
-		tlog(LOG_INFO, "daemon: volume %s unmounted", d->cfg.vol[i].name);
-	}
+	for (int i = 0; i < d->cfg.nvol; i++)
+		daemon_mount_reap(d, i);
 }
 
 
@@ -469,44 +492,59 @@ static int opt_has(const char *opts, const char *word)
 	return 0;
 }
 
+/* One line of why a check failed into err; returns code (an exit code). */
+static int __attribute__((format(printf, 4, 5)))
+refuse(char *err, size_t errsize, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errsize, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
 /* The passphrase the daemon and its children will use: the config's
  * passphrase-file (or --passphrase-file), else $TRESOR_PASSPHRASE_FILE,
  * else $TRESOR_PASSPHRASE_COMMAND or $TRESOR_PASSPHRASE (inherited by
  * the children).  A file passes the one owner-only check (cli.c's and
  * the remotes' too: secret_file_check), here before anything starts. */
-static void preflight_passphrase(struct daemon *d)
+static int check_passphrase(struct daemon *d, struct config *c, const char *tail, char *err,
+			    size_t errsize)
 {
-	struct config *c = &d->cfg;
 	const char *envfile = getenv("TRESOR_PASSPHRASE_FILE");
 	if (!c->passphrase_file[0] && envfile && *envfile)
 		snprintf(c->passphrase_file, sizeof(c->passphrase_file), "%s", envfile);
 	char why[CONFIG_PATH * 2 + 100];
 	if (c->passphrase_file[0] &&
 	    secret_file_check(c->passphrase_file, "passphrase file", why, sizeof(why)))
-		die(1, "%s: %s; nothing started", d->cfg_path, why);
+		return refuse(err, errsize, 1, "%s: %s%s", d->cfg_path, why, tail);
 	const char *cmd = getenv("TRESOR_PASSPHRASE_COMMAND");
 	if (!c->passphrase_file[0] && !(cmd && *cmd) && !getenv("TRESOR_PASSPHRASE"))
-		die(1, "%s: no passphrase-file in [tresor] and no TRESOR_PASSPHRASE_FILE, TRESOR_PASSPHRASE_COMMAND or TRESOR_PASSPHRASE; nothing started",
-		    d->cfg_path);
+		return refuse(err, errsize, 1, "%s: no passphrase-file in [tresor] and no TRESOR_PASSPHRASE_FILE, TRESOR_PASSPHRASE_COMMAND or TRESOR_PASSPHRASE%s",
+			      d->cfg_path, tail);
+	return 0;
 }
 
 /* A remote the store already has, named in the config: the files of its
  * options (the store's: those are what push uses) must pass the checks
  * remote_open makes (remote_check_files), the real start's as the dry
  * run's.  No connection: a server down now must not stop the mounts. */
-static void preflight_known_remote(struct daemon *d, const struct config_remote *r,
-				   struct remote_cfg *rc)
+static int check_known_remote(struct daemon *d, const struct config *c,
+			      const struct config_remote *r, struct remote_cfg *rc,
+			      const char *tail, char *err, size_t errsize)
 {
 	char why[CONFIG_PATH * 2 + 100];
 	if (remote_check_files(&rc->opt, why, sizeof(why)))
-		die(1, "%s:%d: [remote %s]: remote '%s' of store %s: %s; nothing started",
-		    d->cfg_path, r->line, r->name, rc->name, d->cfg.store, why);
+		return refuse(err, errsize, 1, "%s:%d: [remote %s]: remote '%s' of store %s: %s%s",
+			      d->cfg_path, r->line, r->name, rc->name, c->store, why, tail);
+	return 0;
 }
 
-/* A remote to be added: what `tresor remote add` checks (the URL, the
- * files, the connection: remote_probe), said the same way.  The real
- * start then runs `remote add`, which makes the same checks. */
-static void preflight_new_remote(struct daemon *d, const struct config_remote *r)
+/* A remote to be added (dry run): what `tresor remote add` checks (the
+ * URL, the files, the connection: remote_probe), said the same way.  The
+ * real start then runs `remote add`, which makes the same checks. */
+static int check_new_remote(struct daemon *d, const struct config_remote *r, const char *tail,
+			    char *err, size_t errsize)
 {
 	struct remote_options ro = { 0 };
 	const char *files[] = { r->ca_file, r->credentials_file, r->ssh_key, r->known_hosts,
@@ -515,8 +553,9 @@ static void preflight_new_remote(struct daemon *d, const struct config_remote *r
 				"--netrc" };
 	for (int k = 0; k < 5; k++)
 		if (files[k][0] && access(files[k], F_OK))
-			die(1, "%s:%d: [remote %s]: %s %s: %s; give an existing file; nothing started",
-			    d->cfg_path, r->line, r->name, flags[k], files[k], strerror(errno));
+			return refuse(err, errsize, 1, "%s:%d: [remote %s]: %s %s: %s; give an existing file%s",
+				      d->cfg_path, r->line, r->name, flags[k], files[k],
+				      strerror(errno), tail);
 	ro.endpoint = r->endpoint[0] ? r->endpoint : NULL;
 	ro.region = r->region[0] ? r->region : NULL;
 	ro.path_style = r->path_style;
@@ -527,68 +566,74 @@ static void preflight_new_remote(struct daemon *d, const struct config_remote *r
 	ro.netrc_file = r->netrc[0] ? r->netrc : NULL;
 	char why[700];
 	if (remote_probe(r->url, &ro, 20, why, sizeof(why)))
-		die(1, "%s:%d: [remote %s]: %s; nothing started", d->cfg_path, r->line, r->name,
-		    why);
+		return refuse(err, errsize, 1, "%s:%d: [remote %s]: %s%s", d->cfg_path, r->line,
+			      r->name, why, tail);
+	return 0;
 }
 
-/* Everything that can be checked before anything starts (dry: change
- * nothing, only say what would be done).  The dry run makes every check
- * the real start makes, in the same order, with the same messages; with
- * a daemon running for the store (dry only: a real start is refused
- * later, by the state lock) its mounts are not an error. */
-static void preflight(struct daemon *d, int dry)
+/* 1 if mountpoint is where this daemon mounts a volume now (reload). */
+static int mount_is_ours(const struct daemon *d, const char *mountpoint)
 {
-	struct config *c = &d->cfg;
-	if (!realpath(c->store, d->store_real))
-		die(EXIT_NO_STORE, "%s: store %s: %s", d->cfg_path, c->store, strerror(errno));
-	int running = daemon_running(d->store_real);
-	if (running && !dry)
-		die(1, "%s: a tresor daemon already serves store %s (tresor status %s); nothing started",
-		    d->cfg_path, c->store, d->cfg_path);
-	d->dry_running = running;
-	struct index *ix = open_index(c->store);
+	for (int i = 0; i < d->cfg.nvol; i++)
+		if (d->mc[i].pid && !strcmp(d->cfg.vol[i].mountpoint, mountpoint))
+			return 1;
+	return 0;
+}
+
+/* The checks of each volume of c: in the store, a free directory. */
+static int check_volumes(struct daemon *d, const struct config *c, enum check_mode mode,
+			 struct index *ix, const char *tail, char *err, size_t errsize)
+{
+	int dry = mode == CHECK_DRY;
 	for (int i = 0; i < c->nvol; i++) {
+		const struct config_volume *v = &c->vol[i];
 		struct volume_info vi;
-		if (ns_volume_find(ix, c->vol[i].name, &vi))
-			die(1, "%s:%d: store %s has no volume '%s' (create it with 'tresor volume create %s %s')",
-			    d->cfg_path, c->vol[i].line, c->store, c->vol[i].name, c->store,
-			    c->vol[i].name);
+		if (ns_volume_find(ix, v->name, &vi))
+			return refuse(err, errsize, 1, "%s:%d: store %s has no volume '%s' (create it with 'tresor volume create %s %s')%s",
+				      d->cfg_path, v->line, c->store, v->name, c->store, v->name,
+				      mode == CHECK_RELOAD ? tail : "");
 		struct stat sb;
-		int r = stat(c->vol[i].mountpoint, &sb);
+		int r = stat(v->mountpoint, &sb);
 		if (r && errno != ENOTCONN)
-			die(1, "%s:%d: volume %s: mountpoint %s: %s", d->cfg_path,
-			    c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint, strerror(errno));
+			return refuse(err, errsize, 1, "%s:%d: volume %s: mountpoint %s: %s%s",
+				      d->cfg_path, v->line, v->name, v->mountpoint, strerror(errno),
+				      mode == CHECK_RELOAD ? tail : "");
 		if (!r && !S_ISDIR(sb.st_mode))
-			die(1, "%s:%d: volume %s: mountpoint %s is not a directory", d->cfg_path,
-			    c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
+			return refuse(err, errsize, 1, "%s:%d: volume %s: mountpoint %s is not a directory%s",
+				      d->cfg_path, v->line, v->name, v->mountpoint,
+				      mode == CHECK_RELOAD ? tail : "");
 		/* A dead tresor mount (its process was killed) is cleared at
 		 * mount time; a live one belongs to someone else (or, for a
-		 * dry run, to the daemon that runs now). */
-		int here = !r && is_mounted(c->vol[i].mountpoint);
-		if (here && !(dry && running))
-			die(1, "%s:%d: volume %s: %s is already mounted; unmount it first",
-			    d->cfg_path, c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
+		 * dry run, to the daemon that runs now; for a reload, to
+		 * this daemon, which unmounts it first). */
+		int here = !r && is_mounted(v->mountpoint);
+		int ours = mode == CHECK_RELOAD && mount_is_ours(d, v->mountpoint);
+		if (here && !(dry && d->dry_running) && !ours)
+			return refuse(err, errsize, 1, "%s:%d: volume %s: %s is already mounted; unmount it first%s",
+				      d->cfg_path, v->line, v->name, v->mountpoint,
+				      mode == CHECK_RELOAD ? tail : "");
 		/* as `tresor mount` refuses it, before anything starts */
-		if (!r && !here && dir_has_files(c->vol[i].mountpoint) &&
-		    !opt_has(c->vol[i].options, "nonempty"))
-			die(1, "%s:%d: volume %s: mountpoint %s is not empty, and the mount would hide its files; empty it, or add nonempty to its options",
-			    d->cfg_path, c->vol[i].line, c->vol[i].name, c->vol[i].mountpoint);
+		if (!r && !here && dir_has_files(v->mountpoint) && !opt_has(v->options, "nonempty"))
+			return refuse(err, errsize, 1, "%s:%d: volume %s: mountpoint %s is not empty, and the mount would hide its files; empty it, or add nonempty to its options%s",
+				      d->cfg_path, v->line, v->name, v->mountpoint,
+				      mode == CHECK_RELOAD ? tail : "");
 	}
-	index_close(ix);
-	preflight_passphrase(d);
-	/* From here on the daemon acts, and every line of its log is timed,
-	 * its children's too (before any thread starts); a config or store
-	 * refused above reads as any command's error. */
-	if (!dry)
-		setenv("TRESOR_LOG_TIME", "1", 1);
-	/* Remotes named with a URL and not yet in the store: add them, with
-	 * `tresor remote add` as a user would (it checks the URL, the files
-	 * and the connection and writes the row); read are its exit code and
-	 * last stderr line.  What the store holds is read with remote_cfg_*. */
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return 0;
+}
+
+/* Remotes named with a URL and not yet in the store: add them, with
+ * `tresor remote add` as a user would (it checks the URL, the files and
+ * the connection and writes the row); read are its exit code and last
+ * stderr line.  What the store holds is read with remote_cfg_*. */
+static int check_remotes(struct daemon *d, struct config *c, enum check_mode mode,
+			 const char *tail, char *err, size_t errsize)
+{
 	for (int i = 0; i < c->nrem; i++) {
 		struct config_remote *r = &c->rem[i];
-		ix = open_index(c->store);
+		struct index *ix = mode == CHECK_RELOAD ? daemon_index(d) : open_index(c->store);
+		if (!ix)
+			return refuse(err, errsize, 1, "%s: cannot open the index of store %s%s",
+				      d->cfg_path, c->store, tail);
 		struct remote_cfg rc;
 		int known = !remote_cfg_find(ix, r->name, &rc);
 		/* The same repository under another name (a config written
@@ -606,15 +651,18 @@ static void preflight(struct daemon *d, int dry)
 				}
 		free(rs);
 		index_close(ix);
-		if (known) {
-			preflight_known_remote(d, r, &rc);
+		int e = 0;
+		if (known && (e = check_known_remote(d, c, r, &rc, tail, err, errsize)))
+			return e;
+		if (known)
 			continue;
-		}
 		if (!r->url[0])
-			die(1, "%s:%d: [remote %s] has no url and the store %s has no such remote",
-			    d->cfg_path, r->line, r->name, c->store);
-		if (dry) {
-			preflight_new_remote(d, r);
+			return refuse(err, errsize, 1, "%s:%d: [remote %s] has no url and the store %s has no such remote%s",
+				      d->cfg_path, r->line, r->name, c->store,
+				      mode == CHECK_RELOAD ? tail : "");
+		if (mode == CHECK_DRY) {
+			if ((e = check_new_remote(d, r, tail, err, errsize)))
+				return e;
 			printf("would add remote %s (%s) to %s\n", r->name, r->url, c->store);
 			continue;
 		}
@@ -636,12 +684,54 @@ static void preflight(struct daemon *d, int dry)
 			}
 		if (r->path_style)
 			jobs_arg(&a, r->path_style > 0 ? "--path-style" : "--virtual-hosted");
-		char out[512], e[400];
-		if (jobs_run_child(d, "remote add", a.v, out, sizeof(out), e, sizeof(e)))
-			die(1, "%s:%d: [remote %s]: %s", d->cfg_path, r->line, r->name, e);
+		char out[512], e2[400];
+		if (jobs_run_child(d, "remote add", a.v, out, sizeof(out), e2, sizeof(e2)))
+			return refuse(err, errsize, 1, "%s:%d: [remote %s]: %s%s", d->cfg_path,
+				      r->line, r->name, e2, mode == CHECK_RELOAD ? tail : "");
 		tlog(LOG_INFO, "daemon: added remote %s (%s) to %s", r->name, r->url, c->store);
 	}
-	curl_global_cleanup();
+	return 0;
+}
+
+/* Everything that can be checked before the config c is used (see
+ * daemon.h).  The dry run makes every check the real start makes, in the
+ * same order, with the same messages; with a daemon running for the
+ * store (dry only: a real start is refused later, by the state lock) its
+ * mounts are not an error.  A reload makes them too; its own volumes'
+ * mounts are not an error either, and its store is the one it serves. */
+int daemon_config_check(struct daemon *d, struct config *c, enum check_mode mode, char *err,
+			size_t errsize)
+{
+	const char *tail = mode == CHECK_RELOAD ? "; the old config stays" : "; nothing started";
+	if (mode != CHECK_RELOAD) {
+		if (!realpath(c->store, d->store_real))
+			return refuse(err, errsize, EXIT_NO_STORE, "%s: store %s: %s", d->cfg_path,
+				      c->store, strerror(errno));
+		int running = daemon_running(d->store_real);
+		if (running && mode == CHECK_START)
+			return refuse(err, errsize, 1, "%s: a tresor daemon already serves store %s (tresor status %s)%s",
+				      d->cfg_path, c->store, d->cfg_path, tail);
+		d->dry_running = running;
+	}
+	struct index *ix = mode == CHECK_RELOAD ? daemon_index(d) : open_index(c->store);
+	if (!ix)
+		return refuse(err, errsize, 1, "%s: cannot open the index of store %s%s", d->cfg_path,
+			      c->store, tail);
+	int e = check_volumes(d, c, mode, ix, tail, err, errsize);
+	index_close(ix);
+	if (e || (e = check_passphrase(d, c, tail, err, errsize)))
+		return e;
+	/* From here on the daemon acts, and every line of its log is timed,
+	 * its children's too (before any thread starts); a config or store
+	 * refused above reads as any command's error. */
+	if (mode == CHECK_START)
+		setenv("TRESOR_LOG_TIME", "1", 1);
+	if (mode == CHECK_DRY)
+		curl_global_init(CURL_GLOBAL_DEFAULT);	/* remote_probe */
+	e = check_remotes(d, c, mode, tail, err, errsize);
+	if (mode == CHECK_DRY)
+		curl_global_cleanup();
+	return e;
 }
 
 /* --dry-run: the config and the store are fine; say what would run. */
@@ -715,16 +805,19 @@ static int state_claim(struct daemon *d)
 
 int cmd_daemon(struct opts *o)
 {
+	if (o->npos >= 1 && !strcmp(o->pos[0], "reload"))
+		return cmd_daemon_reload(o);
 	if (o->npos != 1)
-		die(EXIT_USAGE, "usage: tresor daemon CONFIG");
+		die(EXIT_USAGE, "usage: tresor daemon CONFIG [--dry-run] | tresor daemon reload [CONFIG]");
 	static struct daemon dd;
 	struct daemon *d = &dd;
 	memset(d, 0, sizeof(*d));
 	d->ctl.fd = d->http.fd = -1;
 	d->cfg_path = o->pos[0];
-	char err[600];
+	char err[CONFIG_PATH * 3];
 	if (config_load(d->cfg_path, &d->cfg, err, sizeof(err)))
 		die(EXIT_USAGE, "%s; nothing started", err);
+	d->passfile = o->passfile;
 	if (o->passfile)
 		snprintf(d->cfg.passphrase_file, sizeof(d->cfg.passphrase_file), "%s", o->passfile);
 	ssize_t n = readlink("/proc/self/exe", d->self, sizeof(d->self) - 1);
@@ -740,11 +833,15 @@ int cmd_daemon(struct opts *o)
 	sigemptyset(&stopsigs);
 	sigaddset(&stopsigs, SIGTERM);
 	sigaddset(&stopsigs, SIGINT);
+	sigaddset(&stopsigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
 	d->sigfd = signalfd(-1, &stopsigs, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d->sigfd < 0)
 		die(1, "signalfd: %s", strerror(errno));
-	preflight(d, o->dry_run);
+	int code = daemon_config_check(d, &d->cfg, o->dry_run ? CHECK_DRY : CHECK_START, err,
+				       sizeof(err));
+	if (code)
+		die(code, "%s", err);
 	if (o->dry_run) {
 		dry_run_report(d);
 		return 0;
@@ -767,7 +864,7 @@ int cmd_daemon(struct opts *o)
 		}
 	}
 	pthread_mutex_lock(&d->lock);
-	mounts_supervise(d, mono_now());
+	daemon_mounts_supervise(d);
 	pthread_mutex_unlock(&d->lock);
 	int merr = mounts_wait(d);
 	if (merr) {
@@ -789,7 +886,7 @@ int cmd_daemon(struct opts *o)
 	while (!d->stopping) {
 		jobs_run_due(d);
 		pthread_mutex_lock(&d->lock);
-		mounts_supervise(d, mono_now());
+		daemon_mounts_supervise(d);
 		pthread_mutex_unlock(&d->lock);
 		if (d->cfg.metrics_textfile[0] && time(NULL) - last_textfile >= 60) {
 			metrics_write_textfile(d);
@@ -802,7 +899,11 @@ int cmd_daemon(struct opts *o)
 			while (read(d->wake[0], b, sizeof(b)) > 0)
 				;
 		}
-		daemon_stop_requested(d);
+		if (!daemon_stop_requested(d) && d->reload_pending) {
+			sd_notify_msg("RELOADING=1");
+			daemon_reload(d);
+			sd_notify_msg("READY=1");
+		}
 	}
 	sd_notify_msg("STOPPING=1");
 	tlog(LOG_INFO, "daemon: stopping: unmounting %d volume(s)", d->cfg.nvol);

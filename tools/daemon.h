@@ -5,6 +5,9 @@
  *                  the job thread's loop, shutdown
  *   daemon_jobs.c  the jobs as child `tresor` processes, their retries,
  *                  each remote's push state (jobs_*)
+ *   daemon_reload.c  SIGHUP: the config read again and applied, the
+ *                  volumes that did not change left mounted;
+ *                  `tresor daemon reload` (reload_*)
  *   daemon_ctl.c   the status and what the metrics share of it, the
  *                  control socket, `tresor status`, push forwarding
  *                  (ctl_*, status_json, daemon_volume_snaps, ...)
@@ -119,6 +122,7 @@ struct history {
 struct daemon {
 	struct config cfg;
 	const char *cfg_path;
+	const char *passfile;	/* --passphrase-file, over the config's */
 	char store_real[4096];	/* realpath of the store: socket names */
 	int dry_running;	/* --dry-run while a daemon serves the store */
 	char self[4096];	/* this binary, for child commands */
@@ -141,8 +145,14 @@ struct daemon {
 	int push_result;	/* of the last push: 0 ok */
 	char push_json[1024];	/* output of the last push child */
 	int wake[2];		/* a byte wakes the job thread */
-	int sigfd;		/* SIGTERM, SIGINT (blocked in every thread) */
+	int sigfd;		/* SIGTERM, SIGINT, SIGHUP (blocked in every thread) */
 	volatile sig_atomic_t stopping;	/* set by the job thread only */
+	int reload_pending;	/* SIGHUP came (job thread only) */
+	/* The last reload (under lock; in the state file for `daemon
+	 * reload`): counted since the start, worked or refused, and why. */
+	uint64_t reload_generation;
+	int reload_ok;
+	char reload_message[1024];
 	struct listener ctl;	/* control socket (daemon_ctl.c) */
 	struct listener http;	/* metrics endpoint (metrics.c) */
 	/* store figures for the metrics: cached, they cost a scan (under
@@ -165,10 +175,35 @@ time_t daemon_now(void);
  * then leave out what needs it). */
 struct index *daemon_index(struct daemon *d);
 
-/* The job thread's: SIGTERM or SIGINT came (then d->stopping is set). */
+/* The job thread's: SIGTERM or SIGINT came (then d->stopping is set);
+ * a SIGHUP sets d->reload_pending. */
 int daemon_stop_requested(struct daemon *d);
 /* Write the state file (lock held). */
 void daemon_state_save(struct daemon *d);
+
+/* Check the config c before it is used: at the start, for --dry-run, or
+ * for a reload (c is the new config; d->cfg the one in use, whose mounts
+ * are not in the way).  The store and its volumes, the mount points, the
+ * passphrase, the remotes (a new one is added to the store, except dry).
+ * 0, or an exit code with "FILE[:LINE]: what is wrong" in err. */
+enum check_mode { CHECK_START, CHECK_DRY, CHECK_RELOAD };
+int daemon_config_check(struct daemon *d, struct config *c, enum check_mode mode, char *err,
+			size_t errsize);
+/* The mount child of volume i (of d->cfg): start it (lock held); wait for
+ * it to end after a SIGTERM (lock not held); supervise all (lock held):
+ * reap, restart with backoff, note which are mounted. */
+void daemon_mount_start(struct daemon *d, int i);
+void daemon_mount_reap(struct daemon *d, int i);
+void daemon_mounts_supervise(struct daemon *d);
+
+/* ---- daemon_reload.c ------------------------------------------------- */
+
+/* Read d->cfg_path again and apply it (job thread, between jobs); the
+ * result is logged and kept for `tresor daemon reload`. */
+void daemon_reload(struct daemon *d);
+/* `tresor daemon reload [CONFIG]`. */
+struct opts;
+int cmd_daemon_reload(struct opts *o);
 
 /* ---- daemon_jobs.c ---------------------------------------------------- */
 

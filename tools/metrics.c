@@ -78,9 +78,18 @@ static void fuse_histograms(struct daemon *d, struct index *ix, FILE *f)
 	head(f, "tresor_fuse_op_duration_seconds", "histogram",
 	     "Time the FUSE daemon spent on each operation.");
 	static const double bounds_us[] = { OPSTAT_BOUNDS_US };
-	for (int i = 0; i < d->cfg.nvol; i++) {
+	/* The mounted volumes' names, read under the lock: a reload may
+	 * change the config while the mount daemons answer. */
+	char names[CONFIG_MAX_VOLUMES][sizeof(d->cfg.vol[0].name)];
+	int n = 0;
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < d->cfg.nvol; i++)
+		if (d->mc[i].mounted)
+			memcpy(names[n++], d->cfg.vol[i].name, sizeof(names[0]));
+	pthread_mutex_unlock(&d->lock);
+	for (int i = 0; i < n; i++) {
 		struct volume_info vi;
-		if (!d->mc[i].mounted || ns_volume_find(ix, d->cfg.vol[i].name, &vi))
+		if (ns_volume_find(ix, names[i], &vi))
 			continue;
 		char reply[8192];
 		struct opstats os;

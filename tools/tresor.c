@@ -63,6 +63,7 @@ const char *usage_text =
 	"  key change-passphrase STORE [--new-passphrase-file FILE] [--kdf-log2n N]\n"
 	"  key export STORE    (the key file as text, for a paper backup)\n"
 	"  daemon CONFIG [--dry-run]\n"
+	"  daemon reload [CONFIG]\n"
 	"  status [CONFIG] [--json]\n"
 	"  --version\n"
 	"  COMMAND --help\n"

@@ -99,7 +99,15 @@ _tresor() {
 			COMPREPLY=($(compgen -W "$(tresor remote list "${pos[0]}" 2>/dev/null | awk '/^[^ ]/ { print $1 }')" -- "$cur"))
 		fi
 		;;
-	daemon | status)
+	daemon)
+		if ((n == 0)); then
+			COMPREPLY=($(compgen -W "reload" -- "$cur"))
+			_filedir
+		elif ((n == 1)) && [[ "${pos[0]}" == reload ]]; then
+			_filedir
+		fi
+		;;
+	status)
 		((n == 0)) && _filedir
 		;;
 	*)
