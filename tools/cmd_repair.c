@@ -93,9 +93,13 @@ int cmd_repair(struct opts *o)
 	int err = catalog_pack_list(st->ix, PACK_FINISHED, &ids, &n);
 	if (err)
 		die(1, "cannot list the packs of store %s: %s", dir, strerror(-err));
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	struct progress p;
 	progress_start(&p, "repair", n);
 	uint64_t repaired = 0, failed = 0, checked = 0;
+	size_t nok = 0;		/* ids[0..nok): the packs good now */
 	for (size_t i = 0; i < n; i++) {
 		uint8_t name[PACK_NAME_LEN];
 		char hex[PACK_NAME_LEN * 2 + 1];
@@ -107,8 +111,10 @@ int cmd_repair(struct opts *o)
 		free(path);
 		checked++;
 		progress_set(&p, i + 1, 0);
-		if (!bad)
+		if (!bad) {
+			ids[nok++] = ids[i];	/* read whole and authenticated */
 			continue;
+		}
 		uint64_t size = 0;
 		catalog_pack_size(st->ix, ids[i], &size);
 		uint64_t bytes = 0;
@@ -116,6 +122,7 @@ int cmd_repair(struct opts *o)
 		const char *why = bad == -ENOENT ? "missing" : "damaged";
 		if (!e) {
 			store_pack_replaced(st, name);
+			ids[nok++] = ids[i];
 			repaired++;
 			printf("repaired pack %s (%s here) from remote %s: %llu bytes\n", hex,
 			       why, cfg.name, (unsigned long long)bytes);
@@ -131,6 +138,16 @@ int cmd_repair(struct opts *o)
 			damage_affected(st->ix, ids[i], 0, 20, print_affects, NULL, NULL);
 	}
 	progress_end(&p);
+	/* The packs read whole and authenticated, noted as check --read-data
+	 * would, in one transaction at the end (none held while fetching);
+	 * a failure only leaves them due. */
+	int nerr = index_begin(st->ix);
+	for (size_t i = 0; i < nok && !nerr; i++)
+		nerr = catalog_pack_verified(st->ix, ids[i], now);
+	if (!nerr)
+		nerr = index_commit(st->ix);
+	if (nerr)
+		index_rollback(st->ix);
 	free(ids);
 	remote_close(r);
 	curl_global_cleanup();
