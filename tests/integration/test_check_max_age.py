@@ -11,6 +11,7 @@ once per DURATION, whatever the store's size.
     not read; a store from before the table has every pack due;
   - `repair --from`, which reads and authenticates every pack whole,
     notes them too, the packs it replaced included;
+  - the daemon's `check-max-age` makes its scheduled check read by age;
   - with =N% it reads the packs due and that share; a bad DURATION is a
     usage error.
 """
@@ -21,6 +22,9 @@ from pathlib import Path
 
 from recovery_util import (MiB, all_packs, blob, fill_store, first_record_offset, flip,
                            pack_path, tresor_pw)
+from daemon_helpers import local_ts
+from test_daemon import daemons  # noqa: F401
+from test_followups_daemon import SMALL_PACKS, start_daemon, write_packs
 from test_push_recover import make_remote, push, remote_add  # noqa: F401
 
 DAY_NS = 86400 * 10**9
@@ -191,3 +195,18 @@ def test_repair_notes_the_packs_it_read(make_store, mounts, make_remote):
     assert set(verified(st.path)) == set(packs)
     rc, r, _ = check(st, "--max-age", "30d")
     assert rc == 0 and r["packs_due"] == 0, r
+
+
+def test_daemon_check_max_age(make_store, tmp, daemons):
+    store = make_store()
+    d = start_daemon(daemons, tmp, store, local_ts(2026, 7, 1, 3, 0),
+                     {"snapshot": "never", "push": "never", "check": "daily 04:00",
+                      "check-max-age": "30d"}, SMALL_PACKS)
+    write_packs(d, "a")
+    s = tresor_pw("snapshot", "create", store.path, "vol")
+    assert s.returncode == 0, s.stderr
+    assert verified(store.path) == {}
+    d.set_clock(local_ts(2026, 7, 1, 4, 0, 5))
+    assert d.wait_history(1) == [("check", True)], d.log_text()
+    # check-read-data is no: only the age made it read, and every pack
+    assert set(verified(store.path)) == set(all_packs(store.path)) != set()
