@@ -191,6 +191,44 @@ int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 
 /* ---- what the GC asks (gc.c keeps the policy) ---- */
 
+/* Step st to the end, one element of size bytes per row filled by row()
+ * into a malloc'd array (freed again on error). */
+static int collect_rows(sqlite3_stmt *st, size_t size,
+			void (*row)(sqlite3_stmt *st, void *elem), void **out,
+			size_t *n)
+{
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char *p = buf_grow(*out, &cap, *n + 1, size);
+		if (!p) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		*out = p;
+		row(st, p + (*n)++ * size);
+	}
+	/* Reset: a read left open would pin the snapshot a writer waits on. */
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	free(*out);
+	*out = NULL;
+	*n = 0;
+	return index_errno(rc);
+}
+
+static void garbage_row(sqlite3_stmt *st, void *elem)
+{
+	struct catalog_garbage *g = elem;
+	g->pack = sqlite3_column_int64(st, 0);
+	g->dead = sqlite3_column_int64(st, 1);
+	g->chunks = sqlite3_column_int64(st, 2);
+	g->size = sqlite3_column_int64(st, 3);
+}
+
 int catalog_garbage_packs(struct index *ix, struct catalog_garbage **gs,
 			  size_t *n)
 {
@@ -200,30 +238,10 @@ int catalog_garbage_packs(struct index *ix, struct catalog_garbage **gs,
 		" JOIN pack p ON p.id = g.pack WHERE p.state = 1");
 	if (!st)
 		return -EIO;
-	size_t cap = 0;
-	*gs = NULL;
-	*n = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct catalog_garbage *p = buf_grow(*gs, &cap, *n + 1, sizeof(**gs));
-		if (!p) {
-			rc = SQLITE_NOMEM;
-			break;
-		}
-		*gs = p;
-		p[*n].pack = sqlite3_column_int64(st, 0);
-		p[*n].dead = sqlite3_column_int64(st, 1);
-		p[*n].chunks = sqlite3_column_int64(st, 2);
-		p[(*n)++].size = sqlite3_column_int64(st, 3);
-	}
-	/* Reset: a read left open would pin the snapshot a writer waits on. */
-	sqlite3_reset(st);
-	if (rc == SQLITE_DONE)
-		return 0;
-	free(*gs);
-	*gs = NULL;
-	*n = 0;
-	return index_errno(rc);
+	void *out;
+	int err = collect_rows(st, sizeof(**gs), garbage_row, &out, n);
+	*gs = out;
+	return err;
 }
 
 int catalog_pack_live(struct index *ix, int64_t pack, int64_t *live)
@@ -366,6 +384,14 @@ int catalog_pack_open_used(struct index *ix)
 
 /* ---- pack_verified ---- */
 
+static void count_row(sqlite3_stmt *st, void *elem)
+{
+	struct catalog_pack_count *c = elem;
+	c->pack = sqlite3_column_int64(st, 0);
+	c->chunks = sqlite3_column_int64(st, 1);
+	c->rlen = sqlite3_column_int64(st, 2);
+}
+
 int catalog_pack_counts(struct index *ix, struct catalog_pack_count **ps,
 			size_t *n)
 {
@@ -375,28 +401,10 @@ int catalog_pack_counts(struct index *ix, struct catalog_pack_count **ps,
 		" GROUP BY p.id ORDER BY p.id");
 	if (!st)
 		return -EIO;
-	size_t cap = 0;
-	*ps = NULL;
-	*n = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct catalog_pack_count *p = buf_grow(*ps, &cap, *n + 1, sizeof(**ps));
-		if (!p) {
-			rc = SQLITE_NOMEM;
-			break;
-		}
-		*ps = p;
-		p[*n].pack = sqlite3_column_int64(st, 0);
-		p[*n].chunks = sqlite3_column_int64(st, 1);
-		p[(*n)++].rlen = sqlite3_column_int64(st, 2);
-	}
-	sqlite3_reset(st);
-	if (rc == SQLITE_DONE)
-		return 0;
-	free(*ps);
-	*ps = NULL;
-	*n = 0;
-	return index_errno(rc);
+	void *out;
+	int err = collect_rows(st, sizeof(**ps), count_row, &out, n);
+	*ps = out;
+	return err;
 }
 
 int catalog_packs_due(struct index *ix, int64_t before, int64_t **ids,
