@@ -121,6 +121,7 @@ static const struct {
 	{ "remote", "image_size", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "since_image", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "meta_floor", "INTEGER NOT NULL DEFAULT 1" },
+	{ "remote_pack", "verified", "INTEGER NOT NULL DEFAULT 0" },
 };
 
 /* What each store format version added to the tables of the one before

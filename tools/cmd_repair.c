@@ -55,9 +55,13 @@ int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems)
 	struct remote_check_result res;
 	char prefix[600];
 	snprintf(prefix, sizeof(prefix), "problem: store %s: ", o->pos[0]);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	struct remote_check_opts co = {
 		.read_data = o->read_data, .report = print_line, .arg = prefix,
 		.progress = progress_cb, .parg = &p, .affected = damage_affected,
+		.by_age = o->by_age, .max_age = o->max_age_s * 1000000000,
+		.now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec,
 	};
 	int err = check_remote(st, r, &cfg, &co, &res);
 	progress_end(&p);
@@ -69,12 +73,18 @@ int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems)
 	}
 	remote_close(r);
 	curl_global_cleanup();
+	char how[128];
+	if (o->by_age)
+		snprintf(how, sizeof(how), "; %llu pack(s) due by age, %llu read and verified,"
+			 " the others' sizes checked", (unsigned long long)res.packs_due,
+			 (unsigned long long)res.packs_due_read);
+	else
+		snprintf(how, sizeof(how), "%s", o->read_data ? ", all read and verified" : " (sizes)");
 	if (!o->json)
 		printf("checked remote %s (%s): %llu pack(s), %llu metadata object(s), %llu image(s) of the index in %llu part(s)%s; %llu pack(s) not pushed yet: %llu problem(s)\n",
 		       cfg.name, cfg.url, (unsigned long long)res.packs,
 		       (unsigned long long)res.metas, (unsigned long long)res.images,
-		       (unsigned long long)res.image_parts,
-		       o->read_data ? ", all read and verified" : " (sizes)",
+		       (unsigned long long)res.image_parts, how,
 		       (unsigned long long)res.not_pushed, (unsigned long long)res.problems);
 	*problems = res.problems;
 	return 0;

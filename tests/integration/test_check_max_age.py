@@ -11,6 +11,8 @@ once per DURATION, whatever the store's size.
     not read; a store from before the table has every pack due;
   - `repair --from`, which reads and authenticates every pack whole,
     notes them too, the packs it replaced included;
+  - `check --remote NAME --max-age D` downloads and verifies only the
+    remote's packs not verified there within D (remote_pack.verified);
   - the daemon's `check-max-age` makes its scheduled check read by age;
   - with =N% it reads the packs due and that share; a bad DURATION is a
     usage error.
@@ -21,7 +23,7 @@ import sqlite3
 from pathlib import Path
 
 from recovery_util import (MiB, all_packs, blob, fill_store, first_record_offset, flip,
-                           pack_path, tresor_pw)
+                           pack_path, remote_pack_path, tresor_pw)
 from daemon_helpers import local_ts
 from test_daemon import daemons  # noqa: F401
 from test_followups_daemon import SMALL_PACKS, start_daemon, write_packs
@@ -210,3 +212,52 @@ def test_daemon_check_max_age(make_store, tmp, daemons):
     assert d.wait_history(1) == [("check", True)], d.log_text()
     # check-read-data is no: only the age made it read, and every pack
     assert set(verified(store.path)) == set(all_packs(store.path)) != set()
+
+
+def remote_verified(store_path):
+    con = rw(store_path)
+    try:
+        return {r[0].lower(): r[1] for r in
+                con.execute("SELECT hex(name), verified FROM remote_pack")}
+    finally:
+        con.close()
+
+
+def test_remote_packs_by_age(make_store, mounts, make_remote):
+    st, packs = store_of_packs(make_store, mounts, n=3)
+    remote = make_remote("local")
+    remote_add(st, "offsite", remote)
+    push(st, "offsite", remote)
+    assert set(remote_verified(st.path).values()) == {0}
+
+    def rcheck():
+        p = tresor_pw("check", st.path, "--remote", "offsite", "--max-age", "30d")
+        m = [l for l in p.stdout.splitlines() if l.startswith("checked remote offsite")]
+        assert len(m) == 1, p.stdout + p.stderr
+        return p, m[0]
+
+    p, line = rcheck()
+    assert p.returncode == 0, p.stdout
+    assert "%d pack(s) due by age, %d read and verified" % (len(packs), len(packs)) in line
+    notes = remote_verified(st.path)
+    assert set(notes) == set(packs) and 0 not in notes.values()
+    p, line = rcheck()
+    assert p.returncode == 0 and "0 pack(s) due by age, 0 read" in line, line
+    # a due copy that rotted is found; one not due is not downloaded
+    due, fresh = packs[0], packs[1]
+    for n in (due, fresh):
+        flip(remote_pack_path(remote.url, n), first_record_offset(st.path, n) + 10)
+    con = rw(st.path)
+    con.execute("UPDATE remote_pack SET verified = verified - ? WHERE hex(name) = ?",
+                (31 * DAY_NS, due.upper()))
+    con.commit()
+    con.close()
+    p, line = rcheck()
+    assert p.returncode == 1, p.stdout
+    assert "1 pack(s) due by age, 1 read and verified" in line, line
+    assert due in p.stdout and "fails verification" in p.stdout, p.stdout
+    assert fresh not in p.stdout, p.stdout
+    assert remote_verified(st.path)[due] < notes[due], "a bad copy was noted as verified"
+    # a push that extends nothing keeps the notes
+    push(st, "offsite", remote)
+    assert remote_verified(st.path)[fresh] == notes[fresh]
