@@ -42,12 +42,11 @@ def rw(store_path):
     return sqlite3.connect(str(Path(store_path) / "index.db"))
 
 
-def verified(store_path):
-    """{pack hex: time ns} of the notes."""
+def verified(store_path, sql="SELECT hex(name), time FROM pack_verified"):
+    """{pack hex: time ns} of the notes (local, or sql's)."""
     con = rw(store_path)
     try:
-        return {r[0].lower(): r[1] for r in
-                con.execute("SELECT hex(name), time FROM pack_verified")}
+        return {r[0].lower(): r[1] for r in con.execute(sql)}
     finally:
         con.close()
 
@@ -215,12 +214,7 @@ def test_daemon_check_max_age(make_store, tmp, daemons):
 
 
 def remote_verified(store_path):
-    con = rw(store_path)
-    try:
-        return {r[0].lower(): r[1] for r in
-                con.execute("SELECT hex(name), verified FROM remote_pack")}
-    finally:
-        con.close()
+    return verified(store_path, "SELECT hex(name), verified FROM remote_pack")
 
 
 def test_remote_packs_by_age(make_store, mounts, make_remote):
