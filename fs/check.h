@@ -1,7 +1,8 @@
 /*
  * check.h - verify a store: the index against itself and against the packs.
  *
- * Reads only; repairs nothing.  Each problem is reported through a callback
+ * Repairs nothing; reading data, it writes only the cursor and when each
+ * pack was verified (FORMAT.md §9.12).  Each problem is reported through a callback
  * as one line naming what is wrong and where, so the tool decides how to
  * show it.
  */
