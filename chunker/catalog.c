@@ -1,6 +1,6 @@
 /*
- * catalog.c - the rows of chunks, packs and pack_trash (catalog.h), and
- * the questions the GC and verify ask of them.
+ * catalog.c - the rows of chunks, packs, pack_trash and pack_verified
+ * (catalog.h), and the questions the GC and verify ask of them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -191,6 +191,44 @@ int catalog_pack_chunks(struct index *ix, int64_t pack, struct chunk_loc **cs,
 
 /* ---- what the GC asks (gc.c keeps the policy) ---- */
 
+/* Step st to the end, one element of size bytes per row filled by row()
+ * into a malloc'd array (freed again on error). */
+static int collect_rows(sqlite3_stmt *st, size_t size,
+			void (*row)(sqlite3_stmt *st, void *elem), void **out,
+			size_t *n)
+{
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char *p = buf_grow(*out, &cap, *n + 1, size);
+		if (!p) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		*out = p;
+		row(st, p + (*n)++ * size);
+	}
+	/* Reset: a read left open would pin the snapshot a writer waits on. */
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	free(*out);
+	*out = NULL;
+	*n = 0;
+	return index_errno(rc);
+}
+
+static void garbage_row(sqlite3_stmt *st, void *elem)
+{
+	struct catalog_garbage *g = elem;
+	g->pack = sqlite3_column_int64(st, 0);
+	g->dead = sqlite3_column_int64(st, 1);
+	g->chunks = sqlite3_column_int64(st, 2);
+	g->size = sqlite3_column_int64(st, 3);
+}
+
 int catalog_garbage_packs(struct index *ix, struct catalog_garbage **gs,
 			  size_t *n)
 {
@@ -200,30 +238,10 @@ int catalog_garbage_packs(struct index *ix, struct catalog_garbage **gs,
 		" JOIN pack p ON p.id = g.pack WHERE p.state = 1");
 	if (!st)
 		return -EIO;
-	size_t cap = 0;
-	*gs = NULL;
-	*n = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct catalog_garbage *p = buf_grow(*gs, &cap, *n + 1, sizeof(**gs));
-		if (!p) {
-			rc = SQLITE_NOMEM;
-			break;
-		}
-		*gs = p;
-		p[*n].pack = sqlite3_column_int64(st, 0);
-		p[*n].dead = sqlite3_column_int64(st, 1);
-		p[*n].chunks = sqlite3_column_int64(st, 2);
-		p[(*n)++].size = sqlite3_column_int64(st, 3);
-	}
-	/* Reset: a read left open would pin the snapshot a writer waits on. */
-	sqlite3_reset(st);
-	if (rc == SQLITE_DONE)
-		return 0;
-	free(*gs);
-	*gs = NULL;
-	*n = 0;
-	return index_errno(rc);
+	void *out;
+	int err = collect_rows(st, sizeof(**gs), garbage_row, &out, n);
+	*gs = out;
+	return err;
 }
 
 int catalog_pack_live(struct index *ix, int64_t pack, int64_t *live)
@@ -242,7 +260,10 @@ int catalog_pack_live(struct index *ix, int64_t pack, int64_t *live)
 
 int catalog_pack_delete(struct index *ix, int64_t pack)
 {
-	int err = INDEX_EXEC(ix, "DELETE FROM chunk WHERE pack = ?1 AND refs = 0", pack);
+	int err = INDEX_EXEC(ix, "DELETE FROM pack_verified WHERE name ="
+			     " (SELECT name FROM pack WHERE id = ?1)", pack);
+	if (!err)
+		err = INDEX_EXEC(ix, "DELETE FROM chunk WHERE pack = ?1 AND refs = 0", pack);
 	if (!err)
 		err = INDEX_EXEC(ix, "DELETE FROM pack WHERE id = ?1", pack);
 	return err;
@@ -359,4 +380,74 @@ int catalog_pack_open_used(struct index *ix)
 	sqlite3_stmt *st = index_stmt(ix, "SELECT 1 FROM chunk c JOIN pack p"
 				      " ON p.id = c.pack WHERE p.state = 0 LIMIT 1");
 	return st ? index_exists(st) : -EIO;
+}
+
+/* ---- pack_verified ---- */
+
+static void count_row(sqlite3_stmt *st, void *elem)
+{
+	struct catalog_pack_count *c = elem;
+	c->pack = sqlite3_column_int64(st, 0);
+	c->chunks = sqlite3_column_int64(st, 1);
+	c->rlen = sqlite3_column_int64(st, 2);
+}
+
+int catalog_pack_counts(struct index *ix, struct catalog_pack_count **ps,
+			size_t *n)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT p.id, COUNT(c.id), COALESCE(SUM(c.rlen), 0) FROM pack p"
+		" LEFT JOIN chunk c ON c.pack = p.id WHERE p.state = 1"
+		" GROUP BY p.id ORDER BY p.id");
+	if (!st)
+		return -EIO;
+	void *out;
+	int err = collect_rows(st, sizeof(**ps), count_row, &out, n);
+	*ps = out;
+	return err;
+}
+
+int catalog_packs_due(struct index *ix, int64_t before, int64_t **ids,
+		      size_t *n)
+{
+	/* NULL (never) sorts first. */
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT p.id FROM pack p LEFT JOIN pack_verified v ON v.name = p.name"
+		" WHERE p.state = 1 AND (v.time IS NULL OR v.time < ?1)"
+		" ORDER BY v.time, p.id");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, before);
+	return index_collect_ints(st, ids, n);
+}
+
+int catalog_pack_verified(struct index *ix, int64_t pack, int64_t time)
+{
+	return INDEX_EXEC(ix, "INSERT OR REPLACE INTO pack_verified(name, time)"
+			  " SELECT name, ?2 FROM pack WHERE id = ?1", pack, time);
+}
+
+int catalog_verified_prune(struct index *ix)
+{
+	sqlite3_stmt *st = index_stmt(ix, "DELETE FROM pack_verified WHERE name NOT IN"
+				      " (SELECT name FROM pack)");
+	return st ? index_exec(ix, st) : -EIO;
+}
+
+int catalog_verified_oldest(struct index *ix, uint64_t *never,
+			    int64_t *oldest)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT COALESCE(SUM(v.time IS NULL), 0), COALESCE(MIN(v.time), 0)"
+		" FROM pack p LEFT JOIN pack_verified v ON v.name = p.name"
+		" WHERE p.state = 1");
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*never = sqlite3_column_int64(st, 0);
+		*oldest = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -EIO : index_errno(rc);
 }

@@ -1,8 +1,9 @@
 /*
  * catalog.h - the rows of chunks and packs in the index: where each
  * chunk's sealed record lives (pack, offset, lengths) and which packs
- * exist and are finished (docs/FORMAT.md §9.7, §9.8); and pack_trash,
- * the packs the index forgot whose files are still to be removed (§9.9).
+ * exist and are finished (docs/FORMAT.md §9.7, §9.8); pack_trash, the
+ * packs the index forgot whose files are still to be removed (§9.9); and
+ * pack_verified, when each pack was last read whole (§9.12).
  * The only SQL about these tables.
  *
  * chunk.refs counts the extent rows that name a chunk; the namespace,
@@ -96,6 +97,30 @@ int catalog_chunks_packless(struct index *ix,
 			    void (*cb)(void *arg, int64_t chunk, int64_t pack,
 				       uint64_t off),
 			    void *arg);
+
+/* When packs were last read whole and authenticated (pack_verified,
+ * FORMAT.md §9.12; times in ns). */
+struct catalog_pack_count {
+	int64_t pack;
+	uint64_t chunks, rlen;	/* its chunk rows, the sum of their rlen */
+};
+/* Every finished pack with its chunk rows' count and plain bytes, by
+ * pack id; *ps malloc'd. */
+int catalog_pack_counts(struct index *ix, struct catalog_pack_count **ps,
+			size_t *n);
+/* Finished packs not verified since before (never verified first, then
+ * the oldest); *ids malloc'd. */
+int catalog_packs_due(struct index *ix, int64_t before, int64_t **ids,
+		      size_t *n);
+/* Pack rowid was read whole and authenticated at time. */
+int catalog_pack_verified(struct index *ix, int64_t pack, int64_t time);
+/* Forget the times of packs the index no longer has (an older tresor's
+ * GC does not remove them). */
+int catalog_verified_prune(struct index *ix);
+/* Of the finished packs: how many were never verified, and the oldest
+ * time of those that were (0 if none). */
+int catalog_verified_oldest(struct index *ix, uint64_t *never,
+			    int64_t *oldest);
 
 /* 1 if a pack the index says is open holds chunks (a writer is running
  * that was not frozen), 0 if none, -errno. */

@@ -78,6 +78,14 @@ static const char *schema_sql =
 	"CREATE TABLE IF NOT EXISTS orphan(vol INTEGER NOT NULL, ino INTEGER NOT NULL,"
 	"  PRIMARY KEY(vol, ino)) WITHOUT ROWID;";
 
+/* Tables added within a format version (FORMAT.md §9.12): local, neither
+ * replicated nor in an image, and ignored by an older tresor, so a store
+ * of any version up to ours gets them at open (none is a version bump). */
+static const char *local_schema =
+	/* When each pack was last read whole and authenticated (check). */
+	"CREATE TABLE IF NOT EXISTS pack_verified(name BLOB PRIMARY KEY,"
+	"  time INTEGER NOT NULL) WITHOUT ROWID;";
+
 /* The replication tables (FORMAT.md §9.11): made on first use, so a
  * store without remotes has none. */
 static const char *remote_schema =
@@ -113,6 +121,7 @@ static const struct {
 	{ "remote", "image_size", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "since_image", "INTEGER NOT NULL DEFAULT 0" },
 	{ "remote", "meta_floor", "INTEGER NOT NULL DEFAULT 1" },
+	{ "remote_pack", "verified", "INTEGER NOT NULL DEFAULT 0" },
 };
 
 /* What each store format version added to the tables of the one before
@@ -158,13 +167,20 @@ static int add_column(sqlite3 *db, const char *table, const char *column,
  * index without a version (being created) or of a newer one is left
  * alone: the caller refuses the newer one.
  */
-static int index_upgrade(struct index *ix)
+/* The newest format this program knows: the last upgrade's. */
+static int64_t upgrades_top(void)
 {
-	int64_t ver, top = 0;
-	size_t n = sizeof(upgrades) / sizeof(upgrades[0]);
-	for (size_t i = 0; i < n; i++)
+	int64_t top = 0;
+	for (size_t i = 0; i < sizeof(upgrades) / sizeof(upgrades[0]); i++)
 		if (upgrades[i].version > top)
 			top = upgrades[i].version;
+	return top;
+}
+
+static int index_upgrade(struct index *ix)
+{
+	int64_t ver, top = upgrades_top();
+	size_t n = sizeof(upgrades) / sizeof(upgrades[0]);
 	int err = index_meta_get(ix, "format_version", &ver);
 	if (err == -ENOENT || (!err && ver >= top))
 		return 0;
@@ -189,6 +205,23 @@ static int index_upgrade(struct index *ix)
 		     (long long)ver, (long long)top);
 	}
 	return err;
+}
+
+/* The local tables (local_schema), unless the index is of a newer format
+ * (the caller refuses it: nothing may be written to it). */
+static int ensure_local_tables(struct index *ix)
+{
+	int64_t ver;
+	if (!index_meta_get(ix, "format_version", &ver) && ver > upgrades_top())
+		return 0;
+	char *msg = NULL;
+	if (sqlite3_exec(ix->db, local_schema, NULL, NULL, &msg) != SQLITE_OK) {
+		tlog(LOG_ERR, "index: cannot add the table pack_verified: %s",
+		     msg ? msg : "?");
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
 }
 
 const char *index_text(sqlite3_stmt *st, int i)
@@ -312,6 +345,8 @@ int index_open(const char *path, int create, struct index **out)
 	if (create)
 		chmod(path, 0600);
 	int err = create ? 0 : index_upgrade(ix);
+	if (!err)
+		err = ensure_local_tables(ix);
 	if (err) {
 		index_close(ix);
 		return err;
@@ -480,7 +515,7 @@ int index_ensure_changelog_table(struct index *ix)
 static const char image_strip_sql[] =
 	"DROP TABLE IF EXISTS remote; DROP TABLE IF EXISTS remote_pack;"
 	" DROP TABLE IF EXISTS remote_gone; DROP TABLE IF EXISTS remote_image;"
-	" DROP TABLE IF EXISTS changelog;"
+	" DROP TABLE IF EXISTS changelog; DROP TABLE IF EXISTS pack_verified;"
 	" DELETE FROM pack_trash;";
 
 /* Drop the change log's triggers (changelog_<table>_I|U|D) in db. */

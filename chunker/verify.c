@@ -13,21 +13,70 @@
 #include "util.h"
 #include "verify.h"
 
-/* Remember a pack whose chunks verify_data must not read. */
+/* A finished pack's tally of this run. */
+struct verify_pack {
+	int64_t pack;
+	uint64_t chunks, rlen;	/* its chunk rows, their plain bytes */
+	uint64_t ok;		/* of them read and authenticated */
+	int bad;		/* a chunk of it failed */
+	int done;		/* read whole by verify_due */
+};
+
+static int id_cmp(const void *a, const void *b)
+{
+	const int64_t *x = a, *y = b;
+	return *x < *y ? -1 : *x > *y;
+}
+
+/* Remember a pack whose chunks verify_data must not read; kept sorted
+ * (verify_packs goes by id, so it is almost always an append). */
 static void skip_pack(struct verify *v, int64_t pack)
 {
 	int64_t *p = buf_grow(v->skip, &v->capskip, v->nskip + 1, sizeof(*p));
 	if (!p)
 		return;	/* its chunks are read and reported once more */
 	v->skip = p;
-	p[v->nskip++] = pack;
+	size_t i = v->nskip;
+	while (i && p[i - 1] > pack)
+		i--;
+	if (i && p[i - 1] == pack)
+		return;
+	memmove(p + i + 1, p + i, (v->nskip - i) * sizeof(*p));
+	p[i] = pack;
+	v->nskip++;
 }
 
 static int is_skipped(const struct verify *v, int64_t pack)
 {
-	for (size_t i = 0; i < v->nskip; i++)
-		if (v->skip[i] == pack)
-			return 1;
+	return v->nskip && bsearch(&pack, v->skip, v->nskip, sizeof(*v->skip), id_cmp);
+}
+
+/* This run's tally of finished pack id, or NULL (an open pack). */
+static struct verify_pack *tally_of(struct verify *v, int64_t pack)
+{
+	return v->nvp ? bsearch(&pack, v->vp, v->nvp, sizeof(*v->vp), id_cmp) : NULL;
+}
+
+/* Load the finished packs' tallies, once. */
+static int tally_load(struct verify *v)
+{
+	if (v->vp)
+		return 0;
+	struct catalog_pack_count *pc;
+	size_t n;
+	int err = catalog_pack_counts(v->st->ix, &pc, &n);
+	if (err)
+		return err;
+	v->vp = calloc(n ? n : 1, sizeof(*v->vp));
+	if (!v->vp) {
+		free(pc);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		v->vp[i] = (struct verify_pack){ .pack = pc[i].pack,
+			.chunks = pc[i].chunks, .rlen = pc[i].rlen };
+	v->nvp = n;
+	free(pc);
 	return 0;
 }
 
@@ -87,10 +136,14 @@ static void check_footer(struct verify *v, int64_t pack, const char *path,
 		struct pack_entry *f = bsearch(&key, es, ne, sizeof(*es), entry_cmp);
 		if (!f || memcmp(f->id, cs[i].e.id, CHUNK_ID_LEN) ||
 		    f->slen != cs[i].e.slen || f->rlen != cs[i].e.rlen ||
-		    f->flags != cs[i].e.flags)
+		    f->flags != cs[i].e.flags) {
+			struct verify_pack *t = tally_of(v, pack);
+			if (t)
+				t->bad = 1;
 			problem(v, 0, cs[i].rowid,
 				"pack %s: chunk at offset %llu is not what the index says",
 				hex, (unsigned long long)cs[i].e.off);
+		}
 	}
 	free(es);
 }
@@ -136,7 +189,7 @@ int verify_packs(struct verify *v)
 {
 	int64_t lazy = 0;
 	index_meta_get(v->st->ix, "lazy", &lazy);
-	int err = 0;
+	int err = tally_load(v);
 	for (int state = PACK_OPEN; state <= PACK_FINISHED && !err; state++) {
 		int64_t *ids;
 		size_t n;
@@ -157,16 +210,10 @@ struct reader {
 	size_t cap;
 };
 
-/* Read and authenticate one chunk; a failure is a problem. */
-static int read_one(void *arg, int64_t id, uint64_t rlen, int64_t pack)
+/* Read and authenticate one chunk of pack; a failure is a problem. */
+static int read_chunk(struct reader *r, int64_t id, uint64_t rlen, int64_t pack)
 {
-	struct reader *r = arg;
 	struct verify *v = r->v;
-	r->last = id;
-	r->nread++;
-	int more = !r->limit || r->nread < r->limit ? 0 : 1;
-	if (is_skipped(v, pack))
-		return more;	/* reported (or not here) already */
 	struct chunk_ref ref;
 	int err = store_chunk_ref(v->st, id, &ref);
 	if (err)
@@ -176,18 +223,39 @@ static int read_one(void *arg, int64_t id, uint64_t rlen, int64_t pack)
 		return -ENOMEM;
 	r->buf = nb;
 	int rc = store_read_chunk(v->st, &ref, 0, nb, rlen);
+	struct verify_pack *t = tally_of(v, pack);
 	if (rc) {
 		char hex[PACK_NAME_LEN * 2 + 1];
 		hex_encode(ref.pack, PACK_NAME_LEN, hex);
 		problem(v, 0, id, "pack %s: chunk %lld at offset %llu: %s", hex,
 			(long long)id, (unsigned long long)ref.e.off,
 			rc == -EBADMSG ? "fails authentication" : strerror(-rc));
+		if (t)
+			t->bad = 1;
+	} else if (t) {
+		t->ok++;
 	}
 	v->bytes_read += rlen;
 	v->chunks_read++;
 	if (v->progress)
 		v->progress(v->progress_arg, v->bytes_read, v->data_total);
-	return more;
+	return 0;
+}
+
+/* verify_data's step: the next chunk by id, unless its pack is reported
+ * (or not here) already or verify_due read it. */
+static int read_one(void *arg, int64_t id, uint64_t rlen, int64_t pack)
+{
+	struct reader *r = arg;
+	struct verify *v = r->v;
+	r->last = id;
+	r->nread++;
+	int more = !r->limit || r->nread < r->limit ? 0 : 1;
+	struct verify_pack *t = tally_of(v, pack);
+	if (is_skipped(v, pack) || (t && t->done))
+		return more;
+	int err = read_chunk(r, id, rlen, pack);
+	return err ? err : more;
 }
 
 /* Read the chunks with after < id <= upto, until r->limit are taken. */
@@ -201,14 +269,17 @@ static int read_range(struct reader *r, int64_t after, int64_t upto)
 
 int verify_data(struct verify *v, int pct)
 {
+	int err = tally_load(v);
+	if (err)
+		return err;
 	uint64_t total = 0, bytes = 0;
 	int terr = catalog_chunk_totals(v->st->ix, &total, &bytes);
 	int all = !pct || pct >= 100;
 	if (!terr)
-		v->data_total = all ? bytes : bytes / 100 * pct;
+		v->data_total = v->bytes_read + (all ? bytes : bytes / 100 * pct);
 	struct reader r = { .v = v };
 	if (all) {
-		int err = read_range(&r, 0, INT64_MAX);
+		err = read_range(&r, 0, INT64_MAX);
 		free(r.buf);
 		return err;
 	}
@@ -219,7 +290,7 @@ int verify_data(struct verify *v, int pct)
 	index_meta_get(v->st->ix, "check_cursor", &cursor);
 	r.limit = (total * pct + 99) / 100;
 	r.last = cursor;
-	int err = read_range(&r, cursor, INT64_MAX);
+	err = read_range(&r, cursor, INT64_MAX);
 	if (!err && r.nread < r.limit) {
 		r.last = 0;
 		err = read_range(&r, 0, cursor);
@@ -234,8 +305,70 @@ int verify_data(struct verify *v, int pct)
 	return err;
 }
 
+int verify_due(struct verify *v, int64_t max_age)
+{
+	int err = tally_load(v);
+	int64_t *ids = NULL;
+	size_t n = 0;
+	if (!err)
+		err = catalog_packs_due(v->st->ix, v->now - max_age, &ids, &n);
+	if (err)
+		return err;
+	v->due = n;
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct verify_pack *t = tally_of(v, ids[i]);
+		if (t && !is_skipped(v, ids[i]))
+			total += t->rlen;
+	}
+	v->data_total = v->bytes_read + total;
+	struct reader r = { .v = v };
+	for (size_t i = 0; i < n && !err; i++) {
+		struct verify_pack *t = tally_of(v, ids[i]);
+		if (!t || is_skipped(v, ids[i]))
+			continue;	/* reported bad, or not here */
+		struct chunk_loc *cs = NULL;
+		size_t nc = 0;
+		/* By offset: the file is read front to back. */
+		err = catalog_pack_chunks(v->st->ix, ids[i], &cs, &nc);
+		for (size_t k = 0; k < nc && !err; k++)
+			err = read_chunk(&r, cs[k].rowid, cs[k].e.rlen, ids[i]);
+		free(cs);
+		/* done even when the catalog changed under us: verify_note
+		 * compares the count read with the count expected. */
+		t->done = 1;
+		v->due_read++;
+	}
+	free(r.buf);
+	free(ids);
+	return err;
+}
+
+int verify_note(struct verify *v)
+{
+	struct index *ix = v->st->ix;
+	int err = index_begin(ix);
+	for (size_t i = 0; i < v->nvp && !err; i++) {
+		struct verify_pack *t = &v->vp[i];
+		if (!t->bad && t->ok == t->chunks && !is_skipped(v, t->pack))
+			err = catalog_pack_verified(ix, t->pack, v->now);
+	}
+	if (!err)
+		err = catalog_verified_prune(ix);
+	if (!err)
+		err = index_commit(ix);
+	else
+		index_rollback(ix);
+	if (!err)
+		err = catalog_verified_oldest(ix, &v->never, &v->oldest);
+	return err;
+}
+
 void verify_free(struct verify *v)
 {
+	free(v->vp);
+	v->vp = NULL;
+	v->nvp = 0;
 	free(v->skip);
 	v->skip = NULL;
 	v->nskip = v->capskip = 0;

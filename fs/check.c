@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "damage.h"
@@ -106,13 +107,24 @@ int store_check(struct store *st, const struct check_opts *o,
 {
 	memset(res, 0, sizeof(*res));
 	struct ctx c = { .st = st, .o = o, .report = report, .arg = arg, .res = res };
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	struct verify v = { .st = st, .problem = data_problem, .arg = &c,
-			    .progress = o->progress, .progress_arg = o->progress_arg };
+			    .progress = o->progress, .progress_arg = o->progress_arg,
+			    .now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec };
 	int err = verify_packs(&v);
 	if (!err)
 		err = check_rows(&c);
-	if (!err && o->read_data)
+	if (!err && o->read_data && o->by_age)
+		err = verify_due(&v, o->max_age);
+	if (!err && o->read_data && (!o->by_age || o->read_pct))
 		err = verify_data(&v, o->read_pct);
+	if (!err && o->read_data)
+		err = verify_note(&v);
+	res->packs_due = v.due;
+	res->packs_due_read = v.due_read;
+	res->packs_never = v.never;
+	res->oldest_verified = v.oldest;
 	res->packs = v.packs;
 	res->not_local = v.not_local;
 	res->bytes_read = v.bytes_read;

@@ -1,7 +1,8 @@
 /*
  * check.h - verify a store: the index against itself and against the packs.
  *
- * Reads only; repairs nothing.  Each problem is reported through a callback
+ * Repairs nothing; reading data, it writes only the cursor and when each
+ * pack was verified (FORMAT.md §9.12).  Each problem is reported through a callback
  * as one line naming what is wrong and where, so the tool decides how to
  * show it.
  */
@@ -16,6 +17,12 @@ struct check_opts {
 	 * where the last run stopped (the cursor "check_cursor" is kept in
 	 * the index), so 100/N daily runs read everything.  0: all. */
 	int read_pct;
+	/* With read_data and by_age: read, pack by pack, the finished packs
+	 * not verified within max_age ns (never verified first, then the
+	 * oldest), and with read_pct its share too, but no other chunk.  Every finished pack read whole without a
+	 * problem is noted as verified now (FORMAT.md §9.12). */
+	int by_age;
+	int64_t max_age;
 	/* Files listed per damaged pack or chunk (0: 20). */
 	size_t max_files;
 	/* Bytes of chunk data read so far / to read (may be NULL). */
@@ -28,6 +35,11 @@ struct check_result {
 	uint64_t bytes_read, chunks_read;
 	uint64_t not_local;	/* packs of a lazy store not fetched yet */
 	uint64_t files_affected;
+	/* With read_data: packs due by max_age, and of them read (the others
+	 * are reported bad, or not here); then finished packs never verified
+	 * and the oldest verification of the others (ns, 0: none). */
+	uint64_t packs_due, packs_due_read, packs_never;
+	int64_t oldest_verified;
 };
 
 /* A problem line, or (starting with two spaces) a line saying which file

@@ -31,6 +31,9 @@ struct rctx {
 	void (*progress)(void *, uint64_t, uint64_t);
 	void *parg;
 	uint64_t total, done;
+	/* Packs downloaded and verified, noted after the listing. */
+	uint8_t (*ok)[PACK_NAME_LEN];
+	size_t nok, capok;
 };
 
 static void rproblem(struct rctx *c, const char *fmt, ...)
@@ -94,7 +97,11 @@ static int check_pack(void *arg, const struct remote_cfg_pack *p)
 	} else if (o->size != size) {
 		rproblem(c, "pack %s is %llu bytes, the index says %llu (truncated or another object)",
 			 key, (unsigned long long)o->size, (unsigned long long)size);
+	} else if (c->read_data && c->o->by_age &&
+		   p->verified >= c->o->now - c->o->max_age) {
+		return 0;	/* verified there recently enough */
 	} else if (c->read_data) {
+		c->res->packs_due++;
 		uint8_t *buf = NULL;
 		size_t len = 0;
 		int r2 = remote_get(c->r, key, 0, 0, &buf, &len);
@@ -111,8 +118,16 @@ static int check_pack(void *arg, const struct remote_cfg_pack *p)
 			rproblem(c, "pack %s is missing", key);
 		else if (r2)
 			return r2;	/* the remote failed, not the pack */
-		if (!r2)
+		c->res->packs_due_read++;
+		if (!r2) {
+			uint8_t (*ok)[PACK_NAME_LEN] = buf_grow(c->ok, &c->capok, c->nok + 1,
+								PACK_NAME_LEN);
+			if (ok) {	/* else: not noted, due again next time */
+				c->ok = ok;
+				memcpy(ok[c->nok++], p->name, PACK_NAME_LEN);
+			}
 			return 0;
+		}
 	} else {
 		return 0;
 	}
@@ -136,6 +151,18 @@ static int check_packs(struct store *st, struct remote *r, struct rctx *c,
 			if (!strncmp(c->objs[i].key, "data/", 5))
 				c->total += c->objs[i].size;
 	int err = remote_cfg_packs(st->ix, REMOTE_PACKS_HELD, c->cfg->id, 0, check_pack, c);
+	if (!err && c->nok) {
+		/* After the listing (its statement is done), in one transaction. */
+		err = index_begin(st->ix);
+		for (size_t i = 0; i < c->nok && !err; i++)
+			err = remote_cfg_note_verified(st->ix, c->cfg->id, c->ok[i], c->o->now);
+		if (!err)
+			err = index_commit(st->ix);
+		if (err)
+			index_rollback(st->ix);
+	}
+	free(c->ok);
+	c->ok = NULL;
 	uint64_t bytes;
 	if (!err)
 		remote_cfg_pending(st->ix, c->cfg->id, &c->res->not_pushed, &bytes);

@@ -21,10 +21,18 @@ struct remote_check_result {
 	uint64_t images, image_parts;	/* images of the index checked, their parts */
 	uint64_t not_pushed;	/* packs made since the last push */
 	uint64_t bytes_read;
+	/* read_data: packs due (by_age: not verified within max_age; else
+	 * all), and of them downloaded and verified */
+	uint64_t packs_due, packs_due_read;
 };
 
 struct remote_check_opts {
 	int read_data;		/* download and verify every pack and delta */
+	/* With read_data and by_age: download only the packs not verified
+	 * there within max_age ns of now (remote_pack.verified, noted for
+	 * each pack that verifies); deltas and images are read all the same. */
+	int by_age;
+	int64_t max_age, now;
 	void (*report)(void *arg, const char *line);	/* one problem */
 	void *arg;
 	void (*progress)(void *parg, uint64_t done, uint64_t total);	/* may be NULL */

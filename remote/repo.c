@@ -226,7 +226,7 @@ static const char *const packs_sql[] = {
 	[REMOTE_PACKS_LACKING] = "SELECT id, name, size FROM pack p WHERE state = 1"
 		" AND NOT EXISTS (SELECT 1 FROM remote_pack r WHERE r.remote = ?1"
 		" AND r.name = p.name)",
-	[REMOTE_PACKS_HELD] = "SELECT p.id, p.name, p.size FROM pack p JOIN remote_pack rp"
+	[REMOTE_PACKS_HELD] = "SELECT p.id, p.name, p.size, rp.verified FROM pack p JOIN remote_pack rp"
 		" ON rp.name = p.name WHERE rp.remote = ?1 AND p.state = 1",
 	[REMOTE_PACKS_FREED] = "SELECT 0, name, lock_until FROM remote_pack r WHERE remote = ?1"
 		" AND NOT EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)",
@@ -251,7 +251,8 @@ int remote_cfg_packs(struct index *ix, enum remote_cfg_packs_of which, int64_t r
 		if (sqlite3_column_bytes(q, 1) != PACK_NAME_LEN)
 			continue;	/* a damaged row is no pack of ours */
 		struct remote_cfg_pack p = { .id = sqlite3_column_int64(q, 0),
-					     .val = sqlite3_column_int64(q, 2) };
+					     .val = sqlite3_column_int64(q, 2),
+					     .verified = sqlite3_column_int64(q, 3) };
 		memcpy(p.name, sqlite3_column_blob(q, 1), PACK_NAME_LEN);
 		err = fn(arg, &p);
 	}
@@ -298,8 +299,18 @@ static int exec_pack(struct index *ix, const char *sql, int64_t remote, const ui
 int remote_cfg_note_held(struct index *ix, int64_t remote, const uint8_t *name,
 			 int64_t lock_until)
 {
-	return exec_pack(ix, "INSERT OR REPLACE INTO remote_pack(remote, name, lock_until)"
-			 " VALUES (?1, ?2, ?3)", remote, name, lock_until, 0);
+	/* An update keeps when check last verified the copy: a retention
+	 * extended is the same bytes. */
+	return exec_pack(ix, "INSERT INTO remote_pack(remote, name, lock_until)"
+			 " VALUES (?1, ?2, ?3) ON CONFLICT(remote, name) DO UPDATE"
+			 " SET lock_until = excluded.lock_until", remote, name, lock_until, 0);
+}
+
+int remote_cfg_note_verified(struct index *ix, int64_t remote, const uint8_t *name,
+			     int64_t time)
+{
+	return exec_pack(ix, "UPDATE remote_pack SET verified = ?3 WHERE remote = ?1"
+			 " AND name = ?2", remote, name, time, 0);
 }
 
 int remote_cfg_note_freed(struct index *ix, int64_t remote, const uint8_t *name,

@@ -87,11 +87,13 @@ int remote_cfg_pending(struct index *ix, int64_t remote, uint64_t *packs, uint64
 
 /* A pack row as remote_cfg_packs gives it: the pack's rowid (0 for
  * FREED and EXPIRING), its name, and val (size; lock_until in s for
- * FREED and EXPIRING). */
+ * FREED and EXPIRING); for HELD, when check last downloaded and verified
+ * it whole (ns, 0: never). */
 struct remote_cfg_pack {
 	int64_t id;
 	uint8_t name[PACK_NAME_LEN];
 	int64_t val;
+	int64_t verified;
 };
 enum remote_cfg_packs_of {
 	REMOTE_PACKS_ALL,	/* finished packs, by name */
@@ -110,6 +112,10 @@ int remote_cfg_packs(struct index *ix, enum remote_cfg_packs_of which, int64_t r
  * remote holds pack name, locked until lock_until (s; 0: not locked). */
 int remote_cfg_note_held(struct index *ix, int64_t remote, const uint8_t *name,
 			 int64_t lock_until);
+/* check --remote --read-data downloaded pack name whole from remote and
+ * it verified, at time (ns; FORMAT.md §9.11 remote_pack.verified). */
+int remote_cfg_note_verified(struct index *ix, int64_t remote, const uint8_t *name,
+			     int64_t time);
 /* The published delta no longer names pack name: its grace starts at
  * freed (ns). */
 int remote_cfg_note_freed(struct index *ix, int64_t remote, const uint8_t *name,

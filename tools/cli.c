@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "config.h"
 
 void die(int code, const char *fmt, ...)
 {
@@ -114,6 +115,7 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "note", required_argument, 0, 57 },
 		{ "no-check", no_argument, 0, 58 },
 		{ "new-passphrase-file", required_argument, 0, 59 },
+		{ "max-age", required_argument, 0, 60 },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -168,6 +170,12 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 57: o->note = optarg; break;
 		case 58: o->no_check = 1; break;
 		case 59: o->new_passfile = optarg; break;
+		case 60:
+			if (config_parse_duration(optarg, &o->max_age_s))
+				die(EXIT_USAGE, "--max-age: not a duration like 30d, 2w or 12h: %s",
+				    optarg);
+			o->by_age = 1;
+			break;
 		case 'h': o->help = 1; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))

@@ -49,6 +49,8 @@ struct opts {
 	const char *r_grace, *r_lock_days, *r_lock_mode, *jobs, *limit_upload, *image_every;
 	/* recovery and verification (issue 5) */
 	int read_pct;			/* --read-data=N%: 1..100; 0 = all */
+	int by_age;			/* check --max-age given */
+	int64_t max_age_s;		/* check --max-age DURATION */
 	int lazy, full;			/* recover --lazy / --full */
 	int takeover;			/* recover --takeover */
 	const char *chain;		/* recover --chain ID */

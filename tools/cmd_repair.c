@@ -55,9 +55,13 @@ int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems)
 	struct remote_check_result res;
 	char prefix[600];
 	snprintf(prefix, sizeof(prefix), "problem: store %s: ", o->pos[0]);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	struct remote_check_opts co = {
 		.read_data = o->read_data, .report = print_line, .arg = prefix,
 		.progress = progress_cb, .parg = &p, .affected = damage_affected,
+		.by_age = o->by_age, .max_age = o->max_age_s * 1000000000,
+		.now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec,
 	};
 	int err = check_remote(st, r, &cfg, &co, &res);
 	progress_end(&p);
@@ -69,12 +73,18 @@ int cmd_check_remote(struct opts *o, struct store *st, uint64_t *problems)
 	}
 	remote_close(r);
 	curl_global_cleanup();
+	char how[128];
+	if (o->by_age)
+		snprintf(how, sizeof(how), "; %llu pack(s) due by age, %llu read and verified,"
+			 " the others' sizes checked", (unsigned long long)res.packs_due,
+			 (unsigned long long)res.packs_due_read);
+	else
+		snprintf(how, sizeof(how), "%s", o->read_data ? ", all read and verified" : " (sizes)");
 	if (!o->json)
 		printf("checked remote %s (%s): %llu pack(s), %llu metadata object(s), %llu image(s) of the index in %llu part(s)%s; %llu pack(s) not pushed yet: %llu problem(s)\n",
 		       cfg.name, cfg.url, (unsigned long long)res.packs,
 		       (unsigned long long)res.metas, (unsigned long long)res.images,
-		       (unsigned long long)res.image_parts,
-		       o->read_data ? ", all read and verified" : " (sizes)",
+		       (unsigned long long)res.image_parts, how,
 		       (unsigned long long)res.not_pushed, (unsigned long long)res.problems);
 	*problems = res.problems;
 	return 0;
@@ -93,9 +103,13 @@ int cmd_repair(struct opts *o)
 	int err = catalog_pack_list(st->ix, PACK_FINISHED, &ids, &n);
 	if (err)
 		die(1, "cannot list the packs of store %s: %s", dir, strerror(-err));
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	struct progress p;
 	progress_start(&p, "repair", n);
 	uint64_t repaired = 0, failed = 0, checked = 0;
+	size_t nok = 0;		/* ids[0..nok): the packs good now */
 	for (size_t i = 0; i < n; i++) {
 		uint8_t name[PACK_NAME_LEN];
 		char hex[PACK_NAME_LEN * 2 + 1];
@@ -107,8 +121,10 @@ int cmd_repair(struct opts *o)
 		free(path);
 		checked++;
 		progress_set(&p, i + 1, 0);
-		if (!bad)
+		if (!bad) {
+			ids[nok++] = ids[i];	/* read whole and authenticated */
 			continue;
+		}
 		uint64_t size = 0;
 		catalog_pack_size(st->ix, ids[i], &size);
 		uint64_t bytes = 0;
@@ -116,6 +132,7 @@ int cmd_repair(struct opts *o)
 		const char *why = bad == -ENOENT ? "missing" : "damaged";
 		if (!e) {
 			store_pack_replaced(st, name);
+			ids[nok++] = ids[i];
 			repaired++;
 			printf("repaired pack %s (%s here) from remote %s: %llu bytes\n", hex,
 			       why, cfg.name, (unsigned long long)bytes);
@@ -131,6 +148,16 @@ int cmd_repair(struct opts *o)
 			damage_affected(st->ix, ids[i], 0, 20, print_affects, NULL, NULL);
 	}
 	progress_end(&p);
+	/* The packs read whole and authenticated, noted as check --read-data
+	 * would, in one transaction at the end (none held while fetching);
+	 * a failure only leaves them due. */
+	int nerr = index_begin(st->ix);
+	for (size_t i = 0; i < nok && !nerr; i++)
+		nerr = catalog_pack_verified(st->ix, ids[i], now);
+	if (!nerr)
+		nerr = index_commit(st->ix);
+	if (nerr)
+		index_rollback(st->ix);
 	free(ids);
 	remote_close(r);
 	curl_global_cleanup();

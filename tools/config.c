@@ -208,8 +208,7 @@ static char *reader(char *str, int num, void *stream)
 	return str;
 }
 
-/* "90s", "5m", "26h", "2d" (a bare number is seconds). */
-static int parse_duration(const char *s, int64_t *out)
+int config_parse_duration(const char *s, int64_t *out)
 {
 	char *end;
 	long long v = strtoll(s, &end, 10);
@@ -224,7 +223,9 @@ static int parse_duration(const char *s, int64_t *out)
 		mul = 3600, end++;
 	else if (*end == 'd')
 		mul = 86400, end++;
-	if (*end)
+	else if (*end == 'w')
+		mul = 7 * 86400, end++;
+	if (*end || v * mul > 100LL * 365 * 86400)
 		return -1;
 	*out = v * mul;
 	return 0;
@@ -321,7 +322,7 @@ static int key_tresor(struct parser *p, const char *k, const char *v)
 	}
 	if (!strcmp(k, "stale-push") || !strcmp(k, "retry-delay")) {
 		int64_t d;
-		if (parse_duration(v, &d) || (d == 0 && k[0] == 's'))
+		if (config_parse_duration(v, &d) || (d == 0 && k[0] == 's'))
 			return fail(p, p->line, "%s: not a duration like 90s, 5m, 26h or 2d: '%s'", k, v) - 1;
 		*(k[0] == 's' ? &c->stale_push_s : &c->retry_delay_s) = d;
 		return 0;
@@ -367,6 +368,14 @@ static int key_schedule(struct parser *p, const char *k, const char *v)
 		}
 		return 0;
 	}
+	if (!strcmp(k, "check-max-age")) {
+		int b;
+		if (!parse_bool(v, &b) && !b)
+			c->check_max_age_s = -1;
+		else if (config_parse_duration(v, &c->check_max_age_s))
+			return fail(p, p->line, "check-max-age: not a duration like 30d, 2w or 12h (or no): '%s'", v) - 1;
+		return 0;
+	}
 	if (!strcmp(k, "push-jobs")) {
 		long n;
 		if (parse_int(v, 1, PUSH_MAX_JOBS, &n))
@@ -388,7 +397,7 @@ static int key_schedule(struct parser *p, const char *k, const char *v)
 		c->push_image_every = (int)n;
 		return 0;
 	}
-	return fail(p, p->line, "unknown key '%s' in [schedule] (known: snapshot, push, check, check-read-data, push-jobs, push-limit-upload, push-image-every)",
+	return fail(p, p->line, "unknown key '%s' in [schedule] (known: snapshot, push, check, check-read-data, check-max-age, push-jobs, push-limit-upload, push-image-every)",
 		    k) - 1;
 }
 
@@ -433,7 +442,7 @@ static int hook_key(struct parser *p, struct config_hooks *h, const char *k,
 	}
 	if (!strcmp(k, "hook-timeout")) {
 		int64_t t;
-		if (parse_duration(v, &t) || t < 1 || t > 86400)
+		if (config_parse_duration(v, &t) || t < 1 || t > 86400)
 			return fail(p, p->line, "hook-timeout: a duration from 1s to 1d like 90s or 10m, not '%s'", v) - 1;
 		h->timeout_s = (int)t;
 		return 0;
@@ -651,6 +660,7 @@ static void defaults(struct config *c)
 	c->push = (struct schedule){ .kind = SCHED_DAILY, .hour = 5 };
 	c->check = (struct schedule){ .kind = SCHED_WEEKLY, .wday = 0, .hour = 3 };
 	c->check_read_data = 0;
+	c->check_max_age_s = -1;
 	c->push_image_every = -1;
 	c->keep.daily = 30;
 	c->keep.monthly = 12;

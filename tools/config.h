@@ -6,6 +6,7 @@
  *                                 stale-push, retries, retry-delay
  *   [schedule]                    snapshot, push, check (schedule.h syntax),
  *                                 check-read-data = no|yes|N%,
+ *                                 check-max-age = no|DURATION,
  *                                 push-jobs = N, push-limit-upload = RATE
  *   [retention]                   keep-last/-hourly/-daily/-weekly/-monthly/
  *                                 -yearly, keep-within (default daily 30,
@@ -100,6 +101,7 @@ struct config {
 	int64_t retry_delay_s;		/* first backoff, doubled each time; 60 s */
 	struct schedule snapshot, push, check;
 	int check_read_data;		/* 0 no, 100 all, 1..99 percent */
+	int64_t check_max_age_s;	/* check --max-age; -1 = none */
 	int push_jobs;			/* push --jobs; 0 = push's default */
 	char push_limit_upload[32];	/* push --limit-upload as given; "" = none */
 	int push_image_every;		/* push --image-every; -1 = push's default */
@@ -122,6 +124,11 @@ int config_set_of(const struct config *c, int vi);
  */
 int config_parse_buffer(const char *buf, size_t len, const char *file,
 			struct config *c, char *err, size_t errsize);
+
+/* A duration as the file's keys and `check --max-age` take it: "90s",
+ * "5m", "26h", "2d", "2w" (a bare number is seconds), up to 100 years:
+ * 0 and seconds in *out, or -1. */
+int config_parse_duration(const char *s, int64_t *out);
 
 /* A rate as `push --limit-upload` takes it ("10M", "512k", "2.5MB/s"):
  * 0 and bytes per second in *out, or -EINVAL. */

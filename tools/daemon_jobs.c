@@ -831,12 +831,19 @@ static int job_check(struct daemon *d, time_t now, char *err, size_t errsize)
 	jobs_args_init(d, &a);
 	jobs_arg(&a, "check");
 	jobs_arg(&a, d->cfg.store);
-	char rd[32];
+	char rd[32], age[32];
 	if (d->cfg.check_read_data == 100) {
 		jobs_arg(&a, "--read-data");
 	} else if (d->cfg.check_read_data) {
 		snprintf(rd, sizeof(rd), "--read-data=%d%%", d->cfg.check_read_data);
 		jobs_arg(&a, rd);
+	}
+	if (d->cfg.check_max_age_s >= 0) {
+		/* Every pack read once per check-max-age, whatever the size:
+		 * with it, check-read-data = yes reads only the packs due. */
+		snprintf(age, sizeof(age), "%llds", (long long)d->cfg.check_max_age_s);
+		jobs_arg(&a, "--max-age");
+		jobs_arg(&a, age);
 	}
 	jobs_arg(&a, "--json");
 	jobs_args_pass(d, &a);

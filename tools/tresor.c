@@ -35,7 +35,7 @@ const char *usage_text =
 	"  mount STORE VOLUME MOUNTPOINT [-o OPTS] [-f]\n"
 	"        (-o ro,allow_other,list_snapshots,noacl,writeback,mt,workers=N,nonempty,...)\n"
 	"  stats STORE [--json]\n"
-	"  check STORE [--read-data[=N%]] [--remote NAME] [--json]\n"
+	"  check STORE [--read-data[=N%]] [--max-age DURATION] [--remote NAME] [--json]\n"
 	"  snapshot create STORE VOLUME [--time ISO-8601] [--note TEXT]\n"
 	"  snapshot create STORE --set SET [VOLUME...] [--time ISO-8601] [--note TEXT] [--json]\n"
 	"  snapshot list STORE VOLUME|--set SET [--json]\n"
@@ -419,14 +419,43 @@ static void print_problem(void *arg, const char *line)
 		printf("problem: store %s: %s\n", store, line);
 }
 
+/* What --read-data did to the packs' verification times: due and read
+ * (with --max-age) and the oldest left, human (into buf) or JSON. */
+static void check_age_report(const struct opts *o, const struct check_result *r,
+			     char *buf, size_t size)
+{
+	char when[64] = "";
+	if (r->oldest_verified)
+		cli_iso_time((time_t)(r->oldest_verified / 1000000000), when, sizeof(when));
+	if (o->json) {
+		snprintf(buf, size, "\"packs_due\":%llu,\"packs_due_read\":%llu,"
+			 "\"packs_never_verified\":%llu,\"oldest_verified\":%s%s%s,",
+			 (unsigned long long)r->packs_due,
+			 (unsigned long long)r->packs_due_read,
+			 (unsigned long long)r->packs_never, *when ? "\"" : "",
+			 *when ? when : "null", *when ? "\"" : "");
+		return;
+	}
+	char never[64] = "";
+	if (r->packs_never)
+		snprintf(never, sizeof(never), ", %llu pack(s) never verified",
+			 (unsigned long long)r->packs_never);
+	snprintf(buf, size, "; %llu pack(s) due by age, %llu read; oldest verification now %s%s",
+		 (unsigned long long)r->packs_due, (unsigned long long)r->packs_due_read,
+		 *when ? when : "none", never);
+}
+
 static int cmd_check(struct opts *o)
 {
 	if (o->npos != 1)
-		die(EXIT_USAGE, "usage: tresor check STORE [--read-data[=N%%]] [--remote NAME] [--json]");
+		die(EXIT_USAGE, "usage: tresor check STORE [--read-data[=N%%]] [--max-age DURATION] [--remote NAME] [--json]");
+	if (o->by_age)
+		o->read_data = 1;	/* --max-age says which data to read */
 	struct store *st = open_store(o, o->pos[0]);
 	struct progress p;
 	progress_start(&p, "check", 0);
 	struct check_opts co = { .read_data = o->read_data, .read_pct = o->read_pct,
+				 .by_age = o->by_age, .max_age = o->max_age_s * 1000000000,
 				 .progress = progress_cb, .progress_arg = &p };
 	struct check_result r;
 	int err = store_check(st, &co, print_problem, o->pos[0], &r);
@@ -437,28 +466,35 @@ static int cmd_check(struct opts *o)
 	store_close(st);
 	if (err)
 		die(1, "check of store %s could not run: %s", o->pos[0], strerror(-err));
-	char share[64] = "";
+	char share[64] = "", age[256] = "";
 	if (o->read_data && o->read_pct && o->read_pct < 100)
-		snprintf(share, sizeof(share), ", %d%% of the data read (%llu chunks)",
-			 o->read_pct, (unsigned long long)r.chunks_read);
+		snprintf(share, sizeof(share), ", %s%d%% of the data read (%llu chunks)",
+			 o->by_age ? "the packs due and " : "", o->read_pct,
+			 (unsigned long long)r.chunks_read);
+	else if (o->by_age)
+		snprintf(share, sizeof(share), ", the packs due read (%llu chunks)",
+			 (unsigned long long)r.chunks_read);
 	else if (o->read_data)
 		snprintf(share, sizeof(share), ", all data read");
+	if (o->read_data)
+		check_age_report(o, &r, age, sizeof(age));
 	if (o->json)
 		printf("{\"packs\":%llu,\"chunks\":%llu,\"extents\":%llu,\"inodes\":%llu,"
-		       "\"bytes_read\":%llu,\"chunks_read\":%llu,\"not_local\":%llu,"
+		       "\"bytes_read\":%llu,\"chunks_read\":%llu,\"not_local\":%llu,%s"
 		       "\"files_affected\":%llu,\"remote_problems\":%llu,\"problems\":%llu}\n",
 		       (unsigned long long)r.packs, (unsigned long long)r.chunks,
 		       (unsigned long long)r.extents, (unsigned long long)r.inodes,
 		       (unsigned long long)r.bytes_read, (unsigned long long)r.chunks_read,
-		       (unsigned long long)r.not_local, (unsigned long long)r.files_affected,
+		       (unsigned long long)r.not_local, age,
+		       (unsigned long long)r.files_affected,
 		       (unsigned long long)rproblems,
 		       (unsigned long long)(r.problems + rproblems));
 	else
-		printf("checked store %s: %llu packs, %llu chunks, %llu inodes%s%s: %llu problem(s)%s\n",
+		printf("checked store %s: %llu packs, %llu chunks, %llu inodes%s%s%s: %llu problem(s)%s\n",
 		       o->pos[0], (unsigned long long)r.packs,
 		       (unsigned long long)r.chunks, (unsigned long long)r.inodes,
 		       share, r.not_local ? " (lazy: packs not fetched yet are not read)" : "",
-		       (unsigned long long)r.problems,
+		       o->by_age ? age : "", (unsigned long long)r.problems,
 		       r.files_affected ? "; the files listed are affected" : "");
 	return r.problems || rproblems ? 1 : 0;
 }

@@ -34,6 +34,8 @@ CASES = [
     ("bad retries", "", 0, None),  # placeholder replaced below
 ]
 CASES[-1] = ("bad read-data", "[schedule]\ncheck-read-data = lots\n", 8, "check-read-data")
+CASES.append(("bad max-age", "[schedule]\ncheck-max-age = monthly\n", 8,
+              "check-max-age: not a duration like 30d"))
 
 
 @pytest.mark.parametrize("name,tail,line,words", CASES, ids=[c[0] for c in CASES])

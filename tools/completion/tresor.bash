@@ -39,7 +39,7 @@ _tresor() {
 		case "$cmd" in
 		init) opts+=" --chunk-min --chunk-avg --chunk-max --kdf-log2n" ;;
 		mount) opts+=" -o -f" ;;
-		check) opts+=" --read-data --remote" ;;
+		check) opts+=" --read-data --max-age --remote" ;;
 		repair) opts+=" --from" ;;
 		push) opts+=" --jobs --limit-upload --grace --image-every" ;;
 		snapshot) opts+=" --time --set --note" ;;
