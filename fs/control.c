@@ -107,7 +107,8 @@ static void serve(struct control *c, int fd)
 	}
 	line[got] = 0;
 	line[strcspn(line, "\r\n")] = 0;
-	char base[200];
+	char name[200];
+	int pin = 0, k;
 	long long t;
 	if (!strcmp(line, "ping")) {
 		snprintf(reply, sizeof(reply), "ok");
@@ -163,9 +164,12 @@ static void serve(struct control *c, int fd)
 		else
 			dprintf(fd, "ok %s\n", big);
 		return;
-	} else if (sscanf(line, "snapshot %199s %lld", base, &t) == 2) {
+	} else if ((k = sscanf(line, "take-snapshot %lld %d %199s", &t, &pin, name)) >= 2) {
+		/* take-snapshot TIME PINNED [NAME] (no NAME: the store's
+		 * rule names it, ns_snapshot_name).  An older daemon answers
+		 * "unknown request". */
 		struct snapshot_info si;
-		int err = vfs_snapshot(c->v, base, t, &si);
+		int err = vfs_snapshot(c->v, k == 3 ? name : NULL, t, pin, &si);
 		if (!err)
 			vfs_inval_snapshot(c->v, si.name);	/* no lock held */
 		if (err)

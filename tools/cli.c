@@ -114,6 +114,8 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "note", required_argument, 0, 57 },
 		{ "no-check", no_argument, 0, 58 },
 		{ "new-passphrase-file", required_argument, 0, 59 },
+		{ "name", required_argument, 0, 60 },
+		{ "scheduled", no_argument, 0, 61 },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -168,6 +170,8 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		case 57: o->note = optarg; break;
 		case 58: o->no_check = 1; break;
 		case 59: o->new_passfile = optarg; break;
+		case 60: o->snap_name = optarg; break;
+		case 61: o->scheduled = 1; break;
 		case 'h': o->help = 1; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))
