@@ -165,8 +165,9 @@ static void serve(struct control *c, int fd)
 			dprintf(fd, "ok %s\n", big);
 		return;
 	} else if ((k = sscanf(line, "take-snapshot %lld %d %199s", &t, &pin, name)) >= 2) {
-		/* take-snapshot TIME PINNED [NAME] (no NAME: the store's
-		 * rule names it, ns_snapshot_name).  An older daemon answers
+		/* take-snapshot TIME PINNED [NAME]: NAME exactly (error 17 if
+		 * taken); none: ns_snapshot_name's, by this process's local
+		 * time (the CLI names it by its own).  An older daemon answers
 		 * "unknown request". */
 		struct snapshot_info si;
 		int err = vfs_snapshot(c->v, k == 3 ? name : NULL, t, pin, &si);

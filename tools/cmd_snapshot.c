@@ -132,13 +132,28 @@ static int snapshot_create(struct opts *o)
 	struct volume_info vi;
 	find_volume(ix, dir, o->pos[2], &vi);
 	char *real = realpath(dir, NULL);
-	char line[300], reply[512];
-	snprintf(line, sizeof(line), "take-snapshot %lld %d%s%s", (long long)t, pin,
-		 name ? " " : "", name ? name : "");
-	int err = real ? control_request(real, vi.id, line, reply, sizeof(reply))
-		       : -errno;
+	char line[300], reply[512], named[128];
+	int err = real ? 0 : -errno;
+	/* The name by this process's local time (the mount process may run
+	 * in another zone), taken exactly by the mount process; chosen again
+	 * if another snapshot took it meanwhile. */
+	for (int tries = 0; !err; tries++) {
+		if (!name)
+			err = ns_snapshot_name(ix, &vi.id, 1, t, named, sizeof(named));
+		if (err)
+			die(1, "cannot name a snapshot of volume '%s' of store %s: %s", vi.name,
+			    dir, strerror(-err));
+		snprintf(line, sizeof(line), "take-snapshot %lld %d %s", (long long)t, pin,
+			 name ? name : named);
+		err = control_request(real, vi.id, line, reply, sizeof(reply));
+		if (err || name || tries == 3 || strncmp(reply, "error 17 ", 9))
+			break;
+	}
 	free(real);
 	if (!err) {
+		if (name && !strncmp(reply, "error 17 ", 9))
+			die(1, "volume '%s' of store %s has a snapshot %s already; choose another --name",
+			    vi.name, dir, name);
 		if (strncmp(reply, "ok ", 3))
 			die(1, "the daemon of volume '%s' refused the snapshot: %s%s",
 			    vi.name, reply, strstr(reply, "unknown request") ?

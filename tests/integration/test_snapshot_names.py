@@ -12,6 +12,7 @@
 """
 
 import json
+import os
 import re
 
 
@@ -140,3 +141,14 @@ def test_name_option_checked(store):
     # a name a person chose takes no part in the order of the others
     assert create(store, vol, "2026-01-02T10:00")[0] == "2026-01-02"
     assert names(store, vol) == ["before-upgrade", "2026-01-02"]
+
+
+def test_name_by_the_local_time_of_who_asks(store, mounts):
+    """The mount process (here in UTC) takes the snapshot; its name is in
+    the local time of the `snapshot create` that asked (Europe/Berlin)."""
+    m = mounts.mount(store, "vol", extra_env={"TZ": "UTC"})
+    (m.path / "f").write_bytes(b"x")
+    # 00:30 in Berlin is 23:30 the day before in UTC
+    assert create(store, "vol", "2026-03-10T00:30")[0] == "2026-03-10"
+    assert create(store, "vol", "2026-03-10T00:45")[0] == "2026-03-10_0045"
+    assert sorted(os.listdir(m.path / ".snapshots")) == ["2026-03-10", "2026-03-10_0045"]
