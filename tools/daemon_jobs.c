@@ -393,37 +393,23 @@ static int run_takes(struct daemon *d, int only, int i)
 }
 
 /* The one name the run at now gives every volume it takes (targets as
- * run_takes(only) says): free in all of them and after all their names
- * (ns_snapshot_name), so one run's snapshots share a name.  "" if the
- * store cannot be read: each snapshot is then named by itself. */
+ * run_takes(only) says), daemon_snapshot_name's; "" if the store cannot
+ * be read: each snapshot is then named by itself. */
 static void run_name(struct daemon *d, int only, time_t now, char *name, size_t size)
 {
-	*name = 0;
-	struct index *ix = daemon_index(d);
-	int64_t vols[CONFIG_MAX_VOLUMES];
+	const char *vols[CONFIG_MAX_VOLUMES];
 	size_t n = 0;
-	int err = ix ? 0 : -EIO;
-	for (int i = 0; i < d->cfg.nset + d->cfg.nvol && !err; i++) {
-		if (!run_takes(d, only, i))
-			continue;
+	for (int i = 0; i < d->cfg.nset + d->cfg.nvol; i++) {
 		struct target t;
 		target_init(d, i, &t);
-		for (int j = 0; j < (t.set ? t.set->nvol : 1) && !err; j++) {
-			struct volume_info vi;
-			err = ns_volume_find(ix, d->cfg.vol[t.set ? t.set->vol[j] : t.vi].name, &vi);
-			if (!err && n < CONFIG_MAX_VOLUMES)
-				vols[n++] = vi.id;
-		}
+		for (int j = 0; run_takes(d, only, i) && j < (t.set ? t.set->nvol : 1); j++)
+			if (n < CONFIG_MAX_VOLUMES)
+				vols[n++] = d->cfg.vol[t.set ? t.set->vol[j] : t.vi].name;
 	}
-	if (!err && n)
-		err = ns_snapshot_name(ix, vols, n, (int64_t)now * 1000000000, name, size);
-	if (ix)
-		index_close(ix);
-	if (err) {
-		*name = 0;
+	int err = daemon_snapshot_name(d, vols, n, now, name, size);
+	if (err)
 		tlog(LOG_WARN, "daemon: cannot choose one name for this run's snapshots (%s); each is named by itself",
 		     strerror(-err));
-	}
 }
 
 static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
