@@ -3,7 +3,8 @@
  *
  * Requests (one line each):
  *   ping                     -> ok
- *   snapshot BASE TIME_NS    -> ok NAME   (BASE: name wanted, TIME_NS: its time)
+ *   take-snapshot TIME_NS PINNED [NAME] -> ok NAME  (NAME exactly, error 17
+ *                               if taken; none: ns_snapshot_name's)
  *   opstats                  -> ok OPSTATS  (opstats.h's line: FUSE op latencies)
  *   freeze                   -> ok, then writes held until a line or hangup
  *   hold                     -> ok EPOCH, writes held; "release" -> ok
