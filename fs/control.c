@@ -3,7 +3,8 @@
  *
  * Requests (one line each):
  *   ping                     -> ok
- *   snapshot BASE TIME_NS    -> ok NAME   (BASE: name wanted, TIME_NS: its time)
+ *   take-snapshot TIME_NS PINNED [NAME] -> ok NAME  (NAME exactly, error 17
+ *                               if taken; none: ns_snapshot_name's)
  *   opstats                  -> ok OPSTATS  (opstats.h's line: FUSE op latencies)
  *   freeze                   -> ok, then writes held until a line or hangup
  *   hold                     -> ok EPOCH, writes held; "release" -> ok
@@ -107,7 +108,8 @@ static void serve(struct control *c, int fd)
 	}
 	line[got] = 0;
 	line[strcspn(line, "\r\n")] = 0;
-	char base[200];
+	char name[200];
+	int pin = 0, k;
 	long long t;
 	if (!strcmp(line, "ping")) {
 		snprintf(reply, sizeof(reply), "ok");
@@ -163,9 +165,13 @@ static void serve(struct control *c, int fd)
 		else
 			dprintf(fd, "ok %s\n", big);
 		return;
-	} else if (sscanf(line, "snapshot %199s %lld", base, &t) == 2) {
+	} else if ((k = sscanf(line, "take-snapshot %lld %d %199s", &t, &pin, name)) >= 2) {
+		/* take-snapshot TIME PINNED [NAME]: NAME exactly (error 17 if
+		 * taken); none: ns_snapshot_name's, by this process's local
+		 * time (the CLI names it by its own).  An older daemon answers
+		 * "unknown request". */
 		struct snapshot_info si;
-		int err = vfs_snapshot(c->v, base, t, &si);
+		int err = vfs_snapshot(c->v, k == 3 ? name : NULL, t, pin, &si);
 		if (!err)
 			vfs_inval_snapshot(c->v, si.name);	/* no lock held */
 		if (err)

@@ -6,7 +6,7 @@
  * An abstract Unix socket named after the store's real path and the
  * volume id; one request line, one reply line.  Only root and the
  * daemon's own user may talk to it (SO_PEERCRED).  Requests: ping,
- * snapshot BASE TIME, freeze, opstats, mountpoint (where the volume is
+ * take-snapshot TIME PINNED [NAME], freeze, opstats, mountpoint (where the volume is
  * mounted: `tresor restore` into it copies by sharing extents).
  */
 #ifndef TRESOR_CONTROL_H

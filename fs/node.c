@@ -935,7 +935,7 @@ static void snap_end(struct vfs *v, struct pinned *pl)
 	pthread_mutex_unlock(&v->snap_lock);
 }
 
-int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
+int vfs_snapshot(struct vfs *v, const char *name, int64_t time, int pinned,
 		 struct snapshot_info *si)
 {
 	if (v->readonly)
@@ -944,7 +944,7 @@ int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
 	int err = snap_begin(v, &pl);
 	crash_point("snapshot");
 	if (!err)
-		err = ns_snapshot_create(v->st->ix, v->vol.id, base, time, si);
+		err = ns_snapshot_create(v->st->ix, v->vol.id, name, time, pinned, si);
 	if (!err)
 		err = store_commit(v->st);
 	/* On error the open transaction stays: it holds other changes too,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ns_epoch.h"
 #include "../chunker/buf.h"
@@ -28,33 +29,93 @@ static int volume_epoch(struct index *ix, int64_t vol, int64_t *epoch)
 	return 0;
 }
 
-/* The first of base, base.2, base.3, ... that none of the n volumes has. */
-static int free_name(struct index *ix, const int64_t *vols, size_t n,
-		     const char *base, char *name, size_t size)
+/* Whether any of the n volumes has a snapshot called name: 1, 0 or -errno. */
+static int name_taken(struct index *ix, const int64_t *vols, size_t n, const char *name)
 {
 	struct snapshot_info si;
-	for (int i = 1; i <= 10000; i++) {
-		if (i == 1)
-			snprintf(name, size, "%s", base);
+	for (size_t v = 0; v < n; v++) {
+		int err = ns_snapshot_find(ix, vols[v], name, &si);
+		if (err != -ENOENT)
+			return err ? err : 1;
+	}
+	return 0;
+}
+
+/* The greatest (byte order) of the names the n volumes gave snapshots
+ * taken at or before time; "" if none.  Names a person chose (--name,
+ * not starting with a digit) take no part: they follow no order. */
+static int name_floor(struct index *ix, const int64_t *vols, size_t n, int64_t time,
+		      char *floor, size_t size)
+{
+	*floor = 0;
+	sqlite3_stmt *st = index_stmt(ix, "SELECT MAX(name) FROM snapshot WHERE vol = ?1"
+				      " AND time <= ?2 AND name GLOB '[0-9]*'");
+	if (!st)
+		return -EIO;
+	for (size_t v = 0; v < n; v++) {
+		sqlite3_bind_int64(st, 1, vols[v]);
+		sqlite3_bind_int64(st, 2, time);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT &&
+		    strcmp(index_text(st, 0), floor) > 0)
+			snprintf(floor, size, "%s", index_text(st, 0));
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW)
+			return index_errno(rc);
+	}
+	return 0;
+}
+
+int ns_snapshot_name(struct index *ix, const int64_t *vols, size_t n, int64_t time,
+		     char *name, size_t size)
+{
+	/* YYYY-MM-DD, then YYYY-MM-DD_HHMM, YYYY-MM-DD_HHMMSS, then that
+	 * with .2, .3, ...: the first that sorts after every name of a
+	 * snapshot taken before (so names sort as the snapshots were taken
+	 * and none comes back after a prune, which keeps the newest) and
+	 * that no volume has. */
+	char floor[sizeof(((struct snapshot_info *)0)->name)], day[16], min[24], sec[32];
+	int err = name_floor(ix, vols, n, time, floor, sizeof(floor));
+	if (err)
+		return err;
+	time_t secs = time / 1000000000;
+	struct tm tm;
+	if (!localtime_r(&secs, &tm))
+		return -EOVERFLOW;
+	strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+	strftime(min, sizeof(min), "%Y-%m-%d_%H%M", &tm);
+	strftime(sec, sizeof(sec), "%Y-%m-%d_%H%M%S", &tm);
+	for (int i = 0; i <= 10000; i++) {
+		if (i < 3)
+			snprintf(name, size, "%s", i == 0 ? day : i == 1 ? min : sec);
 		else
-			snprintf(name, size, "%s.%d", base, i);
-		int taken = 0;
-		for (size_t v = 0; v < n && !taken; v++) {
-			int err = ns_snapshot_find(ix, vols[v], name, &si);
-			if (err && err != -ENOENT)
-				return err;
-			taken = !err;
-		}
-		if (!taken)
-			return 0;
+			snprintf(name, size, "%s.%d", sec, i - 1);
+		if (strcmp(name, floor) <= 0)
+			continue;
+		int taken = name_taken(ix, vols, n, name);
+		if (taken <= 0)
+			return taken;
 	}
 	return -EEXIST;
+}
+
+/* name (NULL: ns_snapshot_name's) into buf, free in the n volumes. */
+static int pick_name(struct index *ix, const int64_t *vols, size_t n, const char *name,
+		     int64_t time, char *buf, size_t size)
+{
+	if (!name)
+		return ns_snapshot_name(ix, vols, n, time, buf, size);
+	if (strlen(name) >= size)
+		return -ENAMETOOLONG;
+	snprintf(buf, size, "%s", name);
+	int taken = name_taken(ix, vols, n, name);
+	return taken > 0 ? -EEXIST : taken;
 }
 
 /* Record vol's current epoch as snapshot name (free) of set (NULL: none)
  * and start a new epoch. */
 static int snapshot_insert(struct index *ix, int64_t vol, const char *name,
-			   int64_t time, const char *set, const char *note,
+			   int64_t time, int pinned, const char *set, const char *note,
 			   struct snapshot_info *si)
 {
 	int64_t epoch;
@@ -82,7 +143,7 @@ static int snapshot_insert(struct index *ix, int64_t vol, const char *name,
 	if (err)
 		return err;
 	st = index_stmt(ix, "INSERT INTO snapshot(id, vol, name, epoch, time, pinned, set_name, note)"
-			    " VALUES (?5, ?1, ?2, ?3, ?4, 0, ?6, ?7)");
+			    " VALUES (?5, ?1, ?2, ?3, ?4, ?8, ?6, ?7)");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vol);
@@ -90,6 +151,7 @@ static int snapshot_insert(struct index *ix, int64_t vol, const char *name,
 	sqlite3_bind_int64(st, 3, epoch);
 	sqlite3_bind_int64(st, 4, time);
 	sqlite3_bind_int64(st, 5, id);
+	sqlite3_bind_int64(st, 8, !!pinned);
 	if (set)
 		sqlite3_bind_text(st, 6, set, -1, SQLITE_STATIC);
 	if (note && *note)
@@ -102,12 +164,12 @@ static int snapshot_insert(struct index *ix, int64_t vol, const char *name,
 	return err;
 }
 
-int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
-			  int64_t time, struct snapshot_info *si)
+int ns_snapshot_create(struct index *ix, int64_t vol, const char *name,
+		       int64_t time, int pinned, struct snapshot_info *si)
 {
-	char name[sizeof(si->name)];
-	int err = free_name(ix, &vol, 1, base, name, sizeof(name));
-	return err ? err : snapshot_insert(ix, vol, name, time, NULL, NULL, si);
+	char buf[sizeof(si->name)];
+	int err = pick_name(ix, &vol, 1, name, time, buf, sizeof(buf));
+	return err ? err : snapshot_insert(ix, vol, buf, time, pinned, NULL, NULL, si);
 }
 
 int ns_snapshot_note(struct index *ix, int64_t id, const char *note)
@@ -122,15 +184,16 @@ int ns_snapshot_note(struct index *ix, int64_t id, const char *note)
 }
 
 int ns_snapshot_create_set(struct index *ix, const char *set,
-			   const int64_t *vols, size_t n, const char *base,
-			   int64_t time, const char *note, struct snapshot_info *sis)
+			   const int64_t *vols, size_t n, const char *name,
+			   int64_t time, int pinned, const char *note,
+			   struct snapshot_info *sis)
 {
-	char name[sizeof(sis->name)];
+	char buf[sizeof(sis->name)];
 	if (!n || !*set || strlen(set) >= sizeof(sis->set_name))
 		return -EINVAL;
-	int err = free_name(ix, vols, n, base, name, sizeof(name));
+	int err = pick_name(ix, vols, n, name, time, buf, sizeof(buf));
 	for (size_t i = 0; i < n && !err; i++)
-		err = snapshot_insert(ix, vols[i], name, time, set, note, &sis[i]);
+		err = snapshot_insert(ix, vols[i], buf, time, pinned, set, note, &sis[i]);
 	return err;
 }
 

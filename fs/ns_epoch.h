@@ -9,19 +9,36 @@
 
 #include "namespace.h"
 
-/* Record the volume's current epoch as a snapshot named base (or base.2,
- * base.3, ... if taken) and start a new epoch: two rows, whatever the
- * volume's size. */
-int ns_snapshot_create(struct index *ix, int64_t vol, const char *base,
-			  int64_t time, struct snapshot_info *si);
+/*
+ * Snapshot names.  A snapshot taken at time (ns; local time) is called
+ * YYYY-MM-DD, else YYYY-MM-DD_HHMM, else YYYY-MM-DD_HHMMSS, else that with
+ * .2, .3, ...: the first of these that sorts (byte order, as ls shows
+ * them) after every name the volumes gave a snapshot taken at or before
+ * time, and that none of them has.  So names sort in the order the
+ * snapshots were taken, and a name is not given again after a prune
+ * (which always keeps the newest snapshot).  Older stores' names
+ * (YYYY-MM-DD.N) sort before the new names of their day.  Names not
+ * starting with a digit (chosen by a person) take no part.
+ * ns_snapshot_name: the name the next snapshot at time gets in every one
+ * of the n volumes (-EEXIST: none left).
+ */
+int ns_snapshot_name(struct index *ix, const int64_t *vols, size_t n, int64_t time,
+		     char *name, size_t size);
+/* Record the volume's current epoch as snapshot name (NULL: the one
+ * ns_snapshot_name gives; else exactly name, -EEXIST if taken), pinned
+ * (exempt from prune) or not, and start a new epoch: two rows, whatever
+ * the volume's size. */
+int ns_snapshot_create(struct index *ix, int64_t vol, const char *name,
+		       int64_t time, int pinned, struct snapshot_info *si);
 /* Snapshot set: the current epochs of the n volumes, all under one name
- * (the first of base, base.2, ... free in every one) and one time, noted
- * as members of set, marked with note (NULL: none); sis[i] for vols[i].  The caller holds the
- * transaction (one for the whole set) and keeps the volumes from writing
- * meanwhile. */
+ * (as ns_snapshot_create's, free in every one) and one time, noted
+ * as members of set, pinned or not, marked with note (NULL: none); sis[i]
+ * for vols[i].  The caller holds the transaction (one for the whole set)
+ * and keeps the volumes from writing meanwhile. */
 int ns_snapshot_create_set(struct index *ix, const char *set,
-			   const int64_t *vols, size_t n, const char *base,
-			   int64_t time, const char *note, struct snapshot_info *sis);
+			   const int64_t *vols, size_t n, const char *name,
+			   int64_t time, int pinned, const char *note,
+			   struct snapshot_info *sis);
 /* Mark a snapshot (note: why, e.g. its before-snapshot hook failed; NULL
  * or "": unmark). */
 int ns_snapshot_note(struct index *ix, int64_t id, const char *note);

@@ -230,9 +230,10 @@ int64_t vfs_now(void);
  * Take a snapshot of the volume at one instant: pull the kernel's dirty
  * pages in (syncfs), hold every open file's data lock, flush, and record
  * the epoch.  Writes that complete before the call are in it; none is
- * torn.  Takes and releases the locks itself.
+ * torn.  Takes and releases the locks itself.  name and pinned as
+ * ns_snapshot_create's.
  */
-int vfs_snapshot(struct vfs *v, const char *base, int64_t time,
+int vfs_snapshot(struct vfs *v, const char *name, int64_t time, int pinned,
 		 struct snapshot_info *si);
 
 /*

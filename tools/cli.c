@@ -116,6 +116,8 @@ void parse_opts(int argc, char **argv, struct opts *o)
 		{ "no-check", no_argument, 0, 58 },
 		{ "new-passphrase-file", required_argument, 0, 59 },
 		{ "max-age", required_argument, 0, 60 },
+		{ "name", required_argument, 0, 61 },
+		{ "scheduled", no_argument, 0, 62 },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -176,6 +178,8 @@ void parse_opts(int argc, char **argv, struct opts *o)
 				    optarg);
 			o->by_age = 1;
 			break;
+		case 61: o->snap_name = optarg; break;
+		case 62: o->scheduled = 1; break;
 		case 'h': o->help = 1; break;
 		case 16:
 			if (retention_parse_duration(optarg, &o->keep.within_ns))

@@ -36,6 +36,8 @@ struct opts {
 	const char *mount_opts;
 	const char *time;		/* snapshot create --time */
 	const char *note;		/* snapshot create --note (a mark) */
+	const char *snap_name;		/* snapshot create --name */
+	int scheduled;			/* snapshot create --scheduled: not pinned */
 	int dry_run;
 	struct retention_policy keep;	/* prune --keep-* */
 	/* remote options */
@@ -106,7 +108,11 @@ int cmd_recover(struct opts *o);
 int cmd_repair(struct opts *o);
 int cmd_key(struct opts *o);
 /* In cmd_snapset.c: snapshot create|list|pin|unpin --set (o->set). */
-int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t);
+int snapset_create(struct opts *o, const char *dir, const char *name, int64_t t, int pin);
+/* Tell (stderr) what prune does with snapshot name of volume vol (or of
+ * set set, vol NULL): kept while pinned, else the policy's. */
+void snapshot_retention_note(const char *dir, const char *vol, const char *set,
+			     const char *name, int pinned);
 /* Tell the daemons of vols that snapshot name came or went behind them
  * (their kernels may cache .snapshots). */
 void snapshot_forget(const char *dir, const int64_t *vols, size_t nv, const char *name);

@@ -150,7 +150,7 @@ static void hold_member(const char *dir, const char *real, const char *set,
 
 /* Record every member's snapshot in one transaction. */
 static int record_set(struct index *ix, const char *set, struct member *m,
-		      size_t n, const char *base, int64_t t, const char *note,
+		      size_t n, const char *name, int64_t t, int pin, const char *note,
 		      int64_t since, struct snapshot_info *sis)
 {
 	int64_t *vols = calloc(n, sizeof(*vols));
@@ -166,7 +166,7 @@ static int record_set(struct index *ix, const char *set, struct member *m,
 			err = -ESTALE;
 	}
 	if (!err)
-		err = ns_snapshot_create_set(ix, set, vols, n, base, t, note, sis);
+		err = ns_snapshot_create_set(ix, set, vols, n, name, t, pin, note, sis);
 	/* The daemons release by themselves after CONTROL_HOLD_MS: commit
 	 * only well before that. */
 	if (!err && mono_ms() - since > CONTROL_HOLD_MS / 2)
@@ -182,7 +182,7 @@ static int record_set(struct index *ix, const char *set, struct member *m,
 	return err;
 }
 
-int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t)
+int snapset_create(struct opts *o, const char *dir, const char *name, int64_t t, int pin)
 {
 	struct index *ix = open_index(dir);
 	size_t n;
@@ -203,7 +203,7 @@ int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t)
 	struct snapshot_info *sis = calloc(n, sizeof(*sis));
 	if (!sis)
 		die(1, "out of memory");
-	int err = record_set(ix, o->set, m, n, base, t, o->note, since, sis);
+	int err = record_set(ix, o->set, m, n, name, t, pin, o->note, since, sis);
 	int rerr = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (m[i].fd >= 0) {
@@ -231,6 +231,9 @@ int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t)
 	if (err == -ESTALE || err == -ETIMEDOUT)
 		die(1, "set '%s' of store %s not taken: a daemon stopped holding its writes before the set was recorded; retry",
 		    o->set, dir);
+	if (err == -EEXIST && name)
+		die(1, "a volume of set '%s' of store %s has a snapshot %s already; choose another --name",
+		    o->set, dir, name);
 	if (err)
 		die(1, "cannot snapshot set '%s' of store %s: %s", o->set, dir,
 		    strerror(-err));
@@ -239,7 +242,8 @@ int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t)
 		json_str(o->set);
 		printf(",\"name\":");
 		json_str(sis[0].name);
-		printf(",\"time_ns\":%lld,\"volumes\":[", (long long)t);
+		printf(",\"time_ns\":%lld,\"pinned\":%s,\"volumes\":[", (long long)t,
+		       pin ? "true" : "false");
 		for (size_t i = 0; i < n; i++) {
 			printf("%s", i ? "," : "");
 			json_str(m[i].vi.name);
@@ -248,6 +252,7 @@ int snapset_create(struct opts *o, const char *dir, const char *base, int64_t t)
 	} else {
 		printf("%s\n", sis[0].name);
 	}
+	snapshot_retention_note(dir, NULL, o->set, sis[0].name, pin);
 	free(sis);
 	free(m);
 	return rerr ? 1 : 0;

@@ -76,11 +76,39 @@ static int parse_time(const char *s, int64_t *ns)
 	return 0;
 }
 
+/* A name a person may give a snapshot (--name): a folder name in
+ * .snapshots that Windows (SMB) can show too, one word on a control line,
+ * and not restore's "latest". */
+static int snapshot_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (!n || n > 127 || *s == '.' || *s == '-' || !strcmp(s, "latest"))
+		return 0;
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || *s == 0x7f || strchr("/\\:*?\"<>|", *s))
+			return 0;
+	return 1;
+}
+
+/* Say on stderr what retention does with snapshot name (of volume vol,
+ * or of set set): stdout is its name alone, for scripts. */
+void snapshot_retention_note(const char *dir, const char *vol, const char *set,
+			     const char *name, int pinned)
+{
+	if (pinned)
+		fprintf(stderr, "tresor: snapshot %s of %s '%s' is pinned: prune keeps it until 'tresor snapshot unpin %s %s%s %s' (--scheduled leaves a snapshot to the retention policy)\n",
+			name, set ? "set" : "volume", set ? set : vol, dir,
+			set ? "--set " : "", set ? set : vol, name);
+	else
+		fprintf(stderr, "tresor: snapshot %s of %s '%s' is not pinned: prune's retention policy decides when it goes\n",
+			name, set ? "set" : "volume", set ? set : vol);
+}
+
 static int snapshot_create(struct opts *o)
 {
 	if (o->set ? o->npos < 2 : o->npos != 3)
-		die(EXIT_USAGE, "usage: tresor snapshot create STORE VOLUME [--time ISO-8601]\n"
-		    "       tresor snapshot create STORE --set NAME [VOLUME...] [--time ISO-8601]");
+		die(EXIT_USAGE, "usage: tresor snapshot create STORE VOLUME [--time ISO-8601] [--name NAME] [--scheduled]\n"
+		    "       tresor snapshot create STORE --set NAME [VOLUME...] [--time ISO-8601] [--name NAME] [--scheduled]");
 	const char *dir = o->pos[1];
 	int64_t t;
 	if (o->time) {
@@ -92,27 +120,44 @@ static int snapshot_create(struct opts *o)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	}
-	char base[32];
-	time_t secs = t / 1000000000;
-	struct tm tm;
-	localtime_r(&secs, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%d", &tm);
+	const char *name = o->snap_name;
+	if (name && !snapshot_name_ok(name))
+		die(EXIT_USAGE, "--name: not a snapshot name: %s (up to 127 bytes; no '/', '\\', ':', '*', '?', '\"', '<', '>', '|', spaces or control characters; not starting with '.' nor '-'; not 'latest')",
+		    name);
+	int pin = !o->scheduled;
 	if (o->set)
-		return snapset_create(o, dir, base, t);
+		return snapset_create(o, dir, name, t, pin);
 
 	struct index *ix = open_index(dir);
 	struct volume_info vi;
 	find_volume(ix, dir, o->pos[2], &vi);
 	char *real = realpath(dir, NULL);
-	char line[128], reply[512];
-	snprintf(line, sizeof(line), "snapshot %s %lld", base, (long long)t);
-	int err = real ? control_request(real, vi.id, line, reply, sizeof(reply))
-		       : -errno;
+	char line[300], reply[512], named[128];
+	int err = real ? 0 : -errno;
+	/* The name by this process's local time (the mount process may run
+	 * in another zone), taken exactly by the mount process; chosen again
+	 * if another snapshot took it meanwhile. */
+	for (int tries = 0; !err; tries++) {
+		if (!name)
+			err = ns_snapshot_name(ix, &vi.id, 1, t, named, sizeof(named));
+		if (err)
+			die(1, "cannot name a snapshot of volume '%s' of store %s: %s", vi.name,
+			    dir, strerror(-err));
+		snprintf(line, sizeof(line), "take-snapshot %lld %d %s", (long long)t, pin,
+			 name ? name : named);
+		err = control_request(real, vi.id, line, reply, sizeof(reply));
+		if (err || name || tries == 3 || strncmp(reply, "error 17 ", 9))
+			break;
+	}
 	free(real);
 	if (!err) {
+		if (name && !strncmp(reply, "error 17 ", 9))
+			die(1, "volume '%s' of store %s has a snapshot %s already; choose another --name",
+			    vi.name, dir, name);
 		if (strncmp(reply, "ok ", 3))
-			die(1, "the daemon of volume '%s' refused the snapshot: %s",
-			    vi.name, reply);
+			die(1, "the daemon of volume '%s' refused the snapshot: %s%s",
+			    vi.name, reply, strstr(reply, "unknown request") ?
+			    " (it runs an older tresor: remount the volume)" : "");
 		/* The mark after the snapshot, in a transaction of its own:
 		 * the mount process knows nothing of it. */
 		struct snapshot_info si;
@@ -130,6 +175,7 @@ static int snapshot_create(struct opts *o)
 		}
 		index_close(ix);
 		printf("%s\n", reply + 3);
+		snapshot_retention_note(dir, vi.name, NULL, reply + 3, pin);
 		return 0;
 	}
 	/* A daemon took the request and died before answering: whether the
@@ -146,11 +192,14 @@ static int snapshot_create(struct opts *o)
 	struct snapshot_info si;
 	err = index_begin(ix);
 	if (!err)
-		err = ns_snapshot_create(ix, vi.id, base, t, &si);
+		err = ns_snapshot_create(ix, vi.id, name, t, pin, &si);
 	if (!err && o->note && *o->note)
 		err = ns_snapshot_note(ix, si.id, o->note);
 	if (!err)
 		err = index_commit(ix);
+	if (err == -EEXIST && name)
+		die(1, "volume '%s' of store %s has a snapshot %s already; choose another --name",
+		    vi.name, dir, name);
 	if (err)
 		die(1, "cannot snapshot volume '%s' of store %s: %s", vi.name, dir,
 		    strerror(-err));
@@ -158,6 +207,7 @@ static int snapshot_create(struct opts *o)
 		close(lfd);
 	index_close(ix);
 	printf("%s\n", si.name);
+	snapshot_retention_note(dir, vi.name, NULL, si.name, pin);
 	return 0;
 }
 

@@ -260,6 +260,12 @@ struct set_snaps {
 int daemon_set_snaps(struct index *ix, const char *set, struct set_snaps *ss);
 /* The snapshots of the store's volume vol, oldest first (*s malloc'd). */
 int daemon_snapshots(struct index *ix, const char *vol, struct snapshot_info **s, size_t *n);
+/* The name one scheduled run at now gives the snapshots of the n volumes
+ * (by name): free in all of them and after all their names
+ * (ns_snapshot_name), so the run's snapshots share one name.  0 or
+ * -errno (name ""). */
+int daemon_snapshot_name(struct daemon *d, const char *const *vols, size_t n, time_t now,
+			 char *name, size_t size);
 
 /* A remote's health (lock held). */
 struct remote_cfg;

@@ -61,6 +61,27 @@ int daemon_snapshots(struct index *ix, const char *vol, struct snapshot_info **s
 	return err ? err : ns_snapshot_list(ix, vi.id, s, n);
 }
 
+int daemon_snapshot_name(struct daemon *d, const char *const *vols, size_t n, time_t now,
+			 char *name, size_t size)
+{
+	*name = 0;
+	int64_t ids[CONFIG_MAX_VOLUMES];
+	struct index *ix = daemon_index(d);
+	int err = ix ? 0 : -EIO;
+	for (size_t i = 0; i < n && i < CONFIG_MAX_VOLUMES && !err; i++) {
+		struct volume_info vi;
+		err = ns_volume_find(ix, vols[i], &vi);
+		ids[i] = vi.id;
+	}
+	if (!err && n)
+		err = ns_snapshot_name(ix, ids, n, (int64_t)now * 1000000000, name, size);
+	if (ix)
+		index_close(ix);
+	if (err)
+		*name = 0;
+	return err;
+}
+
 int daemon_volume_snaps(struct index *ix, const char *vol, struct volume_snaps *vs)
 {
 	memset(vs, 0, sizeof(*vs));

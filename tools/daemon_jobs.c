@@ -267,17 +267,24 @@ static void hook_noted(struct daemon *d, const struct target *t, const char *err
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* Take t's snapshot as a child `snapshot create` (note: its mark); its
- * name into name.  0 or -1 with the child's error. */
+/* Take t's snapshot as a child `snapshot create --scheduled` named run
+ * ("": as the store names it; note: its mark); its name into name.  0 or
+ * -1 with the child's error. */
 static int take_snapshot(struct daemon *d, const struct target *t, const char *when,
-			 const char *note, char *name, size_t namesize, char *e,
-			 size_t esize)
+			 const char *run, const char *note, char *name, size_t namesize,
+			 char *e, size_t esize)
 {
 	struct jobs_args a;
 	jobs_args_init(d, &a);
 	jobs_arg(&a, "snapshot");
 	jobs_arg(&a, "create");
 	jobs_arg(&a, d->cfg.store);
+	/* Retention decides when it goes (a person's is pinned). */
+	jobs_arg(&a, "--scheduled");
+	if (*run) {
+		jobs_arg(&a, "--name");
+		jobs_arg(&a, run);
+	}
 	if (t->set) {
 		jobs_arg(&a, "--set");
 		jobs_arg(&a, t->set->name);
@@ -304,17 +311,14 @@ enum { TAKEN, SKIPPED, MARKED };
  * unless snapshot-on-hook-failure), after hook.  0, or -1 with err;
  * *how: TAKEN, SKIPPED (the before hook failed) or MARKED (taken anyway). */
 static int snapshot_target(struct daemon *d, const struct target *t, time_t now,
-			   char *err, size_t errsize, int *how)
+			   const char *run, char *err, size_t errsize, int *how)
 {
 	*how = TAKEN;
-	char when[64], base[32], why[512] = "", hookerr[600] = "", note[600] = "";
+	char when[64], why[512] = "", hookerr[600] = "", note[600] = "";
 	cli_iso_time(now, when, sizeof(when));
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%d", &tm);
 	const struct config_hooks *h = t->hooks;
 	int failed = 0, skipped = 0;
-	if (h->before[0] && run_hook(d, t, "before-snapshot", h->before, base, when, NULL,
+	if (h->before[0] && run_hook(d, t, "before-snapshot", h->before, run, when, NULL,
 				     why, sizeof(why))) {
 		snprintf(hookerr, sizeof(hookerr), "before-snapshot hook %s", why);
 		if (h->take_anyway) {
@@ -330,14 +334,14 @@ static int snapshot_target(struct daemon *d, const struct target *t, time_t now,
 		}
 	}
 	char name[256] = "", e[400] = "";
-	if (!skipped && take_snapshot(d, t, when, note, name, sizeof(name), e, sizeof(e))) {
+	if (!skipped && take_snapshot(d, t, when, run, note, name, sizeof(name), e, sizeof(e))) {
 		failed = 1;
 		snprintf(err, errsize, "snapshot of %s: %s", t->what, *e ? e : "failed");
 	} else if (!skipped) {
 		tlog(LOG_INFO, "daemon: %s: snapshot %s%s", t->what, name,
 		     *note ? " (marked: before-snapshot hook failed)" : "");
 	}
-	if (h->after[0] && run_hook(d, t, "after-snapshot", h->after, *name ? name : base,
+	if (h->after[0] && run_hook(d, t, "after-snapshot", h->after, *name ? name : run,
 				    when, skipped ? "skipped" : failed ? "failed" : "ok",
 				    why, sizeof(why)) && !*hookerr)
 		snprintf(hookerr, sizeof(hookerr), "after-snapshot hook %s", why);
@@ -376,19 +380,52 @@ static void set_noted(struct daemon *d, int i, int rc, int how, time_t end,
 	pthread_mutex_unlock(&d->lock);
 }
 
-static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
+/* Whether target i is the snapshot job's: a set on its schedule, or a
+ * volume in no set (-1 for the job: any of them; else only target i). */
+static int run_takes(struct daemon *d, int only, int i)
 {
-	int failed = 0;
-	/* Each set at one instant (those of this schedule), then each volume
-	 * in no set by itself. */
+	if (only >= 0)
+		return i == only;
+	struct target t;
+	target_init(d, i, &t);
+	return !((!t.set && config_set_of(&d->cfg, t.vi) >= 0) ||
+		 (t.set && t.set->own_schedule));
+}
+
+/* The one name the run at now gives every volume it takes (targets as
+ * run_takes(only) says), daemon_snapshot_name's; "" if the store cannot
+ * be read: each snapshot is then named by itself. */
+static void run_name(struct daemon *d, int only, time_t now, char *name, size_t size)
+{
+	const char *vols[CONFIG_MAX_VOLUMES];
+	size_t n = 0;
 	for (int i = 0; i < d->cfg.nset + d->cfg.nvol; i++) {
 		struct target t;
 		target_init(d, i, &t);
-		if ((!t.set && config_set_of(&d->cfg, t.vi) >= 0) ||
-		    (t.set && t.set->own_schedule))
+		for (int j = 0; run_takes(d, only, i) && j < (t.set ? t.set->nvol : 1); j++)
+			if (n < CONFIG_MAX_VOLUMES)
+				vols[n++] = d->cfg.vol[t.set ? t.set->vol[j] : t.vi].name;
+	}
+	int err = daemon_snapshot_name(d, vols, n, now, name, size);
+	if (err)
+		tlog(LOG_WARN, "daemon: cannot choose one name for this run's snapshots (%s); each is named by itself",
+		     strerror(-err));
+}
+
+static int job_snapshot(struct daemon *d, time_t now, char *err, size_t errsize)
+{
+	int failed = 0;
+	char run[128];
+	run_name(d, -1, now, run, sizeof(run));
+	/* Each set at one instant (those of this schedule), then each volume
+	 * in no set by itself; all under one name. */
+	for (int i = 0; i < d->cfg.nset + d->cfg.nvol; i++) {
+		if (!run_takes(d, -1, i))
 			continue;
+		struct target t;
+		target_init(d, i, &t);
 		char e[600] = "";
-		int how, rc = snapshot_target(d, &t, now, e, sizeof(e), &how);
+		int how, rc = snapshot_target(d, &t, now, run, e, sizeof(e), &how);
 		if (t.set)	/* sets[] says how each went, not only the job */
 			set_noted(d, i, rc, how, daemon_now(), e);
 		if (rc) {
@@ -1001,8 +1038,9 @@ static void sets_run_due(struct daemon *d)
 		struct target t;
 		target_init(d, i, &t);
 		tlog(LOG_INFO, "daemon: %s: starting (its own schedule)", t.what);
-		char err[600] = "";
-		int how, rc = snapshot_target(d, &t, now, err, sizeof(err), &how);
+		char err[600] = "", run[128];
+		run_name(d, i, now, run, sizeof(run));
+		int how, rc = snapshot_target(d, &t, now, run, err, sizeof(err), &how);
 		if (!rc && !daemon_stop_requested(d))
 			rc = prune_target(d, cs, 0, err, sizeof(err));
 		time_t end = daemon_now();

@@ -39,7 +39,8 @@ def fill_store(store, mounts, files, volume="vol", snapshot_times=()):
         p.write_bytes(data)
         m.close()
     for t in snapshot_times:
-        store.run("snapshot", "create", store.path, volume, "--time", t, check=True)
+        store.run("snapshot", "create", store.path, volume, "--time", t, "--scheduled",
+                  check=True)
     return files
 
 

@@ -68,8 +68,9 @@ def test_progress_on_a_terminal_only(store, mounts, tmp):
     m = mounts.mount(store, "vol")
     (m.path / "big").write_bytes(os.urandom(3 << 20))
     m.unmount()
-    store.run("snapshot", "create", store.path, "vol", "--time", "2026-01-01T02:00", check=True)
-    store.run("snapshot", "create", store.path, "vol", "--time", "2026-01-02T02:00", check=True)
+    for when in ("2026-01-01T02:00", "2026-01-02T02:00"):
+        store.run("snapshot", "create", store.path, "vol", "--time", when, "--scheduled",
+                  check=True)
     env = base_env(TRESOR_PASSPHRASE=PASSPHRASE, TRESOR_PROGRESS="1")
     r = tresor("restore", store.path, "vol", "latest", "/", tmp / "out1", env=env, check=True)
     # (text mode reads the carriage returns as newlines)

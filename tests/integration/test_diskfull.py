@@ -95,7 +95,7 @@ def test_enospc_keeps_data_and_recovers(small_fs, tmp, passfile, mounts):
     os.mkdir(m / "sub")
     for name, data in old.items():
         assert write_file(m / name, data) is None
-    p = tresor("snapshot", "create", store.path, "vol", env=tenv())
+    p = tresor("snapshot", "create", store.path, "vol", "--scheduled", env=tenv())
     assert p.returncode == 0, p.stderr
     snap = p.stdout.strip()
 
@@ -120,7 +120,7 @@ def test_enospc_keeps_data_and_recovers(small_fs, tmp, passfile, mounts):
         assert (m / ".snapshots" / snap / name).read_bytes() == data
 
     # a snapshot can be taken on the full disk
-    p = tresor("snapshot", "create", store.path, "vol", env=tenv())
+    p = tresor("snapshot", "create", store.path, "vol", "--scheduled", env=tenv())
     assert p.returncode == 0, "snapshot create on a full disk: %s" % p.stderr
 
     # freeing space outside the store: writes work again, no remount
@@ -138,7 +138,7 @@ def test_enospc_keeps_data_and_recovers(small_fs, tmp, passfile, mounts):
     dfd = os.open(m.path, os.O_RDONLY | os.O_DIRECTORY)
     os.fsync(dfd)
     os.close(dfd)
-    p = tresor("snapshot", "create", store.path, "vol", env=tenv())
+    p = tresor("snapshot", "create", store.path, "vol", "--scheduled", env=tenv())
     assert p.returncode == 0, "snapshot create on a full disk: %s" % p.stderr
     before = free_bytes(small_fs)
     p = tresor("prune", store.path, "vol", "--keep-last", "1", "--json", env=tenv(), timeout=300)

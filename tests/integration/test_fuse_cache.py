@@ -149,7 +149,7 @@ def test_pruned_snapshot_goes_at_once(store, mounts):
     the kernel forgets the names at once."""
     m = mount(mounts, store, opts=CACHED)
     (m / "f").write_bytes(b"data")
-    names = [snap(store, when="2030-02-%02dT12:00:00" % d) for d in (1, 2, 3)]
+    names = [snap(store, when="2030-02-%02dT12:00:00" % d, scheduled=True) for d in (1, 2, 3)]
     for n in names:
         assert (m / ".snapshots" / n / "f").read_bytes() == b"data"
     n0 = op_count(store, "lookup")
@@ -254,12 +254,12 @@ def test_set_snapshot_and_set_prune_at_once(make_store, mounts):
     for t in targets:
         assert not exists(t) and not exists(t)
     tresor("snapshot", "create", st.path, "--set", "odoo", "db", "files",
-           "--time", "2030-03-01T12:00:00", env=tenv(), check=True)
+           "--time", "2030-03-01T12:00:00", "--scheduled", env=tenv(), check=True)
     for t in targets:
         assert exists(t), "a set's snapshot stayed hidden behind a cached negative entry"
         assert (t / "f").read_bytes() == b"one"
     tresor("snapshot", "create", st.path, "--set", "odoo", "--time", "2030-03-02T12:00:00",
-           env=tenv(), check=True)
+           "--scheduled", env=tenv(), check=True)
     for t in targets:
         os.stat(t)
     p = tresor("prune", st.path, "--set", "odoo", "--keep-last", "1", "--passphrase-file",

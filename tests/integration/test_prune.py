@@ -50,8 +50,16 @@ import pytest
 
 from conftest import (PASSPHRASE, TRESOR_BIN, Mounts, fusermount_u, init_store, mounts_under,
                       stats, tresor)
-from test_snapshots import (TZ, compare, manifest, rand_bytes, snap, snap_list, tenv,
+from test_snapshots import (TZ, compare, manifest, rand_bytes, snap_list, tenv,
                             write_file)
+from test_snapshots import snap as snap_by_hand
+
+
+def snap(*args, **kw):
+    """The days' snapshots stand for the daemon's scheduled ones: taken
+    --scheduled, so the policy decides (one taken by hand is pinned)."""
+    return snap_by_hand(*args, scheduled=True, **kw)
+
 
 START = datetime.date(2025, 1, 6)
 DAYS = int(os.environ.get("TRESOR_PRUNE_DAYS", "400"))

@@ -202,7 +202,9 @@ def remote_status(store, env=None):
 
 
 def snapshot(store, volume, when):
-    store.run("snapshot", "create", store.path, volume, "--time", when, check=True)
+    """A day's snapshot as the daemon takes it: --scheduled, the policy's."""
+    store.run("snapshot", "create", store.path, volume, "--time", when, "--scheduled",
+              check=True)
 
 
 def snapshot_list(store, volume):

@@ -68,7 +68,7 @@ def tree_meta(root):
 def take_set(store, k):
     """Set "ops" of vol (mounted: its writes held) and aux (not: its lock)."""
     p = tresor("snapshot", "create", store.path, "--set", "ops", "vol", "aux",
-               "--time", "2025-01-%02dT12:00" % (k + 1), check=True)
+               "--time", "2025-01-%02dT12:00" % (k + 1), "--scheduled", check=True)
     return p.stdout.strip()
 
 

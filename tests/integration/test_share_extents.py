@@ -98,7 +98,7 @@ def snapshot_and_lose(store, m, patched_file):
     admin's mistake.  (extents, snapshot name, stored bytes before)."""
     commit(m / patched_file)
     xs = live_extents(store, os.stat(m / patched_file).st_ino)
-    name = snap(store)
+    name = snap(store, scheduled=True)  # the night's snapshot
     shutil.rmtree(m / "site")
     commit(m)
     return xs, name, stored(store)
@@ -285,7 +285,7 @@ def test_restore_from_snapshot_with_cp(st, mounts):
         log = (m.path.parent / "st").read_text()
         assert "copy_file_range(" in log and "= -1" not in log, log[-2000:]
     assert_restored(st, m.path, files, xs, before, "cp from the snapshot")
-    later = snap(st)
+    later = snap(st, scheduled=True)
     m.close()
     check_clean(st)
     # the snapshot the copies came from goes, with GC: they keep the chunks

@@ -171,7 +171,7 @@ def pushed_sets(make_store, mounts, tmp):
     def take(when, note=None):
         extra = ["--note", note] if note else []
         p = tresor("snapshot", "create", st.path, "--set", "odoo", "db-dumps", "filestore",
-                   "--time", when, *extra, env=tenv(), check=True)
+                   "--time", when, "--scheduled", *extra, env=tenv(), check=True)
         name = p.stdout.strip()
         instants[name] = {"db-dumps": tree(mdb.path), "filestore": tree(mfs.path)}
         return name

@@ -49,16 +49,19 @@ def mount(mounts, store, volume="vol", opts=()):
     return mounts.mount(store, volume, opts=opts, extra_env={"TZ": TZ})
 
 
-def snap(store, volume="vol", when=None, check=True):
-    """tresor snapshot create; returns the name it printed."""
+def snap(store, volume="vol", when=None, check=True, scheduled=False):
+    """tresor snapshot create; returns the name it printed.  scheduled:
+    --scheduled (the policy's, as the daemon's), else pinned (by hand)."""
     args = ["snapshot", "create", store.path, volume]
     if when:
         args += ["--time", when]
+    if scheduled:
+        args.append("--scheduled")
     p = tresor(*args, env=tenv(), check=check)
     if not check:
         return p
     name = p.stdout.strip()
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d(\.\d+)?", name), \
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d(_\d{4}(\d\d(\.\d+)?)?)?", name), \
         "snapshot create printed %r, not a name" % p.stdout
     return name
 
@@ -519,37 +522,42 @@ def local_ns(s):
 def test_snapshot_names_and_suffixes(store, mounts):
     m = mount(mounts, store)
     (m.path / "f").write_bytes(b"x")
-    # without --time: today's local date, then .2, .3
+    # without --time: today's local date, then with the minute, then the
+    # second (or .2 in one second): in byte order as taken
     before = datetime.datetime.now(datetime.timezone.utc)
     names = [snap(store) for _ in range(3)]
     after = datetime.datetime.now(datetime.timezone.utc)
     days = {subprocess.run(["date", "-d", "@%d" % t.timestamp(), "+%F"], env=tenv(),
                            capture_output=True, text=True).stdout.strip()
             for t in (before, after)}
+    assert names == sorted(set(names)), names
     if len(days) == 1:
         day = days.pop()
-        assert names == [day, day + ".2", day + ".3"]
+        assert names[0] == day and re.fullmatch(re.escape(day) + r"_\d{4}", names[1]), names
+        assert names[2].startswith(names[1]) and len(names[2]) > len(names[1]), names
     # with --time, mounted (through the daemon)
     assert snap(store, when="2025-03-10T08:00:00") == "2025-03-10"
-    assert snap(store, when="2025-03-10 23:59:59") == "2025-03-10.2"
-    assert snap(store, when="2025-03-10T00:00:00") == "2025-03-10.3"
+    assert snap(store, when="2025-03-10 23:59:59") == "2025-03-10_2359"
+    # taken before both, but named after them: a backdated snapshot of a
+    # day that has its day name already
+    assert snap(store, when="2025-03-10T00:00:00") == "2025-03-10_0000"
     assert snap(store, when="2025-03-11T00:00:00") == "2025-03-11"
     assert sorted(os.listdir(m.path / ".snapshots")) == sorted(
-        names + ["2025-03-10", "2025-03-10.2", "2025-03-10.3", "2025-03-11"])
-    # unmounted (directly in the index): the numbering goes on
+        names + ["2025-03-10", "2025-03-10_2359", "2025-03-10_0000", "2025-03-11"])
+    # unmounted (directly in the index): the same rule
     m.close()
-    assert snap(store, when="2025-03-10T12:00") == "2025-03-10.4"
-    assert snap(store, when="2025-03-11T12:00") == "2025-03-11.2"
+    assert snap(store, when="2025-03-10T12:00") == "2025-03-10_1200"
+    assert snap(store, when="2025-03-11T12:00:30") == "2025-03-11_1200"
     m = mount(mounts, store)
-    assert snap(store, when="2025-03-10T13:00") == "2025-03-10.5"
+    assert snap(store, when="2025-03-10T13:00") == "2025-03-10_1300"
     listed = snap_list(store)
     assert sorted(s["name"] for s in listed) == sorted(os.listdir(m.path / ".snapshots"))
     assert len(listed) == 10
     by = {s["name"]: s for s in listed}
-    assert by["2025-03-10.2"]["time_ns"] == local_ns("2025-03-10 23:59:59")
-    assert by["2025-03-10.4"]["time_ns"] == local_ns("2025-03-10 12:00:00")
+    assert by["2025-03-10_2359"]["time_ns"] == local_ns("2025-03-10 23:59:59")
+    assert by["2025-03-10_1200"]["time_ns"] == local_ns("2025-03-10 12:00:00")
     for s in listed:
-        assert s["pinned"] is False
+        assert s["pinned"] is True    # taken by a person: kept until unpinned
         assert s["files"] == 1 and s["logical_bytes"] == 1, s
     p = tresor("snapshot", "create", store.path, "nosuchvol", env=tenv())
     assert p.returncode == 1 and "nosuchvol" in p.stderr and not p.stdout
@@ -590,7 +598,7 @@ def test_list_is_oldest_first(store):
     for t in ("2025-05-01T10:00", "2025-01-01T10:00", "2025-03-01T10:00", "2025-03-01T09:00"):
         snap(store, when=t)
     names = [s["name"] for s in snap_list(store)]
-    assert names == ["2025-01-01", "2025-03-01.2", "2025-03-01", "2025-05-01"], names
+    assert names == ["2025-01-01", "2025-03-01_0900", "2025-03-01", "2025-05-01"], names
 
 
 # --------------------------------------------------------------------------
@@ -1018,7 +1026,7 @@ def test_snapshot_while_unmounted(store, mounts):
     mutate(m.path, rng, 1)
     want2 = manifest(m.path)
     name2 = snap(store, when="2025-09-01T11:00:00")
-    assert name2 == "2025-09-01.2"
+    assert name2 == "2025-09-01_1100"
     check_snapshot(m.path, name1, want1)
     check_snapshot(m.path, name2, want2)
     m.close()

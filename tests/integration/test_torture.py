@@ -127,7 +127,8 @@ class Torture:
         if as_set:
             self.sets.add(name)
         p = tresor("snapshot", "create", self.store.path, *what, "--time",
-                   when.strftime("%Y-%m-%dT12:00:00"), env=env, timeout=OP_WATCHDOG)
+                   when.strftime("%Y-%m-%dT12:00:00"), "--scheduled", env=env,
+                   timeout=OP_WATCHDOG)
         if point and p.returncode == -signal.SIGKILL:
             # killed holding the daemon's writes: before its commit the set
             # is in neither member, after it in both, as of its instant;

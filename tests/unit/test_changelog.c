@@ -126,7 +126,7 @@ int main(void)
 	/* A snapshot, then changes after it: updates, deletions, a punch. */
 	struct snapshot_info si;
 	CHECK_EQ(index_begin(a), 0);
-	CHECK_EQ(ns_snapshot_create(a, vi.id, "2026-11-01", 42, &si), 0);
+	CHECK_EQ(ns_snapshot_create(a, vi.id, "2026-11-01", 42, 0, &si), 0);
 	int64_t epoch = si.epoch + 1;
 	CHECK_EQ(ns_dentry_remove(a, vi.id, epoch, ROOT_INO, "f3"), 0);
 	CHECK_EQ(ns_inode_kill(a, vi.id, epoch, 3), 0);

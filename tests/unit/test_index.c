@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sqlite3.h>
@@ -1072,6 +1073,76 @@ static int64_t one_int(struct index *ix, const char *sql)
 
 /* Snapshot sets: one name free in every member, one transaction's rows;
  * then a format-1 index (no set_name, note) upgraded at its next open. */
+/* Snapshot names (ns_snapshot_name): the day, then the minute, the
+ * second, .2 ...; always after the names before, never a pruned one again,
+ * one name free in all volumes of a run; old-style names stay. */
+static void test_snapshot_names(const char *path)
+{
+	struct index *ix = NULL;
+	CHECK_EQ(index_open(path, 0, &ix), 0);
+	if (!ix)
+		return;
+	char *tz = getenv("TZ") ? strdup(getenv("TZ")) : NULL;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	const int64_t s = 1000000000, d6 = 1796522400LL * s;	/* 2026-12-06 02:00 UTC */
+	struct volume_info p, q;
+	struct snapshot_info si;
+	char name[128];
+	CHECK_EQ(index_begin(ix), 0);
+	CHECK_EQ(ns_volume_create(ix, "names-p", 0, 0, 1, &p), 0);
+	CHECK_EQ(ns_volume_create(ix, "names-q", 0, 0, 1, &q), 0);
+	int64_t both[2] = { p.id, q.id };
+	/* An old-style store: 2026-12-05 and 2026-12-05.2 */
+	CHECK_EQ(ns_snapshot_create(ix, p.id, "2026-12-05", d6 - 86400 * s, 0, &si), 0);
+	CHECK_EQ(ns_snapshot_create(ix, p.id, "2026-12-05.2", d6 - 6 * 3600 * s, 0, &si), 0);
+	CHECK_EQ(ns_snapshot_create(ix, p.id, NULL, d6 - 3 * 3600 * s, 0, &si), 0);
+	CHECK(!strcmp(si.name, "2026-12-05_2300"));	/* after .2 */
+	CHECK_EQ(ns_snapshot_create(ix, p.id, NULL, d6, 0, &si), 0);
+	CHECK(!strcmp(si.name, "2026-12-06"));
+	/* q has none of the day: a run over both still gives one name */
+	CHECK_EQ(ns_snapshot_name(ix, both, 2, d6 + 60 * s, name, sizeof(name)), 0);
+	CHECK(!strcmp(name, "2026-12-06_0201"));
+	CHECK_EQ(ns_snapshot_name(ix, &q.id, 1, d6 + 60 * s, name, sizeof(name)), 0);
+	CHECK(!strcmp(name, "2026-12-06"));
+	CHECK_EQ(ns_snapshot_create(ix, p.id, NULL, d6 + 60 * s, 0, &si), 0);
+	CHECK(!strcmp(si.name, "2026-12-06_0201"));
+	CHECK_EQ(ns_snapshot_create(ix, p.id, NULL, d6 + 75 * s, 0, &si), 0);
+	CHECK(!strcmp(si.name, "2026-12-06_020115"));
+	const char *want[] = { "2026-12-06_020115.2", "2026-12-06_020115.3" };
+	for (int i = 0; i < 2; i++) {
+		CHECK_EQ(ns_snapshot_create(ix, p.id, NULL, d6 + 75 * s, 0, &si), 0);
+		CHECK(!strcmp(si.name, want[i]));
+	}
+	int64_t last = si.id;
+	/* Pruned "2026-12-06" and the .3: neither comes back. */
+	CHECK_EQ(ns_snapshot_find(ix, p.id, "2026-12-06", &si), 0);
+	CHECK_EQ(ns_snapshot_delete(ix, si.id, NULL), 0);
+	CHECK_EQ(ns_snapshot_delete(ix, last, NULL), 0);
+	CHECK_EQ(ns_snapshot_create(ix, p.id, NULL, d6 + 80 * s, 0, &si), 0);
+	CHECK(!strcmp(si.name, "2026-12-06_020120"));
+	/* a name a person gave takes no part */
+	CHECK_EQ(ns_snapshot_create(ix, p.id, "before-upgrade", d6 + 90 * s, 1, &si), 0);
+	CHECK_EQ(ns_snapshot_create(ix, p.id, NULL, d6 + 120 * s, 0, &si), 0);
+	CHECK(!strcmp(si.name, "2026-12-06_0202"));
+	/* Names in creation order sort in byte order. */
+	struct snapshot_info *all = NULL;
+	size_t n = 0;
+	CHECK_EQ(ns_snapshot_list(ix, p.id, &all, &n), 0);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(all[i].name, "before-upgrade") && strcmp(all[i - 1].name, "before-upgrade"))
+			CHECK(strcmp(all[i - 1].name, all[i].name) < 0);
+	free(all);
+	index_rollback(ix);
+	if (tz)
+		setenv("TZ", tz, 1);
+	else
+		unsetenv("TZ");
+	free(tz);
+	tzset();
+	index_close(ix);
+}
+
 static void test_sets(const char *path)
 {
 	struct index *ix = NULL;
@@ -1083,10 +1154,16 @@ static void test_sets(const char *path)
 	CHECK_EQ(ns_volume_find(ix, "aux", &b), 0);
 	struct snapshot_info alone, sis[2], *m = NULL;
 	CHECK_EQ(index_begin(ix), 0);
-	CHECK_EQ(ns_snapshot_create(ix, a.id, "2026-01-01", 5, &alone), 0);
+	CHECK_EQ(ns_snapshot_create(ix, a.id, "2026-01-01", 5, 1, &alone), 0);
+	CHECK_EQ(alone.pinned, 1);
 	int64_t vols[2] = { a.id, b.id };
-	CHECK_EQ(ns_snapshot_create_set(ix, "odoo", vols, 2, "2026-01-01", 42, "hook failed", sis), 0);
-	CHECK_EQ(ns_snapshot_create_set(ix, "", vols, 2, "x", 1, NULL, sis), -EINVAL);
+	/* A name given is taken as it is, or refused if any member has it. */
+	CHECK_EQ(ns_snapshot_create_set(ix, "odoo", vols, 2, "2026-01-01", 42, 0, NULL, sis),
+		 -EEXIST);
+	CHECK_EQ(ns_snapshot_create_set(ix, "odoo", vols, 2, "2026-01-01.2", 42, 0, "hook failed",
+					sis), 0);
+	CHECK_EQ(sis[0].pinned + sis[1].pinned, 0);
+	CHECK_EQ(ns_snapshot_create_set(ix, "", vols, 2, "x", 1, 0, NULL, sis), -EINVAL);
 	CHECK_EQ(index_commit(ix), 0);
 	CHECK(!strcmp(sis[0].name, "2026-01-01.2") && !strcmp(sis[1].name, "2026-01-01.2"));
 	CHECK_EQ(sis[0].epoch, alone.epoch + 1);
@@ -1272,6 +1349,7 @@ int main(void)
 	}
 
 	test_sets(path);
+	test_snapshot_names(path);
 	test_transactions(path);
 	test_stats();
 

@@ -30,7 +30,7 @@ _tresor() {
 		_filedir
 		return
 		;;
-	--time | --note | --set | --keep-* | --chunk-* | --kdf-log2n | --endpoint | --region | -o)
+	--time | --note | --name | --set | --keep-* | --chunk-* | --kdf-log2n | --endpoint | --region | -o)
 		return
 		;;
 	esac
@@ -42,7 +42,7 @@ _tresor() {
 		check) opts+=" --read-data --max-age --remote" ;;
 		repair) opts+=" --from" ;;
 		push) opts+=" --jobs --limit-upload --grace --image-every" ;;
-		snapshot) opts+=" --time --set --note" ;;
+		snapshot) opts+=" --time --set --note --name --scheduled" ;;
 		restore) opts+=" --set --remote" ;;
 		prune) opts+=" --set --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --dry-run" ;;
 		remote | recover) opts+=" --lazy --full --takeover --chain --grace --object-lock-days --object-lock-mode --endpoint --region --path-style --virtual-hosted --ca-file --credentials-file --ssh-key --known-hosts --netrc --no-check" ;;
@@ -56,7 +56,7 @@ _tresor() {
 	for ((i = 2; i < cword; i++)); do
 		w=${words[i]}
 		case "$w" in
-		--passphrase-file | --time | --note | --set | --keep-* | --chunk-* | --kdf-log2n | --endpoint | --region | \
+		--passphrase-file | --time | --note | --name | --set | --keep-* | --chunk-* | --kdf-log2n | --endpoint | --region | \
 			--ca-file | --credentials-file | --ssh-key | --known-hosts | --netrc | -o)
 			((i++))
 			;;
