@@ -229,6 +229,15 @@ int jobs_run_child(struct daemon *d, const char *what, char *const argv[], char 
 		   size_t outsize, char *err, size_t errsize);
 /* In a child before exec: the signals the daemon blocked, unblocked. */
 void jobs_child_signals(void);
+/* Copy src into dst, cut to fit. */
+void jobs_copy_str(char *dst, size_t size, const char *src);
+/* A hook's stop test (hook_spec.stop): the daemon was asked to stop, and
+ * a SIGTERM must not wait for hook-timeout. */
+int jobs_hook_stop(void *arg);
+
+/* The check job and the sets' restore drills (daemon_check.c); 0, or -1
+ * with why in err. */
+int check_job(struct daemon *d, time_t now, char *err, size_t errsize);
 
 /* ---- daemon_ctl.c, metrics.c ------------------------------------------ */
 
