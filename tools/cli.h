@@ -109,8 +109,9 @@ int cmd_repair(struct opts *o);
 int cmd_key(struct opts *o);
 /* In cmd_snapset.c: snapshot create|list|pin|unpin --set (o->set). */
 int snapset_create(struct opts *o, const char *dir, const char *name, int64_t t, int pin);
-/* Tell (stderr) what prune does with snapshot name of volume vol (or of
- * set set, vol NULL): kept while pinned, else the policy's. */
+/* In cmd_snapset.c too: tell (stderr) what prune does with snapshot name
+ * of volume vol (or of set set, vol NULL): kept while pinned, else the
+ * policy's. */
 void snapshot_retention_note(const char *dir, const char *vol, const char *set,
 			     const char *name, int pinned);
 /* Tell the daemons of vols that snapshot name came or went behind them

@@ -8,6 +8,11 @@
  * index transaction records every member's snapshot under one name and
  * time, then the daemons are released.  A member no daemon serves is
  * held by its volume lock instead, as `snapshot create` does.
+ *
+ * Also here, for cmd_snapshot.c as for sets (so that it calls this file
+ * and not both ways): telling daemons a snapshot name came or went
+ * (snapshot_forget), and saying what retention does with a new snapshot
+ * (snapshot_retention_note).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +45,20 @@ static int64_t mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Say on stderr what retention does with snapshot name (of volume vol,
+ * or of set set): stdout is its name alone, for scripts. */
+void snapshot_retention_note(const char *dir, const char *vol, const char *set,
+			     const char *name, int pinned)
+{
+	if (pinned)
+		fprintf(stderr, "tresor: snapshot %s of %s '%s' is pinned: prune keeps it until 'tresor snapshot unpin %s %s%s %s' (--scheduled leaves a snapshot to the retention policy)\n",
+			name, set ? "set" : "volume", set ? set : vol, dir,
+			set ? "--set " : "", set ? set : vol, name);
+	else
+		fprintf(stderr, "tresor: snapshot %s of %s '%s' is not pinned: prune's retention policy decides when it goes\n",
+			name, set ? "set" : "volume", set ? set : vol);
 }
 
 /* Tell the daemons of vols (those mounted) that snapshot name of their

@@ -90,20 +90,6 @@ static int snapshot_name_ok(const char *s)
 	return 1;
 }
 
-/* Say on stderr what retention does with snapshot name (of volume vol,
- * or of set set): stdout is its name alone, for scripts. */
-void snapshot_retention_note(const char *dir, const char *vol, const char *set,
-			     const char *name, int pinned)
-{
-	if (pinned)
-		fprintf(stderr, "tresor: snapshot %s of %s '%s' is pinned: prune keeps it until 'tresor snapshot unpin %s %s%s %s' (--scheduled leaves a snapshot to the retention policy)\n",
-			name, set ? "set" : "volume", set ? set : vol, dir,
-			set ? "--set " : "", set ? set : vol, name);
-	else
-		fprintf(stderr, "tresor: snapshot %s of %s '%s' is not pinned: prune's retention policy decides when it goes\n",
-			name, set ? "set" : "volume", set ? set : vol);
-}
-
 static int snapshot_create(struct opts *o)
 {
 	if (o->set ? o->npos < 2 : o->npos != 3)
