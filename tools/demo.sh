@@ -6,8 +6,12 @@
 # Installs the build dependencies, builds build/tresor, creates a demo store
 # in ${TRESOR_DEMO_DIR:-$HOME/tresor-demo} (random passphrase in a 0600 file
 # beside it), creates the volume "plans", mounts it at $DIR/mnt/plans in the
-# background, copies a small generated sample tree of customer sites in and
-# prints the store statistics.  Safe to run again: it reuses the store and
+# background, copies a small generated sample tree of customer sites in, then
+# shows what tresor is for: an Odoo-like filestore copied from prod to test
+# and dev is stored once; a snapshot is browsed in .snapshots after a
+# change; the store is pushed to a local remote ($DIR/offsite) and recovered
+# lazily from it into $DIR/recovered, whose files read back the same.
+# Prints the store statistics.  Safe to run again: it reuses the store and
 # says so if the volume is already mounted.
 set -euo pipefail
 
@@ -112,23 +116,76 @@ if [[ ! -f $MNT/objects/OBJ-00001/floor-plans/ground-floor-rev2.pdf ]]; then
 		printf '%% incremental update: revision 2\n%%%%EOF\n'
 	} >"$MNT/objects/OBJ-00001/floor-plans/ground-floor-rev2.pdf"
 fi
-# fsync what was copied, so the store's statistics below include it
-find "$MNT/objects" -type f -exec sync {} +
+say "an Odoo filestore: prod, and test and dev as copies of it"
+# Odoo names attachments by their SHA-1 under two-hex-digit folders; test
+# and dev are periodic copies of prod, so they are the same bytes again.
+FS=$MNT/filestore
+if [[ ! -d $FS/prod ]]; then
+	mkdir -p "$FS/prod"
+	for i in $(seq 1 40); do
+		f=$(mktemp)
+		head -c $((20000 + RANDOM * 3)) /dev/urandom >"$f"
+		h=$(sha1sum "$f" | cut -c1-40)
+		mkdir -p "$FS/prod/${h:0:2}"
+		mv "$f" "$FS/prod/${h:0:2}/$h"
+	done
+	cp -a "$FS/prod" "$FS/test"
+	cp -a "$FS/prod" "$FS/dev"
+fi
+echo "  prod, test, dev: $(du -sb "$FS/prod" | cut -f1) bytes each"
+
+say "a snapshot, a change, and the old version in .snapshots"
+SNAP=$("$TRESOR" snapshot create "$STORE" plans 2>/dev/null)
+echo "  snapshot $SNAP taken (by hand, so pinned: prune keeps it until unpinned)"
+META=$MNT/objects/OBJ-00002/metadata.json
+sed -i "s/\"Demo customer 2[^\"]*\"/\"Demo customer 2, renamed $(date -u +%H:%M:%S)\"/" "$META"
+echo "  now:               $(grep customer "$META")"
+echo "  in .snapshots/$SNAP: $(grep customer "$MNT/.snapshots/$SNAP/objects/OBJ-00002/metadata.json")"
+# fsync what was copied, so the push and the statistics below include it
+find "$MNT/objects" "$FS" -type f -exec sync {} +
+
+say "offsite: a push to a local remote, and a lazy recovery from it"
+OFF=$DIR/offsite
+if ! "$TRESOR" remote list "$STORE" 2>/dev/null | grep -qw offsite; then
+	mkdir -p "$OFF"
+	"$TRESOR" remote add "$STORE" offsite "$OFF"
+fi
+"$TRESOR" push "$STORE" offsite
+REC=$DIR/recovered
+RMNT=$DIR/mnt/recovered
+if is_mounted "$RMNT"; then
+	fusermount3 -u "$RMNT"
+fi
+rm -rf "$REC"
+"$TRESOR" recover "$OFF" "$REC" --lazy
+mkdir -p "$RMNT"
+"$TRESOR" mount "$REC" plans "$RMNT" --passphrase-file "$PASS"
+if cmp -s "$MNT/objects/OBJ-00003/photos/photo-1.jpg" "$RMNT/objects/OBJ-00003/photos/photo-1.jpg"; then
+	echo "  the recovered store reads the same bytes (its packs are fetched when read)"
+else
+	echo "  the recovered store does not read the same bytes" >&2
+	fusermount3 -u "$RMNT"
+	exit 1
+fi
+fusermount3 -u "$RMNT"
 
 say "what is in the volume"
-find "$MNT" -maxdepth 3 | sed "s|^$MNT|plans|" | sort | head -30
+find "$MNT" -maxdepth 2 | sed "s|^$MNT|plans|" | sort | head -30
 
-say "store statistics"
+say "store statistics (as of the last commit: the sync above made one)"
 "$TRESOR" stats "$STORE"
 
 cat <<EOF
 
 Done.  The volume "plans" is mounted at:
     $MNT
-Use it like any directory.  Other commands:
+Use it like any directory; its snapshots are in $MNT/.snapshots.
+Other commands:
     export TRESOR_PASSPHRASE=\$(cat $PASS)
     $TRESOR stats $STORE
+    $TRESOR snapshot list $STORE plans
     $TRESOR check $STORE
+    $TRESOR push $STORE offsite
 Unmount with:
     fusermount3 -u $MNT
 Mount again with:
