@@ -93,7 +93,7 @@ import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(sys.argv[1].encode().replace(b"@", b"\0", 1))
 try:
-    s.sendall(b"snapshot intruder 1700000000000000000\n")
+    s.sendall(b"take-snapshot 1700000000000000000 0 intruder\n")
 except OSError:
     pass  # refused before the request was read: the answer is still there
 print(s.recv(512).decode().strip())
