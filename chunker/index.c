@@ -161,12 +161,6 @@ static int add_column(sqlite3 *db, const char *table, const char *column,
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }
 
-/*
- * Bring an index of an older format up to this one, in one transaction:
- * the columns each newer version added, then meta.format_version.  An
- * index without a version (being created) or of a newer one is left
- * alone: the caller refuses the newer one.
- */
 /* The newest format this program knows: the last upgrade's. */
 static int64_t upgrades_top(void)
 {
@@ -177,6 +171,12 @@ static int64_t upgrades_top(void)
 	return top;
 }
 
+/*
+ * Bring an index of an older format up to this one, in one transaction:
+ * the columns each newer version added, then meta.format_version.  An
+ * index without a version (being created) or of a newer one is left
+ * alone: the caller refuses the newer one.
+ */
 static int index_upgrade(struct index *ix)
 {
 	int64_t ver, top = upgrades_top();
