@@ -46,7 +46,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, -err);
 		return;
 	}
-	fi->fh = (uintptr_t)d;
+	fi->fh = vfs_fh_make(v, d);
 	fi->cache_readdir = 0;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		dirlist_free(d);
@@ -57,6 +57,11 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino,
 static char *readdir_begin(fuse_req_t req, struct vfs *v, struct dirlist *d,
 			   off_t off, size_t size)
 {
+	if (!d) {
+		/* opened by the process before a handover */
+		fuse_reply_err(req, EBADF);
+		return NULL;
+	}
 	if (off == 0) {
 		int err = dirlist_load(v, d);
 		if (err) {
@@ -75,7 +80,7 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	(void)ino;
 	struct vfs *v = V(req);
-	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
+	struct dirlist *d = vfs_fh_get(v, fi->fh);
 	char *buf = readdir_begin(req, v, d, off, size);
 	if (!buf)
 		return;
@@ -103,7 +108,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 			   off_t off, struct fuse_file_info *fi)
 {
 	struct vfs *v = V(req);
-	struct dirlist *d = (struct dirlist *)(uintptr_t)fi->fh;
+	struct dirlist *d = vfs_fh_get(v, fi->fh);
 	char *buf = readdir_begin(req, v, d, off, size);
 	if (!buf)
 		return;
@@ -156,7 +161,9 @@ void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
 	(void)ino;
-	dirlist_free((struct dirlist *)(uintptr_t)fi->fh);
+	struct dirlist *d = vfs_fh_get(V(req), fi->fh);
+	if (d)
+		dirlist_free(d);
 	fuse_reply_err(req, 0);
 }
 

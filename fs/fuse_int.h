@@ -24,6 +24,23 @@ static inline struct vfs *V(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* A handle's fi->fh: the pointer, its top 16 bits the process's
+ * generation (v->fh_gen).  After a handover the kernel still holds the
+ * earlier process's handles: those read back as NULL, never as a pointer
+ * of this one (user-space pointers fit in 48 bits on x86-64 and arm64). */
+#define FH_PTR_BITS 48
+static inline uint64_t vfs_fh_make(const struct vfs *v, void *p)
+{
+	return (uint64_t)(uintptr_t)p | (uint64_t)v->fh_gen << FH_PTR_BITS;
+}
+
+static inline void *vfs_fh_get(const struct vfs *v, uint64_t fh)
+{
+	if (fh >> FH_PTR_BITS != v->fh_gen)
+		return NULL;
+	return (void *)(uintptr_t)(fh & ((UINT64_C(1) << FH_PTR_BITS) - 1));
+}
+
 /* Extended attributes and ACLs of the live tree (fuse_xattr.c). */
 /* name's value (name NULL: the list) of ino in view, ACLs read through
  * mode (acl.h rule 1); ctx->lock held.  Length or -errno. */

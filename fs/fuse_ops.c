@@ -758,7 +758,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		sf->view = vi.view;
 		sf->ino = vi.ino;
 		sf->size = sb.st_size;
-		fi->fh = (uintptr_t)sf;
+		fi->fh = vfs_fh_make(v, sf);
 		fi->keep_cache = 1;
 		if (fuse_reply_open(req, fi) == -ENOENT)
 			snapfile_free(sf);
@@ -799,7 +799,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	char *buf = malloc(size ? size : 1);
 	size_t got = 0;
-	struct snapfile *sf = INO_SLOT(ino) ? (struct snapfile *)(uintptr_t)fi->fh : NULL;
+	struct snapfile *sf = INO_SLOT(ino) ? vfs_fh_get(V(req), fi->fh) : NULL;
 	int err = !buf ? -ENOMEM
 		  : sf ? snapfile_read(V(req), ino, sf, buf, size, off, &got)
 		  : vino_read(V(req), ino, buf, size, off, &got);
@@ -882,7 +882,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 {
 	struct vfs *v = V(req);
 	if (INO_SLOT(ino)) {
-		snapfile_free((struct snapfile *)(uintptr_t)fi->fh);
+		snapfile_free(vfs_fh_get(v, fi->fh));
 		fuse_reply_err(req, 0);
 		return;
 	}

@@ -102,6 +102,15 @@ struct node *vino_open_node(struct vfs *v, fuse_ino_t kino)
 		return NULL;
 	pthread_mutex_lock(&v->lock);
 	struct node *n = node_find(v, kino);
+	if (v->adopted && (!n || !n->d)) {
+		/* Opened by the process before a handover: open it here as
+		 * well (its release closes it).  The kernel sends reads and
+		 * writes only for files it holds open. */
+		int err = 0;
+		n = node_get(v, kino, &err);
+		if (n && node_pin(v, n))
+			n = NULL;
+	}
 	if (n && !n->d)
 		n = NULL;	/* not open: a stale request */
 	pthread_mutex_unlock(&v->lock);

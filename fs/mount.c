@@ -12,9 +12,17 @@
 #include <dirent.h>
 #include <limits.h>
 
+#include <signal.h>
+#include <unistd.h>
+#include <linux/fuse.h>
+
 #include "control.h"
 #include "fuse_int.h"
 #include "../chunker/util.h"
+
+/* The kernel's "resend what you read and did not answer" (fuse.h 7.40,
+ * newer than the headers Debian 12 builds with). */
+#define MOUNT_NOTIFY_RESEND 7
 
 /* tresor's own mount options; the rest go to FUSE. */
 struct mount_opts {
@@ -176,6 +184,69 @@ static void fsname_opt(const char *source, char *out, size_t size)
 	snprintf(out + n, size - n, ",subtype=tresor");
 }
 
+/* The connection's first request, INIT, read and answered here rather
+ * than in the loop, so its bytes can go to the keeper (hooks). */
+static int mount_serve_init(struct fuse_session *se, const struct vfs_mount_hooks *hooks)
+{
+	struct fuse_buf fbuf = { .mem = NULL };
+	int res;
+	do
+		res = fuse_session_receive_buf(se, &fbuf);
+	while (res == -EINTR && !fuse_session_exited(se));
+	if (res <= 0) {
+		free(fbuf.mem);
+		return fuse_session_exited(se) ? 0 : res ? res : -ENOTCONN;
+	}
+	const struct fuse_in_header *in = fbuf.mem;
+	int is_init = (size_t)res >= sizeof(*in) && in->opcode == FUSE_INIT;
+	size_t len = (size_t)res;
+	void *copy = is_init ? malloc(len) : NULL;
+	if (copy)
+		memcpy(copy, fbuf.mem, len);
+	fbuf.size = len;
+	fuse_session_process_buf(se, &fbuf);
+	free(fbuf.mem);
+	if (copy && hooks && hooks->connected && !fuse_session_exited(se))
+		hooks->connected(fuse_session_fd(se), copy, len, hooks->arg);
+	free(copy);
+	return 0;
+}
+
+/*
+ * Take over a connection an earlier process answered INIT on: replay its
+ * INIT (for libfuse's state and ours; the reply, to an id the kernel does
+ * not know, is refused with ENOENT, which libfuse ignores), then ask the
+ * kernel to resend the requests the earlier process read but never
+ * answered (FUSE_NOTIFY_RESEND, Linux 6.9; older kernels refuse it and
+ * those requests wait until they are interrupted).
+ */
+static int mount_replay_init(struct fuse_session *se, const void *init, size_t len)
+{
+	struct fuse_in_header in;
+	if (len < sizeof(in))
+		return -EINVAL;
+	memcpy(&in, init, sizeof(in));
+	if (in.opcode != FUSE_INIT || in.len != len)
+		return -EINVAL;
+	char *copy = malloc(len);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, init, len);
+	in.unique = 1;	/* kernel ids are even: never one in flight */
+	memcpy(copy, &in, sizeof(in));
+	struct fuse_buf fbuf = { .mem = copy, .size = len };
+	fuse_session_process_buf(se, &fbuf);
+	free(copy);
+	if (fuse_session_exited(se))
+		return -EPROTO;
+	struct fuse_out_header resend = { .len = sizeof(resend),
+					  .error = MOUNT_NOTIFY_RESEND, .unique = 0 };
+	if (write(fuse_session_fd(se), &resend, sizeof(resend)) != sizeof(resend))
+		tlog(LOG_INFO, "requests in flight at the handover are not resent (%s); they fail when interrupted",
+		     strerror(errno));
+	return 0;
+}
+
 int vfs_mount_main(struct store *st, const char *volume,
 		   const char *mountpoint, const char *opts, int foreground,
 		   const struct vfs_mount_hooks *hooks)
@@ -199,9 +270,10 @@ int vfs_mount_main(struct store *st, const char *volume,
 	struct mount_opts mo;
 	int err = mount_opts_parse(opts, &mo, &args);
 	int readonly = mo.readonly;
+	int adopt = hooks && hooks->adopt_init_len > 0, detached = 0;
 	struct vfs v;
 	if (!err)
-		err = vfs_open(&v, st, volume, readonly);
+		err = vfs_open(&v, st, volume, readonly, adopt);
 	if (err) {
 		fuse_opt_free_args(&args);
 		return err;
@@ -213,7 +285,11 @@ int vfs_mount_main(struct store *st, const char *volume,
 	v.noacl = mo.noacl;
 	v.fill = mo.fill;
 	snprintf(v.fetch_remote, sizeof(v.fetch_remote), "%s", mo.fetch_remote);
-	v.mountpoint = realpath(mountpoint, NULL);
+	/* An adopted mount answers nobody until this process serves it:
+	 * realpath() of its root would wait for that (the keeper passes the
+	 * path as mounted). */
+	v.mountpoint = adopt ? strdup(mountpoint) : realpath(mountpoint, NULL);
+	v.fh_gen = hooks && hooks->fh_gen ? hooks->fh_gen & 0xffff : 1;
 	err = -EIO;
 	struct fuse_lowlevel_ops timed;
 	struct fuse_session *se = fuse_session_new(&args, fuse_timed_ops(vfs_fuse_ops(), &timed, &v),
@@ -224,19 +300,35 @@ int vfs_mount_main(struct store *st, const char *volume,
 	v.se = se;	/* for the control thread's notify_inval_* */
 	if (fuse_set_signal_handlers(se))
 		goto out_session;
-	/* Mounting over files hides them (and an app writing there would
-	 * lose track of them): only when asked. */
-	if (!mo.nonempty && dir_nonempty(mountpoint)) {
-		err = -ENOTEMPTY;
-		goto out_signals;
-	}
-	if (fuse_session_mount(se, mountpoint)) {
-		err = -ENOTCONN;
-		goto out_signals;
+	/* SIGUSR2 ends the loop as SIGTERM does (libfuse's handler; the loop
+	 * returns the signal), but leaves the mount to the keeper. */
+	struct sigaction term, usr2_before;
+	sigaction(SIGTERM, NULL, &term);
+	sigaction(SIGUSR2, &term, &usr2_before);
+	if (adopt) {
+		/* libfuse serves a descriptor named /dev/fd/N as is. */
+		char devfd[32];
+		snprintf(devfd, sizeof(devfd), "/dev/fd/%d", hooks->adopt_fd);
+		if (fuse_session_mount(se, devfd)) {
+			err = -ENOTCONN;
+			goto out_signals;
+		}
+	} else {
+		/* Mounting over files hides them (and an app writing there
+		 * would lose track of them): only when asked. */
+		if (!mo.nonempty && dir_nonempty(mountpoint)) {
+			err = -ENOTEMPTY;
+			goto out_signals;
+		}
+		if (fuse_session_mount(se, mountpoint)) {
+			err = -ENOTCONN;
+			goto out_signals;
+		}
 	}
 	/* Sequential reads then come in 1 MiB requests, not 128 KiB ones
-	 * (about 15 % faster cold reads here); without root it stays. */
-	if (v.mountpoint && mount_set_readahead(v.mountpoint, 1024))
+	 * (about 15 % faster cold reads here); without root it stays.  (An
+	 * adopted mount keeps what its first process set.) */
+	if (!adopt && v.mountpoint && mount_set_readahead(v.mountpoint, 1024))
 		tlog(LOG_DEBUG, "volume %s: read-ahead stays at the kernel's default",
 		     volume);
 	/* An SQLite connection must not cross fork(): its POSIX locks stay
@@ -266,18 +358,32 @@ int vfs_mount_main(struct store *st, const char *volume,
 	}
 	if (err)
 		goto out_unmount;
+	err = adopt ? mount_replay_init(se, hooks->adopt_init, hooks->adopt_init_len)
+		    : mount_serve_init(se, hooks);
+	if (err)
+		goto out_unmount;
 	struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 8 };
 	/* One thread reads FUSE requests: on two cores it beat a pool of
 	 * them 3x on small files and 1.6x on streaming writes, since the CPU
 	 * work runs in the pipeline's workers anyway.  -o mt for a pool. */
 	err = mo.mt ? fuse_session_loop_mt(se, &cfg) : fuse_session_loop(se);
+	detached = err == SIGUSR2;
 	err = err < 0 ? err : 0;
 out_unmount:
 	control_stop(v.control);
 	v.control = NULL;
 	v.se = NULL;
-	fuse_session_unmount(se);
+	/* libfuse unmounts what it mounted; an adopted mount is unmounted by
+	 * the caller (it has no mount point in the session). */
+	if (!detached)
+		fuse_session_unmount(se);
+	if (detached)
+		tlog(LOG_INFO, "volume %s: detached from %s; the mount stays for the next process",
+		     volume, mountpoint);
+	if (!err && detached)
+		err = VFS_DETACHED;
 out_signals:
+	sigaction(SIGUSR2, &usr2_before, NULL);
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);

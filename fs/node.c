@@ -791,7 +791,8 @@ static int reap_orphans(struct vfs *v)
 	return err ? err : store_commit(v->st);
 }
 
-int vfs_open(struct vfs *v, struct store *st, const char *volume, int readonly)
+int vfs_open(struct vfs *v, struct store *st, const char *volume, int readonly,
+	     int adopted)
 {
 	memset(v, 0, sizeof(*v));
 	v->st = st;
@@ -809,12 +810,13 @@ int vfs_open(struct vfs *v, struct store *st, const char *volume, int readonly)
 		return err;
 	v->ino_reserved = v->vol.next_ino;
 	v->xattrs_maybe = ns_xattr_any(st->ix, v->vol.id) != 0;
+	v->adopted = adopted;
 	if (!readonly) {
 		err = store_finish_orphans(st);
 		if (err > 0)
 			tlog(LOG_INFO, "store %s: finished %d pack(s) left open by a crash",
 			     st->dir, err);
-		if (err >= 0)
+		if (err >= 0 && !adopted)
 			err = reap_orphans(v);
 	}
 	int e2 = 0;

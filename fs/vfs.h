@@ -94,6 +94,9 @@ struct vfs {
 	double attr_timeout;		/* -o cache_timeout: what the kernel may */
 	double entry_timeout;		/* cache of the live tree (seconds) */
 	void *se;			/* the FUSE session, for notify_inval_* */
+	int adopted;			/* serving a connection an earlier
+					 * process mounted (vfs_mount_hooks) */
+	unsigned fh_gen;		/* top bits of the handles it gives out */
 	uint64_t fuse_reads;		/* read requests served (atomic) */
 	uint64_t xmap_loads;		/* extent maps built for them (atomic) */
 	int xattrs_maybe;		/* the volume may have xattrs (lock) */
@@ -125,9 +128,10 @@ struct vfs {
  * its one writing daemon, shared for read-only mounts.  The descriptor,
  * or -EWOULDBLOCK while another holds it. */
 int vfs_volume_lock(const char *dir, int64_t vol, int shared);
-/* Open the volume: lock it, clean inodes left unlinked by a crash. */
+/* Open the volume: lock it, clean inodes left unlinked by a crash (not
+ * when adopted: the kernel may still hold those open). */
 int vfs_open(struct vfs *v, struct store *st, const char *volume,
-	     int readonly);
+	     int readonly, int adopted);
 /* Flush everything, stop the committer, release the volume lock. */
 int vfs_close(struct vfs *v);
 int vfs_start_committer(struct vfs *v);
@@ -196,10 +200,24 @@ struct vfs_mount_hooks {
 	void (*started)(struct vfs *v, void *arg);
 	void (*stopping)(struct vfs *v, void *arg);
 	void (*closed)(struct vfs *v, void *arg);
+	/* Once the kernel's INIT is answered: the connection's descriptor
+	 * and the INIT bytes, for a keeper to hand to a later process. */
+	void (*connected)(int fuse_fd, const void *init, size_t len, void *arg);
 	void *arg;
+	/* Serve a connection another process mounted instead of mounting
+	 * (adopt_init_len > 0): its /dev/fuse descriptor and the INIT
+	 * request it got, replayed here since the kernel sends INIT once. */
+	int adopt_fd;
+	const void *adopt_init;
+	size_t adopt_init_len;
+	unsigned fh_gen;	/* of this process's handles: 1-65535 */
 };
 
-/* Serve the volume at mountpoint until unmounted.  opts: comma-separated
+/* vfs_mount_main's answer when SIGUSR2 stopped it: the mount is left in
+ * place, its connection with whoever holds a copy (a keeper). */
+#define VFS_DETACHED 1
+
+/* Serve the volume at mountpoint until unmounted (or SIGUSR2: detached).  opts: comma-separated
  * FUSE options (allow_other, ro, ...) and tresor's own (README).  Without
  * foreground it returns in the parent once the mount is ready (the child
  * serves).  The mount's source (mountinfo, df, findmnt) is STORE#VOLUME,

@@ -100,6 +100,11 @@ int daemon_stop_requested(struct daemon *d)
 			d->reload_pending = 1;
 			continue;
 		}
+		if (si.ssi_signo == SIGUSR2) {
+			tlog(LOG_INFO, "daemon: SIGUSR2: restarting %s after the running job; the volumes stay mounted",
+			     d->self);
+			d->restart_pending = 1;
+		}
 		tlog(LOG_INFO, "daemon: signal %u: stopping after the running job", si.ssi_signo);
 		d->stopping = 1;
 	}
@@ -219,9 +224,9 @@ void daemon_state_save(struct daemon *d)
 	fprintf(f, "# tresor daemon state: the last scheduled slot handled per job\n");
 	/* Who runs, and how its last reload went: `tresor daemon reload`
 	 * signals this pid and waits for the generation to move. */
-	fprintf(f, "daemon.pid=%d\nreload.generation=%llu\nreload.ok=%d\nreload.message=%s\n",
-		(int)getpid(), (unsigned long long)d->reload_generation, d->reload_ok,
-		d->reload_message);
+	fprintf(f, "daemon.pid=%d\ndaemon.ready=%lld\nreload.generation=%llu\nreload.ok=%d\nreload.message=%s\n",
+		(int)getpid(), d->ready_ns, (unsigned long long)d->reload_generation,
+		d->reload_ok, d->reload_message);
 	for (int j = 0; j < JOB_COUNT; j++) {
 		const struct job_state *s = &d->job[j];
 		fprintf(f, "%s.last_slot=%lld\n%s.last_run=%lld\n%s.last_ok=%lld\n"
@@ -317,7 +322,19 @@ void daemon_mount_start(struct daemon *d, int i)
 {
 	struct config_volume *cv = &d->cfg.vol[i];
 	struct mount_child *m = &d->mc[i];
-	clear_stale_mount(cv->mountpoint);
+	/* A kept connection is handed to the child; else the child sends
+	 * its connection back on a socket once mounted (keeper.h).  (A kept
+	 * mount is not stat()ed: nobody answers it until the child runs.) */
+	int sv[2] = { -1, -1 };
+	char hex[2 * KEEPER_INIT_MAX + 1] = "";
+	if (m->held) {
+		m->conn.gen = m->conn.gen % 65535 + 1;
+		keeper_hex(m->conn.init, m->conn.init_len, hex);
+	} else {
+		clear_stale_mount(cv->mountpoint);
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+			sv[0] = sv[1] = -1;
+	}
 	struct jobs_args a;
 	jobs_args_init(d, &a);
 	jobs_arg(&a, "mount");
@@ -344,16 +361,37 @@ void daemon_mount_start(struct daemon *d, int i)
 			_exit(1);
 		jobs_child_signals();
 		setenv("TRESOR_DAEMON_CHILD", "1", 1);
+		char num[32];
+		if (m->held) {
+			fcntl(m->conn.fd, F_SETFD, 0);
+			snprintf(num, sizeof(num), "%d", m->conn.fd);
+			setenv("TRESOR_FUSE_FD", num, 1);
+			setenv("TRESOR_FUSE_INIT", hex, 1);
+			snprintf(num, sizeof(num), "%u", m->conn.gen);
+			setenv("TRESOR_FUSE_GEN", num, 1);
+		} else if (sv[1] >= 0) {
+			fcntl(sv[1], F_SETFD, 0);
+			snprintf(num, sizeof(num), "%d", sv[1]);
+			setenv("TRESOR_KEEPER_FD", num, 1);
+		}
 		execv(d->self, a.v);
 		_exit(127);
+	}
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (sv[0] >= 0 && pid > 0) {
+		m->keeper = sv[0];
+		m->keeper_open = 1;
+	} else if (sv[0] >= 0) {
+		close(sv[0]);
 	}
 	if (pid < 0) {
 		snprintf(m->last_error, sizeof(m->last_error), "cannot start: %s",
 			 strerror(errno));
 		return;
 	}
-	tlog(LOG_INFO, "daemon: volume %s: mounting on %s (pid %d)", cv->name,
-	     cv->mountpoint, (int)pid);
+	tlog(LOG_INFO, "daemon: volume %s: %s on %s (pid %d)", cv->name,
+	     m->held ? "serving its mount again" : "mounting", cv->mountpoint, (int)pid);
 	m->pid = pid;
 	m->mounted = 0;
 }
@@ -374,20 +412,29 @@ void daemon_mounts_supervise(struct daemon *d)
 	time_t now = mono_now();
 	for (int i = 0; i < d->cfg.nvol; i++) {
 		struct mount_child *m = &d->mc[i];
+		daemon_keep_recv(d, i);
 		if (m->pid) {
 			int st;
 			pid_t r = waitpid(m->pid, &st, WNOHANG);
 			if (r == m->pid) {
+				daemon_keep_recv(d, i);	/* sent just before it ended */
+				/* Kept and still mounted: the next process serves
+				 * the same mount, at once the first times (readers
+				 * wait meanwhile). */
+				int keep = m->held && is_mounted(d->cfg.vol[i].mountpoint);
+				if (m->held && !keep)
+					daemon_keep_drop(m);
 				snprintf(m->last_error, sizeof(m->last_error),
-					 "mount process ended (%s %d); restarting",
+					 "mount process ended (%s %d); restarting%s",
 					 WIFEXITED(st) ? "exit" : "signal",
-					 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+					 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+					 keep ? ", the mount kept" : "");
 				tlog(LOG_ERR, "daemon: volume %s: %s", d->cfg.vol[i].name,
 				     m->last_error);
 				m->pid = 0;
 				m->mounted = 0;
 				int backoff = 1 << (m->restarts < 6 ? m->restarts : 6);
-				m->next_start = now + backoff;
+				m->next_start = keep && m->restarts < 3 ? now : now + backoff;
 				m->restarts++;
 			}
 		}
@@ -430,11 +477,23 @@ static int mounts_wait(struct daemon *d)
 
 /* Wait for the mount child of volume i, sent SIGTERM, to end (up to 60 s,
  * then SIGKILL and a lazy unmount); its pid is cleared under the lock. */
+static void mount_reap(struct daemon *d, int i, int keep);
+
 void daemon_mount_reap(struct daemon *d, int i)
 {
+	mount_reap(d, i, 0);
+}
+
+/* daemon_mount_reap; keep: the child was sent SIGUSR2 and leaves its
+ * mount, whose connection the daemon keeps for its next image. */
+static void mount_reap(struct daemon *d, int i, int keep)
+{
 	struct mount_child *m = &d->mc[i];
-	if (!m->pid)
+	if (!m->pid) {
+		if (!keep)
+			daemon_keep_drop(m);
 		return;
+	}
 	/* The FUSE daemon flushes, commits and unmounts on SIGTERM. */
 	int st, ended = 0;
 	for (int t = 0; t < 1200 && !ended; t++) {
@@ -447,22 +506,29 @@ void daemon_mount_reap(struct daemon *d, int i)
 		     d->cfg.vol[i].name, (int)m->pid);
 		kill(m->pid, SIGKILL);
 		waitpid(m->pid, &st, 0);
+		keep = 0;
+		daemon_keep_drop(m);
 		clear_stale_mount(d->cfg.vol[i].mountpoint);
 	}
 	pthread_mutex_lock(&d->lock);
+	daemon_keep_recv(d, i);
+	if (!keep)
+		daemon_keep_drop(m);
 	m->pid = 0;
 	m->mounted = 0;
 	pthread_mutex_unlock(&d->lock);
-	tlog(LOG_INFO, "daemon: volume %s unmounted", d->cfg.vol[i].name);
+	tlog(LOG_INFO, "daemon: volume %s %s", d->cfg.vol[i].name,
+	     keep ? "left mounted for the next daemon" : "unmounted");
 }
 
-static void mounts_stop(struct daemon *d)
+/* keep: SIGUSR2, the mounts left for the next image (restart). */
+static void mounts_stop(struct daemon *d, int keep)
 {
 	for (int i = 0; i < d->cfg.nvol; i++)
 		if (d->mc[i].pid)
-			kill(d->mc[i].pid, SIGTERM);
+			kill(d->mc[i].pid, keep && d->mc[i].held ? SIGUSR2 : SIGTERM);
 	for (int i = 0; i < d->cfg.nvol; i++)
-		daemon_mount_reap(d, i);
+		mount_reap(d, i, keep && d->mc[i].held);
 }
 
 
@@ -592,6 +658,10 @@ static int check_volumes(struct daemon *d, const struct config *c, enum check_mo
 			return refuse(err, errsize, 1, "%s:%d: store %s has no volume '%s' (create it with 'tresor volume create %s %s')%s",
 				      d->cfg_path, v->line, c->store, v->name, c->store, v->name,
 				      mode == CHECK_RELOAD ? tail : "");
+		/* Handed over by the previous image: mounted by this daemon,
+		 * and unanswered until its child runs (no stat) */
+		if (mode == CHECK_START && d->mc[i].held)
+			continue;
 		struct stat sb;
 		int r = stat(v->mountpoint, &sb);
 		if (r && errno != ENOTCONN)
@@ -807,8 +877,10 @@ int cmd_daemon(struct opts *o)
 {
 	if (o->npos >= 1 && !strcmp(o->pos[0], "reload"))
 		return cmd_daemon_reload(o);
+	if (o->npos >= 1 && !strcmp(o->pos[0], "restart"))
+		return cmd_daemon_restart(o);
 	if (o->npos != 1)
-		die(EXIT_USAGE, "usage: tresor daemon CONFIG [--dry-run] | tresor daemon reload [CONFIG]");
+		die(EXIT_USAGE, "usage: tresor daemon CONFIG [--dry-run] | tresor daemon reload|restart [CONFIG]");
 	static struct daemon dd;
 	struct daemon *d = &dd;
 	memset(d, 0, sizeof(*d));
@@ -834,10 +906,13 @@ int cmd_daemon(struct opts *o)
 	sigaddset(&stopsigs, SIGTERM);
 	sigaddset(&stopsigs, SIGINT);
 	sigaddset(&stopsigs, SIGHUP);
+	sigaddset(&stopsigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
 	d->sigfd = signalfd(-1, &stopsigs, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d->sigfd < 0)
 		die(1, "signalfd: %s", strerror(errno));
+	if (!o->dry_run)
+		keeper_handover_each(daemon_handover_take, d);
 	int code = daemon_config_check(d, &d->cfg, o->dry_run ? CHECK_DRY : CHECK_START, err,
 				       sizeof(err));
 	if (code)
@@ -870,7 +945,7 @@ int cmd_daemon(struct opts *o)
 	if (merr) {
 		int asked = d->stopping;	/* a signal, not a failure */
 		d->stopping = 1;
-		mounts_stop(d);
+		mounts_stop(d, 0);
 		if (d->cfg.metrics_listen[0])
 			metrics_stop(d);
 		ctl_stop(d);
@@ -879,6 +954,12 @@ int cmd_daemon(struct opts *o)
 		die(1, "%s: not every volume could be mounted%s; nothing started", d->cfg_path,
 		    merr == -ETIMEDOUT ? " within 60 s" : "");
 	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	pthread_mutex_lock(&d->lock);
+	d->ready_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	daemon_state_save(d);	/* `daemon restart` waits for this */
+	pthread_mutex_unlock(&d->lock);
 	sd_notify_msg("READY=1\nSTATUS=volumes mounted, schedule running");
 	tlog(LOG_INFO, "daemon: ready: %d volume(s) mounted, store %s", d->cfg.nvol, d->cfg.store);
 	int tick_ms = getenv("TRESOR_TEST_CLOCK") ? 200 : 1000;
@@ -914,12 +995,14 @@ int cmd_daemon(struct opts *o)
 	pthread_mutex_unlock(&d->lock);
 	if (d->cfg.metrics_listen[0])
 		metrics_stop(d);
-	mounts_stop(d);
+	mounts_stop(d, d->restart_pending);
 	ctl_stop(d);
 	pthread_mutex_lock(&d->lock);
 	daemon_state_save(d);
 	pthread_mutex_unlock(&d->lock);
-	tlog(LOG_INFO, "daemon: stopped");
 	close(lfd);
+	if (d->restart_pending)
+		daemon_reexec(d);	/* returns if it failed: stopped then */
+	tlog(LOG_INFO, "daemon: stopped");
 	return 0;
 }

@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "keeper.h"
 #include "../chunker/listener.h"
 #include "../fs/namespace.h"
 
@@ -77,6 +78,12 @@ struct mount_child {
 	int restarts;
 	time_t next_start;	/* restart backoff (monotonic seconds) */
 	char last_error[400];
+	/* The mount's FUSE connection, kept across its processes
+	 * (keeper.h): a crashed process's successor serves the same mount. */
+	int held;		/* conn.fd is open */
+	struct keeper_conn conn;
+	int keeper_open;	/* keeper: the socket the child sends it on */
+	int keeper;
 };
 
 /* The snapshot hooks of one set or volume (hook.h): how their last run
@@ -148,6 +155,8 @@ struct daemon {
 	int sigfd;		/* SIGTERM, SIGINT, SIGHUP (blocked in every thread) */
 	volatile sig_atomic_t stopping;	/* set by the job thread only */
 	int reload_pending;	/* SIGHUP came (job thread only) */
+	int restart_pending;	/* SIGUSR2: re-exec, the mounts kept */
+	long long ready_ns;	/* when this image had every volume mounted */
 	/* The last reload (under lock; in the state file for `daemon
 	 * reload`): counted since the start, worked or refused, and why. */
 	uint64_t reload_generation;
@@ -204,6 +213,21 @@ void daemon_reload(struct daemon *d);
 /* `tresor daemon reload [CONFIG]`. */
 struct opts;
 int cmd_daemon_reload(struct opts *o);
+
+/* Keeping mounts alive (daemon_keep.c, keeper.h).  Take the connection
+ * volume i's child sent, if it did (lock held); close a kept one. */
+void daemon_keep_recv(struct daemon *d, int i);
+void daemon_keep_drop(struct mount_child *m);
+/* keeper_handover_each's callback at start: adopt a kept connection for
+ * the volume of that name and mount point, or end its mount. */
+void daemon_handover_take(const char *volume, const char *mountpoint,
+			  struct keeper_conn *c, void *arg);
+/* Run the binary anew with the kept connections (TRESOR_HANDOVER); returns
+ * only if exec failed, the kept mounts then ended. */
+void daemon_reexec(struct daemon *d);
+/* `tresor daemon restart [CONFIG]`: SIGUSR2, the daemon runs its binary
+ * anew with its mounts kept (keeper.h). */
+int cmd_daemon_restart(struct opts *o);
 
 /* ---- daemon_jobs.c ---------------------------------------------------- */
 

@@ -382,6 +382,7 @@ void daemon_reload(struct daemon *d)
 /* What the state file says of the daemon and its last reload. */
 struct reload_seen {
 	int pid;
+	long long ready;
 	unsigned long long generation;
 	int ok;
 	char message[1200];
@@ -398,6 +399,8 @@ static int state_read(const char *path, struct reload_seen *s)
 		line[strcspn(line, "\n")] = 0;
 		if (!strncmp(line, "daemon.pid=", 11))
 			s->pid = atoi(line + 11);
+		else if (!strncmp(line, "daemon.ready=", 13))
+			s->ready = atoll(line + 13);
 		else if (!strncmp(line, "reload.generation=", 18))
 			s->generation = strtoull(line + 18, NULL, 10);
 		else if (!strncmp(line, "reload.ok=", 10))
@@ -409,45 +412,69 @@ static int state_read(const char *path, struct reload_seen *s)
 	return 0;
 }
 
-int cmd_daemon_reload(struct opts *o)
+/*
+ * `tresor daemon reload|restart [CONFIG]`: signal the daemon of CONFIG's
+ * store (SIGHUP: reload; SIGUSR2: restart) and wait until its state file
+ * says it is done: the reload generation moved, or the same pid became
+ * ready again.  The config path in *path, the state seen in *after.
+ */
+static void daemon_signal_wait(struct opts *o, const char *verb, int sig, const char **path,
+			       struct reload_seen *after)
 {
 	if (o->npos > 2)
-		die(EXIT_USAGE, "usage: tresor daemon reload [CONFIG]");
-	const char *path = o->npos == 2 ? o->pos[1] : "/etc/tresor/tresor.conf";
+		die(EXIT_USAGE, "usage: tresor daemon %s [CONFIG]", verb);
+	*path = o->npos == 2 ? o->pos[1] : "/etc/tresor/tresor.conf";
 	struct config *c = calloc(1, sizeof(*c));
 	char err[CONFIG_PATH * 3];
 	if (!c)
 		die(1, "out of memory");
 	/* The file names the daemon (its store), as for status; one that
 	 * does not parse would be refused by the daemon the same way. */
-	if (config_load(path, c, err, sizeof(err)))
-		die(1, "%s; not reloaded: the daemon keeps the config it has", err);
+	if (config_load(*path, c, err, sizeof(err)))
+		die(1, "%s; not %sed: the daemon keeps the config it has", err, verb);
 	char real[PATH_MAX];
 	if (!realpath(c->store, real))
-		die(EXIT_NO_STORE, "store %s of %s: %s", c->store, path, strerror(errno));
+		die(EXIT_NO_STORE, "store %s of %s: %s", c->store, *path, strerror(errno));
 	if (!daemon_running(real))
-		die(EXIT_NO_DAEMON, "no tresor daemon runs for %s (start it: tresor daemon %s)", path,
-		    path);
-	struct reload_seen before, after;
+		die(EXIT_NO_DAEMON, "no tresor daemon runs for %s (start it: tresor daemon %s)", *path,
+		    *path);
+	struct reload_seen before;
 	if (state_read(c->state_file, &before) || before.pid <= 0)
 		die(1, "cannot find the daemon's pid in the state file %s of %s (a daemon of an older tresor, or a state-file changed in the file: restart the daemon to take the new config)",
-		    c->state_file, path);
-	if (kill(before.pid, SIGHUP))
-		die(1, "cannot signal the tresor daemon of %s (pid %d): %s", path, before.pid,
+		    c->state_file, *path);
+	if (kill(before.pid, sig))
+		die(1, "cannot signal the tresor daemon of %s (pid %d): %s", *path, before.pid,
 		    strerror(errno));
 	for (int t = 0;; t++) {
 		usleep(100000);
-		if (!state_read(c->state_file, &after) && after.pid == before.pid &&
-		    after.generation != before.generation)
+		if (!state_read(c->state_file, after) && after->pid == before.pid &&
+		    (sig == SIGHUP ? after->generation != before.generation
+				   : after->ready != before.ready && after->ready))
 			break;
 		if (kill(before.pid, 0) && errno == ESRCH)
-			die(1, "the tresor daemon of %s (pid %d) ended before it reloaded; see its log",
-			    path, before.pid);
+			die(1, "the tresor daemon of %s (pid %d) ended before it %sed; see its log",
+			    *path, before.pid, verb);
 		if (t >= RELOAD_WAIT_S * 10)
-			die(1, "the tresor daemon of %s has not reloaded within %d s: it reloads when the job that runs now ends; see 'tresor status %s' and its log",
-			    path, RELOAD_WAIT_S, path);
+			die(1, "the tresor daemon of %s has not %sed within %d s: it does when the job that runs now ends; see 'tresor status %s' and its log",
+			    *path, verb, RELOAD_WAIT_S, *path);
 	}
 	free(c);
+}
+
+int cmd_daemon_restart(struct opts *o)
+{
+	const char *path;
+	struct reload_seen after;
+	daemon_signal_wait(o, "restart", SIGUSR2, &path, &after);
+	printf("restarted the daemon of %s (pid %d); its volumes stayed mounted\n", path, after.pid);
+	return 0;
+}
+
+int cmd_daemon_reload(struct opts *o)
+{
+	const char *path;
+	struct reload_seen after;
+	daemon_signal_wait(o, "reload", SIGHUP, &path, &after);
 	if (after.ok == RELOAD_DONE) {
 		printf("%s\n", after.message);
 		return 0;

@@ -5,6 +5,7 @@
  * volume or file it concerns.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <limits.h>
@@ -20,6 +21,7 @@
 #include "../fs/vfs.h"
 #include "cli.h"
 #include "daemon.h"
+#include "keeper.h"
 #include "progress.h"
 
 #ifndef TRESOR_VERSION
@@ -65,6 +67,7 @@ const char *usage_text =
 	"  key export STORE    (the key file as text, for a paper backup)\n"
 	"  daemon CONFIG [--dry-run]\n"
 	"  daemon reload [CONFIG]\n"
+	"  daemon restart [CONFIG]   (new binary, volumes stay mounted)\n"
 	"  status [CONFIG] [--json]\n"
 	"  --version\n"
 	"  COMMAND --help\n"
@@ -266,11 +269,25 @@ static void mount_detach_fetcher(struct vfs *v, void *arg)
 	fetcher_detach(v->st);
 }
 
+static int mount_adopted(struct opts *o, struct keeper_conn *adopt);
+static void mount_give_keeper(int fuse_fd, const void *init, size_t len, void *arg);
+static int mount_finish(int err, struct store *st, const char *dir, const char *vol,
+			const char *mnt);
+
 static int cmd_mount(struct opts *o)
 {
 	if (o->npos != 3)
 		die(EXIT_USAGE, "usage: tresor mount STORE VOLUME MOUNTPOINT [-o OPTS] [-f]");
 	const char *dir = o->pos[0], *vol = o->pos[1], *mnt = o->pos[2];
+	/* The daemon hands this process a connection to serve (keeper.h):
+	 * the mount exists, and answers nobody until this process serves. */
+	struct keeper_conn adopt;
+	int adopting = keeper_adopt_from_env(&adopt);
+	if (adopting < 0)
+		die(1, "volume '%s' on %s: the FUSE connection handed over in TRESOR_FUSE_FD/TRESOR_FUSE_INIT is not usable; restart the daemon",
+		    vol, mnt);
+	if (adopting)
+		return mount_adopted(o, &adopt);
 	/* Mounted already, as asked (a second `mount -a`, a rerun of a
 	 * script): nothing to do.  Another tresor mount there: refused. */
 	char have[PATH_MAX + 80], want[PATH_MAX + 80];
@@ -303,11 +320,62 @@ static int cmd_mount(struct opts *o)
 		fprintf(stderr, "tresor: WARNING: store %s is lazy and its remote '%s' cannot be used (%s): reads of files not fetched yet fail with EIO until it is fixed (mounted anyway: -o allow_unfetchable)\n",
 			dir, rname, why);
 	}
-	const struct vfs_mount_hooks hooks = {
+	struct vfs_mount_hooks hooks = {
 		.started = mount_attach_fetcher, .stopping = mount_stop_fetcher,
 		.closed = mount_detach_fetcher,
 	};
+	/* Under the daemon: it keeps a copy of the connection (keeper.h). */
+	const char *keeper = getenv("TRESOR_KEEPER_FD");
+	int keeper_fd = keeper ? atoi(keeper) : -1;
+	unsetenv("TRESOR_KEEPER_FD");
+	if (keeper_fd >= 0) {
+		hooks.connected = mount_give_keeper;
+		hooks.arg = &keeper_fd;
+		fcntl(keeper_fd, F_SETFD, FD_CLOEXEC);
+	}
 	int err = vfs_mount_main(st, vol, mnt, o->mount_opts, o->foreground, &hooks);
+	if (keeper_fd >= 0)
+		close(keeper_fd);
+	return mount_finish(err, st, dir, vol, mnt);
+}
+
+/* After the first process: serve the connection adopt holds. */
+static int mount_adopted(struct opts *o, struct keeper_conn *adopt)
+{
+	const char *dir = o->pos[0], *vol = o->pos[1], *mnt = o->pos[2];
+	struct store *st = open_store(o, dir);
+	struct vfs_mount_hooks hooks = {
+		.started = mount_attach_fetcher, .stopping = mount_stop_fetcher,
+		.closed = mount_detach_fetcher, .adopt_fd = adopt->fd,
+		.adopt_init = adopt->init, .adopt_init_len = adopt->init_len,
+		.fh_gen = adopt->gen,
+	};
+	int err = vfs_mount_main(st, vol, mnt, o->mount_opts, 1, &hooks);
+	if (err == 0) {
+		/* stopped for good: libfuse did not mount it, so it cannot
+		 * unmount it either */
+		int e = keeper_unmount(mnt);
+		if (e)
+			fprintf(stderr, "tresor: WARNING: volume '%s': cannot unmount %s: %s; unmount it by hand (fusermount3 -u -z %s)\n",
+				vol, mnt, strerror(-e), mnt);
+	}
+	return mount_finish(err, st, dir, vol, mnt);
+}
+
+/* The mount's connection to the daemon, which keeps it (keeper.h). */
+static void mount_give_keeper(int fuse_fd, const void *init, size_t len, void *arg)
+{
+	int err = keeper_send(*(int *)arg, fuse_fd, init, len);
+	if (err)
+		tlog(LOG_WARN, "the daemon does not keep this mount's FUSE connection (%s): a crash of this process unmounts it",
+		     strerror(-err));
+}
+
+static int mount_finish(int err, struct store *st, const char *dir, const char *vol,
+			const char *mnt)
+{
+	if (err == VFS_DETACHED)
+		err = 0;	/* left to the next process */
 	int e2 = store_close(st);
 	if (err == -EBUSY)
 		die(1, "volume '%s' of store %s is already mounted by another process",

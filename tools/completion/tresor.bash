@@ -101,9 +101,9 @@ _tresor() {
 		;;
 	daemon)
 		if ((n == 0)); then
-			COMPREPLY=($(compgen -W "reload" -- "$cur"))
+			COMPREPLY=($(compgen -W "reload restart" -- "$cur"))
 			_filedir
-		elif ((n == 1)) && [[ "${pos[0]}" == reload ]]; then
+		elif ((n == 1)) && [[ "${pos[0]}" == reload || "${pos[0]}" == restart ]]; then
 			_filedir
 		fi
 		;;
