@@ -267,8 +267,9 @@ if ((!QUICK)); then
 	if ((asan_ok)); then
 		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 		export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+		export LSAN_OPTIONS=suppressions=$REPO/tests/lsan.supp
 		run_suite asan build-asan
-		unset ASAN_OPTIONS UBSAN_OPTIONS
+		unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 	fi
 fi
 

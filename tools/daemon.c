@@ -318,6 +318,15 @@ static void clear_stale_mount(const char *path)
 		waitpid(pid, NULL, 0);
 }
 
+/* Seconds of the monotonic clock: restart backoff is real time, also
+ * under a test clock. */
+static time_t mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
 void daemon_mount_start(struct daemon *d, int i)
 {
 	struct config_volume *cv = &d->cfg.vol[i];
@@ -394,16 +403,9 @@ void daemon_mount_start(struct daemon *d, int i)
 	     m->held ? "serving its mount again" : "mounting", cv->mountpoint, (int)pid);
 	m->pid = pid;
 	m->mounted = 0;
+	m->started_at = mono_now();
 }
 
-/* Seconds of the monotonic clock: restart backoff is real time, also
- * under a test clock. */
-static time_t mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
 
 /* Reap mount children that ended; restart them with backoff; note which
  * are mounted.  (lock held) */
@@ -419,9 +421,15 @@ void daemon_mounts_supervise(struct daemon *d)
 			if (r == m->pid) {
 				daemon_keep_recv(d, i);	/* sent just before it ended */
 				/* Kept and still mounted: the next process serves
-				 * the same mount, at once the first times (readers
-				 * wait meanwhile). */
-				int keep = m->held && is_mounted(d->cfg.vol[i].mountpoint);
+				 * the same mount, at once (readers wait meanwhile).
+				 * Three quick ends in a row: the connection itself
+				 * may be what fails, so it goes, and the volume is
+				 * mounted anew with the backoff. */
+				if (now - m->started_at > 60)
+					m->streak = 0;
+				int keep = m->held && m->streak < 3 &&
+					   is_mounted(d->cfg.vol[i].mountpoint);
+				m->streak++;
 				if (m->held && !keep)
 					daemon_keep_drop(m);
 				snprintf(m->last_error, sizeof(m->last_error),
@@ -434,7 +442,7 @@ void daemon_mounts_supervise(struct daemon *d)
 				m->pid = 0;
 				m->mounted = 0;
 				int backoff = 1 << (m->restarts < 6 ? m->restarts : 6);
-				m->next_start = keep && m->restarts < 3 ? now : now + backoff;
+				m->next_start = keep ? now : now + backoff;
 				m->restarts++;
 			}
 		}

@@ -84,6 +84,8 @@ struct mount_child {
 	struct keeper_conn conn;
 	int keeper_open;	/* keeper: the socket the child sends it on */
 	int keeper;
+	time_t started_at;	/* of the process (monotonic seconds) */
+	int streak;		/* processes that ended within a minute */
 };
 
 /* The snapshot hooks of one set or volume (hook.h): how their last run
