@@ -442,7 +442,10 @@ static int cmd_stats(struct opts *o)
 		       (unsigned long long)live, (unsigned long long)snap_only,
 		       (unsigned long long)reclaim, (unsigned long long)shared);
 	} else {
-		printf("store %s\n", o->pos[0]);
+		/* What a mount wrote in the last second, and what `cp` still
+		 * holds in a mount's buffers, is not in the index yet. */
+		printf("store %s (as of its last commit: a mount commits every second and at sync; run sync first to count a copy just made)\n",
+		       o->pos[0]);
 		printf("  logical bytes   %llu in %llu files\n",
 		       (unsigned long long)s.logical, (unsigned long long)s.files);
 		printf("  unique bytes    %llu in %llu chunks\n",

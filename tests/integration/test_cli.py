@@ -173,7 +173,9 @@ def test_stats_json_fresh_store(store):
     assert [v["name"] for v in s["volumes"]] == ["vol"]
     assert s["volumes"][0]["logical_bytes"] == 0
     p = store.run("stats", store.path, check=True)
-    assert p.stdout.strip()
+    # the figures are the index's: it says so, and what to do for the latest
+    assert "as of its last commit" in p.stdout.splitlines()[0], p.stdout
+    assert "run sync first" in p.stdout.splitlines()[0], p.stdout
 
 
 def test_check_clean_store(store):
