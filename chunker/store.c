@@ -753,6 +753,15 @@ static int chunk_load_local(struct store *st, const struct chunk_ref *ref,
 	return err;
 }
 
+/* Per thread, not shared: whether this thread's reads may wait for the
+ * fetch hook (store_defer_fetches). */
+static _Thread_local int defer_fetches;
+
+void store_defer_fetches(int on)
+{
+	defer_fetches = on;
+}
+
 /* Read and open one chunk into a new buffer.  A pack missing or bad here
  * is asked of the fetcher (a remote) if the store has one: its bytes are
  * used only if they authenticate, like local ones. */
@@ -763,7 +772,9 @@ static int chunk_load(struct store *st, const struct chunk_ref *ref,
 	if (!raw)
 		return -ENOMEM;
 	int err = chunk_load_local(st, ref, raw);
-	if (err && err != -ENOMEM && st->fetch_load) {
+	if (err && err != -ENOMEM && st->fetch_load && defer_fetches)
+		err = -EWOULDBLOCK;	/* read again off this thread */
+	else if (err && err != -ENOMEM && st->fetch_load) {
 		uint8_t *sealed = NULL;
 		int r = st->fetch_load(st, ref, err, &sealed);
 		if (r == 1)

@@ -169,6 +169,12 @@ int store_new_gc_pack(struct store *st, uint8_t name[PACK_NAME_LEN]);
  * index: before an index commit that must not run ahead of it. */
 int store_finish_current_pack(struct store *st);
 
+/* Reads on the calling thread, while on, do not wait for the fetch hook:
+ * a chunk whose pack is missing or bad here fails with -EWOULDBLOCK, for
+ * the caller to read again where waiting for a remote stalls nobody else
+ * (a FUSE request thread; fs/fuse_defer.c).  Per thread. */
+void store_defer_fetches(int on);
+
 /* Load a chunk into the cache ahead of a read (thread-safe). */
 int store_prefetch_chunk(struct store *st, const struct chunk_ref *ref);
 /* 1 if the chunk is in the cache now. */

@@ -73,6 +73,20 @@ const struct fuse_lowlevel_ops *vfs_fuse_ops(void);
 
 /* Directories (fuse_dir.c). */
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+struct snapfile;
+/* Reads that wait for a remote (fuse_defer.c).  Read and reply; with
+ * may_defer, a read that would wait for a fetch is handed to
+ * defer_read instead (fuse_ops.c). */
+void read_answer(fuse_req_t req, struct vfs *v, fuse_ino_t ino, struct snapfile *sf,
+		 size_t size, off_t off, int may_defer);
+/* Queue a read for a thread that may wait (it replies): 0, or -errno and
+ * the caller reads it itself. */
+int defer_read(struct vfs *v, fuse_req_t req, fuse_ino_t ino, struct snapfile *sf,
+	       size_t size, off_t off);
+/* Answer what is queued (EINTR), wait for the reads in progress: before
+ * the session goes. */
+void defer_stop(struct vfs *v);
+
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi);
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

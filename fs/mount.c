@@ -370,6 +370,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 	detached = err == SIGUSR2;
 	err = err < 0 ? err : 0;
 out_unmount:
+	defer_stop(&v);
 	control_stop(v.control);
 	v.control = NULL;
 	v.se = NULL;

@@ -802,6 +802,8 @@ int vfs_open(struct vfs *v, struct store *st, const char *volume, int readonly,
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_mutex_init(&v->snap_lock, NULL);
 	pthread_cond_init(&v->stop_cond, NULL);
+	pthread_mutex_init(&v->defer_lock, NULL);
+	pthread_cond_init(&v->defer_cond, NULL);
 	int err = ns_volume_find(st->ix, volume, &v->vol);
 	if (err)
 		return err;

@@ -171,7 +171,11 @@ static void *worker_main(void *arg)
 			v->pipe_tail = NULL;
 		pthread_mutex_unlock(&v->lock);
 		if (p->prefetch) {
+			/* Read-ahead never waits for a remote: these
+			 * threads seal every write of the mount. */
+			store_defer_fetches(1);
 			store_prefetch_chunk(v->st, &p->ref);
+			store_defer_fetches(0);
 			free(p);
 			pthread_mutex_lock(&v->lock);
 			v->nprefetch--;

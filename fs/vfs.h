@@ -105,6 +105,13 @@ struct vfs {
 	char fetch_remote[64];		/* -o remote=NAME ("": origin) */
 	int fill;			/* -o fill: fetch every pack not here */
 	pthread_mutex_t snap_lock;	/* one snapshot at a time */
+	/* Reads that wait for a remote, answered off the request thread
+	 * (fuse_defer.c); all under defer_lock, never with lock held. */
+	pthread_mutex_t defer_lock;
+	pthread_cond_t defer_cond;
+	struct deferred_read *defer_head, *defer_tail;
+	pthread_t defer_threads[4];
+	int ndefer_threads, defer_idle, defer_stop;
 	struct control *control;
 	/* chunk pipeline (pipeline.c), under lock */
 	struct pending *pipe_head, *pipe_tail;

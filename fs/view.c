@@ -72,6 +72,8 @@ static int read_extents(struct store *st, pthread_mutex_t *lock, int64_t vol,
 			continue;
 		err = store_read_chunk(st, &refs[i], xs[i].coff + (s - xs[i].off),
 				       (uint8_t *)buf + (s - off), e - s);
+		if (err == -EWOULDBLOCK)
+			break;	/* to be read where a fetch may wait */
 		/* ENOENT: maybe a GC rewrite; resolve again once, then
 		 * the pack is missing: EIO like any other damage. */
 		if (err && (err != -ENOENT || attempt == 1)) {
