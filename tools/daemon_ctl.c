@@ -398,8 +398,17 @@ char *status_json(struct daemon *d, int *healthy)
 	json_fstr(f, d->cfg_path);
 	fputs(",\"store\":", f);
 	json_fstr(f, d->cfg.store);
-	fprintf(f, ",\"started\":%lld,\"now\":%lld,\"stale_push_seconds\":%lld},",
+	fprintf(f, ",\"started\":%lld,\"now\":%lld,\"stale_push_seconds\":%lld",
 		(long long)d->started, (long long)now, (long long)d->cfg.stale_push_s);
+	/* The last reload: a refused one means the file on disk is not what
+	 * runs, and the next start would refuse it too. */
+	fprintf(f, ",\"reloads\":%llu,\"reload_ok\":%s,\"reload_message\":",
+		(unsigned long long)d->reload_generation, d->reload_ok ? "true" : "false");
+	json_fstr(f, d->reload_message);
+	fputs("},", f);
+	if (d->reload_generation && !d->reload_ok)
+		problem(&pr, "the last reload of %s was refused (%s); the daemon runs the config it had: fix the file and run 'tresor daemon reload %s'",
+			d->cfg_path, d->reload_message, d->cfg_path);
 	fputs("\"volumes\":[", f);
 	status_volumes(d, ix, now, f, &pr);
 	fputs("],\"remotes\":[", f);
@@ -826,6 +835,12 @@ static void print_text(const char *js)
 	const char *o = NULL, *e = NULL, *top = js + strlen(js);
 	char name[128], s1[1024], s2[512];
 	printf("tresor daemon: %s\n", json_get_true(js, top, "healthy") ? "healthy" : "UNHEALTHY");
+	if (json_obj(js, top, "daemon", &o, &e) && json_get_num(o, e, "reloads", 0) > 0) {
+		json_get_str(o, e, "reload_message", s1, sizeof(s1));
+		printf("  last reload: %s: %s\n",
+		       json_get_true(o, e, "reload_ok") ? "applied" : "REFUSED", s1);
+	}
+	o = e = NULL;
 	while (json_next(js, "volumes", &o, &e)) {
 		json_get_str(o, e, "name", name, sizeof(name));
 		json_get_str(o, e, "mountpoint", s1, sizeof(s1));

@@ -210,9 +210,17 @@ def test_bad_config_is_refused_and_the_daemon_runs_on(make_store, tmp, daemons, 
     assert st["volumes"][0]["mounted"] is True and pids(d)["vol"] == server
     assert jobs(d)["snapshot"]["schedule"] == "daily 02:00"
     assert (b / "f").read_text() == "kept\n"
+    # status says the file on disk was refused (the next start would be too)
+    assert st["daemon"]["reload_ok"] is False and st["healthy"] is False
+    assert any("was refused" in p and str(d.cfg) in p for p in st["problems"]), st["problems"]
+    assert "last reload: REFUSED: " in d.status_proc_text().stdout
     # and a good file after the bad ones is taken
     p = reload_cmd(d)
     assert p.returncode == 0, p.stderr
+    st = d.status()
+    assert st["daemon"]["reload_ok"] is True
+    assert not any("was refused" in p for p in st["problems"]), st["problems"]
+    assert "last reload: applied: reloaded " in d.status_proc_text().stdout
 
 
 def test_volumes_added_removed_and_remounted(make_store, tmp, daemons):

@@ -163,7 +163,8 @@ def test_parser_rejects_bad_exposition():
 
 
 STATUS_FIELDS = {
-    "daemon": {"pid", "config", "store", "started", "now", "stale_push_seconds"},
+    "daemon": {"pid", "config", "store", "started", "now", "stale_push_seconds",
+               "reloads", "reload_ok", "reload_message"},
     "volumes": {"name", "mountpoint", "mounted", "pid", "restarts", "last_error", "healthy",
                 "snapshots", "last_snapshot", "last_snapshot_time", "last_snapshot_age_seconds"},
     "remotes": {"name", "url", "last_push", "last_push_age_seconds", "behind_seconds",
