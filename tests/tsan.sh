@@ -4,7 +4,9 @@
 #   - the load test (tests/integration/test_load.py) with 16 clients for
 #     20 s on a mount with -o mt (libfuse's thread pool) plus the chunk
 #     pipeline workers, a snapshot and a push in the middle;
-#   - the snapshot tests that take snapshots while writers run.
+#   - the snapshot tests that take snapshots while writers run;
+#   - reads answered off the request thread while a remote is slow
+#     (fs/fuse_defer.c), and mounts handed to a new process (keeper.h).
 # The test fixtures fail on any "WARNING: ThreadSanitizer" in a daemon's
 # log or a command's output.  Part of tests/run.sh; TRESOR_TSAN_SECONDS
 # changes the load duration.
@@ -23,4 +25,6 @@ TRESOR_BIN="$REPO/build-tsan/tresor" TRESOR_LOAD_SECONDS=${TRESOR_TSAN_SECONDS:-
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider -rfE \
 	tests/integration/test_load.py \
 	"tests/integration/test_snapshots.py::test_point_in_time_with_writers" \
-	"tests/integration/test_snapshots.py::test_later_writes_never_change_a_snapshot" </dev/null
+	"tests/integration/test_snapshots.py::test_later_writes_never_change_a_snapshot" \
+	tests/integration/test_lazy_slow_remote.py \
+	tests/integration/test_daemon_handover.py </dev/null
