@@ -103,7 +103,9 @@ int daemon_stop_requested(struct daemon *d)
 		if (si.ssi_signo == SIGUSR2) {
 			tlog(LOG_INFO, "daemon: SIGUSR2: restarting %s after the running job; the volumes stay mounted",
 			     d->self);
-			d->restart_pending = 1;
+			if (d->restart_pending != 2)
+				d->restart_pending = 1;
+			continue;
 		}
 		tlog(LOG_INFO, "daemon: signal %u: stopping after the running job", si.ssi_signo);
 		d->stopping = 1;
@@ -988,6 +990,11 @@ int cmd_daemon(struct opts *o)
 			while (read(d->wake[0], b, sizeof(b)) > 0)
 				;
 		}
+		if (!daemon_stop_requested(d) && d->restart_pending == 1) {
+			/* 2: checked; the loop ends, then the re-exec */
+			d->restart_pending = daemon_restart_check(d) ? 0 : 2;
+			d->stopping = d->restart_pending == 2;
+		}
 		if (!daemon_stop_requested(d) && d->reload_pending) {
 			sd_notify_msg("RELOADING=1");
 			daemon_reload(d);
@@ -1003,13 +1010,13 @@ int cmd_daemon(struct opts *o)
 	pthread_mutex_unlock(&d->lock);
 	if (d->cfg.metrics_listen[0])
 		metrics_stop(d);
-	mounts_stop(d, d->restart_pending);
+	mounts_stop(d, d->restart_pending == 2);
 	ctl_stop(d);
 	pthread_mutex_lock(&d->lock);
 	daemon_state_save(d);
 	pthread_mutex_unlock(&d->lock);
 	close(lfd);
-	if (d->restart_pending)
+	if (d->restart_pending == 2)
 		daemon_reexec(d);	/* returns if it failed: stopped then */
 	tlog(LOG_INFO, "daemon: stopped");
 	return 0;

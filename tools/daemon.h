@@ -157,7 +157,8 @@ struct daemon {
 	int sigfd;		/* SIGTERM, SIGINT, SIGHUP (blocked in every thread) */
 	volatile sig_atomic_t stopping;	/* set by the job thread only */
 	int reload_pending;	/* SIGHUP came (job thread only) */
-	int restart_pending;	/* SIGUSR2: re-exec, the mounts kept */
+	int restart_pending;	/* SIGUSR2: re-exec, the mounts kept; 2 once
+				 * the config passed (job thread only) */
 	long long ready_ns;	/* when this image had every volume mounted */
 	/* The last reload (under lock; in the state file for `daemon
 	 * reload`): counted since the start, worked or refused, and why. */
@@ -230,6 +231,10 @@ void daemon_reexec(struct daemon *d);
 /* `tresor daemon restart [CONFIG]`: SIGUSR2, the daemon runs its binary
  * anew with its mounts kept (keeper.h). */
 int cmd_daemon_restart(struct opts *o);
+/* Before a restart (SIGUSR2): the config file passes every check a start
+ * makes (and keeps the store, state file and metrics address); else the
+ * restart is refused, recorded as a reload's result, and -1. */
+int daemon_restart_check(struct daemon *d);
 
 /* ---- daemon_jobs.c ---------------------------------------------------- */
 

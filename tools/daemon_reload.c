@@ -345,23 +345,42 @@ static int reload_apply(struct daemon *d, const struct config *nc, char *msg, si
 	return RELOAD_DONE;
 }
 
+/* The config file read again and given every check a start makes: 0 and
+ * nc filled, or -1 and why in err. */
+static int load_checked(struct daemon *d, struct config *nc, char *err, size_t size)
+{
+	if (config_load(d->cfg_path, nc, err, size)) {
+		add(err, size, "; the old config stays");
+		return -1;
+	}
+	if (d->passfile)
+		snprintf(nc->passphrase_file, sizeof(nc->passphrase_file), "%s", d->passfile);
+	if (fixed_check(d, nc, err, size) || daemon_config_check(d, nc, CHECK_RELOAD, err, size))
+		return -1;
+	return 0;
+}
+
+/* The result of a reload (or a refused restart) for status and the CLI. */
+static void reload_record(struct daemon *d, int ok, const char *msg)
+{
+	pthread_mutex_lock(&d->lock);
+	d->reload_generation++;
+	d->reload_ok = ok;
+	snprintf(d->reload_message, sizeof(d->reload_message), "%s", msg);
+	daemon_state_save(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
 void daemon_reload(struct daemon *d)
 {
 	d->reload_pending = 0;
 	struct config *nc = calloc(1, sizeof(*nc));
 	char err[CONFIG_PATH * 3] = "", msg[sizeof(d->reload_message)] = "";
 	int ok = RELOAD_REFUSED;
-	if (!nc) {
+	if (!nc)
 		snprintf(err, sizeof(err), "%s: out of memory; the old config stays", d->cfg_path);
-	} else if (config_load(d->cfg_path, nc, err, sizeof(err))) {
-		add(err, sizeof(err), "; the old config stays");
-	} else {
-		if (d->passfile)
-			snprintf(nc->passphrase_file, sizeof(nc->passphrase_file), "%s", d->passfile);
-		if (!fixed_check(d, nc, err, sizeof(err)) &&
-		    !daemon_config_check(d, nc, CHECK_RELOAD, err, sizeof(err)))
-			ok = reload_apply(d, nc, msg, sizeof(msg));
-	}
+	else if (!load_checked(d, nc, err, sizeof(err)))
+		ok = reload_apply(d, nc, msg, sizeof(msg));
 	free(nc);
 	if (ok == RELOAD_REFUSED) {
 		add(msg, sizeof(msg), "%s", err);
@@ -369,12 +388,22 @@ void daemon_reload(struct daemon *d)
 	} else {
 		tlog(ok == RELOAD_DONE ? LOG_INFO : LOG_ERR, "daemon: %s", msg);
 	}
-	pthread_mutex_lock(&d->lock);
-	d->reload_generation++;
-	d->reload_ok = ok;
-	snprintf(d->reload_message, sizeof(d->reload_message), "%s", msg);
-	daemon_state_save(d);
-	pthread_mutex_unlock(&d->lock);
+	reload_record(d, ok, msg);
+}
+
+int daemon_restart_check(struct daemon *d)
+{
+	struct config *nc = calloc(1, sizeof(*nc));
+	char err[CONFIG_PATH * 3] = "out of memory", msg[sizeof(d->reload_message)] = "";
+	int e = nc ? load_checked(d, nc, err, sizeof(err)) : -1;
+	free(nc);
+	if (!e)
+		return 0;
+	/* The next image would refuse it and end every kept mount: stay. */
+	snprintf(msg, sizeof(msg), "restart refused: %s", err);
+	tlog(LOG_ERR, "daemon: %s; the daemon runs on, its volumes mounted", msg);
+	reload_record(d, RELOAD_REFUSED, msg);
+	return -1;
 }
 
 /* ---- `tresor daemon reload [CONFIG]` --------------------------------- */
@@ -445,11 +474,14 @@ static void daemon_signal_wait(struct opts *o, const char *verb, int sig, const 
 	if (kill(before.pid, sig))
 		die(1, "cannot signal the tresor daemon of %s (pid %d): %s", *path, before.pid,
 		    strerror(errno));
+	if (sig == SIGUSR2 && !before.ready)
+		die(1, "the tresor daemon of %s (pid %d) cannot restart in place: it is still starting, or an older tresor (restart it with 'systemctl restart tresor'; its volumes are then remounted)",
+		    *path, before.pid);
 	for (int t = 0;; t++) {
 		usleep(100000);
 		if (!state_read(c->state_file, after) && after->pid == before.pid &&
-		    (sig == SIGHUP ? after->generation != before.generation
-				   : after->ready != before.ready && after->ready))
+		    (after->generation != before.generation ||
+		     (sig == SIGUSR2 && after->ready != before.ready && after->ready)))
 			break;
 		if (kill(before.pid, 0) && errno == ESRCH)
 			die(1, "the tresor daemon of %s (pid %d) ended before it %sed; see its log",
@@ -466,6 +498,8 @@ int cmd_daemon_restart(struct opts *o)
 	const char *path;
 	struct reload_seen after;
 	daemon_signal_wait(o, "restart", SIGUSR2, &path, &after);
+	if (!after.ok && !strncmp(after.message, "restart refused: ", 17))
+		die(1, "%s", after.message);
 	printf("restarted the daemon of %s (pid %d); its volumes stayed mounted\n", path, after.pid);
 	return 0;
 }

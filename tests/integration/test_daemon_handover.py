@@ -113,6 +113,37 @@ def test_daemon_restart_keeps_the_mounts(make_store, tmp, daemons, bind):
     assert wait_for(lambda: not in_mountinfo(d.mnt["b"]), 20, 0.1)
 
 
+def test_restart_with_a_bad_config_is_refused(make_store, tmp, daemons, bind):
+    """The new image would refuse the file and end every kept mount: the
+    running daemon checks it first, refuses, and runs on."""
+    store = make_store()
+    d = start(daemons, tmp, store)
+    (d.mnt["vol"] / "f").write_text("kept\n")
+    b = bind(d.mnt["vol"])
+    server = pids(d)["vol"]
+    good = d.cfg.read_text()
+    # a line that does not parse: refused by the command itself
+    d.cfg.write_text(good.replace("[volume vol]", "[volume vol]\nfrobnicate = 1"))
+    p = tresor("daemon", "restart", d.cfg, env=d.env(), timeout=120)
+    assert p.returncode == 1 and "not restarted" in p.stderr, p.stdout + p.stderr
+    # a file that parses but fails a start's checks (the store has no such
+    # volume): refused by the daemon, which runs on
+    d.cfg.write_text(good + "\n[volume ghost]\nmountpoint = %s\n" % (tmp / "ghost"))
+    p = tresor("daemon", "restart", d.cfg, env=d.env(), timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "restart refused: %s:" % d.cfg in p.stderr and "ghost" in p.stderr, p.stderr
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert d.proc.poll() is None and pids(d)["vol"] == server
+    assert (b / "f").read_text() == "kept\n"
+    st = d.status()
+    assert st["daemon"]["reload_ok"] is False and not st["healthy"]
+    # fixed, it restarts
+    d.cfg.write_text(good)
+    p = tresor("daemon", "restart", d.cfg, env=d.env(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert pids(d)["vol"] != server and (b / "f").read_text() == "kept\n"
+
+
 def test_restart_without_a_daemon(make_store, tmp):
     store = make_store()
     d = Daemon(tmp, store, volumes=("vol",), schedule=SCHEDULE, metrics=False)
