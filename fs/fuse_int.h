@@ -40,6 +40,9 @@ static inline void *vfs_fh_get(const struct vfs *v, uint64_t fh)
 		return NULL;
 	return (void *)(uintptr_t)(fh & ((UINT64_C(1) << FH_PTR_BITS) - 1));
 }
+/* A live file's handle holds no pointer: bit 0 says it was opened to
+ * write, and vfs_fh_get of it is NULL, or not, by its generation. */
+#define FH_WRITES 1
 
 /* Extended attributes and ACLs of the live tree (fuse_xattr.c). */
 /* name's value (name NULL: the list) of ino in view, ACLs read through

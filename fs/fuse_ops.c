@@ -266,6 +266,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *sb,
  */
 static void open_flags(struct vfs *v, struct fuse_file_info *fi)
 {
+	/* The live handle carries no pointer, only its generation and
+	 * whether it writes: see handle_lost_writes. */
+	fi->fh = vfs_fh_make(v, NULL) |
+		 ((fi->flags & O_ACCMODE) != O_RDONLY ? FH_WRITES : 0);
 	if (v->writeback) {
 		fi->keep_cache = 1;
 		return;
@@ -879,10 +883,29 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_write(req, size);
 }
 
+/*
+ * A handle that wrote through a mount process that then crashed: what it
+ * wrote since the last commit is gone, and the kernel took it as written.
+ * Its flush and fsync say EIO (as a disk's lost write-back would), never
+ * success; a handle of a process that left cleanly (restart) lost nothing.
+ */
+static int handle_lost_writes(struct vfs *v, fuse_ino_t ino, const struct fuse_file_info *fi)
+{
+	if (!v->adopted_crash || !fi || vfs_fh_get(v, fi->fh) || !(fi->fh & FH_WRITES) ||
+	    INO_SLOT(ino))
+		return 0;
+	tlog(LOG_ERR, "volume %s: inode %llu was open for writing when the mount process crashed: writes not committed then are lost; its flush and fsync report EIO",
+	     v->vol.name, (unsigned long long)ino);
+	return 1;
+}
+
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)fi;
 	struct vfs *v = V(req);
+	if (handle_lost_writes(v, ino, fi)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	struct node *n = vino_open_node(v, ino);
 	int err = 0;
 	if (n && !v->readonly) {
@@ -922,8 +945,11 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		     struct fuse_file_info *fi)
 {
 	(void)datasync;
-	(void)fi;
 	struct vfs *v = V(req);
+	if (handle_lost_writes(v, ino, fi)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	struct node *n = vino_open_node(v, ino);
 	int err = 0;
 	if (v->readonly) {

@@ -290,6 +290,7 @@ int vfs_mount_main(struct store *st, const char *volume,
 	 * path as mounted). */
 	v.mountpoint = adopt ? strdup(mountpoint) : realpath(mountpoint, NULL);
 	v.fh_gen = hooks && hooks->fh_gen ? hooks->fh_gen & 0xffff : 1;
+	v.adopted_crash = adopt && hooks->adopt_crashed;
 	err = -EIO;
 	struct fuse_lowlevel_ops timed;
 	struct fuse_session *se = fuse_session_new(&args, fuse_timed_ops(vfs_fuse_ops(), &timed, &v),

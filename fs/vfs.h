@@ -97,6 +97,7 @@ struct vfs {
 	int adopted;			/* serving a connection an earlier
 					 * process mounted (vfs_mount_hooks) */
 	unsigned fh_gen;		/* top bits of the handles it gives out */
+	int adopted_crash;		/* ... from a process that crashed */
 	uint64_t fuse_reads;		/* read requests served (atomic) */
 	uint64_t xmap_loads;		/* extent maps built for them (atomic) */
 	int xattrs_maybe;		/* the volume may have xattrs (lock) */
@@ -218,6 +219,7 @@ struct vfs_mount_hooks {
 	const void *adopt_init;
 	size_t adopt_init_len;
 	unsigned fh_gen;	/* of this process's handles: 1-65535 */
+	int adopt_crashed;	/* the earlier process crashed (writes lost) */
 };
 
 /* vfs_mount_main's answer when SIGUSR2 stopped it: the mount is left in

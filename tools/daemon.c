@@ -380,6 +380,8 @@ void daemon_mount_start(struct daemon *d, int i)
 			setenv("TRESOR_FUSE_INIT", hex, 1);
 			snprintf(num, sizeof(num), "%u", m->conn.gen);
 			setenv("TRESOR_FUSE_GEN", num, 1);
+			if (m->conn.crashed)
+				setenv("TRESOR_FUSE_CRASHED", "1", 1);
 		} else if (sv[1] >= 0) {
 			fcntl(sv[1], F_SETFD, 0);
 			snprintf(num, sizeof(num), "%d", sv[1]);
@@ -431,6 +433,9 @@ void daemon_mounts_supervise(struct daemon *d)
 					m->streak = 0;
 				int keep = m->held && m->streak < 3 &&
 					   is_mounted(d->cfg.vol[i].mountpoint);
+				/* Not a SIGUSR2 exit: writes may be lost (its
+				 * successor's flush and fsync say so). */
+				m->conn.crashed = 1;
 				m->streak++;
 				if (m->held && !keep)
 					daemon_keep_drop(m);

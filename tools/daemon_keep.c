@@ -27,6 +27,7 @@ void daemon_keep_recv(struct daemon *d, int i)
 	if (r > 0) {
 		m->held = 1;
 		m->conn.gen = 1;
+		m->conn.crashed = 0;
 	}
 	close(m->keeper);
 	m->keeper_open = 0;

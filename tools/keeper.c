@@ -103,6 +103,8 @@ int keeper_adopt_from_env(struct keeper_conn *conn)
 	conn->fd = (int)n;
 	conn->init_len = len > 0 ? (size_t)len : 0;
 	conn->gen = gen ? (unsigned)strtoul(gen, NULL, 10) : 1;
+	conn->crashed = getenv("TRESOR_FUSE_CRASHED") != NULL;
+	unsetenv("TRESOR_FUSE_CRASHED");
 	unsetenv("TRESOR_FUSE_FD");
 	unsetenv("TRESOR_FUSE_INIT");
 	unsetenv("TRESOR_FUSE_GEN");

@@ -34,6 +34,7 @@ struct keeper_conn {
 	unsigned char init[KEEPER_INIT_MAX];
 	size_t init_len;
 	unsigned gen;
+	int crashed;	/* its last process ended without leaving it */
 };
 
 /* Send conn's descriptor and INIT bytes on sock.  0 or -errno. */

@@ -348,7 +348,7 @@ static int mount_adopted(struct opts *o, struct keeper_conn *adopt)
 		.started = mount_attach_fetcher, .stopping = mount_stop_fetcher,
 		.closed = mount_detach_fetcher, .adopt_fd = adopt->fd,
 		.adopt_init = adopt->init, .adopt_init_len = adopt->init_len,
-		.fh_gen = adopt->gen,
+		.fh_gen = adopt->gen, .adopt_crashed = adopt->crashed,
 	};
 	int err = vfs_mount_main(st, vol, mnt, o->mount_opts, 1, &hooks);
 	if (err == 0) {

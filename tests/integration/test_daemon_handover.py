@@ -16,6 +16,8 @@ mount answers ENOTCONN for good, and `daemon restart` is no command.
 import errno
 import os
 import signal
+import threading
+import time
 
 from conftest import tresor, wait_for
 from daemon_helpers import Daemon
@@ -41,6 +43,38 @@ def in_mountinfo(path):
         return any(line.split()[4] == str(path) for line in f)
 
 
+class Writer:
+    """A thread writing and fsyncing small files through a path; the
+    names whose fsync returned, and every error."""
+
+    def __init__(self, dir):
+        self.dir, self.done, self.errors, self.stop = dir, [], [], False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        n = 0
+        while not self.stop:
+            name = "w-%05d" % n
+            n += 1
+            try:
+                fd = os.open(self.dir / name, os.O_WRONLY | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, name.encode() * 100)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                self.done.append(name)
+            except OSError as e:
+                self.errors.append("%s: %s" % (e.errno, e.strerror))
+            time.sleep(0.005)
+
+    def finish(self):
+        self.stop = True
+        self.t.join(30)
+        return self.errors
+
+
 def test_server_crash_keeps_the_mount(make_store, tmp, daemons, bind):
     store = make_store()
     d = start(daemons, tmp, store)
@@ -52,6 +86,8 @@ def test_server_crash_keeps_the_mount(make_store, tmp, daemons, bind):
     held = open(b / "big.bin", "rb")	# open across the crash
     first = held.read(1 << 20)
     reader = Reader(b / "plan.pdf", body)
+    (b / "w").mkdir()
+    writer = Writer(b / "w")
     try:
         for round in range(2):
             server = pids(d)["vol"]
@@ -62,14 +98,22 @@ def test_server_crash_keeps_the_mount(make_store, tmp, daemons, bind):
             assert wait_for(lambda: reader.reads > n + 5, 30, 0.05), reader.errors[-5:]
     finally:
         errors = reader.finish()
-    assert not_enotconn(errors) == [], errors[:5]
+        werrors = writer.finish()
+    assert not_enotconn(errors) == [] and not_enotconn(werrors) == [], (errors[:5], werrors[:5])
+    print("through the bind mount across two crashes: %d reads, errors %s; %d files written"
+          " and fsynced, errors %s" % (reader.reads, sorted(set(errors)) or "none",
+                                       len(writer.done), sorted(set(werrors)) or "none"))
+    # what fsync acknowledged survived both crashes
+    assert len(writer.done) > 10
+    for name in writer.done:
+        assert (b / "w" / name).read_bytes() == name.encode() * 100, name
     # the handle the first process opened reads on in the third
     assert first + held.read() == big
     held.close()
     # the bind mount writes and reads, and lists
     (b / "after.txt").write_text("written after two crashes\n")
     assert (d.mnt["vol"] / "after.txt").read_text() == "written after two crashes\n"
-    assert sorted(os.listdir(b)) == ["after.txt", "big.bin", "plan.pdf"]
+    assert sorted(os.listdir(b)) == ["after.txt", "big.bin", "plan.pdf", "w"]
     assert "the mount kept" in d.log_text()
     assert d.status()["volumes"][0]["mounted"] is True
     # a stop still unmounts it
