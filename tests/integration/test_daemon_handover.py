@@ -6,8 +6,11 @@ starts a new one on the same connection; `tresor daemon restart` (SIGUSR2)
 runs the daemon's binary anew and hands every connection to the new
 image.  Through all of it a bind mount of the volume - what Docker gives a
 container - keeps working: a reader looping through it may see a request
-fail (EINTR/EIO) but never ENOTCONN, and a file held open across the
-handover reads on.
+fail (EINTR/EIO) but never ENOTCONN, a file held open across the
+handover reads on, and every file whose fsync returned before a crash is
+there after it (a handle whose writes a crash lost gets EIO from fsync and
+close, never success).  A restart whose config the new image would refuse
+is refused by the running daemon, which runs on.
 
 Without the keeper a kill -9 of the server ends the connection: the bind
 mount answers ENOTCONN for good, and `daemon restart` is no command.
