@@ -1,6 +1,6 @@
 /*
- * fuse_defer.c - reads that wait for a remote, answered off the request
- * thread.
+ * fuse_defer.c - answering reads, and those that wait for a remote off the
+ * request thread.
  *
  * A read runs on the FUSE request thread with fetches deferred
  * (store_defer_fetches): if a chunk's pack is not here, the read is handed
@@ -31,6 +31,30 @@ struct deferred_read {
 	size_t size;
 	off_t off;
 };
+
+void read_answer(fuse_req_t req, struct vfs *v, fuse_ino_t ino, struct snapfile *sf,
+		 size_t size, off_t off, int may_defer)
+{
+	char *buf = malloc(size ? size : 1);
+	size_t got = 0;
+	store_defer_fetches(may_defer);
+	int err = !buf ? -ENOMEM
+		  : sf ? snapfile_read(v, ino, sf, buf, size, off, &got)
+		  : vino_read(v, ino, buf, size, off, &got);
+	store_defer_fetches(0);
+	if (err == -EWOULDBLOCK && may_defer) {
+		free(buf);
+		if (!defer_read(v, req, ino, sf, size, off))
+			return;	/* a pack to fetch: answered by another thread */
+		read_answer(req, v, ino, sf, size, off, 0);
+		return;
+	}
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_buf(req, buf, got);
+	free(buf);
+}
 
 static void *defer_thread(void *arg)
 {

@@ -77,9 +77,9 @@ const struct fuse_lowlevel_ops *vfs_fuse_ops(void);
 /* Directories (fuse_dir.c). */
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 struct snapfile;
-/* Reads that wait for a remote (fuse_defer.c).  Read and reply; with
+/* Reads (fuse_defer.c).  Read and reply; with
  * may_defer, a read that would wait for a fetch is handed to
- * defer_read instead (fuse_ops.c). */
+ * defer_read instead. */
 void read_answer(fuse_req_t req, struct vfs *v, fuse_ino_t ino, struct snapfile *sf,
 		 size_t size, off_t off, int may_defer);
 /* Queue a read for a thread that may wait (it replies): 0, or -errno and
