@@ -244,6 +244,30 @@ int catalog_garbage_packs(struct index *ix, struct catalog_garbage **gs,
 	return err;
 }
 
+static void small_row(sqlite3_stmt *st, void *elem)
+{
+	struct catalog_small *p = elem;
+	p->pack = sqlite3_column_int64(st, 0);
+	p->size = sqlite3_column_int64(st, 1);
+	p->live = sqlite3_column_int64(st, 2);
+}
+
+int catalog_small_packs(struct index *ix, int64_t below, struct catalog_small **ps,
+			size_t *n)
+{
+	sqlite3_stmt *st = index_stmt(ix,
+		"SELECT p.id, p.size, (SELECT COALESCE(SUM(slen), 0) FROM chunk"
+		" WHERE pack = p.id AND refs > 0) FROM pack p"
+		" WHERE p.state = 1 AND p.size < ?1 ORDER BY p.id");
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, below);
+	void *out;
+	int err = collect_rows(st, sizeof(**ps), small_row, &out, n);
+	*ps = out;
+	return err;
+}
+
 int catalog_pack_live(struct index *ix, int64_t pack, int64_t *live)
 {
 	sqlite3_stmt *st = index_stmt(ix,

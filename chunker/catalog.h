@@ -69,6 +69,15 @@ struct catalog_garbage {
 	int64_t chunks;		/* how many those are */
 	int64_t size;		/* the pack's size */
 };
+/* A finished pack smaller than the GC's merge bound (gc.c). */
+struct catalog_small {
+	int64_t pack;
+	int64_t size;		/* the pack file's size */
+	int64_t live;		/* sealed bytes of its chunks with refs > 0 */
+};
+/* Finished packs smaller than below bytes, oldest first; *ps malloc'd. */
+int catalog_small_packs(struct index *ix, int64_t below, struct catalog_small **ps,
+			size_t *n);
 /* Finished packs holding garbage; *gs malloc'd. */
 int catalog_garbage_packs(struct index *ix, struct catalog_garbage **gs,
 			  size_t *n);

@@ -74,13 +74,13 @@ static int pack_is_local(struct store *st, const uint8_t name[PACK_NAME_LEN])
 	return !absent;
 }
 
-/* Copy the live chunks of pack into a new pack (sealed bytes as they are:
- * a record does not depend on the pack it is in), then trash the old one.
- * Inside the caller's transaction. */
-static int rewrite_pack(struct store *st, int64_t pack, uint64_t *newbytes)
+/* Copy the live chunks of pack into the GC's new pack, started (named
+ * newname, *have_new set) at the first one; sealed bytes as they are: a
+ * record does not depend on the pack it is in.  Inside the caller's
+ * transaction. */
+static int copy_live(struct store *st, int64_t pack, uint8_t newname[PACK_NAME_LEN],
+		     int *have_new)
 {
-	uint8_t newname[PACK_NAME_LEN];
-	int have_new = 0;
 	struct chunk_loc *cs = NULL;
 	size_t n = 0;
 	uint8_t name[PACK_NAME_LEN];
@@ -100,7 +100,7 @@ static int rewrite_pack(struct store *st, int64_t pack, uint64_t *newbytes)
 			err = store_new_gc_pack(st, newname);
 			if (err)
 				break;
-			have_new = 1;
+			*have_new = 1;
 		}
 		uint8_t *nb = buf_grow(buf, &bufcap, cs[i].e.slen, 1);
 		if (!nb) {
@@ -119,16 +119,104 @@ static int rewrite_pack(struct store *st, int64_t pack, uint64_t *newbytes)
 	free(buf);
 	free(cs);
 	free(path);
-	/* The moved records must be durable before the index names them. */
-	if (!err)
-		err = store_finish_current_pack(st);
+	return err;
+}
+
+/* Finish the new pack (durable before the index names its records) and
+ * take it out of pack_trash, then trash the n old packs.  Inside the
+ * caller's transaction. */
+static int replace_packs(struct store *st, const int64_t *old, size_t n,
+			 const uint8_t newname[PACK_NAME_LEN], int have_new,
+			 uint64_t *newbytes)
+{
+	int err = store_finish_current_pack(st);
 	crash_point("gc-rewrite");
 	if (!err && have_new)
 		*newbytes = pack_disk_bytes(st, newname);
 	if (!err && have_new)
 		err = catalog_trash_remove(st->ix, newname);
+	for (size_t i = 0; i < n && !err; i++)
+		err = trash_pack(st, old[i]);
+	return err;
+}
+
+/* Copy the live chunks of pack into a new pack, then trash the old one.
+ * Inside the caller's transaction. */
+static int rewrite_pack(struct store *st, int64_t pack, uint64_t *newbytes)
+{
+	uint8_t newname[PACK_NAME_LEN];
+	int have_new = 0;
+	int err = copy_live(st, pack, newname, &have_new);
+	return err ? err : replace_packs(st, &pack, 1, newname, have_new, newbytes);
+}
+
+/*
+ * Small packs: every push finishes the pack being written, so hourly
+ * pushes leave a pack of a few KiB padded to PACK_PAD each hour (issue 18).
+ * Once GC_MERGE_MIN finished packs under GC_MERGE_BELOW are here, their
+ * live chunks go into one new pack (up to the pack target of live bytes
+ * each) in one transaction, and the old ones are trashed, exactly as a
+ * rewrite does; the next push uploads the new pack and deletes the old
+ * ones on the remote after the grace.  A merged pack above the bound is
+ * never merged again, so what is copied over time stays bounded.
+ */
+#define GC_MERGE_BELOW (1 << 20)
+#define GC_MERGE_MIN 8
+
+static int merge_group(struct store *st, const struct catalog_small *ps, size_t n,
+		       struct gc_result *res)
+{
+	int64_t *ids = calloc(n, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	uint8_t newname[PACK_NAME_LEN];
+	int have_new = 0;
+	uint64_t before = 0, after = 0;
+	int err = index_begin(st->ix);
+	for (size_t i = 0; i < n && !err; i++) {
+		uint8_t name[PACK_NAME_LEN];
+		ids[i] = ps[i].pack;
+		if (!catalog_pack_name(st->ix, ps[i].pack, name))
+			before += pack_disk_bytes(st, name);
+		err = copy_live(st, ps[i].pack, newname, &have_new);
+	}
 	if (!err)
-		err = trash_pack(st, pack);
+		err = replace_packs(st, ids, n, newname, have_new, &after);
+	if (!err)
+		err = store_commit(st);
+	if (err)
+		index_rollback(st->ix);
+	free(ids);
+	if (err)
+		return err;
+	res->packs_merged += n;
+	res->bytes_freed += before > after ? before - after : 0;
+	return 0;
+}
+
+static int gc_merge_small(struct store *st, struct gc_result *res)
+{
+	struct catalog_small *ps = NULL;
+	size_t n = 0, keep = 0;
+	int err = catalog_small_packs(st->ix, GC_MERGE_BELOW, &ps, &n);
+	for (size_t i = 0; i < n && !err; i++) {
+		uint8_t name[PACK_NAME_LEN];
+		/* a lazy store's packs not here stay as they are */
+		if (ps[i].live > 0 && !catalog_pack_name(st->ix, ps[i].pack, name) &&
+		    pack_is_local(st, name))
+			ps[keep++] = ps[i];
+	}
+	uint64_t target = st->pack_target ? st->pack_target : STORE_PACK_TARGET;
+	for (size_t from = 0; !err && keep >= GC_MERGE_MIN && from < keep;) {
+		size_t to = from;
+		uint64_t live = 0;
+		while (to < keep && (to == from || live + (uint64_t)ps[to].live <= target))
+			live += (uint64_t)ps[to++].live;
+		if (to - from >= 2)
+			err = merge_group(st, ps + from, to - from, res);
+		from = to;
+	}
+	free(ps);
 	return err;
 }
 
@@ -229,6 +317,8 @@ int store_gc(struct store *st, struct gc_result *res)
 		if (err == 1)
 			err = 0;
 	}
+	if (!err)
+		err = gc_merge_small(st, res);
 	crash_point("gc-trash");
 	if (!err)
 		err = empty_trash(st);

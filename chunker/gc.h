@@ -1,6 +1,7 @@
 /*
  * gc.h - give space back: delete chunks no extent names any more, rewrite
- * packs that are mostly garbage, remove packs that are all garbage.
+ * packs that are mostly garbage, remove packs that are all garbage, merge
+ * small packs.
  *
  * Safe against a daemon writing at the same time: chunk rows are deleted
  * only where refs = 0 inside a write transaction, and the daemon's mapping
@@ -18,6 +19,7 @@
 struct gc_result {
 	uint64_t chunks_freed, bytes_freed;	/* sealed bytes no longer stored */
 	uint64_t packs_deleted, packs_rewritten;
+	uint64_t packs_merged;	/* small packs merged into fewer */
 	/* Lazy store (FORMAT.md §15.1): packs worth a rewrite that are not
 	 * local, kept as they are, and the dead sealed bytes they hold; their
 	 * dead chunk rows stay, so the GC after `recover --full` finds them. */

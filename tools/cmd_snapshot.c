@@ -476,9 +476,10 @@ int cmd_prune(struct opts *o)
 	}
 	if (o->json)
 		printf("],\"removed\":%zu,\"packs_deleted\":%llu,\"packs_rewritten\":%llu,"
+		       "\"packs_merged\":%llu,"
 		       "\"bytes_freed\":%llu,\"packs_not_local\":%llu,\"bytes_not_local\":%llu}\n",
 		       removed, (unsigned long long)gr.packs_deleted,
-		       (unsigned long long)gr.packs_rewritten,
+		       (unsigned long long)gr.packs_rewritten, (unsigned long long)gr.packs_merged,
 		       (unsigned long long)gr.bytes_freed,
 		       (unsigned long long)gr.packs_not_local,
 		       (unsigned long long)gr.bytes_not_local);
