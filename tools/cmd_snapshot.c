@@ -489,6 +489,9 @@ int cmd_prune(struct opts *o)
 		       (unsigned long long)gr.packs_deleted,
 		       (unsigned long long)gr.packs_rewritten,
 		       (unsigned long long)gr.bytes_freed);
+	if (!o->json && gr.packs_merged)
+		printf("merged %llu small pack(s) into fewer (each push leaves one; the next push replaces them on the remote)\n",
+		       (unsigned long long)gr.packs_merged);
 	if (!o->json && gr.packs_not_local)
 		printf("kept %llu pack(s) holding %llu dead bytes: this lazy store does not hold them yet; 'tresor recover URL %s --full', then prune, reclaims them\n",
 		       (unsigned long long)gr.packs_not_local,
