@@ -126,27 +126,35 @@ def gone(pid):
 def start_as_systemd(d, peer):
     """Start the daemon as systemd starts a restarted service: the stored
     descriptors from fd 3 on, LISTEN_PID its own pid.  A bash in between
-    places them and sets LISTEN_PID to $$, then execs the daemon (same
-    pid); a preexec_fn would run Python in a fork of this process, whose
-    reader thread may hold a lock then."""
+    places them and sets LISTEN_PID to $$, then waits for a line on its
+    stdin (go()) and execs the daemon (same pid).  It is forked before the
+    reader opens a file on the mount: a fork made while nobody serves the
+    mount would hang closing that descriptor (FUSE_FLUSH), which systemd,
+    holding none, never does."""
     with peer.lock:
         stored = list(peer.store)
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 50) for _, fd in stored]
-    script = "export LISTEN_PID=$$; "
+    script = "read go || exit 1; export LISTEN_PID=$$; "
     script += "".join("exec %d<&%d %d<&-; " % (3 + k, h, h) for k, h in enumerate(high))
     script += 'exec "$0" "$@"'
     env = dict(d.env(), LISTEN_FDS=str(len(stored)),
                LISTEN_FDNAMES=":".join(name for name, _ in stored))
-    d.logf = open(d.log, "ab")
+    logf = open(d.log, "ab")
     try:
-        d.proc = subprocess.Popen(["/bin/bash", "-c", script, TRESOR_BIN, "daemon", str(d.cfg)],
-                                  stdin=subprocess.DEVNULL, stdout=d.logf, stderr=d.logf,
-                                  env=env, pass_fds=high, start_new_session=True)
+        proc = subprocess.Popen(["/bin/bash", "-c", script, TRESOR_BIN, "daemon", str(d.cfg)],
+                                stdin=subprocess.PIPE, stdout=logf, stderr=logf,
+                                env=env, pass_fds=high, start_new_session=True)
     finally:
         for h in high:
             os.close(h)
-    ok = wait_for(lambda: d.proc.poll() is not None or d.ready(), 60, 0.1)
-    assert ok and d.proc.poll() is None, "the new daemon did not come up:\n" + d.log_text()
+
+    def go():
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        d.proc, d.logf = proc, logf
+        ok = wait_for(lambda: d.proc.poll() is not None or d.ready(), 60, 0.1)
+        assert ok and d.proc.poll() is None, "the new daemon did not come up:\n" + d.log_text()
+    return go
 
 
 def test_daemon_crash_keeps_the_mounts_in_the_fd_store(make_store, tmp, daemons, bind):
@@ -169,6 +177,7 @@ def test_daemon_crash_keeps_the_mounts_in_the_fd_store(make_store, tmp, daemons,
         body = os.urandom(300000)
         (d.mnt["vol"] / "plan.pdf").write_bytes(body)
         b = bind(d.mnt["vol"])
+        go = start_as_systemd(d, peer)
         reader = Reader(b / "plan.pdf", body)
         try:
             assert wait_for(lambda: reader.reads > 3, 30, 0.05), reader.errors[-5:]
@@ -183,7 +192,7 @@ def test_daemon_crash_keeps_the_mounts_in_the_fd_store(make_store, tmp, daemons,
             assert in_mountinfo(d.mnt["vol"])
             assert peer.names() == [name]
             time.sleep(1)	# readers wait in the kernel meanwhile
-            start_as_systemd(d, peer)
+            go()
             assert pids(d)["vol"] != server
             # the generation goes on from the stored one
             assert fds_entries(store) == [(name, "3", "vol", str(d.mnt["vol"]))]
