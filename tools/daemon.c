@@ -66,24 +66,28 @@ struct index *daemon_index(struct daemon *d)
 }
 
 
-/* systemd's notify protocol: one datagram to $NOTIFY_SOCKET. */
-static void sd_notify_msg(const char *msg)
+/* systemd's notify protocol: one datagram to $NOTIFY_SOCKET, with a
+ * descriptor for the fd store (fd >= 0).  0, or -errno (none: -ENOENT). */
+int daemon_sd_notify(const char *msg, int fd)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
 	if (!path || (path[0] != '/' && path[0] != '@') ||
 	    strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		return;
+		return -ENOENT;
 	struct sockaddr_un un = { .sun_family = AF_UNIX };
 	memcpy(un.sun_path, path, strlen(path));
 	if (path[0] == '@')
 		un.sun_path[0] = 0;
 	socklen_t len = offsetof(struct sockaddr_un, sun_path) + strlen(path);
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&un, len) < 0)
-		tlog(LOG_WARN, "daemon: sd_notify: %s", strerror(errno));
-	close(fd);
+	int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	int err = connect(s, (struct sockaddr *)&un, len) ? -errno
+							  : keeper_send(s, fd, msg, strlen(msg));
+	if (err)
+		tlog(LOG_WARN, "daemon: sd_notify to %s: %s", path, strerror(-err));
+	close(s);
+	return err;
 }
 
 /* SIGTERM, SIGINT and SIGHUP are blocked in every thread and read from a
@@ -341,6 +345,7 @@ void daemon_mount_start(struct daemon *d, int i)
 	if (m->held) {
 		m->conn.gen = m->conn.gen % 65535 + 1;
 		keeper_hex(m->conn.init, m->conn.init_len, hex);
+		daemon_fdstore_save(d);	/* the next daemon goes on from gen */
 	} else {
 		clear_stale_mount(cv->mountpoint);
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
@@ -366,8 +371,10 @@ void daemon_mount_start(struct daemon *d, int i)
 			dup2(nul, STDIN_FILENO);
 		setpgid(0, 0);
 		/* If the daemon dies, the volume is unmounted cleanly rather
-		 * than left served by nobody's child. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		 * than left served by nobody's child; with systemd's fd store
+		 * holding the connection, the child leaves the mount to the
+		 * next daemon instead (SIGUSR2). */
+		prctl(PR_SET_PDEATHSIG, d->fdstore ? SIGUSR2 : SIGTERM);
 		if (getppid() != parent)
 			_exit(1);
 		jobs_child_signals();
@@ -438,7 +445,7 @@ void daemon_mounts_supervise(struct daemon *d)
 				m->conn.crashed = 1;
 				m->streak++;
 				if (m->held && !keep)
-					daemon_keep_drop(m);
+					daemon_keep_drop(d, i);
 				snprintf(m->last_error, sizeof(m->last_error),
 					 "mount process ended (%s %d); restarting%s",
 					 WIFEXITED(st) ? "exit" : "signal",
@@ -506,7 +513,7 @@ static void mount_reap(struct daemon *d, int i, int keep)
 	struct mount_child *m = &d->mc[i];
 	if (!m->pid) {
 		if (!keep)
-			daemon_keep_drop(m);
+			daemon_keep_drop(d, i);
 		return;
 	}
 	/* The FUSE daemon flushes, commits and unmounts on SIGTERM. */
@@ -522,13 +529,13 @@ static void mount_reap(struct daemon *d, int i, int keep)
 		kill(m->pid, SIGKILL);
 		waitpid(m->pid, &st, 0);
 		keep = 0;
-		daemon_keep_drop(m);
+		daemon_keep_drop(d, i);
 		clear_stale_mount(d->cfg.vol[i].mountpoint);
 	}
 	pthread_mutex_lock(&d->lock);
 	daemon_keep_recv(d, i);
 	if (!keep)
-		daemon_keep_drop(m);
+		daemon_keep_drop(d, i);
 	m->pid = 0;
 	m->mounted = 0;
 	pthread_mutex_unlock(&d->lock);
@@ -926,8 +933,12 @@ int cmd_daemon(struct opts *o)
 	d->sigfd = signalfd(-1, &stopsigs, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d->sigfd < 0)
 		die(1, "signalfd: %s", strerror(errno));
-	if (!o->dry_run)
+	d->fdstore = getenv("NOTIFY_SOCKET") && getenv("TRESOR_FDSTORE") &&
+		     !strcmp(getenv("TRESOR_FDSTORE"), "1");
+	if (!o->dry_run) {
 		keeper_handover_each(daemon_handover_take, d);
+		daemon_fdstore_take(d);
+	}
 	int code = daemon_config_check(d, &d->cfg, o->dry_run ? CHECK_DRY : CHECK_START, err,
 				       sizeof(err));
 	if (code)
@@ -937,6 +948,7 @@ int cmd_daemon(struct opts *o)
 		return 0;
 	}
 	int lfd = state_claim(d);
+	daemon_fdstore_save(d);	/* ours now: what this daemon kept */
 	int cerr = ctl_start(d);
 	if (cerr == -EADDRINUSE)
 		die(1, "%s: another tresor daemon serves store %s", d->cfg_path, d->cfg.store);
@@ -975,7 +987,7 @@ int cmd_daemon(struct opts *o)
 	d->ready_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 	daemon_state_save(d);	/* `daemon restart` waits for this */
 	pthread_mutex_unlock(&d->lock);
-	sd_notify_msg("READY=1\nSTATUS=volumes mounted, schedule running");
+	daemon_sd_notify("READY=1\nSTATUS=volumes mounted, schedule running", -1);
 	tlog(LOG_INFO, "daemon: ready: %d volume(s) mounted, store %s", d->cfg.nvol, d->cfg.store);
 	int tick_ms = getenv("TRESOR_TEST_CLOCK") ? 200 : 1000;
 	time_t last_textfile = 0;
@@ -1001,12 +1013,12 @@ int cmd_daemon(struct opts *o)
 			d->stopping = d->restart_pending == 2;
 		}
 		if (!daemon_stop_requested(d) && d->reload_pending) {
-			sd_notify_msg("RELOADING=1");
+			daemon_sd_notify("RELOADING=1", -1);
 			daemon_reload(d);
-			sd_notify_msg("READY=1");
+			daemon_sd_notify("READY=1", -1);
 		}
 	}
-	sd_notify_msg("STOPPING=1");
+	daemon_sd_notify("STOPPING=1", -1);
 	tlog(LOG_INFO, "daemon: stopping: unmounting %d volume(s)", d->cfg.nvol);
 	pthread_mutex_lock(&d->lock);
 	d->push_generation++;	/* waiting `tresor push` clients: no push */

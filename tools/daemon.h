@@ -159,6 +159,12 @@ struct daemon {
 	int reload_pending;	/* SIGHUP came (job thread only) */
 	int restart_pending;	/* SIGUSR2: re-exec, the mounts kept; 2 once
 				 * the config passed (job thread only) */
+	/* The kept connections go to systemd's fd store too, so that they
+	 * outlive a crash of the daemon itself (NOTIFY_SOCKET and
+	 * TRESOR_FDSTORE=1, which the unit sets with FileDescriptorStoreMax);
+	 * fd_seq numbers their names (job thread). */
+	int fdstore;
+	unsigned fd_seq;
 	long long ready_ns;	/* when this image had every volume mounted */
 	/* The last reload (under lock; in the state file for `daemon
 	 * reload`): counted since the start, worked or refused, and why. */
@@ -192,6 +198,9 @@ struct index *daemon_index(struct daemon *d);
 int daemon_stop_requested(struct daemon *d);
 /* Write the state file (lock held). */
 void daemon_state_save(struct daemon *d);
+/* systemd's notify protocol: msg to $NOTIFY_SOCKET, with descriptor fd
+ * (>= 0) for its fd store.  0, or -errno (-ENOENT: no NOTIFY_SOCKET). */
+int daemon_sd_notify(const char *msg, int fd);
 
 /* Check the config c before it is used: at the start, for --dry-run, or
  * for a reload (c is the new config; d->cfg the one in use, whose mounts
@@ -218,9 +227,16 @@ struct opts;
 int cmd_daemon_reload(struct opts *o);
 
 /* Keeping mounts alive (daemon_keep.c, keeper.h).  Take the connection
- * volume i's child sent, if it did (lock held); close a kept one. */
+ * volume i's child sent, if it did (lock held); close volume i's kept one
+ * (and take it out of systemd's fd store). */
 void daemon_keep_recv(struct daemon *d, int i);
-void daemon_keep_drop(struct mount_child *m);
+void daemon_keep_drop(struct daemon *d, int i);
+/* systemd's fd store (d->fdstore): at start, adopt the connections it
+ * hands back (LISTEN_FDS, named in STATE-FILE.fds) as daemon_handover_take
+ * does; write STATE-FILE.fds anew from the kept connections (job thread,
+ * once the state file is this daemon's). */
+void daemon_fdstore_take(struct daemon *d);
+void daemon_fdstore_save(struct daemon *d);
 /* keeper_handover_each's callback at start: adopt a kept connection for
  * the volume of that name and mount point, or end its mount. */
 void daemon_handover_take(const char *volume, const char *mountpoint,

@@ -26,6 +26,11 @@ int keeper_send(int sock, int fd, const void *init, size_t len)
 	memset(&u, 0, sizeof(u));
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
 			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	if (fd < 0) {
+		msg.msg_control = NULL;
+		msg.msg_controllen = 0;
+		return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
+	}
 	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
@@ -132,20 +137,22 @@ int keeper_unmount(const char *mountpoint)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : err;
 }
 
-/* TRESOR_HANDOVER: entries "VOLUME\037MOUNTPOINT\037FD\037GEN\037HEX",
- * separated by \036 (characters no config name or path holds). */
+/* TRESOR_HANDOVER: entries "VOLUME\037MOUNTPOINT\037FD\037GEN\037HEX\037NAME",
+ * separated by \036 (characters no config name or path holds); NAME may
+ * be empty, and an image before the fd store wrote no NAME field. */
 int keeper_handover_add(char **env, const char *volume, const char *mountpoint,
 			const struct keeper_conn *c)
 {
 	char hex[2 * KEEPER_INIT_MAX + 1];
 	keeper_hex(c->init, c->init_len, hex);
 	size_t have = *env ? strlen(*env) : 0;
-	size_t need = have + strlen(volume) + strlen(mountpoint) + strlen(hex) + 64;
+	size_t need = have + strlen(volume) + strlen(mountpoint) + strlen(hex) +
+		      strlen(c->name) + 64;
 	char *e = realloc(*env, need);
 	if (!e)
 		return -ENOMEM;
-	snprintf(e + have, need - have, "%s%s\037%s\037%d\037%u\037%s", have ? "\036" : "",
-		 volume, mountpoint, c->fd, c->gen, hex);
+	snprintf(e + have, need - have, "%s%s\037%s\037%d\037%u\037%s\037%s",
+		 have ? "\036" : "", volume, mountpoint, c->fd, c->gen, hex, c->name);
 	*env = e;
 	fcntl(c->fd, F_SETFD, 0);	/* across the exec */
 	return 0;
@@ -160,13 +167,16 @@ void keeper_handover_each(void (*fn)(const char *volume, const char *mountpoint,
 	char *save = NULL;
 	for (char *e = copy ? strtok_r(copy, "\036", &save) : NULL; e;
 	     e = strtok_r(NULL, "\036", &save)) {
-		char *f[5], *s2 = NULL;
+		/* strsep, not strtok: an empty NAME is a field */
+		char *f[6], *s2 = e;
 		int n = 0;
-		for (char *t = strtok_r(e, "\037", &s2); t && n < 5; t = strtok_r(NULL, "\037", &s2))
+		for (char *t; n < 6 && (t = strsep(&s2, "\037"));)
 			f[n++] = t;
 		struct keeper_conn c = { .fd = -1 };
-		if (n != 5)
+		if (n < 5)
 			continue;
+		if (n == 6)
+			snprintf(c.name, sizeof(c.name), "%s", f[5]);
 		c.fd = atoi(f[2]);
 		c.gen = (unsigned)strtoul(f[3], NULL, 10);
 		int len = keeper_unhex(f[4], c.init, sizeof(c.init));

@@ -28,16 +28,21 @@
 
 #define KEEPER_INIT_MAX 256
 
-/* A connection as handed on: descriptor, INIT bytes, next generation. */
+/* A connection as handed on: descriptor, INIT bytes, next generation,
+ * and its name in systemd's file-descriptor store ("" not stored there). */
+#define KEEPER_NAME_MAX 64
 struct keeper_conn {
 	int fd;
 	unsigned char init[KEEPER_INIT_MAX];
 	size_t init_len;
 	unsigned gen;
 	int crashed;	/* its last process ended without leaving it */
+	char name[KEEPER_NAME_MAX];
 };
 
-/* Send conn's descriptor and INIT bytes on sock.  0 or -errno. */
+/* Send len bytes (at most KEEPER_INIT_MAX) on sock, with descriptor fd
+ * as SCM_RIGHTS (fd < 0: none): a connection's INIT bytes to the daemon,
+ * or a notify datagram to systemd.  0 or -errno. */
 int keeper_send(int sock, int fd, const void *init, size_t len);
 /* Receive them (non-blocking): 1 got one (conn->fd open), 0 none yet,
  * -errno (the sender is gone: -EPIPE). */
@@ -59,8 +64,8 @@ int keeper_unmount(const char *mountpoint);
 
 /* Across the daemon's re-exec (`tresor daemon restart`): each kept
  * connection goes into TRESOR_HANDOVER (env, malloc'd; its descriptor
- * made to survive exec), and the new image takes them back out, fn
- * called for each (fn owns c->fd). */
+ * made to survive exec, its fd-store name with it), and the new image
+ * takes them back out, fn called for each (fn owns c->fd). */
 int keeper_handover_add(char **env, const char *volume, const char *mountpoint,
 			const struct keeper_conn *c);
 void keeper_handover_each(void (*fn)(const char *volume, const char *mountpoint,
