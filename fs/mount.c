@@ -134,6 +134,11 @@ int vfs_mounted_at(const char *mountpoint, char *src, size_t size)
 	char real[PATH_MAX];
 	if (!realpath(mountpoint, real))
 		snprintf(real, sizeof(real), "%s", mountpoint);
+	return vfs_mounted_at_path(real, src, size);
+}
+
+int vfs_mounted_at_path(const char *real, char *src, size_t size)
+{
 	FILE *f = fopen("/proc/self/mountinfo", "r");
 	if (!f)
 		return 0;

@@ -242,6 +242,9 @@ void vfs_mount_source(const char *dir, const char *volume, char *out, size_t siz
 /* 1 if mountpoint is a tresor mount now, its source in src (unescaped);
  * 0 if it is not (or is another kind of mount). */
 int vfs_mounted_at(const char *mountpoint, char *src, size_t size);
+/* The same for a path taken as it is: no realpath(), which would stat a
+ * mount nobody serves yet (a kept one, tools/keeper.h) and wait. */
+int vfs_mounted_at_path(const char *path, char *src, size_t size);
 
 /* 1 if the index still names pack name (takes ctx->lock): the fetcher
  * asks before installing a pack fetched for a read (fetch.h). */

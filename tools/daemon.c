@@ -37,6 +37,7 @@
 
 #include "../remote/repo.h"
 #include "../chunker/util.h"
+#include "../fs/vfs.h"
 #include "cli.h"
 #include "daemon.h"
 
@@ -272,39 +273,11 @@ void daemon_state_save(struct daemon *d)
 
 /* ---- mounts ------------------------------------------------------- */
 
-/* Is path a tresor FUSE mount right now? (/proc/self/mountinfo) */
+/* Is path (absolute, as in the config) a tresor FUSE mount right now?
+ * Never a stat(): a kept mount answers nobody until its child runs. */
 static int is_mounted(const char *path)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	if (!f)
-		return 0;
-	char line[8192];
-	int found = 0;
-	while (!found && fgets(line, sizeof(line), f)) {
-		/* id parent maj:min root MOUNTPOINT opts ... - fstype source */
-		char mp[4096], fstype[64];
-		const char *dash = strstr(line, " - ");
-		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
-		    sscanf(dash + 3, "%63s", fstype) != 1)
-			continue;
-		/* mountinfo escapes space, tab, newline and backslash as \ooo */
-		char un[4096];
-		size_t j = 0;
-		for (size_t i = 0; mp[i] && j < sizeof(un) - 1; i++) {
-			if (mp[i] == '\\' && mp[i + 1] >= '0' && mp[i + 1] <= '7' &&
-			    mp[i + 2] && mp[i + 3]) {
-				un[j++] = (char)((mp[i + 1] - '0') * 64 + (mp[i + 2] - '0') * 8 +
-						 (mp[i + 3] - '0'));
-				i += 3;
-			} else {
-				un[j++] = mp[i];
-			}
-		}
-		un[j] = 0;
-		found = !strcmp(un, path) && !strcmp(fstype, "fuse.tresor");
-	}
-	fclose(f);
-	return found;
+	return vfs_mounted_at_path(path, NULL, 0);
 }
 
 /* A tresor mount whose daemon died answers ENOTCONN: lazily unmount it. */
