@@ -317,7 +317,7 @@ void daemon_mount_start(struct daemon *d, int i)
 	char hex[2 * KEEPER_INIT_MAX + 1] = "";
 	if (m->held) {
 		m->conn.gen = m->conn.gen % 65535 + 1;
-		keeper_hex(m->conn.init, m->conn.init_len, hex);
+		hex_encode(m->conn.init, m->conn.init_len, hex);
 		daemon_fdstore_save(d);	/* the next daemon goes on from gen */
 	} else {
 		clear_stale_mount(cv->mountpoint);

@@ -66,7 +66,7 @@ void daemon_fdstore_save(struct daemon *d)
 		char hex[2 * KEEPER_INIT_MAX + 1];
 		if (!m->held || !m->conn.name[0])
 			continue;
-		keeper_hex(m->conn.init, m->conn.init_len, hex);
+		hex_encode(m->conn.init, m->conn.init_len, hex);
 		fprintf(f, "%s\t%u\t%s\t%s\t%s\n", m->conn.name, m->conn.gen, hex,
 			d->cfg.vol[i].name, d->cfg.vol[i].mountpoint);
 	}

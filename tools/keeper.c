@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../chunker/util.h"
 #include "keeper.h"
 
 int keeper_send(int sock, int fd, const void *init, size_t len)
@@ -24,18 +25,16 @@ int keeper_send(int sock, int fd, const void *init, size_t len)
 		struct cmsghdr align;
 	} u;
 	memset(&u, 0, sizeof(u));
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	if (fd < 0) {
-		msg.msg_control = NULL;
-		msg.msg_controllen = 0;
-		return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		msg.msg_control = u.buf;
+		msg.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
@@ -66,32 +65,11 @@ int keeper_recv(int sock, struct keeper_conn *conn)
 	return 1;
 }
 
-void keeper_hex(const unsigned char *in, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * len] = 0;
-}
-
-static int nibble(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 int keeper_unhex(const char *hex, unsigned char *out, size_t size)
 {
 	size_t n = strlen(hex);
-	if (n % 2 || n / 2 > size || !n)
+	if (n % 2 || n / 2 > size || !n || hex_decode(hex, out, n / 2))
 		return -EINVAL;
-	for (size_t i = 0; i < n / 2; i++) {
-		int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (unsigned char)(hi << 4 | lo);
-	}
 	return (int)(n / 2);
 }
 
@@ -144,7 +122,7 @@ int keeper_handover_add(char **env, const char *volume, const char *mountpoint,
 			const struct keeper_conn *c)
 {
 	char hex[2 * KEEPER_INIT_MAX + 1];
-	keeper_hex(c->init, c->init_len, hex);
+	hex_encode(c->init, c->init_len, hex);
 	size_t have = *env ? strlen(*env) : 0;
 	size_t need = have + strlen(volume) + strlen(mountpoint) + strlen(hex) +
 		      strlen(c->name) + 64;

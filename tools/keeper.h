@@ -48,9 +48,8 @@ int keeper_send(int sock, int fd, const void *init, size_t len);
  * -errno (the sender is gone: -EPIPE). */
 int keeper_recv(int sock, struct keeper_conn *conn);
 
-/* Hex of the INIT bytes for the environment; out holds 2*len+1. */
-void keeper_hex(const unsigned char *in, size_t len, char *out);
-/* Back from hex: the length, or -EINVAL. */
+/* The INIT bytes back from hex (hex_encode's, of any length up to
+ * size): the length, or -EINVAL. */
 int keeper_unhex(const char *hex, unsigned char *out, size_t size);
 
 /* The connection the environment hands this process (TRESOR_FUSE_*),
