@@ -5,7 +5,7 @@ Run through suite.sh (which installs the peers and builds tresor first):
 
     bash tests/bench/suite.sh [--smoke|--full] [--scale S] [--reps N]
         [--dir DIR] [--json FILE] [--datasets large,plans,filestore,small]
-        [--snap-files 10000,100000] [--no-peers] [--no-s3] [--profile]
+        [--snap-files 10000,100000] [--no-peers] [--no-s3] [--profile] [--cores]
 
 One run measures everything on the same disk (DIR, default
 /var/tmp/tresor-bench-suite) with datasets from gen_dataset.py (seeded);
@@ -20,7 +20,10 @@ Per dataset (large, plans, filestore, small):
                  point where the daemon has everything on disk); cold read
                  after a remount; stored bytes and dedup (`stats --json`);
                  restore (`tresor restore`); day 2 applied in the mount +
-                 snapshot; daemon peak RSS (VmHWM)
+                 snapshot; daemon peak RSS (VmHWM); the daemon's CPU
+                 seconds (user + system, all threads) per GiB ingested
+  --cores        large and plans: ingest and cold read once with the whole
+                 run (daemon, cp, reader) pinned to one core, then to two
   restic         default (zstd auto) and --compression max; borg 1.2
                  (repokey) default (lz4) and --compression zstd: backup
                  day 1 and day 2, stored bytes (du), restore, peak memory
@@ -176,11 +179,7 @@ class Suite:
         dst = os.path.join(w, "raw")
         rmtree(dst)
         os.makedirs(dst)
-        self.warm(src)
-        t0 = time.monotonic()
-        sh(self.ingest_cmd(kind, src, dst))
-        syncfs(dst)
-        self.r.add("%s/raw/ingest_s" % kind, time.monotonic() - t0)
+        self.timed_ingest(kind, src, dst, "%s/raw/ingest_s" % kind)
         drop_caches()
         dt, n = read_tree(dst)
         self.r.add("%s/raw/read_s" % kind, dt)
@@ -195,12 +194,7 @@ class Suite:
         os.makedirs(below)
         self.bind_mount(below, mnt)
         try:
-            self.warm(src)
-            t0 = time.monotonic()
-            sh(self.ingest_cmd(kind, src, mnt))
-            syncfs(mnt)
-            syncfs(below)
-            self.r.add("%s/bindfs/ingest_s" % kind, time.monotonic() - t0)
+            self.timed_ingest(kind, src, mnt, "%s/bindfs/ingest_s" % kind, below)
         finally:
             self.bind_umount(mnt)
         self.bind_mount(below, mnt)
@@ -214,6 +208,16 @@ class Suite:
         finally:
             self.bind_umount(mnt)
         rmtree(below)
+
+    def timed_ingest(self, kind, src, dest, key, *below):
+        """Copy src into dest from a warm page cache, up to its being on
+        disk (syncfs of dest and of what lies below it)."""
+        self.warm(src)
+        t0 = time.monotonic()
+        sh(self.ingest_cmd(kind, src, dest))
+        for p in (dest,) + below:
+            syncfs(p)
+        self.r.add(key, time.monotonic() - t0)
 
     def find_stat(self, path):
         t0 = time.monotonic()
@@ -231,10 +235,14 @@ class Suite:
         try:
             self.warm(src)
             perf = self.perf_start(pid, "%s-ingest" % kind) if prof else None
+            cpu0 = self.process_cpu(pid)
             t0 = time.monotonic()
             sh(self.ingest_cmd(kind, src, mnt))
             syncfs(mnt)
             t1 = time.monotonic()
+            # the daemon's CPU (all its threads) for the bytes it took in
+            self.r.add("%s/tresor/cpu_s_per_GiB" % kind,
+                       (self.process_cpu(pid) - cpu0) / (nbytes / 2.0**30))
             t.snapshot(store)
             t2 = time.monotonic()
             self.perf_stop(perf)
@@ -503,7 +511,45 @@ class Suite:
         self.r.add("s3/awscli_down_bytes", tree_bytes(dl)[1])
         rmtree(dl)
 
+    # ---------------------------------------------------------- cores
+    def core_scaling(self, kind, src, nbytes, rep):
+        """Ingest and cold read with the whole run (daemon, cp, reader)
+        pinned to one core, then to two: what a second core buys."""
+        t = self.tresor
+        w = self.work
+        mnt = os.path.join(w, "mnt")
+        keep = os.sched_getaffinity(0)
+        try:
+            for n in (1, 2):
+                os.sched_setaffinity(0, set(sorted(keep)[:n]))
+                store = t.new_store(os.path.join(w, "store"))
+                t.mount(store, mnt)
+                try:
+                    self.timed_ingest(kind, src, mnt, "cores/%s/%d/ingest_s" % (kind, n))
+                finally:
+                    t.umount()
+                t.mount(store, mnt)
+                try:
+                    drop_caches()
+                    dt, got = read_tree(mnt)
+                    if got != nbytes:
+                        raise SuiteError("%s: read %d bytes, expected %d" % (kind, got, nbytes))
+                    self.r.add("cores/%s/%d/read_s" % (kind, n), dt)
+                finally:
+                    t.umount()
+                rmtree(store)
+        finally:
+            os.sched_setaffinity(0, keep)
+
     # ---------------------------------------------------------- profile
+    @staticmethod
+    def process_cpu(pid):
+        """CPU seconds (user + system) of a process, all threads."""
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+        fields = st[st.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     @staticmethod
     def thread_cpu(pid):
         """{thread name/tid: CPU seconds (user + system)} of a process."""
@@ -592,6 +638,8 @@ class Suite:
                     log("%s: %d files, %.1f MB" % (kind, nfiles, nbytes / MB))
                     self.raw_and_bindfs(kind, src, nbytes, rep)
                     self.run_tresor(kind, src, nbytes, rep, s3=(kind == "plans" and self.s3))
+                    if a.cores and kind in ("large", "plans") and len(os.sched_getaffinity(0)) > 1:
+                        self.core_scaling(kind, src, nbytes, rep)
                     for p in self.peers:
                         log("%s: %s" % (kind, p.name))
                         self.run_peer(p, kind, src, nbytes, rep)
@@ -666,6 +714,8 @@ def main():
     ap.add_argument("--no-peer-mounts", action="store_true")
     ap.add_argument("--no-s3", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--cores", action="store_true",
+                    help="also ingest and read large and plans on one core, then two (taskset)")
     ap.add_argument("--verify", action="store_true", help="compare every copy byte for byte")
     ap.add_argument("--tresor", default=os.environ.get("TRESOR_BIN",
                                                        os.path.join(REPO, "build", "tresor")))

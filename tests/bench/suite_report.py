@@ -166,6 +166,17 @@ def report(s):
         q, sp = per_rep_ratio("small/bindfs/ingest_s", "small/tresor/ingest_s")
         target("untar small files >= bindfs speed", q, ">=", 1.0,
                "speed ratio tresor/bindfs (untar+sync; tresor incl. snapshot), spread %s" % (sp,))
+    for kind in ("large", "plans"):
+        v = r.med("%s/tresor/cpu_s_per_GiB" % kind)
+        if v is not None:
+            target("%s: CPU-seconds per GiB ingested <= 1.3" % kind, v, "<=", 1.3,
+                   "daemon user+system CPU from cp to syncfs, spread %s" % (
+                       "%.2f-%.2f" % r.spread("%s/tresor/cpu_s_per_GiB" % kind),), unit="s")
+        for what in ("ingest", "read"):
+            q, sp = per_rep_ratio("cores/%s/1/%s_s" % (kind, what), "cores/%s/2/%s_s" % (kind, what))
+            if q is not None:
+                target("%s: %s one core -> two >= 1.7x" % (kind, what), q, ">=", 1.7,
+                       "everything pinned (sched_setaffinity) to 1, then 2 cores, spread %s" % sp)
     if a.snap_files and len(a.snap_files) > 1:
         lo, hi = a.snap_files[0], a.snap_files[-1]
         x, y = r.med("snap/%d/create_s" % hi), r.med("snap/%d/create_s" % lo)
