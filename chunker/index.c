@@ -101,7 +101,9 @@ static const char *remote_schema =
 	"  PRIMARY KEY(remote, name)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS remote_image(remote INTEGER NOT NULL, meta INTEGER NOT NULL,"
 	"  id BLOB NOT NULL, parts INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0,"
-	"  lock_until INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(remote, id)) WITHOUT ROWID;";
+	"  lock_until INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(remote, id)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS remote_sending(remote INTEGER NOT NULL, name BLOB NOT NULL,"
+	"  lock_until INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(remote, name)) WITHOUT ROWID;";
 
 /* Columns added after the first release of the replication tables: a store
  * made before them gets them (with their defaults) on first use. */
@@ -515,6 +517,7 @@ int index_ensure_changelog_table(struct index *ix)
 static const char image_strip_sql[] =
 	"DROP TABLE IF EXISTS remote; DROP TABLE IF EXISTS remote_pack;"
 	" DROP TABLE IF EXISTS remote_gone; DROP TABLE IF EXISTS remote_image;"
+	" DROP TABLE IF EXISTS remote_sending;"
 	" DROP TABLE IF EXISTS changelog; DROP TABLE IF EXISTS pack_verified;"
 	" DELETE FROM pack_trash;";
 

@@ -702,6 +702,21 @@ int push_takeover(struct store *st, struct remote_cfg *c, struct remote *r,
 
 /* ---- noting what the remote holds ---- */
 
+/* Before any byte goes: which packs may be on the remote if this push
+ * dies, so that none is left there that nothing would ever delete. */
+static int note_sending(struct store *st, struct remote_cfg *c, const struct pack_list *todo,
+			int64_t lock_until)
+{
+	int err = index_begin(st->ix);
+	for (size_t i = 0; i < todo->n && !err; i++)
+		err = remote_cfg_note_sending(st->ix, c->id, todo->v[i].name, lock_until);
+	if (!err)
+		err = index_commit(st->ix);
+	else
+		index_rollback(st->ix);
+	return err;
+}
+
 /* Packs that made it count even if the push failed later: a rerun need
  * not even ask for them. */
 static int note_packs(struct store *st, struct remote_cfg *c, const struct pack_list *todo,
@@ -888,6 +903,8 @@ int push_run(struct store *st, struct remote_cfg *c, struct remote *r,
 	if (err && !res->error[0] && err != -EBUSY)
 		snprintf(res->error, sizeof(res->error), "%s", remote_error(r));
 	int up = 0;
+	if (!err && v.todo.n)
+		err = note_sending(st, c, &v.todo, until);
 	if (!err) {
 		up = 1;
 		err = upload_packs(st, c, po, &v.todo, until, res);

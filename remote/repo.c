@@ -1,7 +1,8 @@
 /*
  * repo.c - the remote repository's layout shared by push and recovery
  * (repo.h): object keys and sealed deltas; and the replication tables
- * (remote, remote_pack, remote_gone), whose SQL is all here.
+ * (remote, remote_pack, remote_sending, remote_gone), whose SQL is all
+ * here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -228,8 +229,13 @@ static const char *const packs_sql[] = {
 		" AND r.name = p.name)",
 	[REMOTE_PACKS_HELD] = "SELECT p.id, p.name, p.size, rp.verified FROM pack p JOIN remote_pack rp"
 		" ON rp.name = p.name WHERE rp.remote = ?1 AND p.state = 1",
+	/* and the packs a push that died may have left there (remote_sending) */
 	[REMOTE_PACKS_FREED] = "SELECT 0, name, lock_until FROM remote_pack r WHERE remote = ?1"
-		" AND NOT EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)",
+		" AND NOT EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)"
+		" UNION SELECT 0, name, lock_until FROM remote_sending s WHERE remote = ?1"
+		" AND NOT EXISTS (SELECT 1 FROM pack p WHERE p.name = s.name)"
+		" AND NOT EXISTS (SELECT 1 FROM remote_pack r WHERE r.remote = ?1"
+		" AND r.name = s.name)",
 	[REMOTE_PACKS_EXPIRING] = "SELECT 0, name, lock_until FROM remote_pack r"
 		" WHERE remote = ?1 AND lock_until < ?2"
 		" AND EXISTS (SELECT 1 FROM pack p WHERE p.name = r.name)",
@@ -301,9 +307,22 @@ int remote_cfg_note_held(struct index *ix, int64_t remote, const uint8_t *name,
 {
 	/* An update keeps when check last verified the copy: a retention
 	 * extended is the same bytes. */
-	return exec_pack(ix, "INSERT INTO remote_pack(remote, name, lock_until)"
-			 " VALUES (?1, ?2, ?3) ON CONFLICT(remote, name) DO UPDATE"
-			 " SET lock_until = excluded.lock_until", remote, name, lock_until, 0);
+	int err = exec_pack(ix, "INSERT INTO remote_pack(remote, name, lock_until)"
+			    " VALUES (?1, ?2, ?3) ON CONFLICT(remote, name) DO UPDATE"
+			    " SET lock_until = excluded.lock_until", remote, name, lock_until, 0);
+	return err ? err : exec_pack(ix, "DELETE FROM remote_sending WHERE remote = ?1"
+				     " AND name = ?2", remote, name, 0, 0);
+}
+
+int remote_cfg_note_sending(struct index *ix, int64_t remote, const uint8_t *name,
+			    int64_t lock_until)
+{
+	int err = ensure_schema(ix);
+	/* A retry keeps the later retention: the object may have either. */
+	return err ? err : exec_pack(ix, "INSERT INTO remote_sending(remote, name, lock_until)"
+				     " VALUES (?1, ?2, ?3) ON CONFLICT(remote, name) DO UPDATE"
+				     " SET lock_until = max(lock_until, excluded.lock_until)",
+				     remote, name, lock_until, 0);
 }
 
 int remote_cfg_note_verified(struct index *ix, int64_t remote, const uint8_t *name,
@@ -319,6 +338,9 @@ int remote_cfg_note_freed(struct index *ix, int64_t remote, const uint8_t *name,
 	int err = exec_pack(ix, "INSERT OR IGNORE INTO remote_gone(remote, name, freed,"
 			    " lock_until) VALUES (?1, ?2, ?3, ?4)", remote, name, freed,
 			    lock_until);
+	if (!err)
+		err = exec_pack(ix, "DELETE FROM remote_sending WHERE remote = ?1 AND name = ?2",
+				remote, name, 0, 0);
 	return err ? err : exec_pack(ix, "DELETE FROM remote_pack WHERE remote = ?1 AND"
 				     " name = ?2", remote, name, 0, 0);
 }
@@ -336,7 +358,8 @@ int remote_cfg_note_deleted(struct index *ix, int64_t remote, const uint8_t *nam
 			    remote, name, 0, 0);
 	return err ? err : exec_pack(ix, "DELETE FROM pack_trash WHERE local_done = 1"
 		" AND name = ?2 AND NOT EXISTS (SELECT 1 FROM remote_gone g WHERE g.name = ?2)"
-		" AND NOT EXISTS (SELECT 1 FROM remote_pack p WHERE p.name = ?2)",
+		" AND NOT EXISTS (SELECT 1 FROM remote_pack p WHERE p.name = ?2)"
+		" AND NOT EXISTS (SELECT 1 FROM remote_sending s WHERE s.name = ?2)",
 		remote, name, 0, 0);
 }
 
@@ -443,6 +466,8 @@ int remote_cfg_set_floor(struct index *ix, int64_t remote, uint64_t floor)
 int remote_cfg_forget_packs(struct index *ix, int64_t remote)
 {
 	int err = INDEX_EXEC(ix, "DELETE FROM remote_pack WHERE remote = ?1", remote);
+	if (!err)
+		err = INDEX_EXEC(ix, "DELETE FROM remote_sending WHERE remote = ?1", remote);
 	return err ? err : INDEX_EXEC(ix, "DELETE FROM remote_gone WHERE remote = ?1", remote);
 }
 

@@ -2,7 +2,7 @@
  * repo.h - the remote repository shared by push and recovery: remotes
  * configured in the index, object keys and sealed metadata deltas.
  * repo.c alone runs SQL on the replication tables (remote, remote_pack,
- * remote_gone): every remote_cfg_* call below.
+ * remote_sending, remote_gone): every remote_cfg_* call below.
  *
  * Remote layout (version 3, see docs/FORMAT.md §15):
  *   tresor-repo          "TRESORRP", u32 version, u32 0 (plaintext marker)
@@ -99,7 +99,8 @@ enum remote_cfg_packs_of {
 	REMOTE_PACKS_ALL,	/* finished packs, by name */
 	REMOTE_PACKS_LACKING,	/* finished packs remote is not known to hold */
 	REMOTE_PACKS_HELD,	/* finished packs remote holds */
-	REMOTE_PACKS_FREED,	/* packs remote holds that the index no longer names */
+	REMOTE_PACKS_FREED,	/* packs remote holds, or may (a dead push's), that the
+				 * index no longer names */
 	REMOTE_PACKS_EXPIRING,	/* packs remote holds, still named, lock_until < before */
 };
 /* Call fn for each pack of the kind asked (rows whose name is not a pack
@@ -112,6 +113,13 @@ int remote_cfg_packs(struct index *ix, enum remote_cfg_packs_of which, int64_t r
  * remote holds pack name, locked until lock_until (s; 0: not locked). */
 int remote_cfg_note_held(struct index *ix, int64_t remote, const uint8_t *name,
 			 int64_t lock_until);
+/* A push is about to send pack name to remote, with retention lock_until
+ * (s): noted and committed before the first byte goes, so that a push
+ * that dies leaves no object the index does not know of (FORMAT.md §9.11
+ * remote_sending).  remote_cfg_note_held drops the row; a row whose pack
+ * is freed here before it was held comes back as REMOTE_PACKS_FREED. */
+int remote_cfg_note_sending(struct index *ix, int64_t remote, const uint8_t *name,
+			    int64_t lock_until);
 /* check --remote --read-data downloaded pack name whole from remote and
  * it verified, at time (ns; FORMAT.md §9.11 remote_pack.verified). */
 int remote_cfg_note_verified(struct index *ix, int64_t remote, const uint8_t *name,

@@ -75,3 +75,47 @@ def test_hourly_pushes_leave_one_pack_not_twelve(tmp, make_store, mounts, make_r
     assert pr["packs_merged"] == 0, pr
     p = store.run("prune", store.path, "vol", "--keep-last", "1")
     assert p.returncode == 0 and "merged" not in p.stdout, p.stdout + p.stderr
+
+
+def test_packs_of_killed_pushes_are_deleted_once_merged(tmp, make_store, mounts, make_remote,
+                                                        passfile):
+    """A push killed after sending a pack but before noting it leaves that
+    pack on the remote.  While the pack is here the next push finds it
+    whole; once a merge has freed it here first, only the push's intent
+    (remote_sending) says it may be there, and the push after the merge
+    deletes it with the other freed packs: nothing stays on the remote
+    that the index does not know of."""
+    store = make_store()
+    remote = make_remote("local")
+    run("remote", "add", store.path, "off", remote.url, *remote.opts, "--grace", "0s",
+        env=remote.env, check=True)
+    killed = 0
+    for h in range(10):
+        m = mounts.mount(store, "vol")
+        (m.path / ("hour-%02d.txt" % h)).write_bytes(os.urandom(3000) + b"%d\n" % h)
+        m.close()
+        if h < 7:
+            push_at(store, "off", remote)
+            continue
+        env = dict(remote.env, TRESOR_CRASH_AT="push-pack")
+        p = run("push", store.path, "off", "--passphrase-file", store.passfile, env=env)
+        assert p.returncode != 0, "the push was not killed: " + p.stdout
+        killed += 1
+    m = mounts.mount(store, "vol")
+    want = scan(m.path)
+    m.close()
+    before = pack_keys(remote)
+    assert len(before - local_pack_keys(store)) == 0
+    p = store.run("prune", store.path, "vol", "--keep-last", "1")
+    assert p.returncode == 0 and "merged" in p.stdout, p.stdout + p.stderr
+    merged = local_pack_keys(store)
+    # the killed pushes' packs are on the remote and no longer here
+    strays = before - merged
+    assert len(strays) >= 8, (len(before), len(merged))
+    push_at(store, "off", remote)
+    push_at(store, "off", remote, 60)
+    left = pack_keys(remote) - merged
+    assert not left, "%d of %d packs the killed pushes sent stay on the remote" % (
+        len(left), killed)
+    assert pack_keys(remote) == merged
+    recovers_to(tmp, mounts, remote, passfile, want, "after-kills")
