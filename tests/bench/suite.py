@@ -24,6 +24,8 @@ Per dataset (large, plans, filestore, small):
                  seconds (user + system, all threads) per GiB ingested
   --cores        large and plans: ingest and cold read once with the whole
                  run (daemon, cp, reader) pinned to one core, then to two
+                 (--cores-store DIR: the store there, e.g. a tmpfs, so that
+                 the disk does not set the pace)
   restic         default (zstd auto) and --compression max; borg 1.2
                  (repokey) default (lz4) and --compression zstd: backup
                  day 1 and day 2, stored bytes (du), restore, peak memory
@@ -522,7 +524,7 @@ class Suite:
         try:
             for n in (1, 2):
                 os.sched_setaffinity(0, set(sorted(keep)[:n]))
-                store = t.new_store(os.path.join(w, "store"))
+                store = t.new_store(os.path.join(self.a.cores_store or w, "store"))
                 t.mount(store, mnt)
                 try:
                     self.timed_ingest(kind, src, mnt, "cores/%s/%d/ingest_s" % (kind, n))
@@ -716,6 +718,8 @@ def main():
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--cores", action="store_true",
                     help="also ingest and read large and plans on one core, then two (taskset)")
+    ap.add_argument("--cores-store", metavar="DIR",
+                    help="keep the store of the --cores runs in DIR (a tmpfs takes the disk out)")
     ap.add_argument("--verify", action="store_true", help="compare every copy byte for byte")
     ap.add_argument("--tresor", default=os.environ.get("TRESOR_BIN",
                                                        os.path.join(REPO, "build", "tresor")))

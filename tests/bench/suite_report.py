@@ -166,6 +166,9 @@ def report(s):
         q, sp = per_rep_ratio("small/bindfs/ingest_s", "small/tresor/ingest_s")
         target("untar small files >= bindfs speed", q, ">=", 1.0,
                "speed ratio tresor/bindfs (untar+sync; tresor incl. snapshot), spread %s" % (sp,))
+        q, sp = per_rep_ratio("small/bindfs/find_s", "small/tresor/find_s")
+        target("cold find of the small files >= 2x bindfs", q, ">=", 2.0,
+               "find -printf size and mode after drop_caches, spread %s" % (sp,))
     for kind in ("large", "plans"):
         v = r.med("%s/tresor/cpu_s_per_GiB" % kind)
         if v is not None:
