@@ -108,6 +108,28 @@ static void test_rows(const char *dir)
 	CHECK_EQ(remote_cfg_gone(ix, &c, &g), 0);
 	free(g);
 
+	/* a push's intent: while its pack is here, nothing to free; a row
+	 * whose pack is gone here is freed with its retention; once held,
+	 * it is freed through remote_pack, and the freeing drops both */
+	uint8_t sent[PACK_NAME_LEN];
+	memset(sent, 0x55, sizeof(sent));
+	CHECK_EQ(remote_cfg_note_sending(ix, c.id, name[1], 30), 0);
+	CHECK_EQ(remote_cfg_note_sending(ix, c.id, sent, 40), 0);
+	CHECK_EQ(remote_cfg_note_sending(ix, c.id, sent, 20), 0);	/* keeps 40 */
+	s = packs(ix, REMOTE_PACKS_FREED, c.id, 0);
+	CHECK_EQ(s.n, 1);
+	CHECK(!memcmp(s.last, sent, PACK_NAME_LEN));
+	CHECK_EQ(s.sum, 40);
+	CHECK_EQ(remote_cfg_note_held(ix, c.id, sent, 40), 0);	/* held: freed via remote_pack */
+	s = packs(ix, REMOTE_PACKS_FREED, c.id, 0);
+	CHECK_EQ(s.n, 1);
+	CHECK_EQ(s.sum, 40);
+	CHECK_EQ(remote_cfg_note_freed(ix, c.id, sent, 2000, 40), 0);
+	CHECK_EQ(packs(ix, REMOTE_PACKS_FREED, c.id, 0).n, 0);
+	CHECK_EQ(remote_cfg_gone(ix, &c, &g), 1);
+	free(g);
+	CHECK_EQ(remote_cfg_note_deleted(ix, c.id, sent), 0);
+
 	/* a takeover forgets it all; a recovery holds it all */
 	CHECK_EQ(remote_cfg_forget_packs(ix, c.id), 0);
 	CHECK_EQ(packs(ix, REMOTE_PACKS_HELD, c.id, 0).n, 0);
