@@ -13,9 +13,12 @@ not here are left alone.
 
 import os
 
+import pytest
+
 from conftest import Store
 from test_push_grace import local_pack_keys, pack_keys, prune_to_last, push_at, recovers_to
-from test_push_recover import compare, make_remote, remote_add, run, scan, snapshot  # noqa: F401
+from test_push_recover import (compare, make_remote, remote_add, run, s3server,  # noqa: F401
+                               scan, snapshot)
 
 HOURS = 12
 
@@ -77,8 +80,9 @@ def test_hourly_pushes_leave_one_pack_not_twelve(tmp, make_store, mounts, make_r
     assert p.returncode == 0 and "merged" not in p.stdout, p.stdout + p.stderr
 
 
-def test_packs_of_killed_pushes_are_deleted_once_merged(tmp, make_store, mounts, make_remote,
-                                                        passfile):
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_packs_of_killed_pushes_are_deleted_once_merged(kind, tmp, make_store, mounts,
+                                                        make_remote, passfile):
     """A push killed after sending a pack but before noting it leaves that
     pack on the remote.  While the pack is here the next push finds it
     whole; once a merge has freed it here first, only the push's intent
@@ -86,7 +90,7 @@ def test_packs_of_killed_pushes_are_deleted_once_merged(tmp, make_store, mounts,
     deletes it with the other freed packs: nothing stays on the remote
     that the index does not know of."""
     store = make_store()
-    remote = make_remote("local")
+    remote = make_remote(kind)
     run("remote", "add", store.path, "off", remote.url, *remote.opts, "--grace", "0s",
         env=remote.env, check=True)
     killed = 0
