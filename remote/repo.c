@@ -317,12 +317,12 @@ int remote_cfg_note_held(struct index *ix, int64_t remote, const uint8_t *name,
 int remote_cfg_note_sending(struct index *ix, int64_t remote, const uint8_t *name,
 			    int64_t lock_until)
 {
-	int err = ensure_schema(ix);
-	/* A retry keeps the later retention: the object may have either. */
-	return err ? err : exec_pack(ix, "INSERT INTO remote_sending(remote, name, lock_until)"
-				     " VALUES (?1, ?2, ?3) ON CONFLICT(remote, name) DO UPDATE"
-				     " SET lock_until = max(lock_until, excluded.lock_until)",
-				     remote, name, lock_until, 0);
+	/* A retry keeps the later retention: the object may have either.
+	 * The table is there: remote came from remote_cfg_find. */
+	return exec_pack(ix, "INSERT INTO remote_sending(remote, name, lock_until)"
+			 " VALUES (?1, ?2, ?3) ON CONFLICT(remote, name) DO UPDATE"
+			 " SET lock_until = max(lock_until, excluded.lock_until)",
+			 remote, name, lock_until, 0);
 }
 
 int remote_cfg_note_verified(struct index *ix, int64_t remote, const uint8_t *name,

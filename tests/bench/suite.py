@@ -545,29 +545,31 @@ class Suite:
 
     # ---------------------------------------------------------- profile
     @staticmethod
-    def process_cpu(pid):
-        """CPU seconds (user + system) of a process, all threads."""
-        with open("/proc/%d/stat" % pid) as f:
+    def stat_cpu(path):
+        """CPU seconds (user + system) in a /proc .../stat file."""
+        with open(path) as f:
             st = f.read()
         fields = st[st.rindex(")") + 2:].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     @staticmethod
+    def process_cpu(pid):
+        """CPU seconds of a process, all threads."""
+        return Suite.stat_cpu("/proc/%d/stat" % pid)
+
+    @staticmethod
     def thread_cpu(pid):
         """{thread name/tid: CPU seconds (user + system)} of a process."""
-        hz = os.sysconf("SC_CLK_TCK")
         out = {}
         for tid in os.listdir("/proc/%d/task" % pid):
             try:
-                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                    st = f.read()
+                cpu = Suite.stat_cpu("/proc/%d/task/%s/stat" % (pid, tid))
                 with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
                     comm = f.read().strip()
             except OSError:
                 continue
-            fields = st[st.rindex(")") + 2:].split()
             name = "%s/%s%s" % (comm, tid, " (main: FUSE loop)" if int(tid) == pid else "")
-            out[name] = (int(fields[11]) + int(fields[12])) / hz
+            out[name] = cpu
         return out
 
     def perf_start(self, pid, tag):
