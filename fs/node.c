@@ -391,31 +391,63 @@ static long ranges_add(struct node *n, const void *buf, size_t len,
 }
 
 /* Drop the first used bytes of range idx (now queued as chunks),
- * removing the range when empty. */
-static void range_consume(struct vfs *v, struct node *n, size_t idx,
-			  size_t used)
+ * removing the range when empty.  With tail, the rest was copied there
+ * and the old buffer now belongs to the pipeline. */
+static void range_consume(struct node *n, size_t idx, size_t used,
+			  uint8_t *tail)
 {
 	struct node_data *d = n->d;
 	struct range *r = &d->ranges[idx];
 	if (used == r->len) {
-		free(r->buf);
+		if (!tail)
+			free(r->buf);
+		free(tail);	/* handed over whole: no tail to keep */
 		memmove(&d->ranges[idx], &d->ranges[idx + 1],
 			(d->nranges - idx - 1) * sizeof(*d->ranges));
 		d->nranges--;
+		return;
+	}
+	if (tail) {
+		memcpy(tail, r->buf + used, r->len - used);
+		r->buf = tail;
 	} else {
 		memmove(r->buf, r->buf + used, r->len - used);
-		r->off += used;
-		r->len -= used;
-		/* A drained streaming buffer need not stay at its peak. */
-		if (r->cap > (16u << 20) && r->len < r->cap / 4) {
-			uint8_t *b = realloc(r->buf, r->cap / 2);
-			if (b) {
-				r->buf = b;
-				r->cap /= 2;
-			}
+	}
+	r->off += used;
+	r->len -= used;
+	/* A drained streaming buffer need not stay at its peak. */
+	if (r->cap > (16u << 20) && r->len < r->cap / 4) {
+		uint8_t *b = realloc(r->buf, r->cap / 2);
+		if (b) {
+			r->buf = b;
+			r->cap /= 2;
 		}
 	}
-	(void)v;	/* the bytes stay dirty until their chunks are applied */
+}
+
+/*
+ * Whether range r's buffer itself should carry the chunks about to be cut
+ * from it (at least done bytes): yes when they are at least half of it,
+ * or at least a chunk's average (the bytes are then worth more than the
+ * slack the pipeline is charged for).  *tail then holds a buffer of the
+ * same size for what stays; NULL means copy the chunks, as always done
+ * when memory is short.
+ */
+static struct pipe_block *range_handoff(const struct range *r, size_t done,
+					size_t avg, uint8_t **tail)
+{
+	*tail = NULL;
+	if (!done || (done < r->cap / 2 && done < avg))
+		return NULL;
+	*tail = malloc(r->cap);
+	if (!*tail)
+		return NULL;
+	struct pipe_block *b = pipeline_block_new(r->buf);
+	if (!b) {
+		free(*tail);
+		*tail = NULL;
+	}
+	return b;
 }
 
 /* Cut range idx into chunks and queue them for storing.  Unless final,
@@ -424,6 +456,10 @@ static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 {
 	const struct fastcdc_params *cdc = &v->st->cdc;
 	struct range *r = &n->d->ranges[idx];
+	/* At least this much is cut: all but the last max_size bytes. */
+	size_t done = final ? r->len : r->len > cdc->max_size ? r->len - cdc->max_size : 0;
+	uint8_t *tail;
+	struct pipe_block *blk = range_handoff(r, done, cdc->avg_size, &tail);
 	size_t pos = 0;
 	int err = 0;
 	while (pos < r->len) {
@@ -431,15 +467,22 @@ static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 		if (!final && rem <= cdc->max_size)
 			break;
 		size_t c = fastcdc_cut(cdc, r->buf + pos, rem);
-		err = pipeline_queue(v, n, r->buf + pos, c, r->off + pos);
+		size_t left = rem - c;
+		int last = !left || (!final && left <= cdc->max_size);
+		err = pipeline_queue(v, n, blk, r->buf + pos, c, r->off + pos,
+				     blk && last ? r->cap - (pos + c) : 0);
 		if (err)
 			break;
 		pos += c;
 	}
 	if (pos) {
 		n->d->stream_end = r->off + pos;
-		range_consume(v, n, idx, pos);
+		range_consume(n, idx, pos, blk ? tail : NULL);
+	} else {
+		free(tail);	/* nothing went: the range keeps its buffer */
 	}
+	if (blk)
+		pipeline_block_put(v, blk, pos > 0);
 	return err;
 }
 

@@ -2,7 +2,7 @@
  * pipeline.c - storing chunks off the FUSE thread.
  *
  * The FUSE thread cuts a file's dirty data into chunks and queues each
- * one (a copy of its bytes); worker threads hash, look up, compress and
+ * one; worker threads hash, look up, compress and
  * seal it, which is most of the CPU cost, in parallel with the next
  * writes.  A chunk is then applied (appended to the pack, mapped into the
  * file's extents) under the big lock, strictly in the order its node
@@ -11,8 +11,16 @@
  * it, flush/fsync/truncate/snapshot wait for it, and the size persisted
  * in the index does not cover it.
  *
- * Locking: the queue, the per-node lists and every counter here are under
- * v->lock; the workers hold nothing while they seal.
+ * A chunk's bytes are either a copy or a slice of a pipe_block: the
+ * dirty range's own buffer, handed over whole when the chunks cut from
+ * it cover most of it, so the bytes of a streaming write are not copied
+ * once more on the FUSE thread.  The block is freed with its last chunk;
+ * its bytes that are no chunk (the range's tail, copied out, and slack)
+ * are charged to the last chunk, so PIPE_LIMIT still bounds memory.
+ *
+ * Locking: the queue, the per-node lists, the block references and every
+ * counter here are under v->lock; the workers hold nothing while they
+ * seal.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,6 +34,11 @@
 
 enum { P_QUEUED, P_READY, P_DONE };
 
+struct pipe_block {
+	uint8_t *mem;
+	int refs;		/* chunks in it, plus its builder (v->lock) */
+};
+
 struct pending {
 	int prefetch;		/* a read-ahead job: load ref into the cache */
 	struct chunk_ref ref;
@@ -34,7 +47,9 @@ struct pending {
 	struct node *n;
 	uint64_t off;
 	size_t len;
-	uint8_t *data;
+	size_t charge;		/* its bytes in v->inflight */
+	uint8_t *data;		/* a copy, or a slice of blk */
+	struct pipe_block *blk;
 	int state;
 	int refs;		/* readers overlaying data */
 	int zero;		/* all zeros: a hole, nothing stored */
@@ -49,9 +64,40 @@ static int all_zero(const uint8_t *p, size_t len)
 	return len && p[0] == 0 && !memcmp(p, p + 1, len - 1);
 }
 
+struct pipe_block *pipeline_block_new(uint8_t *mem)
+{
+	struct pipe_block *b = malloc(sizeof(*b));
+	if (b) {
+		b->mem = mem;
+		b->refs = 1;
+	}
+	return b;
+}
+
+static void block_unref(struct pipe_block *b)
+{
+	if (--b->refs == 0) {
+		free(b->mem);
+		free(b);
+	}
+}
+
+void pipeline_block_put(struct vfs *v, struct pipe_block *b, int used)
+{
+	if (!used)
+		b->mem = NULL;	/* still the caller's */
+	pthread_mutex_lock(&v->lock);
+	block_unref(b);
+	pthread_mutex_unlock(&v->lock);
+}
+
+/* Lock held: a block's references are under it. */
 static void pending_free(struct pending *p)
 {
-	free(p->data);
+	if (p->blk)
+		block_unref(p->blk);
+	else
+		free(p->data);
 	free(p->sc.buf);
 	free(p);
 }
@@ -120,7 +166,7 @@ static void apply_ready(struct vfs *v, struct node *n)
 		if (!d->phead)
 			d->ptail = NULL;
 		p->state = P_DONE;
-		v->inflight -= p->len;
+		v->inflight -= p->charge;
 		d->dirty_bytes -= p->len;
 		v->dirty_total -= p->len;
 		n->nopen--;
@@ -216,21 +262,26 @@ void pipeline_stop(struct vfs *v)
 	v->nworkers = 0;
 }
 
-int pipeline_queue(struct vfs *v, struct node *n, const uint8_t *data,
-		   size_t len, uint64_t off)
+int pipeline_queue(struct vfs *v, struct node *n, struct pipe_block *blk,
+		   const uint8_t *data, size_t len, uint64_t off, size_t extra)
 {
 	struct pending *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->data = malloc(len ? len : 1);
-	if (!p->data) {
-		free(p);
-		return -ENOMEM;
+	if (blk) {
+		p->data = (uint8_t *)data;
+	} else {
+		p->data = malloc(len ? len : 1);
+		if (!p->data) {
+			free(p);
+			return -ENOMEM;
+		}
+		memcpy(p->data, data, len);
 	}
-	memcpy(p->data, data, len);
 	p->n = n;
 	p->off = off;
 	p->len = len;
+	p->charge = len + extra;
 	pthread_mutex_lock(&v->lock);
 	/* Bound memory: wait for the workers when too much is queued. */
 	while (v->nworkers && v->inflight > PIPE_LIMIT)
@@ -241,7 +292,11 @@ int pipeline_queue(struct vfs *v, struct node *n, const uint8_t *data,
 	else
 		n->d->phead = p;
 	n->d->ptail = p;
-	v->inflight += len;
+	if (blk) {
+		p->blk = blk;
+		blk->refs++;
+	}
+	v->inflight += p->charge;
 	/* A small chunk with nothing queued before it (a small file being
 	 * closed) is cheaper stored here than handed to a worker and waited
 	 * for: the hand-off costs two thread wake-ups. */

@@ -162,11 +162,20 @@ void node_maybe_free(struct vfs *v, struct node *n);
 
 /* The chunk pipeline (pipeline.c). */
 struct pending;
+struct pipe_block;
 int pipeline_start(struct vfs *v, int nworkers);
 void pipeline_stop(struct vfs *v);
-/* Queue a copy of a chunk of n's data at off (dlock held, lock not). */
-int pipeline_queue(struct vfs *v, struct node *n, const uint8_t *data,
-		   size_t len, uint64_t off);
+/* A buffer handed to the pipeline whole (it then frees it), holding one
+ * reference for its builder; NULL on ENOMEM (the caller keeps mem). */
+struct pipe_block *pipeline_block_new(uint8_t *mem);
+/* Drop the builder's reference (lock NOT held).  used 0: no chunk was
+ * queued from it, and its buffer stays the caller's. */
+void pipeline_block_put(struct vfs *v, struct pipe_block *b, int used);
+/* Queue a chunk of n's data at off (dlock held, lock not): a copy of
+ * data, or with blk the slice data of blk itself.  extra: bytes of blk
+ * that are no chunk, charged to this one (its last). */
+int pipeline_queue(struct vfs *v, struct node *n, struct pipe_block *blk,
+		   const uint8_t *data, size_t len, uint64_t off, size_t extra);
 /* Wait until n has nothing queued; return and clear its error (lock held). */
 int pipeline_wait(struct vfs *v, struct node *n);
 /* Pin n's queued chunks overlapping [off, off+len) for a read (lock held). */
