@@ -434,6 +434,22 @@ static int chain_fail(struct remote *r, int err, uint64_t n, const char *cname,
 	return err == -ENOENT ? -ESTALE : err;
 }
 
+/* c's chain (next_meta, tip, image) in one transaction; forget: the
+ * packs noted as on the remote too (a takeover). */
+static int note_chain(struct store *st, struct remote_cfg *c, int forget)
+{
+	int err = index_begin(st->ix);
+	if (!err && forget)
+		err = remote_cfg_forget_packs(st->ix, c->id);
+	if (!err)
+		err = remote_cfg_set_chain(st->ix, c);
+	if (!err)
+		err = index_commit(st->ix);
+	else
+		index_rollback(st->ix);
+	return err;
+}
+
 /*
  * Before anything is sent: the remote's newest delta must be the one this
  * store wrote (or recovered from) last.  A delta on top of another store's
@@ -442,7 +458,7 @@ static int chain_fail(struct remote *r, int err, uint64_t n, const char *cname,
  * died before noting as published is its own, and is continued (I5,
  * docs/DESIGN.md).
  */
-static int chain_check(struct store *st, const struct remote_cfg *c, struct remote *r,
+static int chain_check(struct store *st, struct remote_cfg *c, struct remote *r,
 		       struct chain *ch, struct push_result *res)
 {
 	memset(ch, 0, sizeof(*ch));
@@ -479,7 +495,21 @@ static int chain_check(struct store *st, const struct remote_cfg *c, struct remo
 		ch->tip = k;
 		ch->th = h;
 	}
-	return 0;
+	if (ch->tip > mine) {
+		/* Noted as this store's own before anything else is sent: a
+		 * push that dies after publishing the next one leaves its
+		 * hash as the only pending, and this one must then already
+		 * count as published, not as pending too. */
+		c->next_meta = ch->tip + 1;
+		memcpy(c->tip, ch->th.hash, REPO_HASH_LEN);
+		c->has_tip = 1;
+		err = note_chain(st, c, 0);
+		if (err)
+			snprintf(res->error, sizeof(res->error), "push to remote '%s': cannot note"
+				 " meta/%016llx in the index of %s: %s; nothing was changed there",
+				 c->name, (unsigned long long)ch->tip, st->dir, strerror(-err));
+	}
+	return err;
 }
 
 /*
@@ -664,15 +694,7 @@ static int takeover_locked(struct store *st, struct remote_cfg *c, struct remote
 	 * had scheduled for deletion stay (the other store's deltas may name
 	 * them). */
 	c->full_next = max > 0;
-	err = index_begin(st->ix);
-	if (!err)
-		err = remote_cfg_forget_packs(st->ix, c->id);
-	if (!err)
-		err = remote_cfg_set_chain(st->ix, c);
-	if (!err)
-		err = index_commit(st->ix);
-	else
-		index_rollback(st->ix);
+	err = note_chain(st, c, 1);
 	if (err)
 		snprintf(msg, msize, "the remote is taken over (meta/%016llx) but the store's"
 			 " index could not note it: %s; run the takeover again",

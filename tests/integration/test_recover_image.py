@@ -286,6 +286,32 @@ def test_push_killed_while_sending_an_image(tmp, make_store, mounts, make_remote
     assert got == {"a.bin": blob(1, 300_000), "b.bin": blob(2, 300_000)}
 
 
+@pytest.mark.parametrize("image_every", ["0", "1"])
+def test_two_pushes_killed_after_publishing(image_every, tmp, make_store, mounts, make_remote):
+    """Two pushes in a row killed after publishing their delta, before
+    noting it: the second continued the first's, and the next push
+    continues both (it once refused the remote as "not the object it
+    wrote", found by the crash torture)."""
+    st = make_store()
+    rem = make_remote("local")
+    remote_add(st, "off", rem)
+    want = {}
+    add_file(st, mounts, "a.bin", blob(1, 200_000), want)
+    push(st, "off", rem)
+    for i in (2, 3):
+        add_file(st, mounts, "f%d.bin" % i, blob(i, 200_000), want)
+        p = run("push", st.path, "off", "--passphrase-file", st.passfile,
+                "--image-every", image_every, env=env_with(rem, TRESOR_CRASH_AT="push-meta"))
+        assert p.returncode != 0, "the crash point push-meta was not reached"
+        assert (Path(rem.url) / "meta" / ("%016x" % i)).exists(), "meta/%d not published" % i
+    add_file(st, mounts, "f4.bin", blob(4, 200_000), want)
+    push(st, "off", rem, "--image-every", image_every)
+    metas, _, _ = meta_objects(rem)
+    assert max(metas) == 4, metas
+    recover(rem, tmp / "r", st.passfile)
+    assert read_all(mounts, Store(tmp / "r", st.passfile), tmp / "m") == want
+
+
 def test_damaged_image_part_is_passed_over(tmp, make_store, mounts, make_remote):
     """The only image damaged or missing: object 1 still holds every row,
     so the recovery replays the deltas instead, and says so."""
