@@ -37,14 +37,24 @@ struct pack_entry {
 size_t chunk_seal_bound(size_t rlen);
 
 /*
+ * A compression context that one thread reuses across chunk_seal calls, so
+ * zstd's tables are allocated once rather than per chunk.  Never shared
+ * between threads at the same time.  NULL from _new on ENOMEM.
+ */
+struct chunk_sealer;
+struct chunk_sealer *chunk_sealer_new(void);
+void chunk_sealer_free(struct chunk_sealer *cs);
+
+/*
  * Compress data if that pays (a cheap zstd probe of a sample decides; data
  * that does not shrink is stored as is), then seal it under keys->enc with
  * AAD = id || flags.  out must hold chunk_seal_bound(rlen).  Sets *slen and
- * *flags.  Returns 0 or a negative errno.
+ * *flags.  cs: the calling thread's context, or NULL for one made for this
+ * call.  Returns 0 or a negative errno.
  */
 int chunk_seal(const struct store_keys *keys, const uint8_t id[CHUNK_ID_LEN],
 	       const void *data, size_t rlen, int zlevel, uint8_t *out,
-	       uint32_t *slen, uint8_t *flags);
+	       uint32_t *slen, uint8_t *flags, struct chunk_sealer *cs);
 
 /*
  * Open a sealed record into out (rlen bytes).  Returns 0, or -EBADMSG if

@@ -489,7 +489,8 @@ void store_chunk_id(const struct store *st, const void *data, size_t len,
 }
 
 int store_seal_chunk(const struct store *st, const uint8_t id[CHUNK_ID_LEN],
-		     const void *data, size_t len, struct sealed_chunk *sc)
+		     const void *data, size_t len, struct sealed_chunk *sc,
+		     struct chunk_sealer *cs)
 {
 	sc->buf = malloc(chunk_seal_bound(len));
 	if (!sc->buf)
@@ -498,7 +499,7 @@ int store_seal_chunk(const struct store *st, const uint8_t id[CHUNK_ID_LEN],
 	sc->e.rlen = len;
 	sc->e.off = 0;
 	int err = chunk_seal(&st->keys, id, data, len, st->zlevel, sc->buf,
-			     &sc->e.slen, &sc->e.flags);
+			     &sc->e.slen, &sc->e.flags, cs);
 	if (err) {
 		free(sc->buf);
 		sc->buf = NULL;
@@ -639,7 +640,7 @@ int store_put(struct store *st, const void *data, size_t len, int64_t *rowid)
 	if (err != -ENOENT)
 		return err;
 	struct sealed_chunk sc;
-	err = store_seal_chunk(st, id, data, len, &sc);
+	err = store_seal_chunk(st, id, data, len, &sc, NULL);
 	if (err)
 		return err;
 	err = store_chunk_add(st, &sc, rowid);

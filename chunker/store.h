@@ -121,10 +121,12 @@ struct sealed_chunk {
 void store_chunk_id(const struct store *st, const void *data, size_t len,
 		    uint8_t id[CHUNK_ID_LEN]);
 
-/* Compress and seal data whose ID is id (thread-safe).  sc->buf must be
- * freed by the caller. */
+/* Compress and seal data whose ID is id (thread-safe; cs: the calling
+ * thread's context or NULL, see chunk_seal).  sc->buf must be freed by
+ * the caller. */
 int store_seal_chunk(const struct store *st, const uint8_t id[CHUNK_ID_LEN],
-		     const void *data, size_t len, struct sealed_chunk *sc);
+		     const void *data, size_t len, struct sealed_chunk *sc,
+		     struct chunk_sealer *cs);
 
 /* Rowid of the chunk with this ID, or -ENOENT. */
 int store_chunk_lookup(struct store *st, const uint8_t id[CHUNK_ID_LEN],

@@ -114,7 +114,7 @@ static int plan_seal(struct vfs *v, struct plan *p, int64_t view,
 		uint8_t id[CHUNK_ID_LEN];
 		if (!err) {
 			store_chunk_id(v->st, buf, s->len, id);
-			err = store_seal_chunk(v->st, id, buf, s->len, &s->sc);
+			err = store_seal_chunk(v->st, id, buf, s->len, &s->sc, NULL);
 		}
 	}
 	free(buf);

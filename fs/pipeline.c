@@ -129,7 +129,7 @@ static int apply(struct vfs *v, struct pending *p)
 			if (err != -ESTALE || p->sc.buf)
 				break;
 			err = store_seal_chunk(st, p->sc.e.id, p->data, p->len,
-					       &p->sc);
+					       &p->sc, NULL);
 			if (err)
 				return err;
 			p->found = 0;
@@ -180,8 +180,9 @@ static void apply_ready(struct vfs *v, struct node *n)
 		node_maybe_free(v, n);
 }
 
-/* Hash, look up and seal p: the part that needs no lock. */
-static void prepare(struct vfs *v, struct pending *p)
+/* Hash, look up and seal p: the part that needs no lock.  cs: the
+ * calling worker's compression context, or NULL. */
+static void prepare(struct vfs *v, struct pending *p, struct chunk_sealer *cs)
 {
 	struct store *st = v->st;
 	p->zero = all_zero(p->data, p->len);
@@ -198,13 +199,14 @@ static void prepare(struct vfs *v, struct pending *p)
 		return;
 	}
 	if (err == -ENOENT)
-		err = store_seal_chunk(st, id, p->data, p->len, &p->sc);
+		err = store_seal_chunk(st, id, p->data, p->len, &p->sc, cs);
 	p->err = err;
 }
 
 static void *worker_main(void *arg)
 {
 	struct vfs *v = arg;
+	struct chunk_sealer *cs = chunk_sealer_new();	/* NULL: one per chunk */
 	pthread_mutex_lock(&v->lock);
 	for (;;) {
 		while (!v->pipe_head && !v->pipe_stop)
@@ -227,12 +229,13 @@ static void *worker_main(void *arg)
 			v->nprefetch--;
 			continue;
 		}
-		prepare(v, p);
+		prepare(v, p, cs);
 		pthread_mutex_lock(&v->lock);
 		p->state = P_READY;
 		apply_ready(v, p->n);
 	}
 	pthread_mutex_unlock(&v->lock);
+	chunk_sealer_free(cs);
 	return NULL;
 }
 
@@ -312,7 +315,7 @@ int pipeline_queue(struct vfs *v, struct node *n, struct pipe_block *blk,
 	} else {
 		/* Small, or no workers (read-only, failed start): inline. */
 		pthread_mutex_unlock(&v->lock);
-		prepare(v, p);
+		prepare(v, p, NULL);
 		pthread_mutex_lock(&v->lock);
 		p->state = P_READY;
 		apply_ready(v, n);

@@ -84,7 +84,7 @@ static void real_pack(const struct rec *r, size_t n, int finish,
 
 		chunk_id_compute(&keys, r[i].data, r[i].len, e.id);
 		ret = chunk_seal(&keys, e.id, r[i].data, r[i].len, 3, sealed,
-				 &e.slen, &e.flags);
+				 &e.slen, &e.flags, NULL);
 		if (!ret)
 			ret = pack_append(pw, &e, sealed);
 		if (ret)

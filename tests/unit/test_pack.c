@@ -87,7 +87,7 @@ static void make_chunk(struct tchunk *c, size_t rlen, int text,
 	chunk_id_compute(&keys, c->data, rlen, c->e.id);
 	c->sealed = malloc(chunk_seal_bound(rlen));
 	CHECK_EQ(chunk_seal(&keys, c->e.id, c->data, rlen, 3, c->sealed,
-			    &c->e.slen, &c->e.flags), 0);
+			    &c->e.slen, &c->e.flags, NULL), 0);
 	c->e.rlen = (uint32_t)rlen;
 	c->e.off = 0;
 }
@@ -169,6 +169,9 @@ static void test_chunks(void)
 	c.rlen = MIB;
 	c.data = malloc(MIB);
 	c.sealed = malloc(chunk_seal_bound(MIB));
+	/* one context reused across chunks of both kinds, as a worker does */
+	struct chunk_sealer *cs = chunk_sealer_new();
+	CHECK(cs != NULL);
 	for (int text_head = 0; text_head < 2; text_head++) {
 		CHECK_EQ(random_bytes(c.data, MIB), 0);
 		if (text_head)
@@ -177,7 +180,7 @@ static void test_chunks(void)
 			fill_text(c.data + 100000, MIB - 100000, 7);
 		chunk_id_compute(&keys, c.data, MIB, c.e.id);
 		CHECK_EQ(chunk_seal(&keys, c.e.id, c.data, MIB, 3, c.sealed,
-				    &c.e.slen, &c.e.flags), 0);
+				    &c.e.slen, &c.e.flags, cs), 0);
 		if (!text_head) {
 			CHECK_EQ(c.e.flags, CHUNK_F_ZSTD);
 			CHECK(c.e.slen < MIB / 2);
@@ -187,6 +190,7 @@ static void test_chunks(void)
 				    c.e.flags, out, MIB), 0);
 		CHECK(!memcmp(out, c.data, MIB));
 	}
+	chunk_sealer_free(cs);
 	free_chunk(&c);
 
 	/* small sizes, including the empty chunk */
@@ -230,6 +234,7 @@ static void bench(void)
 	uint8_t id[CHUNK_ID_LEN], flags;
 	uint32_t slen;
 	uint64_t t_seal, t_open, t_id, t0;
+	struct chunk_sealer *cs = chunk_sealer_new();	/* as a worker */
 
 	for (int text = 0; text < 2; text++) {
 		t_seal = t_open = t_id = 0;
@@ -249,7 +254,7 @@ static void bench(void)
 			t_id += now_ns() - t0;
 			t0 = now_ns();
 			CHECK_EQ(chunk_seal(&keys, id, d, MIB, 3, sealed, &slen,
-					    &flags), 0);
+					    &flags, cs), 0);
 			t_seal += now_ns() - t0;
 			t0 = now_ns();
 			CHECK_EQ(chunk_open(&keys, id, sealed, slen, flags,
@@ -264,6 +269,7 @@ static void bench(void)
 		       n * (double)MIB / (t_open / 1e3));
 	}
 	free(data);
+	chunk_sealer_free(cs);
 	free(sealed);
 	free(out);
 }

@@ -349,7 +349,7 @@ static void test_put_read(void)
 	uint8_t id[CHUNK_ID_LEN];
 	struct sealed_chunk sc;
 	store_chunk_id(st, d1, l1, id);
-	CHECK_EQ(store_seal_chunk(st, id, d1, l1, &sc), 0);
+	CHECK_EQ(store_seal_chunk(st, id, d1, l1, &sc, NULL), 0);
 	r1b = 0;
 	CHECK_EQ(store_chunk_add(st, &sc, &r1b), 0);
 	CHECK_EQ(r1b, r1);
