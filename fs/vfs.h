@@ -159,6 +159,13 @@ void node_touch(struct vfs *v, struct node *n);
 void node_release(struct vfs *v, struct node *n);
 /* Free n if nothing references it any more (lock held). */
 void node_maybe_free(struct vfs *v, struct node *n);
+/* Free n's data-path state and whatever it still buffers (lock held;
+ * nobody holds a pin). */
+void node_data_free(struct vfs *v, struct node *n);
+/* Call fn on every node that may be open, dirty or attr_dirty (lock
+ * held); fn may not free nodes and returns non-zero to stop. */
+int node_hot_walk(struct vfs *v, int (*fn)(struct vfs *, struct node *, void *),
+		  void *arg);
 
 /* The chunk pipeline (pipeline.c). */
 struct pending;
