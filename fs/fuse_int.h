@@ -164,11 +164,18 @@ struct snapfile {
 	uint64_t ino, size;
 	struct xmap *map;	/* NULL until the first read (ctx->lock) */
 	int nomap;		/* the map went stale: read without (ctx->lock) */
+	struct snapfile *prev, *next;	/* v->snapfiles (ctx->lock) */
 };
 /* Read [off, off+size) of the snapshot file kino through its handle sf. */
 int snapfile_read(struct vfs *v, fuse_ino_t kino, struct snapfile *sf,
 		  char *buf, size_t size, off_t off, size_t *got);
-void snapfile_free(struct snapfile *sf);
+/* Note sf among the open handles / drop and free it (lock NOT held). */
+void snapfile_track(struct vfs *v, struct snapfile *sf);
+void snapfile_release(struct vfs *v, struct snapfile *sf);
+/* Free the handles whose RELEASE never came: the kernel drops requests
+ * still queued when the file system is unmounted.  Once no request can
+ * run any more. */
+void snapfile_release_all(struct vfs *v);
 /* Fill d with the snapshots' names (d->ino is SNAPDIR_INO). */
 int snapdir_load(struct vfs *v, struct dirlist *d);
 

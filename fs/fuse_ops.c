@@ -764,8 +764,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		sf->size = sb.st_size;
 		fi->fh = vfs_fh_make(v, sf);
 		fi->keep_cache = 1;
+		snapfile_track(v, sf);
 		if (fuse_reply_open(req, fi) == -ENOENT)
-			snapfile_free(sf);
+			snapfile_release(v, sf);
 		return;
 	}
 	pthread_mutex_lock(&v->lock);
@@ -897,7 +898,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 {
 	struct vfs *v = V(req);
 	if (INO_SLOT(ino)) {
-		snapfile_free(vfs_fh_get(v, fi->fh));
+		snapfile_release(v, vfs_fh_get(v, fi->fh));
 		fuse_reply_err(req, 0);
 		return;
 	}

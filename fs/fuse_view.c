@@ -197,12 +197,37 @@ int snapfile_read(struct vfs *v, fuse_ino_t kino, struct snapfile *sf,
 	return err;
 }
 
-void snapfile_free(struct snapfile *sf)
+void snapfile_track(struct vfs *v, struct snapfile *sf)
+{
+	pthread_mutex_lock(&v->lock);
+	sf->prev = NULL;
+	sf->next = v->snapfiles;
+	if (sf->next)
+		sf->next->prev = sf;
+	v->snapfiles = sf;
+	pthread_mutex_unlock(&v->lock);
+}
+
+void snapfile_release(struct vfs *v, struct snapfile *sf)
 {
 	if (!sf)
 		return;
+	pthread_mutex_lock(&v->lock);
+	if (sf->prev)
+		sf->prev->next = sf->next;
+	else
+		v->snapfiles = sf->next;
+	if (sf->next)
+		sf->next->prev = sf->prev;
+	pthread_mutex_unlock(&v->lock);
 	xmap_free(sf->map);
 	free(sf);
+}
+
+void snapfile_release_all(struct vfs *v)
+{
+	while (v->snapfiles)
+		snapfile_release(v, v->snapfiles);
 }
 
 void vfs_inval_snapshot(struct vfs *v, const char *name)

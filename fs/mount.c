@@ -395,6 +395,7 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out:;
+	snapfile_release_all(&v);	/* no request runs any more */
 	if (hooks && hooks->stopping)
 		hooks->stopping(&v, hooks->arg);
 	int e2 = vfs_close(&v);

@@ -72,6 +72,8 @@ struct node {
 #define PIPE_MAX_WORKERS 8
 #define PREFETCH_RECENT 8
 
+struct snapfile;
+
 struct vfs {
 	struct store *st;
 	struct volume_info vol;		/* vol.epoch is the current epoch */
@@ -114,6 +116,8 @@ struct vfs {
 	pthread_t defer_threads[4];
 	int ndefer_threads, defer_idle, defer_stop;
 	struct control *control;
+	/* open snapshot-file handles (fuse_view.c), under lock */
+	struct snapfile *snapfiles;
 	/* chunk pipeline (pipeline.c), under lock */
 	struct pending *pipe_head, *pipe_tail;
 	size_t inflight;
