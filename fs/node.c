@@ -429,7 +429,8 @@ static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 	const struct fastcdc_params *cdc = &v->st->cdc;
 	struct range *r = &n->d->ranges[idx];
 	/* At least this much is cut: all but the last max_size bytes. */
-	size_t done = final ? r->len : r->len > cdc->max_size ? r->len - cdc->max_size : 0;
+	size_t done = final ? r->len
+			    : r->len > cdc->max_size ? r->len - cdc->max_size : 0;
 	uint8_t *tail;
 	struct pipe_block *blk = range_handoff(r, done, cdc->avg_size, &tail);
 	size_t pos = 0;
@@ -449,7 +450,7 @@ static int range_cut(struct vfs *v, struct node *n, size_t idx, int final)
 	}
 	if (pos) {
 		n->d->stream_end = r->off + pos;
-		range_consume(n, idx, pos, blk ? tail : NULL);
+		range_consume(n, idx, pos, tail);	/* NULL unless blk */
 	} else {
 		free(tail);	/* nothing went: the range keeps its buffer */
 	}

@@ -2,9 +2,8 @@
  * pipeline.c - storing chunks off the FUSE thread.
  *
  * The FUSE thread cuts a file's dirty data into chunks and queues each
- * one; worker threads hash, look up, compress and
- * seal it, which is most of the CPU cost, in parallel with the next
- * writes.  A chunk is then applied (appended to the pack, mapped into the
+ * one; worker threads hash, look up, compress and seal it, which is most
+ * of the CPU cost, in parallel with the next writes.  A chunk is then applied (appended to the pack, mapped into the
  * file's extents) under the big lock, strictly in the order its node
  * queued it, so a later write to the same bytes always wins.  Until it is
  * applied, a queued chunk is part of the node's dirty data: reads overlay
